@@ -1,0 +1,62 @@
+"""Online codebooks that follow the teacher by EMA (SPEC §2, steps 2 and 4).
+
+A codebook stores the EMA of the sums of the vectors assigned to each codeword (``codebook``, s)
+and of their counts (``counts``, n); the codewords are C = s / n. Only chosen codewords move:
+    s_v <- tau s_v + (1 - tau) sum_{i -> v} z_i,    n_v <- tau n_v + (1 - tau) count_v.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Codebook(nn.Module):
+    def __init__(self, size: int, dim: int, decay: float = 0.9) -> None:
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("codebook", torch.randn(size, dim))
+        self.register_buffer("counts", torch.ones(size))
+
+    @property
+    def codewords(self) -> torch.Tensor:
+        return self.codebook / self.counts.unsqueeze(1)
+
+    def assign(self, z: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest codeword (euclidean) for each row of z (N, D); float32, no autocast."""
+        with torch.autocast(z.device.type, enabled=False):
+            c = self.codewords.float()
+            z = z.float()
+            # ||z - c||^2 = ||z||^2 - 2 z.c + ||c||^2 ; ||z||^2 does not change the argmin
+            dist = (c * c).sum(1).unsqueeze(0) - 2.0 * (z @ c.t())
+            return dist.argmin(dim=1)
+
+    def statistics(self, z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-codeword sums (V, D) and counts (V,) of the assigned vectors, float32."""
+        z = z.float()
+        sums = torch.zeros_like(self.codebook, dtype=torch.float32).index_add_(0, labels, z)
+        counts = torch.bincount(labels, minlength=self.codebook.shape[0]).float()
+        return sums, counts
+
+    @torch.no_grad()
+    def update(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
+        """EMA step on chosen codewords only (counts > 0); sums/counts already reduced across ranks."""
+        tau = self.decay
+        chosen = counts > 0
+        self.codebook.copy_(torch.where(chosen.unsqueeze(1), tau * self.codebook + (1 - tau) * sums, self.codebook))
+        self.counts.copy_(torch.where(chosen, tau * self.counts + (1 - tau) * counts, self.counts))
+
+
+def instance_norm(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Normalise each channel over time, per utterance: z (B, T, D), float32."""
+    z = z.float()
+    mean = z.mean(dim=1, keepdim=True)
+    var = z.var(dim=1, unbiased=False, keepdim=True)
+    return (z - mean) * torch.rsqrt(var + eps)
+
+
+def perplexity(p: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """2^H(p) in bits for a probability vector (or a batch of them along ``dim``)."""
+    p = p.float()
+    h = -(p * torch.log2(p.clamp_min(1e-12))).sum(dim)
+    return torch.exp2(h)

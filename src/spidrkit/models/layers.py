@@ -1,0 +1,196 @@
+"""Building blocks: the convolutional downsampler, the projection, the positional convolution and the
+post-LN Transformer encoder. Module and parameter names follow the released checkpoint layout (SPEC §7).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spidrkit.config import ModelConfig
+
+
+def num_frames(num_samples, kernels: Sequence[int], strides: Sequence[int]):
+    """Frames the downsampler gives for ``num_samples`` samples: floor((L - k) / s) + 1 per layer.
+
+    Works on ints and on integer tensors (elementwise). Too-short inputs give 0 (never negative).
+    """
+    if isinstance(num_samples, torch.Tensor):
+        n = num_samples.long()
+        for k, s in zip(kernels, strides):
+            n = torch.div(n - k, s, rounding_mode="floor") + 1
+            n = n.clamp(min=0)
+        return n
+    n = int(num_samples)
+    for k, s in zip(kernels, strides):
+        n = max((n - k) // s + 1, 0)
+    return n
+
+
+def receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
+    """Samples needed for one frame (400 for BASE)."""
+    field, jump = 1, 1
+    for k, s in zip(kernels, strides):
+        field += (k - 1) * jump
+        jump *= s
+    return field
+
+
+class ConvLayer(nn.Module):
+    """Conv1d (no bias) -> LayerNorm over channels (affine) -> exact GELU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride, bias=False)
+        self.layer_norm = nn.LayerNorm(out_channels)
+        nn.init.kaiming_normal_(self.conv.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, C', T')
+        x = self.conv(x)
+        x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)
+        return F.gelu(x)
+
+
+class FeatureExtractor(nn.Module):
+    """The downsampler: 16 kHz waveform (B, L) -> frames (B, T, conv_dim) at 50 Hz (BASE)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        chans = [1] + [cfg.conv_dim] * len(cfg.conv_kernels)
+        self.conv_layers = nn.ModuleList(
+            ConvLayer(chans[i], chans[i + 1], k, s)
+            for i, (k, s) in enumerate(zip(cfg.conv_kernels, cfg.conv_strides))
+        )
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        x = wav.unsqueeze(1)
+        for layer in self.conv_layers:
+            x = layer(x)
+        return x.transpose(1, 2)
+
+
+class FeatureProjection(nn.Module):
+    """LayerNorm(conv_dim) -> Linear(conv_dim, dim) -> dropout."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(cfg.conv_dim)
+        self.projection = nn.Linear(cfg.conv_dim, cfg.dim)
+        self.dropout = nn.Dropout(cfg.projection_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.projection(self.layer_norm(x)))
+
+
+class PositionalConv(nn.Module):
+    """Stacked grouped convolutions (data2vec 2.0 style); padded frames are zeroed before each conv."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        k = cfg.pos_conv_layer_kernel
+        self.convs = nn.ModuleList(
+            nn.Conv1d(cfg.dim, cfg.dim, k, padding=k // 2, groups=cfg.pos_conv_groups)
+            for _ in range(cfg.pos_conv_layers)
+        )
+        std = math.sqrt(4.0 / (k * cfg.dim))
+        for conv in self.convs:
+            nn.init.normal_(conv.weight, mean=0.0, std=std)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (B, T, D); padding_mask: (B, T) True on padded frames
+        keep = None if padding_mask is None else (~padding_mask).unsqueeze(1).to(x.dtype)
+        x = x.transpose(1, 2)
+        for conv in self.convs:
+            if keep is not None:
+                x = x * keep
+            x = conv(x)
+            x = F.layer_norm(x.transpose(1, 2), (x.shape[1],)).transpose(1, 2)
+            x = F.gelu(x)
+        return x.transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused QKV projection (no bias) and scaled_dot_product_attention."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.proj(out.transpose(1, 2).reshape(B, T, D))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, ffn_dim: int, activation_dropout: float) -> None:
+        super().__init__()
+        self.intermediate_dense = nn.Linear(dim, ffn_dim)
+        self.output_dense = nn.Linear(ffn_dim, dim)
+        self.dropout = nn.Dropout(activation_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output_dense(self.dropout(F.gelu(self.intermediate_dense(x))))
+
+
+class Block(nn.Module):
+    """Post-LN block. Returns (x, r): r, the FFN output before the residual add, is the layer's
+    representation used for targets, prediction heads and features."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attention = Attention(cfg.dim, cfg.num_heads, cfg.attention_dropout)
+        self.layer_norm = nn.LayerNorm(cfg.dim)
+        self.feed_forward = FeedForward(cfg.dim, cfg.ffn_dim, cfg.activation_dropout)
+        self.final_layer_norm = nn.LayerNorm(cfg.dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None):
+        x = self.layer_norm(x + self.dropout(self.attention(x, attn_mask)))
+        r = self.feed_forward(x)
+        x = self.final_layer_norm(x + self.dropout(r))
+        return x, r
+
+
+class Encoder(nn.Module):
+    """Positional convolution (added) -> LayerNorm -> dropout -> post-LN blocks."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.pos_conv_embed = PositionalConv(cfg)
+        self.layer_norm = nn.LayerNorm(cfg.dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        num_layers: int | None = None,
+        skip: Sequence[bool] | None = None,
+    ) -> list[torch.Tensor | None]:
+        """Representations r of layers 1..num_layers (None for a layer skipped by layer drop)."""
+        x = x + self.pos_conv_embed(x, padding_mask)
+        x = self.dropout(self.layer_norm(x))
+        attn_mask = None
+        if padding_mask is not None:
+            attn_mask = (~padding_mask)[:, None, None, :]  # (B, 1, 1, T): True = may attend
+        outputs: list[torch.Tensor | None] = []
+        for i, layer in enumerate(self.layers[: num_layers or len(self.layers)]):
+            if skip is not None and skip[i]:
+                outputs.append(None)
+                continue
+            x, r = layer(x, attn_mask)
+            outputs.append(r)
+        return outputs

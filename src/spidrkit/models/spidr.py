@@ -1,0 +1,300 @@
+"""SpidR and DinoSR: one model class; the variants differ in where the prediction heads read.
+
+SpidR: head k reads student layer k (the last K layers). DinoSR: every head reads the last layer.
+(The other difference, the teacher schedule, lives in ``schedules.teacher_decay``.)
+
+Training step (SPEC §2): ``forward(wav, mask)`` returns per-layer masked cross-entropy sums and the
+codebook statistics; the training loop normalises by the global number of masked frames, all-reduces
+the statistics, then calls ``update_codebooks`` and, after the optimiser step, ``update_teacher``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spidrkit.config import ModelConfig
+from spidrkit.models.codebook import Codebook, instance_norm, perplexity
+from spidrkit.models.layers import Encoder, FeatureExtractor, FeatureProjection, num_frames, receptive_field
+
+
+class CodebookPrediction(NamedTuple):
+    probs: torch.Tensor  # (B, T, V) posteriors of the head
+    units: torch.Tensor  # (B, T) argmax
+
+
+class SpidR(nn.Module):
+    def __init__(self, cfg: ModelConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or ModelConfig()
+        self.cfg = cfg
+        self.mask_embedding = nn.Parameter(torch.empty(cfg.dim).uniform_())
+        self.register_buffer("current_step", torch.zeros(1, dtype=torch.long))
+        self.feature_extractor = FeatureExtractor(cfg)
+        self.feature_projection = FeatureProjection(cfg)
+        self.student = Encoder(cfg)
+        self.teacher = Encoder(cfg)
+        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(cfg.dim, cfg.codebook_size)) for _ in range(cfg.num_codebooks))
+        self.codebooks = nn.ModuleList(
+            Codebook(cfg.codebook_size, cfg.dim, cfg.codebook_decay) for _ in range(cfg.num_codebooks)
+        )
+        self._init_transformer(self.student)
+        for head in self.heads:
+            self._init_linear(head[0])
+        self.teacher.load_state_dict(self.student.state_dict())
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _init_linear(m: nn.Linear) -> None:
+        nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def _init_transformer(self, enc: Encoder) -> None:
+        for m in enc.layers.modules():
+            if isinstance(m, nn.Linear):
+                self._init_linear(m)
+
+    def train(self, mode: bool = True) -> SpidR:
+        super().train(mode)
+        self.teacher.eval()  # the teacher never uses dropout
+        return self
+
+    @property
+    def target_layers(self) -> tuple[int, ...]:
+        return self.cfg.target_layers
+
+    @property
+    def head_input_layers(self) -> tuple[int, ...]:
+        """1-based student layer each head reads: the only line where SpidR and DinoSR differ."""
+        if self.cfg.heads == "per_layer":
+            return self.target_layers
+        return (self.cfg.num_layers,) * self.cfg.num_codebooks
+
+    def num_frames(self, num_samples):
+        return num_frames(num_samples, self.cfg.conv_kernels, self.cfg.conv_strides)
+
+    def features(self, wav: torch.Tensor) -> torch.Tensor:
+        """Downsampler + projection: standardised waveform (B, L) -> frames (B, T, dim)."""
+        return self.feature_projection(self.feature_extractor(wav))
+
+    # ------------------------------------------------------------------ training
+    def forward(
+        self, wav: torch.Tensor, mask: torch.Tensor, freeze_features: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """One training forward pass on equal-length, standardised waveforms.
+
+        wav: (B, L); mask: (B, T) bool, True on masked frames (see ``masking.sample_mask``).
+        Returns tensors only (no host synchronisation):
+          ce_sum (K,): cross-entropy summed over masked frames, per target layer (0 for a dropped layer)
+          active (K,): 1 where the head was trained this step (0 when layer drop skipped its layer)
+          num_masked (): masked frames in this batch
+          sums (K, V, D), counts (K, V): codebook statistics of the teacher targets (float32)
+          correct (K,): masked frames where the head's argmax equals the target
+          prob_sum (K, V): sum of the predicted distributions over masked frames
+        """
+        cfg = self.cfg
+        grad_ctx = torch.no_grad() if freeze_features else contextlib.nullcontext()
+        with grad_ctx:
+            feats = self.features(wav)
+        if mask.shape != feats.shape[:2]:
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not match the frames {tuple(feats.shape[:2])}")
+        labels, sums, counts = self.teacher_targets(feats.detach())
+
+        x = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(feats.dtype), feats)
+        skip = None
+        if self.training and cfg.layerdrop > 0:
+            skip = (torch.rand(cfg.num_layers) < cfg.layerdrop).tolist()  # host RNG: no device sync
+        reps = self.student(x, skip=skip)
+        maskf = mask.float()
+        ce, active, correct, prob_sum = [], [], [], []
+        for k, layer in enumerate(self.head_input_layers):
+            z = reps[layer - 1]
+            if z is None and cfg.heads == "last_layer":
+                z = next((r for r in reversed(reps) if r is not None), None)
+            if z is None:  # SpidR: this head's layer was dropped this step
+                zero = maskf.sum() * 0.0
+                ce.append(zero)
+                active.append(zero)
+                correct.append(zero)
+                prob_sum.append(torch.zeros(cfg.codebook_size, device=wav.device))
+                continue
+            logp = F.log_softmax(self.heads[k](z).float(), dim=-1)  # (B, T, V)
+            nll = -logp.gather(-1, labels[k].unsqueeze(-1)).squeeze(-1)
+            ce.append((nll * maskf).sum())
+            active.append(torch.ones((), device=wav.device))
+            with torch.no_grad():
+                correct.append(((logp.argmax(-1) == labels[k]).float() * maskf).sum())
+                prob_sum.append((logp.exp() * maskf.unsqueeze(-1)).sum((0, 1)))
+        return {
+            "ce_sum": torch.stack(ce),
+            "active": torch.stack(active),
+            "num_masked": maskf.sum(),
+            "sums": sums,
+            "counts": counts,
+            "correct": torch.stack(correct).detach(),
+            "prob_sum": torch.stack(prob_sum).detach(),
+        }
+
+    @torch.no_grad()
+    def teacher_targets(self, feats: torch.Tensor, padding_mask: torch.Tensor | None = None):
+        """Teacher labels per target layer (K, B, T) and codebook statistics from unmasked frames."""
+        reps = self.teacher(feats, padding_mask)
+        labels, sums, counts = [], [], []
+        with torch.autocast(feats.device.type, enabled=False):
+            for k, layer in enumerate(self.target_layers):
+                z = instance_norm(reps[layer - 1])  # float32
+                flat = z.flatten(0, 1)
+                lab = self.codebooks[k].assign(flat)
+                s, c = self.codebooks[k].statistics(flat, lab)
+                labels.append(lab.view(z.shape[:2]))
+                sums.append(s)
+                counts.append(c)
+        return torch.stack(labels), torch.stack(sums), torch.stack(counts)
+
+    @torch.no_grad()
+    def update_codebooks(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
+        """EMA update of every codebook from (already all-reduced) statistics (K, V, D), (K, V)."""
+        for k, cb in enumerate(self.codebooks):
+            cb.update(sums[k], counts[k])
+
+    @torch.no_grad()
+    def update_teacher(self, beta: float) -> None:
+        """theta_T <- beta theta_T + (1 - beta) theta_S on the encoder; positional conv copied.
+        beta == 1 means the teacher is frozen: nothing moves."""
+        if beta >= 1.0:
+            return
+        t_avg, s_avg, t_copy, s_copy = [], [], [], []
+        for (name, pt), ps in zip(self.teacher.named_parameters(), self.student.parameters()):
+            if name.startswith("pos_conv_embed."):
+                t_copy.append(pt)
+                s_copy.append(ps)
+            else:
+                t_avg.append(pt)
+                s_avg.append(ps)
+        torch._foreach_lerp_(t_avg, [p.detach() for p in s_avg], 1.0 - beta)
+        torch._foreach_copy_(t_copy, [p.detach() for p in s_copy])
+
+    def trainable_parameters(self, include_features: bool = True):
+        """What the optimiser updates: student, mask embedding, heads, and (until frozen) the downsampler
+        and projection. The teacher and the codebooks are excluded."""
+        mods = [self.student, self.heads]
+        if include_features:
+            mods += [self.feature_extractor, self.feature_projection]
+        params = [self.mask_embedding]
+        for m in mods:
+            params += list(m.parameters())
+        return params
+
+    # ------------------------------------------------------------------ inference
+    def _prepare(self, wav: torch.Tensor, lengths: torch.Tensor | None, standardize: bool):
+        if wav.dim() == 1:
+            wav = wav.unsqueeze(0)
+        if wav.dim() != 2:
+            raise ValueError(f"expected a waveform (L,) or a batch (B, L), got shape {tuple(wav.shape)}")
+        wav = wav.float()
+        B, L = wav.shape
+        if lengths is None:
+            lengths = torch.full((B,), L, dtype=torch.long, device=wav.device)
+        lengths = torch.as_tensor(lengths, device=wav.device).long()
+        need = receptive_field(self.cfg.conv_kernels, self.cfg.conv_strides)
+        if int(lengths.min()) < need:
+            raise ValueError(f"every waveform needs at least {need} samples, got {int(lengths.min())}")
+        if standardize:
+            from spidrkit.data.audio import standardize_batch
+
+            wav = standardize_batch(wav, lengths)
+        else:
+            valid = torch.arange(L, device=wav.device)[None, :] < lengths[:, None]
+            wav = wav * valid
+        frames = self.num_frames(lengths)
+        T = self.num_frames(L)
+        padding_mask = torch.arange(T, device=wav.device)[None, :] >= frames[:, None]
+        return wav, frames, padding_mask if bool(padding_mask.any()) else None
+
+    def _check_layers(self, layers, allowed, what: str) -> list[int]:
+        layers = list(allowed) if layers is None else [layers] if isinstance(layers, int) else list(layers)
+        bad = [x for x in layers if x not in allowed]
+        if bad:
+            raise ValueError(f"{what} {bad} out of range; valid (1-based): {list(allowed)}")
+        return layers
+
+    @contextlib.contextmanager
+    def _eval_student(self):
+        was = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was)
+
+    def layer_outputs(
+        self,
+        wav: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        layers: int | list[int] | None = None,
+        standardize: bool = True,
+    ) -> dict[int, torch.Tensor]:
+        """Student representations (the pre-residual FFN output) of the requested 1-based layers.
+
+        wav: (L,) or (B, L) at 16 kHz; ``lengths`` (B,) in samples for a padded batch. Each waveform is
+        standardised over its own valid samples unless ``standardize=False``. Runs the encoder only up to
+        the deepest requested layer, in eval mode. Returns {layer: (B, T, dim)}; frames past a file's
+        ``num_frames(length)`` are padding (set to 0).
+        """
+        layers = self._check_layers(layers, range(1, self.cfg.num_layers + 1), "layers")
+        with self._eval_student():
+            wav, _, padding_mask = self._prepare(wav, lengths, standardize)
+            feats = self.features(wav)
+            reps = self.student(feats, padding_mask, num_layers=max(layers))
+        out = {}
+        for layer in layers:
+            r = reps[layer - 1]
+            out[layer] = r if padding_mask is None else r.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        return out
+
+    def codebook_predictions(
+        self,
+        wav: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        layers: int | list[int] | None = None,
+        standardize: bool = True,
+    ) -> dict[int, CodebookPrediction]:
+        """Head posteriors and argmax units on the UNMASKED input, per target layer (1-based).
+
+        ``layers`` name the codebook's layer (``target_layers``, 5..12 for BASE); DinoSR's heads all read
+        the last layer but still predict the codebook of their own layer.
+        """
+        layers = self._check_layers(layers, self.target_layers, "codebook layers")
+        heads = [self.target_layers.index(x) for x in layers]
+        deepest = max(self.head_input_layers[h] for h in heads)
+        with self._eval_student():
+            wav, _, padding_mask = self._prepare(wav, lengths, standardize)
+            reps = self.student(self.features(wav), padding_mask, num_layers=deepest)
+        out = {}
+        for layer, h in zip(layers, heads):
+            probs = F.softmax(self.heads[h](reps[self.head_input_layers[h] - 1]).float(), dim=-1)
+            units = probs.argmax(-1)
+            if padding_mask is not None:
+                probs = probs.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+                units = units.masked_fill(padding_mask, -1)
+            out[layer] = CodebookPrediction(probs, units)
+        return out
+
+
+def step_perplexities(out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer codebook and prediction perplexities (K,) of one step's outputs (possibly all-reduced)."""
+    counts = out["counts"]
+    cb = perplexity(counts / counts.sum(-1, keepdim=True).clamp_min(1))
+    probs = out["prob_sum"] / out["num_masked"].clamp_min(1)
+    return cb, perplexity(probs)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,207 @@
+"""One optimisation step of SpidR / DinoSR pretraining, with data parallelism and gradient accumulation.
+
+``Stepper.step(micro_batches)`` does, in order (SPEC §2):
+  1. forward + backward of every micro-batch, the loss normalised by the masked frames of ALL
+     micro-batches of ALL ranks (so 2 ranks x 1 batch == 1 rank x 2 micro-batches);
+  2. all-reduce of the codebook statistics, then the codebook EMA update;
+  3. gradient clipping, AdamW step (skipped, weights unchanged, when the loss or the gradient norm is not
+     finite), learning-rate schedule;
+  4. teacher EMA with the decay of the schedule (after the optimiser step).
+Nothing in it waits on the device: metrics stay tensors until the caller logs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from spidrkit.config import Config
+from spidrkit.models.schedules import learning_rate, teacher_decay
+from spidrkit.models.spidr import SpidR, step_perplexities
+
+
+@dataclass
+class MicroBatch:
+    wav: torch.Tensor  # (B, L) standardised, equal length
+    mask: torch.Tensor  # (B, T) bool
+
+
+def distributed_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+class Stepper:
+    """Owns the optimiser and the DDP wrapper of a SpidR model; ``step`` runs one training step."""
+
+    def __init__(self, model: SpidR, cfg: Config, device: torch.device, step: int = 0) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.device = device
+        self.step_count = step
+        self.rank, self.world_size = distributed_world()
+        self.autocast_dtype = torch.bfloat16 if cfg.train.precision == "bf16" else None
+        if self.autocast_dtype is not None and device.type == "cpu":
+            self.autocast_dtype = None  # bf16 on CPUs without bf16 units is 10-25x slower (BENCHMARKS.md)
+        self.capturable = device.type == "cuda"
+        self.features_frozen = step >= cfg.optim.freeze_feature_step
+        if self.features_frozen:
+            model.feature_extractor.requires_grad_(False)
+            model.feature_projection.requires_grad_(False)
+        self._lr = torch.tensor(learning_rate(step, cfg.optim), device=device) if self.capturable else None
+        self.optimizer = self._make_optimizer()
+        self.ddp = self._wrap()
+        self.consecutive_nonfinite = torch.zeros((), device=device)
+        self.total_nonfinite = torch.zeros((), device=device)
+
+    # --------------------------------------------------------------- set-up
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        params = self.model.trainable_parameters(include_features=not self.features_frozen)
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [
+            {"params": decay, "weight_decay": o.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        kwargs = dict(betas=o.betas, eps=o.eps, foreach=True)
+        if self.capturable:
+            return torch.optim.AdamW(groups, lr=self._lr, capturable=True, **kwargs)
+        return torch.optim.AdamW(groups, lr=learning_rate(self.step_count, o), **kwargs)
+
+    def _wrap(self) -> nn.Module:
+        if self.world_size == 1:
+            return self.model
+        return DDP(
+            self.model,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            broadcast_buffers=False,  # codebooks are kept identical by all-reducing their statistics
+            find_unused_parameters=self.model.cfg.layerdrop > 0,
+        )
+
+    def freeze_features(self) -> None:
+        """Freeze the downsampler and projection: they leave the optimiser (state dropped) and DDP."""
+        if self.features_frozen:
+            return
+        self.features_frozen = True
+        self.model.feature_extractor.requires_grad_(False)
+        self.model.feature_projection.requires_grad_(False)
+        old = self.optimizer
+        self.optimizer = self._make_optimizer()
+        keep = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        for p, s in old.state.items():
+            if id(p) in keep:
+                self.optimizer.state[p] = s
+        if isinstance(self.ddp, DDP):
+            self.ddp = self._wrap()
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # --------------------------------------------------------------- step
+    def step(self, micro_batches: list[MicroBatch]) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        if self.step_count >= cfg.optim.freeze_feature_step:
+            self.freeze_features()
+        self.model.train()
+        K = self.model.cfg.num_codebooks
+        # Global masked-frame count: known on the host per micro-batch, summed over ranks on the device.
+        local_masked = sum(int(mb.mask.sum()) for mb in micro_batches)
+        total_masked = all_reduce_sum(torch.tensor(float(local_masked), device=self.device)).clamp_min(1.0)
+        scale = self.world_size / (K * total_masked)  # DDP averages gradients over ranks
+
+        acc: dict[str, torch.Tensor] = {}
+        for i, mb in enumerate(micro_batches):
+            wav = mb.wav.to(self.device, non_blocking=True)
+            mask = mb.mask.to(self.device, non_blocking=True)
+            last = i == len(micro_batches) - 1
+            sync = contextlib.nullcontext() if last or not isinstance(self.ddp, DDP) else self.ddp.no_sync()
+            with sync:
+                with self.autocast():
+                    out = self.ddp(wav, mask, freeze_features=self.features_frozen)
+                loss = out["ce_sum"].sum() * scale
+                loss.backward()
+            for k in ("ce_sum", "active", "num_masked", "sums", "counts", "correct", "prob_sum"):
+                v = out[k].detach().float()
+                acc[k] = acc[k] + v if k in acc else v
+
+        # One all-reduce for the codebook statistics and the metrics.
+        keys = list(acc)
+        flat = all_reduce_sum(torch.cat([acc[k].reshape(-1) for k in keys]))
+        red = {}
+        offset = 0
+        for k in keys:
+            n = acc[k].numel()
+            red[k] = flat[offset : offset + n].view_as(acc[k])
+            offset += n
+        self.model.update_codebooks(red["sums"], red["counts"])
+
+        # Optimiser step, skipped when not finite.
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_norm, foreach=True)
+        loss_value = red["ce_sum"].sum() / (K * red["num_masked"].clamp_min(1.0))
+        finite = torch.isfinite(loss_value) & torch.isfinite(grad_norm)
+        lr = learning_rate(self.step_count, cfg.optim)
+        if self.capturable:
+            for p in params:
+                p.grad.copy_(torch.where(finite, p.grad, torch.zeros_like(p.grad)))
+            self._lr.copy_(finite.float() * lr)
+            self.optimizer.step()
+        else:
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+            if bool(finite):  # a CPU tensor: no device synchronisation
+                self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.consecutive_nonfinite = (self.consecutive_nonfinite + 1) * (~finite).float()
+        self.total_nonfinite = self.total_nonfinite + (~finite).float()
+
+        beta = teacher_decay(self.step_count, cfg.teacher)
+        self.model.update_teacher(beta)
+        self.step_count += 1
+        self.model.current_step.fill_(self.step_count)
+
+        cb_ppl, pred_ppl = step_perplexities(red)
+        per_layer_ce = red["ce_sum"] / red["num_masked"].clamp_min(1.0)
+        return {
+            "loss": loss_value,
+            "loss_per_layer": per_layer_ce,
+            "accuracy": red["correct"] / red["num_masked"].clamp_min(1.0),
+            "codebook_ppl": cb_ppl,
+            "prediction_ppl": pred_ppl,
+            "grad_norm": grad_norm,
+            "masked_fraction": red["num_masked"] / (sum(mb.mask.numel() for mb in micro_batches) * self.world_size),
+            "finite": finite,
+            "lr": torch.tensor(lr),
+            "teacher_decay": torch.tensor(beta),
+        }
+
+    # --------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "step": self.step_count,
+                "features_frozen": self.features_frozen,
+                "total_nonfinite": float(self.total_nonfinite)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_count = int(state["step"])
+        if state.get("features_frozen") and not self.features_frozen:
+            self.freeze_features()
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.capturable:
+            for g in self.optimizer.param_groups:
+                g["lr"] = self._lr
+        self.total_nonfinite.fill_(float(state.get("total_nonfinite", 0.0)))
