@@ -152,16 +152,19 @@ def test_loss_matches_hand_computation():
     out = m(wav, mask)
     with torch.no_grad():
         feats = m.features(wav)
-        t_reps = m.teacher(feats)
+        _, t_reps = m.teacher(feats)
         x = torch.where(mask[..., None], m.mask_embedding, feats)
-        s_reps = m.student(x)
+        _, s_reps = m.student(x)
     for k, layer in enumerate(m.target_layers):
-        z = instance_norm(t_reps[layer - 1]).flatten(0, 1)
-        labels = torch.cdist(z, m.codebooks[k].codewords).argmin(1).view(2, T)
+        z = instance_norm(t_reps[layer - 1])
+        labels = torch.cdist(z.flatten(0, 1), m.codebooks[k].codewords).argmin(1).view(2, T)
         logits = m.heads[k](s_reps[layer - 1])
         ce = F.cross_entropy(logits[mask], labels[mask], reduction="sum")
         assert out["ce_sum"][k].item() == pytest.approx(ce.item(), rel=1e-4)
-        assert torch.equal(out["counts"][k], torch.bincount(labels.flatten(), minlength=16).float())
+        # codebook statistics come from the masked frames only (as in the reference release)
+        assert torch.equal(out["counts"][k], torch.bincount(labels[mask], minlength=16).float())
+        sums = torch.zeros(16, 64).index_add_(0, labels[mask], z[mask])
+        assert torch.allclose(out["sums"][k], sums, atol=1e-4)
     assert out["num_masked"].item() == mask.sum().item()
     cb, pred = step_perplexities(out)
     assert cb.shape == pred.shape == (2,) and (cb >= 1).all() and (pred <= 16 + 1e-3).all()
@@ -183,11 +186,31 @@ def test_gradient_paths_of_heads(heads):
             reached = g is not None and g.abs().sum().item() > 0
             read = layer if heads == "per_layer" else 12
             assert reached == (j <= read), (k, j)
+        # DinoSR's heads read the final output, through the last LayerNorm; SpidR's never touch it
+        ln = m.student.layers[-1].final_layer_norm.weight
+        assert (ln.grad is not None and ln.grad.abs().sum() > 0) == (heads == "last_layer")
         assert m.heads[k][0].weight.grad.abs().sum() > 0
         others = [m.heads[o][0].weight.grad for o in range(8) if o != k]
         assert all(g is None or g.abs().sum() == 0 for g in others)
     assert m.head_input_layers == ((5, 6, 7, 8, 9, 10, 11, 12) if heads == "per_layer" else (12,) * 8)
     assert all(p.grad is None for p in m.teacher.parameters())
+
+
+def test_layerdrop_skips_the_residual_stream_only_in_training():
+    m = SpidR(small(num_layers=4, num_codebooks=2))
+    x = torch.randn(1, 30, 64)
+    m.eval()
+    with torch.no_grad():
+        a, _ = m.student(x, layerdrop=0.5)
+        b, _ = m.student(x)
+        assert torch.equal(a, b)  # eval: nothing dropped
+        m.train()
+        torch.manual_seed(1)
+        outs = {tuple(m.student(x, layerdrop=0.5)[0].flatten()[:4].tolist()) for _ in range(8)}
+        # a layer dropped with probability 1 leaves the stream as it was, yet still gives its r
+        _, reps4 = m.student(x, num_layers=4, layerdrop=0.999999)
+    assert len(outs) > 1  # training: different layers dropped from one call to the next
+    assert len(reps4) == 4 and all(r.abs().sum() > 0 for r in reps4)
 
 
 def test_padding_equals_per_file():

@@ -15,7 +15,10 @@ class Codebook(nn.Module):
     def __init__(self, size: int, dim: int, decay: float = 0.9) -> None:
         super().__init__()
         self.decay = decay
-        self.register_buffer("codebook", torch.randn(size, dim))
+        # random codewords, each dimension standardised across the codebook
+        init = torch.randn(size, dim)
+        init = (init - init.mean(0)) / init.std(0, unbiased=False).clamp_min(1e-5)
+        self.register_buffer("codebook", init)
         self.register_buffer("counts", torch.ones(size))
 
     @property
@@ -31,11 +34,18 @@ class Codebook(nn.Module):
             dist = (c * c).sum(1).unsqueeze(0) - 2.0 * (z @ c.t())
             return dist.argmin(dim=1)
 
-    def statistics(self, z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-codeword sums (V, D) and counts (V,) of the assigned vectors, float32."""
+    def statistics(
+        self, z: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-codeword sums (V, D) and counts (V,) of the assigned vectors, float32.
+
+        ``weights`` (N,) of 0/1 selects the rows that count (the masked frames in training), keeping
+        shapes static instead of gathering a variable number of rows."""
         z = z.float()
+        if weights is not None:
+            z = z * weights.unsqueeze(1)
         sums = torch.zeros_like(self.codebook, dtype=torch.float32).index_add_(0, labels, z)
-        counts = torch.bincount(labels, minlength=self.codebook.shape[0]).float()
+        counts = torch.bincount(labels, weights=weights, minlength=self.codebook.shape[0]).float()
         return sums, counts
 
     @torch.no_grad()

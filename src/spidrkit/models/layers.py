@@ -178,19 +178,23 @@ class Encoder(nn.Module):
         x: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
         num_layers: int | None = None,
-        skip: Sequence[bool] | None = None,
-    ) -> list[torch.Tensor | None]:
-        """Representations r of layers 1..num_layers (None for a layer skipped by layer drop)."""
+        layerdrop: float = 0.0,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Returns (the output of the last layer run, the representations r of layers 1..num_layers).
+
+        Layer drop (training only) is decided on the device, without host synchronisation: a dropped
+        layer is still computed, its representation r still returned, but the residual stream skips it.
+        """
         x = x + self.pos_conv_embed(x, padding_mask)
         x = self.dropout(self.layer_norm(x))
         attn_mask = None
         if padding_mask is not None:
             attn_mask = (~padding_mask)[:, None, None, :]  # (B, 1, 1, T): True = may attend
-        outputs: list[torch.Tensor | None] = []
-        for i, layer in enumerate(self.layers[: num_layers or len(self.layers)]):
-            if skip is not None and skip[i]:
-                outputs.append(None)
-                continue
-            x, r = layer(x, attn_mask)
-            outputs.append(r)
-        return outputs
+        layers = self.layers[: num_layers or len(self.layers)]
+        drop = torch.rand(len(layers), device=x.device) < layerdrop if layerdrop > 0 and self.training else None
+        reps: list[torch.Tensor] = []
+        for i, layer in enumerate(layers):
+            out, r = layer(x, attn_mask)
+            x = out if drop is None else torch.where(drop[i], x, out)
+            reps.append(r)
+        return x, reps

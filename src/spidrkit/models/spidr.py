@@ -1,7 +1,11 @@
 """SpidR and DinoSR: one model class; the variants differ in where the prediction heads read.
 
-SpidR: head k reads student layer k (the last K layers). DinoSR: every head reads the last layer.
+SpidR: head k reads student layer k's representation (the last K layers). DinoSR: every head reads the
+student's final output (the last layer after its final LayerNorm, as the reference release does).
 (The other difference, the teacher schedule, lives in ``schedules.teacher_decay``.)
+
+As in the reference release, the teacher's targets, the codebook statistics and the perplexities are
+taken on the masked frames only.
 
 Training step (SPEC §2): ``forward(wav, mask)`` returns per-layer masked cross-entropy sums and the
 codebook statistics; the training loop normalises by the global number of masked frames, all-reduces
@@ -38,7 +42,9 @@ class SpidR(nn.Module):
         self.feature_projection = FeatureProjection(cfg)
         self.student = Encoder(cfg)
         self.teacher = Encoder(cfg)
-        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(cfg.dim, cfg.codebook_size)) for _ in range(cfg.num_codebooks))
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(cfg.dim, cfg.codebook_size)) for _ in range(cfg.num_codebooks)
+        )
         self.codebooks = nn.ModuleList(
             Codebook(cfg.codebook_size, cfg.dim, cfg.codebook_decay) for _ in range(cfg.num_codebooks)
         )
@@ -48,6 +54,9 @@ class SpidR(nn.Module):
         self.teacher.load_state_dict(self.student.state_dict())
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        if cfg.heads == "per_layer":
+            # SpidR never uses the student's last LayerNorm: no loss reaches it (and DDP must not wait for it)
+            self.student.layers[-1].final_layer_norm.requires_grad_(False)
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -72,10 +81,16 @@ class SpidR(nn.Module):
 
     @property
     def head_input_layers(self) -> tuple[int, ...]:
-        """1-based student layer each head reads: the only line where SpidR and DinoSR differ."""
+        """1-based student layer each head reads."""
         if self.cfg.heads == "per_layer":
             return self.target_layers
         return (self.cfg.num_layers,) * self.cfg.num_codebooks
+
+    def head_inputs(self, x: torch.Tensor, reps: list[torch.Tensor], heads: list[int]) -> list[torch.Tensor]:
+        """What each head reads: the only lines where SpidR and DinoSR differ."""
+        if self.cfg.heads == "per_layer":
+            return [reps[self.target_layers[h] - 1] for h in heads]
+        return [x for _ in heads]  # DinoSR: the student's final output
 
     def num_frames(self, num_samples):
         return num_frames(num_samples, self.cfg.conv_kernels, self.cfg.conv_strides)
@@ -92,10 +107,9 @@ class SpidR(nn.Module):
 
         wav: (B, L); mask: (B, T) bool, True on masked frames (see ``masking.sample_mask``).
         Returns tensors only (no host synchronisation):
-          ce_sum (K,): cross-entropy summed over masked frames, per target layer (0 for a dropped layer)
-          active (K,): 1 where the head was trained this step (0 when layer drop skipped its layer)
+          ce_sum (K,): cross-entropy summed over masked frames, per target layer
           num_masked (): masked frames in this batch
-          sums (K, V, D), counts (K, V): codebook statistics of the teacher targets (float32)
+          sums (K, V, D), counts (K, V): codebook statistics of the teacher targets on masked frames
           correct (K,): masked frames where the head's argmax equals the target
           prob_sum (K, V): sum of the predicted distributions over masked frames
         """
@@ -105,54 +119,44 @@ class SpidR(nn.Module):
             feats = self.features(wav)
         if mask.shape != feats.shape[:2]:
             raise ValueError(f"mask shape {tuple(mask.shape)} does not match the frames {tuple(feats.shape[:2])}")
-        labels, sums, counts = self.teacher_targets(feats.detach())
+        maskf = mask.float()
+        labels, sums, counts = self.teacher_targets(feats.detach(), weights=maskf)
 
         x = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(feats.dtype), feats)
-        skip = None
-        if self.training and cfg.layerdrop > 0:
-            skip = (torch.rand(cfg.num_layers) < cfg.layerdrop).tolist()  # host RNG: no device sync
-        reps = self.student(x, skip=skip)
-        maskf = mask.float()
-        ce, active, correct, prob_sum = [], [], [], []
-        for k, layer in enumerate(self.head_input_layers):
-            z = reps[layer - 1]
-            if z is None and cfg.heads == "last_layer":
-                z = next((r for r in reversed(reps) if r is not None), None)
-            if z is None:  # SpidR: this head's layer was dropped this step
-                zero = maskf.sum() * 0.0
-                ce.append(zero)
-                active.append(zero)
-                correct.append(zero)
-                prob_sum.append(torch.zeros(cfg.codebook_size, device=wav.device))
-                continue
+        x, reps = self.student(x, layerdrop=cfg.layerdrop)
+        heads = list(range(cfg.num_codebooks))
+        ce, correct, prob_sum = [], [], []
+        for k, z in zip(heads, self.head_inputs(x, reps, heads)):
             logp = F.log_softmax(self.heads[k](z).float(), dim=-1)  # (B, T, V)
             nll = -logp.gather(-1, labels[k].unsqueeze(-1)).squeeze(-1)
             ce.append((nll * maskf).sum())
-            active.append(torch.ones((), device=wav.device))
             with torch.no_grad():
                 correct.append(((logp.argmax(-1) == labels[k]).float() * maskf).sum())
                 prob_sum.append((logp.exp() * maskf.unsqueeze(-1)).sum((0, 1)))
         return {
             "ce_sum": torch.stack(ce),
-            "active": torch.stack(active),
             "num_masked": maskf.sum(),
             "sums": sums,
             "counts": counts,
-            "correct": torch.stack(correct).detach(),
-            "prob_sum": torch.stack(prob_sum).detach(),
+            "correct": torch.stack(correct),
+            "prob_sum": torch.stack(prob_sum),
         }
 
     @torch.no_grad()
-    def teacher_targets(self, feats: torch.Tensor, padding_mask: torch.Tensor | None = None):
-        """Teacher labels per target layer (K, B, T) and codebook statistics from unmasked frames."""
-        reps = self.teacher(feats, padding_mask)
+    def teacher_targets(
+        self, feats: torch.Tensor, weights: torch.Tensor | None = None, padding_mask: torch.Tensor | None = None
+    ):
+        """Teacher labels per target layer (K, B, T) and codebook statistics (K, V, D), (K, V) of the
+        frames selected by ``weights`` (B, T) (all frames when None), from the unmasked input."""
+        _, reps = self.teacher(feats, padding_mask)
+        flat_w = None if weights is None else weights.flatten()
         labels, sums, counts = [], [], []
         with torch.autocast(feats.device.type, enabled=False):
             for k, layer in enumerate(self.target_layers):
                 z = instance_norm(reps[layer - 1])  # float32
                 flat = z.flatten(0, 1)
                 lab = self.codebooks[k].assign(flat)
-                s, c = self.codebooks[k].statistics(flat, lab)
+                s, c = self.codebooks[k].statistics(flat, lab, flat_w)
                 labels.append(lab.view(z.shape[:2]))
                 sums.append(s)
                 counts.append(c)
@@ -189,7 +193,7 @@ class SpidR(nn.Module):
             mods += [self.feature_extractor, self.feature_projection]
         params = [self.mask_embedding]
         for m in mods:
-            params += list(m.parameters())
+            params += [p for p in m.parameters() if p.requires_grad]
         return params
 
     # ------------------------------------------------------------------ inference
@@ -252,7 +256,7 @@ class SpidR(nn.Module):
         with self._eval_student():
             wav, _, padding_mask = self._prepare(wav, lengths, standardize)
             feats = self.features(wav)
-            reps = self.student(feats, padding_mask, num_layers=max(layers))
+            _, reps = self.student(feats, padding_mask, num_layers=max(layers))
         out = {}
         for layer in layers:
             r = reps[layer - 1]
@@ -276,10 +280,10 @@ class SpidR(nn.Module):
         deepest = max(self.head_input_layers[h] for h in heads)
         with self._eval_student():
             wav, _, padding_mask = self._prepare(wav, lengths, standardize)
-            reps = self.student(self.features(wav), padding_mask, num_layers=deepest)
+            x, reps = self.student(self.features(wav), padding_mask, num_layers=deepest)
         out = {}
-        for layer, h in zip(layers, heads):
-            probs = F.softmax(self.heads[h](reps[self.head_input_layers[h] - 1]).float(), dim=-1)
+        for layer, h, z in zip(layers, heads, self.head_inputs(x, reps, heads)):
+            probs = F.softmax(self.heads[h](z).float(), dim=-1)
             units = probs.argmax(-1)
             if padding_mask is not None:
                 probs = probs.masked_fill(padding_mask.unsqueeze(-1), 0.0)

@@ -3,10 +3,12 @@
 ``Stepper.step(micro_batches)`` does, in order (SPEC §2):
   1. forward + backward of every micro-batch, the loss normalised by the masked frames of ALL
      micro-batches of ALL ranks (so 2 ranks x 1 batch == 1 rank x 2 micro-batches);
-  2. all-reduce of the codebook statistics, then the codebook EMA update;
-  3. gradient clipping, AdamW step (skipped, weights unchanged, when the loss or the gradient norm is not
-     finite), learning-rate schedule;
-  4. teacher EMA with the decay of the schedule (after the optimiser step).
+  2. all-reduce of the codebook statistics and metrics, gradient clipping;
+  3. when the loss and the gradient norm are finite: codebook EMA update, AdamW step with the learning
+     rate of the schedule, teacher EMA with the decay of the schedule (after the optimiser step).
+     A non-finite step changes no weight and no codebook and is counted (``consecutive_nonfinite``,
+     ``total_nonfinite``); the step counter still advances. On CUDA, where the decision stays on the
+     device, the teacher still takes its EMA step towards the (unchanged) student.
 Nothing in it waits on the device: metrics stay tensors until the caller logs them.
 """
 
@@ -119,15 +121,17 @@ class Stepper:
             self.freeze_features()
         self.model.train()
         K = self.model.cfg.num_codebooks
-        # Global masked-frame count: known on the host per micro-batch, summed over ranks on the device.
-        local_masked = sum(int(mb.mask.sum()) for mb in micro_batches)
-        total_masked = all_reduce_sum(torch.tensor(float(local_masked), device=self.device)).clamp_min(1.0)
+        # Global masked-frame count, summed over micro-batches and ranks on the device (no host sync).
+        masks = [mb.mask.to(self.device, non_blocking=True) for mb in micro_batches]
+        local_masked = torch.stack([m.sum() for m in masks]).sum().float()
+        total_masked = all_reduce_sum(local_masked.clone()).clamp_min(1.0)
         scale = self.world_size / (K * total_masked)  # DDP averages gradients over ranks
 
-        acc: dict[str, torch.Tensor] = {}
-        for i, mb in enumerate(micro_batches):
+        acc: dict[str, torch.Tensor] = {
+            "frames": torch.tensor(float(sum(m.numel() for m in masks))).to(self.device, non_blocking=True)
+        }
+        for i, (mb, mask) in enumerate(zip(micro_batches, masks)):
             wav = mb.wav.to(self.device, non_blocking=True)
-            mask = mb.mask.to(self.device, non_blocking=True)
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last or not isinstance(self.ddp, DDP) else self.ddp.no_sync()
             with sync:
@@ -135,7 +139,7 @@ class Stepper:
                     out = self.ddp(wav, mask, freeze_features=self.features_frozen)
                 loss = out["ce_sum"].sum() * scale
                 loss.backward()
-            for k in ("ce_sum", "active", "num_masked", "sums", "counts", "correct", "prob_sum"):
+            for k in ("ce_sum", "num_masked", "sums", "counts", "correct", "prob_sum"):
                 v = out[k].detach().float()
                 acc[k] = acc[k] + v if k in acc else v
 
@@ -148,13 +152,16 @@ class Stepper:
             n = acc[k].numel()
             red[k] = flat[offset : offset + n].view_as(acc[k])
             offset += n
-        self.model.update_codebooks(red["sums"], red["counts"])
 
-        # Optimiser step, skipped when not finite.
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_norm, foreach=True)
         loss_value = red["ce_sum"].sum() / (K * red["num_masked"].clamp_min(1.0))
         finite = torch.isfinite(loss_value) & torch.isfinite(grad_norm)
+
+        # Codebooks: a non-finite step contributes no statistics (zero counts: no codeword moves).
+        self.model.update_codebooks(torch.where(finite, red["sums"], 0.0), torch.where(finite, red["counts"], 0.0))
+
+        # Optimiser step, skipped when not finite.
         lr = learning_rate(self.step_count, cfg.optim)
         if self.capturable:
             for p in params:
@@ -171,7 +178,8 @@ class Stepper:
         self.total_nonfinite = self.total_nonfinite + (~finite).float()
 
         beta = teacher_decay(self.step_count, cfg.teacher)
-        self.model.update_teacher(beta)
+        if self.capturable or bool(finite):
+            self.model.update_teacher(beta)
         self.step_count += 1
         self.model.current_step.fill_(self.step_count)
 
@@ -184,7 +192,7 @@ class Stepper:
             "codebook_ppl": cb_ppl,
             "prediction_ppl": pred_ppl,
             "grad_norm": grad_norm,
-            "masked_fraction": red["num_masked"] / (sum(mb.mask.numel() for mb in micro_batches) * self.world_size),
+            "masked_fraction": red["num_masked"] / red["frames"].clamp_min(1.0),
             "finite": finite,
             "lr": torch.tensor(lr),
             "teacher_decay": torch.tensor(beta),
@@ -194,7 +202,8 @@ class Stepper:
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "step": self.step_count,
                 "features_frozen": self.features_frozen,
-                "total_nonfinite": float(self.total_nonfinite)}
+                "total_nonfinite": float(self.total_nonfinite),
+                "consecutive_nonfinite": float(self.consecutive_nonfinite)}
 
     def load_state_dict(self, state: dict) -> None:
         self.step_count = int(state["step"])
@@ -205,3 +214,4 @@ class Stepper:
             for g in self.optimizer.param_groups:
                 g["lr"] = self._lr
         self.total_nonfinite.fill_(float(state.get("total_nonfinite", 0.0)))
+        self.consecutive_nonfinite.fill_(float(state.get("consecutive_nonfinite", 0.0)))
