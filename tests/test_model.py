@@ -256,3 +256,14 @@ def test_layer_outputs_standardises_and_stops_early():
         m.layer_outputs(w, layers=[0])
     with pytest.raises(ValueError, match="at least 400"):
         m.layer_outputs(torch.randn(300))
+
+
+def test_conv_layer_equals_conv1d_layernorm_gelu():
+    from spidrkit.models.layers import ConvLayer
+
+    layer = ConvLayer(8, 16, kernel=3, stride=2)
+    x = torch.randn(2, 8, 101)
+    ref = F.conv1d(x, layer.conv.weight, stride=2)
+    ref = F.gelu(F.layer_norm(ref.transpose(1, 2), (16,), layer.layer_norm.weight, layer.layer_norm.bias))
+    assert torch.allclose(layer(x.transpose(1, 2)), ref, atol=1e-5)
+    assert ref.shape[1] == (101 - 3) // 2 + 1
