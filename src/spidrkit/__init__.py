@@ -1,3 +1,55 @@
-"""spidrkit: SpidR and DinoSR self-supervised speech models, end to end."""
+"""spidrkit: SpidR and DinoSR self-supervised speech models, end to end.
+
+The Python API mirrors the ``spidrkit`` command line::
+
+    import spidrkit
+    model = spidrkit.load_model("spidr_base.pt")          # released, fairseq DinoSR or spidrkit files
+    feats = model.layer_outputs(wav, layers=[6])[6]        # (B, T, 768) at 50 Hz, layers 1-based
+    spidrkit.extract(model, "dev.csv", "feats/", layers=[6], units="codebook")
+    spidrkit.pretrain(spidrkit.load_config("tiny", ["data.train_manifest=train.csv"]), "runs/tiny")
+
+Names are imported on first use, so ``import spidrkit`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Config": "spidrkit.config",
+    "load_config": "spidrkit.config",
+    "SpidR": "spidrkit.models.spidr",
+    "sample_mask": "spidrkit.models.masking",
+    "load_model": "spidrkit.extraction.loading",
+    "convert": "spidrkit.extraction.loading",
+    "extract": "spidrkit.extraction.extract",
+    "fit_kmeans": "spidrkit.extraction.kmeans",
+    "apply_kmeans": "spidrkit.extraction.kmeans",
+    "KMeansModel": "spidrkit.extraction.kmeans",
+    "read_units": "spidrkit.extraction.units",
+    "write_units": "spidrkit.extraction.units",
+    "pretrain": "spidrkit.training.loop",
+    "synthesize_corpus": "spidrkit.data.synth",
+    "read_manifest": "spidrkit.data.manifest",
+    "write_manifest": "spidrkit.data.manifest",
+    "load_audio": "spidrkit.data.audio",
+    "sweep": "spidrkit.evaluation.sweep",
+    "run_demo": "spidrkit.demo",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'spidrkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

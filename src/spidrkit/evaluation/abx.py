@@ -1,0 +1,205 @@
+"""ABX phone discriminability (within / across speaker, triphones), computed with fastabx.
+
+fastabx (Poli et al. 2025) is the implementation the SpidR paper uses: it fixes the Libri-Light slicing bug,
+so the numbers are comparable with the paper's tables. This module only adds what spidrkit needs on top:
+
+- features from a folder (``DIR/<fileid>.pt``, a float tensor (T, D) per utterance, as written by the
+  extraction step) or from an in-memory mapping ``{fileid: tensor}``;
+- discrete units (a units text file ``utt u1 u2 ...``), scored as one-hot vectors;
+- the result in percent (error rate, chance level 50 %).
+
+Frame convention (fastabx's, used for every 50 Hz stream in spidrkit): frame ``i`` is centred at
+``(i + 0.5) / frequency`` seconds, and an item ``[onset, offset]`` keeps the frames whose centre lies inside
+it. The SpidR downsampler's frame ``i`` covers ``[i * 20 ms, i * 20 ms + 25 ms]`` (centre 12.5 ms after
+``i * 20 ms``): the 2.5 ms offset is below the 10 ms resolution of the alignments and is ignored, as in the
+paper.
+
+The item file has the ZeroSpeech columns ``#file onset offset #phone prev-phone next-phone speaker``
+(``.item``: space separated; ``.csv`` and ``.jsonl`` are accepted too).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from spidrkit.extraction.features_io import iter_feature_files
+from spidrkit.extraction.features_io import load_features as read_feature_file
+from spidrkit.extraction.units import Units
+
+Speaker = Literal["within", "across"]
+Context = Literal["within", "any"]
+Distance = Literal["angular", "kl_symmetric", "identical", "euclidean"]
+FeatureSource = str | os.PathLike | Mapping[str, torch.Tensor]
+
+
+class FeatureDir(Mapping[str, torch.Tensor]):
+    """Read-only mapping ``fileid -> (T, D) tensor`` over a features folder; each file is loaded on access.
+
+    The folder layout and the file ids are those of :mod:`spidrkit.extraction.features_io` (``.pt`` or
+    ``.npy`` files, ``/`` in ids for subfolders, the sidecar skipped). Nothing is held in memory, so a whole
+    corpus can be walked one utterance at a time.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"no features folder at {self.root}")
+        self._paths = dict(iter_feature_files(self.root))
+        if not self._paths:
+            raise FileNotFoundError(f"no feature files (.pt or .npy) in {self.root}")
+
+    def __getitem__(self, fileid: str) -> torch.Tensor:
+        return read_feature_file(self._paths[fileid])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+def load_features(source: FeatureSource) -> Mapping[str, torch.Tensor]:
+    """A features mapping from a folder (lazy :class:`FeatureDir`) or an existing mapping (returned as is)."""
+    if isinstance(source, Mapping):
+        return source
+    return FeatureDir(source)
+
+
+def check_features(x: object, name: str) -> torch.Tensor:
+    """Raise a clear error unless ``x`` is a non-empty 2-D (T, D) tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a tensor (T, D), got {type(x).__name__}")
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"{name}: expected a non-empty tensor of shape (T, D), got {tuple(x.shape)}")
+    return x
+
+
+def units_as_indices(units: Mapping[str, Sequence[int] | np.ndarray]) -> dict[str, torch.Tensor]:
+    """Units ``utt -> int sequence`` as fastabx's discrete features: float tensors (T, 1) of unit indices.
+
+    Comparing these with the ``"identical"`` distance (0 if equal, 1 otherwise) is the ABX on one-hot units:
+    the angular distance between two one-hot vectors is 0 or 1/2, a constant factor that changes no ABX
+    decision. Storing the index instead of the one-hot vector keeps memory at 1 value per frame.
+    """
+    return {utt: torch.as_tensor(np.asarray(u), dtype=torch.float32).reshape(-1, 1) for utt, u in units.items()}
+
+
+def _feature_transform(distance: Distance) -> Callable[[torch.Tensor, str], torch.Tensor]:
+    """What to do to each features tensor before fastabx sees it, for the chosen distance."""
+
+    def as_indices(x: torch.Tensor, name: str) -> torch.Tensor:
+        x = check_features(x, name)
+        return x if x.shape[1] == 1 else x.argmax(dim=1, keepdim=True).float()
+
+    def as_posteriors(x: torch.Tensor, name: str) -> torch.Tensor:
+        x = check_features(x, name).float()
+        if (x < 0).any() or not torch.allclose(x.sum(dim=1), torch.ones_like(x[:, 0]), atol=1e-3):
+            raise ValueError(f"{name}: the kl_symmetric distance needs probability distributions (rows >= 0 "
+                             "summing to 1), e.g. the softmax of a prediction head")
+        return x
+
+    def as_float(x: torch.Tensor, name: str) -> torch.Tensor:
+        return check_features(x, name).float()
+
+    if distance == "identical":
+        return as_indices
+    if distance == "kl_symmetric":
+        return as_posteriors
+    if distance in ("angular", "euclidean"):
+        return as_float
+    raise ValueError(f"unknown distance {distance!r}; use angular, kl_symmetric, identical or euclidean")
+
+
+def _dataset(features: FeatureSource, item_file: Path, frequency: int, distance: Distance,
+             device: str | None, progress: bool):
+    """A fastabx Dataset holding the item frames of ``features`` (a folder or a mapping)."""
+    from fastabx import Dataset, InMemoryAccessor
+    from fastabx.dataset import load_data_from_item, read_labels
+    from fastabx.utils import resolve_device
+
+    transform = _feature_transform(distance)
+    feats = load_features(features)
+    labels = read_labels(item_file, "#file", "onset", "offset")
+    resolved = resolve_device(device)
+    # fastabx's own loader, fed with file ids instead of paths: same slicing and checks as Dataset.from_item,
+    # for folders (.pt and .npy) and in-memory mappings alike
+    indices, data = load_data_from_item(
+        {fileid: fileid for fileid in feats}, labels, frequency, lambda fileid: transform(feats[fileid], fileid),
+        "#file", "onset", "offset", resolved, progress=progress,
+    )
+    return Dataset(labels=labels, accessor=InMemoryAccessor(indices, data, resolved))
+
+
+def abx(
+    features: FeatureSource,
+    item_file: str | os.PathLike,
+    *,
+    speaker: Speaker = "within",
+    context: Context = "within",
+    distance: Distance = "angular",
+    frequency: int = 50,
+    max_size_group: int | None = 10,
+    max_x_across: int | None = 5,
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+) -> float:
+    """ABX error rate in percent (0 = perfect, 50 = chance), as in ZeroSpeech 2021 / the SpidR paper.
+
+    :param features: a folder of ``<fileid>.pt`` tensors (T, D) or a mapping ``{fileid: tensor}``.
+    :param item_file: ZeroSpeech item file (``#file onset offset #phone prev-phone next-phone speaker``).
+    :param speaker: ``"within"`` (A, B, X from one speaker) or ``"across"`` (X from another speaker).
+    :param context: ``"within"`` (triphones: A, B, X share prev/next phones) or ``"any"``.
+    :param distance: ``"angular"`` for features, ``"kl_symmetric"`` for posteriors, ``"identical"`` for
+        discrete units (features of shape (T, 1) holding unit indices, or one-hot (T, V)).
+    :param frequency: frame rate of the features in Hz.
+    :param max_size_group, max_x_across, seed: ZeroSpeech subsampling (10 and 5 in the original code).
+    """
+    from fastabx import Score, Subsampler, Task
+
+    item_file = Path(item_file)
+    if not item_file.is_file():
+        raise FileNotFoundError(f"no item file at {item_file}")
+    if speaker not in ("within", "across"):
+        raise ValueError(f"speaker must be 'within' or 'across', not {speaker!r}")
+    if context not in ("within", "any"):
+        raise ValueError(f"context must be 'within' or 'any', not {context!r}")
+    triphone = ["prev-phone", "next-phone"] if context == "within" else []
+    if speaker == "within":
+        by, across = [*triphone, "speaker"], None
+    else:
+        by, across = triphone or None, ["speaker"]
+    dataset = _dataset(features, item_file, frequency, distance, device, progress)
+    subsampler = Subsampler(max_size_group, max_x_across if speaker == "across" else None, seed)
+    task = Task(dataset, on="#phone", by=by, across=across, subsampler=subsampler)
+    score = Score(task, distance, progress=progress)
+    levels = ([("next-phone", "prev-phone")] if context == "within" else []) + ["speaker"]
+    return 100.0 * score.collapse(levels=levels)
+
+
+def abx_units(
+    units: str | os.PathLike | Mapping[str, Sequence[int] | np.ndarray | Units],
+    item_file: str | os.PathLike,
+    *,
+    speaker: Speaker = "within",
+    context: Context = "within",
+    frequency: int = 50,
+    **kwargs,
+) -> float:
+    """ABX error rate in percent on discrete units: a units file (text or JSONL, frame-level or
+    de-duplicated with durations, see :mod:`spidrkit.extraction.units`) or ``{utt: int sequence}``.
+
+    The units are compared as one-hot vectors (see :func:`units_as_indices`): the distance between two
+    frames is 0 if they carry the same unit and 1 otherwise, aligned with DTW. Other keyword arguments go
+    to :func:`abx`.
+    """
+    from spidrkit.evaluation.unit_metrics import frame_units
+
+    return abx(units_as_indices(frame_units(units)), item_file, speaker=speaker, context=context, distance="identical",
+               frequency=frequency, **kwargs)

@@ -1,0 +1,182 @@
+"""Signal-processing baselines at the model's frame rate: MFCC (39-d), log-mel (80-d) and random features.
+
+Frame alignment with SpidR: the downsampler (kernels 10, 3x4, 2x2; strides 5, 2x6) has a receptive field of
+400 samples and a hop of 320 samples at 16 kHz, so its frame ``i`` covers samples ``[320 i, 320 i + 400)``
+and an utterance of ``L`` samples gives ``floor((L - 400) / 320) + 1`` frames. The baselines use exactly
+these windows (25 ms window, 20 ms hop, no centring, no padding of the signal), so their frame ``i`` sees
+the same 25 ms of audio as the model's frame ``i`` and the frame counts are equal: baseline features drop
+into every evaluator (ABX, MAP, PNMI) with the same 50 Hz timing as the model's.
+
+Each 400-sample frame is windowed (Hamming for MFCC, Hann for log-mel) and zero-padded to a 512-point FFT
+(31.25 Hz bins, fine enough that every one of the 80 mel bands gets at least one bin). Mel scale: HTK,
+``mel(f) = 2595 log10(1 + f / 700)``, triangular filters of peak 1. MFCC: pre-emphasis 0.97, 40 mel bands
+(20 Hz - 8 kHz), natural log, orthonormal DCT-II, 13 coefficients (c0 included), cepstral liftering 22,
+then deltas and delta-deltas (regression over +-2 frames, edges replicated): ``[c, d, dd]`` (39-d).
+No dithering, so the features are deterministic. torchaudio is not needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tqdm import tqdm
+
+SAMPLE_RATE = 16000
+WINDOW = 400  # 25 ms, the SpidR downsampler's receptive field
+HOP = 320  # 20 ms, its total stride
+N_FFT = 512
+
+Baseline = Literal["mfcc", "log_mel", "random"]
+BASELINES: tuple[str, ...] = ("mfcc", "log_mel", "random")
+
+
+def num_frames(num_samples: int) -> int:
+    """Frames of every baseline (and of the SpidR downsampler) for ``num_samples`` samples at 16 kHz."""
+    if num_samples < WINDOW:
+        return 0
+    return (num_samples - WINDOW) // HOP + 1
+
+
+def hz_to_mel(f: torch.Tensor | float) -> torch.Tensor:
+    """HTK mel scale."""
+    return 2595.0 * torch.log10(1.0 + torch.as_tensor(f, dtype=torch.float64) / 700.0)
+
+
+def mel_to_hz(m: torch.Tensor | float) -> torch.Tensor:
+    return 700.0 * (10.0 ** (torch.as_tensor(m, dtype=torch.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_mels: int, *, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE,
+                   f_min: float = 0.0, f_max: float | None = None) -> torch.Tensor:
+    """Triangular filters (n_mels, n_fft // 2 + 1), centres equally spaced on the mel scale, peak 1."""
+    f_max = sample_rate / 2 if f_max is None else f_max
+    edges = mel_to_hz(torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2))
+    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft
+    lo, centre, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs - lo) / (centre - lo)
+    falling = (hi - freqs) / (hi - centre)
+    return torch.clamp(torch.minimum(rising, falling), min=0.0).float()
+
+
+def dct_matrix(n_out: int, n_in: int) -> torch.Tensor:
+    """Orthonormal DCT-II as a (n_out, n_in) matrix: ``c = D @ x`` gives the first ``n_out`` coefficients."""
+    n = torch.arange(n_in, dtype=torch.float64)
+    k = torch.arange(n_out, dtype=torch.float64)[:, None]
+    d = torch.cos(math.pi / n_in * (n + 0.5) * k) * math.sqrt(2.0 / n_in)
+    d[0] /= math.sqrt(2.0)
+    return d.float()
+
+
+def deltas(x: torch.Tensor, width: int = 2) -> torch.Tensor:
+    """Regression deltas over time of (T, D) features: sum_n n (x[t+n] - x[t-n]) / (2 sum_n n^2), edges
+    replicated (HTK / Kaldi)."""
+    if x.shape[0] == 0:
+        return x.clone()
+    padded = torch.cat([x[:1].expand(width, -1), x, x[-1:].expand(width, -1)])
+    t = x.shape[0]
+    num = sum(n * (padded[width + n: width + n + t] - padded[width - n: width - n + t]) for n in range(1, width + 1))
+    return num / (2 * sum(n * n for n in range(1, width + 1)))
+
+
+def _check_wav(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    if sample_rate != SAMPLE_RATE:
+        raise ValueError(f"baselines expect {SAMPLE_RATE} Hz audio, got {sample_rate} Hz (resample first)")
+    wav = torch.as_tensor(wav)
+    if wav.ndim != 1:
+        raise ValueError(f"expected a 1-D waveform, got shape {tuple(wav.shape)}")
+    if wav.shape[0] < WINDOW:
+        raise ValueError(f"waveform of {wav.shape[0]} samples is shorter than one {WINDOW}-sample frame")
+    return wav.float()
+
+
+def power_spectrum(wav: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """|STFT|^2 of 400-sample frames every 320 samples, zero-padded to 512 points: (T, 257).
+
+    ``torch.stft`` centres a shorter window inside its ``n_fft`` frame, so the signal is padded by
+    ``(512 - 400) / 2`` zeros on each side: frame ``i`` then windows exactly samples ``[320 i, 320 i + 400)``.
+    """
+    pad = (N_FFT - WINDOW) // 2
+    spec = torch.stft(
+        torch.nn.functional.pad(wav, (pad, pad)), n_fft=N_FFT, hop_length=HOP, win_length=WINDOW,
+        window=window, center=False, return_complex=True,
+    )
+    return spec.abs().pow(2).T  # (T, 257)
+
+
+def log_mel(wav: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mels: int = 80) -> torch.Tensor:
+    """Log mel spectrogram (T, n_mels) at 50 Hz: Hann window, 0 - 8 kHz, natural log floored at 1e-10."""
+    wav = _check_wav(wav, sample_rate)
+    spec = power_spectrum(wav, torch.hann_window(WINDOW, periodic=False))
+    return torch.log(torch.clamp(spec @ mel_filterbank(n_mels).T, min=1e-10))
+
+
+def mfcc(wav: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mfcc: int = 13, n_mels: int = 40,
+         lifter: float = 22.0) -> torch.Tensor:
+    """MFCC + deltas + delta-deltas (T, 3 * n_mfcc) = (T, 39) at 50 Hz (see the module docstring)."""
+    wav = _check_wav(wav, sample_rate)
+    emphasised = torch.cat([wav[:1], wav[1:] - 0.97 * wav[:-1]])
+    spec = power_spectrum(emphasised, torch.hamming_window(WINDOW, periodic=False))
+    fbank = torch.log(torch.clamp(spec @ mel_filterbank(n_mels, f_min=20.0).T, min=1e-10))
+    ceps = fbank @ dct_matrix(n_mfcc, n_mels).T
+    if lifter > 0:
+        ceps = ceps * (1.0 + lifter / 2.0 * torch.sin(math.pi * torch.arange(n_mfcc) / lifter))
+    d = deltas(ceps)
+    return torch.cat([ceps, d, deltas(d)], dim=1)
+
+
+def random_baseline(wav: torch.Tensor, dim: int = 768, seed: int = 0, sample_rate: int = SAMPLE_RATE,
+                    key: str = "") -> torch.Tensor:
+    """Gaussian noise features (T, dim) with the model's frame count: the chance-level reference.
+
+    Deterministic given ``seed`` and ``key`` (e.g. the file id), whatever the order files are processed in.
+    """
+    wav = _check_wav(wav, sample_rate)
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+    return torch.randn(num_frames(wav.shape[0]), dim, generator=gen)
+
+
+def baseline_features(kind: Baseline, wav: torch.Tensor, *, key: str = "", seed: int = 0) -> torch.Tensor:
+    """The ``kind`` baseline ("mfcc", "log_mel" or "random") of a 16 kHz waveform."""
+    if kind == "mfcc":
+        return mfcc(wav)
+    if kind == "log_mel":
+        return log_mel(wav)
+    if kind == "random":
+        return random_baseline(wav, key=key, seed=seed)
+    raise ValueError(f"unknown baseline {kind!r}; choose from {', '.join(BASELINES)}")
+
+
+def extract_baseline(manifest: str | os.PathLike, out_dir: str | os.PathLike, kind: Baseline, *,
+                     seed: int = 0, overwrite: bool = False, progress: bool = True) -> Path:
+    """Write the ``kind`` baseline of every file of a manifest as ``OUT/<fileid>.pt`` (+ sidecar).
+
+    The folder is then used like a model layer's features (ABX, MAP, k-means). Files already present are
+    kept unless ``overwrite`` (each file is written atomically, so a present file is complete): an
+    interrupted run resumes where it stopped.
+    """
+    from spidrkit.data.audio import load_audio
+    from spidrkit.data.manifest import read_manifest
+    from spidrkit.extraction.features_io import is_done, save_features
+    from spidrkit.provenance import file_sha256, write_sidecar
+
+    if kind not in BASELINES:
+        raise ValueError(f"unknown baseline {kind!r}; choose from {', '.join(BASELINES)}")
+    entries = read_manifest(manifest)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in tqdm(entries, desc=f"{kind} features", unit="file", disable=not progress):
+        if not overwrite and is_done(out, entry.fileid):
+            continue
+        wav = load_audio(entry.path)
+        save_features(out, entry.fileid, baseline_features(kind, wav, key=entry.fileid, seed=seed))
+    write_sidecar(out, model=f"baseline:{kind}", baseline=kind, frame_rate=SAMPLE_RATE // HOP,
+                  window=WINDOW, hop=HOP, seed=seed if kind == "random" else None,
+                  manifest=str(Path(manifest).resolve()), manifest_sha256=file_sha256(manifest),
+                  num_files=len(entries))
+    return out

@@ -1,0 +1,192 @@
+"""Evaluation report: ``report.json`` (everything, machine-readable) and ``report.md`` (tables and plots).
+
+``results`` is a dict; these keys get tables in the Markdown, anything else is listed as it is:
+
+- ``"layers"``: ``{layer (1-based): {metric: value}}`` -- one row per layer, the best layer of each metric
+  in bold (lower is better for ABX, higher for MAP, PNMI and purities; other columns are not ranked), and
+  the best layer by mean ABX (within, across) named below the table, as the paper selects layers;
+- ``"baselines"``: ``{name: {metric: value}}`` -- extra rows of the same table, in italics, not ranked;
+- ``"units"``: ``{name: {metric: value}}`` -- discrete-unit quality (e.g. from
+  :func:`spidrkit.evaluation.unit_metrics.unit_quality`), one row per unit source, best in bold;
+- ``"info"``: ``{key: value}`` -- model, checkpoint, data, shown first as a list.
+
+Arrays (e.g. ``phone_given_code``) are kept in the JSON and left out of the Markdown tables. Percentages
+are shown with 2 decimals, fractions (PNMI, purities) with 3. Both files are written atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spidrkit.provenance import write_json_atomic, write_sidecar
+
+LOWER_IS_BETTER_PREFIXES = ("abx",)
+HIGHER_IS_BETTER = frozenset({"map", "pnmi", "phone_purity", "cluster_purity"})
+FRACTION_KEYS = frozenset({"pnmi", "phone_purity", "cluster_purity"})
+TABLE_KEYS = ("info", "layers", "baselines", "units")
+
+
+def jsonable(x: Any) -> Any:
+    """``x`` with numpy / torch values, paths and non-string keys turned into plain JSON types."""
+    if isinstance(x, Mapping):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    if hasattr(x, "detach") and hasattr(x, "tolist"):  # torch tensors, without importing torch
+        return x.detach().cpu().tolist()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _direction(metric: str) -> int:
+    """+1 if higher is better, -1 if lower is better, 0 if the metric is not ranked."""
+    if metric.startswith(LOWER_IS_BETTER_PREFIXES):
+        return -1
+    return 1 if metric in HIGHER_IS_BETTER else 0
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _fmt(metric: str, v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, (bool, str)):
+        return str(v)
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(v):
+            return "–"
+        return f"{v:.3f}" if metric in FRACTION_KEYS else f"{v:.2f}"
+    return str(v)
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Scalar metrics present in any row, in first-seen order."""
+    cols: list[str] = []
+    for row in rows:
+        for k, v in row.items():
+            if k not in cols and (_is_scalar(v) or v is None):
+                cols.append(k)
+    return cols
+
+
+def _best(rows: Mapping[str, Mapping[str, Any]], metric: str) -> set[str]:
+    """Names of the rows holding the best value of ``metric`` (ties all win)."""
+    sign = _direction(metric)
+    values = {name: float(r[metric]) for name, r in rows.items()
+              if _is_scalar(r.get(metric)) and math.isfinite(float(r[metric]))}
+    if not sign or len(values) < 2:
+        return set()
+    best = max(sign * v for v in values.values())
+    return {name for name, v in values.items() if sign * v == best}
+
+
+def metrics_table(rows: Mapping[str, Mapping[str, Any]], *, first: str = "",
+                  extra: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+    """Markdown table of ``rows`` (name -> metrics), best of each ranked column in bold; ``extra`` rows
+    (e.g. baselines) follow in italics, unranked."""
+    extra = extra or {}
+    cols = _columns([*rows.values(), *extra.values()])
+    best = {c: _best(rows, c) for c in cols}
+    lines = ["| " + " | ".join([first, *cols]) + " |", "|" + "---|" * (len(cols) + 1)]
+    for name, r in rows.items():
+        cells = [f"**{_fmt(c, r.get(c))}**" if name in best[c] else _fmt(c, r.get(c)) for c in cols]
+        lines.append("| " + " | ".join([str(name), *cells]) + " |")
+    for name, r in extra.items():
+        lines.append("| " + " | ".join([f"*{name}*", *(_fmt(c, r.get(c)) for c in cols)]) + " |")
+    return lines
+
+
+def best_layer_by_abx(layers: Mapping[str, Mapping[str, Any]]) -> tuple[str, float] | None:
+    """The layer with the lowest mean of its ABX metrics (the paper's layer choice), and that mean."""
+    means = {}
+    for name, r in layers.items():
+        abx = [float(v) for k, v in r.items() if k.startswith("abx") and _is_scalar(v)]
+        if abx:
+            means[name] = sum(abx) / len(abx)
+    if not means:
+        return None
+    name = min(means, key=means.get)
+    return name, means[name]
+
+
+def render_markdown(results: Mapping[str, Any], plots: Sequence[str], title: str) -> str:
+    """The Markdown text of a report (``plots`` are paths relative to the report)."""
+    out = [f"# {title}", ""]
+    info = results.get("info") or {}
+    for k, v in info.items():
+        out.append(f"- **{k}**: {v}")
+    if info:
+        out.append("")
+    layers = {str(k): v for k, v in (results.get("layers") or {}).items()}
+    if layers:
+        layers = dict(sorted(layers.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else math.inf))
+        out += ["## Metrics by layer", ""]
+        out += metrics_table(layers, first="layer", extra=results.get("baselines"))
+        best = best_layer_by_abx(layers)
+        if best:
+            out += ["", f"Best layer by mean ABX: **{best[0]}** ({best[1]:.2f} %)."]
+        out.append("")
+    elif results.get("baselines"):
+        out += ["## Baselines", "", *metrics_table({}, first="", extra=results["baselines"]), ""]
+    if results.get("units"):
+        out += ["## Discrete units", "", *metrics_table(results["units"], first="units"), ""]
+    others = {k: v for k, v in results.items() if k not in TABLE_KEYS}
+    if others:
+        out += ["## Other results", "", "| name | value |", "|---|---|"]
+        for k, v in others.items():
+            shown = _fmt(k, v) if (_is_scalar(v) or v is None or isinstance(v, str)) else "(see report.json)"
+            out.append(f"| {k} | {shown} |")
+        out.append("")
+    if plots:
+        out += ["## Figures", ""]
+        for p in plots:
+            out += [f"![{Path(p).stem}]({Path(p).as_posix()})", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_report(
+    out_dir: str | os.PathLike,
+    results: Mapping[str, Any],
+    plots: Sequence[str | os.PathLike] = (),
+    title: str = "spidrkit evaluation",
+) -> tuple[Path, Path]:
+    """Write ``out_dir/report.json`` and ``out_dir/report.md`` (plots linked relative to ``out_dir``).
+
+    Returns the two paths. The Markdown's sidecar records what produced it.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    missing = [str(p) for p in plots if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"plots not found: {', '.join(missing)}")
+    rel = [os.path.relpath(Path(p).resolve(), out.resolve()) for p in plots]
+    json_path, md_path = out / "report.json", out / "report.md"
+    write_json_atomic(json_path, {
+        "title": title,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "results": jsonable(results),
+        "plots": rel,
+    })
+    tmp = md_path.with_name(f".{md_path.name}.tmp{os.getpid()}")
+    tmp.write_text(render_markdown(results, rel, title))
+    os.replace(tmp, md_path)
+    write_sidecar(md_path, report_json=json_path.name, title=title)
+    return json_path, md_path

@@ -1,0 +1,117 @@
+"""Unit-quality metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from spidrkit.evaluation.unit_metrics import bitrate, frame_units, pair_units_with_labels, unit_quality
+from spidrkit.extraction.units import write_units
+
+# 5 units at 50 Hz, 11 labels at 100 Hz (one more than 2 x 5: trimmed)
+UNITS = {"u": np.array([0, 0, 0, 0, 1])}
+LABELS = {"u": np.array(list("aaaabbccccc"))}
+# pairing "both": code 0 <-> a a a a b b c c, code 1 <-> c c  (10 frames)
+
+
+def _h(*p: float) -> float:
+    return -sum(x * math.log2(x) for x in p if x > 0)
+
+
+def test_hand_example_both():
+    q = unit_quality(UNITS, LABELS)
+    assert q["num_frames"] == 10
+    assert q["phone_purity"] == pytest.approx((4 + 2) / 10)  # max phone per code
+    assert q["cluster_purity"] == pytest.approx((4 + 2 + 2) / 10)  # max code per phone
+    h_y = _h(0.4, 0.2, 0.4)
+    h_y_given_z = 0.8 * _h(0.5, 0.25, 0.25) + 0.2 * 0.0
+    assert q["pnmi"] == pytest.approx((h_y - h_y_given_z) / h_y)
+    assert q["pnmi"] == pytest.approx(0.2115265, abs=1e-6)
+    assert q["phones"] == ["a", "b", "c"] and q["codes"] == [0, 1]
+    np.testing.assert_allclose(q["phone_given_code"], [[0.5, 0.25, 0.25], [0.0, 0.0, 1.0]])
+    assert q["phone_counts"] == [4, 2, 4]
+    assert q["active_codewords"] == 2
+    assert q["codebook_perplexity"] == pytest.approx(2 ** _h(0.8, 0.2))
+    assert q["bitrate"] == pytest.approx(2 / 0.1 * 1.0)  # tokens [0, 1] in 0.1 s, 1 bit each
+
+
+def test_hand_example_center():
+    codes, labels, _ = pair_units_with_labels(UNITS, LABELS, pairing="center")
+    # unit i <-> label frame 2i + 1
+    assert codes.tolist() == [0, 0, 0, 0, 1]
+    assert labels.tolist() == ["a", "a", "b", "c", "c"]
+    q = unit_quality(UNITS, LABELS, pairing="center")
+    assert q["phone_purity"] == pytest.approx((2 + 1) / 5)
+    assert q["cluster_purity"] == pytest.approx((2 + 1 + 1) / 5)
+
+
+def test_ignore_labels():
+    q = unit_quality(UNITS, LABELS, ignore_labels={"b"})
+    # code 0 <-> a a a a c c, code 1 <-> c c
+    assert q["num_frames"] == 8
+    assert q["phone_purity"] == pytest.approx((4 + 2) / 8)
+    assert q["phones"] == ["a", "c"]
+    assert q["active_codewords"] == 2  # codebook statistics keep every unit frame
+
+
+def test_perplexity_and_bitrate_by_hand():
+    units = {"x": [0, 0, 0, 0, 1], "y": [2, 2, 1, 1]}
+    # de-duplicated: [0, 1] + [2, 1] -> counts {0: 1, 1: 2, 2: 1}, H = 1.5 bits; 9 frames = 0.18 s
+    assert bitrate(units) == pytest.approx(4 / 0.18 * 1.5)
+    labels = {"x": ["p"] * 10, "y": ["p"] * 4 + ["q"] * 4}
+    q = unit_quality(units, labels)
+    assert q["codebook_perplexity"] == pytest.approx(2 ** _h(4 / 9, 3 / 9, 2 / 9))
+    assert q["active_codewords"] == 3
+
+
+def test_units_equal_to_phones_give_pnmi_one():
+    rng = np.random.default_rng(0)
+    phones = [f"P{i}" for i in range(30)]
+    units, labels = {}, {}
+    for u in range(20):
+        seq = rng.integers(0, 30, 200)
+        units[f"utt{u}"] = (seq * 7 + 3) % 30  # a relabelling of the phones
+        labels[f"utt{u}"] = np.array([phones[i] for i in np.repeat(seq, 2)] + ["P0"])
+    q = unit_quality(units, labels)
+    assert q["pnmi"] == pytest.approx(1.0)
+    assert q["phone_purity"] == pytest.approx(1.0) and q["cluster_purity"] == pytest.approx(1.0)
+    assert q["codebook_perplexity"] <= 30
+
+
+def test_random_units_give_pnmi_near_zero():
+    rng = np.random.default_rng(0)
+    units = {f"utt{u}": rng.integers(0, 50, 1000) for u in range(50)}
+    labels = {f"utt{u}": rng.integers(0, 40, 2001) for u in range(50)}
+    q = unit_quality(units, labels)
+    assert 0.0 <= q["pnmi"] < 0.05
+    assert q["active_codewords"] == 50
+    assert q["codebook_perplexity"] == pytest.approx(50, rel=0.01)
+    # iid uniform units: H ~ log2(50) and a run collapses with probability 1/50
+    assert q["bitrate"] == pytest.approx(50 * (1 - 1 / 50) * math.log2(50), rel=0.01)
+
+
+def test_errors_and_reading(tmp_path):
+    with pytest.raises(ValueError, match="apart"):
+        unit_quality({"u": [0] * 10}, {"u": ["a"] * 40})
+    with pytest.raises(ValueError, match="no utterance"):
+        unit_quality({"u": [0]}, {"v": ["a", "b"]})
+    with pytest.warns(UserWarning, match="1 of 2"):
+        unit_quality({**UNITS, "other": [1, 2]}, LABELS)
+    with pytest.raises(ValueError, match="same phone"):
+        unit_quality(UNITS, {"u": ["a"] * 10})
+    with pytest.raises(ValueError, match="integer"):
+        frame_units({"u": [0.5, 1.0]})
+
+
+def test_units_files_frame_level_and_deduplicated(tmp_path):
+    """A units file, frame-level or de-duplicated with durations, gives the same metrics as the mapping."""
+    units = {"x": [0, 0, 0, 0, 1], "y": [2, 2, 1, 1]}
+    labels = {"x": ["p"] * 10, "y": ["p"] * 4 + ["q"] * 4}
+    ref = unit_quality(units, labels)
+    for dedup in (False, True):
+        path = write_units(tmp_path / f"units{int(dedup)}.txt", units, dedup=dedup)
+        assert {k: v.tolist() for k, v in frame_units(path).items()} == units
+        q = unit_quality(path, labels)
+        assert q["pnmi"] == pytest.approx(ref["pnmi"]) and q["bitrate"] == pytest.approx(ref["bitrate"])
