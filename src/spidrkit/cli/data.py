@@ -1,0 +1,162 @@
+"""``spidrkit data``: build the aligned synthetic corpus, or read a real one into manifests.
+
+- ``spidrkit data synth OUT [--voices ...] [--hours H] [--seed S] [--heldout-voice V] [--workers N]``:
+  a multi-speaker corpus read by flite, with exact phone and word alignments, triphone item files and
+  10 ms frame labels (see :mod:`spidrkit.data.synth`). Re-running the same command resumes it.
+- ``spidrkit data librispeech ROOT -o OUTDIR``: one manifest per split (OUTDIR/dev-clean.csv, ...).
+- ``spidrkit data librilight ROOT -o OUTDIR``: one manifest per subset (small, medium, ...).
+- ``spidrkit data folder ROOT -o MANIFEST [--alignments FILE]``: any folder of audio; with a phone
+  alignment (ZeroSpeech layout or 10 ms frame labels), the item file and frame labels beside MANIFEST.
+
+Python API: :func:`spidrkit.data.synth.synthesize_corpus`, :mod:`spidrkit.data.corpora`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from spidrkit.cli import UserError
+
+MAX_REPORTED = 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from spidrkit.data.flite import VOICES
+    from spidrkit.data.synth import DEFAULT_NOISE, DEFAULT_VOICES
+
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    p = sub.add_parser("synth", help="build the aligned multi-speaker corpus with flite",
+                       description="Build a multi-speaker English corpus with flite's own phone and word "
+                       "alignments (needs flite: sudo apt-get install flite). Re-running resumes.")
+    p.add_argument("out", type=Path, metavar="OUT", help="output folder")
+    p.add_argument("--voices", nargs="+", default=list(DEFAULT_VOICES), choices=VOICES, metavar="VOICE",
+                   help=f"flite voices (default: {' '.join(DEFAULT_VOICES)}; available: {' '.join(VOICES)})")
+    p.add_argument("--hours", type=float, default=2.0, help="hours of speech in train + dev (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="corpus seed (default: 0)")
+    p.add_argument("--heldout-voice", default=None, choices=VOICES, metavar="VOICE",
+                   help="keep this voice out of train/dev; it reads the dev sentences into a 'heldout' split")
+    p.add_argument("--dev-fraction", type=float, default=0.1, help="share of sentences for dev (default: 0.1)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default: 2)")
+    p.add_argument("--snr", type=float, nargs=2, default=list(DEFAULT_NOISE), metavar=("LOW", "HIGH"),
+                   help=f"SNR range in dB of the light background noise (default: {DEFAULT_NOISE[0]:g} "
+                   f"{DEFAULT_NOISE[1]:g})")
+    p.add_argument("--no-noise", action="store_true", help="no background noise (dither only)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    for name, what in (("librispeech", "split (dev-clean, train-clean-100, ...)"),
+                       ("librilight", "subset (small, medium, large, ...)")):
+        p = sub.add_parser(name, help=f"one manifest per {what} of a {name} folder")
+        p.add_argument("root", type=Path, metavar="ROOT", help=f"the {name} folder, or one {what.split()[0]}")
+        p.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="manifest folder")
+        p.add_argument("--format", choices=["csv", "tsv", "jsonl"], default="csv", help="manifest format")
+        p.add_argument("--threads", type=int, default=16, help="threads reading headers")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("folder", help="a manifest of any folder of audio, with optional phone alignments")
+    p.add_argument("root", type=Path, metavar="ROOT", help="folder searched recursively for audio")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="MANIFEST",
+                   help="manifest to write (.csv, .tsv, .jsonl)")
+    p.add_argument("--alignments", type=Path, default=None, metavar="FILE",
+                   help="phone alignment ('file onset offset phone [speaker]') or 10 ms frame-label file")
+    p.add_argument("--phone-map", type=Path, default=None, metavar="FILE",
+                   help="'phone id' lines mapping the labels of --alignments (e.g. CPC's phones.txt)")
+    p.add_argument("--speaker-from-dir", type=int, default=None, metavar="N",
+                   help="the N-th folder below ROOT names the speaker (1 = top level)")
+    p.add_argument("--ext", default=",".join(_folder_extensions()),
+                   help="comma-separated audio extensions (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=16, help="threads reading headers")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _folder_extensions():
+    from spidrkit.data.corpora import FOLDER_EXTENSIONS
+
+    return FOLDER_EXTENSIONS
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidrkit.data.alignments import AlignmentError
+    from spidrkit.data.corpora import CorpusError
+    from spidrkit.data.flite import FliteError
+    from spidrkit.data.manifest import ManifestError
+
+    try:
+        return {"synth": _synth, "librispeech": _corpus, "librilight": _corpus, "folder": _folder}[args.action](args)
+    except FliteError as e:
+        raise UserError(str(e)) from e
+    except (CorpusError, AlignmentError, ManifestError, ValueError) as e:
+        raise UserError(str(e)) from e
+
+
+def _synth(args) -> int:
+    from spidrkit.data.synth import synthesize_corpus
+    from spidrkit.provenance import read_sidecar
+
+    out = synthesize_corpus(
+        args.out, voices=tuple(args.voices), hours=args.hours, seed=args.seed, heldout_voice=args.heldout_voice,
+        dev_fraction=args.dev_fraction, workers=args.workers, noise=None if args.no_noise else tuple(args.snr),
+        progress=not args.quiet,
+    )
+    info = read_sidecar(out)
+    for split, t in info["splits"].items():
+        print(f"{split}: {t['utterances']} utterances, {t['hours'] * 60:.1f} min, speakers {' '.join(t['speakers'])}")
+    run_info = info["rendered_this_run"]
+    if run_info["utterances"]:
+        rate = run_info["speech_seconds"] / max(run_info["wall_seconds"], 1e-9)
+        print(f"rendered {run_info['utterances']} utterances in {run_info['wall_seconds']:.0f} s "
+              f"({rate:.0f} min of speech per min)")
+    print(f"wrote {out}")
+    return 0
+
+
+def _report_failures(failures) -> None:
+    for path, reason in failures[:MAX_REPORTED]:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if len(failures) > MAX_REPORTED:
+        print(f"... and {len(failures) - MAX_REPORTED} more skipped files", file=sys.stderr)
+
+
+def _corpus(args) -> int:
+    from spidrkit.data.corpora import read_librilight, read_librispeech, write_split_manifests
+
+    reader = read_librispeech if args.action == "librispeech" else read_librilight
+    scans = reader(args.root, threads=args.threads, progress=not args.quiet)
+    for scan in scans.values():
+        _report_failures(scan.failures)
+    written = write_split_manifests(scans, args.output, args.format)
+    if not written:
+        raise UserError(f"no readable audio under {args.root}")
+    for split, path in written.items():
+        entries = scans[split].entries
+        hours = sum(e.num_samples for e in entries) / 16000 / 3600
+        speakers = len({e.speaker for e in entries})
+        print(f"{split}: {len(entries)} files, {hours:.2f} h, {speakers} speakers -> {path}")
+    return 0
+
+
+def _folder(args) -> int:
+    from spidrkit.data.corpora import folder_corpus, read_phone_map
+
+    extensions = tuple(x.strip().lower().lstrip(".") for x in args.ext.split(",") if x.strip())
+    if not extensions:
+        raise UserError("--ext lists no extension")
+    phone_map = read_phone_map(args.phone_map) if args.phone_map else None
+    result = folder_corpus(args.root, args.output, args.alignments, args.speaker_from_dir, extensions,
+                           phone_map, args.threads, not args.quiet)
+    _report_failures(result.scan.failures)
+    hours = sum(e.num_samples for e in result.scan.entries) / 16000 / 3600
+    print(f"wrote {result.manifest}: {len(result.scan.entries)} files, {hours:.2f} h")
+    if result.annotations:
+        print(f"alignments for {len(result.scan.entries) - len(result.unaligned)} files: "
+              + ", ".join(str(p) for p in result.annotations.values()))
+        if result.unaligned:
+            print(f"warning: {len(result.unaligned)} audio files have no alignment, e.g. {result.unaligned[0]}",
+                  file=sys.stderr)
+        if result.unmatched:
+            print(f"warning: {len(result.unmatched)} aligned ids have no audio, e.g. {result.unmatched[0]}",
+                  file=sys.stderr)
+    return 0
