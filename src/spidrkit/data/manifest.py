@@ -198,6 +198,18 @@ def list_audio_files(root: str | os.PathLike, extensions: tuple[str, ...] = AUDI
     return sorted(found)
 
 
+def resampled_length(num_samples: int, orig_rate: int, target_rate: int = 16000) -> int:
+    """Samples after resampling ``num_samples`` from ``orig_rate`` to ``target_rate``.
+
+    This is soxr's length, round(n * target / orig) with halves rounded up, in exact integer arithmetic;
+    manifests use it to predict the length :func:`spidrkit.data.audio.load_audio` returns without
+    decoding the file (``load_audio`` enforces it).
+    """
+    if orig_rate == target_rate:
+        return int(num_samples)
+    return (2 * int(num_samples) * target_rate + orig_rate) // (2 * orig_rate)
+
+
 def scan_audio_dir(
     root: str | os.PathLike,
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
@@ -216,8 +228,6 @@ def scan_audio_dir(
     """
     import soundfile as sf
     from tqdm import tqdm
-
-    from spidrkit.data.audio import resampled_length
 
     root = Path(root)
     if not root.is_dir():

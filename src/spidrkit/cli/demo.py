@@ -1,0 +1,35 @@
+"""``spidrkit demo``: corpus -> pretraining -> extraction -> evaluation -> report, on a CPU."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, default=20.0, help="pretraining wall-time budget (default 20)")
+    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument("--hours", type=float, default=None,
+                        help="speech to synthesise (default: 2 h for 20 min, less for shorter runs)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variant", choices=["spidr", "dinosr"], default="spidr")
+    parser.add_argument("--kmeans", type=int, default=100, help="k of the k-means units (0: none)")
+    parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override the tiny config (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidrkit.cli import UserError
+    from spidrkit.config import ConfigError
+    from spidrkit.demo import run_demo
+
+    if args.minutes <= 0:
+        raise UserError("--minutes must be > 0")
+    try:
+        run_demo(args.out, minutes=args.minutes, hours=args.hours, seed=args.seed, variant=args.variant,
+                 kmeans_k=args.kmeans or None, workers=args.workers, overrides=tuple(args.overrides),
+                 progress=not args.quiet)
+    except ConfigError as e:
+        raise UserError(str(e)) from e
+    return 0
