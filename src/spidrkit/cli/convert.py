@@ -1,0 +1,35 @@
+"""``spidrkit convert``: any supported checkpoint -> a self-describing spidrkit file (.pt or .safetensors)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "input", metavar="IN", help="released SpidR/DinoSR file, fairseq DinoSR checkpoint, or spidrkit file"
+    )
+    parser.add_argument("output", metavar="OUT", help="output file: .safetensors, else a torch .pt file")
+    parser.add_argument("--variant", choices=["spidr", "dinosr"], default=None,
+                        help="model variant, for files that do not say it (released files: default spidr)")
+    parser.add_argument("--config", default=None, metavar="PRESET_OR_TOML",
+                        help="config for what the weights cannot tell (conv strides, heads) of a foreign file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidrkit.cli import UserError
+    from spidrkit.extraction.loading import CheckpointError, convert, load_checkpoint
+
+    try:
+        path = convert(args.input, args.output, variant=args.variant, config=args.config)
+        cfg, sd, info = load_checkpoint(path)
+    except CheckpointError as e:
+        raise UserError(str(e)) from e
+    m = cfg.model
+    params = sum(v.numel() for k, v in sd.items() if v.is_floating_point() and not k.startswith("codebooks."))
+    print(
+        f"wrote {path}: {cfg.variant}, {m.num_layers} layers x {m.dim} ({m.num_heads} heads), "
+        f"{m.num_codebooks} codebooks of {m.codebook_size}, {params / 1e6:.1f}M parameters"
+        + (f", step {info.step}" if info.step is not None else "")
+    )
+    return 0
