@@ -262,8 +262,9 @@ def plot_tsne(
     if x.shape[0] < 5:
         raise ValueError(f"t-SNE needs at least 5 points, got {x.shape[0]}")
     perplexity = min(perplexity, (x.shape[0] - 1) / 3)
-    # exact t-SNE is faster than Barnes-Hut on small sets (and its N^2 memory is small there)
-    method = "exact" if x.shape[0] <= 1000 else "barnes_hut"
+    # Barnes-Hut is ~10x faster than exact t-SNE already at 900 points (2 s vs 21 s on 2 CPU cores); exact
+    # only for a handful of points, where it costs nothing
+    method = "exact" if x.shape[0] <= 200 else "barnes_hut"
     xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, metric="cosine",
               method=method).fit_transform(x)
 

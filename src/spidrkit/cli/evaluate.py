@@ -1,0 +1,333 @@
+"""``spidrkit evaluate``: ABX, unit quality (PNMI...), word MAP, the whole layer sweep, perplexity plots.
+
+    spidrkit evaluate abx FEATURES ITEM [--speaker within|across|both] [--distance angular|kl_symmetric|identical]
+                                        [--units] [--context within|any] [-o OUT.json]
+    spidrkit evaluate units UNITS LABELS [--pairing both|center] [--ignore SIL] [--plot PNG] [-o OUT.json]
+    spidrkit evaluate map FEATURES WORDS [--min-occurrences 2] [-o OUT.json]
+    spidrkit evaluate sweep --model M --corpus DIR -o OUT [--layers 1,2,...] [--kmeans K]
+                            [--baselines mfcc,random] [--metrics RUN/metrics.jsonl ...] [--max-files N]
+    spidrkit evaluate plot-perplexity RUN1/metrics.jsonl [RUN2/metrics.jsonl] -o PNG [--labels spidr,dinosr]
+
+FEATURES is a folder of ``<fileid>.pt``/``.npy`` tensors (T, D) at 50 Hz (``spidrkit extract``); UNITS a units
+file (``spidrkit extract --units`` or ``spidrkit kmeans apply``); ITEM a ZeroSpeech item file; LABELS phone
+labels at 100 Hz (``utt l1 l2 ...``, e.g. ``dev_frames.txt`` of ``spidrkit data synth``); WORDS a word
+alignment (``utt onset offset word [speaker]``). Results are printed as a table; ``-o`` also writes them
+as JSON, with the inputs that produced them. The Python API is :mod:`spidrkit.evaluation`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from spidrkit.cli import UserError
+
+DISTANCES = ("angular", "kl_symmetric", "identical")
+
+
+# ------------------------------------------------------------------------------------------- parser
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one layer")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    return [x for x in text.replace(" ", "").split(",") if x]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from spidrkit.evaluation.sweep import DEFAULT_KMEANS_MAX_FRAMES, DEFAULT_SPLITS, SWEEP_BASELINES
+
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    p = sub.add_parser("abx", help="ABX error rate (%%) of features or units on an item file",
+                       description="ABX phone discriminability (fastabx, triphones): within and/or across speaker.")
+    p.add_argument("features", metavar="FEATURES", help="features folder, or with --units a units file")
+    p.add_argument("item", metavar="ITEM", help="ZeroSpeech item file (#file onset offset #phone ...)")
+    p.add_argument("--speaker", choices=("within", "across", "both"), default="both", help="default: both")
+    p.add_argument("--context", choices=("within", "any"), default="within",
+                   help="within: A, B, X share their neighbours (triphones, default); any: no constraint")
+    p.add_argument("--distance", choices=DISTANCES, default=None,
+                   help="angular for features (default), kl_symmetric for posteriors, identical for units")
+    p.add_argument("--units", action="store_true", help="FEATURES is a units file (one-hot units, identical)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
+
+    p = sub.add_parser("units", help="PNMI, purities, perplexity and bitrate of units against phone labels",
+                       description="Quality of 50 Hz units against 100 Hz phone labels (see "
+                       "spidrkit.evaluation.unit_metrics for the pairing convention).")
+    p.add_argument("units", metavar="UNITS", help="units file (text or JSONL, frame-level or de-duplicated)")
+    p.add_argument("labels", metavar="LABELS", help="frame labels at 100 Hz: 'utt l1 l2 ...' per line")
+    p.add_argument("--pairing", choices=("both", "center"), default="both",
+                   help="both: each unit frame with its two label frames (default); center: with the middle one")
+    p.add_argument("--ignore", type=_name_list, default=[], metavar="L1,L2",
+                   help="labels left out of the phone metrics, e.g. SIL (default: none, as in the paper)")
+    p.add_argument("--plot", metavar="PNG", help="also draw the P(phone | code) heat map")
+    p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
+
+    p = sub.add_parser("map", help="MAP@R over words (%%) of features",
+                       description="Word discriminability: time-averaged features of every word occurrence, "
+                       "cosine similarity, MAP@R (SpidR paper, eq. 5).")
+    p.add_argument("features", metavar="FEATURES", help="features folder")
+    p.add_argument("words", metavar="WORDS", help="word alignment: 'utt onset offset word [speaker]' per line")
+    p.add_argument("--min-occurrences", type=int, default=2, help="drop rarer words first (default: 2)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
+
+    p = sub.add_parser("sweep", help="every metric of every layer, baselines, figures and a report",
+                       description="Layer sweep on an aligned corpus (spidrkit data synth layout): ABX within/"
+                       "across and word MAP per layer, codebook (and k-means) units, baselines, figures; writes "
+                       "OUT/report.json and OUT/report.md.")
+    p.add_argument("--model", required=True, help="checkpoint, or a preset name (tiny, base: RANDOM weights)")
+    p.add_argument("--variant", choices=("spidr", "dinosr"), default=None,
+                   help="for released checkpoints that do not say it (default: spidr)")
+    p.add_argument("--corpus", required=True, metavar="DIR", help="corpus folder (SPLIT.csv, SPLIT.item, ...)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--splits", type=_name_list, default=None, metavar="S1,S2",
+                   help=f"evaluation splits, merged (default: {','.join(DEFAULT_SPLITS)}, or dev alone when the "
+                   "corpus has no held-out voice)")
+    p.add_argument("--layers", type=_int_list, default=None, metavar="1,2,...", help="1-based (default: all)")
+    p.add_argument("--kmeans", type=int, default=None, metavar="K", help="also k-means units with K centroids")
+    p.add_argument("--kmeans-max-frames", type=int, default=DEFAULT_KMEANS_MAX_FRAMES, metavar="N",
+                   help=f"k-means fit sample from the train split (default: {DEFAULT_KMEANS_MAX_FRAMES})")
+    p.add_argument("--baselines", type=_name_list, default=["mfcc", "random"], metavar="B1,B2",
+                   help=f"any of {','.join(SWEEP_BASELINES)}, or 'none' (default: mfcc,random)")
+    p.add_argument("--posteriors", action="store_true", help="also ABX of the codebook posteriors (symmetric KL)")
+    p.add_argument("--metrics", nargs="+", default=None, metavar="METRICS_JSONL",
+                   help="training runs' metrics.jsonl for the perplexity figure")
+    p.add_argument("--labels", type=_name_list, default=None, metavar="L1,L2", help="names of the --metrics runs")
+    p.add_argument("--max-files", type=int, default=None, metavar="N", help="at most N files per split")
+    p.add_argument("--title", default=None, help="report title")
+    p.add_argument("--seed", type=int, default=0, help="seed of k-means, the random model, subsampling")
+    p.add_argument("--max-memory-gb", type=float, default=4.0, help="features held in memory at once")
+    p.add_argument("--tsne-points", type=int, default=1000, help="phone instances in the t-SNE figure (0: none)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("plot-perplexity", help="codebook and prediction perplexity over training (Figure 2)",
+                       description="One line per layer, one line style per run.")
+    p.add_argument("runs", nargs="+", metavar="METRICS_JSONL", help="metrics.jsonl of one or more training runs")
+    p.add_argument("-o", "--output", required=True, metavar="PNG", help="output image")
+    p.add_argument("--labels", type=_name_list, default=None, metavar="L1,L2",
+                   help="run names (default: the runs' folder names)")
+    p.add_argument("--codebook-size", type=int, default=None, metavar="V", help="draw the maximum V")
+    p.add_argument("--title", default=None, help="figure title")
+
+
+# ------------------------------------------------------------------------------------------- output
+def print_table(rows: Mapping[str, Mapping[str, Any]], first: str = "") -> None:
+    """Print ``{name: {metric: value}}`` as an aligned table (scalars only; the report's Markdown table
+    without its bold marks)."""
+    from spidrkit.evaluation.report import metrics_table
+
+    lines = metrics_table(rows, first=first)
+    cells = [[c.strip().strip("*") for c in line.strip("|").split("|")] for i, line in enumerate(lines) if i != 1]
+    widths = [max(len(r[j]) for r in cells) for j in range(len(cells[0]))]
+    for i, r in enumerate(cells):
+        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _write_json(path: str | os.PathLike | None, command: str, inputs: Mapping[str, Any], results: Any) -> None:
+    """``-o``: the results with what produced them (inputs, their hashes, the tool version)."""
+    if not path:
+        return
+    from spidrkit import __version__
+    from spidrkit.evaluation.report import jsonable
+    from spidrkit.provenance import file_sha256, write_json_atomic
+
+    described = {}
+    for key, value in inputs.items():
+        p = Path(value) if isinstance(value, (str, os.PathLike)) else None
+        described[key] = str(value)
+        if p is not None and p.is_file():
+            described[f"{key}_sha256"] = file_sha256(p)
+    write_json_atomic(path, {"command": f"spidrkit evaluate {command}", "producer": f"spidrkit {__version__}",
+                             "inputs": described, "results": jsonable(results)})
+    print(f"-> {path}")
+
+
+def _need_file(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"no {what} at {p}")
+    return p
+
+
+def _feature_folder(path: str):
+    from spidrkit.evaluation.abx import FeatureDir
+
+    p = Path(path)
+    if p.is_file():
+        raise UserError(f"{p} is a file; FEATURES must be a folder of <fileid>.pt/.npy tensors "
+                        "(for a units file, add --units)")
+    try:
+        return FeatureDir(p)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from e
+
+
+def _read_units(path: str) -> dict:
+    from spidrkit.evaluation.unit_metrics import frame_units
+    from spidrkit.extraction.units import UnitsError
+
+    p = _need_file(path, "units file")
+    try:
+        return frame_units(p)
+    except (UnitsError, ValueError) as e:
+        raise UserError(f"{p}: {e}") from e
+
+
+def _check_ids(needed, available, what: str, where: str) -> None:
+    from spidrkit.evaluation.sweep import SweepError, check_fileids
+
+    try:
+        check_fileids(needed, available, what, where)
+    except SweepError as e:
+        raise UserError(str(e)) from e
+
+
+# ------------------------------------------------------------------------------------------- actions
+def _abx(args: argparse.Namespace) -> int:
+    from spidrkit.data.alignments import AlignmentError, read_item_file
+    from spidrkit.evaluation.abx import units_as_indices
+    from spidrkit.evaluation.sweep import abx_both
+
+    item = _need_file(args.item, "item file")
+    try:
+        files = {it.file for it in read_item_file(item)}
+    except AlignmentError as e:
+        raise UserError(str(e)) from e
+    if args.units:
+        if args.distance not in (None, "identical"):
+            raise UserError("--units are compared with the identical distance (one-hot units); drop --distance")
+        features, distance, source = units_as_indices(_read_units(args.features)), "identical", "the units file"
+    else:
+        features, distance, source = _feature_folder(args.features), args.distance or "angular", "the features"
+    _check_ids(files, features, f"the item file {item.name}", f"{source} {args.features}")
+    speakers = ("within", "across") if args.speaker == "both" else (args.speaker,)
+    try:
+        results = abx_both(features, item, distance=distance, context=args.context, device=args.device,
+                           speakers=speakers)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    print_table({"abx": results}, first="")
+    _write_json(args.output, "abx", {"features": args.features, "item": item}, {
+        **results, "distance": distance, "context": args.context, "units": bool(args.units)})
+    return 0
+
+
+def _units(args: argparse.Namespace) -> int:
+    from spidrkit.data.alignments import AlignmentError, read_frame_labels
+    from spidrkit.evaluation.sweep import UNIT_METRICS
+    from spidrkit.evaluation.unit_metrics import unit_quality
+
+    units = _read_units(args.units)
+    try:
+        labels = read_frame_labels(_need_file(args.labels, "frame labels file"))
+    except AlignmentError as e:
+        raise UserError(str(e)) from e
+    # utterances without labels are skipped with a warning (unit_quality); none in common is an error
+    try:
+        quality = unit_quality(units, labels, pairing=args.pairing, ignore_labels=args.ignore)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    scalars = {k: quality[k] for k in (*UNIT_METRICS, "num_frames", "num_utterances")}
+    print_table({"units": scalars})
+    if args.plot:
+        from spidrkit.evaluation.plots import plot_phone_given_code
+
+        print(f"-> {plot_phone_given_code(quality, args.plot, title=f'P(phone | code): {Path(args.units).name}')}")
+    _write_json(args.output, "units", {"units": args.units, "labels": args.labels},
+                {**quality, "pairing": args.pairing, "ignore_labels": args.ignore})
+    return 0
+
+
+def _map(args: argparse.Namespace) -> int:
+    from spidrkit.evaluation.word_map import read_alignments, word_map
+
+    features = _feature_folder(args.features)
+    try:
+        words = read_alignments(_need_file(args.words, "word alignment"))
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    _check_ids((w.utt for w in words), features, f"the word alignment {args.words}", f"the features {args.features}")
+    try:
+        value = word_map(features, words, min_occurrences=args.min_occurrences, device=args.device, progress=False)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    results = {"map": value, "words": len(words)}
+    print_table({"word MAP": results})
+    _write_json(args.output, "map", {"features": args.features, "words": args.words},
+                {**results, "min_occurrences": args.min_occurrences})
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from spidrkit.evaluation.sweep import sweep
+
+    model: Any = args.model
+    if args.variant is not None:
+        from spidrkit.extraction.loading import load_model
+
+        model = load_model(args.model, device=args.device, variant=args.variant)
+    baselines = [] if args.baselines == ["none"] else args.baselines
+    results = sweep(
+        model, args.corpus, args.output, splits=args.splits, layers=args.layers, kmeans_k=args.kmeans,
+        kmeans_max_frames=args.kmeans_max_frames, baselines=baselines, posteriors=args.posteriors,
+        max_files=args.max_files, device=args.device, metrics_jsonl=args.metrics, run_labels=args.labels,
+        title=args.title, seed=args.seed, max_memory_gb=args.max_memory_gb, tsne_points=args.tsne_points,
+        progress=not args.quiet,
+    )
+    print()
+    print_table(results["layers"], first="layer")
+    if results["baselines"]:
+        print()
+        print_table(results["baselines"], first="baseline")
+    if results["units"]:
+        print()
+        print_table(results["units"], first="units")
+    print(f"\nbest layer by mean ABX: {results['best_layer']} ({results['best_layer_mean_abx']:.2f} %)"
+          if results["best_layer"] is not None else "\nno ABX could be computed")
+    print(f"-> {results['outputs']['report_md']}")
+    return 0
+
+
+def _plot_perplexity(args: argparse.Namespace) -> int:
+    from spidrkit.evaluation.sweep import plot_runs_perplexity
+
+    for r in args.runs:
+        _need_file(r, "metrics file")
+    try:
+        path = plot_runs_perplexity(args.runs, args.output, labels=args.labels, codebook_size=args.codebook_size,
+                                    title=args.title)
+    except ValueError as e:  # a file that is not a training metrics JSONL
+        raise UserError(str(e)) from e
+    print(f"-> {path}")
+    return 0
+
+
+ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "plot-perplexity": _plot_perplexity}
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidrkit.data.alignments import AlignmentError
+    from spidrkit.data.manifest import ManifestError
+    from spidrkit.evaluation.sweep import SweepError
+    from spidrkit.extraction.features_io import FeatureError
+    from spidrkit.extraction.loading import CheckpointError
+    from spidrkit.extraction.units import UnitsError
+
+    try:
+        return ACTIONS[args.action](args)
+    except (SweepError, CheckpointError, ManifestError, AlignmentError, FeatureError, UnitsError) as e:
+        raise UserError(str(e)) from e
