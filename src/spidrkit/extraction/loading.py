@@ -636,11 +636,18 @@ def load_model(
 ) -> SpidR:
     """A SpidR/DinoSR model in eval mode on ``device``, from any supported checkpoint (see the module doc).
 
-    ``path_or_name`` may also be a preset name (``base``, ``tiny``) or a TOML config: a model with random
+    ``path_or_name`` may also be a training run folder (its latest checkpoint), a preset name (``base``, ``tiny``) or a TOML config: a model with random
     weights, with a loud warning. The provenance is attached as ``model.checkpoint_info``
     (:class:`CheckpointInfo`), which extraction writes into its sidecars.
     """
     p = Path(path_or_name)
+    if p.is_dir():  # a training run folder: its latest checkpoint
+        from spidrkit.training.checkpoint import latest_checkpoint
+
+        latest = latest_checkpoint(p)
+        if latest is None:
+            raise CheckpointError(f"{p} is a folder without checkpoints (expected a run dir with checkpoints/)")
+        p = latest
     if not p.is_file() and str(path_or_name) in PRESETS:
         model, info = _preset_model(str(path_or_name), variant)
     elif p.suffix == ".toml" and p.is_file():

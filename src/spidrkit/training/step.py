@@ -194,8 +194,8 @@ class Stepper:
             "grad_norm": grad_norm,
             "masked_fraction": red["num_masked"] / red["frames"].clamp_min(1.0),
             "finite": finite,
-            "lr": torch.tensor(lr),
-            "teacher_decay": torch.tensor(beta),
+            "lr": torch.tensor(lr, dtype=torch.float64),
+            "teacher_decay": torch.tensor(beta, dtype=torch.float64),
         }
 
     # --------------------------------------------------------------- state

@@ -1,0 +1,194 @@
+"""Training-step throughput and model FLOP utilisation (MFU) of SpidR pretraining.
+
+    python benchmarks/train_step.py                                   # base and small, fp32, eager, CPU
+    python benchmarks/train_step.py --config base --precision bf16 --compile on off --device cuda
+    python benchmarks/train_step.py --config small tiny --steps 10 --batch 2 --seconds 4
+
+For every combination of config x device x precision x compile, it times full training steps
+(:class:`spidrkit.training.step.Stepper`: student forward and backward, teacher forward, codebook update,
+clipping, AdamW, teacher EMA) on a fixed batch of ``--batch`` waveforms of ``--seconds`` s with training
+masks, after ``--warmup`` steps (which include compilation), and prints a Markdown table: median step
+time (and the range), audio-seconds per second, the analytic FLOPs of a step and the achieved FLOP/s as
+a share of a measured matmul peak on the same device (2048^3 matmul in float32, or bfloat16 for bf16 on
+a GPU), taken just before and after each row (the larger of the two: shared machines drift).
+
+The FLOPs are counted analytically (:func:`step_flops`): matmuls and convolutions only, 2 FLOPs per
+multiply-add; student forward + backward (twice the forward, less the first convolution's input
+gradient) + teacher forward + codebook distances. Element-wise work (norms, GELU, softmax, AdamW) is
+not counted, as is usual for MFU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import resource
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from spidrkit.config import Config, ModelConfig, load_config
+from spidrkit.models.masking import sample_mask
+from spidrkit.models.spidr import SpidR
+from spidrkit.training.loop import compile_model
+from spidrkit.training.step import MicroBatch, Stepper
+
+SAMPLE_RATE = 16000
+
+
+def small_config() -> Config:
+    """"small": 4 layers, width 256, FFN 1024, a 256-channel downsampler; 4 codebooks of 256."""
+    cfg = load_config("base")
+    model = replace(cfg.model, num_layers=4, dim=256, num_heads=4, ffn_dim=1024, conv_dim=256, num_codebooks=4)
+    return replace(cfg, model=model)
+
+
+def bench_config(name: str) -> Config:
+    return small_config() if name == "small" else load_config(name)
+
+
+# ------------------------------------------------------------------------------------------- FLOPs
+def step_flops(m: ModelConfig, batch: int, samples: int) -> dict[str, float]:
+    """Analytic matmul/conv FLOPs of one training step on ``batch`` waveforms of ``samples`` samples."""
+    n, cin, convs, first = samples, 1, 0.0, 0.0
+    for i, (k, s) in enumerate(zip(m.conv_kernels, m.conv_strides)):
+        n = (n - k) // s + 1
+        f = 2.0 * cin * m.conv_dim * k * n * batch
+        convs += f
+        first = f if i == 0 else first
+        cin = m.conv_dim
+    T, D, F, V, K = n, m.dim, m.ffn_dim, m.codebook_size, m.num_codebooks
+    proj = 2.0 * m.conv_dim * D * T * batch
+    pos = m.pos_conv_layers * 2.0 * (D // m.pos_conv_groups) * D * m.pos_conv_layer_kernel * T * batch
+    block = (2.0 * T * D * 3 * D + 2.0 * T * D * D + 4.0 * T * T * D + 4.0 * T * D * F) * batch
+    encoder = pos + m.num_layers * block
+    heads = K * 2.0 * T * D * V * batch
+    codebooks = K * 2.0 * T * D * V * batch
+    student_fwd = convs + proj + encoder + heads
+    student_bwd = 2.0 * student_fwd - first  # the waveform needs no gradient
+    teacher_fwd = encoder + codebooks
+    return {
+        "frames": float(T),
+        "downsampler": convs,
+        "student_fwd": student_fwd,
+        "student_bwd": student_bwd,
+        "teacher_fwd": teacher_fwd,
+        "total": student_fwd + student_bwd + teacher_fwd,
+    }
+
+
+# ------------------------------------------------------------------------------------------- timing
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    """Measured FLOP/s of an n^3 matmul (median of ``reps``), the denominator of MFU."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(reps):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return 2.0 * n**3 / statistics.median(times)
+
+
+def bench_one(
+    cfg: Config, device: torch.device, batch: int, seconds: float, warmup: int, steps: int, seed: int = 0
+) -> dict[str, float]:
+    """Time ``steps`` training steps after ``warmup``; returns the step times and the first step's time."""
+    torch.manual_seed(seed)
+    model = SpidR(cfg.model).to(device)
+    if cfg.train.compile:
+        compile_model(model)
+    stepper = Stepper(model, cfg, device)
+    L = int(seconds * SAMPLE_RATE)
+    wav = torch.randn(batch, L)
+    wav = (wav - wav.mean(1, keepdim=True)) / wav.std(1, keepdim=True)
+    rng = np.random.default_rng(seed)
+    T = model.num_frames(L)
+    m = cfg.masking
+    masks = [sample_mask(batch, T, m.prob, m.length, m.min_masks, rng) for _ in range(warmup + steps)]
+    if device.type == "cuda":
+        wav = wav.pin_memory()
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(warmup + steps):
+        _sync(device)
+        t = time.perf_counter()
+        out = stepper.step([MicroBatch(wav, masks[i])])
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    if not bool(torch.isfinite(out["loss"])):
+        raise RuntimeError("the benchmark step gave a non-finite loss")
+    memory = (
+        torch.cuda.max_memory_allocated(device) / 2**30
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    )
+    return {"first": times[0], "times": times[warmup:], "memory_gib": memory}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", nargs="+", default=["base", "small"], help="base, tiny, small or TOML files")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    p.add_argument("--compile", nargs="+", default=["off"], choices=["off", "on"])
+    p.add_argument("--device", nargs="+", default=None, help="cpu and/or cuda (default: cuda if present, else cpu)")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = args.device or (["cuda"] if torch.cuda.is_available() else ["cpu"])
+    rows = []
+    header = (
+        "| config | device | precision | compile | median s/step | range | audio-s/s | GFLOP/step | "
+        "achieved GFLOP/s | matmul peak GFLOP/s | MFU | first step s | peak memory GiB |"
+    )
+    for name, dev, prec, comp in itertools.product(args.config, devices, args.precision, args.compile):
+        device = torch.device(dev)
+        cfg = bench_config(name)
+        cfg = replace(cfg, train=replace(cfg.train, precision=prec, compile=comp == "on", device=dev))
+        autocast_bf16 = prec == "bf16" and device.type == "cuda"
+        dtype = torch.bfloat16 if autocast_bf16 else torch.float32
+        with contextlib.suppress(AttributeError):
+            torch.backends.cuda.matmul.allow_tf32 = False
+        print(f"running {name} {dev} {prec} compile={comp} ...", file=sys.stderr, flush=True)
+        # The peak is measured just before and after the row (shared machines drift); the larger is used.
+        before = matmul_peak(device, dtype)
+        r = bench_one(cfg, device, args.batch, args.seconds, args.warmup, args.steps)
+        peak = max(before, matmul_peak(device, dtype))
+        med = statistics.median(r["times"])
+        flops = step_flops(cfg.model, args.batch, int(args.seconds * SAMPLE_RATE))["total"]
+        achieved = flops / med
+        label = "bf16 (runs fp32 on CPU)" if prec == "bf16" and not autocast_bf16 else prec
+        rows.append(
+            f"| {name} | {dev} | {label} | {comp} | {med:.3f} | {min(r['times']):.3f}-{max(r['times']):.3f} | "
+            f"{args.batch * args.seconds / med:.1f} | {flops / 1e9:.1f} | {achieved / 1e9:.1f} | {peak / 1e9:.1f} | "
+            f"{100 * achieved / peak:.0f} % | {r['first']:.1f} | {r['memory_gib']:.2f} |"
+        )
+    print(f"batch {args.batch} x {args.seconds:g} s, {args.warmup} warm-up steps, median of {args.steps}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""``spidrkit pretrain``: pretrain SpidR or DinoSR from a config; run it again to resume.
+
+    spidrkit pretrain CONFIG.toml [--variant spidr|dinosr] [--set section.key=value ...] [--run-dir DIR]
+    torchrun --nproc-per-node 8 $(which spidrkit) pretrain CONFIG.toml --run-dir DIR     # one node, 8 GPUs
+    srun --ntasks-per-node 8 spidrkit pretrain CONFIG.toml --run-dir DIR                 # SLURM, by hand
+    spidrkit pretrain CONFIG.toml --run-dir DIR --slurm nodes=2,gpus=8,partition=gpu,time=1440
+
+Exit status: 0 when the run completed, stopped at its time budget (train.max_minutes) or was pre-empted
+(SIGTERM, SIGUSR1, SIGUSR2: a checkpoint is written first; run the command again to resume); 2 for an
+error in the config or the data; 3 when the run diverged (train.max_nonfinite non-finite losses in a row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from spidrkit.cli import UserError
+from spidrkit.cli.config import add_config_arguments, config_from_args
+
+EXIT_DIVERGED = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n\n", 1)[1]
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--run-dir", default=None, metavar="DIR",
+        help="where checkpoints, metrics and logs go (default: runs/<config name>-<variant>); "
+        "an existing run there is resumed",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="refuse to resume: fail if the run dir already holds checkpoints"
+    )
+    parser.add_argument(
+        "--slurm", default=None, metavar="KEY=VALUE,...",
+        help="submit to SLURM with submitit instead of running here: nodes, gpus (per node), cpus (per task), "
+        "time (minutes), partition, account, qos, constraint, mem, signal_delay (s); e.g. nodes=2,gpus=8",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and errors in the log")
+
+
+def default_run_dir(config: str, variant: str) -> Path:
+    return Path("runs") / f"{Path(config).stem}-{variant}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidrkit.config import ConfigError
+    from spidrkit.data.manifest import ManifestError
+    from spidrkit.training.checkpoint import CheckpointError
+    from spidrkit.training.distributed import LaunchError, parse_slurm_spec, submit_slurm
+    from spidrkit.training.loop import TrainingDiverged, pretrain
+
+    cfg = config_from_args(args)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config, cfg.variant)
+    if not cfg.data.train_manifest:
+        raise UserError("no training data: set data.train_manifest in the config or --set data.train_manifest=PATH")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if args.slurm is not None:
+        try:
+            job = submit_slurm(cfg.to_dict(), run_dir.resolve(), parse_slurm_spec(args.slurm), run_dir.name)
+        except LaunchError as e:
+            raise UserError(str(e)) from e
+        print(f"submitted SLURM job {job.job_id}; run dir {run_dir}, logs in {run_dir / 'slurm'}", file=sys.stderr)
+        return 0
+    try:
+        summary = pretrain(cfg, run_dir, resume=not args.fresh, progress=not args.no_progress)
+    except TrainingDiverged as e:
+        print(f"spidrkit pretrain: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (ConfigError, ManifestError, CheckpointError, LaunchError) as e:
+        raise UserError(str(e)) from e
+    print(
+        f"{summary['status']} at step {summary['step']}/{summary['max_steps']}; "
+        f"checkpoint {summary['checkpoint']}; run dir {run_dir}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,214 @@
+"""What a run reports: metrics JSONL, TensorBoard (when installed), a progress bar, collapse warnings.
+
+Training metrics stay on the device between logging intervals (:class:`IntervalMeter` adds them up
+there), so logging costs one host synchronisation per interval, not one per step. A record is the
+average over the interval's finite steps; per-layer values are lists in the order of ``layers``
+(1-based target layers).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+logger = logging.getLogger("spidrkit.training")
+
+METRICS_NAME = "metrics.jsonl"
+# Stepper metrics averaged over the finite steps of an interval.
+AVERAGED = ("loss", "loss_per_layer", "accuracy", "codebook_ppl", "prediction_ppl", "grad_norm", "masked_fraction")
+
+
+def json_value(x: Any) -> Any:
+    """Tensors and numbers as JSON values; NaN and infinities become ``null`` (strict JSON)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        x = x.item() if x.dim() == 0 else x.tolist()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, list | tuple):
+        return [json_value(v) for v in x]
+    if isinstance(x, dict):
+        return {k: json_value(v) for k, v in x.items()}
+    return x
+
+
+class MetricsLog:
+    """Appends one JSON object per line to ``RUN_DIR/metrics.jsonl`` (rank 0 only)."""
+
+    def __init__(self, run_dir: str | os.PathLike, enabled: bool = True) -> None:
+        self.path = Path(run_dir) / METRICS_NAME
+        self.enabled = enabled
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records of steps after ``step`` (logged after the checkpoint a run resumes from)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+            if rec.get("step", 0) <= step:
+                kept.append(line)
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        tmp.write_text("".join(x + "\n" for x in kept))
+        os.replace(tmp, self.path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(json_value(record)) + "\n")
+
+
+def read_metrics(run_dir: str | os.PathLike, split: str | None = "train") -> list[dict[str, Any]]:
+    """The records of ``RUN_DIR/metrics.jsonl`` (of one split, or all with ``split=None``)."""
+    path = Path(run_dir) / METRICS_NAME
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if split is None or rec.get("split") == split:
+                out.append(rec)
+    return out
+
+
+class IntervalMeter:
+    """Sums the Stepper's metric tensors over a logging interval, on the device; ``summary`` syncs once."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.finite: torch.Tensor | None = None
+        self.steps = 0
+        self.samples = 0
+        self.last: dict[str, torch.Tensor] = {}
+
+    def add(self, metrics: dict[str, torch.Tensor], samples: int) -> None:
+        ok = metrics["finite"]
+        for k in AVERAGED:
+            v = torch.where(ok, metrics[k].detach().float(), 0.0)
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.finite = self.finite + ok.float() if self.finite is not None else ok.float()
+        self.steps += 1
+        self.samples += samples
+        self.last = metrics
+
+    def summary(self) -> dict[str, Any]:
+        """Interval averages over the finite steps (None when there were none), as Python values."""
+        if not self.steps:
+            return {}
+        keys = list(self.sums)
+        flat = torch.cat([self.finite.reshape(1)] + [self.sums[k].reshape(-1) for k in keys]).cpu().tolist()
+        n, flat = flat[0], flat[1:]
+        out: dict[str, Any] = {"finite_steps": int(n)}
+        offset = 0
+        for k in keys:
+            size = self.sums[k].numel()
+            vals = [v / n if n else float("nan") for v in flat[offset : offset + size]]
+            out[k] = vals if self.sums[k].dim() else vals[0]
+            offset += size
+        return json_value(out)
+
+
+class CollapseMonitor:
+    """Warns when a layer's codebook perplexity falls below ``threshold`` (once per fall, per layer)."""
+
+    def __init__(self, threshold: float, layers: tuple[int, ...]) -> None:
+        self.threshold = threshold
+        self.layers = layers
+        self.collapsed: set[int] = set()
+
+    def check(self, step: int, perplexities: list[float | None]) -> list[int]:
+        """The layers below the threshold now; logs a warning for those that were not before."""
+        below = [layer for layer, p in zip(self.layers, perplexities) if p is not None and p < self.threshold]
+        new = [layer for layer in below if layer not in self.collapsed]
+        if new:
+            values = ", ".join(
+                f"layer {layer}: {p:.2f}" for layer, p in zip(self.layers, perplexities) if layer in new
+            )
+            logger.warning(
+                "step %d: codebook perplexity below %.2f (%s): the codebooks may be collapsing",
+                step, self.threshold, values,
+            )
+        self.collapsed = set(below)
+        return below
+
+
+class TensorBoard:
+    """Scalars under ``RUN_DIR/tensorboard`` when the ``tensorboard`` package is installed, else nothing."""
+
+    def __init__(self, run_dir: str | os.PathLike, enabled: bool = True, purge_step: int | None = None) -> None:
+        self.writer = None
+        if enabled and importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge_step)
+
+    def write(self, record: dict[str, Any], layers: tuple[int, ...]) -> None:
+        if self.writer is None:
+            return
+        step = record["step"]
+        prefix = record.get("split", "train")
+        for key, value in record.items():
+            if key in ("step", "split", "layers", "epoch"):
+                continue
+            name = f"{prefix}/{key.removeprefix(prefix + '_')}"  # valid_loss -> valid/loss
+            if isinstance(value, list):
+                for layer, v in zip(layers, value):
+                    if v is not None:
+                        self.writer.add_scalar(f"{name}/layer_{layer:02d}", v, step)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                self.writer.add_scalar(name, value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
+    """The step bar; refreshed rarely when stderr is not a terminal (cluster logs)."""
+    tty = sys.stderr.isatty()
+    return tqdm(
+        total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
+        mininterval=0.5 if tty else 60.0, desc="pretraining",
+    )
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """One line for the log: the headline numbers of a train or valid record."""
+
+    def num(v: Any, fmt: str) -> str:
+        return "nan" if v is None else format(v, fmt)
+
+    def mean(v: Any) -> float | None:
+        vals = [x for x in v or [] if x is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    if record.get("split") == "valid":
+        return (
+            f"step {record['step']} valid: loss {num(record.get('valid_loss'), '.4f')}, codebook ppl "
+            f"{num(mean(record.get('valid_codebook_ppl')), '.1f')}, prediction ppl "
+            f"{num(mean(record.get('valid_prediction_ppl')), '.1f')}"
+        )
+    return (
+        f"step {record['step']}: loss {num(record.get('loss'), '.4f')}, lr {record['lr']:.3g}, "
+        f"codebook ppl {num(mean(record.get('codebook_ppl')), '.1f')}, "
+        f"prediction ppl {num(mean(record.get('prediction_ppl')), '.1f')}, "
+        f"{num(record.get('audio_seconds_per_second'), '.1f')} audio-s/s, skipped {record['skipped_steps']}"
+    )

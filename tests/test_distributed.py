@@ -1,0 +1,159 @@
+"""Data parallelism: 2 gloo processes equal 1 process with 2 micro-batches; launcher environments."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torch.multiprocessing as mp
+
+from spidrkit.config import config_from_dict, load_config
+from spidrkit.data.manifest import ManifestEntry, write_manifest
+from spidrkit.training.distributed import (
+    DistEnv,
+    LaunchError,
+    StopVote,
+    cleanup_distributed,
+    detect_env,
+    first_host,
+    init_distributed,
+    parse_slurm_spec,
+    submit_slurm,
+)
+from spidrkit.training.logging import read_metrics
+from spidrkit.training.loop import Trainer
+
+SR = 16000
+STEPS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, out: str) -> None:
+    """One training process: joins the gloo group from torchrun-style variables, trains, saves its model."""
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    env = detect_env()
+    assert (env.rank, env.world_size, env.launcher) == (rank, world, "torchrun")
+    device = torch.device("cpu")
+    init_distributed(device, env)
+    try:
+        trainer = Trainer(config_from_dict(cfg_dict), run_dir, device, progress=False)
+        summary = trainer.run()
+        assert summary["world_size"] == world and summary["step"] == STEPS
+        torch.save(trainer.model.state_dict(), Path(out) / f"rank{rank}.pt")
+    finally:
+        cleanup_distributed()
+
+
+def test_two_gloo_processes_equal_one_process_with_two_micro_batches(tmp_path):
+    # Equal-length files (crops are then the identity), 2 per batch, 4 batches an epoch: rank r of 2 takes
+    # batches r, r + 2, ...; one process with grad_accum = 2 takes batches 2s and 2s + 1 at step s, with the
+    # same masks (keyed by the global batch index). Dropout off: the two set-ups then compute the same step.
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(8):
+        path = tmp_path / "audio" / f"n{i}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, (0.3 * rng.standard_normal(8000)).astype(np.float32), SR)
+        entries.append(ManifestEntry(f"n{i}", str(path), 8000))
+    manifest = write_manifest(entries, tmp_path / "train.csv")
+    over = ["model.conv_dim=32", "model.dim=64", "model.num_layers=2", "model.num_heads=2", "model.ffn_dim=128",
+            "model.num_codebooks=2", "model.codebook_size=16", "model.dropout=0.0", "model.attention_dropout=0.0",
+            "model.layerdrop=0.0", "data.num_workers=0", "data.max_batch_samples=16000", "optim.warmup_steps=1",
+            f"train.max_steps={STEPS}", "train.log_every=1", "train.device=cpu", f"data.train_manifest={manifest}"]
+    cfg = load_config("tiny", over)
+    out = tmp_path / "out"
+    out.mkdir()
+    mp.start_processes(_rank_main, args=(2, free_port(), cfg.to_dict(), str(tmp_path / "ddp"), str(out)),
+                       nprocs=2, join=True, start_method="spawn")
+    rank0 = torch.load(out / "rank0.pt", weights_only=True)
+    rank1 = torch.load(out / "rank1.pt", weights_only=True)
+    for k in rank0:  # student, teacher, heads and codebooks: bit for bit the same on both ranks
+        assert torch.equal(rank0[k], rank1[k]), k
+
+    torch.set_num_threads(1)
+    single_cfg = load_config("tiny", [*over, "train.grad_accum=2"])
+    single = Trainer(single_cfg, tmp_path / "single", progress=False)
+    single.run()
+    ref = single.model.state_dict()
+    key = "student.layers.0.feed_forward.output_dense.weight"
+    assert not torch.equal(ref[key], _initial(cfg)[key])  # the weights moved: the comparison is not vacuous
+    diffs = {k: (rank0[k].double() - ref[k].double()).abs().max().item() for k in ref if k != "current_step"}
+    assert max(diffs.values()) <= 1e-5, max(diffs.items(), key=lambda kv: kv[1])
+    assert rank0["current_step"].item() == ref["current_step"].item() == STEPS
+    for k in ("codebooks.0.codebook", "codebooks.1.counts", "teacher.layers.1.attention.qkv.weight"):
+        assert diffs[k] <= 1e-5
+    # The logged losses and gradient norms (rank 0 writes the DDP run's metrics) agree as well; AdamW is
+    # blind to the scale of the gradient, the norm is not: it checks the normalisation over ranks.
+    ddp, one = read_metrics(tmp_path / "ddp"), read_metrics(tmp_path / "single")
+    assert len(ddp) == len(one) == STEPS
+    assert np.allclose([r["loss"] for r in ddp], [r["loss"] for r in one], atol=1e-5)
+    assert np.allclose([r["grad_norm"] for r in ddp], [r["grad_norm"] for r in one], rtol=1e-4)
+    assert np.allclose([r["codebook_ppl"] for r in ddp], [r["codebook_ppl"] for r in one], rtol=1e-5)
+
+
+def _initial(cfg):
+    from spidrkit.models.spidr import SpidR
+    from spidrkit.training.loop import seed_everything
+
+    seed_everything(cfg.train.seed)
+    return SpidR(cfg.model).state_dict()
+
+
+# ------------------------------------------------------------------------------------------- launchers
+def test_detect_env_from_torchrun_and_slurm_variables():
+    assert detect_env({}) == DistEnv()
+    tr = detect_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "n1", "MASTER_PORT": "1234"})
+    assert tr == DistEnv(3, 8, 1, "n1", 1234, "torchrun")
+    slurm = {"SLURM_PROCID": "9", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123456",
+             "SLURM_JOB_NODELIST": "gpu[007-008]"}
+    assert detect_env(slurm) == DistEnv(9, 16, 1, "gpu007", 20000 + 123456 % 20000, "slurm")
+    assert detect_env({**slurm, "MASTER_PORT": "4000"}).master_port == 4000
+    assert detect_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == DistEnv()  # one task: one process
+    with pytest.raises(LaunchError, match="MASTER_ADDR"):
+        detect_env({"RANK": "0", "WORLD_SIZE": "2"})
+    with pytest.raises(LaunchError, match="not an integer"):
+        detect_env({"RANK": "x", "WORLD_SIZE": "2", "MASTER_ADDR": "a"})
+    with pytest.raises(LaunchError, match="outside"):
+        detect_env({"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "a"})
+
+
+@pytest.mark.parametrize(
+    "nodelist, host",
+    [("node1", "node1"), ("gpu[003-004,010],cpu1", "gpu003"), ("a-[1-2]", "a-1"), ("x[09]", "x09"),
+     ("n1,n2", "n1")],
+)
+def test_first_host_of_a_slurm_node_list(nodelist, host):
+    assert first_host(nodelist) == host
+
+
+def test_slurm_spec_and_submitit_requirement(tmp_path):
+    spec = parse_slurm_spec("nodes=2,gpus=8,partition=gpu,time=600")
+    assert (spec["nodes"], spec["gpus"], spec["partition"], spec["time"], spec["cpus"]) == (2, 8, "gpu", 600, 10)
+    with pytest.raises(LaunchError, match="unknown key 'gpu'"):
+        parse_slurm_spec("gpu=8")
+    with pytest.raises(LaunchError, match="not an integer"):
+        parse_slurm_spec("nodes=two")
+    with pytest.raises(LaunchError, match="nodes must be >= 1"):
+        parse_slurm_spec("nodes=0")
+    if importlib.util.find_spec("submitit") is None:
+        with pytest.raises(LaunchError, match=r"pip install 'spidrkit\[slurm\]'"):
+            submit_slurm({}, tmp_path, spec, "job")
+
+
+def test_single_process_helpers_need_no_group():
+    assert init_distributed(torch.device("cpu"), DistEnv()) == DistEnv()
+    vote = StopVote(torch.device("cpu"))
+    assert vote(False) is False and vote(True) is True
