@@ -636,7 +636,8 @@ def load_model(
 ) -> SpidR:
     """A SpidR/DinoSR model in eval mode on ``device``, from any supported checkpoint (see the module doc).
 
-    ``path_or_name`` may also be a training run folder (its latest checkpoint), a preset name (``base``, ``tiny``) or a TOML config: a model with random
+    ``path_or_name`` may also be a training run folder (its latest checkpoint), or a preset name (``base``,
+    ``tiny``) or a TOML config: a model with random
     weights, with a loud warning. The provenance is attached as ``model.checkpoint_info``
     (:class:`CheckpointInfo`), which extraction writes into its sidecars.
     """
