@@ -145,6 +145,7 @@ def test_resume_after_stop_and_after_sigterm_matches_uninterrupted_run(corpus, r
     # (2) SIGTERM during step 5: the run finishes the step, checkpoints and stops; then it resumes
     def sigterm_at_5(trainer, step):
         if step == 5:
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)  # ours
             os.kill(os.getpid(), signal.SIGTERM)
 
     previous = signal.getsignal(signal.SIGTERM)
