@@ -379,9 +379,10 @@ def plot_perplexity(
                         label=f"layer {names[k]}" if r == 0 else None)
         if codebook_size:
             ax.axhline(codebook_size, color="0.5", ls=":", lw=1.0)
+        ax.set_yscale("log", base=2)  # perplexities span 1 (collapse) .. V: a collapse must stay readable
         ax.set_xlabel("step")
         ax.set_ylabel(PPL_KEYS[key])
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
     handles, labels = axes[0].get_legend_handles_labels()
     if len(data) > 1:
         from matplotlib.lines import Line2D
