@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--hours", type=float, default=2.0, help="hours of speech in train + dev (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="corpus seed (default: 0)")
     p.add_argument("--heldout-voice", default=None, choices=VOICES, metavar="VOICE",
-                   help="keep this voice out of train/dev; it reads the dev sentences into a 'heldout' split")
+                   help="keep this voice out of train/dev; it reads sentences of its own into a 'heldout' split")
     p.add_argument("--dev-fraction", type=float, default=0.1, help="share of sentences for dev (default: 0.1)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default: 2)")
     p.add_argument("--snr", type=float, nargs=2, default=list(DEFAULT_NOISE), metavar=("LOW", "HIGH"),

@@ -28,8 +28,9 @@ Layout of ``out_dir`` (``SPLIT`` is ``train``, ``dev`` and, with a held-out voic
 
 Phones are the 39 CMUdict ARPAbet phones without stress, plus ``SIL`` for pauses (flite's 'pau'); flite's
 schwa 'ax' is written AH. The train/dev split is by sentence: a sentence is in one split only. A held-out
-voice never appears in train or dev; it reads every dev sentence into the ``heldout`` split, so the
-``dev`` and ``heldout`` items together give across-speaker ABX on a speaker the model never heard.
+voice never appears in train or dev; it reads sentences of its own (in no other split) into the ``heldout``
+split, so the ``dev`` and ``heldout`` items together give across-speaker ABX on a speaker the model never
+heard, with no sentence shared between the speakers of a triplet.
 
 ``hours`` is the speech in train + dev (estimated from sentence lengths while planning; the sidecar has
 the actual figure); the held-out split comes on top, about as long as dev.
@@ -130,10 +131,12 @@ def plan_corpus(sentences: list[str], voices=DEFAULT_VOICES, hours: float = 2.0,
                 heldout_voice: str | None = None, dev_fraction: float = 0.1) -> list[UtterancePlan]:
     """Which voice reads which sentence into which split: deterministic in its arguments.
 
-    Sentences are shuffled with ``seed``; the first ``dev_fraction`` of them can only go to dev, the rest
-    only to train. Each split takes sentences in order until its share of ``hours`` is reached, the seen
-    voices taking turns (a sentence read again in a later pass gets the next voice). With a held-out voice,
-    that voice reads each sentence used in dev once, into the ``heldout`` split.
+    Sentences are shuffled with ``seed``; the first ``dev_fraction`` of them can only go to dev, the next
+    ``dev_fraction`` only to the held-out voice (when there is one), the rest only to train. Each split takes
+    sentences in order until its share of ``hours`` is reached, its voices taking turns (a sentence read
+    again in a later pass gets the next voice). The held-out voice reads about as much speech as dev, from
+    sentences of its own: an across-speaker ABX triplet never has A and X from one sentence, as on
+    LibriSpeech, so features that carry long context get no help from shared text.
     """
     if hours <= 0:
         raise ValueError(f"hours must be > 0, got {hours}")
@@ -141,32 +144,33 @@ def plan_corpus(sentences: list[str], voices=DEFAULT_VOICES, hours: float = 2.0,
         raise ValueError(f"dev_fraction must be in [0, 1), got {dev_fraction}")
     seen = _check_voices(voices, heldout_voice)
     if heldout_voice is not None and dev_fraction == 0:
-        raise ValueError("the held-out voice reads the dev sentences: dev_fraction must be > 0")
+        raise ValueError("the held-out split is as long as dev: dev_fraction must be > 0")
     order = list(range(len(sentences)))
     random.Random(seed).shuffle(order)
     n_dev = max(1, round(dev_fraction * len(order))) if dev_fraction > 0 else 0
-    if len(order) - n_dev < 1:
-        raise ValueError(f"{len(sentences)} sentences are too few to split into train and dev")
+    n_held = n_dev if heldout_voice is not None else 0
+    if len(order) - n_dev - n_held < 1:
+        raise ValueError(f"{len(sentences)} sentences are too few to split into train, dev and held-out")
     budget = hours * 3600
     plans: list[UtterancePlan] = []
-    shares = (("train", order[n_dev:], 1 - dev_fraction), ("dev", order[:n_dev], dev_fraction))
-    for split, pool, share in shares:
+
+    def fill(split: str, pool: list[int], readers: list[str], seconds: float) -> float:
         total, k = 0.0, 0
-        while total < share * budget:
+        while total < seconds:
             pos, cycle = k % len(pool), k // len(pool)
             sid = pool[pos]
-            voice = seen[(pos + cycle) % len(seen)]
-            repeat = cycle // len(seen)
+            voice = readers[(pos + cycle) % len(readers)]
+            repeat = cycle // len(readers)
             utt = f"{voice}_{sid:05d}" + (f"r{repeat}" if repeat else "")
             plans.append(UtterancePlan(utt, split, voice, sid, sentences[sid], utterance_seed(seed, utt)))
             total += estimated_seconds(sentences[sid], voice)
             k += 1
+        return total
+
+    fill("train", order[n_dev + n_held:], seen, (1 - dev_fraction) * budget)
+    dev_seconds = fill("dev", order[:n_dev], seen, dev_fraction * budget)
     if heldout_voice is not None:
-        dev_ids = dict.fromkeys(p.sentence_id for p in plans if p.split == "dev")
-        for sid in dev_ids:
-            utt = f"{heldout_voice}_{sid:05d}"
-            seed_u = utterance_seed(seed, utt)
-            plans.append(UtterancePlan(utt, "heldout", heldout_voice, sid, sentences[sid], seed_u))
+        fill("heldout", order[n_dev:n_dev + n_held], [heldout_voice], dev_seconds)
     return plans
 
 

@@ -363,6 +363,7 @@ def plot_perplexity(
         raise ValueError("no run to plot")
     data = {name: read_perplexities(src) for name, src in runs.items()}
     plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter
     fig, axes = plt.subplots(1, 2, figsize=figsize, sharex=True)
     styles = ("-", "--", ":", "-.")
     num_layers = max(v.shape[1] for d in data.values() for k, v in d.items() if k != "step")
@@ -380,6 +381,7 @@ def plot_perplexity(
         if codebook_size:
             ax.axhline(codebook_size, color="0.5", ls=":", lw=1.0)
         ax.set_yscale("log", base=2)  # perplexities span 1 (collapse) .. V: a collapse must stay readable
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("step")
         ax.set_ylabel(PPL_KEYS[key])
         ax.grid(alpha=0.3, which="both")

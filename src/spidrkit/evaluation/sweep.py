@@ -19,8 +19,8 @@ the same way: ``SPLIT.csv``, ``SPLIT.item``, ``SPLIT_words.txt``, ``SPLIT_phones
   ``info`` says what was evaluated (model, checkpoint hash, layers, k, corpus, splits) and whose
   ``timings_s`` says where the time went.
 
-The evaluation set is the union of ``splits`` (default ``dev`` and ``heldout``: the held-out voice reads the
-dev sentences, so across-speaker ABX includes a voice the model never heard). Its merged annotation files
+The evaluation set is the union of ``splits`` (default ``dev`` and ``heldout``: a voice the model never heard, reading
+sentences of its own, so across-speaker ABX includes an unseen speaker). Its merged annotation files
 are written to ``OUT/eval/`` so that each number can be recomputed with ``spidrkit evaluate abx|map|units``.
 
 Memory: features are computed in memory (no disk round trip), for a group of layers at a time. The group
