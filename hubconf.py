@@ -22,7 +22,7 @@ except ImportError:  # a plain clone: use its src/ folder
 
 
 def _load(variant: str, checkpoint: str | None, preset: str, device: str, **kwargs):
-    from spidrkit.extraction.loading import load_model
+    from spidrkit.checkpoints import load_model
 
     return load_model(checkpoint if checkpoint is not None else preset, device=device, variant=variant, **kwargs)
 

@@ -83,7 +83,7 @@ def test_extract_baseline_writes_a_features_folder(tmp_path):
 
     from spidrkit.data.manifest import ManifestEntry, write_manifest
     from spidrkit.extraction.features_io import load_feature_dir
-    from spidrkit.provenance import read_sidecar
+    from spidrkit.io import read_sidecar
 
     entries = []
     for i, n in enumerate([4000, 6400]):

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from spidrkit.checkpoints import weights_sha256
 from spidrkit.cli import main as cli_main
 from spidrkit.config import load_config
 from spidrkit.data.audio import load_audio
@@ -24,10 +25,9 @@ from spidrkit.extraction.extract import (
 )
 from spidrkit.extraction.features_io import iter_feature_files, load_features
 from spidrkit.extraction.kmeans import KMeansModel
-from spidrkit.extraction.loading import weights_sha256
 from spidrkit.extraction.units import read_units
+from spidrkit.io import file_sha256, read_sidecar
 from spidrkit.models.spidr import SpidR
-from spidrkit.provenance import file_sha256, read_sidecar
 
 # narrower than the tiny preset (the downsampler dominates CPU time), same structure
 MICRO = ["model.conv_dim=32", "model.dim=64", "model.num_layers=6", "model.num_heads=2", "model.ffn_dim=128"]

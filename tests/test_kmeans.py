@@ -22,7 +22,7 @@ from spidrkit.extraction.kmeans import (
     sample_frames,
 )
 from spidrkit.extraction.units import read_units
-from spidrkit.provenance import read_sidecar, write_sidecar
+from spidrkit.io import read_sidecar, write_sidecar
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
 BACKENDS = [

@@ -12,16 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from spidrkit.cli import main as cli_main
-from spidrkit.config import load_config
-from spidrkit.extraction.loading import (
+from spidrkit.checkpoints import (
     CheckpointError,
     convert,
-    fuse_fairseq_attention,
+    load,
     load_checkpoint,
     load_model,
     read_checkpoint,
 )
+from spidrkit.checkpoints.formats import fuse_fairseq_attention
+from spidrkit.cli import main as cli_main
+from spidrkit.config import load_config
 from spidrkit.models.spidr import SpidR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,19 +56,19 @@ def test_released_layout_infers_architecture(tiny, tmp_path):
     _, model = tiny
     path = tmp_path / "released.pt"
     torch.save({"model": model.state_dict()}, path)
-    loaded = load_model(path)
+    loaded, info = load(path)
     m = loaded.cfg
     assert (m.dim, m.num_layers, m.num_heads, m.ffn_dim) == (128, 6, 2, 256)
     assert (m.conv_dim, m.conv_kernels, m.conv_strides) == (32, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2))
     assert (m.pos_conv_layers, m.pos_conv_kernel, m.pos_conv_groups) == (5, 95, 16)
     assert (m.num_codebooks, m.codebook_size, m.heads) == (4, 256, "per_layer")
     _equal_state(model, loaded)
-    info = loaded.checkpoint_info
     assert (info.source, info.variant, len(info.sha256)) == ("released", "spidr", 16)
+    assert not hasattr(loaded, "checkpoint_info")  # provenance travels beside the model, not on it
     # released files do not say the variant: the caller does, or a config entry of the file does
     assert load_model(path, variant="dinosr").cfg.heads == "last_layer"
     torch.save({"model": model.state_dict(), "cfg": {"model": {"_name": "dinosr"}}}, tmp_path / "d.pt")
-    assert load_model(tmp_path / "d.pt").checkpoint_info.variant == "dinosr"
+    assert load(tmp_path / "d.pt").info.variant == "dinosr"
     wav = torch.randn(8000)
     ref = model.layer_outputs(wav, layers=[3])[3]
     assert torch.equal(loaded.layer_outputs(wav, layers=[3])[3], ref)
@@ -79,10 +80,9 @@ def test_spidrkit_training_checkpoint_uses_its_config(tmp_path):
     model = SpidR(cfg.model)
     path = tmp_path / "step_100.pt"
     torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "step": 100, "optimizer": {"lr": 1e-3}}, path)
-    loaded = load_model(path)
+    loaded, info = load(path)
     assert loaded.cfg == cfg.model and loaded.cfg.num_heads == 8
-    assert (loaded.checkpoint_info.source, loaded.checkpoint_info.step) == ("spidrkit", 100)
-    assert loaded.checkpoint_info.variant == "dinosr"
+    assert (info.source, info.step, info.variant) == ("spidrkit", 100, "dinosr")
     _equal_state(model, loaded)
 
 
@@ -102,7 +102,7 @@ def test_convert_pt_and_safetensors_roundtrip(tiny, tmp_path):
     assert meta["format"] == "spidrkit" and json.loads(meta["config"])["model"]["dim"] == 128
     assert read_checkpoint(tmp_path / "out.pt")["version"] == 1
     assert cli_main(["convert", str(src), str(tmp_path / "cli.safetensors")]) == 0
-    assert load_model(tmp_path / "cli.safetensors").checkpoint_info.variant == "spidr"
+    assert load(tmp_path / "cli.safetensors").info.variant == "spidr"
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -221,8 +221,7 @@ def test_fairseq_dinosr_mapping_is_exact_for_k_and_v_biases(tiny, tmp_path):
     torch.save(ckpt, tmp_path / "dinosr.pt")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no q bias: nothing to warn about
-        loaded = load_model(tmp_path / "dinosr.pt")
-    info = loaded.checkpoint_info
+        loaded, info = load(tmp_path / "dinosr.pt")
     assert (info.source, info.variant, info.step) == ("fairseq", "dinosr", 1234)
     assert loaded.cfg.heads == "last_layer"
     D = cfg.model.dim
@@ -309,4 +308,4 @@ def test_torch_hub_entry_points(tiny, tmp_path):
     _equal_state(model, hub)
     with pytest.warns(UserWarning, match="RANDOM weights"):
         rnd = torch.hub.load(str(REPO), "spidr", source="local", preset="tiny", trust_repo=True)
-    assert rnd.cfg.num_layers == 6 and rnd.checkpoint_info.source == "preset"
+    assert rnd.cfg.num_layers == 6 and not hasattr(rnd, "checkpoint_info")

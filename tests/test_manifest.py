@@ -17,7 +17,7 @@ from spidrkit.data.manifest import (
     scan_audio_dir,
     write_manifest,
 )
-from spidrkit.provenance import read_sidecar
+from spidrkit.io import read_sidecar
 
 
 def _entries(root) -> list[ManifestEntry]:

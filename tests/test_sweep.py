@@ -87,7 +87,7 @@ def corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from spidrkit.extraction.loading import save_spidrkit
+    from spidrkit.checkpoints import save_spidrkit
 
     with built_once(tmp_path_factory, "sweep_ckpt") as root:
         path = root / "small.pt"
@@ -204,7 +204,7 @@ def test_report_tables(swept, checkpoint):
     assert np.allclose(np.asarray(pgc["matrix"]).sum(axis=1), 1, atol=1e-3)
 
     info = res["info"]
-    from spidrkit.provenance import file_sha256
+    from spidrkit.io import file_sha256
 
     assert info["checkpoint_sha256"] == file_sha256(checkpoint) and info["model"].endswith(file_sha256(checkpoint))
     assert info["layers"] == [1, 2, 3] and info["codebook_layers"] == [2, 3] and info["kmeans_k"] == K
@@ -273,7 +273,7 @@ def test_layer_groups_give_the_same_numbers(swept, corpus, tmp_path):
     assert again["units"]["codebook L3"]["pnmi"] == pytest.approx(results["units"]["codebook L3"]["pnmi"])
     assert again["baselines"] == {} and "random_init_layers" not in again
     # an in-memory model is identified by the hash of its weights
-    from spidrkit.extraction.loading import weights_sha256
+    from spidrkit.checkpoints import weights_sha256
 
     assert again["info"]["model"] == f"spidr:{weights_sha256(small_model())}"
     assert again["info"]["checkpoint_format"] == "in-memory"

@@ -21,6 +21,14 @@ import pytest
 import soundfile as sf
 import torch
 
+from spidrkit.checkpoints.run import (
+    CheckpointError,
+    config_changes,
+    list_checkpoints,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from spidrkit.checkpoints.run import read_run_checkpoint as load_checkpoint
 from spidrkit.cli import main as cli_main
 from spidrkit.config import load_config
 from spidrkit.data.dataset import read_skipped
@@ -28,16 +36,7 @@ from spidrkit.data.manifest import ManifestEntry, write_manifest
 from spidrkit.models.masking import sample_mask
 from spidrkit.models.schedules import learning_rate, teacher_decay
 from spidrkit.models.spidr import SpidR
-from spidrkit.training.checkpoint import (
-    CheckpointError,
-    config_changes,
-    list_checkpoints,
-    load_checkpoint,
-    prune_checkpoints,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from spidrkit.runtime import rng_state, set_rng_state
 from spidrkit.training.logging import read_metrics
 from spidrkit.training.loop import MaskHook, Trainer, TrainingDiverged, pretrain
 from spidrkit.training.step import MicroBatch, Stepper

@@ -21,7 +21,7 @@ from spidrkit.extraction.features_io import (
     save_features,
 )
 from spidrkit.extraction.units import Units, UnitsError, deduplicate, expand, read_units, write_units
-from spidrkit.provenance import read_sidecar, write_sidecar
+from spidrkit.io import read_sidecar, write_sidecar
 
 # ---------------------------------------------------------------- features
 

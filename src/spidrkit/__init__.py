@@ -3,9 +3,9 @@
 The Python API mirrors the ``spidrkit`` command line::
 
     import spidrkit
-    model = spidrkit.load_model("spidr_base.pt")          # released, fairseq DinoSR or spidrkit files
+    model, info = spidrkit.load("spidr_base.pt")          # released, fairseq DinoSR or spidrkit files
     feats = model.layer_outputs(wav, layers=[6])[6]        # (B, T, 768) at 50 Hz, layers 1-based
-    spidrkit.extract(model, "dev.csv", "feats/", layers=[6], units="codebook")
+    spidrkit.extract(model, "dev.csv", "feats/", layers=[6], units="codebook", provenance=info)
     spidrkit.pretrain(spidrkit.load_config("tiny", ["data.train_manifest=train.csv"]), "runs/tiny")
 
 Names are imported on first use, so ``import spidrkit`` stays fast.
@@ -23,8 +23,10 @@ _LAZY = {
     "load_config": "spidrkit.config",
     "SpidR": "spidrkit.models.spidr",
     "sample_mask": "spidrkit.models.masking",
-    "load_model": "spidrkit.extraction.loading",
-    "convert": "spidrkit.extraction.loading",
+    "load": "spidrkit.checkpoints",
+    "load_model": "spidrkit.checkpoints",
+    "convert": "spidrkit.checkpoints",
+    "SpeechEncoder": "spidrkit.models.interface",
     "extract": "spidrkit.extraction.extract",
     "fit_kmeans": "spidrkit.extraction.kmeans",
     "apply_kmeans": "spidrkit.extraction.kmeans",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 PRESETS = ("base", "tiny")
+SAMPLE_RATE = 16000  # Hz: the input rate of every model in spidrkit (the paper's, LibriSpeech's)
 VARIANTS = {
     # variant -> (model.heads, teacher.schedule)
     "spidr": ("per_layer", "exponential"),
@@ -63,6 +64,16 @@ class ModelConfig:
         return tuple(range(self.num_layers - self.num_codebooks + 1, self.num_layers + 1))
 
     @property
+    def sample_rate(self) -> int:
+        """Input samples per second."""
+        return SAMPLE_RATE
+
+    @property
+    def frame_rate(self) -> float:
+        """Output frames per second: the sample rate over the downsampler's total stride (50 Hz for BASE)."""
+        return self.sample_rate / self.frame_stride
+
+    @property
     def frame_stride(self) -> int:
         s = 1
         for x in self.conv_strides:
@@ -107,7 +118,7 @@ class OptimConfig:
 class DataConfig:
     train_manifest: str = ""
     valid_manifest: str = ""
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     num_buckets: int = 1000
     max_batch_samples: int = 3_800_000  # per process
     min_samples: int = 2000

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.config import load_config
-from spidrkit.provenance import write_json_atomic
+from spidrkit.io import write_json_atomic
 
 logger = logging.getLogger("spidrkit.demo")
 
@@ -74,9 +74,9 @@ def run_demo(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the whole demo into ``out_dir``; returns the report's dict (also in ``OUT/report.json``)."""
+    from spidrkit.checkpoints.run import latest_checkpoint
     from spidrkit.data.synth import synthesize_corpus
     from spidrkit.evaluation.sweep import sweep
-    from spidrkit.training.checkpoint import latest_checkpoint
     from spidrkit.training.loop import pretrain
 
     out = Path(out_dir)

@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spidrkit.checkpoints import CheckpointError, convert, load_checkpoint
     from spidrkit.cli import UserError
-    from spidrkit.extraction.loading import CheckpointError, convert, load_checkpoint
 
     try:
         path = convert(args.input, args.output, variant=args.variant, config=args.config)

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _synth(args) -> int:
     from spidrkit.data.synth import synthesize_corpus
-    from spidrkit.provenance import read_sidecar
+    from spidrkit.io import read_sidecar
 
     out = synthesize_corpus(
         args.out, voices=tuple(args.voices), hours=args.hours, seed=args.seed, heldout_voice=args.heldout_voice,

@@ -143,7 +143,7 @@ def _write_json(path: str | os.PathLike | None, command: str, inputs: Mapping[st
         return
     from spidrkit import __version__
     from spidrkit.evaluation.report import jsonable
-    from spidrkit.provenance import file_sha256, write_json_atomic
+    from spidrkit.io import file_sha256, write_json_atomic
 
     described = {}
     for key, value in inputs.items():
@@ -277,9 +277,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
     model: Any = args.model
     if args.variant is not None:
-        from spidrkit.extraction.loading import load_model
+        from spidrkit.checkpoints import load
 
-        model = load_model(args.model, device=args.device, variant=args.variant)
+        model = load(args.model, device=args.device, variant=args.variant)
     baselines = [] if args.baselines == ["none"] else args.baselines
     results = sweep(
         model, args.corpus, args.output, splits=args.splits, layers=args.layers, kmeans_k=args.kmeans,
@@ -320,11 +320,11 @@ ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "plot-per
 
 
 def run(args: argparse.Namespace) -> int:
+    from spidrkit.checkpoints import CheckpointError
     from spidrkit.data.alignments import AlignmentError
     from spidrkit.data.manifest import ManifestError
     from spidrkit.evaluation.sweep import SweepError
     from spidrkit.extraction.features_io import FeatureError
-    from spidrkit.extraction.loading import CheckpointError
     from spidrkit.extraction.units import UnitsError
 
     try:

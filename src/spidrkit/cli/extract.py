@@ -45,11 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spidrkit.checkpoints import CheckpointError
     from spidrkit.data.manifest import ManifestError
     from spidrkit.extraction.extract import extract
     from spidrkit.extraction.features_io import FeatureError
     from spidrkit.extraction.kmeans import KMeansError
-    from spidrkit.extraction.loading import CheckpointError
     from spidrkit.extraction.units import UnitsError
 
     try:

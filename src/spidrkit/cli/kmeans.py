@@ -21,7 +21,7 @@ from spidrkit.extraction.kmeans import (
     fit_kmeans,
 )
 from spidrkit.extraction.units import UNIT_FORMATS, UnitsError, write_units
-from spidrkit.provenance import file_sha256
+from spidrkit.io import file_sha256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

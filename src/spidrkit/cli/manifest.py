@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.data.manifest import ManifestError, manifest_format, scan_audio_dir, write_manifest
-    from spidrkit.provenance import write_sidecar
+    from spidrkit.io import write_sidecar
 
     extensions = tuple(x.strip().lower().lstrip(".") for x in args.ext.split(",") if x.strip())
     if not extensions:

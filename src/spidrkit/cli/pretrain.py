@@ -49,9 +49,9 @@ def default_run_dir(config: str, variant: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spidrkit.checkpoints.run import CheckpointError
     from spidrkit.config import ConfigError
     from spidrkit.data.manifest import ManifestError
-    from spidrkit.training.checkpoint import CheckpointError
     from spidrkit.training.distributed import LaunchError, parse_slurm_spec, submit_slurm
     from spidrkit.training.loop import TrainingDiverged, pretrain
 

@@ -163,7 +163,7 @@ def extract_baseline(manifest: str | os.PathLike, out_dir: str | os.PathLike, ki
     from spidrkit.data.audio import load_audio
     from spidrkit.data.manifest import read_manifest
     from spidrkit.extraction.features_io import is_done, save_features
-    from spidrkit.provenance import file_sha256, write_sidecar
+    from spidrkit.io import file_sha256, write_sidecar
 
     if kind not in BASELINES:
         raise ValueError(f"unknown baseline {kind!r}; choose from {', '.join(BASELINES)}")

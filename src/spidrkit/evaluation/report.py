@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from spidrkit.provenance import write_json_atomic, write_sidecar
+from spidrkit.io import write_json_atomic, write_sidecar
 
 LOWER_IS_BETTER_PREFIXES = ("abx",)
 HIGHER_IS_BETTER = frozenset({"map", "pnmi", "phone_purity", "cluster_purity"})

@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from spidrkit.data.manifest import ManifestEntry
 from spidrkit.evaluation.word_map import Segment
-from spidrkit.provenance import write_sidecar
+from spidrkit.io import write_sidecar
 
 # baselines of the sweep; "random" is the model's architecture with random weights, "noise" Gaussian features
 SWEEP_BASELINES: dict[str, str] = {
@@ -392,13 +392,11 @@ class _ModelSweep:
 
 
 def _resolve_model(model, device: str):
-    from spidrkit.extraction.loading import load_model
+    from spidrkit.checkpoints import Loaded, resolve_model
     from spidrkit.models.spidr import SpidR
 
-    if isinstance(model, SpidR):
-        return model.to(device)  # its methods switch to eval mode themselves (and back)
-    if isinstance(model, (str, os.PathLike)):
-        return load_model(model, device=device)
+    if isinstance(model, SpidR | Loaded | str | os.PathLike):
+        return resolve_model(model, device=device)
     raise SweepError(f"model must be a SpidR, a checkpoint path or a preset name, not {type(model).__name__}")
 
 
@@ -415,14 +413,12 @@ def _check_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
 def _sweep_model(model, evalset: EvalSet, layers: list[int], *, name: str, codebook: bool, kmeans_k: int | None,
                  kmeans_entries: Sequence[ManifestEntry], kmeans_max_frames: int, posteriors: bool,
                  embeddings: int | None, max_memory_gb: float, seed: int, device: str | None, watch: _Stopwatch,
-                 bar: tqdm, progress: bool, kmeans_dir: Path | None = None) -> _ModelSweep:
+                 bar: tqdm, progress: bool, kmeans_dir: Path | None = None, model_info=None) -> _ModelSweep:
     """Every per-layer metric of one model, a group of layers at a time (see the module docstring)."""
     from spidrkit.evaluation.plots import phone_embeddings
     from spidrkit.extraction.kmeans import fit_kmeans
-    from spidrkit.extraction.loading import model_info
-
     codebook_layers = set(model.target_layers) & set(layers) if codebook else set()
-    model_id = model_info(model).model_id if kmeans_k else None
+    model_id = model_info.model_id if kmeans_k else None
     frames = sum(int(model.num_frames(e.num_samples)) for e in evalset.entries)
     per_layer = frames * model.cfg.dim * 4
     if kmeans_k:
@@ -579,7 +575,7 @@ def sweep(
     """Evaluate every layer of ``model`` on the ``splits`` of ``corpus_dir``; write the report and figures.
 
     :param model: a :class:`~spidrkit.models.spidr.SpidR` (moved to ``device``, as ``Module.to`` does), a
-        checkpoint path or a preset name (:func:`spidrkit.extraction.loading.load_model`).
+        checkpoint path or a preset name (:func:`spidrkit.checkpoints.load_model`).
     :param corpus_dir: an aligned corpus (see the module docstring); ``train`` is needed only for k-means.
     :param out_dir: receives ``report.json``, ``report.md``, the PNG figures, ``eval/`` (the merged
         annotations) and, with ``kmeans_k``, ``kmeans/`` (the centroids of every layer).
@@ -602,7 +598,6 @@ def sweep(
     from spidrkit import __version__
     from spidrkit.evaluation import plots
     from spidrkit.evaluation.report import best_layer_by_abx, write_report
-    from spidrkit.extraction.loading import model_info
     from spidrkit.models.spidr import SpidR
 
     watch = _Stopwatch()
@@ -621,9 +616,8 @@ def sweep(
             raise SweepError(f"no metrics file at {r}")
 
     with watch("load_model"):
-        model = _resolve_model(model, device)
+        model, info_model = _resolve_model(model, device)
     layers = _check_layers(layers, model.cfg.num_layers)
-    info_model = model_info(model)
     if splits is None:  # the default: dev + heldout, or dev alone for a corpus without a held-out voice
         splits = [s for s in DEFAULT_SPLITS if (Path(corpus_dir) / f"{s}.csv").is_file()] or list(DEFAULT_SPLITS)
         if len(splits) < len(DEFAULT_SPLITS):
@@ -646,7 +640,7 @@ def sweep(
             kmeans_max_frames=kmeans_max_frames, posteriors=posteriors,
             embeddings=tsne_per_phone(evalset.phones, tsne_points) if tsne_points else None,
             max_memory_gb=max_memory_gb, seed=seed, device=device, watch=watch, bar=bar, progress=progress,
-            kmeans_dir=out / "kmeans" if kmeans_k else None,
+            kmeans_dir=out / "kmeans" if kmeans_k else None, model_info=info_model,
         )
         baseline_rows: dict[str, dict[str, Any]] = {}
         for kind in (b for b in baselines if b in FEATURE_BASELINES):

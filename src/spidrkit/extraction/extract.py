@@ -48,12 +48,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from spidrkit.checkpoints import CheckpointInfo, Loaded, resolve_model
 from spidrkit.data.manifest import ManifestEntry, read_manifest, scan_audio_dir
 from spidrkit.extraction.features_io import is_done, layer_dirname, save_features
-from spidrkit.extraction.loading import load_model, model_info
+from spidrkit.io import file_sha256, read_sidecar, sidecar_path, write_sidecar
 from spidrkit.models.layers import receptive_field
 from spidrkit.models.spidr import SpidR
-from spidrkit.provenance import file_sha256, read_sidecar, sidecar_path, write_sidecar
 
 SAMPLE_RATE = 16000
 DEFAULT_BATCH_SECONDS = 120.0
@@ -487,7 +487,7 @@ def _load_kmeans(path: str, model: SpidR, layers: list[int]):
 
 # ------------------------------------------------------------------------------------------- extract
 def extract(
-    model: SpidR | str | os.PathLike,
+    model: SpidR | Loaded | str | os.PathLike,
     inputs: str | os.PathLike | Sequence[ManifestEntry],
     out_dir: str | os.PathLike,
     layers: int | Sequence[int] = (6,),
@@ -506,6 +506,7 @@ def extract(
     num_workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    provenance: CheckpointInfo | None = None,
 ) -> ExtractionSummary:
     """Extract features (``units=None``) or units of ``layers`` (1-based) for every file of ``inputs``.
 
@@ -520,9 +521,7 @@ def extract(
     start_time = time.perf_counter()
     rank, world_size = resolve_rank(rank, world_size)
     dev = resolve_device(device)
-    if not isinstance(model, SpidR):
-        model = load_model(model, device="cpu", variant=variant)
-    model = model.to(dev).eval()
+    model, info = resolve_model(model, provenance, dev, variant)
     kind, kmeans_path = parse_units(units)
     layers = _check_layers(model, layers, kind)
     if fmt not in ("pt", "npy"):
@@ -542,7 +541,7 @@ def extract(
     out_dir = Path(out_dir)
     folders = {layer: out_dir if len(layers) == 1 else out_dir / layer_dirname(layer) for layer in layers}
     base_info = {
-        **model_info(model).as_dict(),
+        **info.as_dict(),
         "kind": "units" if kind else "features",
         "layers": layers,
         "standardize": STANDARDIZATION,

@@ -5,7 +5,7 @@ Layout of a features folder ``DIR``:
 - ``DIR/<fileid>.pt`` -- ``torch.save`` of a contiguous CPU tensor ``(T, D)``, float32 or float16 (what
   fastabx reads), or ``DIR/<fileid>.npy`` -- the same array saved by ``numpy.save``;
 - a file id may contain ``/`` (``spk/chapter/utt``): it becomes subfolders;
-- ``DIR/spidrkit.json`` is the sidecar (:func:`spidrkit.provenance.write_sidecar`) naming the model,
+- ``DIR/spidrkit.json`` is the sidecar (:func:`spidrkit.io.write_sidecar`) naming the model,
   checkpoint and 1-based layer that produced the features;
 - several layers extracted at once go to ``OUT/layer_06/...`` (:func:`layer_dirname`), one features folder
   (with its own sidecar) per layer.
@@ -27,7 +27,7 @@ from typing import IO
 import numpy as np
 import torch
 
-from spidrkit.provenance import SIDECAR_NAME
+from spidrkit.io import SIDECAR_NAME
 
 FEATURE_FORMATS = ("pt", "npy")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}

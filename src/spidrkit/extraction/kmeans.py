@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spidrkit.extraction.features_io import atomic_open, iter_feature_files, load_features
-from spidrkit.provenance import read_sidecar, sidecar_path, write_sidecar
+from spidrkit.io import read_sidecar, sidecar_path, write_sidecar
 
 BACKENDS = ("auto", "faiss", "sklearn")
 DEFAULT_MAX_FRAMES = 500_000

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from spidrkit.extraction.features_io import atomic_open
-from spidrkit.provenance import write_sidecar
+from spidrkit.io import write_sidecar
 
 UNIT_FORMATS = ("txt", "jsonl")
 

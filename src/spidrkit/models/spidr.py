@@ -24,6 +24,7 @@ from torch import nn
 from spidrkit.config import ModelConfig
 from spidrkit.models.codebook import Codebook, instance_norm, perplexity
 from spidrkit.models.layers import Encoder, FeatureExtractor, FeatureProjection, num_frames, receptive_field
+from spidrkit.models.signal import standardize_batch
 
 
 class CodebookPrediction(NamedTuple):
@@ -92,8 +93,39 @@ class SpidR(nn.Module):
             return [reps[self.target_layers[h] - 1] for h in heads]
         return [x for _ in heads]  # DinoSR: the student's final output
 
+    # ------------------------------------------------------------------ geometry (the SpeechEncoder interface)
+    input_normalization = "standardize"  # each utterance to mean 0, variance 1 (models.signal)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.cfg.frame_rate
+
+    @property
+    def num_layers(self) -> int:
+        return self.cfg.num_layers
+
+    @property
+    def dim(self) -> int:
+        return self.cfg.dim
+
+    @property
+    def variant(self) -> str:
+        """``spidr`` (heads read their own layer) or ``dinosr`` (heads read the last layer): what the
+        weights alone tell; the teacher schedule is a training choice (``Config.variant``)."""
+        return "spidr" if self.cfg.heads == "per_layer" else "dinosr"
+
     def num_frames(self, num_samples):
+        """Output frames of ``num_samples`` input samples (an int or a tensor of lengths)."""
         return num_frames(num_samples, self.cfg.conv_kernels, self.cfg.conv_strides)
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest input that gives one frame (the downsampler's receptive field)."""
+        return receptive_field(self.cfg.conv_kernels, self.cfg.conv_strides)
 
     def features(self, wav: torch.Tensor) -> torch.Tensor:
         """Downsampler + projection: standardised waveform (B, L) -> frames (B, T, dim)."""
@@ -207,12 +239,10 @@ class SpidR(nn.Module):
         if lengths is None:
             lengths = torch.full((B,), L, dtype=torch.long, device=wav.device)
         lengths = torch.as_tensor(lengths, device=wav.device).long()
-        need = receptive_field(self.cfg.conv_kernels, self.cfg.conv_strides)
+        need = self.min_samples
         if int(lengths.min()) < need:
             raise ValueError(f"every waveform needs at least {need} samples, got {int(lengths.min())}")
         if standardize:
-            from spidrkit.data.audio import standardize_batch
-
             wav = standardize_batch(wav, lengths)
         else:
             valid = torch.arange(L, device=wav.device)[None, :] < lengths[:, None]

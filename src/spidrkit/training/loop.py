@@ -5,7 +5,7 @@ The run directory holds everything a run needs to go on after a crash, a pre-emp
 - ``config.toml``: the resolved config of the last invocation; ``spidrkit.json``: the sidecar (status,
   step, last checkpoint, config);
 - ``checkpoints/step_XXXXXXXX.pt``: every ``train.checkpoint_every`` steps and at the end, the last
-  ``train.keep_checkpoints`` kept (see :mod:`spidrkit.training.checkpoint`);
+  ``train.keep_checkpoints`` kept (see :mod:`spidrkit.checkpoints.run`);
 - ``metrics.jsonl``: a training record every ``train.log_every`` steps and a validation record every
   ``train.valid_every`` steps (``"split": "train"`` / ``"valid"``); ``tensorboard/`` when installed;
 - ``skipped.tsv``: the audio files that could not be used.
@@ -37,14 +37,7 @@ import torch
 import torch.distributed as dist
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from spidrkit.config import Config
-from spidrkit.data.dataset import Batch, make_train_loader, make_valid_loader
-from spidrkit.data.manifest import ManifestError, read_manifest
-from spidrkit.models.layers import num_frames
-from spidrkit.models.masking import sample_mask
-from spidrkit.models.spidr import SpidR, step_perplexities
-from spidrkit.provenance import write_sidecar
-from spidrkit.training.checkpoint import (
+from spidrkit.checkpoints.run import (
     FORMAT,
     CheckpointError,
     checkpoint_path,
@@ -52,10 +45,16 @@ from spidrkit.training.checkpoint import (
     list_checkpoints,
     load_latest,
     prune_checkpoints,
-    rng_state,
     save_checkpoint,
-    set_rng_state,
 )
+from spidrkit.config import Config
+from spidrkit.data.dataset import Batch, make_train_loader, make_valid_loader
+from spidrkit.data.manifest import ManifestError, read_manifest
+from spidrkit.io import write_sidecar
+from spidrkit.models.layers import num_frames
+from spidrkit.models.masking import sample_mask
+from spidrkit.models.spidr import SpidR, step_perplexities
+from spidrkit.runtime import rng_state, set_rng_state
 from spidrkit.training.distributed import (
     StopVote,
     barrier,

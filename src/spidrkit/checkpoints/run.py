@@ -18,25 +18,21 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from spidrkit.checkpoints.errors import CheckpointError
 from spidrkit.config import Config
+from spidrkit.io import atomic_write, is_stale_temp
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "spidrkit-pretrain/1"
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read, or does not fit the run that wants to resume from it."""
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
@@ -67,19 +63,9 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    with atomic_write(path, "wb", fsync=True) as f:
+        torch.save(state, f)
+    return Path(path)
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
@@ -88,28 +74,13 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
     gone = [p for _, p in found[: max(len(found) - keep, 0)]]
     folder = checkpoint_dir(run_dir)
     if folder.is_dir():
-        gone += [p for p in folder.glob(".step_*.pt.tmp*") if _stale(p)]
+        gone += [p for p in folder.glob(".step_*.pt.tmp*") if is_stale_temp(p)]
     for p in gone:
         p.unlink(missing_ok=True)
     return gone
 
 
-def _stale(tmp: Path) -> bool:
-    """A temporary file whose writer is gone (its pid is in the name; saves are synchronous, so one of
-    this process is a leftover too)."""
-    pid = tmp.name.rsplit(".tmp", 1)[-1]
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def read_run_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True`` (no code runs while loading)."""
     path = Path(path)
     if not path.is_file():
@@ -127,7 +98,7 @@ def load_latest(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]] | Non
     """The newest readable checkpoint of the run (an unreadable newer one is reported and passed over)."""
     for _, path in reversed(list_checkpoints(run_dir)):
         try:
-            return path, load_checkpoint(path)
+            return path, read_run_checkpoint(path)
         except CheckpointError as e:
             logger.warning("%s; trying the previous checkpoint", e)
     return None
@@ -153,41 +124,3 @@ def config_changes(saved: dict[str, Any], cfg: Config) -> tuple[list[str], list[
                 msg = f"{section}.{key}: {old.get(key)!r} -> {value!r}"
                 (fatal if section == "model" else harmless).append(msg)
     return fatal, harmless
-
-
-# ---------------------------------------------------------------------------------------------- RNG
-def rng_state(device: torch.device | None = None) -> dict[str, Any]:
-    """The process's RNG states as tensors and lists (``weights_only``-loadable)."""
-    py = random.getstate()
-    np_state = np.random.get_state(legacy=False)
-    state: dict[str, Any] = {
-        "python": [py[0], list(py[1]), py[2]],
-        "numpy": {
-            "key": np_state["state"]["key"].tolist(),
-            "pos": int(np_state["state"]["pos"]),
-            "has_gauss": int(np_state["has_gauss"]),
-            "gauss": float(np_state["gauss"]),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if device is not None and device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
-    """Restore what :func:`rng_state` returned."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state(
-        {
-            "bit_generator": "MT19937",
-            "state": {"key": np.asarray(n["key"], dtype=np.uint32), "pos": n["pos"]},
-            "has_gauss": n["has_gauss"],
-            "gauss": n["gauss"],
-        }
-    )
-    torch.set_rng_state(state["torch"].cpu())
-    if device is not None and device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)

@@ -46,23 +46,20 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
+from spidrkit.checkpoints.errors import CheckpointError
 from spidrkit.config import PRESETS, Config, ConfigError, config_from_dict, load_config, with_variant
+from spidrkit.io import file_sha256
 from spidrkit.models.spidr import SpidR
-from spidrkit.provenance import file_sha256
 
 SOURCES = ("released", "fairseq", "spidrkit", "preset")
 FORMAT_VERSION = 1
 # Modules whose pickled objects are training metadata in fairseq checkpoints; replaced by inert stubs.
 _METADATA_MODULES = ("argparse", "omegaconf", "numpy", "fairseq", "hydra", "typing", "pathlib", "enum")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
-
-
-class CheckpointError(ValueError):
-    """A file that is not a checkpoint spidrkit can load, or whose weights do not fit the model."""
 
 
 @dataclass(frozen=True)
@@ -628,22 +625,29 @@ def _preset_model(name: str, variant: str | None) -> tuple[SpidR, CheckpointInfo
     return model, CheckpointInfo("preset", cfg.variant, name, None, None, cfg)
 
 
-def load_model(
+class Loaded(NamedTuple):
+    """A model and where its weights came from (what :func:`load` returns)."""
+
+    model: SpidR
+    info: CheckpointInfo
+
+
+def load(
     path_or_name: str | os.PathLike,
     device: str | torch.device = "cpu",
     variant: str | None = None,
     config: Config | str | os.PathLike | None = None,
-) -> SpidR:
-    """A SpidR/DinoSR model in eval mode on ``device``, from any supported checkpoint (see the module doc).
+) -> Loaded:
+    """A SpidR/DinoSR model in eval mode on ``device`` and its provenance, from any supported checkpoint
+    (see the module doc), a training run folder (its latest checkpoint), or a preset name (``base``,
+    ``tiny``) or TOML config: a model with random weights, with a loud warning.
 
-    ``path_or_name`` may also be a training run folder (its latest checkpoint), or a preset name (``base``,
-    ``tiny``) or a TOML config: a model with random
-    weights, with a loud warning. The provenance is attached as ``model.checkpoint_info``
-    (:class:`CheckpointInfo`), which extraction writes into its sidecars.
+    The provenance (:class:`CheckpointInfo`) is returned beside the model, never attached to it: pass it
+    on (``provenance=``) to what writes outputs, so their sidecars name the checkpoint.
     """
     p = Path(path_or_name)
     if p.is_dir():  # a training run folder: its latest checkpoint
-        from spidrkit.training.checkpoint import latest_checkpoint
+        from spidrkit.checkpoints.run import latest_checkpoint
 
         latest = latest_checkpoint(p)
         if latest is None:
@@ -656,8 +660,17 @@ def load_model(
     else:
         cfg, sd, info = load_checkpoint(p, variant, config)
         model = build_model(cfg, sd, str(p))
-    model.checkpoint_info = info
-    return model.to(device)
+    return Loaded(model.to(device), info)
+
+
+def load_model(
+    path_or_name: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    variant: str | None = None,
+    config: Config | str | os.PathLike | None = None,
+) -> SpidR:
+    """The model of :func:`load`, without its provenance."""
+    return load(path_or_name, device, variant, config).model
 
 
 def weights_sha256(model: torch.nn.Module, length: int = 16) -> str:
@@ -671,14 +684,32 @@ def weights_sha256(model: torch.nn.Module, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def model_info(model: SpidR) -> CheckpointInfo:
-    """The provenance of a model: what :func:`load_model` attached, or, for a model built in memory, its
-    variant and a hash of its weights (source ``"in-memory"``)."""
-    info = getattr(model, "checkpoint_info", None)
-    if isinstance(info, CheckpointInfo):
-        return info
-    variant = "spidr" if model.cfg.heads == "per_layer" else "dinosr"
-    return CheckpointInfo("in-memory", variant, None, weights_sha256(model), None, None)
+def model_info(model: SpidR | Loaded, provenance: CheckpointInfo | None = None) -> CheckpointInfo:
+    """The provenance to record for ``model``: ``provenance`` when given, a :class:`Loaded`'s own, else
+    (a model built in memory) its variant and a hash of its weights (source ``"in-memory"``)."""
+    if provenance is not None:
+        return provenance
+    if isinstance(model, Loaded):
+        return model.info
+    return CheckpointInfo("in-memory", model.variant, None, weights_sha256(model), None, None)
+
+
+def resolve_model(
+    model: SpidR | Loaded | str | os.PathLike,
+    provenance: CheckpointInfo | None = None,
+    device: str | torch.device = "cpu",
+    variant: str | None = None,
+) -> Loaded:
+    """What a consumer (extraction, evaluation) was given, as a model on ``device`` and its provenance:
+    a path or preset name is loaded, a :class:`Loaded` is taken as is, a bare model gets ``provenance`` or
+    an in-memory identity (:func:`model_info`)."""
+    if isinstance(model, str | os.PathLike):
+        loaded = load(model, "cpu", variant)
+    elif isinstance(model, Loaded):
+        loaded = model if provenance is None else Loaded(model.model, provenance)
+    else:
+        loaded = Loaded(model, model_info(model, provenance))
+    return Loaded(loaded.model.to(device).eval(), loaded.info)
 
 
 # -------------------------------------------------------------------------------------------- writing
@@ -732,15 +763,18 @@ def convert(
 __all__: list[str] = [
     "CheckpointError",
     "CheckpointInfo",
+    "Loaded",
     "build_model",
     "convert",
     "fairseq_to_spidrkit",
     "fuse_fairseq_attention",
     "infer_model_config",
+    "load",
     "load_checkpoint",
     "load_model",
     "model_info",
     "read_checkpoint",
+    "resolve_model",
     "save_spidrkit",
     "weights_sha256",
 ]

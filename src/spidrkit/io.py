@@ -1,0 +1,217 @@
+"""Files out and in, one way each: atomic writes, JSON values, sidecars, and the metrics log format.
+
+- **Atomic writes** (:func:`atomic_write` and the helpers built on it): the data goes to a hidden
+  temporary file beside the target (``.NAME.tmpPID``), is flushed (and fsynced on request), then renamed
+  over the target, so a reader or a crash never sees half a file. On any error the temporary file is
+  removed and the target is left as it was.
+- **JSON values** (:func:`json_safe`): tensors, numpy scalars and arrays, paths and dataclasses become
+  plain JSON; NaN and infinities become ``null`` (strict JSON).
+- **Sidecars**: every output says what produced it (model, checkpoint hash, 1-based layers, units k). A
+  folder's sidecar is ``DIR/spidrkit.json``, a file's is ``FILE.json`` beside it; each carries
+  ``sidecar_version`` (files written before it existed read as version 0).
+- **Metrics log** (``metrics.jsonl``): one JSON object per line, each with ``format_version``
+  (:data:`METRICS_VERSION`; older records without it read as version 0). :func:`read_metrics` is its one
+  reader: it skips blank lines and a torn line (a crash mid-write) and raises on anything else broken.
+
+See ``docs/formats.md`` for every file spidrkit writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+SIDECAR_NAME = "spidrkit.json"
+SIDECAR_VERSION = 1
+METRICS_NAME = "metrics.jsonl"
+METRICS_VERSION = 1
+TMP_MARK = ".tmp"
+
+
+class MetricsFormatError(ValueError):
+    """A metrics log line that is neither JSON nor a torn last line."""
+
+
+# --------------------------------------------------------------------------------------- atomic writes
+def temp_path(path: str | os.PathLike) -> Path:
+    """The hidden temporary name :func:`atomic_write` uses for ``path`` in this process."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+
+
+def is_stale_temp(path: str | os.PathLike) -> bool:
+    """Whether a temporary file of :func:`atomic_write` was left by a process that no longer runs (or by
+    this one: writes are synchronous, so one of ours that is still there is a leftover too)."""
+    pid = Path(path).name.rsplit(TMP_MARK, 1)[-1].split(".", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb", *, fsync: bool = False,
+                 suffix: str = "") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success it replaces ``path``, on error it is removed.
+
+    ``fsync``: force the bytes to disk before the rename (checkpoints). ``suffix``: appended to the
+    temporary name, for writers that choose the format by extension (matplotlib).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path).with_name(temp_path(path).name + suffix)
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+    return Path(path)
+
+
+def write_lines_atomic(path: str | os.PathLike, lines: Iterable[str]) -> Path:
+    """Text lines, each ended by a newline."""
+    with atomic_write(path, "w") as f:
+        for line in lines:
+            f.write(line + "\n")
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """``data`` as indented strict JSON (through :func:`json_safe`)."""
+    return write_text_atomic(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------- JSON values
+def json_safe(x: Any) -> Any:
+    """``x`` as plain JSON values: tensors and numpy values as numbers or lists, NaN and infinities as
+    ``None``, paths as strings, dataclasses and mappings as dicts with string keys, sets as sorted lists."""
+    if x is None or isinstance(x, bool | str | int):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return json_safe(dataclasses.asdict(x))
+    if isinstance(x, Mapping):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, set | frozenset):
+        return [json_safe(v) for v in sorted(x, key=str)]
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    if hasattr(x, "tolist") and callable(x.tolist):  # torch tensors, numpy arrays and scalars
+        if hasattr(x, "detach"):
+            x = x.detach().cpu()
+        return json_safe(x.tolist())
+    if hasattr(x, "item") and callable(x.item):
+        return json_safe(x.item())
+    return str(x)
+
+
+# -------------------------------------------------------------------------------------------- sidecars
+def file_sha256(path: str | os.PathLike, length: int = 16) -> str:
+    """First ``length`` hex digits of the file's SHA-256 (the 'checkpoint hash' of sidecars)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def sidecar_path(output: str | os.PathLike) -> Path:
+    """A folder's sidecar is ``DIR/spidrkit.json``; a file's is ``FILE.json`` beside it."""
+    p = Path(output)
+    return p / SIDECAR_NAME if p.is_dir() else p.with_name(p.name + ".json")
+
+
+def write_sidecar(output: str | os.PathLike, **info: Any) -> Path:
+    """Write the sidecar of ``output`` atomically, with the producer's details and the format version."""
+    from spidrkit import __version__
+
+    record = {
+        "sidecar_version": SIDECAR_VERSION,
+        "producer": f"spidrkit {__version__}",
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "python": platform.python_version(),
+        **info,
+    }
+    path = sidecar_path(output)
+    write_json_atomic(path, record)
+    return path
+
+
+def read_sidecar(output: str | os.PathLike) -> dict[str, Any]:
+    """The sidecar of ``output``; one written before sidecars were versioned reads as version 0."""
+    path = sidecar_path(output)
+    if not path.is_file():
+        raise FileNotFoundError(f"no sidecar {path} next to {output}")
+    record = json.loads(path.read_text())
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: a sidecar is a JSON object")
+    record.setdefault("sidecar_version", 0)
+    return record
+
+
+# ----------------------------------------------------------------------------------------- metrics log
+def metrics_path(run_or_file: str | os.PathLike) -> Path:
+    """``RUN_DIR/metrics.jsonl`` for a run folder, the path itself for a file."""
+    p = Path(run_or_file)
+    return p / METRICS_NAME if p.is_dir() else p
+
+
+def metrics_line(record: Mapping[str, Any]) -> str:
+    """One record as a metrics log line (with its format version), newline included."""
+    return json.dumps(json_safe({"format_version": METRICS_VERSION, **record}), allow_nan=False) + "\n"
+
+
+def read_metrics(run_or_file: str | os.PathLike, split: str | None = None) -> list[dict[str, Any]]:
+    """The records of a metrics log (a run folder or the file), oldest first; of one ``split`` (``train``,
+    ``valid``...) or all. A missing file has no records. Blank lines and a torn *last* line (a crash
+    while writing) are skipped; any other line that is not a JSON object raises
+    :class:`MetricsFormatError` naming the file and line. Records of version 0 (no ``format_version``)
+    read the same."""
+    path = metrics_path(run_or_file)
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines):
+                break  # torn by a crash while writing
+            raise MetricsFormatError(f"{path}:{i}: not a JSON record ({e})") from e
+        if not isinstance(record, dict):
+            raise MetricsFormatError(f"{path}:{i}: not a JSON object")
+        record.setdefault("format_version", 0)
+        if split is None or record.get("split", "train") == split:
+            out.append(record)
+    return out
