@@ -39,13 +39,8 @@ class SpeechEncoder(Protocol):
 
     def num_frames(self, num_samples): ...
 
-    def layer_outputs(
-        self,
-        wav: torch.Tensor,
-        lengths: torch.Tensor | None = None,
-        layers: int | list[int] | None = None,
-        standardize: bool = True,
-    ) -> dict[int, torch.Tensor]:
+    def layer_outputs(self, wav: torch.Tensor, lengths: torch.Tensor | None = None,
+                      layers: int | list[int] | None = None, standardize: bool = True) -> dict[int, torch.Tensor]:
         """``{layer: (B, T, dim)}`` for a waveform (L,) or a padded batch (B, L) with ``lengths`` (B,);
         frames past a file's ``num_frames(length)`` are zeros. ``standardize=False`` says the caller has
         already applied ``input_normalization``."""
