@@ -17,9 +17,9 @@ from spidrkit.config import SAMPLE_RATE as SR
 from spidrkit.config import config_from_dict, load_config
 from spidrkit.data.manifest import ManifestEntry, write_manifest
 from spidrkit.io import read_metrics
-from spidrkit.runtime import DistEnv, LaunchError, detect_env, first_host, seed_everything
+from spidrkit.runtime import DistEnv, LaunchError, detect_env, first_host, seed_everything, select_device
 from spidrkit.training.distributed import StopVote, cleanup_distributed, init_distributed
-from spidrkit.training.loop import Trainer
+from spidrkit.training.loop import Trainer, pretrain
 from spidrkit.training.slurm import parse_slurm_spec, submit_slurm
 
 STEPS = 3
@@ -148,3 +148,14 @@ def test_single_process_helpers_need_no_group():
     assert init_distributed(torch.device("cpu"), DistEnv()) == DistEnv()
     vote = StopVote(torch.device("cpu"))
     assert vote(False) is False and vote(True) is True
+
+
+def test_train_device_values_map_to_devices(tmp_path):
+    assert select_device("cpu", 0) == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert select_device("auto", 0) == select_device("cuda", 0) == torch.device("cuda", 0)
+        return
+    assert select_device("auto", 0) == torch.device("cpu")
+    with pytest.raises(LaunchError, match=r"train.device = 'cuda': CUDA was asked for but no CUDA device"):
+        pretrain(load_config("tiny", ["train.device=cuda"]), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
