@@ -32,13 +32,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from spidrkit.config import Config, ModelConfig, load_config
+from spidrkit.config import SAMPLE_RATE, Config, ModelConfig, load_config
 from spidrkit.models.masking import sample_mask
 from spidrkit.models.spidr import SpidR
-from spidrkit.training.loop import compile_model
-from spidrkit.training.step import MicroBatch, Stepper
-
-SAMPLE_RATE = 16000
+from spidrkit.training.step import MicroBatch, Stepper, compile_model
 
 
 def small_config() -> Config:

@@ -13,23 +13,15 @@ import soundfile as sf
 import torch
 import torch.multiprocessing as mp
 
+from spidrkit.config import SAMPLE_RATE as SR
 from spidrkit.config import config_from_dict, load_config
 from spidrkit.data.manifest import ManifestEntry, write_manifest
-from spidrkit.training.distributed import (
-    DistEnv,
-    LaunchError,
-    StopVote,
-    cleanup_distributed,
-    detect_env,
-    first_host,
-    init_distributed,
-    parse_slurm_spec,
-    submit_slurm,
-)
-from spidrkit.training.logging import read_metrics
-from spidrkit.training.loop import Trainer
+from spidrkit.io import read_metrics
+from spidrkit.runtime import DistEnv, LaunchError, detect_env, first_host, seed_everything, select_device
+from spidrkit.training.distributed import StopVote, cleanup_distributed, init_distributed
+from spidrkit.training.loop import Trainer, pretrain
+from spidrkit.training.slurm import parse_slurm_spec, submit_slurm
 
-SR = 16000
 STEPS = 3
 
 
@@ -97,7 +89,7 @@ def test_two_gloo_processes_equal_one_process_with_two_micro_batches(tmp_path):
         assert diffs[k] <= 1e-5
     # The logged losses and gradient norms (rank 0 writes the DDP run's metrics) agree as well; AdamW is
     # blind to the scale of the gradient, the norm is not: it checks the normalisation over ranks.
-    ddp, one = read_metrics(tmp_path / "ddp"), read_metrics(tmp_path / "single")
+    ddp, one = read_metrics(tmp_path / "ddp", "train"), read_metrics(tmp_path / "single", "train")
     assert len(ddp) == len(one) == STEPS
     assert np.allclose([r["loss"] for r in ddp], [r["loss"] for r in one], atol=1e-5)
     assert np.allclose([r["grad_norm"] for r in ddp], [r["grad_norm"] for r in one], rtol=1e-4)
@@ -106,7 +98,6 @@ def test_two_gloo_processes_equal_one_process_with_two_micro_batches(tmp_path):
 
 def _initial(cfg):
     from spidrkit.models.spidr import SpidR
-    from spidrkit.training.loop import seed_everything
 
     seed_everything(cfg.train.seed)
     return SpidR(cfg.model).state_dict()
@@ -157,3 +148,14 @@ def test_single_process_helpers_need_no_group():
     assert init_distributed(torch.device("cpu"), DistEnv()) == DistEnv()
     vote = StopVote(torch.device("cpu"))
     assert vote(False) is False and vote(True) is True
+
+
+def test_train_device_values_map_to_devices(tmp_path):
+    assert select_device("cpu", 0) == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert select_device("auto", 0) == select_device("cuda", 0) == torch.device("cuda", 0)
+        return
+    assert select_device("auto", 0) == torch.device("cpu")
+    with pytest.raises(LaunchError, match=r"train.device = 'cuda': CUDA was asked for but no CUDA device"):
+        pretrain(load_config("tiny", ["train.device=cuda"]), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -30,18 +30,19 @@ from spidrkit.checkpoints.run import (
 )
 from spidrkit.checkpoints.run import read_run_checkpoint as load_checkpoint
 from spidrkit.cli import main as cli_main
+from spidrkit.config import SAMPLE_RATE as SR
 from spidrkit.config import load_config
 from spidrkit.data.dataset import read_skipped
 from spidrkit.data.manifest import ManifestEntry, write_manifest
+from spidrkit.io import METRICS_VERSION, read_metrics
 from spidrkit.models.masking import sample_mask
 from spidrkit.models.schedules import learning_rate, teacher_decay
 from spidrkit.models.spidr import SpidR
 from spidrkit.runtime import rng_state, set_rng_state
-from spidrkit.training.logging import read_metrics
+from spidrkit.training.logging import MetricsLog
 from spidrkit.training.loop import MaskHook, Trainer, TrainingDiverged, pretrain
 from spidrkit.training.step import MicroBatch, Stepper
 
-SR = 16000
 SMALL = [
     "model.conv_dim=32", "model.dim=64", "model.num_layers=2", "model.num_heads=2", "model.ffn_dim=128",
     "model.num_codebooks=2", "model.codebook_size=16", "data.num_workers=0", "data.max_batch_samples=32000",
@@ -93,7 +94,7 @@ def config(manifest: Path, *overrides: str):
 
 
 def losses(run_dir: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(run_dir)}
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir, "train")}
 
 
 def final_model(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -270,7 +271,7 @@ def test_corrupt_and_empty_files_are_skipped_and_stereo_44k_is_used(tmp_path):
 def test_loss_falls_over_200_steps(corpus, tmp_path):
     cfg = config(corpus, "train.max_steps=200", "train.log_every=10", "train.checkpoint_every=1000")
     out = pretrain(cfg, tmp_path, progress=False)
-    recs = read_metrics(tmp_path)
+    recs = read_metrics(tmp_path, "train")
     assert [r["step"] for r in recs] == list(range(10, 201, 10))
     first, last = recs[0]["loss"], np.mean([r["loss"] for r in recs[-3:]])
     assert first > 0.97 * math.log(16)  # near-uniform predictions over 16 codewords at the start
@@ -323,7 +324,7 @@ def test_too_many_nonfinite_steps_stop_the_run_naming_the_last_good_checkpoint(c
                  "train.max_nonfinite=2")
     with pytest.raises(TrainingDiverged, match=r"2 non-finite losses in a row up to step 4.*step_00000002\.pt"):
         Poisoned(cfg, tmp_path, progress=False).run()
-    recs = read_metrics(tmp_path)
+    recs = read_metrics(tmp_path, "train")
     assert [r["skipped_steps"] for r in recs] == [0, 0, 1, 2]
     assert recs[2]["loss"] is None  # no finite step in that interval
     assert json.loads((tmp_path / "spidrkit.json").read_text())["status"] == "diverged"
@@ -348,7 +349,7 @@ def test_metrics_validation_and_collapse_warning(corpus, tmp_path, caplog):
         assert r["layers"] == [1, 2] and len(r["codebook_ppl"]) == len(r["accuracy"]) == 2
         assert 0.3 < r["masked_fraction"] < 0.8 and r["audio_seconds_per_second"] > 0
         assert min(r["prediction_ppl"]) >= 1.0 and max(r["prediction_ppl"]) <= 16.0
-    assert out["valid"] == valid[-1] and valid[-1]["valid_batches"] == 3
+    assert {**out["valid"], "format_version": METRICS_VERSION} == valid[-1] and valid[-1]["valid_batches"] == 3
 
     # Validation is deterministic: eval mode (no dropout) and the same masks each time.
     again = trainer.validate(6)
@@ -359,15 +360,36 @@ def test_metrics_validation_and_collapse_warning(corpus, tmp_path, caplog):
     assert again["valid_masked_fraction"] == pytest.approx(expected, abs=1e-6)
 
 
+def test_metrics_log_keeps_old_records_and_drops_a_torn_line_and_later_steps(tmp_path):
+    # A log written before records carried format_version, its last line cut by a crash.
+    old = [{"split": "train", "step": 2, "loss": 2.5}, {"split": "valid", "step": 3, "valid_loss": 2.25},
+           {"split": "train", "step": 4, "loss": 2.0}]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in old) + '{"split": "train", "st')
+    assert read_metrics(tmp_path) == [{**r, "format_version": 0} for r in old]
+    assert [r["step"] for r in read_metrics(tmp_path, "train")] == [2, 4]
+    assert read_metrics(path, "valid") == [{**old[1], "format_version": 0}]
+
+    log = MetricsLog(tmp_path)
+    log.truncate_after(3)  # resuming from step 3: step 4 and the torn line go; old records stay version 0
+    log.write({"split": "train", "step": 4, "loss": float("nan"), "loss_per_layer": torch.tensor([1.5, 0.25])})
+    new = {"format_version": METRICS_VERSION, "split": "train", "step": 4, "loss": None, "loss_per_layer": [1.5, 0.25]}
+    assert read_metrics(tmp_path) == [{**old[0], "format_version": 0}, {**old[1], "format_version": 0}, new]
+    assert json.loads(path.read_text().splitlines()[-1]) == new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]  # no temporary file left
+    MetricsLog(tmp_path, enabled=False).truncate_after(0)  # other ranks never touch the log
+    assert len(read_metrics(tmp_path)) == 3
+
+
 def test_mask_hook_is_a_function_of_the_global_batch_index():
     cfg = load_config("tiny")
-    batch = {"wav": torch.zeros(3, 16000), "index": (2, 5)}
+    batch = {"wav": torch.zeros(3, SR), "index": (2, 5)}
     a = MaskHook.from_config(cfg)(dict(batch))["mask"]
     assert a.shape == (3, 49) and torch.equal(a, MaskHook.from_config(cfg)(dict(batch))["mask"])
     assert (a.sum(1) == a.sum(1)[0]).all()  # same count in every row
     # rank 1 of 2 at position 5 is global batch 11: what one process sees at position 11
     r1 = MaskHook.from_config(cfg, rank=1, world_size=2)(dict(batch))["mask"]
-    single = MaskHook.from_config(cfg)({"wav": torch.zeros(3, 16000), "index": (2, 11)})["mask"]
+    single = MaskHook.from_config(cfg)({"wav": torch.zeros(3, SR), "index": (2, 11)})["mask"]
     assert torch.equal(r1, single) and not torch.equal(r1, a)
     valid = MaskHook.from_config(cfg, stream=1)(dict(batch))["mask"]
     assert not torch.equal(valid, a)
@@ -408,7 +430,7 @@ def test_cli_pretrain_runs_resumes_and_reports_errors(corpus, tmp_path, capsys):
     side = json.loads((tmp_path / "run" / "spidrkit.json").read_text())
     assert side["status"] == "completed" and side["step"] == 2 and side["checkpoint"].endswith("step_00000002.pt")
     assert cli_main(args) == 0  # resumes: nothing left to do
-    assert len(read_metrics(tmp_path / "run")) == 1
+    assert len(read_metrics(tmp_path / "run", "train")) == 1
     assert cli_main([*args[:-2], "--set", "model.heads=sideways"]) == 2
     assert "model.heads" in capsys.readouterr().err
     assert cli_main(["pretrain", "tiny", "--run-dir", str(tmp_path / "x")]) == 2  # no manifest
@@ -422,7 +444,7 @@ def test_benchmark_flops_match_the_reference_count_for_base():
     spec.loader.exec_module(bench)
     f = bench.step_flops(load_config("base").model, batch=2, samples=4 * SR)
     per_second = {k: v / 8 / 1e9 for k, v in f.items() if k != "frames"}
-    # BENCHMARKS.md: ~52 GFLOP per audio-second (student forward ~14.2, backward ~28.4, teacher ~9.2),
+    # the reference count: ~52 GFLOP per audio-second (student forward ~14.2, backward ~28.4, teacher ~9.2),
     # downsampler ~4.9
     assert f["frames"] == 199
     assert per_second["total"] == pytest.approx(52, rel=0.02)

@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.checkpoints.run import CheckpointError
     from spidrkit.config import ConfigError
     from spidrkit.data.manifest import ManifestError
-    from spidrkit.training.distributed import LaunchError, parse_slurm_spec, submit_slurm
+    from spidrkit.runtime import LaunchError
     from spidrkit.training.loop import TrainingDiverged, pretrain
+    from spidrkit.training.slurm import parse_slurm_spec, submit_slurm
 
     cfg = config_from_args(args)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config, cfg.variant)

@@ -1,5 +1,8 @@
 """What a run reports: metrics JSONL, TensorBoard (when installed), a progress bar, collapse warnings.
 
+The metrics log's format and its one reader are :mod:`spidrkit.io`'s (:func:`spidrkit.io.metrics_line`,
+:func:`spidrkit.io.read_metrics`; see docs/formats.md).
+
 Training metrics stay on the device between logging intervals (:class:`IntervalMeter` adds them up
 there), so logging costs one host synchronisation per interval, not one per step. A record is the
 average over the interval's finite steps; per-layer values are lists in the order of ``layers``
@@ -9,9 +12,7 @@ average over the interval's finite steps; per-layer values are lists in the orde
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
-import math
 import os
 import sys
 from pathlib import Path
@@ -20,25 +21,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from spidrkit.io import METRICS_NAME, json_safe, metrics_line, read_metrics, write_lines_atomic
+
 logger = logging.getLogger("spidrkit.training")
 
-METRICS_NAME = "metrics.jsonl"
 # Stepper metrics averaged over the finite steps of an interval.
 AVERAGED = ("loss", "loss_per_layer", "accuracy", "codebook_ppl", "prediction_ppl", "grad_norm", "masked_fraction")
-
-
-def json_value(x: Any) -> Any:
-    """Tensors and numbers as JSON values; NaN and infinities become ``null`` (strict JSON)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        x = x.item() if x.dim() == 0 else x.tolist()
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, list | tuple):
-        return [json_value(v) for v in x]
-    if isinstance(x, dict):
-        return {k: json_value(v) for k, v in x.items()}
-    return x
 
 
 class MetricsLog:
@@ -49,40 +37,18 @@ class MetricsLog:
         self.enabled = enabled
 
     def truncate_after(self, step: int) -> None:
-        """Drop records of steps after ``step`` (logged after the checkpoint a run resumes from)."""
+        """Drop records of steps after ``step`` (logged after the checkpoint a run resumes from) and a
+        torn last line; the records kept keep their format version."""
         if not self.enabled or not self.path.is_file():
             return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
-            if rec.get("step", 0) <= step:
-                kept.append(line)
-        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        tmp.write_text("".join(x + "\n" for x in kept))
-        os.replace(tmp, self.path)
+        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
+        write_lines_atomic(self.path, (metrics_line(r).rstrip("\n") for r in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps(json_value(record)) + "\n")
-
-
-def read_metrics(run_dir: str | os.PathLike, split: str | None = "train") -> list[dict[str, Any]]:
-    """The records of ``RUN_DIR/metrics.jsonl`` (of one split, or all with ``split=None``)."""
-    path = Path(run_dir) / METRICS_NAME
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if split is None or rec.get("split") == split:
-                out.append(rec)
-    return out
+            f.write(metrics_line(record))
 
 
 class IntervalMeter:
@@ -122,7 +88,7 @@ class IntervalMeter:
             vals = [v / n if n else float("nan") for v in flat[offset : offset + size]]
             out[k] = vals if self.sums[k].dim() else vals[0]
             offset += size
-        return json_value(out)
+        return json_safe(out)
 
 
 class CollapseMonitor:

@@ -1,6 +1,7 @@
 """The pretraining loop: ``pretrain(cfg, run_dir)`` trains SpidR or DinoSR and can always be resumed.
 
-The run directory holds everything a run needs to go on after a crash, a pre-emption or a time limit:
+The run directory holds everything a run needs to go on after a crash, a pre-emption or a time limit
+(docs/formats.md):
 
 - ``config.toml``: the resolved config of the last invocation; ``spidrkit.json``: the sidecar (status,
   step, last checkpoint, config);
@@ -10,222 +11,73 @@ The run directory holds everything a run needs to go on after a crash, a pre-emp
   ``train.valid_every`` steps (``"split": "train"`` / ``"valid"``); ``tensorboard/`` when installed;
 - ``skipped.tsv``: the audio files that could not be used.
 
-Running the same command again resumes from the latest checkpoint: model, optimiser, codebooks, batch
-sampler position, masks and RNG states, so the resumed run takes exactly the steps the uninterrupted run
-would have taken. SIGTERM, SIGUSR1 and SIGUSR2 stop the run cleanly at the end of the current step with
-a checkpoint (exit status 0); under SLURM, SIGUSR1/SIGUSR2 (sent before the time limit, e.g. with
-``--signal=USR1@120``) also requeue the job. ``train.max_minutes`` stops the same way after that much
-wall time of this invocation.
+Running the same command again resumes from the latest checkpoint (:mod:`spidrkit.training.resume`), so
+the resumed run takes exactly the steps the uninterrupted run would have taken. SIGTERM, SIGUSR1 and
+SIGUSR2 stop the run cleanly at the end of the current step with a checkpoint (exit status 0; see
+:mod:`spidrkit.training.preemption`); under SLURM, SIGUSR1/SIGUSR2 also requeue the job.
+``train.max_minutes`` stops the same way after that much wall time of this invocation.
+
+The pieces: :mod:`~spidrkit.training.step` (one optimiser step), :mod:`~spidrkit.training.masks` (the
+masks, drawn in the data loader), :mod:`~spidrkit.training.validation`, :mod:`~spidrkit.training.logging`
+(metrics), :mod:`~spidrkit.training.distributed` (process group, stop vote).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from spidrkit.checkpoints.run import (
-    FORMAT,
-    CheckpointError,
-    checkpoint_path,
-    config_changes,
-    list_checkpoints,
-    load_latest,
-    prune_checkpoints,
-    save_checkpoint,
-)
+from spidrkit.checkpoints.run import FORMAT, checkpoint_path, list_checkpoints, prune_checkpoints, save_checkpoint
 from spidrkit.config import Config
 from spidrkit.data.dataset import Batch, make_train_loader, make_valid_loader
 from spidrkit.data.manifest import ManifestError, read_manifest
-from spidrkit.io import write_sidecar
-from spidrkit.models.layers import num_frames
-from spidrkit.models.masking import sample_mask
-from spidrkit.models.spidr import SpidR, step_perplexities
-from spidrkit.runtime import rng_state, set_rng_state
-from spidrkit.training.distributed import (
-    StopVote,
+from spidrkit.io import write_sidecar, write_text_atomic
+from spidrkit.models.spidr import SpidR
+from spidrkit.runtime import (
+    LaunchError,
+    Stopwatch,
+    all_reduce_sum,
     barrier,
-    cleanup_distributed,
     detect_env,
     gather_objects,
-    init_distributed,
-    requeue_slurm_job,
+    process_group_active,
+    rng_state,
+    seed_everything,
     select_device,
     world,
 )
+from spidrkit.training.distributed import StopVote, cleanup_distributed, init_distributed, requeue_slurm_job
 from spidrkit.training.logging import (
     CollapseMonitor,
     IntervalMeter,
     MetricsLog,
     TensorBoard,
     format_record,
-    json_value,
     progress_bar,
 )
-from spidrkit.training.step import MicroBatch, Stepper, all_reduce_sum
+from spidrkit.training.masks import MaskHook
+from spidrkit.training.preemption import REQUEUE_SIGNALS, StopSignals, loader_batches
+from spidrkit.training.resume import checkpoint_rng, find_checkpoint, restore_data_and_rng
+from spidrkit.training.step import MicroBatch, Stepper, compile_model
+from spidrkit.training.validation import validation_record, validation_totals
+
+__all__ = ["MaskHook", "Trainer", "TrainingDiverged", "compile_model", "pretrain"]
 
 logger = logging.getLogger("spidrkit.training")
-
-STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
-REQUEUE_SIGNALS = ("SIGUSR1", "SIGUSR2")  # time-limit warnings: the job should come back
 
 
 class TrainingDiverged(RuntimeError):
     """Too many non-finite losses in a row; the message names the last good checkpoint."""
 
 
-# ------------------------------------------------------------------------------------------- masks
-@dataclass(frozen=True)
-class MaskHook:
-    """Adds ``batch["mask"]`` in the data loader (the host, the workers): masks never cost the device.
-
-    The mask RNG is a function of where the batch is: (seed, stream, epoch, global batch index), with the
-    global index ``position * world_size + rank``. Resumed runs thus draw the same masks, and one process
-    with ``grad_accum = W`` draws the masks that W processes draw (same batches, same masks).
-    """
-
-    kernels: tuple[int, ...]
-    strides: tuple[int, ...]
-    prob: float
-    length: int
-    min_masks: int
-    seed: int
-    rank: int = 0
-    world_size: int = 1
-    stream: int = 0  # 0: training, 1: validation
-
-    @classmethod
-    def from_config(cls, cfg: Config, rank: int = 0, world_size: int = 1, stream: int = 0) -> MaskHook:
-        m = cfg.masking
-        return cls(
-            cfg.model.conv_kernels, cfg.model.conv_strides, m.prob, m.length, m.min_masks, cfg.train.seed,
-            rank, world_size, stream,
-        )
-
-    def __call__(self, batch: Batch) -> Batch:
-        B, L = batch["wav"].shape
-        epoch, position = batch["index"]
-        key = [self.seed, self.stream, int(epoch), int(position) * self.world_size + self.rank]
-        rng = np.random.default_rng(np.random.SeedSequence(key))
-        T = num_frames(L, self.kernels, self.strides)
-        batch["mask"] = sample_mask(B, T, self.prob, self.length, self.min_masks, rng)
-        return batch
-
-
-# ------------------------------------------------------------------------------------------- signals
-class StopSignals:
-    """Context manager: SIGTERM/SIGUSR1/SIGUSR2 set ``received`` instead of killing the process.
-
-    Handlers are installed only from the main thread and restored on exit.
-    """
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if os.getpid() != self._pid:  # a forked child that inherited the handler: not its business
-            return
-        name = signal.Signals(signum).name
-        if self.received is None:
-            logger.warning("%s received: stopping with a checkpoint at the end of this step", name)
-        self.received = name
-
-    def __enter__(self) -> StopSignals:
-        self._pid = os.getpid()
-        if threading.current_thread() is threading.main_thread():
-            for name in STOP_SIGNALS:
-                sig = getattr(signal, name, None)
-                if sig is not None:
-                    self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-
-# ------------------------------------------------------------------------------------------- model
-def compile_model(model: SpidR, recompile_limit: int = 64) -> None:
-    """Regional ``torch.compile``: each Transformer block and downsampler layer is compiled on its own (in
-    place, so state-dict names do not change), with dynamic shapes from the start. (The positional
-    convolution, under 1 % of the FLOPs, stays eager: its grouped convolutions recompile per length.)
-
-    All blocks share their compiled graphs and the model is never traced whole: layer drop only skips
-    calls, and new batch sizes and lengths reuse the dynamic graphs. A few variants per region remain
-    (training with gradients, the no-grad teacher, evaluation; the kernel size of each downsampler layer;
-    batches of one), more than dynamo's default of 8 per function, hence the higher ``recompile_limit``.
-    """
-    import torch._dynamo
-
-    conf = torch._dynamo.config
-    name = "recompile_limit" if hasattr(conf, "recompile_limit") else "cache_size_limit"
-    setattr(conf, name, max(getattr(conf, name), recompile_limit))
-    for enc in (model.student, model.teacher):
-        for block in enc.layers:
-            block.compile(dynamic=True)
-    for layer in model.feature_extractor.conv_layers:
-        layer.compile(dynamic=True)
-
-
-@contextlib.contextmanager
-def signals_blocked(names: tuple[str, ...] = STOP_SIGNALS) -> Iterator[None]:
-    """Block these signals in the calling thread (and in processes forked meanwhile, which inherit it)."""
-    sigs = {getattr(signal, n) for n in names if hasattr(signal, n)}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def loader_batches(loader: Iterable[Batch]) -> Iterator[Batch]:
-    """Iterate over a data loader without disturbing the training process's RNG or signals.
-
-    - Every fetch runs on a copy of the CPU RNG: a DataLoader draws its base seed from the global RNG when
-      it starts, so a resumed run (whose loader starts at the resume step) would otherwise draw dropout
-      masks shifted against the uninterrupted run. (The data's own randomness, crops and masks, is keyed
-      by the batch position and never drawn from the global RNG.)
-    - The first fetch, which forks the worker processes, runs with the stop signals blocked: the workers
-      inherit that mask, so the SIGTERM that SLURM sends to every process of a job does not kill them
-      under the main process while it finishes its step and writes the checkpoint. (They still exit when
-      the loader shuts them down or the main process dies.)
-    """
-    it = iter(loader)
-    first = True
-    while True:
-        with torch.random.fork_rng(devices=[]), signals_blocked() if first else contextlib.nullcontext():
-            try:
-                item = next(it)
-            except StopIteration:
-                return
-        first = False
-        yield item
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-# ------------------------------------------------------------------------------------------- trainer
 class Trainer:
     """One process of a pretraining run (the process group, if any, is already set up).
 
@@ -254,7 +106,8 @@ class Trainer:
         self.valid_entries = read_manifest(cfg.data.valid_manifest) if cfg.data.valid_manifest else []
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
-        ckpt = self._find_checkpoint(resume)
+        found = find_checkpoint(self.run_dir, cfg, resume, self.is_main)
+        self.resumed_from, ckpt = found if found else (None, None)
         self.start_step = int(ckpt["step"]) if ckpt else 0
         self.elapsed_before = float(ckpt.get("elapsed", 0.0)) if ckpt else 0.0
         self.t_start = time.monotonic()
@@ -269,7 +122,7 @@ class Trainer:
         self.stepper = Stepper(self.model, cfg, self.device, step=self.start_step)
         if ckpt:
             self.stepper.load_state_dict(ckpt["stepper"])
-        self.data_state = self._restore_data_and_rng(ckpt)
+        self.data_state = restore_data_and_rng(ckpt, cfg.train.seed, self.rank, self.world_size, self.device)
         self.last_checkpoint: Path | None = self.resumed_from
 
         self.metrics = MetricsLog(self.run_dir, enabled=self.is_main)
@@ -279,54 +132,8 @@ class Trainer:
         self.last_train: dict[str, Any] = dict(ckpt.get("metrics") or {}) if ckpt else {}
         self.last_valid: dict[str, Any] = {}
         if self.is_main:
-            tmp = self.run_dir / f".config.toml.tmp{os.getpid()}"
-            tmp.write_text(cfg.to_toml())
-            os.replace(tmp, self.run_dir / "config.toml")
+            write_text_atomic(self.run_dir / "config.toml", cfg.to_toml())
             self._write_sidecar("running")
-
-    # ------------------------------------------------------------------ resume
-    def _find_checkpoint(self, resume: bool) -> dict[str, Any] | None:
-        self.resumed_from = None
-        if not list_checkpoints(self.run_dir):
-            return None
-        if not resume:
-            raise CheckpointError(
-                f"{self.run_dir} already holds checkpoints (up to {list_checkpoints(self.run_dir)[-1][1].name}); "
-                "resume from them or choose another run directory"
-            )
-        found = load_latest(self.run_dir)
-        if found is None:
-            raise CheckpointError(f"no readable checkpoint in {self.run_dir / 'checkpoints'}")
-        path, ckpt = found
-        if ckpt.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: format {ckpt.get('format')!r}, expected {FORMAT!r}")
-        fatal, harmless = config_changes(ckpt["config"], self.cfg)
-        if fatal:
-            raise CheckpointError(
-                f"{path} was trained with another model; cannot resume with: " + "; ".join(fatal)
-            )
-        if harmless and self.is_main:
-            logger.warning("resuming with changed settings: %s", "; ".join(harmless))
-        self.resumed_from = path
-        if self.is_main:
-            logger.info("resuming from %s (step %d)", path, ckpt["step"])
-        return ckpt
-
-    def _restore_data_and_rng(self, ckpt: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
-        """Restore this rank's RNG states; returns its batch-sampler state and whether it resumes exactly."""
-        seed = self.cfg.train.seed
-        if ckpt is None:
-            seed_everything(seed + 1000 * self.rank)  # dropout differs across ranks
-            return None, True
-        if int(ckpt.get("world_size", 1)) == self.world_size:
-            set_rng_state(ckpt["rng"][self.rank], self.device)
-            return ckpt["data"][self.rank], True
-        logger.warning(
-            "the checkpoint was written by %s processes, this run has %s: the data order restarts at the "
-            "next epoch and the RNGs are re-seeded", ckpt.get("world_size"), self.world_size,
-        )
-        seed_everything(seed + 1000 * self.rank + 7919 * self.start_step)
-        return ckpt["data"][0], False
 
     # ------------------------------------------------------------------ data
     def _loaders(self) -> None:
@@ -375,7 +182,7 @@ class Trainer:
         meter = IntervalMeter()
         vote = StopVote(self.device)
         self.t_start = time.monotonic()
-        interval_start, paused = self.t_start, 0.0
+        interval_start, pauses = time.perf_counter(), Stopwatch()  # pauses: validation and checkpoints
         saved_at = self.start_step if self.resumed_from else -1
         status, stop_signal = "completed", None
         with StopSignals() as signals, logging_redirect_tqdm():
@@ -392,17 +199,19 @@ class Trainer:
                         self.on_step(self, step)
 
                     if step % cfg.log_every == 0 or step == cfg.max_steps:
-                        t = time.monotonic()
-                        self._log(step, meter, t - interval_start - paused, bar)
+                        t = time.perf_counter()
+                        self._log(step, meter, t - interval_start - sum(pauses.seconds.values()), bar)
                         meter.reset()
-                        interval_start, paused = t, 0.0
+                        interval_start, pauses = t, Stopwatch()
                     if self.valid_loader is not None and step % cfg.valid_every == 0:
-                        paused += self._timed(self.validate, step)
+                        with pauses("validate"):
+                            self.validate(step)
 
                     over_time = cfg.max_minutes > 0 and time.monotonic() - self.t_start > 60 * cfg.max_minutes
                     stop = vote(signals.received is not None or over_time)  # the same answer on every rank
                     if stop or step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                        paused += self._timed(self.save, step)
+                        with pauses("save"):
+                            self.save(step)
                         saved_at = step
                     if stop:
                         stop_signal = signals.received
@@ -425,12 +234,6 @@ class Trainer:
             logger.warning("job %s requeued", os.environ.get("SLURM_JOB_ID"))
         barrier()
         return self._finish(status, step, stop_signal)
-
-    @staticmethod
-    def _timed(fn: Callable[[int], Any], step: int) -> float:
-        t = time.monotonic()
-        fn(step)
-        return time.monotonic() - t
 
     def elapsed(self) -> float:
         """Training wall time of the run so far, earlier invocations included."""
@@ -483,57 +286,11 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
     def validate(self, step: int) -> dict[str, Any]:
         """Loss, accuracy and perplexities on the validation batches (dropout off, training masks)."""
         assert self.valid_loader is not None
-        K, V = self.model.cfg.num_codebooks, self.model.cfg.codebook_size
-        acc = {
-            "ce_sum": torch.zeros(K, device=self.device),
-            "num_masked": torch.zeros((), device=self.device),
-            "counts": torch.zeros(K, V, device=self.device),
-            "correct": torch.zeros(K, device=self.device),
-            "prob_sum": torch.zeros(K, V, device=self.device),
-            "frames": torch.zeros((), device=self.device),
-            "batches": torch.zeros((), device=self.device),
-        }
-        self.model.eval()
-        try:
-            for batch in loader_batches(self.valid_loader):
-                if batch is None or not batch["fileids"]:
-                    continue
-                wav = batch["wav"].to(self.device, non_blocking=True)
-                mask = batch["mask"].to(self.device, non_blocking=True)
-                with self.stepper.autocast():
-                    out = self.model(wav, mask)
-                for k in ("ce_sum", "num_masked", "counts", "correct", "prob_sum"):
-                    acc[k] += out[k].float()
-                acc["frames"] += mask.numel()
-                acc["batches"] += 1
-        finally:
-            self.model.train()
-        keys = list(acc)
-        flat = all_reduce_sum(torch.cat([acc[k].reshape(-1) for k in keys]))
-        red, offset = {}, 0
-        for k in keys:
-            red[k] = flat[offset : offset + acc[k].numel()].view_as(acc[k])
-            offset += acc[k].numel()
-        n = red["num_masked"].clamp_min(1.0)
-        cb_ppl, pred_ppl = step_perplexities(red)
-        record = {
-            "split": "valid",
-            "step": step,
-            "layers": list(self.layers),
-            "valid_loss": red["ce_sum"].sum() / (K * n),
-            "valid_loss_per_layer": red["ce_sum"] / n,
-            "valid_accuracy": red["correct"] / n,
-            "valid_codebook_ppl": cb_ppl,
-            "valid_prediction_ppl": pred_ppl,
-            "valid_masked_fraction": red["num_masked"] / red["frames"].clamp_min(1.0),
-            "valid_batches": int(red["batches"].item()),
-            "elapsed": self.elapsed(),
-        }
-        record = json_value(record)
+        totals = validation_totals(self.model, loader_batches(self.valid_loader), self.device, self.stepper.autocast)
+        record = validation_record(totals, step, self.layers, self.elapsed())
         self.last_valid = record
         self.metrics.write(record)
         self.tensorboard.write(record, self.layers)
@@ -557,7 +314,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "stepper": self.stepper.state_dict(),
             "data": data_states,
-            "rng": [{k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in r.items()} for r in rng_states],
+            "rng": checkpoint_rng(rng_states),
             "world_size": self.world_size,
             "elapsed": self.elapsed(),
             "metrics": self.last_train,
@@ -608,8 +365,11 @@ def pretrain(
     Raises :class:`TrainingDiverged` after ``train.max_nonfinite`` non-finite losses in a row.
     """
     env = detect_env()
-    device = select_device(cfg.train.device, env.local_rank)
-    owns_group = env.distributed and not (dist.is_available() and dist.is_initialized())
+    try:
+        device = select_device(cfg.train.device, env.local_rank)
+    except LaunchError as e:
+        raise LaunchError(f"train.device = {cfg.train.device!r}: {e}") from e
+    owns_group = env.distributed and not process_group_active()
     init_distributed(device, env)
     try:
         return Trainer(cfg, run_dir, device, resume=resume, progress=progress).run()

@@ -1,6 +1,6 @@
 """One optimisation step of SpidR / DinoSR pretraining, with data parallelism and gradient accumulation.
 
-``Stepper.step(micro_batches)`` does, in order (SPEC §2):
+``Stepper.step(micro_batches)`` does, in order (the training step of docs/method.md):
   1. forward + backward of every micro-batch, the loss normalised by the masked frames of ALL
      micro-batches of ALL ranks (so 2 ranks x 1 batch == 1 rank x 2 micro-batches);
   2. all-reduce of the codebook statistics and metrics, gradient clipping;
@@ -10,6 +10,7 @@
      ``total_nonfinite``); the step counter still advances. On CUDA, where the decision stays on the
      device, the teacher still takes its EMA step towards the (unchanged) student.
 Nothing in it waits on the device: metrics stay tensors until the caller logs them.
+:func:`compile_model` compiles the model region by region for these steps (``train.compile``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from spidrkit.config import Config
 from spidrkit.models.schedules import learning_rate, teacher_decay
 from spidrkit.models.spidr import SpidR, step_perplexities
+from spidrkit.runtime import all_reduce_dict, all_reduce_sum, world
 
 
 @dataclass
@@ -33,16 +34,26 @@ class MicroBatch:
     mask: torch.Tensor  # (B, T) bool
 
 
-def distributed_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+def compile_model(model: SpidR, recompile_limit: int = 64) -> None:
+    """Regional ``torch.compile``: each Transformer block and downsampler layer is compiled on its own (in
+    place, so state-dict names do not change), with dynamic shapes from the start. (The positional
+    convolution, under 1 % of the FLOPs, stays eager: its grouped convolutions recompile per length.)
 
+    All blocks share their compiled graphs and the model is never traced whole: layer drop only skips
+    calls, and new batch sizes and lengths reuse the dynamic graphs. A few variants per region remain
+    (training with gradients, the no-grad teacher, evaluation; the kernel size of each downsampler layer;
+    batches of one), more than dynamo's default of 8 per function, hence the higher ``recompile_limit``.
+    """
+    import torch._dynamo
 
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
+    conf = torch._dynamo.config
+    name = "recompile_limit" if hasattr(conf, "recompile_limit") else "cache_size_limit"
+    setattr(conf, name, max(getattr(conf, name), recompile_limit))
+    for enc in (model.student, model.teacher):
+        for block in enc.layers:
+            block.compile(dynamic=True)
+    for layer in model.feature_extractor.conv_layers:
+        layer.compile(dynamic=True)
 
 
 class Stepper:
@@ -53,10 +64,10 @@ class Stepper:
         self.cfg = cfg
         self.device = device
         self.step_count = step
-        self.rank, self.world_size = distributed_world()
+        self.rank, self.world_size = world()
         self.autocast_dtype = torch.bfloat16 if cfg.train.precision == "bf16" else None
         if self.autocast_dtype is not None and device.type == "cpu":
-            self.autocast_dtype = None  # bf16 on CPUs without bf16 units is 10-25x slower (BENCHMARKS.md)
+            self.autocast_dtype = None  # bf16 on CPUs without bf16 units is 10-25x slower (docs/fidelity.md)
         self.capturable = device.type == "cuda"
         self.features_frozen = step >= cfg.optim.freeze_feature_step
         if self.features_frozen:
@@ -143,15 +154,7 @@ class Stepper:
                 v = out[k].detach().float()
                 acc[k] = acc[k] + v if k in acc else v
 
-        # One all-reduce for the codebook statistics and the metrics.
-        keys = list(acc)
-        flat = all_reduce_sum(torch.cat([acc[k].reshape(-1) for k in keys]))
-        red = {}
-        offset = 0
-        for k in keys:
-            n = acc[k].numel()
-            red[k] = flat[offset : offset + n].view_as(acc[k])
-            offset += n
+        red = all_reduce_dict(acc)  # one all-reduce for the codebook statistics and the metrics
 
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_norm, foreach=True)

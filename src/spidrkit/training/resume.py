@@ -1,0 +1,70 @@
+"""Picking a run up again: which checkpoint it resumes from, and each rank's data and RNG states.
+
+A resumed run takes exactly the steps the uninterrupted run would have taken: model, optimiser,
+codebooks, batch-sampler position, masks and RNG states all come back. A checkpoint written by another
+number of processes resumes too, less exactly (the data order restarts at the next epoch, RNGs re-seeded).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spidrkit.checkpoints.run import FORMAT, CheckpointError, config_changes, list_checkpoints, load_latest
+from spidrkit.config import Config
+from spidrkit.runtime import seed_everything, set_rng_state
+
+logger = logging.getLogger("spidrkit.training")
+
+
+def find_checkpoint(run_dir: Path, cfg: Config, resume: bool, is_main: bool) -> tuple[Path, dict[str, Any]] | None:
+    """The latest checkpoint of ``run_dir`` and its contents, when the run can resume from it; ``None``
+    for a new run. Raises :class:`CheckpointError` when it cannot (``resume=False``, another model)."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        return None
+    if not resume:
+        raise CheckpointError(
+            f"{run_dir} already holds checkpoints (up to {found[-1][1].name}); "
+            "resume from them or choose another run directory"
+        )
+    latest = load_latest(run_dir)
+    if latest is None:
+        raise CheckpointError(f"no readable checkpoint in {run_dir / 'checkpoints'}")
+    path, ckpt = latest
+    if ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {ckpt.get('format')!r}, expected {FORMAT!r}")
+    fatal, harmless = config_changes(ckpt["config"], cfg)
+    if fatal:
+        raise CheckpointError(f"{path} was trained with another model; cannot resume with: " + "; ".join(fatal))
+    if harmless and is_main:
+        logger.warning("resuming with changed settings: %s", "; ".join(harmless))
+    if is_main:
+        logger.info("resuming from %s (step %d)", path, ckpt["step"])
+    return path, ckpt
+
+
+def restore_data_and_rng(
+    ckpt: dict[str, Any] | None, seed: int, rank: int, world_size: int, device: torch.device
+) -> tuple[dict[str, Any] | None, bool]:
+    """Restore this rank's RNG states; returns its batch-sampler state and whether it resumes exactly."""
+    if ckpt is None:
+        seed_everything(seed + 1000 * rank)  # dropout differs across ranks
+        return None, True
+    if int(ckpt.get("world_size", 1)) == world_size:
+        set_rng_state(ckpt["rng"][rank], device)
+        return ckpt["data"][rank], True
+    logger.warning(
+        "the checkpoint was written by %s processes, this run has %s: the data order restarts at the "
+        "next epoch and the RNGs are re-seeded", ckpt.get("world_size"), world_size,
+    )
+    seed_everything(seed + 1000 * rank + 7919 * int(ckpt["step"]))
+    return ckpt["data"][0], False
+
+
+def checkpoint_rng(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every rank's RNG states with their tensors on the CPU, as a checkpoint stores them."""
+    return [{k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in r.items()} for r in states]
