@@ -5,7 +5,8 @@ an initialised ``torch.distributed`` process group, from torchrun's variables (`
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), or from SLURM's (``SLURM_PROCID``, ``SLURM_NTASKS``,
 ``SLURM_LOCALID``; the first host of ``SLURM_JOB_NODELIST`` is the master, the port is derived from
 ``SLURM_JOB_ID`` unless ``MASTER_PORT`` is set). A single SLURM task (an interactive ``salloc`` shell) is
-one process. Joining a process group and the SLURM launcher live in :mod:`spidrkit.training.distributed`.
+one process. Joining a process group lives in :mod:`spidrkit.training.distributed`, the SLURM launcher in
+:mod:`spidrkit.training.slurm`.
 """
 
 from __future__ import annotations
