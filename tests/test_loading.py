@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from spidrkit.checkpoints.fairseq import fuse_fairseq_attention
 
 from spidrkit.checkpoints import (
     CheckpointError,
@@ -20,7 +21,6 @@ from spidrkit.checkpoints import (
     load_model,
     read_checkpoint,
 )
-from spidrkit.checkpoints.formats import fuse_fairseq_attention
 from spidrkit.cli import main as cli_main
 from spidrkit.config import load_config
 from spidrkit.models.spidr import SpidR

@@ -41,7 +41,6 @@ from spidrkit.checkpoints.run import (
     FORMAT,
     CheckpointError,
     checkpoint_path,
-    config_changes,
     list_checkpoints,
     load_latest,
     prune_checkpoints,
@@ -75,6 +74,7 @@ from spidrkit.training.logging import (
     json_value,
     progress_bar,
 )
+from spidrkit.training.resume import config_changes
 from spidrkit.training.step import MicroBatch, Stepper, all_reduce_sum
 
 logger = logging.getLogger("spidrkit.training")
