@@ -41,9 +41,13 @@ def stored_config(raw: Mapping[str, Any], variant: str | None, path: Path) -> Co
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: spidrkit file version {version} is newer than this spidrkit reads")
     try:
-        cfg = config_from_dict(stored)
+        with warnings.catch_warnings(record=True) as caught:  # (a stale stored variant: say which file)
+            warnings.simplefilter("always")
+            cfg = config_from_dict(stored)
     except ConfigError as e:
         raise CheckpointError(f"{path}: its stored config is invalid: {e}") from e
+    for w in caught:
+        warnings.warn(f"{path}: {w.message}", w.category, stacklevel=3)
     if variant is None or variant == cfg.variant:
         return cfg
     try:
