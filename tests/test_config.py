@@ -1,6 +1,19 @@
+import warnings
+from dataclasses import replace
+
 import pytest
 
-from spidrkit.config import Config, ConfigError, config_from_dict, load_config
+from spidrkit.config import (
+    VARIANTS,
+    Config,
+    ConfigError,
+    config_from_dict,
+    from_dict,
+    load_config,
+    variant_of,
+    with_variant,
+)
+from spidrkit.training.resume import config_changes
 
 
 def test_base_preset_is_table5():
@@ -75,3 +88,64 @@ def test_toml_file_round_trip(tmp_path):
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         Config().model.dim = 3
+
+
+# ------------------------------------------------------------------------------------- derived variant
+def test_variant_is_derived_from_the_two_switches():
+    assert load_config("tiny").variant == "spidr"
+    assert load_config("tiny", variant="dinosr").variant == "dinosr"
+    assert load_config("tiny", ["variant=dinosr"]).variant == "dinosr"
+    heads = load_config("tiny", ["model.heads=last_layer"])
+    assert (heads.variant, heads.model.heads, heads.teacher.schedule) == (
+        "dinosr-exponential-teacher", "last_layer", "exponential")
+    assert load_config("tiny", ["teacher.schedule=linear"]).variant == "spidr-linear-teacher"
+    # overrides apply in order after the variant: the variant follows the switches
+    assert load_config("tiny", ["variant=dinosr", "teacher.schedule=exponential"]).variant == (
+        "dinosr-exponential-teacher")
+    assert [variant_of(h, s) for h, s in VARIANTS.values()] == list(VARIANTS)
+    cfg = load_config("tiny")
+    with pytest.raises(AttributeError):
+        cfg.variant = "dinosr"
+    with pytest.raises(TypeError):
+        replace(cfg, variant="dinosr")
+    assert with_variant(cfg, "dinosr") == load_config("tiny", variant="dinosr")
+    with pytest.raises(ConfigError, match="variant: expected one of spidr, dinosr, got 'hubert'"):
+        load_config("tiny", variant="hubert")
+
+
+def test_stored_variant_must_agree_with_the_switches(tmp_path):
+    ablation = load_config("tiny", ["model.heads=last_layer"])
+    d = ablation.to_dict()
+    assert d["variant"] == "dinosr-exponential-teacher"
+    p = tmp_path / "ablation.toml"
+    p.write_text(ablation.to_toml())
+    assert p.read_text().startswith('variant = "dinosr-exponential-teacher"\n')
+    assert load_config(p) == ablation and config_from_dict(d) == ablation
+    # a file whose variant contradicts its own switches is an error that names the key
+    bad = tmp_path / "bad.toml"
+    bad.write_text('preset = "tiny"\nvariant = "dinosr"\n[teacher]\nschedule = "exponential"\n')
+    with pytest.raises(ConfigError, match=r"variant: 'dinosr' contradicts model.heads = 'last_layer' and "
+                                          r"teacher.schedule = 'exponential', which make 'dinosr-exponential-teacher'"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="variant: 'spidr' contradicts"):
+        from_dict({**d, "variant": "spidr"})
+    with pytest.raises(ConfigError, match="variant: expected one of spidr, dinosr, got 'hubert'"):
+        from_dict({"variant": "hubert"})
+    # a stored config (checkpoint) consistent with its switches reads silently; an old one whose label
+    # went stale (ablations used to keep "spidr") reads by its switches, with a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert config_from_dict(load_config("tiny", variant="dinosr").to_dict()).variant == "dinosr"
+    with pytest.warns(UserWarning, match="variant 'spidr' contradicts its switches .* the stored label is ignored"):
+        old = config_from_dict({**d, "variant": "spidr"})
+    assert old == ablation and old.variant == "dinosr-exponential-teacher"
+
+
+def test_resume_treats_a_variant_change_as_fatal():
+    cfg = load_config("tiny")
+    saved = load_config("tiny", ["teacher.schedule=linear"]).to_dict()
+    fatal, harmless = config_changes(saved, cfg)
+    assert fatal == ["variant: 'spidr-linear-teacher' -> 'spidr'", "teacher.schedule: 'linear' -> 'exponential'"]
+    assert harmless == []
+    # the saved variant is derived from the saved switches, not read from a (stale) stored label
+    assert config_changes({**cfg.to_dict(), "variant": "dinosr"}, cfg) == ([], [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -14,15 +15,21 @@ import torch
 
 from spidrkit.checkpoints import (
     CheckpointError,
+    CheckpointInfo,
+    Loaded,
     convert,
     load,
     load_checkpoint,
     load_model,
+    model_info,
     read_checkpoint,
+    resolve_model,
+    weights_sha256,
 )
-from spidrkit.checkpoints.formats import fuse_fairseq_attention
+from spidrkit.checkpoints.fairseq import fuse_fairseq_attention
 from spidrkit.cli import main as cli_main
 from spidrkit.config import load_config
+from spidrkit.io import file_sha256
 from spidrkit.models.spidr import SpidR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -309,3 +316,52 @@ def test_torch_hub_entry_points(tiny, tmp_path):
     with pytest.warns(UserWarning, match="RANDOM weights"):
         rnd = torch.hub.load(str(REPO), "spidr", source="local", preset="tiny", trust_repo=True)
     assert rnd.cfg.num_layers == 6 and not hasattr(rnd, "checkpoint_info")
+
+
+# ---------------------------------------------------------------------------------------- provenance
+def test_resolve_model_from_path_loaded_and_bare_model(tiny, tmp_path):
+    _, model = tiny
+    path = tmp_path / "released.pt"
+    torch.save({"model": model.state_dict()}, path)
+    from_path = resolve_model(path, variant="dinosr")
+    assert isinstance(from_path, Loaded) and not from_path.model.training
+    assert from_path.info.as_dict() == {
+        "model": f"dinosr:{file_sha256(path)}", "variant": "dinosr", "checkpoint": str(path.resolve()),
+        "checkpoint_sha256": file_sha256(path), "checkpoint_format": "released", "step": 0,
+    }
+    _equal_state(model, from_path.model)
+    # a Loaded is taken as is; provenance= replaces its own
+    assert resolve_model(from_path) == from_path
+    other = CheckpointInfo("spidrkit", "spidr", "/runs/x/step_5.pt", "0123456789abcdef", 5)
+    relabelled = resolve_model(from_path, provenance=other)
+    assert relabelled.model is from_path.model and relabelled.info is other
+    # a bare model: the provenance given, else an in-memory identity, the hash of its weights
+    bare = SpidR(model.cfg).train()
+    bare.load_state_dict(model.state_dict())
+    given = resolve_model(bare, provenance=other)
+    assert given.model is bare and given.info is other and not bare.training
+    alone = resolve_model(bare)
+    sha = weights_sha256(model)
+    assert alone.info == CheckpointInfo("in-memory", "spidr", None, sha, None, None)
+    assert alone.info.model_id == f"spidr:{sha}" and len(sha) == 16 and model_info(bare) == alone.info
+    with torch.no_grad():
+        bare.mask_embedding.add_(1.0)
+    assert resolve_model(bare).info.sha256 != sha  # the identity is the weights' own
+
+
+def test_spidrkit_file_of_an_ablation_keeps_its_switches(tmp_path):
+    cfg = load_config("tiny", [*SMALL, "model.heads=last_layer"])
+    model = SpidR(cfg.model)
+    path = tmp_path / "ablation.pt"
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "step": 7}, path)
+    loaded, info = load(path)
+    assert info.variant == "dinosr-exponential-teacher" and info.config == cfg and loaded.variant == "dinosr"
+    # asking for a variant sets both switches
+    with pytest.warns(UserWarning, match="the file says variant 'dinosr-exponential-teacher', using 'dinosr'"):
+        asked = load(path, variant="dinosr")
+    assert asked.info.variant == "dinosr" and asked.info.config.teacher.schedule == "linear"
+    # older files kept a stale "spidr" label on ablations: the switches win, with a warning naming the file
+    torch.save({"model": model.state_dict(), "config": {**cfg.to_dict(), "variant": "spidr"}, "step": 7}, path)
+    stale = re.escape(f"{path}: stored config: variant 'spidr' contradicts its switches")
+    with pytest.warns(UserWarning, match=stale):
+        assert load(path).info.config == cfg

@@ -23,7 +23,6 @@ import torch
 
 from spidrkit.checkpoints.run import (
     CheckpointError,
-    config_changes,
     list_checkpoints,
     prune_checkpoints,
     save_checkpoint,
@@ -41,6 +40,7 @@ from spidrkit.models.spidr import SpidR
 from spidrkit.runtime import rng_state, set_rng_state
 from spidrkit.training.logging import MetricsLog
 from spidrkit.training.loop import MaskHook, Trainer, TrainingDiverged, pretrain
+from spidrkit.training.resume import config_changes
 from spidrkit.training.step import MicroBatch, Stepper
 
 SMALL = [

@@ -6,23 +6,27 @@ spidrkit formats, provenance, writing spidrkit files, and pretraining-run checkp
 - :func:`convert` rewrites any of them as a self-describing spidrkit ``.pt`` / ``.safetensors`` file;
 - :mod:`spidrkit.checkpoints.run`: the checkpoints of a pretraining run (atomic, pruned, resumable);
 - :class:`CheckpointError`: the one error of all of the above.
+
+Modules: :mod:`~.reading` (files in, no code run), :mod:`~.contents` (state dict and hints of a raw
+checkpoint), :mod:`~.released` (architecture from shapes), :mod:`~.fairseq` (original DinoSR, bias
+folding), :mod:`~.native` (spidrkit files in and out), :mod:`~.provenance` (:class:`CheckpointInfo`,
+:class:`Loaded`, weight hashes), :mod:`~.loading` (the entry points), :mod:`~.run` (run checkpoints).
 """
 
 from spidrkit.checkpoints.errors import CheckpointError
-from spidrkit.checkpoints.formats import (
-    CheckpointInfo,
-    Loaded,
+from spidrkit.checkpoints.fairseq import fairseq_to_spidrkit, fuse_fairseq_attention
+from spidrkit.checkpoints.loading import (
     build_model,
     convert,
     load,
     load_checkpoint,
     load_model,
-    model_info,
-    read_checkpoint,
     resolve_model,
-    save_spidrkit,
-    weights_sha256,
 )
+from spidrkit.checkpoints.native import save_spidrkit
+from spidrkit.checkpoints.provenance import CheckpointInfo, Loaded, model_info, weights_sha256
+from spidrkit.checkpoints.reading import read_checkpoint
+from spidrkit.checkpoints.released import infer_model_config
 
 __all__ = [
     "CheckpointError",
@@ -30,6 +34,9 @@ __all__ = [
     "Loaded",
     "build_model",
     "convert",
+    "fairseq_to_spidrkit",
+    "fuse_fairseq_attention",
+    "infer_model_config",
     "load",
     "load_checkpoint",
     "load_model",

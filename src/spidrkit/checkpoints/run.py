@@ -2,8 +2,8 @@
 
 A checkpoint ``RUN_DIR/checkpoints/step_00001000.pt`` is a dict of tensors and plain Python values:
 
-- ``model``: the model's state dict, in the released layout (SPEC §7), float32;
-- ``config``: ``Config.to_dict()`` of the run;
+- ``model``: the model's state dict, in the released layout (``docs/formats.md``), float32;
+- ``config``: ``Config.to_dict()`` of the run (checked on resume by :mod:`spidrkit.training.resume`);
 - ``step``: optimiser steps done; ``format``: ``FORMAT``;
 - ``stepper``: optimiser and step state (:meth:`spidrkit.training.step.Stepper.state_dict`);
 - ``data``: one batch-sampler state per rank (resume at the next batch of each rank);
@@ -25,7 +25,6 @@ from typing import Any
 import torch
 
 from spidrkit.checkpoints.errors import CheckpointError
-from spidrkit.config import Config
 from spidrkit.io import atomic_write, is_stale_temp
 
 logger = logging.getLogger(__name__)
@@ -102,25 +101,3 @@ def load_latest(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]] | Non
         except CheckpointError as e:
             logger.warning("%s; trying the previous checkpoint", e)
     return None
-
-
-def config_changes(saved: dict[str, Any], cfg: Config) -> tuple[list[str], list[str]]:
-    """Differences between a checkpoint's config and the current one: (fatal, harmless).
-
-    The model (its shapes and variant) cannot change under a resumed run; optimisation, data and training
-    settings may (e.g. a larger ``train.max_steps`` to train longer), and are reported.
-    """
-    current = cfg.to_dict()
-    fatal, harmless = [], []
-    for section, values in current.items():
-        old = saved.get(section)
-        if not isinstance(values, dict):
-            if old != values:
-                (fatal if section == "variant" else harmless).append(f"{section}: {old!r} -> {values!r}")
-            continue
-        old = old or {}
-        for key, value in values.items():
-            if old.get(key) != value:
-                msg = f"{section}.{key}: {old.get(key)!r} -> {value!r}"
-                (fatal if section == "model" else harmless).append(msg)
-    return fatal, harmless

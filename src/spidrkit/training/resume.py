@@ -1,4 +1,5 @@
-"""Picking a run up again: which checkpoint it resumes from, and each rank's data and RNG states.
+"""Picking a run up again: which checkpoint it resumes from, what its config may change, and each rank's
+data and RNG states.
 
 A resumed run takes exactly the steps the uninterrupted run would have taken: model, optimiser,
 codebooks, batch-sampler position, masks and RNG states all come back. A checkpoint written by another
@@ -13,8 +14,8 @@ from typing import Any
 
 import torch
 
-from spidrkit.checkpoints.run import FORMAT, CheckpointError, config_changes, list_checkpoints, load_latest
-from spidrkit.config import Config
+from spidrkit.checkpoints.run import FORMAT, CheckpointError, list_checkpoints, load_latest
+from spidrkit.config import Config, ModelConfig, TeacherConfig, variant_of
 from spidrkit.runtime import seed_everything, set_rng_state
 
 logger = logging.getLogger("spidrkit.training")
@@ -68,3 +69,31 @@ def restore_data_and_rng(
 def checkpoint_rng(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every rank's RNG states with their tensors on the CPU, as a checkpoint stores them."""
     return [{k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in r.items()} for r in states]
+
+
+# The switches the variant derives from; a change of either changes what the run trains.
+_SWITCHES = {("model", "heads"), ("teacher", "schedule")}
+
+
+def config_changes(saved: dict[str, Any], cfg: Config) -> tuple[list[str], list[str]]:
+    """Differences between a checkpoint's config (``Config.to_dict()``) and the current one: (fatal, harmless).
+
+    The model (its shapes and variant) cannot change under a resumed run: a change in ``[model]`` or in
+    ``teacher.schedule`` is fatal, and a change of variant is named first. Optimisation, data and training
+    settings may change (e.g. a larger ``train.max_steps`` to train longer), and are reported. The saved
+    variant is derived from the saved switches, not read from its stored label.
+    """
+    current = cfg.to_dict()
+    current.pop("variant")
+    fatal, harmless = [], []
+    old_heads = (saved.get("model") or {}).get("heads", ModelConfig.heads)
+    old_variant = variant_of(old_heads, (saved.get("teacher") or {}).get("schedule", TeacherConfig.schedule))
+    if old_variant != cfg.variant:
+        fatal.append(f"variant: {old_variant!r} -> {cfg.variant!r}")
+    for section, values in current.items():
+        old = saved.get(section) or {}
+        for key, value in values.items():
+            if old.get(key) != value:
+                msg = f"{section}.{key}: {old.get(key)!r} -> {value!r}"
+                (fatal if section == "model" or (section, key) in _SWITCHES else harmless).append(msg)
+    return fatal, harmless

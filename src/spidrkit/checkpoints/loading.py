@@ -1,0 +1,199 @@
+"""The entry points of weight I/O: load a model (with its provenance), build one from weights, convert.
+
+What is understood (``docs/formats.md``):
+
+- the released SpidR/DinoSR layout, architecture read from the shapes (:mod:`~spidrkit.checkpoints.released`);
+- the original DinoSR checkpoint, fairseq names, attention biases folded (:mod:`~spidrkit.checkpoints.fairseq`);
+- spidrkit's own files, rebuilt from their stored config (:mod:`~spidrkit.checkpoints.native`);
+- a training run folder (its latest checkpoint), and a preset name or TOML config (random weights).
+
+Files are read without executing any of their code (:mod:`~spidrkit.checkpoints.reading`). Provenance is
+returned beside the model (:class:`~spidrkit.checkpoints.provenance.Loaded`), never attached to it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spidrkit.checkpoints.contents import listing, state_dict_of
+from spidrkit.checkpoints.errors import CheckpointError
+from spidrkit.checkpoints.fairseq import from_fairseq, is_fairseq_state_dict
+from spidrkit.checkpoints.native import is_spidrkit_config, save_spidrkit, stored_config
+from spidrkit.checkpoints.provenance import CheckpointInfo, Loaded, model_info
+from spidrkit.checkpoints.reading import read_checkpoint
+from spidrkit.checkpoints.released import released_config
+from spidrkit.checkpoints.run import latest_checkpoint
+from spidrkit.config import PRESETS, Config, ConfigError, load_config
+from spidrkit.io import file_sha256
+from spidrkit.models.spidr import SpidR
+
+
+def _as_config(config: Config | str | os.PathLike | None) -> Config | None:
+    if config is None or isinstance(config, Config):
+        return config
+    try:
+        return load_config(config)
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from e
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    variant: str | None = None,
+    config: Config | str | os.PathLike | None = None,
+) -> tuple[Config, dict[str, torch.Tensor], CheckpointInfo]:
+    """Read a checkpoint of any supported kind: its config, a state dict in our layout, and its provenance.
+
+    ``variant`` (``spidr``/``dinosr``) overrides what the file says; ``config`` (a Config, preset name or
+    TOML file) supplies what the weights of a foreign file cannot tell (strides, heads, dropouts).
+    """
+    path = Path(path)
+    raw = read_checkpoint(path)
+    base = _as_config(config)
+    sd = state_dict_of(raw)
+    if raw.get("format") == "spidrkit" or is_spidrkit_config(raw.get("config")):
+        if base is not None:
+            warnings.warn(f"{path}: config= is ignored, the file carries its own config", stacklevel=2)
+        source, cfg = "spidrkit", stored_config(raw, variant, path)
+    elif is_fairseq_state_dict(sd):
+        source, (cfg, sd) = "fairseq", from_fairseq(raw, sd, variant, base, path)
+    else:
+        source, cfg = "released", released_config(raw, sd, variant, base, path)
+    step = raw.get("step") if isinstance(raw.get("step"), int) else None
+    if step is None and isinstance(sd.get("current_step"), torch.Tensor):
+        step = int(sd["current_step"].reshape(-1)[0])
+    info = CheckpointInfo(source, cfg.variant, str(path.resolve()), file_sha256(path), step, cfg)
+    return cfg, sd, info
+
+
+def _floats(sd: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in sd.items():
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"state dict entry {k!r} is a {type(v).__name__}, not a tensor")
+        out[k] = v.float() if v.is_floating_point() else v
+    return out
+
+
+def build_model(cfg: Config, sd: Mapping[str, torch.Tensor], where: str = "checkpoint") -> SpidR:
+    """A SpidR of ``cfg`` holding exactly the weights of ``sd``; :class:`CheckpointError` listing the
+    missing, unexpected and wrongly shaped entries otherwise. A missing teacher (a student-only export)
+    is copied from the student with a warning; a missing ``current_step`` is set to 0."""
+    sd = _floats(sd)
+    # (building on the meta device would skip the random init, but its first use imports torch._dynamo,
+    # which costs more than initialising a BASE model)
+    model = SpidR(cfg.model)
+    expected = model.state_dict()
+    if not any(k.startswith("teacher.") for k in sd) and any(k.startswith("student.") for k in sd):
+        warnings.warn(f"{where}: no teacher weights; the teacher is a copy of the student", stacklevel=3)
+        sd.update({"teacher." + k[len("student.") :]: v.clone() for k, v in sd.items() if k.startswith("student.")})
+    sd.setdefault("current_step", torch.zeros(1, dtype=torch.long))
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    wrong = [
+        f"{k} {tuple(sd[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {listing(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {listing(unexpected)}")
+        if wrong:
+            parts.append(f"wrong shapes: {listing(wrong)}")
+        raise CheckpointError(f"{where} does not fit a {cfg.variant} model: " + "; ".join(parts))
+    model.load_state_dict({k: sd[k] for k in expected}, strict=True)
+    return model.eval()
+
+
+def _preset_model(name: str, variant: str | None) -> tuple[SpidR, CheckpointInfo]:
+    cfg = load_config(name, variant=variant)
+    warnings.warn(
+        f"\n{'!' * 78}\n!! '{name}' is a preset, not a checkpoint: this model has RANDOM weights.\n"
+        f"!! Its features and units mean nothing; pass a checkpoint path for real use.\n{'!' * 78}",
+        stacklevel=3,
+    )
+    model = SpidR(cfg.model).eval()
+    return model, CheckpointInfo("preset", cfg.variant, name, None, None, cfg)
+
+
+def load(
+    path_or_name: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    variant: str | None = None,
+    config: Config | str | os.PathLike | None = None,
+) -> Loaded:
+    """A SpidR/DinoSR model in eval mode on ``device`` and its provenance, from any supported checkpoint
+    (see the module doc), a training run folder (its latest checkpoint), or a preset name (``base``,
+    ``tiny``) or TOML config: a model with random weights, with a loud warning.
+
+    The provenance (:class:`CheckpointInfo`) is returned beside the model, never attached to it: pass it
+    on (``provenance=``) to what writes outputs, so their sidecars name the checkpoint.
+    """
+    p = Path(path_or_name)
+    if p.is_dir():  # a training run folder: its latest checkpoint
+        latest = latest_checkpoint(p)
+        if latest is None:
+            raise CheckpointError(f"{p} is a folder without checkpoints (expected a run dir with checkpoints/)")
+        p = latest
+    if not p.is_file() and str(path_or_name) in PRESETS:
+        model, info = _preset_model(str(path_or_name), variant)
+    elif p.suffix == ".toml" and p.is_file():
+        model, info = _preset_model(str(p), variant)
+    else:
+        cfg, sd, info = load_checkpoint(p, variant, config)
+        model = build_model(cfg, sd, str(p))
+    return Loaded(model.to(device), info)
+
+
+def load_model(
+    path_or_name: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    variant: str | None = None,
+    config: Config | str | os.PathLike | None = None,
+) -> SpidR:
+    """The model of :func:`load`, without its provenance."""
+    return load(path_or_name, device, variant, config).model
+
+
+def resolve_model(
+    model: SpidR | Loaded | str | os.PathLike,
+    provenance: CheckpointInfo | None = None,
+    device: str | torch.device = "cpu",
+    variant: str | None = None,
+) -> Loaded:
+    """What a consumer (extraction, evaluation) was given, as a model on ``device`` and its provenance:
+    a path or preset name is loaded, a :class:`Loaded` is taken as is (``provenance``, when given,
+    replaces its own), a bare model gets ``provenance`` or an in-memory identity (:func:`model_info`)."""
+    if isinstance(model, str | os.PathLike):
+        loaded = load(model, "cpu", variant)
+    elif isinstance(model, Loaded):
+        loaded = model if provenance is None else Loaded(model.model, provenance)
+    else:
+        loaded = Loaded(model, model_info(model, provenance))
+    return Loaded(loaded.model.to(device).eval(), loaded.info)
+
+
+def convert(
+    in_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    variant: str | None = None,
+    config: Config | str | os.PathLike | None = None,
+) -> Path:
+    """Rewrite any supported checkpoint as a self-describing spidrkit file (``.pt`` or ``.safetensors``).
+
+    The weights are checked by building the model first, so a file that converts is a file that loads.
+    """
+    if Path(out_path).resolve() == Path(in_path).resolve():
+        raise CheckpointError("convert: the output would overwrite the input; choose another path")
+    cfg, sd, info = load_checkpoint(in_path, variant, config)
+    model = build_model(cfg, sd, str(in_path))
+    return save_spidrkit(out_path, cfg, model.state_dict(), info)

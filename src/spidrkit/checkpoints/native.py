@@ -1,0 +1,84 @@
+"""spidrkit's own checkpoint files: self-describing, rebuilt from the config they store.
+
+Two kinds are read (``docs/formats.md``): training checkpoints (``{"model", "config", "step", ...}``,
+:mod:`spidrkit.checkpoints.run`) and converted files, written by :func:`save_spidrkit`: a ``torch.save``
+dict ``{"format": "spidrkit", "version": 1, "config", "model", "source"[, "step"]}``, or a
+``.safetensors`` file whose metadata holds ``format``, ``version``, the config and the source as JSON
+(and ``step``). ``config`` is :meth:`Config.to_dict <spidrkit.config.Config.to_dict>`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spidrkit.checkpoints.errors import CheckpointError
+from spidrkit.checkpoints.provenance import CheckpointInfo
+from spidrkit.config import Config, ConfigError, config_from_dict, with_variant
+from spidrkit.io import atomic_write
+
+FORMAT_VERSION = 1
+
+
+def is_spidrkit_config(cfg: Any) -> bool:
+    """Whether ``cfg`` looks like a stored :meth:`Config.to_dict` (not a foreign file's config)."""
+    return isinstance(cfg, Mapping) and isinstance(cfg.get("model"), Mapping) and "conv_kernels" in cfg["model"]
+
+
+def stored_config(raw: Mapping[str, Any], variant: str | None, path: Path) -> Config:
+    """The config stored in a spidrkit file (training checkpoint or converted file); ``variant``, when
+    given and different, replaces the stored switches (with a warning)."""
+    stored = raw.get("config")
+    if not is_spidrkit_config(stored):
+        raise CheckpointError(f"{path}: a spidrkit file without its 'config' entry")
+    version = int(raw.get("version", FORMAT_VERSION))
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: spidrkit file version {version} is newer than this spidrkit reads")
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # (a stale stored variant: say which file)
+            warnings.simplefilter("always")
+            cfg = config_from_dict(stored)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its stored config is invalid: {e}") from e
+    for w in caught:
+        warnings.warn(f"{path}: {w.message}", w.category, stacklevel=3)
+    if variant is None or variant == cfg.variant:
+        return cfg
+    try:
+        chosen = with_variant(cfg, variant)
+    except ConfigError as e:
+        raise CheckpointError(f"variant must be 'spidr' or 'dinosr', got {variant!r}") from e
+    warnings.warn(f"{path}: the file says variant {cfg.variant!r}, using {variant!r} as asked", stacklevel=3)
+    return chosen
+
+
+def save_spidrkit(path: str | os.PathLike, cfg: Config, state_dict: Mapping[str, torch.Tensor],
+                  source: CheckpointInfo | None = None) -> Path:
+    """Write a self-describing spidrkit file atomically: ``.safetensors`` (weights, config as JSON metadata)
+    or anything else as a ``torch.save`` dict ``{"format": "spidrkit", "version", "config", "model"}``."""
+    path = Path(path)
+    sd = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    origin = {k: v for k, v in (source.as_dict() if source else {}).items() if v is not None}
+    step = source.step if source is not None else None
+    with atomic_write(path, "wb") as f:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save
+
+            meta = {"format": "spidrkit", "version": str(FORMAT_VERSION), "config": json.dumps(cfg.to_dict()),
+                    "source": json.dumps(origin)}
+            if step is not None:
+                meta["step"] = str(step)
+            f.write(save(sd, metadata=meta))
+        else:
+            blob = {"format": "spidrkit", "version": FORMAT_VERSION, "config": cfg.to_dict(), "model": sd,
+                    "source": origin}
+            if step is not None:
+                blob["step"] = step
+            torch.save(blob, f)
+    return path

@@ -1,0 +1,214 @@
+"""A config in: from a preset or TOML file, a nested dict (stored in a checkpoint), and overrides.
+
+A config is built from a preset (``base``: the paper's Table 5; ``tiny``: a CPU-sized model) or a TOML
+file, then from a variant (``spidr`` or ``dinosr``), then from ``section.key=value`` overrides, in that
+order. Unknown keys and values of the wrong type are errors that name the key.
+
+``variant`` in a file or dict is read against the switches it derives from (:mod:`spidrkit.config.schema`):
+
+- ``"spidr"``/``"dinosr"`` first sets both switches, then the file's own keys apply; the result must still
+  be that variant. A file that says ``variant = "dinosr"`` and sets ``teacher.schedule = "exponential"``
+  is a :class:`ConfigError` (drop ``variant``, or write the derived label it names);
+- the label of a mixed pair (``"dinosr-exponential-teacher"``, as :meth:`Config.to_toml` writes it) must
+  match the switches of the file;
+- in a stored config (:func:`config_from_dict`: checkpoints, run folders), the switches are what the run
+  trained with: a ``variant`` that contradicts them is ignored with a warning (spidrkit versions that
+  stored the variant apart from the switches left the old label on ablation runs).
+
+Overrides (``--set``) apply in order after the file: ``--set variant=dinosr`` sets both switches, and a
+later ``--set model.heads=per_layer`` changes one of them (the variant then follows the switches).
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+import warnings
+from dataclasses import fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from spidrkit.config.errors import ConfigError
+from spidrkit.config.schema import SECTIONS, VARIANTS, Config, variant_of, with_variant
+from spidrkit.config.validation import HEADS, SCHEDULES
+
+PRESETS = ("base", "tiny")
+_LABELS = {variant_of(h, s) for h in HEADS for s in SCHEDULES}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert one value to the annotated type; errors name the key."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{key}: unsupported type {tp}")
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _build_section(cls: type, values: dict[str, Any], section: str, base: Any) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    changes = {}
+    for k, v in values.items():
+        if k not in known:
+            raise ConfigError(
+                f"unknown key '{section}.{k}'; known keys in [{section}]: {', '.join(sorted(known))}"
+            )
+        changes[k] = _coerce(v, hints[k], f"{section}.{k}")
+    return replace(base, **changes)
+
+
+def _apply_sections(data: dict[str, Any], base: Config) -> Config:
+    changes: dict[str, Any] = {}
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section '{section}'; known sections: variant, {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table of keys, got {values!r}")
+        cls = typing.get_type_hints(Config)[section]
+        changes[section] = _build_section(cls, values, section, getattr(base, section))
+    return replace(base, **changes)
+
+
+def _read_with_variant(data: dict[str, Any], base: Config, stored_config: bool) -> Config:
+    """``data`` on top of ``base``, its ``variant`` (if any) checked against the switches it ends with."""
+    data = dict(data)
+    stored = data.pop("variant", None)
+    if stored is not None and not isinstance(stored, str):
+        raise ConfigError(f"variant: expected a string, got {stored!r}")
+    if stored is not None and stored not in _LABELS:
+        raise ConfigError(f"variant: expected one of {', '.join(VARIANTS)}, got {stored!r}")
+    cfg = _apply_sections(data, with_variant(base, stored) if stored in VARIANTS else base)
+    if stored is None or stored == cfg.variant:
+        return cfg
+    switches = f"model.heads = {cfg.model.heads!r} and teacher.schedule = {cfg.teacher.schedule!r}"
+    if stored_config:
+        warnings.warn(
+            f"stored config: variant {stored!r} contradicts its switches ({switches}), which make it "
+            f"{cfg.variant!r}; the switches are what the run used, the stored label is ignored",
+            stacklevel=3,
+        )
+        return cfg
+    raise ConfigError(
+        f"variant: {stored!r} contradicts {switches}, which make {cfg.variant!r}; the variant is derived "
+        f"from those two switches: drop 'variant' or write variant = {cfg.variant!r}"
+    )
+
+
+def from_dict(data: dict[str, Any], base: Config | None = None) -> Config:
+    """Apply a nested dict (as read from TOML) on top of ``base`` (defaults: the ``base`` preset); a
+    ``variant`` that contradicts the switches is a :class:`ConfigError` (see the module docstring)."""
+    return _read_with_variant(data, base or Config(), stored_config=False)
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    """Inverse of :meth:`Config.to_dict` (used to restore the config stored in a checkpoint); a stored
+    ``variant`` that contradicts the switches is ignored with a warning (see the module docstring)."""
+    return _read_with_variant(d, Config(), stored_config=True)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``section.key=value`` -> (``section.key``, value parsed as a TOML value, else a string)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare strings: --set data.train_manifest=/path/train.csv
+    return key, value
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """``variant=NAME`` sets both switches, then every ``section.key=value`` applies."""
+    nested: dict[str, Any] = {}
+    variant = None
+    for text in overrides:
+        key, value = parse_override(text)
+        if key == "variant":
+            variant = value
+            continue
+        parts = key.split(".")
+        if len(parts) != 2:
+            raise ConfigError(f"override key {key!r} must be section.key (e.g. optim.lr)")
+        nested.setdefault(parts[0], {})[parts[1]] = value
+    if variant is not None:
+        cfg = with_variant(cfg, variant)
+    return _apply_sections(nested, cfg)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+
+
+def preset_path(name: str) -> Path:
+    return Path(str(resources.files("spidrkit") / "configs" / f"{name}.toml"))
+
+
+def load_config(
+    source: str | Path = "base",
+    overrides: list[str] | tuple[str, ...] = (),
+    variant: str | None = None,
+) -> Config:
+    """Build a config from a preset name or TOML path, a variant, then ``section.key=value`` overrides.
+
+    A TOML file may start with ``preset = "tiny"`` to build on a preset; a variant given in the file
+    (``variant = "dinosr"``) sets the heads and the teacher schedule before the file's own keys.
+    """
+    if isinstance(source, str) and source in PRESETS:
+        data = _read_toml(preset_path(source))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"no config file {path} (presets: {', '.join(PRESETS)})")
+        data = _read_toml(path)
+    cfg = _from_file_data(data)
+    if variant is not None:
+        cfg = with_variant(cfg, variant)
+    return apply_overrides(cfg, list(overrides))
+
+
+def _from_file_data(data: dict[str, Any]) -> Config:
+    data = dict(data)
+    parent = data.pop("preset", None)
+    if parent is not None:
+        if parent not in PRESETS:
+            raise ConfigError(f"preset: expected one of {', '.join(PRESETS)}, got {parent!r}")
+        cfg = _from_file_data(_read_toml(preset_path(parent)))
+    else:
+        cfg = Config()
+    return from_dict(data, cfg)
