@@ -3,8 +3,9 @@
 No public sentence corpus can be downloaded at build time, so spidrkit writes its own. The vocabulary
 (:mod:`spidrkit.data.lexicon`: common English nouns, verbs, adjectives, names, places and times, chosen to
 cover every English phone) and the sentence templates below were written for spidrkit;
-``generate_sentences`` draws distinct sentences from them with a seeded random generator, so the list is reproducible byte for byte. The shipped list,
-``spidrkit/resources/sentences.txt``, is ``write_sentence_file(path)`` with the defaults below.
+``generate_sentences`` draws distinct sentences from them with a seeded random generator, so the list is
+reproducible byte for byte. The shipped list, ``spidrkit/resources/sentences.txt``, is
+``write_sentence_file(path)`` with the defaults below.
 
 Licence: the vocabulary, the grammar and the generated sentences are dedicated to the public domain
 (CC0 1.0, https://creativecommons.org/publicdomain/zero/1.0/).
