@@ -222,3 +222,47 @@ def test_sidecar_says_what_produced_the_features(model, corpus, tmp_path):
         extract(str(ckpt), manifest, tmp_path / "f", layers=[3], fmt="npy", progress=False)
     assert cli_main(["extract", str(manifest), "--model", str(ckpt), "--layer", "3", "-o", str(tmp_path / "f"),
                      "--quiet", "--format", "npy"]) == 2
+
+
+class FrameStats(torch.nn.Module):
+    """An encoder that is not SpidR, only the interface: layer L of a frame is (mean, L * max) of its 400
+    raw samples (hop 320). Extraction must need nothing else to write its features."""
+
+    sample_rate, frame_rate, num_layers, dim, input_normalization, min_samples = 16000, 50.0, 2, 2, "raw", 400
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))  # weights to put on a device
+
+    def num_frames(self, num_samples):
+        return max(0, (int(num_samples) - 400) // 320 + 1)
+
+    def layer_outputs(self, wav, lengths=None, layers=None, standardize=True):
+        wav = wav.reshape(-1, wav.shape[-1])
+        lengths = torch.full((len(wav),), wav.shape[-1]) if lengths is None else lengths
+        frames = wav.unfold(1, 400, 320) * self.scale  # (B, T, 400)
+        valid = torch.arange(frames.shape[1])[None] < torch.tensor([self.num_frames(n) for n in lengths])[:, None]
+        stats = torch.stack([frames.mean(-1), frames.amax(-1)], -1) * valid[..., None]
+        return {layer: stats * torch.tensor([1.0, layer]) for layer in layers}
+
+
+def test_features_need_only_the_encoder_interface(corpus, tmp_path):
+    from spidrkit.checkpoints import CheckpointInfo
+
+    entries, manifest = corpus
+    encoder = FrameStats()
+    info = CheckpointInfo("in-memory", "framestats", sha256="0123")
+    summary = extract(encoder, manifest, tmp_path / "f", layers=[1, 2], batch_seconds=6, provenance=info,
+                      progress=False)
+    assert (summary.files, summary.too_short) == (7, [])
+    side = read_sidecar(tmp_path / "f" / "layer_02")
+    assert (side["model"], side["frame_rate"], side["dim"]) == ("framestats:0123", 50.0, 2)
+    assert side["standardize"].startswith("none")  # a raw-input encoder gets the waveform as decoded
+    got = _features(tmp_path / "f" / "layer_02")
+    for e in entries:
+        x = load_audio(e.path)
+        n = (len(x) - 400) // 320 + 1
+        frames = x[: (n - 1) * 320 + 400].unfold(0, 400, 320)
+        assert torch.equal(got[e.fileid], torch.stack([frames.mean(-1), 2 * frames.amax(-1)], -1))
+    with pytest.raises(ExtractionError, match="codebook units need a SpidR/DinoSR model"):
+        extract(encoder, manifest, tmp_path / "u", layers=[1], units="codebook", provenance=info, progress=False)
