@@ -14,7 +14,6 @@ weights (speed does not depend on them) and the audio is synthetic noise: no dat
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -24,11 +23,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from spidrkit.config import load_config
+from spidrkit.config import SAMPLE_RATE, load_config
 from spidrkit.data.audio import load_audio
 from spidrkit.data.manifest import ManifestEntry
 from spidrkit.extraction.extract import extract
 from spidrkit.extraction.features_io import save_features
+from spidrkit.io import write_json_atomic
 from spidrkit.models.spidr import SpidR
 
 
@@ -36,9 +36,9 @@ def make_corpus(folder: Path, files: int, low: float, high: float, seed: int = 0
     rng = np.random.default_rng(seed)
     entries = []
     for i in range(files):
-        n = int(rng.uniform(low, high) * 16000)
+        n = int(rng.uniform(low, high) * SAMPLE_RATE)
         path = folder / f"utt{i:03d}.wav"
-        sf.write(path, (0.1 * rng.standard_normal(n)).astype(np.float32), 16000)
+        sf.write(path, (0.1 * rng.standard_normal(n)).astype(np.float32), SAMPLE_RATE)
         entries.append(ManifestEntry(f"utt{i:03d}", str(path), n))
     return entries
 
@@ -79,12 +79,12 @@ def run(args: argparse.Namespace) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         entries = make_corpus(tmp, args.files, args.min_seconds, args.max_seconds)
-        audio = sum(e.num_samples for e in entries) / 16000
+        audio = sum(e.num_samples for e in entries) / SAMPLE_RATE
         for name in devices:
             device = torch.device(name)
             model = SpidR(cfg.model).eval().to(device)
             with torch.inference_mode():  # warm-up (kernels, allocator)
-                model.layer_outputs(torch.randn(32000, device=device), layers=[args.layer])
+                model.layer_outputs(torch.randn(2 * model.sample_rate, device=device), layers=[args.layer])
             runs_single, runs_batched = [], []
             for rep in range(args.repeats):  # interleaved, best of N: robust to load from other processes
                 runs_single.append(timed(one_at_a_time, model, entries, tmp / f"s-{name}-{rep}", args.layer, device))
@@ -130,7 +130,7 @@ def main() -> None:
               f"{r['wall_seconds']:>8}{r['audio_seconds_per_second']:>10}{r['cpu_seconds']:>8}"
               f"{r['audio_seconds_per_cpu_second']:>14}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        write_json_atomic(args.json, results)
 
 
 if __name__ == "__main__":

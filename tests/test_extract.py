@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -15,16 +14,11 @@ from spidrkit.cli import main as cli_main
 from spidrkit.config import load_config
 from spidrkit.data.audio import load_audio
 from spidrkit.data.manifest import ManifestEntry, write_manifest
-from spidrkit.extraction.extract import (
-    ExtractionError,
-    compute,
-    extract,
-    plan_batches,
-    plan_windows,
-    shard,
-)
+from spidrkit.extraction.compute import compute
+from spidrkit.extraction.extract import ExtractionError, extract
 from spidrkit.extraction.features_io import iter_feature_files, load_features
 from spidrkit.extraction.kmeans import KMeansModel
+from spidrkit.extraction.plan import pack, plan_batches, plan_windows, shard
 from spidrkit.extraction.units import read_units
 from spidrkit.io import file_sha256, read_sidecar
 from spidrkit.models.spidr import SpidR
@@ -83,6 +77,14 @@ def test_batched_equals_one_file_at_a_time(model, corpus, tmp_path):
             ref = model.layer_outputs(load_audio(e.path), layers=[layer])[layer][0]  # standardised inside
             assert got[e.fileid].shape == (model.num_frames(e.num_samples), DIM)
             torch.testing.assert_close(got[e.fileid], ref, atol=1e-4, rtol=0)
+
+
+def test_one_batching_rule_packs_longest_first_with_bounded_padding():
+    lengths = [10, 50, 45, 30, 50, 9]
+    assert pack(lengths, 100) == [[1, 4], [2], [3], [0, 5]]  # 30 < 0.8 * 45: not padded to 45
+    assert pack(lengths, 100, min_fill=0.0) == [[1, 4], [2, 3], [0, 5]]  # the budget alone: 2 * 45 <= 100
+    assert pack(lengths, 100, alone_above=40) == [[1], [4], [2], [3], [0, 5]]
+    assert pack([300, 20], 100) == [[0], [1]]  # longer than the budget: alone
 
 
 def test_windows_tile_the_file_on_frame_boundaries(model):
@@ -150,7 +152,7 @@ def test_resumed_extraction_equals_uninterrupted(model, corpus, tmp_path):
     assert not list(u.glob("units.part*"))
 
 
-def test_two_ranks_write_disjoint_halves_of_one_output(model, corpus, tmp_path):
+def test_two_ranks_write_disjoint_halves_of_one_output(model, corpus, tmp_path, monkeypatch):
     entries, manifest = corpus
     halves = [{e.fileid for e in shard(entries, r, 2)} for r in (0, 1)]
     assert not halves[0] & halves[1] and halves[0] | halves[1] == {e.fileid for e in entries}
@@ -162,11 +164,10 @@ def test_two_ranks_write_disjoint_halves_of_one_output(model, corpus, tmp_path):
     s1 = extract(model, manifest, multi, layers=[2], rank=1, world_size=2, progress=False)
     assert (s0.files, s1.files) == (len(halves[0]), len(halves[1]))
     _assert_same_features(single, multi)
-    os.environ.update(RANK="1", WORLD_SIZE="2")  # as under torchrun
-    try:
+    with monkeypatch.context() as env:  # as under torchrun
+        for name, value in {"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}.items():
+            env.setenv(name, value)
         s1 = extract(model, manifest, multi / "u", layers=[3, 6], units="codebook", dedup=True, progress=False)
-    finally:
-        del os.environ["RANK"], os.environ["WORLD_SIZE"]
     assert s1.rank == 1 and s1.files == len(halves[1])
     assert not (multi / "u" / "layer_03" / "units.txt").exists()  # rank 0 is not done yet: no merge
     extract(model, manifest, multi / "u", layers=[3, 6], units="codebook", dedup=True, rank=0, world_size=2,
@@ -221,3 +222,47 @@ def test_sidecar_says_what_produced_the_features(model, corpus, tmp_path):
         extract(str(ckpt), manifest, tmp_path / "f", layers=[3], fmt="npy", progress=False)
     assert cli_main(["extract", str(manifest), "--model", str(ckpt), "--layer", "3", "-o", str(tmp_path / "f"),
                      "--quiet", "--format", "npy"]) == 2
+
+
+class FrameStats(torch.nn.Module):
+    """An encoder that is not SpidR, only the interface: layer L of a frame is (mean, L * max) of its 400
+    raw samples (hop 320). Extraction must need nothing else to write its features."""
+
+    sample_rate, frame_rate, num_layers, dim, input_normalization, min_samples = 16000, 50.0, 2, 2, "raw", 400
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))  # weights to put on a device
+
+    def num_frames(self, num_samples):
+        return max(0, (int(num_samples) - 400) // 320 + 1)
+
+    def layer_outputs(self, wav, lengths=None, layers=None, standardize=True):
+        wav = wav.reshape(-1, wav.shape[-1])
+        lengths = torch.full((len(wav),), wav.shape[-1]) if lengths is None else lengths
+        frames = wav.unfold(1, 400, 320) * self.scale  # (B, T, 400)
+        valid = torch.arange(frames.shape[1])[None] < torch.tensor([self.num_frames(n) for n in lengths])[:, None]
+        stats = torch.stack([frames.mean(-1), frames.amax(-1)], -1) * valid[..., None]
+        return {layer: stats * torch.tensor([1.0, layer]) for layer in layers}
+
+
+def test_features_need_only_the_encoder_interface(corpus, tmp_path):
+    from spidrkit.checkpoints import CheckpointInfo
+
+    entries, manifest = corpus
+    encoder = FrameStats()
+    info = CheckpointInfo("in-memory", "framestats", sha256="0123")
+    summary = extract(encoder, manifest, tmp_path / "f", layers=[1, 2], batch_seconds=6, provenance=info,
+                      progress=False)
+    assert (summary.files, summary.too_short) == (7, [])
+    side = read_sidecar(tmp_path / "f" / "layer_02")
+    assert (side["model"], side["frame_rate"], side["dim"]) == ("framestats:0123", 50.0, 2)
+    assert side["standardize"].startswith("none")  # a raw-input encoder gets the waveform as decoded
+    got = _features(tmp_path / "f" / "layer_02")
+    for e in entries:
+        x = load_audio(e.path)
+        n = (len(x) - 400) // 320 + 1
+        frames = x[: (n - 1) * 320 + 400].unfold(0, 400, 320)
+        assert torch.equal(got[e.fileid], torch.stack([frames.mean(-1), 2 * frames.amax(-1)], -1))
+    with pytest.raises(ExtractionError, match="codebook units need a SpidR/DinoSR model"):
+        extract(encoder, manifest, tmp_path / "u", layers=[1], units="codebook", provenance=info, progress=False)

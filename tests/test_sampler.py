@@ -1,4 +1,4 @@
-"""Bucketed batches (SPEC §4) and the training/validation loaders built on them."""
+"""Bucketed batches (``docs/method.md``) and the training/validation loaders built on them."""
 
 from __future__ import annotations
 

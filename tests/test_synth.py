@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from spidrkit.data import synth
+from spidrkit.data import synth, synth_plan, synth_render
 from spidrkit.data.alignments import (
     frame_labels,
     read_alignment_table,
@@ -66,8 +66,8 @@ def test_shipped_sentences_are_the_generator_output(tmp_path):
 
 def test_plan_splits_by_sentence_and_grows_as_a_prefix():
     sentences = load_sentences()
-    small = synth.plan_corpus(sentences, VOICES, hours=0.2, seed=0, heldout_voice=HELDOUT, dev_fraction=0.1)
-    big = synth.plan_corpus(sentences, VOICES, hours=0.4, seed=0, heldout_voice=HELDOUT, dev_fraction=0.1)
+    small = synth_plan.plan_corpus(sentences, VOICES, hours=0.2, seed=0, heldout_voice=HELDOUT, dev_fraction=0.1)
+    big = synth_plan.plan_corpus(sentences, VOICES, hours=0.4, seed=0, heldout_voice=HELDOUT, dev_fraction=0.1)
     assert set(small) <= set(big)  # growing the corpus keeps every planned utterance as it was
     by_split = {s: [p for p in big if p.split == s] for s in ("train", "dev", "heldout")}
     train_ids = {p.sentence_id for p in by_split["train"]}
@@ -78,13 +78,13 @@ def test_plan_splits_by_sentence_and_grows_as_a_prefix():
     assert HELDOUT not in {p.voice for p in by_split["train"] + by_split["dev"]}
     counts = np.bincount([["awb", "rms", "slt"].index(p.voice) for p in by_split["train"]])
     assert counts.max() - counts.min() <= 1  # the seen voices take turns
-    est = {s: sum(synth.estimated_seconds(p.text, p.voice) for p in ps) for s, ps in by_split.items()}
+    est = {s: sum(synth_plan.estimated_seconds(p.text, p.voice) for p in ps) for s, ps in by_split.items()}
     assert 0.4 * 3600 <= est["train"] + est["dev"] <= 0.4 * 3600 + 20
     assert est["dev"] / (est["train"] + est["dev"]) == pytest.approx(0.1, abs=0.01)
-    longest = max(synth.estimated_seconds(p.text, HELDOUT) for p in by_split["heldout"])
+    longest = max(synth_plan.estimated_seconds(p.text, HELDOUT) for p in by_split["heldout"])
     assert est["dev"] <= est["heldout"] < est["dev"] + longest  # the held-out voice reads as much as dev
     with pytest.raises(ValueError, match="held-out voice"):
-        synth.plan_corpus(sentences, ("awb", "slt"), hours=0.1, heldout_voice="rms")
+        synth_plan.plan_corpus(sentences, ("awb", "slt"), hours=0.1, heldout_voice="rms")
 
 
 # --- flite renderings ------------------------------------------------------------------------------------
@@ -93,8 +93,8 @@ def test_plan_splits_by_sentence_and_grows_as_a_prefix():
 @needs_flite
 def test_same_sentence_two_voices_same_phones_and_words():
     text = "The quiet boy will measure the treasure, and Maria read a book."
-    plans = [synth.UtterancePlan(f"{v}_x", "train", v, 0, text, 11) for v in VOICES]
-    rendered = [synth.render_utterance(p) for p in plans]
+    plans = [synth_plan.UtterancePlan(f"{v}_x", "train", v, 0, text, 11) for v in VOICES]
+    rendered = [synth_render.render_utterance(p) for p in plans]
     phone_seqs = [[label for _, _, label in phones] for _, phones, _, _ in rendered]
     assert all(seq == phone_seqs[0] for seq in phone_seqs)
     assert "ZH" in phone_seqs[0] and phone_seqs[0][0] == phone_seqs[0][-1] == "SIL"
@@ -104,10 +104,10 @@ def test_same_sentence_two_voices_same_phones_and_words():
 
 @needs_flite
 def test_renderings_differ_with_the_seed_and_repeat_with_it():
-    plan = synth.UtterancePlan("slt_x", "train", "slt", 0, "Seven brown dogs ran across the old bridge.", 1)
-    a, phones_a, _, pros_a = synth.render_utterance(plan)
-    b, phones_b, _, pros_b = synth.render_utterance(replace(plan, seed=2))
-    a2, phones_a2, _, _ = synth.render_utterance(plan)
+    plan = synth_plan.UtterancePlan("slt_x", "train", "slt", 0, "Seven brown dogs ran across the old bridge.", 1)
+    a, phones_a, _, pros_a = synth_render.render_utterance(plan)
+    b, phones_b, _, pros_b = synth_render.render_utterance(replace(plan, seed=2))
+    a2, phones_a2, _, _ = synth_render.render_utterance(plan)
     assert np.array_equal(a, a2) and phones_a == phones_a2
     assert abs(len(a) - len(b)) > 0.02 * 16000  # different speaking rate and speed factor
     assert pros_a.duration_stretch != pros_b.duration_stretch and pros_a.f0_shift != pros_b.f0_shift
@@ -255,8 +255,8 @@ def test_frame_labels_take_the_phone_at_each_frame_centre():
 def test_worker_processes_render_what_one_process_renders(corpus):
     """Byte-identical audio whatever the process: the C library's rand() is re-seeded per utterance."""
     record = json.loads(next(iter(sorted((corpus / "records").glob("rms_*.json")))).read_text())
-    plan = synth.UtterancePlan(**{k: record[k] for k in ("utt", "split", "voice", "sentence_id", "text", "seed")})
-    samples, phones, _, _ = synth.render_utterance(plan)
+    plan = synth_plan.UtterancePlan(**{k: record[k] for k in ("utt", "split", "voice", "sentence_id", "text", "seed")})
+    samples, phones, _, _ = synth_render.render_utterance(plan)
     on_disk, _ = sf.read(corpus / "wav" / plan.split / f"{plan.utt}.wav", dtype="int16")
     assert np.array_equal(samples, on_disk)
     assert [list(p) for p in phones] == record["phones"]

@@ -11,7 +11,6 @@ import torch
 
 from spidrkit.extraction.features_io import (
     FeatureError,
-    atomic_open,
     feature_path,
     is_done,
     iter_feature_files,
@@ -21,7 +20,7 @@ from spidrkit.extraction.features_io import (
     save_features,
 )
 from spidrkit.extraction.units import Units, UnitsError, deduplicate, expand, read_units, write_units
-from spidrkit.io import read_sidecar, write_sidecar
+from spidrkit.io import atomic_write, read_sidecar, write_sidecar
 
 # ---------------------------------------------------------------- features
 
@@ -119,10 +118,10 @@ def test_iter_feature_files_errors(tmp_path):
     assert [f for f, _ in iter_feature_files(out / "layer_06")] == ["u"]
 
 
-def test_atomic_open_keeps_old_file_on_crash(tmp_path):
+def test_atomic_write_keeps_old_file_on_crash(tmp_path):
     path = tmp_path / "f.txt"
     path.write_text("old")
-    with pytest.raises(RuntimeError), atomic_open(path, "w") as f:
+    with pytest.raises(RuntimeError), atomic_write(path, "w") as f:
         f.write("half of the new")
         raise RuntimeError("crash")
     assert path.read_text() == "old"

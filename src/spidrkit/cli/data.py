@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from spidrkit.cli import UserError
+from spidrkit.config import SAMPLE_RATE
 
 MAX_REPORTED = 10
 
@@ -132,7 +133,7 @@ def _corpus(args) -> int:
         raise UserError(f"no readable audio under {args.root}")
     for split, path in written.items():
         entries = scans[split].entries
-        hours = sum(e.num_samples for e in entries) / 16000 / 3600
+        hours = sum(e.num_samples for e in entries) / SAMPLE_RATE / 3600
         speakers = len({e.speaker for e in entries})
         print(f"{split}: {len(entries)} files, {hours:.2f} h, {speakers} speakers -> {path}")
     return 0
@@ -148,7 +149,7 @@ def _folder(args) -> int:
     result = folder_corpus(args.root, args.output, args.alignments, args.speaker_from_dir, extensions,
                            phone_map, args.threads, not args.quiet)
     _report_failures(result.scan.failures)
-    hours = sum(e.num_samples for e in result.scan.entries) / 16000 / 3600
+    hours = sum(e.num_samples for e in result.scan.entries) / SAMPLE_RATE / 3600
     print(f"wrote {result.manifest}: {len(result.scan.entries)} files, {hours:.2f} h")
     if result.annotations:
         print(f"alignments for {len(result.scan.entries) - len(result.unaligned)} files: "

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from spidrkit.cli import UserError
+from spidrkit.config import SAMPLE_RATE
 
 MAX_REPORTED = 20
 
@@ -43,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sample-rate",
         type=int,
-        default=16000,
-        help="rate the lengths are counted at (default: 16000, the model's)",
+        default=SAMPLE_RATE,
+        help="rate the lengths are counted at (default: %(default)s, the model's)",
     )
     parser.add_argument(
         "--threads", type=int, default=min(32, (os.cpu_count() or 1) * 4), help="threads reading headers"
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.data.manifest import ManifestError, manifest_format, scan_audio_dir, write_manifest
-    from spidrkit.io import write_sidecar
+    from spidrkit.io import write_sidecar, write_text_atomic
 
     extensions = tuple(x.strip().lower().lstrip(".") for x in args.ext.split(",") if x.strip())
     if not extensions:
@@ -73,10 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"... and {len(failures) - MAX_REPORTED} more skipped files", file=sys.stderr)
     skipped_path = args.output.with_name(args.output.name + ".skipped.tsv")
     if failures:
-        tmp = skipped_path.with_name(f".{skipped_path.name}.tmp{os.getpid()}")
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in failures))
-        os.replace(tmp, skipped_path)
+        write_text_atomic(skipped_path, "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in failures))
     if not entries:
         raise UserError(f"no usable audio ({', '.join(extensions)}) under {args.dir}")
     write_manifest(entries, args.output, relative=not args.absolute)

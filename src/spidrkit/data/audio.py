@@ -1,6 +1,6 @@
 """Reading audio and standardising waveforms: the one place a file becomes model input.
 
-Every model input is a 16 kHz mono float32 waveform standardised per utterance (SPEC §1). Files at
+Every model input is a 16 kHz mono float32 waveform standardised per utterance (``docs/method.md``). Files at
 another rate are resampled with soxr and multichannel files are averaged to mono; both are legitimate
 but worth knowing about, so each kind of conversion is reported once per process (not once per file,
 which would flood the log of a run over 100k files).

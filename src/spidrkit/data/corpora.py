@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spidrkit.config import SAMPLE_RATE  # manifests count samples at the model's rate
 from spidrkit.data.alignments import (
     AlignmentError,
     Alignments,
@@ -34,7 +35,6 @@ from spidrkit.data.alignments import (
 from spidrkit.data.manifest import ManifestEntry, ScanResult, scan_audio_dir, write_manifest
 
 FOLDER_EXTENSIONS = ("wav", "flac", "ogg", "mp3")
-SAMPLE_RATE = 16000  # manifests count samples at the model's rate
 _LIBRISPEECH_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 

@@ -3,7 +3,7 @@
 A batch is described by ``(epoch, position, indices)`` (from :class:`~spidrkit.data.sampler.
 BucketBatchSampler`); :class:`BatchDataset` turns one description into one batch, so the DataLoader runs
 with ``batch_size=None`` and workers build whole batches. Each waveform is standardised over the whole
-utterance BEFORE cropping (SPEC §1), then every waveform is cropped to the batch's shortest one (capped
+utterance BEFORE cropping (``docs/method.md``), then every waveform is cropped to the batch's shortest one (capped
 at ``max_samples``) at a random offset drawn from an RNG seeded by (seed, epoch, position, rank): the
 crops do not depend on worker scheduling and are the same after a resume.
 
@@ -25,10 +25,11 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from spidrkit.config import DataConfig
+from spidrkit.config import SAMPLE_RATE, DataConfig
 from spidrkit.data.audio import AudioError, load_audio, standardize
 from spidrkit.data.manifest import ManifestEntry
 from spidrkit.data.sampler import BucketBatchSampler
+from spidrkit.io import temp_path
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class SkipLog:
         self._seen: set[str] = set()
         if self.path is not None and not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{SKIPPED_NAME}.tmp{os.getpid()}")
+            tmp = temp_path(self.path)
             tmp.write_text(SKIPPED_HEADER)
             try:
                 os.link(tmp, self.path)  # atomic create-with-header; another rank may have won the race
@@ -93,7 +94,7 @@ class AudioDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         entries: Sequence[ManifestEntry],
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         standardize: bool = True,
         min_samples: int = 0,
     ) -> None:

@@ -10,12 +10,16 @@ Relative paths are resolved against the manifest's folder (CSV, JSONL) or the ro
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+from spidrkit.config import SAMPLE_RATE
+from spidrkit.io import atomic_write
 
 FORMATS = ("csv", "tsv", "jsonl")
 
@@ -120,9 +124,7 @@ def write_manifest(entries: list[ManifestEntry], path: str | os.PathLike, relati
     """Write ``entries`` in the format given by the suffix; paths relative to the manifest if possible."""
     path = Path(path)
     fmt = manifest_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     base = _abs(path).parent
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
 
     def rel(p: str) -> str:
         if not relative:
@@ -133,26 +135,27 @@ def write_manifest(entries: list[ManifestEntry], path: str | os.PathLike, relati
             return str(_abs(p))
 
     with_speaker = any(e.speaker for e in entries)
-    with open(tmp, "w", newline="") as f:
-        if fmt == "csv":
-            w = csv.writer(f)
-            w.writerow(["fileid", "path", "num_samples", *(["speaker"] if with_speaker else [])])
-            for e in entries:
-                speaker = [e.speaker or ""] if with_speaker else []
-                w.writerow([e.fileid, rel(e.path), e.num_samples, *speaker])
-        elif fmt == "jsonl":
-            for e in entries:
-                d = asdict(e)
-                d["path"] = rel(e.path)
-                if d["speaker"] is None:
-                    d.pop("speaker")
-                f.write(json.dumps(d) + "\n")
-        else:
-            root = _tsv_root(entries, base)
-            f.write(f"{root}\n")
-            for e in entries:
-                f.write(f"{os.path.relpath(_abs(e.path), root)}\t{e.num_samples}\n")
-    os.replace(tmp, path)
+    f = io.StringIO(newline="")  # kept as written: csv ends its rows with CRLF, the other formats with LF
+    if fmt == "csv":
+        w = csv.writer(f)
+        w.writerow(["fileid", "path", "num_samples", *(["speaker"] if with_speaker else [])])
+        for e in entries:
+            speaker = [e.speaker or ""] if with_speaker else []
+            w.writerow([e.fileid, rel(e.path), e.num_samples, *speaker])
+    elif fmt == "jsonl":
+        for e in entries:
+            d = asdict(e)
+            d["path"] = rel(e.path)
+            if d["speaker"] is None:
+                d.pop("speaker")
+            f.write(json.dumps(d) + "\n")
+    else:
+        root = _tsv_root(entries, base)
+        f.write(f"{root}\n")
+        for e in entries:
+            f.write(f"{os.path.relpath(_abs(e.path), root)}\t{e.num_samples}\n")
+    with atomic_write(path, "wb") as out:
+        out.write(f.getvalue().encode())
     return path
 
 
@@ -198,7 +201,7 @@ def list_audio_files(root: str | os.PathLike, extensions: tuple[str, ...] = AUDI
     return sorted(found)
 
 
-def resampled_length(num_samples: int, orig_rate: int, target_rate: int = 16000) -> int:
+def resampled_length(num_samples: int, orig_rate: int, target_rate: int = SAMPLE_RATE) -> int:
     """Samples after resampling ``num_samples`` from ``orig_rate`` to ``target_rate``.
 
     This is soxr's length, round(n * target / orig) with halves rounded up, in exact integer arithmetic;
@@ -213,7 +216,7 @@ def resampled_length(num_samples: int, orig_rate: int, target_rate: int = 16000)
 def scan_audio_dir(
     root: str | os.PathLike,
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     speaker_from_dir: int | None = None,
     num_threads: int = 16,
     progress: bool = True,

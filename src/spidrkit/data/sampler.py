@@ -1,4 +1,4 @@
-"""Length-bucketed batches without padding (SPEC §4, the paper's appendix).
+"""Length-bucketed batches without padding (``docs/method.md``, the paper's appendix).
 
 Files are sorted by length and cut into ``num_buckets`` buckets of equal count. Each epoch, files are
 shuffled within their bucket and batches are filled from one bucket until one more file would exceed

@@ -41,219 +41,35 @@ same bytes as an uninterrupted one. Running again with more ``hours`` grows a co
 for more hours extends the plan for fewer). A lock keeps two builds out of one folder.
 """
 
+
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
-import math
 import multiprocessing
 import os
-import random
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
-from spidrkit.data.alignments import Interval, write_lines_atomic, write_split_annotations
-from spidrkit.data.flite import ARPABET, PHONES, SILENCE, VOICES, Flite, FliteError
+from spidrkit.config import SAMPLE_RATE
+from spidrkit.data.alignments import write_split_annotations
+from spidrkit.data.flite import PHONES, Flite
 from spidrkit.data.manifest import ManifestEntry, write_manifest
 from spidrkit.data.sentences import load_sentences
-from spidrkit.io import write_json_atomic, write_sidecar
+from spidrkit.data.synth_plan import DEFAULT_VOICES, UtterancePlan, plan_corpus
+from spidrkit.data.synth_render import DEFAULT_NOISE, render_utterance
+from spidrkit.io import atomic_write, write_json_atomic, write_lines_atomic, write_sidecar
 
-SAMPLE_RATE = 16000
 SYNTH_VERSION = 1  # bump whenever a change alters the rendered audio or the plan
-DEFAULT_VOICES = ("awb", "rms", "slt", "kal16")
-DEFAULT_NOISE = (30.0, 50.0)  # SNR range in dB of the light background noise
 RECORDS = "records"
 SETTINGS = "settings.json"
-# seconds of speech per character of text at neutral prosody, measured per voice (for planning only)
-_SECONDS_PER_CHAR = {"awb": 0.062, "rms": 0.070, "slt": 0.0635, "kal16": 0.0553, "kal": 0.0553}
-
-# prosody ranges (log-uniform for the ratios)
-_STRETCH = (0.85, 1.18)
-_F0_SHIFT = (0.88, 1.14)
-_SPEED = (0.95, 1.05)
-_PEAK = (0.3, 0.9)
-_NOISE_EXPONENT = (0.0, 1.5)  # noise power spectrum ~ f^-exponent (white .. between pink and brown)
+LABEL_RATE = 100  # Hz: the frame labels (SPLIT_frames.txt) are one per 10 ms
 
 
-@dataclass(frozen=True)
-class UtterancePlan:
-    utt: str
-    split: str
-    voice: str
-    sentence_id: int
-    text: str
-    seed: int
-
-
-@dataclass(frozen=True)
-class Prosody:
-    duration_stretch: float
-    f0_shift: float
-    speed: float
-    peak: float
-    snr_db: float | None
-    noise_exponent: float | None
-
-
-# --- planning ------------------------------------------------------------------------------------------
-
-
-def utterance_seed(corpus_seed: int, utt: str) -> int:
-    """A 63-bit seed from the corpus seed and the utterance id (independent of the plan's size)."""
-    digest = hashlib.sha256(f"{corpus_seed}:{utt}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def estimated_seconds(text: str, voice: str) -> float:
-    return len(text) * _SECONDS_PER_CHAR.get(voice, 0.065)
-
-
-def _check_voices(voices, heldout_voice) -> list[str]:
-    voices = list(dict.fromkeys(voices))
-    unknown = [v for v in voices if v not in VOICES]
-    if unknown:
-        raise ValueError(f"unknown voice(s) {', '.join(unknown)}; flite has {', '.join(VOICES)}")
-    if heldout_voice is not None and heldout_voice not in voices:
-        raise ValueError(f"held-out voice {heldout_voice!r} is not among the voices {', '.join(voices)}")
-    seen = [v for v in voices if v != heldout_voice]
-    if not seen:
-        raise ValueError("no voice left for train/dev once the held-out voice is removed")
-    return seen
-
-
-def plan_corpus(sentences: list[str], voices=DEFAULT_VOICES, hours: float = 2.0, seed: int = 0,
-                heldout_voice: str | None = None, dev_fraction: float = 0.1) -> list[UtterancePlan]:
-    """Which voice reads which sentence into which split: deterministic in its arguments.
-
-    Sentences are shuffled with ``seed``; the first ``dev_fraction`` of them can only go to dev, the next
-    ``dev_fraction`` only to the held-out voice (when there is one), the rest only to train. Each split takes
-    sentences in order until its share of ``hours`` is reached, its voices taking turns (a sentence read
-    again in a later pass gets the next voice). The held-out voice reads about as much speech as dev, from
-    sentences of its own: an across-speaker ABX triplet never has A and X from one sentence, as on
-    LibriSpeech, so features that carry long context get no help from shared text.
-    """
-    if hours <= 0:
-        raise ValueError(f"hours must be > 0, got {hours}")
-    if not 0 <= dev_fraction < 1:
-        raise ValueError(f"dev_fraction must be in [0, 1), got {dev_fraction}")
-    seen = _check_voices(voices, heldout_voice)
-    if heldout_voice is not None and dev_fraction == 0:
-        raise ValueError("the held-out split is as long as dev: dev_fraction must be > 0")
-    order = list(range(len(sentences)))
-    random.Random(seed).shuffle(order)
-    n_dev = max(1, round(dev_fraction * len(order))) if dev_fraction > 0 else 0
-    n_held = n_dev if heldout_voice is not None else 0
-    if len(order) - n_dev - n_held < 1:
-        raise ValueError(f"{len(sentences)} sentences are too few to split into train, dev and held-out")
-    budget = hours * 3600
-    plans: list[UtterancePlan] = []
-
-    def fill(split: str, pool: list[int], readers: list[str], seconds: float) -> float:
-        total, k = 0.0, 0
-        while total < seconds:
-            pos, cycle = k % len(pool), k // len(pool)
-            sid = pool[pos]
-            voice = readers[(pos + cycle) % len(readers)]
-            repeat = cycle // len(readers)
-            utt = f"{voice}_{sid:05d}" + (f"r{repeat}" if repeat else "")
-            plans.append(UtterancePlan(utt, split, voice, sid, sentences[sid], utterance_seed(seed, utt)))
-            total += estimated_seconds(sentences[sid], voice)
-            k += 1
-        return total
-
-    fill("train", order[n_dev + n_held:], seen, (1 - dev_fraction) * budget)
-    dev_seconds = fill("dev", order[:n_dev], seen, dev_fraction * budget)
-    if heldout_voice is not None:
-        fill("heldout", order[n_dev:n_dev + n_held], [heldout_voice], dev_seconds)
-    return plans
-
-
-# --- rendering -----------------------------------------------------------------------------------------
-
-
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
-
-def draw_prosody(rng: np.random.Generator, noise: tuple[float, float] | None) -> Prosody:
-    stretch = _log_uniform(rng, *_STRETCH)
-    f0 = _log_uniform(rng, *_F0_SHIFT)
-    speed = _log_uniform(rng, *_SPEED)
-    peak = float(rng.uniform(*_PEAK))
-    snr = float(rng.uniform(*noise)) if noise else None
-    exponent = float(rng.uniform(*_NOISE_EXPONENT)) if noise else None
-    return Prosody(stretch, f0, speed, peak, snr, exponent)
-
-
-def _coloured_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
-    """Gaussian noise of power spectrum ~ f^-exponent (shaped in a power-of-two FFT: fast for any n)."""
-    size = 1 << max(0, n - 1).bit_length()
-    spectrum = np.fft.rfft(rng.standard_normal(size))
-    f = np.arange(len(spectrum), dtype=np.float64)
-    f[0] = 1.0
-    return np.fft.irfft(spectrum * f ** (-exponent / 2), size)[:n]
-
-
-def _merge_silences(intervals: list[Interval]) -> list[Interval]:
-    out: list[Interval] = []
-    for on, off, label in intervals:
-        if off <= on:
-            continue
-        if out and label == SILENCE and out[-1][2] == SILENCE:
-            out[-1] = (out[-1][0], off, label)
-        else:
-            out.append((on, off, label))
-    return out
-
-
-def render_utterance(plan: UtterancePlan, noise: tuple[float, float] | None = DEFAULT_NOISE
-                     ) -> tuple[np.ndarray, list[Interval], list[Interval], Prosody]:
-    """Synthesise one utterance: (int16 samples at 16 kHz, phone intervals, word intervals, prosody).
-
-    Times are in seconds on the output's time axis; the phones tile [0, duration] exactly.
-    """
-    import soxr
-
-    rng = np.random.default_rng(plan.seed)
-    prosody = draw_prosody(rng, noise)
-    r = Flite.instance().synthesize(plan.text, plan.voice, prosody.duration_stretch, prosody.f0_shift,
-                                    seed=plan.seed)
-    try:
-        labels = [ARPABET[p] for p, _ in r.segments]
-    except KeyError as e:
-        raise FliteError(f"flite phone {e.args[0]!r} has no ARPAbet mapping ({plan.utt})") from None
-    ends = np.array([e for _, e in r.segments], dtype=np.float64)
-    x = r.samples.astype(np.float64) / 32768.0
-    # diphone voices stop the waveform inside the final pause: pad it to the last segment's end
-    x = np.pad(x, (0, max(0, round(ends[-1] * r.sample_rate) - len(x))))
-    # reading the samples as if taken at sample_rate * speed and resampling to 16 kHz divides times by speed
-    y = soxr.resample(x, r.sample_rate * prosody.speed, SAMPLE_RATE)
-    duration = len(y) / SAMPLE_RATE
-    bounds = np.minimum(np.concatenate([[0.0], ends / prosody.speed]), duration)
-    bounds[-1] = duration
-    bounds = np.round(np.maximum.accumulate(bounds), 4)
-    phones = _merge_silences([(float(bounds[i]), float(bounds[i + 1]), lab) for i, lab in enumerate(labels)])
-    words = [(float(bounds[a]), float(bounds[b + 1]), w) for w, a, b in r.words]
-
-    peak = float(np.max(np.abs(y))) or 1.0
-    y *= prosody.peak / peak
-    if noise:
-        speech = np.zeros(len(y), dtype=bool)
-        for on, off, label in phones:
-            if label != SILENCE:
-                speech[int(on * SAMPLE_RATE) : int(off * SAMPLE_RATE)] = True
-        power = float(np.mean(y[speech] ** 2)) if speech.any() else float(np.mean(y**2))
-        n = _coloured_noise(rng, len(y), prosody.noise_exponent)
-        y += n * math.sqrt(power / 10 ** (prosody.snr_db / 10) / max(float(np.mean(n**2)), 1e-20))
-    y += rng.standard_normal(len(y)) / 32768.0  # dither: no digital silence
-    samples = np.clip(np.round(y * 32767.0), -32768, 32767).astype(np.int16)
-    return samples, phones, words, prosody
+# --- one utterance on disk -----------------------------------------------------------------------------
 
 
 def _wav_path(out_dir: Path, plan: UtterancePlan) -> Path:
@@ -273,13 +89,8 @@ def _render_to_disk(out_dir: Path, plan: UtterancePlan, noise) -> float:
     import soundfile as sf
 
     samples, phones, words, prosody = render_utterance(plan, noise)
-    wav = _wav_path(out_dir, plan)
-    wav.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    tmp = wav.with_name(f".{wav.name}.tmp{os.getpid()}")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, wav)
+    with atomic_write(_wav_path(out_dir, plan), "wb") as f:
+        sf.write(f, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     record = {
         **asdict(plan),
         "speaker": plan.voice,
@@ -295,9 +106,6 @@ def _render_to_disk(out_dir: Path, plan: UtterancePlan, noise) -> float:
 def _render_chunk(out_dir: str, plans: list[UtterancePlan], noise) -> float:
     """Worker entry point: render a chunk of utterances, return their seconds of speech."""
     return sum(_render_to_disk(Path(out_dir), p, noise) for p in plans)
-
-
-# --- the corpus ----------------------------------------------------------------------------------------
 
 
 def _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences) -> dict:
@@ -384,7 +192,7 @@ def synthesize_corpus(out_dir: str | os.PathLike, voices=DEFAULT_VOICES, hours: 
         settings={**settings, "hours": hours},
         sentences="user-supplied" if custom_sentences else "spidrkit/resources/sentences.txt (CC0)",
         sample_rate=SAMPLE_RATE,
-        frame_rate=100,
+        frame_rate=LABEL_RATE,
         phones=list(PHONES),
         splits=totals,
         rendered_this_run=rendered_this_run,

@@ -208,8 +208,8 @@ def model_outputs(model, entries: Sequence[ManifestEntry], layers: Sequence[int]
                   desc: str = "features", progress: bool = True) -> dict[int, dict[str, torch.Tensor]]:
     """``{layer: {fileid: output}}`` of ``model`` on every file, in memory: features (T, D) float32, or
     ``units="codebook"`` argmax units (T,). Standardisation, batching and windowing of long files are those
-    of :func:`spidrkit.extraction.extract.compute` (the same numbers ``spidrkit extract`` writes)."""
-    from spidrkit.extraction.extract import compute
+    of :func:`spidrkit.extraction.compute.compute` (the same numbers ``spidrkit extract`` writes)."""
+    from spidrkit.extraction.compute import compute
 
     out: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
     with tqdm(total=len(entries), desc=desc, unit="file", leave=False, disable=not progress) as bar:

@@ -10,24 +10,22 @@ Layout of a features folder ``DIR``:
 - several layers extracted at once go to ``OUT/layer_06/...`` (:func:`layer_dirname`), one features folder
   (with its own sidecar) per layer.
 
-Every file is written atomically (a hidden temporary file, then ``os.replace``), so a file that exists is
+Every file is written atomically (:func:`spidrkit.io.atomic_write`), so a file that exists is
 complete: :func:`is_done` is all a resumable extraction needs. Loading never executes code
 (``torch.load(weights_only=True)``, ``numpy.load(allow_pickle=False)``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import torch
 
-from spidrkit.io import SIDECAR_NAME
+from spidrkit.io import SIDECAR_NAME, atomic_write
 
 FEATURE_FORMATS = ("pt", "npy")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -36,23 +34,6 @@ _LAYER_DIR = re.compile(r"layer_\d+")
 
 class FeatureError(ValueError):
     """A features folder or file that cannot be used as asked."""
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a hidden temporary file beside ``path``; on success it replaces ``path``, on error it is removed.
-
-    Readers therefore see either the old file or the complete new one, never a truncated file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, mode) as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def layer_dirname(layer: int) -> str:
@@ -113,7 +94,7 @@ def save_features(
     x = x.to("cpu", dtype).contiguous()
     if x.untyped_storage().nbytes() != x.numel() * x.element_size() or x.storage_offset() != 0:
         x = x.clone()
-    with atomic_open(path, "wb") as f:
+    with atomic_write(path, "wb") as f:
         if fmt == "pt":
             torch.save(x, f)
         else:

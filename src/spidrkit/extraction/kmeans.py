@@ -1,7 +1,7 @@
 """K-means units: fit centroids on extracted features, then map every frame to its nearest centroid.
 
 The paper's discrete units (b) are K-means clusters (V = 256, or 50/100/200/500) of one layer's features
-(SPEC §5). Fitting reads the features folder file by file and keeps a seeded uniform sample of at most
+(``docs/method.md``). Fitting reads the features folder file by file and keeps a seeded uniform sample of at most
 ``max_frames`` frames (reservoir sampling), so memory stays bounded whatever the corpus size. Centroids
 are seeded with k-means++ (computed here in torch, so both backends start from the same point), then
 refined by Lloyd iterations in faiss (fast, multi-threaded) or scikit-learn (the fallback).
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from spidrkit.extraction.features_io import atomic_open, iter_feature_files, load_features
-from spidrkit.io import read_sidecar, sidecar_path, write_sidecar
+from spidrkit.extraction.features_io import iter_feature_files, load_features
+from spidrkit.io import atomic_write, read_sidecar, sidecar_path, write_sidecar
 
 BACKENDS = ("auto", "faiss", "sklearn")
 DEFAULT_MAX_FRAMES = 500_000
@@ -232,7 +232,7 @@ class KMeansModel:
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``path`` (``.npy`` added if missing; float32 ``(k, D)``) and its sidecar ``path.json``."""
         path = centroids_path(path)
-        with atomic_open(path, "wb") as f:
+        with atomic_write(path, "wb") as f:
             np.save(f, self.centroids.cpu().numpy(), allow_pickle=False)
         write_sidecar(path, **{**self.info, "k": self.k, "dim": self.dim})
         return path

@@ -25,8 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from spidrkit.extraction.features_io import atomic_open
-from spidrkit.io import write_sidecar
+from spidrkit.io import write_lines_atomic, write_sidecar
 
 UNIT_FORMATS = ("txt", "jsonl")
 
@@ -125,8 +124,7 @@ def write_units(
                 raise UnitsError(f"utterance id {utt!r} contains whitespace: use the JSONL format")
             tokens = map(str, u) if d is None else (f"{x}*{n}" for x, n in zip(u, d))
             lines.append(" ".join([utt, *tokens]))
-    with atomic_open(path, "w") as f:
-        f.write("".join(line + "\n" for line in lines))
+    write_lines_atomic(path, lines)
     write_sidecar(path, format=fmt, dedup=dedup, num_utterances=len(lines), **info)
     return path
 

@@ -1,0 +1,77 @@
+"""The audio extraction reads: entries from a manifest, a folder or a list, decoded batch by batch."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from spidrkit.data.audio import AudioError, load_audio
+from spidrkit.data.manifest import ManifestEntry, read_manifest, scan_audio_dir
+from spidrkit.extraction.plan import ExtractionError
+
+Decoded = list[tuple[ManifestEntry, torch.Tensor]]
+
+
+def resolve_inputs(inputs: str | os.PathLike | Sequence[ManifestEntry], progress: bool = True) -> list[ManifestEntry]:
+    """Entries from a manifest file, a folder of audio (scanned), or a list of entries."""
+    if isinstance(inputs, str | os.PathLike):
+        path = Path(inputs)
+        if path.is_dir():
+            scan = scan_audio_dir(path, progress=progress)
+            if scan.failures:
+                shown = "; ".join(f"{p}: {why}" for p, why in scan.failures[:5])
+                warnings.warn(f"{len(scan.failures)} files under {path} cannot be used: {shown}", stacklevel=3)
+            entries = scan.entries
+        elif path.is_file():
+            entries = read_manifest(path)
+        else:
+            raise ExtractionError(f"no manifest or folder at {path}")
+    else:
+        entries = list(inputs)
+        if not all(isinstance(e, ManifestEntry) for e in entries):
+            raise ExtractionError("inputs must be a manifest path, a folder, or a list of ManifestEntry")
+        ids = [e.fileid for e in entries]
+        if len(set(ids)) != len(ids):
+            raise ExtractionError("the same file id appears more than once in the inputs")
+    if not entries:
+        raise ExtractionError(f"no audio files in {inputs}")
+    return entries
+
+
+def load_batch(batch: list[ManifestEntry], sample_rate: int) -> Decoded:
+    """The waveforms of one batch at ``sample_rate``; a file that cannot be decoded is an ExtractionError."""
+    out = []
+    for e in batch:
+        try:
+            out.append((e, load_audio(e.path, sample_rate)))
+        except AudioError as err:
+            raise ExtractionError(f"{e.fileid}: {err} (fix or remove it from the inputs, then resume)") from err
+    return out
+
+
+def load_batches(batches: list[list[ManifestEntry]], sample_rate: int, num_workers: int) -> Iterator[Decoded]:
+    """Decoded batches in order. With workers, up to ``2 * num_workers`` batches are decoded ahead on
+    threads (libsndfile and soxr release the GIL), which needs no fork/spawn and no ``__main__`` guard."""
+    if num_workers <= 0:
+        for batch in batches:
+            yield load_batch(batch, sample_rate)
+        return
+    with ThreadPoolExecutor(num_workers, thread_name_prefix="spidrkit-audio") as pool:
+        ahead: deque = deque()
+        todo = iter(batches)
+        for batch in todo:
+            ahead.append(pool.submit(load_batch, batch, sample_rate))
+            if len(ahead) >= 2 * num_workers:
+                break
+        while ahead:
+            result = ahead.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                ahead.append(pool.submit(load_batch, nxt, sample_rate))
+            yield result
