@@ -9,9 +9,13 @@ import torch
 
 from spidrkit.config import ModelConfig
 from spidrkit.evaluation.baselines import (
+    HOP,
+    N_FFT,
+    WINDOW,
     dct_matrix,
     deltas,
     extract_baseline,
+    hop_length,
     hz_to_mel,
     log_mel,
     mel_filterbank,
@@ -95,3 +99,65 @@ def test_extract_baseline_writes_a_features_folder(tmp_path):
     feats = load_feature_dir(out)
     assert {k: tuple(v.shape) for k, v in feats.items()} == {"spk/a0": (12, 39), "spk/a1": (19, 39)}
     assert read_sidecar(out)["baseline"] == "mfcc"
+
+
+def _test_signal() -> torch.Tensor:
+    """2 s: a chirp in noise, then 0.2 s of digital silence (the 1e-10 power floor), 16 kHz."""
+    gen = torch.Generator().manual_seed(0)
+    t = torch.arange(32000, dtype=torch.float64) / 16000
+    voiced = 0.3 * torch.sin(2 * math.pi * (200 + 300 * t) * t) + 0.05 * torch.randn(32000, generator=gen)
+    return torch.cat([voiced, torch.zeros(3200, dtype=torch.float64)]).float()
+
+
+def test_mfcc_matches_librosa():
+    """Our MFCC, deltas and delta-deltas against librosa configured identically.
+
+    librosa gets the same pre-emphasised signal, padded by (512 - 400) / 2 samples on each side so that its
+    uncentred 512-point frames hold our 400-sample window at the same place (frame i windows samples
+    [320 i, 320 i + 400)); the symmetric Hamming window as an array; HTK mel filters of peak 1
+    (``norm=None``); the same natural log with the same 1e-10 floor; orthonormal DCT-II. librosa's lifter
+    scales coefficient n by 1 + L/2 sin(pi (n + 1) / L), ours (HTK, Kaldi) by 1 + L/2 sin(pi n / L) (c0
+    unchanged), so the HTK lifter is applied to librosa's unliftered coefficients. Tolerance: 1e-3 absolute
+    on the raw coefficients, which reach |c| = 145.6 here (c0 of the silent frames): float32 rounding of ours
+    against librosa's float64, ~1e-5 relative.
+    """
+    librosa = pytest.importorskip("librosa")
+    import numpy as np
+    import scipy.signal
+
+    wav = _test_signal()
+    ours = mfcc(wav).double().numpy()
+    y = wav.double().numpy()
+    emphasised = np.concatenate([y[:1], y[1:] - 0.97 * y[:-1]])
+    pad = (N_FFT - WINDOW) // 2
+    power = librosa.feature.melspectrogram(
+        y=np.pad(emphasised, (pad, pad)), sr=16000, n_fft=N_FFT, hop_length=HOP, win_length=WINDOW,
+        window=scipy.signal.get_window("hamming", WINDOW, fftbins=False), center=False, power=2.0,
+        n_mels=40, fmin=20.0, fmax=8000.0, htk=True, norm=None,
+    )
+    ceps = librosa.feature.mfcc(S=np.log(np.maximum(power, 1e-10)), n_mfcc=13, dct_type=2, norm="ortho", lifter=0)
+    ceps = ceps * (1 + 11 * np.sin(np.pi * np.arange(13) / 22))[:, None]
+    d = librosa.feature.delta(ceps, width=5, order=1, mode="nearest")
+    dd = librosa.feature.delta(d, width=5, order=1, mode="nearest")
+    ref = np.concatenate([ceps, d, dd]).T
+    assert ref.shape == ours.shape == (num_frames(35200), 39) == (109, 39)
+    assert np.abs(ours - ref)[:, :13].max() < 1e-3
+    assert np.abs(ours - ref)[:, 13:].max() < 1e-3
+    # the silent frames sit on the floor: c0 = sqrt(40) ln(1e-10), the largest |c| of the signal
+    assert ours[-1, 0] == pytest.approx(math.sqrt(40) * math.log(1e-10), abs=1e-3)
+    assert np.abs(ref).max() == pytest.approx(-math.sqrt(40) * math.log(1e-10), abs=1e-3)
+
+
+def test_baselines_follow_the_callers_frame_rate():
+    cfg = ModelConfig()
+    assert hop_length() == HOP == 320 == 16000 / cfg.frame_rate
+    assert hop_length(25.0) == 640
+    wav = _test_signal()
+    at_50, at_25 = mfcc(wav), mfcc(wav, frame_rate=25.0)
+    assert at_25.shape == (num_frames(35200, 25.0), 39) == ((35200 - 400) // 640 + 1, 39) == (55, 39)
+    # the 25 Hz frames are every other 50 Hz frame (same windows); deltas span other frames and differ
+    torch.testing.assert_close(at_25[:, :13], at_50[::2, :13], atol=1e-4, rtol=0)
+    assert log_mel(wav, frame_rate=25.0).shape == (55, 80)
+    assert random_baseline(wav, dim=4, frame_rate=25.0).shape == (55, 4)
+    with pytest.raises(ValueError, match="whole number"):
+        mfcc(wav, frame_rate=33.0)
