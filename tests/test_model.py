@@ -38,7 +38,7 @@ def test_frame_counts():
 
 def test_base_parameter_counts():
     m = SpidR(BASE)
-    assert count_parameters(m) == 183_245_824  # SPEC: 183.2M
+    assert count_parameters(m) == 183_245_824  # docs/formats.md#released-layout: 183.2M
     assert round(count_parameters(m.student) / 1e6, 1) == 88.5
     assert count_parameters(m.teacher) == count_parameters(m.student)
     assert round(count_parameters(m.feature_extractor) / 1e6, 1) == 4.2
@@ -48,7 +48,7 @@ def test_base_parameter_counts():
 
 
 def spec_layout() -> dict[str, tuple[int, ...]]:
-    """The released checkpoint layout of SPEC §7, written out independently of the model code."""
+    """The released checkpoint layout of docs/formats.md, written out independently of the model code."""
     s: dict[str, tuple[int, ...]] = {"mask_embedding": (768,), "current_step": (1,)}
     conv_shapes = [(512, 1, 10)] + [(512, 512, 3)] * 4 + [(512, 512, 2)] * 2
     for i, shape in enumerate(conv_shapes):

@@ -1,4 +1,4 @@
-"""Online codebooks that follow the teacher by EMA (SPEC §2, steps 2 and 4).
+"""Online codebooks that follow the teacher by EMA (docs/method.md#codebook-update).
 
 A codebook stores the EMA of the sums of the vectors assigned to each codeword (``codebook``, s)
 and of their counts (``counts``, n); the codewords are C = s / n. Only chosen codewords move:

@@ -1,5 +1,5 @@
 """Building blocks: the convolutional downsampler, the projection, the positional convolution and the
-post-LN Transformer encoder. Module and parameter names follow the released checkpoint layout (SPEC §7).
+post-LN Transformer encoder. Module and parameter names follow the released checkpoint layout (docs/formats.md).
 """
 
 from __future__ import annotations

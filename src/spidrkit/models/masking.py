@@ -1,4 +1,4 @@
-"""Span masking (the wav2vec 2.0 procedure with DinoSR's parameters; SPEC §3).
+"""Span masking (the wav2vec 2.0 procedure with DinoSR's parameters; docs/method.md#masking).
 
 Each row draws ``int(prob * n / length + U(0, 1))`` span starts (at least ``min_masks``) without
 replacement among the first ``n - length`` frames; each start masks ``length`` frames (spans may

@@ -7,7 +7,7 @@ student's final output (the last layer after its final LayerNorm, as the referen
 As in the reference release, the teacher's targets, the codebook statistics and the perplexities are
 taken on the masked frames only.
 
-Training step (SPEC §2): ``forward(wav, mask)`` returns per-layer masked cross-entropy sums and the
+Training step (docs/method.md): ``forward(wav, mask)`` returns per-layer masked cross-entropy sums and the
 codebook statistics; the training loop normalises by the global number of masked frames, all-reduces
 the statistics, then calls ``update_codebooks`` and, after the optimiser step, ``update_teacher``.
 """
