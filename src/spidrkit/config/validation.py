@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from spidrkit.config.errors import ConfigError
-
-if TYPE_CHECKING:
-    from spidrkit.config.schema import Config
 
 HEADS = ("per_layer", "last_layer")
 SCHEDULES = ("exponential", "linear")
 
 
-def validate(cfg: Config) -> None:
+def validate(cfg: Any) -> None:
+    """Raise :class:`ConfigError` naming the key of the first wrong value of ``cfg`` (a ``Config``; not
+    imported here, since the schema calls this from ``Config.__post_init__``)."""
     m = cfg.model
     if m.heads not in HEADS:
         raise ConfigError(f"model.heads: expected 'per_layer' or 'last_layer', got {m.heads!r}")
