@@ -32,7 +32,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from spidrkit.config import SAMPLE_RATE, Config, ModelConfig, load_config
+from spidrkit.config import SAMPLE_RATE, Config, load_config
+from spidrkit.models.flops import step_flops
 from spidrkit.models.masking import sample_mask
 from spidrkit.models.spidr import SpidR
 from spidrkit.training.step import MicroBatch, Stepper, compile_model
@@ -50,35 +51,6 @@ def bench_config(name: str) -> Config:
 
 
 # ------------------------------------------------------------------------------------------- FLOPs
-def step_flops(m: ModelConfig, batch: int, samples: int) -> dict[str, float]:
-    """Analytic matmul/conv FLOPs of one training step on ``batch`` waveforms of ``samples`` samples."""
-    n, cin, convs, first = samples, 1, 0.0, 0.0
-    for i, (k, s) in enumerate(zip(m.conv_kernels, m.conv_strides)):
-        n = (n - k) // s + 1
-        f = 2.0 * cin * m.conv_dim * k * n * batch
-        convs += f
-        first = f if i == 0 else first
-        cin = m.conv_dim
-    T, D, F, V, K = n, m.dim, m.ffn_dim, m.codebook_size, m.num_codebooks
-    proj = 2.0 * m.conv_dim * D * T * batch
-    pos = m.pos_conv_layers * 2.0 * (D // m.pos_conv_groups) * D * m.pos_conv_layer_kernel * T * batch
-    block = (2.0 * T * D * 3 * D + 2.0 * T * D * D + 4.0 * T * T * D + 4.0 * T * D * F) * batch
-    encoder = pos + m.num_layers * block
-    heads = K * 2.0 * T * D * V * batch
-    codebooks = K * 2.0 * T * D * V * batch
-    student_fwd = convs + proj + encoder + heads
-    student_bwd = 2.0 * student_fwd - first  # the waveform needs no gradient
-    teacher_fwd = encoder + codebooks
-    return {
-        "frames": float(T),
-        "downsampler": convs,
-        "student_fwd": student_fwd,
-        "student_bwd": student_bwd,
-        "teacher_fwd": teacher_fwd,
-        "total": student_fwd + student_bwd + teacher_fwd,
-    }
-
-
 # ------------------------------------------------------------------------------------------- timing
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":

@@ -4,7 +4,6 @@ metrics and validation, checkpoints, the CLI, and the benchmark's FLOP count."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import logging
 import math
@@ -34,6 +33,7 @@ from spidrkit.config import load_config
 from spidrkit.data.dataset import read_skipped
 from spidrkit.data.manifest import ManifestEntry, write_manifest
 from spidrkit.io import METRICS_VERSION, read_metrics
+from spidrkit.models.flops import step_flops
 from spidrkit.models.masking import sample_mask
 from spidrkit.models.schedules import learning_rate, teacher_decay
 from spidrkit.models.spidr import SpidR
@@ -437,12 +437,8 @@ def test_cli_pretrain_runs_resumes_and_reports_errors(corpus, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------- benchmark
-def test_benchmark_flops_match_the_reference_count_for_base():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
-    spec = importlib.util.spec_from_file_location("train_step_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    f = bench.step_flops(load_config("base").model, batch=2, samples=4 * SR)
+def test_step_flops_match_the_reference_count_for_base():
+    f = step_flops(load_config("base").model, batch=2, samples=4 * SR)
     per_second = {k: v / 8 / 1e9 for k, v in f.items() if k != "frames"}
     # the reference count: ~52 GFLOP per audio-second (student forward ~14.2, backward ~28.4, teacher ~9.2),
     # downsampler ~4.9
@@ -456,7 +452,7 @@ def test_benchmark_flops_match_the_reference_count_for_base():
     m = load_config("tiny").model
     T = 49
     block = 2 * T * 256 * 768 + 2 * T * 256 * 256 + 4 * T * T * 256 + 4 * T * 256 * 1024
-    g = bench.step_flops(m, 1, SR)
-    h = bench.step_flops(dataclasses.replace(m, num_layers=m.num_layers + 1), 1, SR)
+    g = step_flops(m, 1, SR)
+    h = step_flops(dataclasses.replace(m, num_layers=m.num_layers + 1), 1, SR)
     assert h["teacher_fwd"] - g["teacher_fwd"] == block
     assert h["student_fwd"] - g["student_fwd"] == block
