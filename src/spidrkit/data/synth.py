@@ -58,11 +58,11 @@ from pathlib import Path
 
 import numpy as np
 
-from spidrkit.data.alignments import Interval, write_lines_atomic, write_split_annotations
+from spidrkit.data.alignments import Interval, write_split_annotations
 from spidrkit.data.flite import ARPABET, PHONES, SILENCE, VOICES, Flite, FliteError
 from spidrkit.data.manifest import ManifestEntry, write_manifest
 from spidrkit.data.sentences import load_sentences
-from spidrkit.io import write_json_atomic, write_sidecar
+from spidrkit.io import write_json_atomic, write_lines_atomic, write_sidecar
 
 SAMPLE_RATE = 16000
 SYNTH_VERSION = 1  # bump whenever a change alters the rendered audio or the plan
