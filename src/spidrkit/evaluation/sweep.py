@@ -274,7 +274,8 @@ def sweep(
         per speaker and phone, fewer when that would exceed it (t-SNE time grows quickly with the points).
     :returns: the results as written in ``report.json["results"]`` (:func:`~spidrkit.evaluation.report.
         sweep_results` of the :class:`SweepResult`: ``info``, ``layers``, ``baselines``, ``units``,
-        ``best_layer``, ``timings_s``...), plus ``outputs``: the paths written.
+        ``best_layer``, ``timings_s``...), plus ``outputs``: the paths written (each figure as a path-like
+        :class:`~spidrkit.evaluation.figures.Figure`, which also holds the data it draws).
     """
     watch = Stopwatch()
     with watch("total"):
@@ -341,7 +342,6 @@ def sweep(
         title=title or f"{label} layer sweep ({model_info.model_id})",
     )
     json_path, md_path = write_sweep_report(out, result)
-    outputs = {"report_json": json_path, "report_md": md_path, "eval": evalset.root,
-               **{name: f.path for name, f in result.figures.items()}}
+    outputs = {"report_json": json_path, "report_md": md_path, "eval": evalset.root, **result.figures}
     return {**sweep_results(result), "outputs": outputs}
 
