@@ -53,13 +53,13 @@ def corpus(tmp_path_factory):
 def test_one_hot_phone_features_are_perfect(corpus, speaker):
     item, frame_phones = corpus
     feats = {utt: _one_hot(p) for utt, p in frame_phones.items()}
-    assert abx(feats, item, speaker=speaker, frequency=RATE, progress=False, device="cpu") == pytest.approx(0.0, abs=1e-6)
+    assert abx(feats, item, speaker=speaker, frequency=RATE, progress=False, device="cpu") == 0.0
 
 
 def test_posteriors_with_kl_symmetric(corpus):
     item, frame_phones = corpus
     feats = {utt: torch.softmax(5 * _one_hot(p), dim=1) for utt, p in frame_phones.items()}
-    assert abx(feats, item, distance="kl_symmetric", frequency=RATE, progress=False, device="cpu") == pytest.approx(0.0, abs=1e-6)
+    assert abx(feats, item, distance="kl_symmetric", frequency=RATE, progress=False, device="cpu") == 0.0
 
 
 @pytest.mark.parametrize("speaker", ["within", "across"])
@@ -92,7 +92,7 @@ def test_folder_equals_mapping_and_units_equal_one_hot(corpus, tmp_path):
 
     units_file = tmp_path / "units.txt"
     units_file.write_text("".join(f"{utt} {' '.join(map(str, u))}\n" for utt, u in units.items()))
-    assert abx_units(units_file, item, frequency=RATE, progress=False, device="cpu") == pytest.approx(from_map, abs=1e-4)
+    assert abx_units(units_file, item, frequency=RATE, progress=False, device="cpu") == from_map
     # one-hot input with the identical distance is reduced to indices first
     assert abx(one_hot, item, distance="identical", frequency=RATE, progress=False, device="cpu") == pytest.approx(
         from_map, abs=1e-4

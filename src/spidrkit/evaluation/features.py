@@ -13,7 +13,10 @@ from collections.abc import Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from spidrkit.data.audio import load_audio
 from spidrkit.data.manifest import ManifestEntry
+from spidrkit.evaluation.baselines import baseline_features, random_baseline
+from spidrkit.extraction.extract import compute
 
 CHUNK_SECONDS = 600.0
 
@@ -29,8 +32,6 @@ def iter_audio(entries: Sequence[ManifestEntry], sample_rate: int, chunk_seconds
                ) -> Iterator[list[tuple[ManifestEntry, torch.Tensor]]]:
     """The waveforms of ``entries`` at ``sample_rate`` in order, in lists of about ``chunk_seconds`` of audio
     (so the audio held in memory stays bounded)."""
-    from spidrkit.data.audio import load_audio
-
     chunk: list[tuple[ManifestEntry, torch.Tensor]] = []
     seconds = 0.0
     for e in entries:
@@ -49,8 +50,6 @@ def model_outputs(model, entries: Sequence[ManifestEntry], layers: Sequence[int]
     """``{layer: {fileid: output}}`` of ``model`` on every file, in memory: features (T, D) float32, or
     ``units="codebook"`` argmax units (T,). Standardisation, batching and windowing of long files are those
     of extraction's ``compute`` (the same numbers ``spidrkit extract`` writes)."""
-    from spidrkit.extraction.extract import compute
-
     out: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
     with tqdm(total=len(entries), desc=desc, unit="file", leave=False, disable=not progress) as bar:
         for chunk in iter_audio(entries, model.sample_rate):
@@ -82,8 +81,6 @@ def baseline_outputs(kind: str, entries: Sequence[ManifestEntry], *, sample_rate
                      progress: bool = True) -> dict[str, torch.Tensor]:
     """``{fileid: (T, D)}`` signal-processing (``mfcc``, ``log_mel``) or Gaussian ``noise`` features of
     :mod:`spidrkit.evaluation.baselines`, at the frame rate of the model they are compared with."""
-    from spidrkit.evaluation.baselines import baseline_features, random_baseline
-
     out = {}
     with tqdm(total=len(entries), desc=kind, unit="file", leave=False, disable=not progress) as bar:
         for chunk in iter_audio(entries, sample_rate):

@@ -25,6 +25,7 @@ from spidrkit.evaluation.features import codebook_layers, codebook_posteriors, l
 from spidrkit.evaluation.tsne import phone_embeddings
 from spidrkit.evaluation.unit_metrics import prediction_perplexity, unit_row
 from spidrkit.evaluation.word_map import word_map_or_none
+from spidrkit.extraction.kmeans import fit_kmeans
 from spidrkit.runtime import Stopwatch
 
 BYTES_PER_VALUE = 4  # float32 features
@@ -86,8 +87,6 @@ def bytes_per_layer(model, evalset: EvalSet, plan: LayerPlan, with_codebooks: bo
 def sweep_layers(model, evalset: EvalSet, layers: Sequence[int], plan: LayerPlan, progress: Progress, *,
                  name: str, max_memory_gb: float, seed: int, device: str | None) -> ModelSweep:
     """Every per-layer metric of ``model`` (see the module docstring); ``name`` prefixes the timings."""
-    from spidrkit.extraction.kmeans import fit_kmeans
-
     watch, bar, rate = progress.watch, progress.bar, model.frame_rate
     with_codebooks = set(codebook_layers(model)) & set(layers) if plan.codebook else set()
     result = ModelSweep()

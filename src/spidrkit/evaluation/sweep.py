@@ -37,6 +37,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from spidrkit import __version__
+from spidrkit.checkpoints import Loaded, resolve_model
+from spidrkit.evaluation import plots
 from spidrkit.evaluation.abx import abx_both
 from spidrkit.evaluation.errors import SweepError
 from spidrkit.evaluation.evalset import (
@@ -57,6 +60,7 @@ from spidrkit.evaluation.result import SweepResult
 from spidrkit.evaluation.tsne import tsne_per_phone
 from spidrkit.evaluation.unit_metrics import UNIT_METRICS
 from spidrkit.evaluation.word_map import word_map_or_none
+from spidrkit.models.interface import SpeechEncoder
 from spidrkit.runtime import Stopwatch
 
 __all__ = ["DEFAULT_KMEANS_MAX_FRAMES", "DEFAULT_SPLITS", "FEATURE_BASELINES", "PLOT_NAMES", "SWEEP_BASELINES",
@@ -100,9 +104,6 @@ def threads_like_torch(fn):
 
 # ------------------------------------------------------------------------------------------- options
 def _resolve_model(model, device: str):
-    from spidrkit.checkpoints import Loaded, resolve_model
-    from spidrkit.models.interface import SpeechEncoder
-
     if isinstance(model, SpeechEncoder | Loaded | str | os.PathLike):
         return resolve_model(model, device=device)
     raise SweepError(f"model must be a SpidR, a checkpoint path or a preset name, not {type(model).__name__}")
@@ -158,8 +159,6 @@ def _feature_baselines(kinds: Sequence[str], model, evalset: EvalSet, progress: 
 def _figures(out: Path, main: ModelSweep, random_layers: dict, baseline_rows: dict, *, label: str, title: str,
              best_layer: int | None, best_codebook: int | None, runs: Sequence[Path], run_labels, model,
              seed: int, watch: Stopwatch) -> dict[str, Figure]:
-    from spidrkit.evaluation import plots
-
     figures: dict[str, Figure] = {}
     curves = {label: main.layers, **({"random init": random_layers} if random_layers else {})}
     figures["layers"] = plots.plot_layer_metrics(
@@ -186,8 +185,6 @@ def _figures(out: Path, main: ModelSweep, random_layers: dict, baseline_rows: di
 
 def _info(model, model_info, evalset: EvalSet, *, layers, baselines, kmeans_k, kmeans_max_frames, kmeans_files,
           corpus_dir, splits, max_files, device, seed) -> dict[str, Any]:
-    from spidrkit import __version__
-
     cb_layers = list(codebook_layers(model))
     cfg = getattr(model, "cfg", None)
     codebooks = f", {cfg.num_codebooks} codebooks of {cfg.codebook_size} on layers {cb_layers}" if cb_layers else ""
