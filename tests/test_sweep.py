@@ -378,6 +378,9 @@ def test_the_model_frame_rate_is_used_throughout(corpus, tmp_path):
 
     model = small_model(overrides=("model.conv_strides=[5,2,2,2,2,2]", "model.conv_kernels=[10,3,3,3,3,2]"))
     assert model.frame_rate == 100
+    # the baselines' frames are not a 100 Hz model's: refused rather than misread
+    with pytest.raises(SweepError, match=r"mfcc baseline gives \d+ frames for \w+ where the model gives \d+ \(at 100"):
+        sweep(model, corpus, tmp_path, layers=[3], baselines=("mfcc",), tsne_points=0, max_files=8, progress=False)
     res = sweep(model, corpus, tmp_path, layers=[3], baselines=(), tsne_points=0, max_files=8, progress=False)
     assert res["info"]["frame_rate_hz"] == 100
     ev = tmp_path / "eval"

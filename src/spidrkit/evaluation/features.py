@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from spidrkit.data.audio import load_audio
 from spidrkit.data.manifest import ManifestEntry
 from spidrkit.evaluation.baselines import baseline_features, random_baseline
+from spidrkit.evaluation.errors import SweepError
 from spidrkit.extraction.extract import compute
 
 CHUNK_SECONDS = 600.0
@@ -77,18 +78,25 @@ def codebook_posteriors(model, entries: Sequence[ManifestEntry], layers: Sequenc
     return out
 
 
-def baseline_outputs(kind: str, entries: Sequence[ManifestEntry], *, sample_rate: int, dim: int, seed: int = 0,
+def baseline_outputs(kind: str, entries: Sequence[ManifestEntry], model, *, seed: int = 0,
                      progress: bool = True) -> dict[str, torch.Tensor]:
-    """``{fileid: (T, D)}`` signal-processing (``mfcc``, ``log_mel``) or Gaussian ``noise`` features of
-    :mod:`spidrkit.evaluation.baselines`, at the frame rate of the model they are compared with."""
+    """``{fileid: (T, D)}`` signal-processing (``mfcc``, ``log_mel``) or Gaussian ``noise`` features (of the
+    model's width) of :mod:`spidrkit.evaluation.baselines`, frame for frame with ``model``'s outputs: a
+    baseline whose frames are not the model's is refused (:class:`SweepError`)."""
     out = {}
     with tqdm(total=len(entries), desc=kind, unit="file", leave=False, disable=not progress) as bar:
-        for chunk in iter_audio(entries, sample_rate):
+        for chunk in iter_audio(entries, model.sample_rate):
             for e, wav in chunk:
                 if kind == "noise":
-                    out[e.fileid] = random_baseline(wav, dim=dim, seed=seed, key=e.fileid)
+                    x = random_baseline(wav, dim=model.dim, seed=seed, key=e.fileid)
                 else:
-                    out[e.fileid] = baseline_features(kind, wav, key=e.fileid, seed=seed)
+                    x = baseline_features(kind, wav, key=e.fileid, seed=seed)
+                expected = int(model.num_frames(wav.numel()))
+                if x.shape[0] != expected:
+                    raise SweepError(f"the {kind} baseline gives {x.shape[0]} frames for {e.fileid} where the model "
+                                     f"gives {expected} (at {model.frame_rate:g} Hz): its frames are not the "
+                                     "model's; drop this baseline")
+                out[e.fileid] = x
             bar.update(len(chunk))
     return out
 

@@ -130,29 +130,40 @@ def sweep_layers(model, evalset: EvalSet, layers: Sequence[int], plan: LayerPlan
             if layer in cb_units:
                 bar.set_postfix_str(f"codebook units of layer {layer}")
                 with watch("codebook_metrics"):
-                    units = {u: v.numpy() for u, v in cb_units.pop(layer).items()}
-                    urow, quality = unit_row(units, evalset.frame_labels, evalset.item_file, frame_rate=rate,
-                                             device=device)
-                    if layer in cb_probs:
-                        probs = cb_probs.pop(layer)
-                        urow["prediction_perplexity"] = prediction_perplexity(probs)
-                        result.posteriors[f"posteriors L{layer}"] = abx_both(
-                            probs, evalset.item_file, frame_rate=rate, distance="kl_symmetric", device=device)
-                result.codebook[f"codebook L{layer}"] = urow
-                result.qualities[layer] = quality
+                    _codebook_rows(result, layer, cb_units.pop(layer), cb_probs.pop(layer, None), evalset,
+                                   rate=rate, device=device)
                 bar.update(1)
             if km:
                 bar.set_postfix_str(f"k-means {km.k} on layer {layer}")
                 with watch("kmeans"):
-                    fitted = fit_kmeans(train_feats.pop(layer), k=km.k, max_frames=km.max_frames, seed=seed,
-                                        progress=False, layer=layer, model=km.model_id, fit_files=len(km.entries))
-                    if km.out_dir is not None:
-                        fitted.save(km.out_dir / f"kmeans{km.k}_layer{layer:02d}.npy")
-                    units = {u: fitted.predict(v).numpy() for u, v in x.items()}
-                    urow, _ = unit_row(units, evalset.frame_labels, evalset.item_file, frame_rate=rate,
-                                       device=device)
-                    urow["kmeans_inertia_per_frame"] = fitted.info["inertia_per_frame"]
-                result.kmeans[f"kmeans{km.k} L{layer}"] = urow
+                    result.kmeans[f"kmeans{km.k} L{layer}"] = _kmeans_row(
+                        km, layer, train_feats.pop(layer), x, evalset, rate=rate, seed=seed, device=device)
                 bar.update(1)
             del x
     return result
+
+
+def _codebook_rows(result: ModelSweep, layer: int, units: dict[str, torch.Tensor], probs: dict | None,
+                   evalset: EvalSet, *, rate: float, device: str | None) -> None:
+    """The codebook units of ``layer`` as units (and its posteriors, when computed) into ``result``."""
+    row, quality = unit_row({u: v.numpy() for u, v in units.items()}, evalset.frame_labels, evalset.item_file,
+                            frame_rate=rate, device=device)
+    if probs is not None:
+        row["prediction_perplexity"] = prediction_perplexity(probs)
+        result.posteriors[f"posteriors L{layer}"] = abx_both(probs, evalset.item_file, frame_rate=rate,
+                                                             distance="kl_symmetric", device=device)
+    result.codebook[f"codebook L{layer}"] = row
+    result.qualities[layer] = quality
+
+
+def _kmeans_row(km: KMeansPlan, layer: int, fit_set: dict[str, torch.Tensor], feats: dict[str, torch.Tensor],
+                evalset: EvalSet, *, rate: float, seed: int, device: str | None) -> dict[str, Any]:
+    """Fit k-means on ``fit_set`` (saved under ``km.out_dir``), score its units of ``feats``."""
+    fitted = fit_kmeans(fit_set, k=km.k, max_frames=km.max_frames, seed=seed, progress=False, layer=layer,
+                        model=km.model_id, fit_files=len(km.entries))
+    if km.out_dir is not None:
+        fitted.save(km.out_dir / f"kmeans{km.k}_layer{layer:02d}.npy")
+    units = {u: fitted.predict(v).numpy() for u, v in feats.items()}
+    row, _ = unit_row(units, evalset.frame_labels, evalset.item_file, frame_rate=rate, device=device)
+    row["kmeans_inertia_per_frame"] = fitted.info["inertia_per_frame"]
+    return row

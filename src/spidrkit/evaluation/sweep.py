@@ -147,8 +147,7 @@ def _feature_baselines(kinds: Sequence[str], model, evalset: EvalSet, progress: 
     for kind in kinds:
         progress.bar.set_postfix_str(f"baseline {kind}")
         with progress.watch(f"baseline_{kind}"):
-            feats = baseline_outputs(kind, evalset.entries, sample_rate=model.sample_rate, dim=model.dim, seed=seed,
-                                     progress=progress.show)
+            feats = baseline_outputs(kind, evalset.entries, model, seed=seed, progress=progress.show)
             row = abx_both(feats, evalset.item_file, frame_rate=model.frame_rate, device=device)
             row["map"] = word_map_or_none(feats, evalset.words, frame_rate=model.frame_rate, device=device)
         rows[kind] = row
