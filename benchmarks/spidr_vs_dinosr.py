@@ -29,21 +29,24 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
 
-    from spidrkit.demo import demo_config
-    from spidrkit.evaluation.plots import read_perplexities
-    from spidrkit.evaluation.sweep import plot_runs_perplexity
+    from spidrkit.config import load_config
+    from spidrkit.evaluation.perplexity import plot_runs_perplexity, read_perplexities
     from spidrkit.training.loop import pretrain
 
     out = Path(args.out)
     variants = [args.only] if args.only else ["spidr", "dinosr"]
     if not args.plot_only:
         for variant in variants:
-            cfg = demo_config(Path(args.corpus), args.minutes, args.seed, variant, tuple(args.overrides))
+            corpus = Path(args.corpus)
+            cfg = load_config("tiny", [f"data.train_manifest={corpus / 'train.csv'}",
+                                       f"data.valid_manifest={corpus / 'dev.csv'}",
+                                       f"train.max_minutes={float(args.minutes)}", f"train.seed={args.seed}",
+                                       "train.device=cpu", *args.overrides], variant=variant)
             pretrain(cfg, out / variant, resume=True)
     runs = [v for v in ("spidr", "dinosr") if (out / v / "metrics.jsonl").is_file()]
     if not runs:
         raise SystemExit(f"no run in {out}")
-    png = plot_runs_perplexity([out / v / "metrics.jsonl" for v in runs], out / "perplexity.png", labels=runs,
+    figure = plot_runs_perplexity([out / v / "metrics.jsonl" for v in runs], out / "perplexity.png", labels=runs,
                                title=f"codebook / prediction perplexity, tiny, {args.minutes:g} min budget")
     summary = {}
     for v in runs:
@@ -62,7 +65,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for v, s in summary.items():
         print(f"| {v} | {s['steps']} | {s['codebook_ppl_last_layers']:.2f} | {s['codebook_ppl_per_layer']} |")
-    print(f"plot: {png}")
+    print(f"plot: {figure.path}")
 
 
 if __name__ == "__main__":

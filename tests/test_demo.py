@@ -4,13 +4,29 @@ import json
 import shutil
 
 import pytest
+import torch
 
-from spidrkit.demo import corpus_hours, run_demo
+from spidrkit.checkpoints import load_model
+from spidrkit.data.audio import load_audio
+from spidrkit.data.manifest import read_manifest
+from spidrkit.demo import _headline, corpus_hours, run_demo
+from spidrkit.evaluation.abx import abx
 
 
 def test_corpus_hours_scale_with_the_budget():
     assert corpus_hours(20) == 2.0 and corpus_hours(40) == 2.0
     assert corpus_hours(1) == 0.1 and corpus_hours(5) == 0.5
+
+
+def test_headline_needs_both_numbers():
+    row = {"abx_across": 12.345}
+    results = {"best_layer": 2, "layers": {2: row}, "baselines": {"mfcc": {"abx_across": 20.0}}}
+    assert _headline(results) == ("**Best layer 2: across-speaker ABX 12.35 % vs MFCC 20.00 %: the pretrained "
+                                  "model beats MFCC.**")
+    assert _headline({**results, "layers": {"2": {"abx_across": 25.0}}}).endswith("does not beat MFCC.**")
+    assert _headline({**results, "baselines": {}}) == ""
+    assert _headline({**results, "best_layer": None}) == ""
+    assert _headline({**results, "layers": {2: {"abx_across": None}}}) == ""
 
 
 @pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (sudo apt-get install flite)")
@@ -24,13 +40,30 @@ def test_demo_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert report.startswith("# spidrkit demo report")
     assert "MFCC" in report and "held-out voice: kal16" in report
-    for png in ("layers.png", "phone_given_code.png", "tsne.png", "perplexity.png"):
-        assert (out / png).stat().st_size > 1000, png
+    outputs = result["results"]["outputs"]
+    for name in ("layers", "phone_given_code", "tsne", "perplexity"):
+        assert outputs[name].path == out / f"{name}.png" and outputs[name].path.read_bytes()[:4] == b"\x89PNG"
     info = json.loads((out / "demo.json").read_text())
     assert info["training"]["step"] >= 1 and info["training"]["status"] in ("completed", "time_budget")
-    assert set(info["timings_s"]) >= {"total"}
-    layers = result["results"]["layers"]
-    assert len(layers) == 3 and all(0 <= row["abx_across"] <= 100 for row in layers.values())
+    assert list(info["timings_s"]) == [
+        "1/3 corpus: 0.03 h of speech from awb, rms, slt, kal16 (kal16 held out)",
+        "2/3 pretraining a tiny spidr for 0.5 min", "3/3 evaluation sweep (every layer, baselines, k-means, plots)",
+        "total"]
+
+    # the numbers are those of the metric functions on the trained checkpoint's features
+    res = result["results"]
+    layers, best = res["layers"], res["best_layer"]
+    assert list(layers) == [1, 2, 3]
+    model = load_model(info["checkpoint"])
+    with torch.inference_mode():
+        feats = {e.fileid: model.layer_outputs(load_audio(e.path), layers=[best])[best][0]
+                 for split in ("dev", "heldout") for e in read_manifest(out / "corpus" / f"{split}.csv")}
+    across = abx(feats, out / "eval" / "eval.item", speaker="across", frequency=model.frame_rate, progress=False)
+    assert layers[best]["abx_across"] == pytest.approx(across, abs=1e-6)
+    mfcc = res["baselines"]["mfcc"]["abx_across"]
+    verdict = "beats" if layers[best]["abx_across"] < mfcc else "does not beat"
+    assert (f"**Best layer {best}: across-speaker ABX {layers[best]['abx_across']:.2f} % vs MFCC {mfcc:.2f} %: "
+            f"the pretrained model {verdict} MFCC.**") in report
     # a second run finds everything done: the corpus is kept and training resumes from its checkpoint
     again = run_demo(out, minutes=0.5, hours=0.03, kmeans_k=8, overrides=small, progress=False)
     assert again["demo"]["training"]["step"] >= info["training"]["step"]

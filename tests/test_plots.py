@@ -1,14 +1,16 @@
-"""Each plot writes a PNG of the expected pixel size; the data helpers behind the plots give known values."""
+"""Each plot writes a PNG and returns the data it draws: series, reference lines, axis labels, the heat map
+shown, the t-SNE points; the data are checked exactly against values computed by hand or from the inputs."""
 
 from __future__ import annotations
 
 import json
-import struct
 
 import numpy as np
 import pytest
 import torch
 
+from spidrkit.data.alignments import Interval
+from spidrkit.evaluation.figures import Series
 from spidrkit.evaluation.plots import (
     phone_class,
     phone_embeddings,
@@ -19,16 +21,15 @@ from spidrkit.evaluation.plots import (
     plot_tsne,
     read_perplexities,
 )
+from spidrkit.evaluation.tsne import tsne_points
 from spidrkit.evaluation.unit_metrics import unit_quality
-from spidrkit.evaluation.word_map import Segment
 
 PHONES = ["AA1", "IY0", "EH1", "T", "K", "S", "SH", "M", "N", "L", "R", "SIL"]
+RATE = 50
 
 
-def png_size(path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
-    return struct.unpack(">II", data[16:24])
+def is_png(path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_phone_classes():
@@ -41,67 +42,128 @@ def test_phone_classes():
 def test_layer_metrics_plot(tmp_path):
     layers = {
         "SpidR": {k: {"abx_within": 8 - 0.5 * k, "abx_across": 10 - 0.5 * k, "map": 20 + 3 * k} for k in range(1, 7)},
-        "DinoSR": {str(k): {"abx_within": 9 - 0.4 * k, "abx_across": 11 - 0.4 * k, "map": 15 + 2 * k}
-                   for k in range(1, 7)},
+        "DinoSR": {str(k): {"abx_within": 9 - 0.4 * k, "abx_across": None if k == 3 else 11 - 0.4 * k,
+                            "map": 15 + 2 * k} for k in range(6, 0, -1)},
     }
     baselines = {"mfcc": {"abx_within": 10.9, "abx_across": 20.2, "map": 12.0}, "random": {"map": 1.0}}
-    out = plot_layer_metrics(layers, tmp_path / "layers.png", baselines=baselines, title="layer sweep")
-    assert png_size(out) == (1100, 400)
+    fig = plot_layer_metrics(layers, tmp_path / "layers.png", baselines=baselines, title="layer sweep")
+    assert fig.path == tmp_path / "layers.png" and is_png(fig.path) and fig.title == "layer sweep"
+    abx_panel, map_panel = fig.panels
+    assert (abx_panel.xlabel, abx_panel.ylabel) == ("layer", "ABX error rate (%) ↓")
+    assert (map_panel.xlabel, map_panel.ylabel) == ("layer", "MAP over words (%) ↑")
+    assert [s.label for s in abx_panel.series] == ["SpidR within", "SpidR across", "DinoSR within", "DinoSR across"]
+    assert abx_panel.get("SpidR within") == Series("SpidR within", (1, 2, 3, 4, 5, 6), (7.5, 7.0, 6.5, 6.0, 5.5, 5.0))
+    # layers sorted as numbers; the missing value of layer 3 is left out
+    assert abx_panel.get("DinoSR across") == Series("DinoSR across", (1, 2, 4, 5, 6),
+                                                    tuple(11 - 0.4 * k for k in (1, 2, 4, 5, 6)))
+    assert map_panel.series == [Series("SpidR", (1, 2, 3, 4, 5, 6), (23, 26, 29, 32, 35, 38)),
+                                Series("DinoSR", (1, 2, 3, 4, 5, 6), (17, 19, 21, 23, 25, 27))]
+    assert abx_panel.hlines == {"mfcc within": 10.9, "mfcc across": 20.2}
+    assert map_panel.hlines == {"mfcc": 12.0, "random": 1.0}
+    with pytest.raises(ValueError, match="no layer results"):
+        plot_layer_metrics({}, tmp_path / "none.png")
 
 
 def test_phone_given_code_plot(tmp_path):
-    rng = np.random.default_rng(0)
-    seq = rng.integers(0, len(PHONES), 3000)
-    units = {"u": np.where(rng.random(3000) < 0.8, seq * 3 + rng.integers(0, 3, 3000), rng.integers(0, 40, 3000))}
-    labels = {"u": np.array(PHONES)[np.repeat(seq, 2)]}
-    q = unit_quality(units, labels)
-    out = plot_phone_given_code(q, tmp_path / "pgc.png", figsize=(8, 5))
-    assert png_size(out) == (800, 500)
+    """By hand: code 0 pairs with AA AA AA AA T T S S, code 1 with S S (2 label frames per unit)."""
+    units = {"u": np.array([0, 0, 0, 0, 1])}
+    labels = {"u": np.array(["AA1"] * 4 + ["T"] * 2 + ["S"] * 5)}
+    q = unit_quality(units, labels, unit_rate=RATE)
+    fig = plot_phone_given_code(q, tmp_path / "pgc.png", figsize=(8, 5))
+    assert is_png(fig.path) and fig.title == "P(phone | code)"
+    # phones by class (vowels, stops, fricatives); codes by their most likely phone: 0 (AA), then 1 (S)
+    assert fig.rows == ["AA", "T", "S"] and fig.columns == [0, 1]
+    np.testing.assert_array_equal(fig.matrix, [[0.5, 0.0], [0.25, 0.0], [0.25, 1.0]])
+    assert fig.panels[0].xlabel == "code (sorted by most likely phone; 2 active codes)"
+
+    # stress variants are summed into one row; the codes keep their ids
+    units = {"u": np.array([7, 7, 3, 3])}
+    labels = {"u": np.array(["IY0", "IY0", "IY1", "IY1", "K", "K", "K", "K"])}
+    fig = plot_phone_given_code(unit_quality(units, labels, unit_rate=RATE), tmp_path / "pgc2.png")
+    assert fig.rows == ["IY", "K"] and fig.columns == [7, 3]
+    np.testing.assert_array_equal(fig.matrix, [[1.0, 0.0], [0.0, 1.0]])
 
 
-def test_tsne_plot_and_phone_embeddings(tmp_path):
+def _phone_corpus():
+    """Two speakers, 12 instances of each phone, each 3 identical frames (a noisy phone centre)."""
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(len(PHONES), 16))
-    segments, frames = [], {}
+    phones, speakers, frames = {}, {}, {}
     for spk in ("spk1", "spk2"):
-        rows = []
+        utt, rows = f"{spk}-utt", []
+        phones[utt], speakers[utt] = [], spk
         for _rep in range(12):
             for p, phone in enumerate(PHONES):
                 start = len(rows)
                 rows += [centres[p] + 0.3 * rng.normal(size=16)] * 3
-                segments.append(Segment(f"{spk}-utt", start / 50, (start + 3) / 50, phone, spk))
-        frames[f"{spk}-utt"] = torch.tensor(np.array(rows), dtype=torch.float32)
-    emb, phones, speakers = phone_embeddings(frames, segments, per_speaker_and_phone=5, progress=False)
-    # SIL is ignored; 11 phones x 2 speakers x 5 sampled instances
-    assert emb.shape == (110, 16) and "SIL" not in phones and phones.count("AA") == 10
-    assert speakers.count("spk1") == 55
-    # each embedding is the mean of 3 identical frames: close to its phone centre
-    aa = emb[[i for i, p in enumerate(phones) if p == "AA"]]
-    assert np.abs(aa.numpy() - centres[0]).max() < 1.5
-    out = plot_tsne(emb, phones, speakers, tmp_path / "tsne.png", figsize=(10, 5))
-    assert png_size(out) == (1000, 500)
+                phones[utt].append(Interval(start / RATE, (start + 3) / RATE, phone))
+        frames[utt] = torch.tensor(np.array(rows), dtype=torch.float32)
+    return phones, speakers, frames
+
+
+def test_phone_embeddings():
+    phones, speakers, frames = _phone_corpus()
+    # every instance kept: each embedding is the mean of its 3 identical frames, i.e. that frame
+    emb, names, spk = phone_embeddings(frames, phones, speakers, frame_rate=RATE, per_speaker_and_phone=12,
+                                       progress=False)
+    expected = [(utt, iv) for utt, ivs in phones.items() for iv in ivs if iv.label != "SIL"]
+    assert names == [iv.label.rstrip("01") for _, iv in expected] and spk == [speakers[u] for u, _ in expected]
+    torch.testing.assert_close(emb, torch.stack([frames[u][round(iv.onset * RATE)] for u, iv in expected]),
+                               rtol=0, atol=1e-6)
+    # sampled: SIL is ignored; 11 phones x 2 speakers x 5 instances, each one of the corpus' instances
+    emb, names, spk = phone_embeddings(frames, phones, speakers, frame_rate=RATE, per_speaker_and_phone=5,
+                                       progress=False)
+    assert emb.shape == (110, 16) and "SIL" not in names and names.count("AA") == 10 and spk.count("spk1") == 55
+    every = torch.stack([frames[u][round(iv.onset * RATE)] for u, iv in expected])
+    assert torch.cdist(emb, every, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values.max() < 1e-5
+
+
+def test_tsne_plot(tmp_path):
+    phones, speakers, frames = _phone_corpus()
+    emb, names, spk = phone_embeddings(frames, phones, speakers, frame_rate=RATE, per_speaker_and_phone=3,
+                                       progress=False)
+    fig = plot_tsne(emb, names, spk, tmp_path / "tsne.png", figsize=(10, 5))
+    assert is_png(fig.path)
+    xy = tsne_points(emb, seed=0)  # the same points, computed directly
+    by_class, by_speaker = fig.panels
+    assert [s.label for s in by_class.series] == ["vowels", "stops", "fricatives", "nasals", "approximants"]
+    for s in by_class.series:
+        rows = [i for i, p in enumerate(names) if phone_class(p) == s.label]
+        np.testing.assert_array_equal(np.column_stack([s.x, s.y]), xy[rows])
+    assert by_speaker.title == "by speaker (2)" and [s.label for s in by_speaker.series] == ["spk1", "spk2"]
+    np.testing.assert_array_equal(np.column_stack([by_speaker.series[1].x, by_speaker.series[1].y]),
+                                  xy[[i for i, s in enumerate(spk) if s == "spk2"]])
+    assert len(by_speaker.series[0].x) == 11 * 3
 
 
 def test_perplexity_plot(tmp_path):
-    runs = {}
+    runs, values = {}, {}
     for name, collapse in (("SpidR", 0.0), ("DinoSR", 1.0)):
         path = tmp_path / f"{name}.jsonl"
         lines = []
+        values[name] = []
         for step in range(0, 2000, 100):
             cb = [200 * np.exp(-collapse * step / 1000 * (k + 1) / 8) + 5 for k in range(8)]
+            values[name].append(cb)
             lines.append(json.dumps({"step": step, "loss": 1.0, "codebook_ppl": cb,
                                      "prediction_ppl": [c * 0.8 for c in cb]}))
             lines.append(json.dumps({"step": step, "valid_loss": 2.0}))  # other records are skipped
-        path.write_text("\n".join(lines) + '\n{"step": 2000, "codebook')  # killed mid-write
+        path.write_text("\n".join(lines) + '\n{"step": 2000, "codebook')  # killed mid-write: skipped
         runs[name] = path
-    with pytest.warns(UserWarning, match="incomplete"):
-        d = read_perplexities(runs["DinoSR"])
-    assert d["step"].shape == (20,) and d["codebook_ppl"].shape == (20, 8)
-    assert d["codebook_ppl"][0, 0] == pytest.approx(205.0)
-    assert d["prediction_ppl"][0, 0] == pytest.approx(164.0)
-    with pytest.warns(UserWarning):
-        out = plot_perplexity(runs, tmp_path / "ppl.png", layers=range(5, 13), codebook_size=256)
-    assert png_size(out) == (1100, 400)
+    d = read_perplexities(runs["DinoSR"])
+    assert d["step"].tolist() == list(range(0, 2000, 100)) and d["codebook_ppl"].shape == (20, 8)
+    assert d["codebook_ppl"][0, 0] == 205.0 and d["prediction_ppl"][0, 0] == pytest.approx(164.0)
+    fig = plot_perplexity(runs, tmp_path / "ppl.png", layers=range(5, 13), codebook_size=256)
+    assert is_png(fig.path)
+    codebook, prediction = fig.panels
+    assert (codebook.ylabel, prediction.ylabel) == ("codebook perplexity", "prediction perplexity")
+    assert codebook.hlines == prediction.hlines == {"V": 256.0}
+    assert [s.label for s in codebook.series] == [f"{r} layer {k}" for r in runs for k in range(5, 13)]
+    steps = tuple(float(s) for s in range(0, 2000, 100))
+    assert codebook.get("DinoSR layer 12") == Series("DinoSR layer 12", steps, tuple(v[7] for v in values["DinoSR"]))
+    assert prediction.get("SpidR layer 5").y == tuple(0.8 * v[0] for v in values["SpidR"])
+    with pytest.raises(ValueError, match="3 layer names for 8"):
+        plot_perplexity(runs, tmp_path / "bad.png", layers=[1, 2, 3])
 
 
 def test_report_tables_bold_best_and_links(tmp_path):

@@ -1,5 +1,6 @@
-"""The layer sweep: every table and figure of a report, numbers that match the metric functions called
-directly, the best layer, baselines, provenance, memory grouping, and the ``evaluate sweep`` CLI."""
+"""The layer sweep: every number of a report equals the metric function called directly on the same inputs;
+the figures draw those numbers; the best layer, baselines, provenance, the model's frame rate, memory
+grouping, and the ``evaluate sweep`` CLI."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
-import struct
+import pickle
 import warnings
 from pathlib import Path
 
@@ -19,7 +20,10 @@ from spidrkit.config import load_config
 from spidrkit.data.flite import flite_available
 from spidrkit.data.manifest import ManifestEntry, read_manifest
 from spidrkit.evaluation import sweep as sweep_mod
-from spidrkit.evaluation.sweep import SweepError, check_fileids, layer_groups, load_eval_set, spread, sweep
+from spidrkit.evaluation.errors import SweepError
+from spidrkit.evaluation.evalset import check_fileids, load_eval_set, spread
+from spidrkit.evaluation.features import layer_groups
+from spidrkit.evaluation.sweep import sweep
 from spidrkit.models.spidr import SpidR
 
 needs_flite = pytest.mark.skipif(not flite_available(), reason="flite is not installed (sudo apt-get install flite)")
@@ -28,22 +32,24 @@ needs_flite = pytest.mark.skipif(not flite_available(), reason="flite is not ins
 OVERRIDES = ["model.conv_dim=32", "model.dim=64", "model.num_layers=3", "model.num_heads=2", "model.ffn_dim=128",
              "model.pos_conv_groups=4", "model.num_codebooks=2", "model.codebook_size=32"]
 K = 8
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    data = Path(path).read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-    return struct.unpack(">II", data[16:24])
+RATE = 50  # the small model's frame rate
 
 
 def mean_abx(row) -> float:
     return (row["abx_within"] + row["abx_across"]) / 2
 
 
-def small_model(seed: int = 1) -> SpidR:
-    cfg = load_config("tiny", OVERRIDES)
+def small_model(seed: int = 1, overrides: tuple[str, ...] = ()) -> SpidR:
+    cfg = load_config("tiny", [*OVERRIDES, *overrides])
     torch.manual_seed(seed)
     return SpidR(cfg.model).eval()
+
+
+def assert_rows_equal(got: dict, expected: dict) -> None:
+    """Same metrics, same values (to the float rounding of batched vs one-file-at-a-time features)."""
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
 
 
 def write_metrics(path: Path, layers, scale: float) -> Path:
@@ -109,7 +115,37 @@ def swept(corpus, checkpoint, tmp_path_factory) -> tuple[Path, dict]:
                                  baselines=("mfcc", "noise", "random"), posteriors=True, metrics_jsonl=runs,
                                  progress=False)
             assert set(returned["outputs"]) == {"report_json", "report_md", "eval", *sweep_mod.PLOT_NAMES}
+            figures = {k: v for k, v in returned["outputs"].items() if k in sweep_mod.PLOT_NAMES}
+            (out / "figures.pkl").write_bytes(pickle.dumps(figures))  # for the other test workers
     return out, json.loads((out / "report.json").read_text())["results"]
+
+
+@pytest.fixture(scope="module")
+def direct(swept, corpus) -> dict:
+    """The inputs of every number of the full sweep, computed directly: features, codebook units and posteriors
+    of every file (one file at a time, no batching), the random-weights model's features, the baselines."""
+    from spidrkit.data.audio import load_audio
+    from spidrkit.evaluation.baselines import mfcc, random_baseline
+
+    entries = read_manifest(corpus / "dev.csv") + read_manifest(corpus / "heldout.csv")
+    model = small_model()
+    random_model = small_model(seed=0)  # the sweep's "random" baseline: the architecture seeded with its seed 0
+    d: dict = {"feats": {la: {} for la in (1, 2, 3)}, "random": {la: {} for la in (1, 2, 3)},
+               "units": {2: {}, 3: {}}, "probs": {2: {}, 3: {}}, "mfcc": {}, "noise": {}}
+    with torch.inference_mode():
+        for e in entries:
+            wav = load_audio(e.path)
+            for la, x in model.layer_outputs(wav, layers=[1, 2, 3]).items():
+                d["feats"][la][e.fileid] = x[0]
+            for la, x in random_model.layer_outputs(wav, layers=[1, 2, 3]).items():
+                d["random"][la][e.fileid] = x[0]
+            for la, p in model.codebook_predictions(wav, layers=[2, 3]).items():
+                d["units"][la][e.fileid] = p.units[0].numpy()
+                d["probs"][la][e.fileid] = p.probs[0].float()
+            d["mfcc"][e.fileid] = mfcc(wav)
+            d["noise"][e.fileid] = random_baseline(wav, dim=64, seed=0, key=e.fileid)
+    return d
+
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -150,7 +186,7 @@ def test_eval_set_merges_splits(corpus, tmp_path):
     assert len(small.entries) == 4
     kept = {e.fileid for e in small.entries}
     assert {it.file for it in read_item_file(small.item_file)} == kept
-    assert {w.utt for w in small.words} <= kept and set(small.frame_labels) == kept
+    assert set(small.words) <= kept and set(small.frame_labels) == kept and set(small.speaker_of) == kept
 
     with pytest.raises(SweepError, match="test.csv not found"):
         load_eval_set(corpus, ["test"], tmp_path / "bad")
@@ -170,93 +206,143 @@ def test_bad_options_are_refused_early(corpus, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- the sweep
+def _feature_row(feats: dict, ev: Path) -> dict:
+    from spidrkit.evaluation.abx import abx
+    from spidrkit.evaluation.word_map import word_map
+
+    return {"abx_within": abx(feats, ev / "eval.item", speaker="within", frequency=RATE, progress=False),
+            "abx_across": abx(feats, ev / "eval.item", speaker="across", frequency=RATE, progress=False),
+            "map": word_map(feats, ev / "eval_words.txt", frame_rate=RATE, progress=False)}
+
+
+def _unit_row(units: dict, ev: Path) -> dict:
+    from spidrkit.data.alignments import read_frame_labels
+    from spidrkit.evaluation.abx import abx_units
+    from spidrkit.evaluation.unit_metrics import UNIT_METRICS, unit_quality
+
+    q = unit_quality(units, read_frame_labels(ev / "eval_frames.txt"), unit_rate=RATE)
+    return {"abx_within": abx_units(units, ev / "eval.item", speaker="within", frequency=RATE, progress=False),
+            "abx_across": abx_units(units, ev / "eval.item", speaker="across", frequency=RATE, progress=False),
+            **{k: q[k] for k in UNIT_METRICS}}
+
+
 @needs_flite
-def test_report_tables(swept, checkpoint):
+def test_feature_tables_equal_the_metric_functions(swept, direct):
+    """Every layer of the model and of the random-weights model, and every feature baseline: ABX within,
+    across and word MAP are those of abx / word_map on the same features; the best layers follow."""
     out, res = swept
+    ev = out / "eval"
+    for la in (1, 2, 3):
+        assert_rows_equal(res["layers"][str(la)], _feature_row(direct["feats"][la], ev))
+        assert_rows_equal(res["random_init_layers"][str(la)], _feature_row(direct["random"][la], ev))
+    assert_rows_equal(res["baselines"]["mfcc"], _feature_row(direct["mfcc"], ev))
+    assert_rows_equal(res["baselines"]["noise"], _feature_row(direct["noise"], ev))
+
     layers = res["layers"]
-    assert set(layers) == {"1", "2", "3"}
-    for row in [*layers.values(), *res["baselines"].values(), *res["random_init_layers"].values()]:
-        assert 0 <= row["abx_within"] <= 100 and 0 <= row["abx_across"] <= 100 and 0 <= row["map"] <= 100
     best = min(layers, key=lambda k: mean_abx(layers[k]))
-    assert res["best_layer"] == int(best)
-    assert res["best_layer_mean_abx"] == pytest.approx(mean_abx(layers[best]))
+    assert res["best_layer"] == int(best) and res["best_layer_mean_abx"] == mean_abx(layers[best])
     assert f"Best layer by mean ABX: **{best}**" in (out / "report.md").read_text()
-
-    base = res["baselines"]
     random_best = min(res["random_init_layers"], key=lambda k: mean_abx(res["random_init_layers"][k]))
-    assert set(base) == {"mfcc", "noise", f"random init (L{random_best})"}
-    assert base[f"random init (L{random_best})"] == res["random_init_layers"][random_best]
-    # MFCC separates phones far better than noise, which is at chance
-    assert base["mfcc"]["abx_within"] < 20 and base["mfcc"]["abx_within"] < base["noise"]["abx_within"] - 20
-    assert 30 < base["noise"]["abx_within"] < 70
+    assert set(res["baselines"]) == {"mfcc", "noise", f"random init (L{random_best})"}
+    assert res["baselines"][f"random init (L{random_best})"] == res["random_init_layers"][random_best]
 
+
+@needs_flite
+def test_unit_tables_equal_the_metric_functions(swept, direct):
+    """Codebook units, their posteriors and the k-means units (with the centroids the sweep saved): ABX and
+    unit quality are those of abx_units / abx / unit_quality on the same units."""
+    from spidrkit.data.alignments import read_frame_labels
+    from spidrkit.evaluation.abx import abx
+    from spidrkit.evaluation.unit_metrics import entropy_bits, unit_quality
+    from spidrkit.extraction.kmeans import KMeansModel
+
+    out, res = swept
+    ev = out / "eval"
     units = res["units"]
     assert list(units) == ["codebook L2", "codebook L3", "posteriors L2", "posteriors L3",
                            f"kmeans{K} L1", f"kmeans{K} L2", f"kmeans{K} L3"]
-    for name, row in units.items():
-        assert 0 <= row["abx_within"] <= 100
-        if not name.startswith("posteriors"):
-            assert 0 <= row["pnmi"] <= 1 and 0 < row["phone_purity"] <= 1 and row["bitrate"] > 0
-            assert 1 <= row["codebook_perplexity"] <= row["active_codewords"] <= (K if "kmeans" in name else 32)
-    assert 1 < units["codebook L2"]["prediction_perplexity"] <= 32
-    pgc = res["phone_given_code"]
-    assert pgc["layer"] == res["best_codebook_layer"] == max((2, 3), key=lambda la: units[f"codebook L{la}"]["pnmi"])
-    assert np.allclose(np.asarray(pgc["matrix"]).sum(axis=1), 1, atol=1e-3)
+    for la in (2, 3):
+        probs = direct["probs"][la]
+        total = sum(p.double().sum(0) for p in probs.values()).numpy()
+        expected = {**_unit_row(direct["units"][la], ev), "prediction_perplexity": 2.0 ** entropy_bits(total)}
+        assert_rows_equal(units[f"codebook L{la}"], expected)
+        assert_rows_equal(units[f"posteriors L{la}"], {
+            f"abx_{s}": abx(probs, ev / "eval.item", speaker=s, distance="kl_symmetric", frequency=RATE,
+                            progress=False) for s in ("within", "across")})
+    for la in (1, 2, 3):
+        path = out / "kmeans" / f"kmeans{K}_layer{la:02d}.npy"
+        km = KMeansModel.load(path)
+        kunits = {u: km.predict(x).numpy() for u, x in direct["feats"][la].items()}
+        row = dict(units[f"kmeans{K} L{la}"])
+        assert row.pop("kmeans_inertia_per_frame") == km.info["inertia_per_frame"]
+        assert_rows_equal(row, _unit_row(kunits, ev))
+        assert json.loads(path.with_name(path.name + ".json").read_text())["layer"] == la  # provenance
 
-    info = res["info"]
+    best_cb = max((2, 3), key=lambda la: units[f"codebook L{la}"]["pnmi"])
+    q = unit_quality(direct["units"][best_cb], read_frame_labels(ev / "eval_frames.txt"), unit_rate=RATE)
+    pgc = res["phone_given_code"]
+    assert pgc["layer"] == res["best_codebook_layer"] == best_cb
+    assert (pgc["codes"], pgc["phones"], pgc["phone_counts"]) == (q["codes"], q["phones"], q["phone_counts"])
+    assert pgc["matrix"] == np.round(q["phone_given_code"], 5).tolist()
+
+
+@needs_flite
+def test_report_info(swept, checkpoint, corpus):
     from spidrkit.io import file_sha256
 
+    _, res = swept
+    info = res["info"]
     assert info["checkpoint_sha256"] == file_sha256(checkpoint) and info["model"].endswith(file_sha256(checkpoint))
     assert info["layers"] == [1, 2, 3] and info["codebook_layers"] == [2, 3] and info["kmeans_k"] == K
     assert info["splits"] == ["dev", "heldout"] and info["speakers"] == ["awb", "kal16", "slt"]
+    assert info["frame_rate_hz"] == RATE == small_model().frame_rate
+    entries = read_manifest(corpus / "dev.csv") + read_manifest(corpus / "heldout.csv")
+    assert info["eval_files"] == len(entries)
+    assert info["eval_seconds"] == round(sum(e.num_samples for e in entries) / 16000, 1)
+    assert info["architecture"] == "3 layers of width 64, 2 codebooks of 32 on layers [2, 3]"
     for stage in ("model_features", "model_abx", "codebook_units", "kmeans", "baseline_mfcc", "random_abx"):
-        assert res["timings_s"][stage] >= 0
+        assert stage in res["timings_s"]
     assert res["timings_s"]["total"] >= sum(v for k, v in res["timings_s"].items() if k.endswith("_abx"))
-    for k in range(1, 4):  # the centroids of every layer, with their provenance
-        assert json.loads((out / "kmeans" / f"kmeans{K}_layer{k:02d}.npy.json").read_text())["layer"] == k
 
 
 @needs_flite
-def test_report_figures(swept):
-    out, _ = swept
-    assert png_size(out / "layers.png") == (1100, 400)
-    assert png_size(out / "phone_given_code.png") == (1200, 600)
-    assert png_size(out / "tsne.png") == (1200, 550)
-    assert png_size(out / "perplexity.png") == (1100, 400)
+def test_report_figures_draw_the_tables(swept):
+    """Each figure shows the report's numbers: the layer curves and baseline lines, the heat map of the best
+    codebook layer, the t-SNE of the best layer's phones, the runs' perplexities."""
+    from spidrkit.evaluation.figures import Series
+    from spidrkit.evaluation.perplexity import read_perplexities
+
+    out, res = swept
+    figures = pickle.loads((out / "figures.pkl").read_bytes())
     report = json.loads((out / "report.json").read_text())
     assert sorted(report["plots"]) == sorted(sweep_mod.PLOT_NAMES.values())
     assert all(f"![{Path(p).stem}]({p})" in (out / "report.md").read_text() for p in report["plots"])
+    assert {name: f.path for name, f in figures.items()} == {k: out / v for k, v in sweep_mod.PLOT_NAMES.items()}
 
+    abx_panel, map_panel = figures["layers"].panels
+    for model, table in (("SpidR", res["layers"]), ("random init", res["random_init_layers"])):
+        for key in ("abx_within", "abx_across"):
+            assert abx_panel.get(f"{model} {key[4:]}") == Series(f"{model} {key[4:]}", (1, 2, 3),
+                                                                 tuple(table[str(la)][key] for la in (1, 2, 3)))
+        assert map_panel.get(model).y == tuple(table[str(la)]["map"] for la in (1, 2, 3))
+    base = res["baselines"]
+    assert abx_panel.hlines == {f"{b} {s}": base[b][f"abx_{s}"]
+                                for b in ("mfcc", "noise") for s in ("within", "across")}
+    assert map_panel.hlines == {b: base[b]["map"] for b in ("mfcc", "noise")}
 
-@needs_flite
-def test_numbers_match_the_metric_functions(swept, corpus):
-    """The sweep's numbers are those of abx / word_map / unit_quality called on the same features."""
-    from spidrkit.data.audio import load_audio
-    from spidrkit.evaluation.abx import abx
-    from spidrkit.evaluation.baselines import mfcc
-    from spidrkit.evaluation.unit_metrics import unit_quality
-    from spidrkit.evaluation.word_map import word_map
+    heat = figures["phone_given_code"]
+    pgc = res["phone_given_code"]
+    assert sorted(heat.columns) == pgc["codes"] and heat.title == f"P(phone | code), codebook of layer {pgc['layer']}"
+    assert np.allclose(np.asarray(heat.matrix).sum(axis=0), 1.0)  # each code's column is P(. | code)
 
-    out, results = swept
-    ev = out / "eval"
-    entries = read_manifest(corpus / "dev.csv") + read_manifest(corpus / "heldout.csv")
-    model = small_model()
-    feats, units = {}, {}
-    with torch.inference_mode():
-        for e in entries:
-            wav = load_audio(e.path)
-            feats[e.fileid] = model.layer_outputs(wav, layers=[2])[2][0]
-            units[e.fileid] = model.codebook_predictions(wav, layers=[3])[3].units[0].numpy()
-    row = results["layers"]["2"]
-    assert abx(feats, ev / "eval.item", speaker="across", progress=False) == pytest.approx(row["abx_across"], abs=1e-6)
-    assert word_map(feats, ev / "eval_words.txt", progress=False) == pytest.approx(row["map"], abs=1e-6)
-    from spidrkit.data.alignments import read_frame_labels
+    tsne = figures["tsne"]
+    assert tsne.title == f"t-SNE of phone embeddings, layer {res['best_layer']}"
+    assert [s.label for s in tsne.panels[1].series] == ["awb", "kal16", "slt"]
 
-    q = unit_quality(units, read_frame_labels(ev / "eval_frames.txt"))
-    assert q["pnmi"] == pytest.approx(results["units"]["codebook L3"]["pnmi"], abs=1e-9)
-    mf = {e.fileid: mfcc(load_audio(e.path)) for e in entries}
-    assert abx(mf, ev / "eval.item", progress=False) == pytest.approx(results["baselines"]["mfcc"]["abx_within"],
-                                                                       abs=1e-6)
+    codebook, _ = figures["perplexity"].panels
+    assert codebook.hlines == {"V": 32.0}  # the runs name this model's codebook layers: V is drawn
+    ppl = read_perplexities(out.parent / "sweep_runs" / "spidr" / "metrics.jsonl")
+    assert codebook.get("spidr layer 3").y == tuple(ppl["codebook_ppl"][:, 1])
 
 
 @needs_flite
@@ -278,6 +364,39 @@ def test_layer_groups_give_the_same_numbers(swept, corpus, tmp_path):
     assert again["info"]["model"] == f"spidr:{weights_sha256(small_model())}"
     assert again["info"]["checkpoint_format"] == "in-memory"
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["layers.png", "phone_given_code.png"]
+
+
+@needs_flite
+def test_the_model_frame_rate_is_used_throughout(corpus, tmp_path):
+    """A model at 100 Hz (one stride-2 layer fewer): its features are sliced at 100 Hz by ABX and word MAP, its
+    units paired with one label frame each, and the report says 100 Hz."""
+    from spidrkit.data.alignments import read_frame_labels
+    from spidrkit.data.audio import load_audio
+    from spidrkit.evaluation.abx import abx
+    from spidrkit.evaluation.unit_metrics import unit_quality
+    from spidrkit.evaluation.word_map import word_map
+
+    model = small_model(overrides=("model.conv_strides=[5,2,2,2,2,2]", "model.conv_kernels=[10,3,3,3,3,2]"))
+    assert model.frame_rate == 100
+    # the baselines' frames are not a 100 Hz model's: refused rather than misread
+    with pytest.raises(SweepError, match=r"mfcc baseline gives \d+ frames for \w+ where the model gives \d+ \(at 100"):
+        sweep(model, corpus, tmp_path, layers=[3], baselines=("mfcc",), tsne_points=0, max_files=8, progress=False)
+    res = sweep(model, corpus, tmp_path, layers=[3], baselines=(), tsne_points=0, max_files=8, progress=False)
+    assert res["info"]["frame_rate_hz"] == 100
+    ev = tmp_path / "eval"
+    feats, units = {}, {}
+    with torch.inference_mode():
+        for e in load_eval_set(corpus, ["dev", "heldout"], tmp_path / "again", max_files=8).entries:
+            wav = load_audio(e.path)
+            feats[e.fileid] = model.layer_outputs(wav, layers=[3])[3][0]
+            units[e.fileid] = model.codebook_predictions(wav, layers=[3])[3].units[0].numpy()
+    row = res["layers"][3]
+    assert row["abx_within"] == pytest.approx(abx(feats, ev / "eval.item", frequency=100, progress=False), abs=1e-6)
+    assert row["map"] == pytest.approx(word_map(feats, ev / "eval_words.txt", frame_rate=100, progress=False),
+                                       abs=1e-6)
+    q = unit_quality(units, read_frame_labels(ev / "eval_frames.txt"), unit_rate=100)
+    assert res["units"]["codebook L3"]["pnmi"] == pytest.approx(q["pnmi"], abs=1e-9)
+    assert res["units"]["codebook L3"]["bitrate"] == pytest.approx(q["bitrate"], abs=1e-9)
 
 
 @needs_flite
@@ -313,7 +432,15 @@ def test_default_splits_fall_back_to_dev(corpus, tmp_path):
         res = sweep(small_model(), only_dev, tmp_path / "out", layers=[1], baselines=(), tsne_points=0,
                     max_files=6, progress=False)
     assert res["info"]["splits"] == ["dev"] and res["info"]["speakers"] == ["awb", "slt"]
-    assert 0 <= res["layers"][1]["abx_across"] <= 100
+    from spidrkit.data.audio import load_audio
+    from spidrkit.evaluation.abx import abx
+
+    model = small_model()
+    with torch.inference_mode():
+        feats = {e.fileid: model.layer_outputs(load_audio(e.path), layers=[1])[1][0]
+                 for e in spread(read_manifest(only_dev / "dev.csv"), 6)}
+    expected = abx(feats, tmp_path / "out" / "eval" / "eval.item", speaker="across", frequency=RATE, progress=False)
+    assert res["layers"][1]["abx_across"] == pytest.approx(expected, abs=1e-6)
     with pytest.raises(SweepError, match="heldout.csv not found"):
         sweep(small_model(), only_dev, tmp_path / "out", splits=["dev", "heldout"], progress=False)
     with pytest.raises(SweepError, match="k-means units are fit on the train split"), pytest.warns(UserWarning):

@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from spidrkit.evaluation.word_map import Segment, frame_span, map_at_r, read_alignments, word_map
+from spidrkit.data.alignments import Interval, count_intervals, read_alignments
+from spidrkit.evaluation.word_map import (
+    NoRepeatedWordError,
+    frame_span,
+    map_at_r,
+    segment_embeddings,
+    word_map,
+    word_map_or_none,
+)
 
 # word -> angles (degrees) of its occurrences on the unit circle; cosine similarity ranks by angle gap
 ANGLES = {"a1": 0, "a2": 10, "b1": 25, "a3": 45, "b2": 90}
@@ -64,19 +72,31 @@ def test_word_map_end_to_end(tmp_path):
     lines.append("utt1 0.00 0.02 hapax spk0")  # dropped by min_occurrences=2
     path = tmp_path / "words.txt"
     path.write_text("#utt onset offset word speaker\n" + "\n".join(lines) + "\n")
-    assert len(read_alignments(path)) == 6
-    assert word_map(feats, path, progress=False) == pytest.approx(EXPECTED, abs=1e-4)
+    assert count_intervals(read_alignments(path)) == 6
+    assert word_map(feats, path, frame_rate=rate, progress=False) == pytest.approx(EXPECTED, abs=1e-4)
     # min_occurrences=3 keeps only 'a' -> all its retrievals are correct
-    assert word_map(feats, path, min_occurrences=3, progress=False) == pytest.approx(100.0)
+    assert word_map(feats, path, min_occurrences=3, frame_rate=rate, progress=False) == pytest.approx(100.0)
 
     for utt, x in feats.items():
         torch.save(x, tmp_path / f"{utt}.pt")
     segs = read_alignments(path)
-    assert word_map(tmp_path, segs, progress=False) == pytest.approx(EXPECTED, abs=1e-4)
+    assert word_map(tmp_path, segs, frame_rate=rate, progress=False) == pytest.approx(EXPECTED, abs=1e-4)
+    assert word_map_or_none(tmp_path, segs, frame_rate=rate) == pytest.approx(EXPECTED, abs=1e-4)
     with pytest.raises(KeyError):
-        word_map({"utt1": feats["utt1"]}, segs, progress=False)
-    with pytest.raises(ValueError):
-        word_map(feats, [Segment("utt1", 0.0, 0.1, "once")], progress=False)
+        word_map({"utt1": feats["utt1"]}, segs, frame_rate=rate, progress=False)
+    once = {"utt1": [Interval(0.0, 0.1, "once")]}
+    with pytest.raises(NoRepeatedWordError, match="no word occurs 2 times"):
+        word_map(feats, once, frame_rate=rate, progress=False)
+    with pytest.warns(UserWarning, match="word MAP: no word occurs 2 times or more"):
+        assert word_map_or_none(feats, once, frame_rate=rate) is None
+
+
+def test_segment_embeddings_follow_the_frame_rate():
+    """The same interval covers other frames at another rate: frames 5..9 at 50 Hz, 10..19 at 100 Hz."""
+    x = torch.arange(40, dtype=torch.float32)[:, None]
+    words = {"u": [Interval(0.1, 0.2, "w")]}
+    assert segment_embeddings({"u": x}, words, frame_rate=50, progress=False).tolist() == [[7.0]]
+    assert segment_embeddings({"u": x}, words, frame_rate=100, progress=False).tolist() == [[14.5]]
 
 
 def test_frame_span_agrees_with_fastabx_on_random_times():

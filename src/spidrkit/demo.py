@@ -12,15 +12,16 @@ Every stage resumes: running the same command again after an interruption redoes
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from spidrkit.config import load_config
-from spidrkit.io import write_json_atomic
+from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
+from spidrkit.runtime import Stopwatch
 
 logger = logging.getLogger("spidrkit.demo")
 
@@ -34,6 +35,7 @@ def corpus_hours(minutes: float) -> float:
 
 
 def demo_config(corpus: Path, minutes: float, seed: int, variant: str = "spidr", overrides: tuple[str, ...] = ()):
+    """The ``tiny`` configuration trained on ``corpus``'s train split (validated on dev), on the CPU."""
     return load_config(
         "tiny",
         [
@@ -48,18 +50,13 @@ def demo_config(corpus: Path, minutes: float, seed: int, variant: str = "spidr",
     )
 
 
-def _stage(name: str, timings: dict[str, float]):
-    class _Timer:
-        def __enter__(self):
-            self.t = time.perf_counter()
-            print(f"\n==> {name}", flush=True)
-
-        def __exit__(self, *exc):
-            timings[name] = round(time.perf_counter() - self.t, 1)
-            if exc[0] is None:
-                print(f"    {name}: {timings[name]:.0f} s", flush=True)
-
-    return _Timer()
+@contextlib.contextmanager
+def _stage(name: str, watch: Stopwatch) -> Iterator[None]:
+    """Announce a stage, time it, and say how long it took."""
+    print(f"\n==> {name}", flush=True)
+    with watch(name):
+        yield
+    print(f"    {name}: {watch.seconds[name]:.0f} s", flush=True)
 
 
 def run_demo(
@@ -74,42 +71,20 @@ def run_demo(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the whole demo into ``out_dir``; returns the report's dict (also in ``OUT/report.json``)."""
-    from spidrkit.checkpoints.run import latest_checkpoint
-    from spidrkit.data.synth import synthesize_corpus
-    from spidrkit.evaluation.sweep import sweep
-    from spidrkit.training.loop import pretrain
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
+    watch = Stopwatch()
     hours = corpus_hours(minutes) if hours is None else hours
     corpus = out / "corpus"
     run_dir = out / f"pretrain_{variant}"
-    t0 = time.perf_counter()
-
-    with _stage(f"1/3 corpus: {hours} h of speech from {', '.join(VOICES)} ({HELDOUT} held out)", timings):
-        synthesize_corpus(corpus, voices=VOICES, hours=hours, seed=seed, heldout_voice=HELDOUT,
-                          workers=workers, progress=progress)
-
-    cfg = demo_config(corpus, minutes, seed, variant, overrides)
-    (out / "config.toml").write_text(cfg.to_toml())
-    with _stage(f"2/3 pretraining a tiny {variant} for {minutes:g} min", timings):
-        summary = pretrain(cfg, run_dir, resume=True, progress=progress)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise RuntimeError(f"pretraining wrote no checkpoint in {run_dir}")
-
-    with _stage("3/3 evaluation sweep (every layer, baselines, k-means, plots)", timings):
-        results = sweep(
-            checkpoint, corpus, out, splits=("dev", "heldout"), kmeans_k=kmeans_k,
-            baselines=("mfcc", "random"), metrics_jsonl=[run_dir / "metrics.jsonl"],
-            title=f"spidrkit demo: tiny {variant}, {minutes:g} min on {os.cpu_count()} CPU cores",
-            progress=progress,
-        )
-    timings["total"] = round(time.perf_counter() - t0, 1)
+    with watch("total"):
+        summary, checkpoint, results = _run_stages(out, corpus, run_dir, watch, minutes=minutes, hours=hours,
+                                                   seed=seed, variant=variant, kmeans_k=kmeans_k, workers=workers,
+                                                   overrides=overrides, progress=progress)
+    timings = watch.rounded(1)  # the stages, then "total" (timed last)
     demo_info = {
         "minutes": minutes, "hours": hours, "seed": seed, "variant": variant, "voices": list(VOICES),
-        "heldout_voice": HELDOUT, "checkpoint": str(checkpoint), "training": _jsonable(summary),
+        "heldout_voice": HELDOUT, "checkpoint": str(checkpoint), "training": json_safe(summary),
         "timings_s": timings,
     }
     write_json_atomic(out / "demo.json", demo_info)
@@ -118,8 +93,34 @@ def run_demo(
     return {"demo": demo_info, "results": results}
 
 
-def _jsonable(x: Any) -> Any:
-    return json.loads(json.dumps(x, default=str))
+def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, minutes: float, hours: float,
+                seed: int, variant: str, kmeans_k: int, workers: int, overrides: tuple[str, ...], progress: bool):
+    """Corpus, pretraining, sweep: ``(training summary, checkpoint, sweep results)``."""
+    from spidrkit.checkpoints.run import latest_checkpoint
+    from spidrkit.data.synth import synthesize_corpus
+    from spidrkit.evaluation.sweep import sweep
+    from spidrkit.training.loop import pretrain
+
+    with _stage(f"1/3 corpus: {hours} h of speech from {', '.join(VOICES)} ({HELDOUT} held out)", watch):
+        synthesize_corpus(corpus, voices=VOICES, hours=hours, seed=seed, heldout_voice=HELDOUT,
+                          workers=workers, progress=progress)
+
+    cfg = demo_config(corpus, minutes, seed, variant, overrides)
+    write_text_atomic(out / "config.toml", cfg.to_toml())
+    with _stage(f"2/3 pretraining a tiny {variant} for {minutes:g} min", watch):
+        summary = pretrain(cfg, run_dir, resume=True, progress=progress)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise RuntimeError(f"pretraining wrote no checkpoint in {run_dir}")
+
+    with _stage("3/3 evaluation sweep (every layer, baselines, k-means, plots)", watch):
+        results = sweep(
+            checkpoint, corpus, out, splits=("dev", "heldout"), kmeans_k=kmeans_k,
+            baselines=("mfcc", "random"), metrics_jsonl=[run_dir / "metrics.jsonl"],
+            title=f"spidrkit demo: tiny {variant}, {minutes:g} min on {os.cpu_count()} CPU cores",
+            progress=progress,
+        )
+    return summary, checkpoint, results
 
 
 def _prepend_summary(report: Path, info: dict[str, Any], results: dict[str, Any]) -> None:
@@ -141,18 +142,18 @@ def _prepend_summary(report: Path, info: dict[str, Any], results: dict[str, Any]
     if headline:
         lines += ["", headline]
     body = report.read_text() if report.exists() else ""
-    report.write_text("\n".join(lines) + "\n\n" + body)
+    write_text_atomic(report, "\n".join(lines) + "\n\n" + body)
 
 
 def _headline(results: dict[str, Any]) -> str:
-    """One sentence: does the best layer beat MFCC on across-speaker ABX?"""
-    try:
-        best = results["best_layer"]
-        layers = results["layers"]
-        ours = (layers[str(best)] if str(best) in layers else layers[best])["abx_across"]
-        mfcc = results["baselines"]["mfcc"]["abx_across"]
-    except (KeyError, TypeError):
+    """One sentence: does the best layer beat MFCC on across-speaker ABX? Empty when either is missing."""
+    best = results.get("best_layer")
+    layers = results.get("layers") or {}
+    row = layers.get(best, layers.get(str(best))) if best is not None else None
+    mfcc = (results.get("baselines") or {}).get("mfcc")
+    if row is None or mfcc is None or row.get("abx_across") is None or mfcc.get("abx_across") is None:
         return ""
-    verdict = "beats" if ours < mfcc else "does not beat"
-    return (f"**Best layer {best}: across-speaker ABX {ours:.2f} % vs MFCC {mfcc:.2f} %: the pretrained model "
+    ours, theirs = row["abx_across"], mfcc["abx_across"]
+    verdict = "beats" if ours < theirs else "does not beat"
+    return (f"**Best layer {best}: across-speaker ABX {ours:.2f} % vs MFCC {theirs:.2f} %: the pretrained model "
             f"{verdict} MFCC.**")

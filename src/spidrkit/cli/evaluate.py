@@ -8,11 +8,13 @@
                             [--baselines mfcc,random] [--metrics RUN/metrics.jsonl ...] [--max-files N]
     spidrkit evaluate plot-perplexity RUN1/metrics.jsonl [RUN2/metrics.jsonl] -o PNG [--labels spidr,dinosr]
 
-FEATURES is a folder of ``<fileid>.pt``/``.npy`` tensors (T, D) at 50 Hz (``spidrkit extract``); UNITS a units
-file (``spidrkit extract --units`` or ``spidrkit kmeans apply``); ITEM a ZeroSpeech item file; LABELS phone
-labels at 100 Hz (``utt l1 l2 ...``, e.g. ``dev_frames.txt`` of ``spidrkit data synth``); WORDS a word
-alignment (``utt onset offset word [speaker]``). Results are printed as a table; ``-o`` also writes them
-as JSON, with the inputs that produced them. The Python API is :mod:`spidrkit.evaluation`.
+FEATURES is a folder of ``<fileid>.pt``/``.npy`` tensors (T, D) (``spidrkit extract``); UNITS a units file
+(``spidrkit extract --units`` or ``spidrkit kmeans apply``); ITEM a ZeroSpeech item file; LABELS phone labels
+at 100 Hz (``utt l1 l2 ...``, e.g. ``dev_frames.txt`` of ``spidrkit data synth``); WORDS a word alignment
+(``utt onset offset word [speaker]``). The frame rate of FEATURES / UNITS is ``--frame-rate``, else the one
+their sidecar records (``spidrkit extract`` writes it), else that of the default model configuration (50 Hz).
+Results are printed as a table; ``-o`` also writes them as JSON, with the inputs that produced them. The
+Python API is :mod:`spidrkit.evaluation`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ def _name_list(text: str) -> list[str]:
     return [x for x in text.replace(" ", "").split(",") if x]
 
 
+def _add_frame_rate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frame-rate", type=float, default=None, metavar="HZ",
+                   help="frames per second of the inputs (default: from their sidecar, else the default model's)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from spidrkit.evaluation.sweep import DEFAULT_KMEANS_MAX_FRAMES, DEFAULT_SPLITS, SWEEP_BASELINES
 
@@ -59,10 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="angular for features (default), kl_symmetric for posteriors, identical for units")
     p.add_argument("--units", action="store_true", help="FEATURES is a units file (one-hot units, identical)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    _add_frame_rate(p)
     p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
 
     p = sub.add_parser("units", help="PNMI, purities, perplexity and bitrate of units against phone labels",
-                       description="Quality of 50 Hz units against 100 Hz phone labels (see "
+                       description="Quality of units against 100 Hz phone labels (see "
                        "spidrkit.evaluation.unit_metrics for the pairing convention).")
     p.add_argument("units", metavar="UNITS", help="units file (text or JSONL, frame-level or de-duplicated)")
     p.add_argument("labels", metavar="LABELS", help="frame labels at 100 Hz: 'utt l1 l2 ...' per line")
@@ -71,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--ignore", type=_name_list, default=[], metavar="L1,L2",
                    help="labels left out of the phone metrics, e.g. SIL (default: none, as in the paper)")
     p.add_argument("--plot", metavar="PNG", help="also draw the P(phone | code) heat map")
+    _add_frame_rate(p)
     p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
 
     p = sub.add_parser("map", help="MAP@R over words (%%) of features",
@@ -80,6 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("words", metavar="WORDS", help="word alignment: 'utt onset offset word [speaker]' per line")
     p.add_argument("--min-occurrences", type=int, default=2, help="drop rarer words first (default: 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    _add_frame_rate(p)
     p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
 
     p = sub.add_parser("sweep", help="every metric of every layer, baselines, figures and a report",
@@ -142,8 +152,7 @@ def _write_json(path: str | os.PathLike | None, command: str, inputs: Mapping[st
     if not path:
         return
     from spidrkit import __version__
-    from spidrkit.evaluation.report import jsonable
-    from spidrkit.io import file_sha256, write_json_atomic
+    from spidrkit.io import file_sha256, json_safe, write_json_atomic
 
     described = {}
     for key, value in inputs.items():
@@ -152,7 +161,7 @@ def _write_json(path: str | os.PathLike | None, command: str, inputs: Mapping[st
         if p is not None and p.is_file():
             described[f"{key}_sha256"] = file_sha256(p)
     write_json_atomic(path, {"command": f"spidrkit evaluate {command}", "producer": f"spidrkit {__version__}",
-                             "inputs": described, "results": jsonable(results)})
+                             "inputs": described, "results": json_safe(results)})
     print(f"-> {path}")
 
 
@@ -176,8 +185,31 @@ def _feature_folder(path: str):
         raise UserError(str(e)) from e
 
 
+def _frame_rate(args: argparse.Namespace, source: str) -> float:
+    """``--frame-rate``, else the ``frame_rate`` the sidecar of ``source`` (or of its folder) records, else the
+    default model configuration's."""
+    from spidrkit.config import ModelConfig
+    from spidrkit.io import read_sidecar, sidecar_path
+
+    if args.frame_rate is not None:
+        if args.frame_rate <= 0:
+            raise UserError(f"--frame-rate must be > 0, got {args.frame_rate:g}")
+        return args.frame_rate
+    path = Path(source)
+    for owner in (path, path.parent) if path.is_file() else (path,):
+        if not sidecar_path(owner).is_file():
+            continue
+        try:
+            rate = read_sidecar(owner).get("frame_rate")
+        except ValueError as e:
+            raise UserError(f"{sidecar_path(owner)}: {e}") from e
+        if rate:
+            return float(rate)
+    return ModelConfig().frame_rate
+
+
 def _read_units(path: str) -> dict:
-    from spidrkit.evaluation.unit_metrics import frame_units
+    from spidrkit.evaluation.discrete import frame_units
     from spidrkit.extraction.units import UnitsError
 
     p = _need_file(path, "units file")
@@ -188,7 +220,8 @@ def _read_units(path: str) -> dict:
 
 
 def _check_ids(needed, available, what: str, where: str) -> None:
-    from spidrkit.evaluation.sweep import SweepError, check_fileids
+    from spidrkit.evaluation.errors import SweepError
+    from spidrkit.evaluation.evalset import check_fileids
 
     try:
         check_fileids(needed, available, what, where)
@@ -199,8 +232,7 @@ def _check_ids(needed, available, what: str, where: str) -> None:
 # ------------------------------------------------------------------------------------------- actions
 def _abx(args: argparse.Namespace) -> int:
     from spidrkit.data.alignments import AlignmentError, read_item_file
-    from spidrkit.evaluation.abx import units_as_indices
-    from spidrkit.evaluation.sweep import abx_both
+    from spidrkit.evaluation.abx import abx_both, units_as_indices
 
     item = _need_file(args.item, "item file")
     try:
@@ -216,8 +248,8 @@ def _abx(args: argparse.Namespace) -> int:
     _check_ids(files, features, f"the item file {item.name}", f"{source} {args.features}")
     speakers = ("within", "across") if args.speaker == "both" else (args.speaker,)
     try:
-        results = abx_both(features, item, distance=distance, context=args.context, device=args.device,
-                           speakers=speakers)
+        results = abx_both(features, item, frame_rate=_frame_rate(args, args.features), distance=distance,
+                           context=args.context, device=args.device, speakers=speakers)
     except ValueError as e:
         raise UserError(str(e)) from e
     print_table({"abx": results}, first="")
@@ -228,8 +260,7 @@ def _abx(args: argparse.Namespace) -> int:
 
 def _units(args: argparse.Namespace) -> int:
     from spidrkit.data.alignments import AlignmentError, read_frame_labels
-    from spidrkit.evaluation.sweep import UNIT_METRICS
-    from spidrkit.evaluation.unit_metrics import unit_quality
+    from spidrkit.evaluation.unit_metrics import UNIT_METRICS, unit_quality
 
     units = _read_units(args.units)
     try:
@@ -238,7 +269,8 @@ def _units(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from e
     # utterances without labels are skipped with a warning (unit_quality); none in common is an error
     try:
-        quality = unit_quality(units, labels, pairing=args.pairing, ignore_labels=args.ignore)
+        quality = unit_quality(units, labels, unit_rate=_frame_rate(args, args.units), pairing=args.pairing,
+                               ignore_labels=args.ignore)
     except ValueError as e:
         raise UserError(str(e)) from e
     scalars = {k: quality[k] for k in (*UNIT_METRICS, "num_frames", "num_utterances")}
@@ -246,26 +278,29 @@ def _units(args: argparse.Namespace) -> int:
     if args.plot:
         from spidrkit.evaluation.plots import plot_phone_given_code
 
-        print(f"-> {plot_phone_given_code(quality, args.plot, title=f'P(phone | code): {Path(args.units).name}')}")
+        figure = plot_phone_given_code(quality, args.plot, title=f"P(phone | code): {Path(args.units).name}")
+        print(f"-> {figure.path}")
     _write_json(args.output, "units", {"units": args.units, "labels": args.labels},
                 {**quality, "pairing": args.pairing, "ignore_labels": args.ignore})
     return 0
 
 
 def _map(args: argparse.Namespace) -> int:
-    from spidrkit.evaluation.word_map import read_alignments, word_map
+    from spidrkit.data.alignments import count_intervals, read_alignments
+    from spidrkit.evaluation.word_map import word_map
 
     features = _feature_folder(args.features)
     try:
         words = read_alignments(_need_file(args.words, "word alignment"))
     except ValueError as e:
         raise UserError(str(e)) from e
-    _check_ids((w.utt for w in words), features, f"the word alignment {args.words}", f"the features {args.features}")
+    _check_ids(words, features, f"the word alignment {args.words}", f"the features {args.features}")
     try:
-        value = word_map(features, words, min_occurrences=args.min_occurrences, device=args.device, progress=False)
+        value = word_map(features, words, min_occurrences=args.min_occurrences,
+                         frame_rate=_frame_rate(args, args.features), device=args.device, progress=False)
     except ValueError as e:
         raise UserError(str(e)) from e
-    results = {"map": value, "words": len(words)}
+    results = {"map": value, "words": count_intervals(words)}
     print_table({"word MAP": results})
     _write_json(args.output, "map", {"features": args.features, "words": args.words},
                 {**results, "min_occurrences": args.min_occurrences})
@@ -303,16 +338,16 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _plot_perplexity(args: argparse.Namespace) -> int:
-    from spidrkit.evaluation.sweep import plot_runs_perplexity
+    from spidrkit.evaluation.perplexity import plot_runs_perplexity
 
     for r in args.runs:
         _need_file(r, "metrics file")
     try:
-        path = plot_runs_perplexity(args.runs, args.output, labels=args.labels, codebook_size=args.codebook_size,
-                                    title=args.title)
+        figure = plot_runs_perplexity(args.runs, args.output, labels=args.labels, codebook_size=args.codebook_size,
+                                      title=args.title)
     except ValueError as e:  # a file that is not a training metrics JSONL
         raise UserError(str(e)) from e
-    print(f"-> {path}")
+    print(f"-> {figure.path}")
     return 0
 
 
@@ -323,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.checkpoints import CheckpointError
     from spidrkit.data.alignments import AlignmentError
     from spidrkit.data.manifest import ManifestError
-    from spidrkit.evaluation.sweep import SweepError
+    from spidrkit.evaluation.errors import SweepError
     from spidrkit.extraction.features_io import FeatureError
     from spidrkit.extraction.units import UnitsError
 

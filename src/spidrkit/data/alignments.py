@@ -1,7 +1,9 @@
 """Time alignments, frame labels and ABX item files: reading and writing the text formats.
 
-In memory an alignment is ``dict[utt, list[(onset, offset, label)]]`` (seconds, sorted by onset), the
-same for phones and words. The formats on disk:
+In memory an alignment is ``dict[utt, list[Interval]]`` (:data:`Alignments`; an :class:`Interval` is the
+named tuple ``(onset, offset, label)``, seconds, sorted by onset), the same for phones and words, with the
+speaker of each utterance in a ``dict[utt, speaker]`` beside it. It is the one alignment type of spidrkit:
+corpora, the synthesiser and the evaluation (word MAP, phone embeddings) all use it. The formats on disk:
 
 - alignment file: one interval a line, ``utt onset offset label [speaker]``, whitespace separated, times
   in seconds (the ZeroSpeech / Libri-Light layout; '#' lines and a header line are skipped).
@@ -18,12 +20,25 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-Interval = tuple[float, float, str]
+from spidrkit.config import SAMPLE_RATE
+from spidrkit.io import write_lines_atomic
+
+
+class Interval(NamedTuple):
+    """One aligned phone or word of an utterance, times in seconds (a plain ``(onset, offset, label)``)."""
+
+    onset: float
+    offset: float
+    label: str
+
+
 Alignments = dict[str, list[Interval]]
+LABEL_RATE = 100  # frame labels: one per 10 ms
 
 ITEM_HEADER = ("#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker")
 SILENCES = frozenset({"SIL", "sil", "pau", "SPN", "spn", "sp", "<sil>", ""})
@@ -45,18 +60,6 @@ class Item:
     prev: str
     next: str
     speaker: str
-
-
-def write_lines_atomic(path: str | os.PathLike, lines: Iterable[str]) -> Path:
-    """Write text lines to ``path`` through a temporary file, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        for line in lines:
-            f.write(line + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def _fmt(t: float) -> str:
@@ -112,7 +115,7 @@ def read_alignment_table(path: str | os.PathLike) -> tuple[Alignments, dict[str,
         first = False
         if off < on:
             raise AlignmentError(f"{path}:{i}: offset {off} before onset {on}")
-        out.setdefault(fields[0], []).append((on, off, fields[3]))
+        out.setdefault(fields[0], []).append(Interval(on, off, fields[3]))
         if len(fields) >= 5:
             speakers[fields[0]] = fields[4]
     for intervals in out.values():
@@ -125,15 +128,31 @@ def read_alignments(path: str | os.PathLike) -> Alignments:
     return read_alignment_table(path)[0]
 
 
+def as_alignments(intervals: Mapping[str, Sequence[tuple[float, float, str]]]) -> Alignments:
+    """``intervals`` (tuples or :class:`Interval`) as :data:`Alignments`, each utterance sorted by onset."""
+    return {utt: sorted((Interval(*iv) for iv in ivs), key=lambda iv: iv.onset) for utt, ivs in intervals.items()}
+
+
+def iter_intervals(alignments: Mapping[str, Sequence[Interval]]) -> Iterator[tuple[str, Interval]]:
+    """``(utt, interval)`` of every interval, utterance by utterance."""
+    for utt, intervals in alignments.items():
+        for iv in intervals:
+            yield utt, iv
+
+
+def count_intervals(alignments: Mapping[str, Sequence[Interval]]) -> int:
+    return sum(len(ivs) for ivs in alignments.values())
+
+
 # --- frame labels ----------------------------------------------------------------------------------------
 
 
-def num_frames(num_samples: int, sample_rate: int = 16000, rate: int = 100) -> int:
+def num_frames(num_samples: int, sample_rate: int = SAMPLE_RATE, rate: int = LABEL_RATE) -> int:
     """Frames of 1/rate s in an utterance of ``num_samples`` samples (whole frames only)."""
     return num_samples * rate // sample_rate
 
 
-def frame_labels(intervals: list[Interval], n_frames: int | None = None, rate: int = 100,
+def frame_labels(intervals: list[Interval], n_frames: int | None = None, rate: int = LABEL_RATE,
                  fill: str = "SIL") -> list[str]:
     """The label at the centre of each frame of 1/rate s; ``fill`` where no interval covers it.
 
@@ -151,13 +170,13 @@ def frame_labels(intervals: list[Interval], n_frames: int | None = None, rate: i
     return labels
 
 
-def intervals_from_frames(labels: list[str], rate: int = 100) -> list[Interval]:
+def intervals_from_frames(labels: list[str], rate: int = LABEL_RATE) -> list[Interval]:
     """Runs of equal frame labels as intervals (the inverse of ``frame_labels`` up to 1/rate s)."""
     out: list[Interval] = []
     start = 0
     for i in range(1, len(labels) + 1):
         if i == len(labels) or labels[i] != labels[start]:
-            out.append((start / rate, i / rate, labels[start]))
+            out.append(Interval(start / rate, i / rate, labels[start]))
             start = i
     return out
 
@@ -243,7 +262,7 @@ def alignments_from_items(items: Iterable[Item]) -> tuple[Alignments, dict[str, 
     out: Alignments = {}
     speakers: dict[str, str] = {}
     for it in items:
-        out.setdefault(it.file, []).append((it.onset, it.offset, it.phone))
+        out.setdefault(it.file, []).append(Interval(it.onset, it.offset, it.phone))
         speakers[it.file] = it.speaker
     for intervals in out.values():
         intervals.sort(key=lambda x: x[0])
@@ -255,8 +274,8 @@ def alignments_from_items(items: Iterable[Item]) -> tuple[Alignments, dict[str, 
 
 def write_split_annotations(prefix: str | os.PathLike, phones: Mapping[str, list[Interval]],
                             speakers: Mapping[str, str], num_samples: Mapping[str, int],
-                            sample_rate: int = 16000, words: Mapping[str, list[Interval]] | None = None,
-                            frame_rate: int = 100, min_duration: float = 0.03) -> dict[str, Path]:
+                            sample_rate: int = SAMPLE_RATE, words: Mapping[str, list[Interval]] | None = None,
+                            frame_rate: int = LABEL_RATE, min_duration: float = 0.03) -> dict[str, Path]:
     """Write ``PREFIX_phones.txt``, ``PREFIX_words.txt`` (with ``words``), ``PREFIX.item`` (triphones,
     centre phones >= ``min_duration`` s, silences excluded) and ``PREFIX_frames.txt`` (labels at
     ``frame_rate`` Hz); return their paths by kind."""

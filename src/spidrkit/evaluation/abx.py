@@ -8,11 +8,15 @@ so the numbers are comparable with the paper's tables. This module only adds wha
 - discrete units (a units text file ``utt u1 u2 ...``), scored as one-hot vectors;
 - the result in percent (error rate, chance level 50 %).
 
-Frame convention (fastabx's, used for every 50 Hz stream in spidrkit): frame ``i`` is centred at
+Frame convention (fastabx's, used for every frame stream in spidrkit): frame ``i`` is centred at
 ``(i + 0.5) / frequency`` seconds, and an item ``[onset, offset]`` keeps the frames whose centre lies inside
-it. The SpidR downsampler's frame ``i`` covers ``[i * 20 ms, i * 20 ms + 25 ms]`` (centre 12.5 ms after
-``i * 20 ms``): the 2.5 ms offset is below the 10 ms resolution of the alignments and is ignored, as in the
-paper.
+it. ``frequency`` is the frame rate of the features, the model's ``frame_rate`` (for SpidR BASE, frame ``i``
+covers ``[i * 20 ms, i * 20 ms + 25 ms]``: the 2.5 ms offset of its centre is below the 10 ms resolution of
+the alignments and is ignored, as in the paper).
+
+:func:`abx_both` is the adapter the sweep and the CLI use: within and across speaker at once, ``None`` (and a
+warning) for a condition without any triplet to score. fastabx's typed errors for that case are caught there
+and only there.
 
 The item file has the ZeroSpeech columns ``#file onset offset #phone prev-phone next-phone speaker``
 (``.item``: space separated; ``.csv`` and ``.jsonl`` are accepted too).
@@ -20,17 +24,18 @@ The item file has the ZeroSpeech columns ``#file onset offset #phone prev-phone 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 
+from spidrkit.evaluation.discrete import UnitSource, frame_units, units_as_indices
 from spidrkit.extraction.features_io import iter_feature_files
 from spidrkit.extraction.features_io import load_features as read_feature_file
-from spidrkit.extraction.units import Units
 
 Speaker = Literal["within", "across"]
 Context = Literal["within", "any"]
@@ -80,16 +85,6 @@ def check_features(x: object, name: str) -> torch.Tensor:
     return x
 
 
-def units_as_indices(units: Mapping[str, Sequence[int] | np.ndarray]) -> dict[str, torch.Tensor]:
-    """Units ``utt -> int sequence`` as fastabx's discrete features: float tensors (T, 1) of unit indices.
-
-    Comparing these with the ``"identical"`` distance (0 if equal, 1 otherwise) is the ABX on one-hot units:
-    the angular distance between two one-hot vectors is 0 or 1/2, a constant factor that changes no ABX
-    decision. Storing the index instead of the one-hot vector keeps memory at 1 value per frame.
-    """
-    return {utt: torch.as_tensor(np.asarray(u), dtype=torch.float32).reshape(-1, 1) for utt, u in units.items()}
-
-
 def _feature_transform(distance: Distance) -> Callable[[torch.Tensor, str], torch.Tensor]:
     """What to do to each features tensor before fastabx sees it, for the chosen distance."""
 
@@ -116,7 +111,15 @@ def _feature_transform(distance: Distance) -> Callable[[torch.Tensor, str], torc
     raise ValueError(f"unknown distance {distance!r}; use angular, kl_symmetric, identical or euclidean")
 
 
-def _dataset(features: FeatureSource, item_file: Path, frequency: int, distance: Distance,
+def fastabx_frequency(frame_rate: float) -> int | str:
+    """A frame rate as fastabx takes it: an int, or the decimal text of a fractional rate (never a float)."""
+    rate = float(frame_rate)
+    if rate <= 0:
+        raise ValueError(f"the frame rate must be > 0, got {frame_rate}")
+    return int(rate) if rate.is_integer() else repr(rate)
+
+
+def _dataset(features: FeatureSource, item_file: Path, frequency: float, distance: Distance,
              device: str | None, progress: bool):
     """A fastabx Dataset holding the item frames of ``features`` (a folder or a mapping)."""
     from fastabx import Dataset, InMemoryAccessor
@@ -130,8 +133,8 @@ def _dataset(features: FeatureSource, item_file: Path, frequency: int, distance:
     # fastabx's own loader, fed with file ids instead of paths: same slicing and checks as Dataset.from_item,
     # for folders (.pt and .npy) and in-memory mappings alike
     indices, data = load_data_from_item(
-        {fileid: fileid for fileid in feats}, labels, frequency, lambda fileid: transform(feats[fileid], fileid),
-        "#file", "onset", "offset", resolved, progress=progress,
+        {fileid: fileid for fileid in feats}, labels, fastabx_frequency(frequency),
+        lambda fileid: transform(feats[fileid], fileid), "#file", "onset", "offset", resolved, progress=progress,
     )
     return Dataset(labels=labels, accessor=InMemoryAccessor(indices, data, resolved))
 
@@ -143,7 +146,7 @@ def abx(
     speaker: Speaker = "within",
     context: Context = "within",
     distance: Distance = "angular",
-    frequency: int = 50,
+    frequency: float,
     max_size_group: int | None = 10,
     max_x_across: int | None = 5,
     seed: int = 0,
@@ -158,7 +161,7 @@ def abx(
     :param context: ``"within"`` (triphones: A, B, X share prev/next phones) or ``"any"``.
     :param distance: ``"angular"`` for features, ``"kl_symmetric"`` for posteriors, ``"identical"`` for
         discrete units (features of shape (T, 1) holding unit indices, or one-hot (T, V)).
-    :param frequency: frame rate of the features in Hz.
+    :param frequency: frame rate of the features in Hz (the model's ``frame_rate``).
     :param max_size_group, max_x_across, seed: ZeroSpeech subsampling (10 and 5 in the original code).
     """
     from fastabx import Score, Subsampler, Task
@@ -184,12 +187,12 @@ def abx(
 
 
 def abx_units(
-    units: str | os.PathLike | Mapping[str, Sequence[int] | np.ndarray | Units],
+    units: UnitSource,
     item_file: str | os.PathLike,
     *,
     speaker: Speaker = "within",
     context: Context = "within",
-    frequency: int = 50,
+    frequency: float,
     **kwargs,
 ) -> float:
     """ABX error rate in percent on discrete units: a units file (text or JSONL, frame-level or
@@ -199,7 +202,35 @@ def abx_units(
     frames is 0 if they carry the same unit and 1 otherwise, aligned with DTW. Other keyword arguments go
     to :func:`abx`.
     """
-    from spidrkit.evaluation.unit_metrics import frame_units
-
     return abx(units_as_indices(frame_units(units)), item_file, speaker=speaker, context=context, distance="identical",
                frequency=frequency, **kwargs)
+
+
+def empty_task_errors() -> tuple[type[BaseException], ...]:
+    """fastabx's errors for a task without any valid triplet (too few items or speakers)."""
+    from fastabx.score import EmptyScoreError
+    from fastabx.verify import EmptyTaskError
+
+    errors: list[type[BaseException]] = [EmptyScoreError, EmptyTaskError]
+    with contextlib.suppress(ImportError):  # not in every fastabx release
+        from fastabx.cell import NoAcrossError
+
+        errors.append(NoAcrossError)
+    return tuple(errors)
+
+
+def abx_both(features: FeatureSource, item_file: str | os.PathLike, *, frame_rate: float,
+             distance: Distance = "angular", context: Context = "within", device: str | None = None,
+             speakers: Sequence[Speaker] = ("within", "across")) -> dict[str, float | None]:
+    """``{"abx_within": %, "abx_across": %}`` of :func:`abx` (``context="within"``: triphones) at
+    ``frame_rate``; ``None`` (and a warning) for a condition where no triplet can be formed."""
+    out: dict[str, float | None] = {}
+    for speaker in speakers:
+        try:
+            out[f"abx_{speaker}"] = abx(features, item_file, speaker=speaker, context=context, distance=distance,
+                                        frequency=frame_rate, device=device, progress=False)
+        except empty_task_errors() as e:
+            warnings.warn(f"ABX {speaker} speaker ({distance}): no triplet to score ({type(e).__name__}); "
+                          "reported as None", stacklevel=2)
+            out[f"abx_{speaker}"] = None
+    return out

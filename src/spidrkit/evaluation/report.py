@@ -12,6 +12,9 @@
 
 Arrays (e.g. ``phone_given_code``) are kept in the JSON and left out of the Markdown tables. Percentages
 are shown with 2 decimals, fractions (PNMI, purities) with 3. Both files are written atomically.
+
+A sweep's :class:`~spidrkit.evaluation.result.SweepResult` is rendered by :func:`sweep_results` (the
+``results`` of ``report.json``) and :func:`write_sweep_report`.
 """
 
 from __future__ import annotations
@@ -25,31 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from spidrkit.io import write_json_atomic, write_sidecar
+from spidrkit.evaluation.result import SweepResult
+from spidrkit.io import json_safe, write_json_atomic, write_sidecar, write_text_atomic
 
 LOWER_IS_BETTER_PREFIXES = ("abx",)
 HIGHER_IS_BETTER = frozenset({"map", "pnmi", "phone_purity", "cluster_purity"})
 FRACTION_KEYS = frozenset({"pnmi", "phone_purity", "cluster_purity"})
 TABLE_KEYS = ("info", "layers", "baselines", "units")
-
-
-def jsonable(x: Any) -> Any:
-    """``x`` with numpy / torch values, paths and non-string keys turned into plain JSON types."""
-    if isinstance(x, Mapping):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    if hasattr(x, "detach") and hasattr(x, "tolist"):  # torch tensors, without importing torch
-        return x.detach().cpu().tolist()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def _direction(metric: str) -> int:
@@ -182,11 +167,33 @@ def write_report(
     write_json_atomic(json_path, {
         "title": title,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "results": jsonable(results),
+        "results": json_safe(results),
         "plots": rel,
     })
-    tmp = md_path.with_name(f".{md_path.name}.tmp{os.getpid()}")
-    tmp.write_text(render_markdown(results, rel, title))
-    os.replace(tmp, md_path)
+    write_text_atomic(md_path, render_markdown(results, rel, title))
     write_sidecar(md_path, report_json=json_path.name, title=title)
     return json_path, md_path
+
+
+def sweep_results(result: SweepResult) -> dict[str, Any]:
+    """The ``results`` of a sweep's ``report.json`` (and of :func:`spidrkit.evaluation.sweep.sweep`)."""
+    out: dict[str, Any] = {
+        "info": result.info,
+        "layers": result.layers,
+        "baselines": result.baselines,
+        "units": result.units,
+        "best_layer": result.best_layer,
+        "best_layer_mean_abx": result.best_layer_mean_abx,
+        "best_codebook_layer": result.best_codebook_layer,
+    }
+    if result.random_init_layers:
+        out["random_init_layers"] = result.random_init_layers
+    if result.phone_given_code is not None:
+        out["phone_given_code"] = result.phone_given_code
+    out["timings_s"] = result.timings_s
+    return out
+
+
+def write_sweep_report(out_dir: str | os.PathLike, result: SweepResult) -> tuple[Path, Path]:
+    """``report.json`` and ``report.md`` of a sweep, its figures linked."""
+    return write_report(out_dir, sweep_results(result), [f.path for f in result.figures.values()], title=result.title)

@@ -1,18 +1,21 @@
 """Quality of discrete units against phone labels: PNMI, purities, codebook usage, bitrate, P(phone | code).
 
-Units come at 50 Hz (one per 20 ms frame of the model), phone labels at 100 Hz (one per 10 ms frame of the
-forced alignment). The rate mismatch is handled explicitly by :func:`pair_units_with_labels`:
+Units come at the model's frame rate ``unit_rate`` (50 Hz for every model of the paper: one per 20 ms),
+phone labels at 100 Hz (one per 10 ms frame of the forced alignment); the label rate must be a whole
+multiple ``r`` of the unit rate. The rate mismatch is handled explicitly by :func:`pair_units_with_labels`:
 
-- ``pairing="both"`` (default): unit frame ``i`` covers the label frames ``2i`` and ``2i + 1`` and is paired
-  with both (the units are upsampled by repetition to the label rate). This is how HuBERT's teacher-quality
-  script measures PNMI, and it uses every labelled frame.
-- ``pairing="center"``: unit frame ``i`` is paired with the single label frame that contains its centre.
-  The centre of a 50 Hz frame is ``(i + 0.5) * 20 ms`` in the fastabx slicing convention (and ``i * 20 ms +
-  12.5 ms`` for the 25 ms receptive field of the SpidR downsampler); both fall in label frame ``2i + 1``.
+- ``pairing="both"`` (default): unit frame ``i`` covers the label frames ``r i .. r i + r - 1`` and is
+  paired with each (the units are upsampled by repetition to the label rate). This is how HuBERT's
+  teacher-quality script measures PNMI, and it uses every labelled frame.
+- ``pairing="center"``: unit frame ``i`` is paired with the single label frame that contains its centre,
+  ``r i + r // 2`` (at 50 Hz: the centre ``(i + 0.5) * 20 ms`` of the fastabx slicing convention, and
+  ``i * 20 ms + 12.5 ms`` of the SpidR downsampler's 25 ms window, both fall in label frame ``2i + 1``).
 
-The label sequence is usually one or two 10 ms frames longer than twice the unit sequence (the downsampler
-drops the last incomplete window): both are trimmed to the shorter one; a larger mismatch than
+The label sequence is usually one or two 10 ms frames longer than ``r`` times the unit sequence (the
+downsampler drops the last incomplete window): both are trimmed to the shorter one; a larger mismatch than
 ``max_mismatch_s`` is an error, since it means a wrong rate or mismatched files.
+
+:func:`unit_row` is the sweep's adapter: the ABX of one-hot units and these metrics, as one table row.
 
 Metric definitions (``y`` = phone, ``z`` = code, probabilities from the paired frame counts):
 
@@ -31,34 +34,19 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Collection, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
-from spidrkit.extraction.units import Units, deduplicate, read_units
+from spidrkit.data.alignments import LABEL_RATE
+from spidrkit.evaluation.abx import abx_both
+from spidrkit.evaluation.discrete import UnitSource, frame_units, units_as_indices
+from spidrkit.extraction.units import deduplicate
 
 Pairing = Literal["both", "center"]
-UNIT_RATE = 50
-LABEL_RATE = 100
-
-
-def frame_units(
-    units: str | os.PathLike | Mapping[str, Sequence[int] | np.ndarray | Units],
-) -> dict[str, np.ndarray]:
-    """Frame-level units ``{utt: int64 array}`` from a units file (any format of
-    :mod:`spidrkit.extraction.units`, de-duplicated lines expanded back) or a mapping of sequences."""
-    if isinstance(units, (str, os.PathLike)):
-        units = read_units(Path(units))
-    out = {}
-    for utt, u in units.items():
-        a = np.asarray(u.frames() if isinstance(u, Units) else u)
-        if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
-            raise ValueError(f"{utt}: units must be a 1-D integer sequence, got {a.dtype} {a.shape}")
-        out[utt] = a.astype(np.int64, copy=False)
-    if not out:
-        raise ValueError("no utterance in the units")
-    return out
+# the scalar metrics of a table row
+UNIT_METRICS = ("pnmi", "phone_purity", "cluster_purity", "codebook_perplexity", "active_codewords", "bitrate")
 
 
 def entropy_bits(counts: np.ndarray) -> float:
@@ -75,9 +63,9 @@ def pair_units_with_labels(
     units: Mapping[str, Sequence[int] | np.ndarray],
     labels: Mapping[str, Sequence[Any] | np.ndarray],
     *,
+    unit_rate: float,
     pairing: Pairing = "both",
-    unit_rate: int = UNIT_RATE,
-    label_rate: int = LABEL_RATE,
+    label_rate: float = LABEL_RATE,
     max_mismatch_s: float = 0.05,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Align units and frame labels utterance by utterance (see the module docstring for the convention).
@@ -85,9 +73,9 @@ def pair_units_with_labels(
     Returns ``(codes, phone_labels, utterances)``: two flat arrays of the same length, one entry per
     paired frame, and the utterances used (those present in both mappings).
     """
-    if label_rate % unit_rate:
-        raise ValueError(f"label rate {label_rate} Hz must be a multiple of the unit rate {unit_rate} Hz")
-    ratio = label_rate // unit_rate
+    ratio = round(label_rate / unit_rate)
+    if ratio < 1 or abs(ratio * unit_rate - label_rate) > 1e-6 * label_rate:
+        raise ValueError(f"label rate {label_rate:g} Hz must be a multiple of the unit rate {unit_rate:g} Hz")
     if pairing not in ("both", "center"):
         raise ValueError(f"pairing must be 'both' or 'center', not {pairing!r}")
     common = [u for u in units if u in labels]
@@ -107,8 +95,8 @@ def pair_units_with_labels(
             raise ValueError(f"{utt}: units and labels must be 1-D sequences")
         if abs(lab.shape[0] - ratio * u.shape[0]) > max_mismatch:
             raise ValueError(
-                f"{utt}: {u.shape[0]} units at {unit_rate} Hz ({u.shape[0] / unit_rate:.3f} s) but "
-                f"{lab.shape[0]} labels at {label_rate} Hz ({lab.shape[0] / label_rate:.3f} s): "
+                f"{utt}: {u.shape[0]} units at {unit_rate:g} Hz ({u.shape[0] / unit_rate:.3f} s) but "
+                f"{lab.shape[0]} labels at {label_rate:g} Hz ({lab.shape[0] / label_rate:.3f} s): "
                 f"more than {max_mismatch_s} s apart; wrong rate or mismatched files?"
             )
         if pairing == "both":
@@ -125,12 +113,12 @@ def pair_units_with_labels(
 
 
 def unit_quality(
-    units: str | os.PathLike | Mapping[str, Sequence[int] | np.ndarray | Units],
+    units: UnitSource,
     labels: Mapping[str, Sequence[Any] | np.ndarray],
     *,
+    unit_rate: float,
     pairing: Pairing = "both",
-    unit_rate: int = UNIT_RATE,
-    label_rate: int = LABEL_RATE,
+    label_rate: float = LABEL_RATE,
     ignore_labels: Collection[Any] = (),
     max_mismatch_s: float = 0.05,
 ) -> dict[str, Any]:
@@ -191,9 +179,7 @@ def _pnmi(joint: np.ndarray) -> float:
     return float(mutual / h_y)
 
 
-def bitrate(
-    units: str | os.PathLike | Mapping[str, Sequence[int] | np.ndarray | Units], *, frame_rate: int = UNIT_RATE
-) -> float:
+def bitrate(units: UnitSource, *, frame_rate: float) -> float:
     """Bits per second of de-duplicated units (Nguyen et al. 2022).
 
     ``(sum of de-duplicated lengths / total duration) * H(de-duplicated token distribution)``, the duration
@@ -208,3 +194,20 @@ def bitrate(
     _, counts = np.unique(tokens, return_counts=True)
     duration = num_frames / frame_rate
     return float(tokens.size / duration * entropy_bits(counts))
+
+
+def unit_row(units: Mapping[str, np.ndarray], labels: Mapping[str, Sequence[Any]], item_file: str | os.PathLike,
+             *, frame_rate: float, device: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ABX of one-hot units (``identical`` distance) and their quality against the phone ``labels``:
+    ``(table row, the full unit_quality)``."""
+    quality = unit_quality(units, labels, unit_rate=frame_rate)
+    row = {**abx_both(units_as_indices(units), item_file, frame_rate=frame_rate, distance="identical",
+                      device=device),
+           **{k: quality[k] for k in UNIT_METRICS}}
+    return row, quality
+
+
+def prediction_perplexity(posteriors: Mapping[str, torch.Tensor]) -> float:
+    """2^H of the mean predicted distribution over all frames (the training metric, on the eval set)."""
+    total = sum(p.double().sum(0) for p in posteriors.values())
+    return float(2.0 ** entropy_bits(total.numpy()))

@@ -13,62 +13,41 @@ Words with fewer than ``min_occurrences`` occurrences are removed before anythin
 queries nor distractors (the annotation files of the paper's MAP list only repeated words).
 
 The k-NN is exact, in torch, by chunks of queries so that memory stays at ``chunk_size x N`` similarities.
+
+Alignments are those of :mod:`spidrkit.data.alignments` (``{utt: [Interval]}``, or a file of
+``utt onset offset word [speaker]`` lines). Frame times need the features' frame rate, the model's
+``frame_rate``. Too few repeated words raises :class:`NoRepeatedWordError`; :func:`word_map_or_none` is the
+sweep's adapter, which reports that case as ``None``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from spidrkit.data.alignments import Interval, as_alignments, iter_intervals, read_alignments
 from spidrkit.evaluation.abx import FeatureSource, load_features
 
-
-@dataclass(frozen=True)
-class Segment:
-    """One aligned unit (word or phone) of an utterance, times in seconds."""
-
-    utt: str
-    onset: float
-    offset: float
-    label: str
-    speaker: str | None = None
+WordSource = str | os.PathLike | Mapping[str, Sequence[Interval]]
 
 
-def read_alignments(path: str | os.PathLike) -> list[Segment]:
-    """Read ``utt onset offset label [speaker]`` lines (whitespace separated, times in seconds).
-
-    Blank lines and lines starting with ``#`` (headers) are skipped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no alignment file at {path}")
-    segments = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields or fields[0].startswith("#"):
-                continue
-            if len(fields) not in (4, 5):
-                raise ValueError(f"{path}:{lineno}: expected 'utt onset offset label [speaker]', got {line!r}")
-            try:
-                onset, offset = float(fields[1]), float(fields[2])
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: onset and offset must be numbers, got {line!r}") from None
-            if offset <= onset:
-                raise ValueError(f"{path}:{lineno}: offset {offset} is not after onset {onset}")
-            segments.append(Segment(fields[0], onset, offset, fields[3], fields[4] if len(fields) == 5 else None))
-    return segments
+class NoRepeatedWordError(ValueError):
+    """No word (class) occurs often enough for MAP@R to be defined."""
 
 
-def frame_span(onset: float, offset: float, frame_rate: int, num_frames: int) -> tuple[int, int]:
+def read_words(words: WordSource) -> dict[str, list[Interval]]:
+    """Word (or phone) alignments from a file or a mapping ``{utt: [(onset, offset, label)]}``."""
+    return read_alignments(words) if isinstance(words, (str, os.PathLike)) else as_alignments(words)
+
+
+def frame_span(onset: float, offset: float, frame_rate: float, num_frames: int) -> tuple[int, int]:
     """Frames ``[start, end)`` of a segment: those whose centre ``(i + 0.5) / frame_rate`` is inside it.
 
     Same slicing as fastabx (so ABX and MAP see the same frames). A segment shorter than one frame gets the
@@ -87,30 +66,33 @@ def frame_span(onset: float, offset: float, frame_rate: int, num_frames: int) ->
 
 def segment_embeddings(
     features: FeatureSource,
-    segments: Sequence[Segment],
+    alignments: Mapping[str, Sequence[Interval]],
     *,
-    frame_rate: int = 50,
+    frame_rate: float,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Mean feature over the frames of each segment: a float32 tensor (len(segments), D), in input order."""
+    """Mean feature over the frames of each interval: a float32 tensor (number of intervals, D), in the
+    order of :func:`~spidrkit.data.alignments.iter_intervals` (utterance by utterance)."""
     feats = load_features(features)
-    by_utt: dict[str, list[int]] = {}
-    for i, s in enumerate(segments):
-        by_utt.setdefault(s.utt, []).append(i)
-    missing = [u for u in by_utt if u not in feats]
+    missing = [u for u, ivs in alignments.items() if ivs and u not in feats]
     if missing:
         raise KeyError(f"{len(missing)} utterances of the alignments have no features, e.g. {missing[:3]}")
     out: torch.Tensor | None = None
-    for utt, indices in tqdm(by_utt.items(), desc="Pooling segments", disable=not progress):
+    i = 0
+    total = sum(len(ivs) for ivs in alignments.values())
+    for utt, intervals in tqdm(alignments.items(), desc="Pooling segments", disable=not progress):
+        if not intervals:
+            continue
         x = feats[utt]
         if x.ndim != 2:
             raise ValueError(f"{utt}: features must have shape (T, D), got {tuple(x.shape)}")
         x = x.float()
         if out is None:
-            out = torch.empty(len(segments), x.shape[1])
-        for i in indices:
-            start, end = frame_span(segments[i].onset, segments[i].offset, frame_rate, x.shape[0])
+            out = torch.empty(total, x.shape[1])
+        for iv in intervals:
+            start, end = frame_span(iv.onset, iv.offset, frame_rate, x.shape[0])
             out[i] = x[start:end].mean(dim=0)
+            i += 1
     if out is None:
         raise ValueError("no segment to embed")
     return out
@@ -137,7 +119,7 @@ def map_at_r(embeddings: torch.Tensor, labels: Sequence[str] | torch.Tensor, *, 
     num_others = torch.bincount(lab)[lab] - 1
     queries = torch.nonzero(num_others >= 1).squeeze(1)
     if queries.numel() == 0:
-        raise ValueError("no class has two items or more: MAP@R is undefined")
+        raise NoRepeatedWordError("no class has two items or more: MAP@R is undefined")
     # chunks of queries with similar R: each chunk retrieves only as deep as its own largest R
     queries = queries[torch.argsort(num_others[queries], stable=True)]
     total = torch.zeros((), dtype=torch.float64)
@@ -156,25 +138,37 @@ def map_at_r(embeddings: torch.Tensor, labels: Sequence[str] | torch.Tensor, *, 
 
 def word_map(
     features: FeatureSource,
-    word_alignments: str | os.PathLike | Sequence[Segment],
+    word_alignments: WordSource,
     min_occurrences: int = 2,
-    frame_rate: int = 50,
     *,
+    frame_rate: float,
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> float:
-    """MAP@R over words in percent (higher is better) of features (folder or ``{utt: (T, D)}``).
+    """MAP@R over words in percent (higher is better) of features (folder or ``{utt: (T, D)}``) at
+    ``frame_rate`` Hz.
 
-    ``word_alignments`` is a file of ``utt onset offset word [speaker]`` lines or a list of
-    :class:`Segment`. Words with fewer than ``min_occurrences`` occurrences are dropped first.
+    ``word_alignments`` is a file of ``utt onset offset word [speaker]`` lines or ``{utt: [Interval]}``.
+    Words with fewer than ``min_occurrences`` occurrences are dropped first; :class:`NoRepeatedWordError`
+    when none is left.
     """
     if min_occurrences < 2:
         raise ValueError("min_occurrences must be >= 2 (a word needs another occurrence to be retrieved)")
-    segments = read_alignments(word_alignments) if isinstance(word_alignments, (str, os.PathLike)) \
-        else list(word_alignments)
-    counts = Counter(s.label for s in segments)
-    kept = [s for s in segments if counts[s.label] >= min_occurrences]
+    words = read_words(word_alignments)
+    counts = Counter(iv.label for _, iv in iter_intervals(words))
+    kept = {utt: [iv for iv in ivs if counts[iv.label] >= min_occurrences] for utt, ivs in words.items()}
+    kept = {utt: ivs for utt, ivs in kept.items() if ivs}
     if not kept:
-        raise ValueError(f"no word occurs {min_occurrences} times or more in the alignments")
+        raise NoRepeatedWordError(f"no word occurs {min_occurrences} times or more in the alignments")
     embeddings = segment_embeddings(features, kept, frame_rate=frame_rate, progress=progress)
-    return map_at_r(embeddings, [s.label for s in kept], device=device)
+    return map_at_r(embeddings, [iv.label for _, iv in iter_intervals(kept)], device=device)
+
+
+def word_map_or_none(features: FeatureSource, words: WordSource, *, frame_rate: float,
+                     device: str | torch.device | None = None) -> float | None:
+    """:func:`word_map` in percent, or ``None`` (with a warning) when no word occurs twice."""
+    try:
+        return word_map(features, words, frame_rate=frame_rate, device=device, progress=False)
+    except NoRepeatedWordError as e:
+        warnings.warn(f"word MAP: {e}; reported as None", stacklevel=2)
+        return None
