@@ -12,6 +12,7 @@ from spidrkit.evaluation.baselines import (
     HOP,
     N_FFT,
     WINDOW,
+    baseline_frames,
     dct_matrix,
     deltas,
     extract_baseline,
@@ -20,7 +21,6 @@ from spidrkit.evaluation.baselines import (
     log_mel,
     mel_filterbank,
     mfcc,
-    num_frames,
     random_baseline,
 )
 from spidrkit.models.layers import num_frames as downsampler_frames
@@ -31,12 +31,12 @@ def test_frame_count_matches_downsampler(length):
     cfg = ModelConfig()
     expected = (length - 400) // 320 + 1
     assert downsampler_frames(length, cfg.conv_kernels, cfg.conv_strides) == expected
-    assert num_frames(length) == expected
+    assert baseline_frames(length) == expected
     wav = torch.randn(length, generator=torch.Generator().manual_seed(length))
     assert mfcc(wav).shape == (expected, 39)
     assert log_mel(wav).shape == (expected, 80)
     assert random_baseline(wav, dim=8).shape == (expected, 8)
-    assert num_frames(16000) == 49
+    assert baseline_frames(16000) == 49
 
 
 def test_pure_tone_peaks_in_its_mel_band():
@@ -140,7 +140,7 @@ def test_mfcc_matches_librosa():
     d = librosa.feature.delta(ceps, width=5, order=1, mode="nearest")
     dd = librosa.feature.delta(d, width=5, order=1, mode="nearest")
     ref = np.concatenate([ceps, d, dd]).T
-    assert ref.shape == ours.shape == (num_frames(35200), 39) == (109, 39)
+    assert ref.shape == ours.shape == (baseline_frames(35200), 39) == (109, 39)
     assert np.abs(ours - ref)[:, :13].max() < 1e-3
     assert np.abs(ours - ref)[:, 13:].max() < 1e-3
     # the silent frames sit on the floor: c0 = sqrt(40) ln(1e-10), the largest |c| of the signal
@@ -154,7 +154,7 @@ def test_baselines_follow_the_callers_frame_rate():
     assert hop_length(25.0) == 640
     wav = _test_signal()
     at_50, at_25 = mfcc(wav), mfcc(wav, frame_rate=25.0)
-    assert at_25.shape == (num_frames(35200, 25.0), 39) == ((35200 - 400) // 640 + 1, 39) == (55, 39)
+    assert at_25.shape == (baseline_frames(35200, 25.0), 39) == ((35200 - 400) // 640 + 1, 39) == (55, 39)
     # the 25 Hz frames are every other 50 Hz frame (same windows); deltas span other frames and differ
     torch.testing.assert_close(at_25[:, :13], at_50[::2, :13], atol=1e-4, rtol=0)
     assert log_mel(wav, frame_rate=25.0).shape == (55, 80)

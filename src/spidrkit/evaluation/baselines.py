@@ -59,7 +59,7 @@ def hop_length(frame_rate: float | None = None) -> int:
     return round(hop)
 
 
-def num_frames(num_samples: int, frame_rate: float | None = None) -> int:
+def baseline_frames(num_samples: int, frame_rate: float | None = None) -> int:
     """Frames of every baseline (and of the model's downsampler) for ``num_samples`` samples at 16 kHz."""
     if num_samples < WINDOW:
         return 0
@@ -165,7 +165,7 @@ def random_baseline(wav: torch.Tensor, dim: int = 768, seed: int = 0, sample_rat
     wav = _check_wav(wav, sample_rate)
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
-    return torch.randn(num_frames(wav.shape[0], frame_rate), dim, generator=gen)
+    return torch.randn(baseline_frames(wav.shape[0], frame_rate), dim, generator=gen)
 
 
 def baseline_features(kind: Baseline, wav: torch.Tensor, *, key: str = "", seed: int = 0,
