@@ -244,6 +244,49 @@ def test_extraction_and_evaluation_do_not_import_training():
     )
 
 
+# the layers of docs/design.md: what each package may import (the package itself and ``spidrkit``, for
+# ``__version__``, always allowed); demo and cli sit on top and may import anything
+LAYERS = {
+    "config": set(),
+    "io": set(),
+    "runtime": set(),
+    "models": {"config"},
+    "checkpoints": {"models", "config", "io", "runtime"},
+    "data": {"models", "config", "io", "runtime"},
+    "extraction": {"checkpoints", "data", "models", "config", "io", "runtime"},
+    "evaluation": {"extraction", "checkpoints", "data", "models", "config", "io", "runtime"},
+    "training": {"checkpoints", "data", "models", "config", "io", "runtime"},
+}
+
+
+def layer_violations(graph: dict[str, dict[str, int]]) -> list[str]:
+    """Arrows between top-level parts of the package that the layers do not allow."""
+    def part(module: str) -> str:
+        return module.split(".")[1] if "." in module else ""
+
+    bad = []
+    for importer, targets in graph.items():
+        allowed = LAYERS.get(part(importer))
+        if allowed is None:
+            continue
+        for target, line in targets.items():
+            if part(target) not in {part(importer), "", *allowed}:
+                bad.append(f"{importer} -> {target} (line {line})")
+    return sorted(bad)
+
+
+def test_packages_import_only_the_layers_below_them():
+    bad = layer_violations(_package_graph())
+    assert not bad, "imports against the layers of docs/design.md:\n" + "\n".join("  " + b for b in bad)
+
+
+def test_layer_rule_flags_an_arrow_upwards():
+    g = build_graph({"spidrkit.data.a": ("from spidrkit.training import b", False), "spidrkit.training": ("", True),
+                     "spidrkit.training.b": ("from spidrkit.data import a", False)})
+    assert layer_violations(g) == ["spidrkit.data.a -> spidrkit.training (line 1)",
+                                   "spidrkit.data.a -> spidrkit.training.b (line 1)"]
+
+
 def test_modules_are_at_most_400_lines():
     counts = {p.relative_to(SRC).as_posix(): len(t.splitlines()) for p, t in _sources().items()}
     over = sorted(((n, c) for n, c in counts.items() if c > MAX_LINES), key=lambda x: -x[1])
