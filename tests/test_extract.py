@@ -266,3 +266,6 @@ def test_features_need_only_the_encoder_interface(corpus, tmp_path):
         assert torch.equal(got[e.fileid], torch.stack([frames.mean(-1), 2 * frames.amax(-1)], -1))
     with pytest.raises(ExtractionError, match="codebook units need a SpidR/DinoSR model"):
         extract(encoder, manifest, tmp_path / "u", layers=[1], units="codebook", provenance=info, progress=False)
+    # without provenance, an encoder that has no variant is named by its class and the hash of its weights
+    extract(encoder, manifest, tmp_path / "g", layers=[1], progress=False)
+    assert read_sidecar(tmp_path / "g")["model"] == f"framestats:{weights_sha256(encoder)}"

@@ -59,17 +59,20 @@ def weights_sha256(model: torch.nn.Module, length: int = 16) -> str:
     no file, e.g. one just trained in this process."""
     h = hashlib.sha256()
     for name, t in model.state_dict().items():
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        shape = t.shape
+        t = t.detach().to("cpu").contiguous().reshape(-1)  # 0-d tensors too; the same bytes for the others
+        h.update(f"{name}:{tuple(shape)}:{t.dtype};".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:length]
 
 
 def model_info(model: SpidR | Loaded, provenance: CheckpointInfo | None = None) -> CheckpointInfo:
     """The provenance to record for ``model``: ``provenance`` when given, a :class:`Loaded`'s own, else
-    (a model built in memory) its variant and a hash of its weights (source ``"in-memory"``)."""
+    (a model built in memory) its variant and a hash of its weights (source ``"in-memory"``). An encoder
+    other than SpidR/DinoSR, which has no variant, is named by its class."""
     if provenance is not None:
         return provenance
     if isinstance(model, Loaded):
         return model.info
-    return CheckpointInfo("in-memory", model.variant, None, weights_sha256(model), None, None)
+    variant = getattr(model, "variant", None) or type(model).__name__.lower()
+    return CheckpointInfo("in-memory", variant, None, weights_sha256(model), None, None)
