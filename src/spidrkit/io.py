@@ -9,6 +9,10 @@
 - **Sidecars**: every output says what produced it (model, checkpoint hash, 1-based layers, units k). A
   folder's sidecar is ``DIR/spidrkit.json``, a file's is ``FILE.json`` beside it; each carries
   ``sidecar_version`` (files written before it existed read as version 0).
+- **Locks** (:func:`hold_lock`): an output that one process at a time may write (a run folder, a units
+  merge) is guarded by a lock file recording the holder's host, pid and start time. A lock whose process
+  is gone (same host, pid not running) is stale and taken over; a live one raises
+  :class:`~spidrkit.errors.LockHeldError` naming the holder, unless ``force`` breaks it.
 - **Metrics log** (``metrics.jsonl``): one JSON object per line, each with ``format_version``
   (:data:`METRICS_VERSION`; older records without it read as version 0). :func:`read_metrics` is its one
   reader: it skips blank lines and a torn line (a crash mid-write) and raises on anything else broken.
@@ -26,10 +30,14 @@ import json
 import math
 import os
 import platform
+import socket
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
+
+from spidrkit.errors import InputError, LockHeldError
 
 SIDECAR_NAME = "spidrkit.json"
 SIDECAR_VERSION = 1
@@ -38,7 +46,7 @@ METRICS_VERSION = 1
 TMP_MARK = ".tmp"
 
 
-class MetricsFormatError(ValueError):
+class MetricsFormatError(InputError):
     """A metrics log line that is neither JSON nor a torn last line."""
 
 
@@ -64,24 +72,65 @@ def is_stale_temp(path: str | os.PathLike) -> bool:
     return False
 
 
+class _WriteRecorder:
+    """A file proxy that remembers the first ``OSError`` of ``write``: a writer that turns it into an error
+    of its own (``torch.save`` reports a full disk as "unexpected pos ...") still fails as an OSError."""
+
+    def __init__(self, f: IO) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename in it) to disk, where the system allows it."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", *, fsync: bool = False,
+def atomic_write(path: str | os.PathLike, mode: str = "wb", *, fsync: bool = True,
                  suffix: str = "") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it replaces ``path``, on error it is removed.
 
-    ``fsync``: force the bytes to disk before the rename (checkpoints). ``suffix``: appended to the
-    temporary name, for writers that choose the format by extension (matplotlib).
+    ``fsync``: the file's bytes, then the folder's entry, reach the disk before and after the rename, so a
+    crash or a power loss never leaves a final name on partial data. ``suffix``: appended to the temporary
+    name, for writers that choose the format by extension (matplotlib). An ``OSError`` of a write (disk
+    full) is raised as such, with the final path as its ``filename``, whatever the writer made of it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path).with_name(temp_path(path).name + suffix)
+    recorder = None
     try:
         with open(tmp, mode) as f:
-            yield f
+            recorder = _WriteRecorder(f)
+            yield recorder
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+        if fsync:
+            fsync_dir(path.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+    except Exception as e:
+        if recorder is not None and recorder.error is not None:
+            raise OSError(recorder.error.errno, recorder.error.strerror, str(path)) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -130,6 +179,81 @@ def json_safe(x: Any) -> Any:
     if hasattr(x, "item") and callable(x.item):
         return json_safe(x.item())
     return str(x)
+
+
+# ----------------------------------------------------------------------------------------------- locks
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_lock(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The holder recorded in a lock file (``host``, ``pid``, ``started``, ``command``), ``{}`` for an
+    unreadable one, ``None`` when there is no lock."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        holder = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def lock_is_stale(holder: dict[str, Any]) -> bool:
+    """Whether the process that wrote ``holder`` is gone: it ran on this host and its pid no longer runs.
+    (A lock of another host is never judged stale from here; an unreadable one, torn by a crash while it
+    was written, is.)"""
+    if not holder:
+        return True
+    pid = holder.get("pid")
+    return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid)
+
+
+@contextlib.contextmanager
+def hold_lock(path: str | os.PathLike, *, force: bool = False, what: str = "this output") -> Iterator[Path]:
+    """Hold the lock file ``path`` for the duration of the block (created exclusively, removed after).
+
+    A stale lock (:func:`lock_is_stale`) is taken over with a warning; a live one raises
+    :class:`~spidrkit.errors.LockHeldError` naming its holder and the way out, unless ``force``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                         "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""})
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = read_lock(path)
+            if holder is None:
+                continue  # released meanwhile: try again
+            if not (force or lock_is_stale(holder)):
+                raise LockHeldError(
+                    f"{path}: {what} is in use by pid {holder.get('pid')} on {holder.get('host')} since "
+                    f"{holder.get('started')} ({holder.get('command')!r}); wait for it to finish, or if that "
+                    "process is gone, rerun with --force") from None
+            warnings.warn(f"{path}: taking over the lock of pid {holder.get('pid')} on {holder.get('host')} "
+                          f"({'forced' if force else 'that process is gone'})", stacklevel=3)
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(record + "\n")
+        break
+    else:
+        raise LockHeldError(f"{path}: could not take the lock of {what} (contended); run again")
+    try:
+        yield path
+    finally:
+        if (read_lock(path) or {}).get("pid") == os.getpid():
+            path.unlink(missing_ok=True)
 
 
 # -------------------------------------------------------------------------------------------- sidecars

@@ -24,11 +24,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from spidrkit.errors import InputError
+
 DEFAULT_PORT = 29500
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-class LaunchError(RuntimeError):
+class LaunchError(InputError):
     """The process environment (ranks, devices, launcher variables) is wrong; the message says what to fix."""
 
 

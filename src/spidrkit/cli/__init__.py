@@ -7,7 +7,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+
+from spidrkit.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_IO,
+    EXIT_OK,
+    EXIT_SOFTWARE,
+    EXIT_TEMPFAIL,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    InputError,
+    TemporaryError,
+    Terminated,
+)
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -41,34 +56,74 @@ def _version() -> str:
     return f"spidrkit {__version__}"
 
 
+def _error_line(name: str, kind: str, message: object) -> None:
+    text = " ".join(str(message).split())  # one line, whatever the message
+    print(f"spidrkit {name}: {kind}: {text}", file=sys.stderr)
+
+
+def _os_error_line(e: OSError) -> str:
+    where = f"{e.filename}: " if e.filename else ""
+    return (f"{where}{e.strerror or e} (nothing partial was left under a final name; free space or fix access, "
+            "then rerun)")
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``spidrkit`` command; returns its exit status (README, "Exit codes"). ``--debug`` anywhere
+    on the line shows the traceback of an error instead of the one-line message."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     top = _top_parser()
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
-        return 0
+        return EXIT_OK
     if argv[0] == "--version":
         print(_version())
-        return 0
+        return EXIT_OK
     if argv[0] not in COMMANDS:
         top.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
     name = argv[0]
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"spidrkit {name}", description=help_text)
+    parser = argparse.ArgumentParser(prog=f"spidrkit {name}", description=help_text,
+                                     epilog="--debug: show the traceback of an error")
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except UserError as e:
-        print(f"spidrkit {name}: error: {e}", file=sys.stderr)
-        return 2
+        print(f"spidrkit {name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"spidrkit {name}: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    except Exception as e:
+        if debug:
+            raise
+        if isinstance(e, UserError | InputError):
+            _error_line(name, "error", e)
+            return EXIT_USAGE
+        if isinstance(e, TemporaryError):
+            _error_line(name, "try again later", e)
+            return EXIT_TEMPFAIL
+        if isinstance(e, OSError):
+            _error_line(name, "I/O error", _os_error_line(e))
+            return EXIT_IO
+        _error_line(name, "internal error", f"{type(e).__name__}: {e} (rerun with --debug for the traceback)")
+        return EXIT_SOFTWARE
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
 
 
-class UserError(Exception):
+class UserError(InputError):
     """An error in what the user asked for: printed without a traceback, exit status 2."""
 
 

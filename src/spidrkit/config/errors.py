@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from spidrkit.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A config file or override is wrong; the message names the key."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from spidrkit.config import SAMPLE_RATE
+from spidrkit.errors import InputError
 from spidrkit.io import write_lines_atomic
 
 
@@ -45,7 +46,7 @@ SILENCES = frozenset({"SIL", "sil", "pau", "SPN", "spn", "sp", "<sil>", ""})
 TIME_DECIMALS = 4
 
 
-class AlignmentError(ValueError):
+class AlignmentError(InputError):
     pass
 
 

@@ -18,6 +18,7 @@ import soxr
 import torch
 
 from spidrkit.data.manifest import resampled_length
+from spidrkit.errors import InputError
 from spidrkit.models.signal import SAMPLE_RATE, standardize, standardize_batch
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
 
 
 
-class AudioError(Exception):
+class AudioError(InputError):
     """A file that cannot be used as audio: unreadable, empty, or with non-finite samples."""
 
 

@@ -33,12 +33,13 @@ from spidrkit.data.alignments import (
     write_split_annotations,
 )
 from spidrkit.data.manifest import ManifestEntry, ScanResult, scan_audio_dir, write_manifest
+from spidrkit.errors import InputError
 
 FOLDER_EXTENSIONS = ("wav", "flac", "ogg", "mp3")
 _LIBRISPEECH_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError):
     pass
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spidrkit.errors import InputError
+
 VOICES = ("awb", "rms", "slt", "kal16", "kal")
 INSTALL_HINT = "flite is not installed: run 'sudo apt-get install flite' (Debian/Ubuntu; it brings libflite1)"
 
@@ -34,7 +36,7 @@ ARPABET = {p: p.upper() for p in _SAME.split(" ")} | {"ax": "AH", "axr": "ER", "
 PHONES = tuple(sorted(set(ARPABET.values())))
 
 
-class FliteError(RuntimeError):
+class FliteError(InputError):
     """flite is missing, a voice cannot be loaded, or synthesis failed."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from spidrkit.config import SAMPLE_RATE
+from spidrkit.errors import InputError
 from spidrkit.io import atomic_write
 
 FORMATS = ("csv", "tsv", "jsonl")
@@ -32,7 +33,7 @@ class ManifestEntry:
     speaker: str | None = None
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     pass
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from spidrkit.errors import InputError
 
-class SweepError(ValueError):
+
+class SweepError(InputError):
     """A sweep asked of a corpus, model or options that cannot give it (the message says what to fix)."""

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spidrkit.errors import InputError
 from spidrkit.io import SIDECAR_NAME, atomic_write
 
 FEATURE_FORMATS = ("pt", "npy")
@@ -32,7 +33,7 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _LAYER_DIR = re.compile(r"layer_\d+")
 
 
-class FeatureError(ValueError):
+class FeatureError(InputError):
     """A features folder or file that cannot be used as asked."""
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from spidrkit.errors import InputError
 from spidrkit.extraction.features_io import iter_feature_files, load_features
 from spidrkit.io import atomic_write, read_sidecar, sidecar_path, write_sidecar
 
@@ -36,7 +37,7 @@ _WRITER_KEYS = ("producer", "created", "command", "python")
 FeatureSource = str | os.PathLike | Mapping[str, Any] | Iterable[Any]
 
 
-class KMeansError(ValueError):
+class KMeansError(InputError):
     """K-means asked of data or files that cannot give it."""
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from spidrkit.data.manifest import ManifestEntry
+from spidrkit.errors import InputError
 from spidrkit.models.interface import SpeechEncoder
 
 DEFAULT_BATCH_SECONDS = 120.0
@@ -31,7 +32,7 @@ MIN_FILL = 0.8  # a batch holds inputs at least 80% as long as its longest: at m
 Window = tuple[int, int, int, int]  # (start, end) samples of the model input, (core_start, core_end) frames
 
 
-class ExtractionError(ValueError):
+class ExtractionError(InputError):
     """Extraction asked of inputs, layers or an output folder that cannot give it."""
 
 

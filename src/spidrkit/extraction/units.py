@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from spidrkit.errors import InputError
 from spidrkit.io import write_lines_atomic, write_sidecar
 
 UNIT_FORMATS = ("txt", "jsonl")
@@ -32,7 +33,7 @@ UNIT_FORMATS = ("txt", "jsonl")
 UnitsLike = Sequence[int] | np.ndarray | torch.Tensor
 
 
-class UnitsError(ValueError):
+class UnitsError(InputError):
     """A units file or sequence that cannot be read or written as asked."""
 
 
