@@ -43,7 +43,8 @@ class Number:
 
     def text(self) -> str:
         if self.lo is not None and self.hi is not None:
-            return f"a finite number in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+            left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+            return f"a finite number in {left}{self.lo:g}, {self.hi:g}{right}"
         if self.lo is not None:
             return f"a finite number {'>' if self.lo_open else '>='} {self.lo:g}"
         return "a finite number"
@@ -219,8 +220,8 @@ def _stride_vs_kernel(m: Any) -> str | None:
 
 CROSS_RULES: tuple[CrossRule, ...] = (
     CrossRule("conv_lengths", "model", lambda m: None if len(m.conv_kernels) == len(m.conv_strides) else (
-        f"model.conv_kernels and model.conv_strides must have the same length (one per conv layer), got "
-        f"{len(m.conv_kernels)} and {len(m.conv_strides)}")),
+        f"model.conv_strides: must have as many items as model.conv_kernels ({len(m.conv_kernels)}, one per "
+        f"conv layer), got {len(m.conv_strides)}")),
     CrossRule("stride_le_kernel", "model", _stride_vs_kernel),
     CrossRule("frame_rate", "model", lambda m: None if SAMPLE_RATE % _frame_stride(m) == 0 else (
         f"model.conv_strides: their product (the frame stride, {_frame_stride(m)} samples) must divide the "
