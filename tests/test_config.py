@@ -3,6 +3,7 @@ from dataclasses import fields, replace
 
 import pytest
 
+from spidrkit.cli import main as cli_main
 from spidrkit.config import (
     SECTIONS,
     VARIANTS,
@@ -17,7 +18,6 @@ from spidrkit.config import (
     variant_of,
     with_variant,
 )
-from spidrkit.cli import main as cli_main
 from spidrkit.config.validation import CROSS_RULES, RULES, Free
 from spidrkit.training.resume import config_changes
 
@@ -228,7 +228,8 @@ FIELD_CASES = [
 # ... and one per rule between fields (tiny: dim 256, 4 heads, 6 layers, pos conv 95 over 5 layers).
 CROSS_CASES = {
     "conv_lengths": (["model.conv_strides=[5,2]"],
-                     "model.conv_strides: must have as many items as model.conv_kernels (7, one per conv layer), got 2"),
+                     "model.conv_strides: must have as many items as model.conv_kernels (7, one per conv layer), "
+                     "got 2"),
     "stride_le_kernel": (["model.conv_strides=[5,2,2,2,2,2,3]"],
                          "model.conv_strides: each stride must be <= its kernel (model.conv_kernels), else samples "
                          "are skipped; layer 6 has stride 3 > kernel 2"),
