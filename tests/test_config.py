@@ -1,18 +1,24 @@
 import warnings
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 
+from spidrkit.cli import main as cli_main
 from spidrkit.config import (
+    SECTIONS,
     VARIANTS,
     Config,
     ConfigError,
+    ModelConfig,
+    TeacherConfig,
     config_from_dict,
     from_dict,
     load_config,
+    validate,
     variant_of,
     with_variant,
 )
+from spidrkit.config.validation import CROSS_RULES, RULES, Free
 from spidrkit.training.resume import config_changes
 
 
@@ -149,3 +155,142 @@ def test_resume_treats_a_variant_change_as_fatal():
     assert harmless == []
     # the saved variant is derived from the saved switches, not read from a (stale) stored label
     assert config_changes({**cfg.to_dict(), "variant": "dinosr"}, cfg) == ([], [])
+
+
+# ------------------------------------------------------------------------------ validation: every rule
+# (overrides on the tiny preset, the exact message). One case per field that can refuse a value...
+FIELD_CASES = [
+    (["model.conv_dim=0"], "model.conv_dim: must be an integer >= 1, got 0"),
+    (["model.conv_kernels=[10,3,3,3,3,2,0]"],
+     "model.conv_kernels: must be a list of 1 or more items, each an integer >= 1, got (10, 3, 3, 3, 3, 2, 0)"),
+    (["model.conv_strides=[]"], "model.conv_strides: must be a list of 1 or more items, each an integer >= 1, got ()"),
+    (["model.dim=0"], "model.dim: must be an integer >= 1, got 0"),
+    (["model.num_layers=0"], "model.num_layers: must be an integer >= 1, got 0"),
+    (["model.num_heads=0"], "model.num_heads: must be an integer >= 1, got 0"),
+    (["model.ffn_dim=-4"], "model.ffn_dim: must be an integer >= 1, got -4"),
+    (["model.pos_conv_layers=0"], "model.pos_conv_layers: must be an integer >= 1, got 0"),
+    (["model.pos_conv_kernel=0"], "model.pos_conv_kernel: must be an integer >= 1, got 0"),
+    (["model.pos_conv_groups=0"], "model.pos_conv_groups: must be an integer >= 1, got 0"),
+    (["model.dropout=1"], "model.dropout: must be a finite number in [0, 1), got 1.0"),
+    (["model.attention_dropout=-0.1"], "model.attention_dropout: must be a finite number in [0, 1), got -0.1"),
+    (["model.activation_dropout=nan"], "model.activation_dropout: must be a finite number in [0, 1), got nan"),
+    (["model.projection_dropout=inf"], "model.projection_dropout: must be a finite number in [0, 1), got inf"),
+    (["model.layerdrop=1.5"], "model.layerdrop: must be a finite number in [0, 1), got 1.5"),
+    (["model.num_codebooks=0"], "model.num_codebooks: must be an integer >= 1, got 0"),
+    (["model.codebook_size=0"], "model.codebook_size: must be an integer >= 2, got 0"),
+    (["model.codebook_decay=1"], "model.codebook_decay: must be a finite number in (0, 1), got 1.0"),
+    (["model.heads=everywhere"], "model.heads: must be one of 'per_layer', 'last_layer', got 'everywhere'"),
+    (["teacher.schedule=cosine"], "teacher.schedule: must be one of 'exponential', 'linear', got 'cosine'"),
+    (["teacher.beta0=2"], "teacher.beta0: must be a finite number in [0, 1), got 2.0"),
+    (["teacher.timescale=0"], "teacher.timescale: must be a finite number > 0, got 0.0"),
+    (["teacher.beta_end=1.5"], "teacher.beta_end: must be a finite number in [0, 1], got 1.5"),
+    (["teacher.ramp_steps=-1"], "teacher.ramp_steps: must be an integer >= 0, got -1"),
+    (["teacher.freeze_step=-1"], "teacher.freeze_step: must be an integer >= 0, got -1"),
+    (["teacher.freeze_threshold=0"], "teacher.freeze_threshold: must be a finite number in (0, 1), got 0.0"),
+    (["masking.prob=1.5"], "masking.prob: must be a finite number in [0, 1], got 1.5"),
+    (["masking.length=0"], "masking.length: must be an integer >= 1, got 0"),
+    (["masking.min_masks=-1"], "masking.min_masks: must be an integer >= 0, got -1"),
+    (["optim.lr=nan"], "optim.lr: must be a finite number > 0, got nan"),
+    (["optim.lr=-1"], "optim.lr: must be a finite number > 0, got -1.0"),
+    (["optim.betas=[0.9, 1.0]"],
+     "optim.betas: must be a list of 2 or more items, each a finite number in [0, 1), got (0.9, 1.0)"),
+    (["optim.weight_decay=-0.01"], "optim.weight_decay: must be a finite number >= 0, got -0.01"),
+    (["optim.eps=0"], "optim.eps: must be a finite number > 0, got 0.0"),
+    (["optim.clip_norm=0"], "optim.clip_norm: must be a finite number > 0, got 0.0"),
+    (["optim.warmup_steps=-1"], "optim.warmup_steps: must be an integer >= 0, got -1"),
+    (["optim.hold_steps=-1"], "optim.hold_steps: must be an integer >= 0, got -1"),
+    (["optim.decay_steps=-1"], "optim.decay_steps: must be an integer >= 0, got -1"),
+    (["optim.init_lr_scale=2"], "optim.init_lr_scale: must be a finite number in [0, 1], got 2.0"),
+    (["optim.final_lr_scale=0"], "optim.final_lr_scale: must be a finite number in (0, 1], got 0.0"),
+    (["optim.freeze_feature_step=-1"], "optim.freeze_feature_step: must be an integer >= 0, got -1"),
+    (["data.sample_rate=8000"],
+     "data.sample_rate: must be 16000 (every spidrkit model reads 16 kHz audio, spidrkit.config.SAMPLE_RATE; audio "
+     "at other rates is resampled when read: leave data.sample_rate at 16000), got 8000"),
+    (["data.num_buckets=0"], "data.num_buckets: must be an integer >= 1, got 0"),
+    (["data.max_batch_samples=0"], "data.max_batch_samples: must be an integer >= 1, got 0"),
+    (["data.min_samples=-1"], "data.min_samples: must be an integer >= 0, got -1"),
+    (["data.max_samples=0"], "data.max_samples: must be an integer >= 1, got 0"),
+    (["data.num_workers=-1"], "data.num_workers: must be an integer >= 0, got -1"),
+    (["train.max_steps=0"], "train.max_steps: must be an integer >= 1, got 0"),
+    (["train.max_minutes=inf"], "train.max_minutes: must be a finite number >= 0, got inf"),
+    (["train.precision=fp16"], "train.precision: must be one of 'bf16', 'fp32', got 'fp16'"),
+    (["train.seed=-1"], "train.seed: must be an integer in [0, 9223372036854775807], got -1"),
+    (["train.device=tpu"], "train.device: must be one of 'auto', 'cpu', 'cuda', got 'tpu'"),
+    (["train.grad_accum=0"], "train.grad_accum: must be an integer >= 1, got 0"),
+    (["train.log_every=0"], "train.log_every: must be an integer >= 1, got 0"),
+    (["train.checkpoint_every=0"], "train.checkpoint_every: must be an integer >= 1, got 0"),
+    (["train.keep_checkpoints=0"], "train.keep_checkpoints: must be an integer >= 1, got 0"),
+    (["train.valid_every=-1"], "train.valid_every: must be an integer >= 0, got -1"),
+    (["train.valid_batches=-1"], "train.valid_batches: must be an integer >= 0, got -1"),
+    (["train.max_nonfinite=-1"], "train.max_nonfinite: must be an integer >= 0, got -1"),
+    (["train.collapse_perplexity=nan"], "train.collapse_perplexity: must be a finite number >= 0, got nan"),
+]
+# ... and one per rule between fields (tiny: dim 256, 4 heads, 6 layers, pos conv 95 over 5 layers).
+CROSS_CASES = {
+    "conv_lengths": (["model.conv_strides=[5,2]"],
+                     "model.conv_strides: must have as many items as model.conv_kernels (7, one per conv layer), "
+                     "got 2"),
+    "stride_le_kernel": (["model.conv_strides=[5,2,2,2,2,2,3]"],
+                         "model.conv_strides: each stride must be <= its kernel (model.conv_kernels), else samples "
+                         "are skipped; layer 6 has stride 3 > kernel 2"),
+    "frame_rate": (["model.conv_kernels=[10,3,3,3,3,3,3]", "model.conv_strides=[5,2,2,2,2,2,3]"],
+                   "model.conv_strides: their product (the frame stride, 480 samples) must divide the sample rate "
+                   "16000 so that the frame rate is a whole number of frames per second"),
+    "dim_by_heads": (["model.num_heads=5"], "model.num_heads: must divide model.dim (256), got 5"),
+    "dim_by_groups": (["model.pos_conv_groups=3"], "model.pos_conv_groups: must divide model.dim (256), got 3"),
+    "codebooks_le_layers": (["model.num_codebooks=7"], "model.num_codebooks: must be in [1, model.num_layers=6] "
+                                                        "(one codebook per target layer), got 7"),
+    "pos_kernel_by_layers": (["model.pos_conv_kernel=96"], "model.pos_conv_kernel: must be a multiple of "
+                             "model.pos_conv_layers (5): it is the total kernel over the layers, got 96"),
+    "pos_kernel_odd": (["model.pos_conv_kernel=100"], "model.pos_conv_kernel: model.pos_conv_kernel / "
+                       "model.pos_conv_layers (each layer's kernel) must be odd, got 100 / 5 = 20"),
+    "linear_ramp_up": (["teacher.schedule=linear", "teacher.beta_end=0.9"],
+                       "teacher.beta_end: must be >= teacher.beta0 (0.99) with the linear schedule (the decay ramps "
+                       "up), got 0.9"),
+    "min_le_max_samples": (["data.min_samples=90000"],
+                           "data.min_samples: must be <= data.max_samples (80000), got 90000"),
+    "batch_holds_min": (["data.max_batch_samples=1000"],
+                        "data.max_batch_samples: must be >= data.min_samples (2000), got 1000"),
+    "min_samples_one_frame": (["data.min_samples=100"], "data.min_samples: must be >= 400, the samples the "
+                              "downsampler (model.conv_kernels, model.conv_strides) needs for one frame, got 100"),
+}
+ALL_CASES = FIELD_CASES + list(CROSS_CASES.values())
+
+
+@pytest.mark.parametrize(("overrides", "message"), ALL_CASES, ids=[" ".join(o) for o, _ in ALL_CASES])
+def test_every_rule_refuses_with_a_message_naming_the_key(overrides, message, capsys):
+    with pytest.raises(ConfigError) as caught:
+        load_config("tiny", overrides)
+    assert str(caught.value) == message
+    # the CLI: exit 2, one line naming the key
+    assert cli_main(["config", "tiny", *[x for o in overrides for x in ("--set", o)]]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"spidrkit config: error: {message}\n"
+    assert err.count("\n") == 1 and message.split(":")[0] in err and "Traceback" not in err
+
+
+def test_every_field_has_a_rule_and_every_rule_a_case():
+    sections = {name: getattr(Config(), name) for name in SECTIONS}
+    for section, obj in sections.items():
+        assert [f.name for f in fields(obj)] == list(RULES[section]), section
+    refusing = {f"{s}.{k}" for s, rules in RULES.items() for k, rule in rules.items() if not isinstance(rule, Free)}
+    assert {message.split(":")[0] for _, message in FIELD_CASES} == refusing
+    assert set(CROSS_CASES) == {rule.name for rule in CROSS_RULES}
+    # the free fields are the strings and switches whose type is all there is to check
+    assert refusing | {"data.train_manifest", "data.valid_manifest", "data.standardize", "train.compile"} == {
+        f"{s}.{f.name}" for s, obj in sections.items() for f in fields(obj)}
+
+
+def test_sections_check_themselves_and_the_presets_pass():
+    with pytest.raises(ConfigError, match=r"^teacher.timescale: must be a finite number > 0, got 0$"):
+        TeacherConfig(timescale=0)
+    with pytest.raises(ConfigError, match=r"^model.num_heads: must divide model.dim \(768\), got 5$"):
+        ModelConfig(num_heads=5)
+    for preset in ("base", "tiny"):
+        for variant in VARIANTS:
+            validate(load_config(preset, variant=variant))
+    # the smallest legitimate values pass: no warm-up, no validation, no limit, min_samples = one frame
+    cfg = load_config("tiny", ["optim.warmup_steps=0", "train.valid_every=0", "train.max_minutes=0",
+                               "data.min_samples=400", "teacher.ramp_steps=0", "masking.min_masks=0",
+                               "train.max_nonfinite=0", "optim.init_lr_scale=0", "model.num_codebooks=6"])
+    assert cfg.data.min_samples == 400 and cfg.model.num_codebooks == 6

@@ -32,7 +32,7 @@ import torch
 
 from spidrkit.checkpoints.contents import find_value, listing, pick_variant, variant_hint
 from spidrkit.checkpoints.errors import CheckpointError
-from spidrkit.checkpoints.released import infer_model_config
+from spidrkit.checkpoints.released import contradictions, infer_model_config, refuse_contradictions
 from spidrkit.config import Config, with_variant
 
 
@@ -230,8 +230,10 @@ def from_fairseq(
             )
     heads, strides = _fairseq_arch(fs_cfg)
     if base is not None:
+        told = {"num_heads": heads, "conv_strides": strides}
+        refuse_contradictions(path, contradictions(vars(base.model), told, "file's own cfg"))
         heads, strides = base.model.num_heads, base.model.conv_strides
-    cfg = infer_model_config(sd, with_variant(base or Config(), chosen), heads, strides)
+    cfg = infer_model_config(sd, with_variant(base or Config(), chosen), heads, strides, path if base else None)
     step = raw.get("step") if isinstance(raw.get("step"), int) else _fairseq_step(raw)
     if step is not None:
         sd["current_step"] = torch.tensor([step], dtype=torch.long)

@@ -27,7 +27,7 @@ from spidrkit.checkpoints.fairseq import from_fairseq, is_fairseq_state_dict
 from spidrkit.checkpoints.native import is_spidrkit_config, save_spidrkit, stored_config
 from spidrkit.checkpoints.provenance import CheckpointInfo, Loaded, model_info
 from spidrkit.checkpoints.reading import read_checkpoint
-from spidrkit.checkpoints.released import released_config
+from spidrkit.checkpoints.released import WEIGHT_FIELDS, contradictions, refuse_contradictions, released_config
 from spidrkit.checkpoints.run import latest_checkpoint
 from spidrkit.config import PRESETS, Config, ConfigError, load_config
 from spidrkit.io import file_sha256
@@ -58,9 +58,11 @@ def load_checkpoint(
     base = _as_config(config)
     sd = state_dict_of(raw)
     if raw.get("format") == "spidrkit" or is_spidrkit_config(raw.get("config")):
-        if base is not None:
-            warnings.warn(f"{path}: config= is ignored, the file carries its own config", stacklevel=2)
         source, cfg = "spidrkit", stored_config(raw, variant, path)
+        if base is not None:
+            told = {k: getattr(cfg.model, k) for k in (*WEIGHT_FIELDS, "conv_strides", "num_heads")}
+            refuse_contradictions(path, contradictions(vars(base.model), told, "file's own config"))
+            warnings.warn(f"{path}: config= is ignored, the file carries its own config", stacklevel=2)
     elif is_fairseq_state_dict(sd):
         source, (cfg, sd) = "fairseq", from_fairseq(raw, sd, variant, base, path)
     else:

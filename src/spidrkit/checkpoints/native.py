@@ -58,6 +58,17 @@ def stored_config(raw: Mapping[str, Any], variant: str | None, path: Path) -> Co
     return chosen
 
 
+def _canonical_header(blob: bytes) -> bytes:
+    """A safetensors file with its JSON header's keys sorted: ``safetensors`` writes the header from hash
+    maps, whose order changes from one process to the next; sorted, the same weights give the same bytes.
+    The header is padded with spaces to a multiple of 8 bytes, as ``safetensors`` does (the offsets of
+    the tensors are relative to the end of the header, so they do not change)."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + blob[8 + n :]
+
+
 def save_spidrkit(path: str | os.PathLike, cfg: Config, state_dict: Mapping[str, torch.Tensor],
                   source: CheckpointInfo | None = None) -> Path:
     """Write a self-describing spidrkit file atomically: ``.safetensors`` (weights, config as JSON metadata)
@@ -74,7 +85,7 @@ def save_spidrkit(path: str | os.PathLike, cfg: Config, state_dict: Mapping[str,
                     "source": json.dumps(origin)}
             if step is not None:
                 meta["step"] = str(step)
-            f.write(save(sd, metadata=meta))
+            f.write(_canonical_header(save(sd, metadata=meta)))
         else:
             blob = {"format": "spidrkit", "version": FORMAT_VERSION, "config": cfg.to_dict(), "model": sd,
                     "source": origin}

@@ -39,27 +39,70 @@ def _shape(sd: Mapping[str, Any], key: str) -> tuple[int, ...]:
     return tuple(sd[key].shape)
 
 
+# the architecture values the weights determine (a config= that says otherwise contradicts the weights)
+WEIGHT_FIELDS = ("conv_dim", "conv_kernels", "dim", "num_layers", "ffn_dim", "pos_conv_layers", "pos_conv_kernel",
+                 "pos_conv_groups", "num_codebooks", "codebook_size")
+
+
+def contradictions(config: dict[str, Any], found: dict[str, Any], where: str) -> list[str]:
+    """``model.KEY = <config's> in the config, <found> in the WHERE`` for every key on which they differ."""
+    return [
+        f"model.{k} = {_plain(config[k])} in the config, {_plain(v)} in the {where}"
+        for k, v in found.items()
+        if v is not None and _plain(config[k]) != _plain(v)
+    ]
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple | list) else v
+
+
+def refuse_contradictions(path: Path | str, problems: list[str]) -> None:
+    if problems:
+        raise CheckpointError(
+            f"{path}: the config contradicts the checkpoint: {'; '.join(problems)}. Pass a config that "
+            "agrees with the weights (it only needs to supply what they cannot tell: conv strides, heads), "
+            "or no config"
+        )
+
+
 def infer_model_config(
     sd: Mapping[str, torch.Tensor],
     base: Config,
     num_heads: int | None = None,
     strides: tuple[int, ...] | None = None,
+    path: Path | str | None = None,
 ) -> Config:
     """The config of a released-layout state dict: every size that shapes tell, the rest from ``base``.
 
     ``num_heads``: from the caller (a foreign config) or ``dim // 64``. ``strides``: from the caller, else
-    ``base``'s when the kernels match ``base``'s (they cannot be read from weights).
+    ``base``'s when the kernels match ``base``'s (they cannot be read from weights). ``path``: ``base`` is
+    a config the user gave (``config=``), named in errors: any value of :data:`WEIGHT_FIELDS` where it
+    says otherwise than the weights is a :class:`CheckpointError` naming the key and both values.
     """
     n_conv = _count(sd, r"feature_extractor\.conv_layers\.(\d+)\.conv\.weight")
     if n_conv == 0:
         raise CheckpointError("no downsampler weights (feature_extractor.conv_layers.*.conv.weight)")
     conv_shapes = [_shape(sd, f"feature_extractor.conv_layers.{i}.conv.weight") for i in range(n_conv)]
-    kernels = tuple(s[2] for s in conv_shapes)
     dim = _shape(sd, "mask_embedding")[0]
     pos = _shape(sd, "student.pos_conv_embed.convs.0.weight")
     n_pos = _count(sd, r"student\.pos_conv_embed\.convs\.(\d+)\.weight")
-    n_heads_cb = _count(sd, r"heads\.(\d+)\.0\.weight")
+    found = {
+        "conv_dim": conv_shapes[0][0],
+        "conv_kernels": tuple(s[2] for s in conv_shapes),
+        "dim": dim,
+        "num_layers": _count(sd, r"student\.layers\.(\d+)\.attention\.qkv\.weight"),
+        "ffn_dim": _shape(sd, "student.layers.0.feed_forward.intermediate_dense.weight")[0],
+        "pos_conv_layers": n_pos,
+        "pos_conv_kernel": pos[2] * n_pos,
+        "pos_conv_groups": dim // pos[1],
+        "num_codebooks": _count(sd, r"heads\.(\d+)\.0\.weight"),
+        "codebook_size": _shape(sd, "heads.0.0.weight")[0],
+    }
     m = base.model
+    if path is not None:
+        refuse_contradictions(path, contradictions(vars(m), found, "weights"))
+    kernels = found["conv_kernels"]
     if strides is None:
         if kernels != tuple(m.conv_kernels):
             raise CheckpointError(
@@ -71,23 +114,8 @@ def infer_model_config(
         if dim % 64:
             raise CheckpointError(f"dim {dim} is not a multiple of 64: pass config= with model.num_heads")
         num_heads = dim // 64
-    model = replace(
-        m,
-        conv_dim=conv_shapes[0][0],
-        conv_kernels=kernels,
-        conv_strides=tuple(strides),
-        dim=dim,
-        num_layers=_count(sd, r"student\.layers\.(\d+)\.attention\.qkv\.weight"),
-        num_heads=num_heads,
-        ffn_dim=_shape(sd, "student.layers.0.feed_forward.intermediate_dense.weight")[0],
-        pos_conv_layers=n_pos,
-        pos_conv_kernel=pos[2] * n_pos,
-        pos_conv_groups=dim // pos[1],
-        num_codebooks=n_heads_cb,
-        codebook_size=_shape(sd, "heads.0.0.weight")[0],
-    )
     try:
-        return replace(base, model=model)
+        return replace(base, model=replace(m, **found, conv_strides=tuple(strides), num_heads=num_heads))
     except ConfigError as e:
         raise CheckpointError(f"the weights imply an invalid model: {e}") from e
 
@@ -101,4 +129,4 @@ def released_config(
     chosen = pick_variant(variant, variant_hint(foreign), "spidr", path)
     heads = base.model.num_heads if base is not None else find_value(foreign, ("num_heads", "encoder_attention_heads"))
     heads = heads if isinstance(heads, int) else None
-    return infer_model_config(sd, with_variant(base or Config(), chosen), heads, None)
+    return infer_model_config(sd, with_variant(base or Config(), chosen), heads, None, path if base else None)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli import UserError
-from spidrkit.config import ConfigError, load_config
+from spidrkit.config import load_config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, positional: bool = True) -> None:
@@ -20,10 +19,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, positional: bool = Tru
 
 
 def config_from_args(args: argparse.Namespace):
-    try:
-        return load_config(args.config, args.overrides, variant=args.variant)
-    except ConfigError as e:
-        raise UserError(str(e)) from e
+    return load_config(args.config, args.overrides, variant=args.variant)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

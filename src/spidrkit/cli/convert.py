@@ -17,14 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.checkpoints import CheckpointError, convert, load_checkpoint
-    from spidrkit.cli import UserError
+    from spidrkit.checkpoints import convert, load_checkpoint
 
-    try:
-        path = convert(args.input, args.output, variant=args.variant, config=args.config)
-        cfg, sd, info = load_checkpoint(path)
-    except CheckpointError as e:
-        raise UserError(str(e)) from e
+    path = convert(args.input, args.output, variant=args.variant, config=args.config)
+    cfg, sd, info = load_checkpoint(path)
     m = cfg.model
     params = sum(v.numel() for k, v in sd.items() if v.is_floating_point() and not k.startswith("codebooks."))
     print(

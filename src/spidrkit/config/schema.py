@@ -19,10 +19,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from spidrkit.config.errors import ConfigError
-from spidrkit.config.validation import validate
+from spidrkit.config.validation import SAMPLE_RATE, check_section, validate
 from spidrkit.config.writing import to_dict, to_toml
 
-SAMPLE_RATE = 16000  # Hz: the input rate of every model in spidrkit (the paper's, LibriSpeech's)
 VARIANTS = {
     # variant -> (model.heads, teacher.schedule)
     "spidr": ("per_layer", "exponential"),
@@ -64,6 +63,9 @@ class ModelConfig:
     codebook_decay: float = 0.9  # tau
     heads: str = "per_layer"  # "per_layer" (SpidR) or "last_layer" (DinoSR)
 
+    def __post_init__(self) -> None:
+        check_section("model", self)
+
     @property
     def pos_conv_layer_kernel(self) -> int:
         return self.pos_conv_kernel // self.pos_conv_layers
@@ -101,12 +103,18 @@ class TeacherConfig:
     freeze_step: int = 200000  # linear: teacher frozen from this step on
     freeze_threshold: float = 1e-7  # exponential: frozen once 1 - beta < this
 
+    def __post_init__(self) -> None:
+        check_section("teacher", self)
+
 
 @dataclass(frozen=True)
 class MaskingConfig:
     prob: float = 0.8  # expected share of frames that start a span, times the span length
     length: int = 10
     min_masks: int = 2
+
+    def __post_init__(self) -> None:
+        check_section("masking", self)
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,9 @@ class OptimConfig:
     final_lr_scale: float = 0.01  # decay ends at lr * final_lr_scale (5e-6)
     freeze_feature_step: int = 200000  # downsampler + projection frozen from this step on
 
+    def __post_init__(self) -> None:
+        check_section("optim", self)
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -135,6 +146,9 @@ class DataConfig:
     max_samples: int = 320_000
     standardize: bool = True
     num_workers: int = 4
+
+    def __post_init__(self) -> None:
+        check_section("data", self)
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,9 @@ class TrainConfig:
     valid_batches: int = 50
     max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
     collapse_perplexity: float = 2.0  # warn when a layer's codebook perplexity falls below this
+
+    def __post_init__(self) -> None:
+        check_section("train", self)
 
 
 @dataclass(frozen=True)
