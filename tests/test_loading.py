@@ -93,6 +93,22 @@ def test_spidrkit_training_checkpoint_uses_its_config(tmp_path):
     _equal_state(model, loaded)
 
 
+def test_an_old_checkpoint_whose_training_settings_break_todays_rules_still_loads(tmp_path):
+    cfg = load_config("tiny", [*SMALL, "model.num_heads=8"], variant="dinosr")
+    model = SpidR(cfg.model)
+    stored = cfg.to_dict()
+    stored["data"]["min_samples"] = 100  # accepted before the receptive-field rule existed
+    torch.save({"model": model.state_dict(), "config": stored, "step": 7}, tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match="old.pt: its stored training settings are not valid today"):
+        loaded, info = load(tmp_path / "old.pt")
+    assert loaded.cfg == cfg.model and (info.variant, info.step) == ("dinosr", 7)
+    _equal_state(model, loaded)
+    stored["model"]["num_heads"] = 7  # the model itself invalid: refused
+    torch.save({"model": model.state_dict(), "config": stored}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad.pt: its stored config is invalid: model.num_heads: must divide"):
+        load(tmp_path / "bad.pt")
+
+
 def test_convert_pt_and_safetensors_roundtrip(tiny, tmp_path):
     _, model = tiny
     src = tmp_path / "released.pt"

@@ -31,6 +31,22 @@ def is_spidrkit_config(cfg: Any) -> bool:
     return isinstance(cfg, Mapping) and isinstance(cfg.get("model"), Mapping) and "conv_kernels" in cfg["model"]
 
 
+def _config_of_weights(stored: Mapping[str, Any], path: Path) -> Config:
+    """The stored config; when only its training settings break today's rules (an old run, e.g. with a
+    ``data.min_samples`` accepted then), the model still loads: its ``model`` and ``teacher`` sections
+    with default training settings, and a warning."""
+    try:
+        return config_from_dict(stored)
+    except ConfigError as first:
+        try:
+            cfg = config_from_dict({k: v for k, v in stored.items() if k in ("variant", "model", "teacher")})
+        except ConfigError:
+            raise first from None
+        warnings.warn(f"{path}: its stored training settings are not valid today ({first}); the model loads "
+                      "with default training settings", stacklevel=4)
+        return cfg
+
+
 def stored_config(raw: Mapping[str, Any], variant: str | None, path: Path) -> Config:
     """The config stored in a spidrkit file (training checkpoint or converted file); ``variant``, when
     given and different, replaces the stored switches (with a warning)."""
@@ -43,7 +59,7 @@ def stored_config(raw: Mapping[str, Any], variant: str | None, path: Path) -> Co
     try:
         with warnings.catch_warnings(record=True) as caught:  # (a stale stored variant: say which file)
             warnings.simplefilter("always")
-            cfg = config_from_dict(stored)
+            cfg = _config_of_weights(stored, path)
     except ConfigError as e:
         raise CheckpointError(f"{path}: its stored config is invalid: {e}") from e
     for w in caught:
