@@ -148,7 +148,7 @@ def test_second_extraction_into_a_locked_folder_exits_75(setup, tmp_path, capsys
     _, ckpt, corpus, ref = setup
     out = tmp_path / "o"
     with hold_lock(out / "extract.lock", what="test"):
-        rc, stdout, err = _cli(capsys, "extract", corpus, "--model", ckpt, *UNITS, "-o", out)
+        rc, _, err = _cli(capsys, "extract", corpus, "--model", ckpt, *UNITS, "-o", out)
         _one_line(err, f"the extraction folder {out}", "--force")
         assert rc == EXIT_TEMPFAIL and not (out / "units.txt").exists() and not list(out.glob("units.part*"))
     assert _cli(capsys, "extract", corpus, "--model", ckpt, *UNITS, "-o", out)[0] == 0
@@ -198,7 +198,7 @@ def test_full_disk_while_merging_units_then_rerun(setup, tmp_path, capsys, disk_
     _, ckpt, corpus, ref = setup
     out = tmp_path / "o"
     disk_full("units.txt")
-    rc, stdout, err = _cli(capsys, "extract", corpus, "--model", ckpt, *UNITS, "-o", out)
+    rc, _, err = _cli(capsys, "extract", corpus, "--model", ckpt, *UNITS, "-o", out)
     _one_line(err, str(out / "units.txt"), "No space left on device")
     assert rc == EXIT_IO and not (out / "units.txt").exists() and (out / "units.part0-of-1.jsonl").is_file()
     _no_temp(out)
@@ -316,7 +316,8 @@ def test_folder_of_mp3_names_the_extensions_and_ext_reads_it(setup, tmp_path, ca
     mp3 = tmp_path / "mp3"
     mp3.mkdir()
     sf.write(mp3 / "s.mp3", sf.read(corpus / "u0.wav")[0], 16000, format="MP3")
-    for cmd in (["extract", mp3, "--model", ckpt, *UNITS, "-o", tmp_path / "o"], ["manifest", mp3, "-o", tmp_path / "m.csv"]):
+    for cmd in (["extract", mp3, "--model", ckpt, *UNITS, "-o", tmp_path / "o"],
+                ["manifest", mp3, "-o", tmp_path / "m.csv"]):
         rc, _, err = _cli(capsys, *cmd, "--quiet")
         _one_line(err, str(mp3), ".wav, .flac", "1 .mp3", "--ext mp3")
         assert rc == EXIT_USAGE
