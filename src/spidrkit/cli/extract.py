@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli import UserError
 from spidrkit.extraction.extract import (
     DEFAULT_BATCH_SECONDS,
     DEFAULT_CONTEXT_SECONDS,
     DEFAULT_WINDOW_SECONDS,
-    ExtractionError,
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", metavar="MANIFEST_OR_DIR", help="a manifest (.csv/.tsv/.jsonl) or a folder of audio")
+    parser.add_argument("--ext", default="wav,flac",
+                        help="audio extensions of a folder input, comma-separated (default: wav,flac; mp3 and "
+                        "ogg need a libsndfile that reads them)")
     parser.add_argument(
         "--model", required=True,
         help="checkpoint (released, fairseq DinoSR, spidrkit .pt/.safetensors) or a preset name (base, tiny: "
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="1-based layer (repeatable; several go to OUT/layer_NN/); default 6")
     parser.add_argument("--units", default=None, metavar="codebook|kmeans:FILE",
                         help="write units (OUT/units.txt) instead of features: codebook predictions or k-means")
+    parser.add_argument("--units-format", choices=["txt", "jsonl"], default=None,
+                        help="units file: units.txt or units.jsonl (default: txt, or jsonl when a file id holds "
+                        "whitespace)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--format", dest="fmt", choices=["pt", "npy"], default="pt", help="feature file format")
     parser.add_argument("--float16", action="store_true", help="store features as float16")
@@ -41,32 +45,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: bf16 autocast on CUDA, fp32 on CPU")
     parser.add_argument("--num-workers", type=int, default=None, help="audio-decoding threads")
     parser.add_argument("--overwrite", action="store_true", help="re-extract files whose outputs exist")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="list files that cannot be decoded in OUT/skipped.tsv and extract the others "
+                        "(default: stop at the first one)")
+    parser.add_argument("--force", action="store_true",
+                        help="break the lock of another extraction into the same folder (if it is gone)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.checkpoints import CheckpointError
-    from spidrkit.data.manifest import ManifestError
     from spidrkit.extraction.extract import extract
-    from spidrkit.extraction.features_io import FeatureError
-    from spidrkit.extraction.kmeans import KMeansError
-    from spidrkit.extraction.units import UnitsError
 
-    try:
-        summary = extract(
-            args.model, args.inputs, args.output, layers=args.layers or [6], units=args.units, fmt=args.fmt,
-            dtype="float16" if args.float16 else "float32", batch_seconds=args.batch_seconds, device=args.device,
-            precision=args.precision, window_seconds=args.window_seconds, context_seconds=args.context_seconds,
-            dedup=args.dedup, variant=args.variant, num_workers=args.num_workers, overwrite=args.overwrite,
-            progress=not args.quiet,
-        )
-    except (ExtractionError, CheckpointError, ManifestError, KMeansError, UnitsError, FeatureError) as e:
-        raise UserError(str(e)) from e
-    where = ", ".join(f"layer {la}: {p}" for la, p in summary.outputs.items())
+    extensions = tuple(x.strip().lower().lstrip(".") for x in args.ext.split(",") if x.strip())
+    summary = extract(
+        args.model, args.inputs, args.output, layers=args.layers or [6], units=args.units, fmt=args.fmt,
+        dtype="float16" if args.float16 else "float32", batch_seconds=args.batch_seconds, device=args.device,
+        precision=args.precision, window_seconds=args.window_seconds, context_seconds=args.context_seconds,
+        dedup=args.dedup, variant=args.variant, num_workers=args.num_workers, overwrite=args.overwrite,
+        progress=not args.quiet, units_format=args.units_format, skip_bad=args.skip_bad, force=args.force,
+        extensions=extensions or ("wav", "flac"),
+    )
     shard = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
+    written = [f"layer {la}: {p}" for la, p in summary.outputs.items()]
+    pending = [f"layer {la}: {p}" for la, p in summary.pending.items()]
+    bad = f", {len(summary.bad)} bad files skipped (see {args.output}/skipped.tsv)" if summary.bad else ""
     print(
-        f"extracted {summary.files} files{shard}, {summary.skipped} already done; "
+        f"extracted {summary.files} files{shard}, {summary.skipped} already done{bad}; "
         f"{summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s "
-        f"({summary.speed:.1f}x real time) -> {where}"
+        f"({summary.speed:.1f}x real time)"
+        + (f" -> {', '.join(written)}" if written else "")
+        + (f"; written when every rank is done: {', '.join(pending)}" if pending else "")
     )
     return 0

@@ -55,19 +55,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.data.manifest import ManifestError, manifest_format, scan_audio_dir, write_manifest
+    from spidrkit.data.manifest import manifest_format, no_audio_message, scan_audio_dir, write_manifest
     from spidrkit.io import write_sidecar, write_text_atomic
 
     extensions = tuple(x.strip().lower().lstrip(".") for x in args.ext.split(",") if x.strip())
     if not extensions:
         raise UserError("--ext lists no extension")
-    try:
-        manifest_format(args.output)
-        entries, failures = scan_audio_dir(
-            args.dir, extensions, args.sample_rate, args.speaker_from_dir, args.threads, not args.quiet
-        )
-    except ManifestError as e:
-        raise UserError(str(e)) from e
+    manifest_format(args.output)
+    entries, failures = scan_audio_dir(
+        args.dir, extensions, args.sample_rate, args.speaker_from_dir, args.threads, not args.quiet
+    )
     for path, reason in failures[:MAX_REPORTED]:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if len(failures) > MAX_REPORTED:
@@ -75,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
     skipped_path = args.output.with_name(args.output.name + ".skipped.tsv")
     if failures:
         write_text_atomic(skipped_path, "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in failures))
+    if not entries and not failures:
+        raise UserError(no_audio_message(args.dir, extensions, "--ext"))
     if not entries:
-        raise UserError(f"no usable audio ({', '.join(extensions)}) under {args.dir}")
+        raise UserError(f"no usable audio ({', '.join(extensions)}) under {args.dir}: every file was skipped, "
+                        f"see {skipped_path}")
     write_manifest(entries, args.output, relative=not args.absolute)
     total = sum(e.num_samples for e in entries)
     write_sidecar(

@@ -44,12 +44,14 @@ class SkipLog:
     """Appends ``fileid<TAB>path<TAB>reason`` lines to ``run_dir/skipped.tsv`` (one per file and process).
 
     Lines are written with single ``O_APPEND`` writes, so worker processes and ranks can share the file.
+    A file already listed (by an earlier process: a resumed run or a rerun) is logged but not listed twice.
     Without a ``run_dir`` files are only logged.
     """
 
     def __init__(self, run_dir: str | os.PathLike | None) -> None:
         self.path = Path(run_dir) / SKIPPED_NAME if run_dir is not None else None
         self._seen: set[str] = set()
+        self._listed = {row[0] for row in read_skipped(run_dir)} if run_dir is not None else set()
         if self.path is not None and not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = temp_path(self.path)
@@ -66,7 +68,7 @@ class SkipLog:
             return
         self._seen.add(fileid)
         logger.warning("skipping %s (%s): %s", fileid, path, reason)
-        if self.path is None:
+        if self.path is None or fileid in self._listed:
             return
         line = "\t".join(" ".join(str(x).split()) for x in (fileid, path, reason)) + "\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -13,6 +13,8 @@ import csv
 import io
 import json
 import os
+from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -200,6 +202,23 @@ def list_audio_files(root: str | os.PathLike, extensions: tuple[str, ...] = AUDI
         dirs.sort()
         found.extend(Path(folder) / f for f in files if os.path.splitext(f)[1].lower() in exts)
     return sorted(found)
+
+
+def no_audio_message(root: str | os.PathLike, extensions: Sequence[str], option: str = "--ext") -> str:
+    """Why a folder gave no audio: the extensions looked for, and the commonest other ones found there
+    (``.mp3`` files, say), with the option that reads them. Whether libsndfile decodes a format is
+    ``soundfile.available_formats()`` (MP3 needs libsndfile >= 1.1)."""
+    counts: Counter[str] = Counter()
+    for _, _, files in os.walk(root):
+        counts.update(os.path.splitext(f)[1].lower().lstrip(".") for f in files)
+    wanted = {x.lower().lstrip(".") for x in extensions}
+    others = [(x, n) for x, n in counts.most_common() if x and x not in wanted and x not in ("json", "txt")]
+    looked = ", ".join(f".{x}" for x in extensions)
+    if not others:
+        return f"no audio files ({looked}) under {root}"
+    shown = ", ".join(f"{n} .{x}" for x, n in others[:3])
+    return (f"no audio files with the extensions looked for ({looked}) under {root}, but {shown} files: "
+            f"pass {option} {','.join(x for x, _ in others[:1])} to read them")
 
 
 def resampled_length(num_samples: int, orig_rate: int, target_rate: int = SAMPLE_RATE) -> int:

@@ -11,6 +11,11 @@ evaluation sweep reads in memory, so both see the same numbers. Features need on
 - **Windows** start on a frame boundary, so window frames are whole-file frames: the downsampler's output is
   identical, and the centre frames differ from whole-file extraction only through what attention sees
   beyond the context. Memory stays bounded by the window, whatever the file length.
+- **Finiteness**: a model with NaN weights gives NaN features; they are refused
+  (:class:`NonFiniteFeaturesError`, naming the file and layer) rather than written or turned into units.
+  Features are checked on their CPU copy; units are marked ``-1`` on the device where a frame's features
+  (or codebook posteriors) are not finite and checked on their CPU copy, so a GPU pays no extra
+  synchronisation.
 - **Batches**: the pieces (whole files and windows) of all waveforms are grouped by
   :func:`~spidrkit.extraction.plan.pack`; the model's padding mask makes the result equal
   one-piece-at-a-time (to float rounding).
@@ -40,6 +45,10 @@ from spidrkit.models.signal import standardize
 UNIT_KINDS = ("codebook", "kmeans")
 
 
+class NonFiniteFeaturesError(ExtractionError):
+    """The model gave NaN or infinite outputs (its weights are probably NaN)."""
+
+
 def parse_units(units: str | None) -> tuple[str | None, str | None]:
     """``None`` | ``"codebook"`` | ``"kmeans:PATH"`` -> (kind, path)."""
     if units is None or units == "":
@@ -67,9 +76,24 @@ def _forward(model: SpeechEncoder, wav: torch.Tensor, lengths: torch.Tensor, tas
     with torch.inference_mode(), ctx:
         if task.units == "codebook":
             preds = model.codebook_predictions(wav, lengths, task.layers, standardize=False)
-            return {layer: p.units for layer, p in preds.items()}
+            return {layer: _mark_non_finite(p.units, p.probs) for layer, p in preds.items()}
         reps = model.layer_outputs(wav, lengths, task.layers, standardize=False)
     return {layer: r.float() for layer, r in reps.items()}
+
+
+def _mark_non_finite(units: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``units`` with ``-1`` where the frame's ``values`` (features, posteriors) are not all finite: on the
+    device, no synchronisation; the caller checks the CPU copy."""
+    return units.masked_fill(~torch.isfinite(values).all(-1), -1)
+
+
+def _check_finite(out: dict[int, torch.Tensor], units: str | None, name: str) -> None:
+    for layer, x in out.items():
+        if not (bool(torch.isfinite(x).all()) if units is None else bool((x >= 0).all())):
+            raise NonFiniteFeaturesError(
+                f"non-finite features (NaN or inf) at layer {layer} for {name}: the model's weights are "
+                "probably NaN (check the checkpoint; a diverged training run saves such weights)"
+            )
 
 
 def model_device(model: SpeechEncoder) -> torch.device:
@@ -96,13 +120,15 @@ def compute(
     context_seconds: float = DEFAULT_CONTEXT_SECONDS,
     bf16: bool = False,
     out_dtype: torch.dtype = torch.float32,
+    names: Sequence[str] | None = None,
 ) -> list[dict[int, torch.Tensor]]:
     """The outputs of raw waveforms at ``model.sample_rate`` (not yet standardised), in memory, on the CPU.
 
     Returns, per waveform, ``{layer: (T, D) features}`` (``units=None``) or ``{layer: (T,) LongTensor}``
     (``units="codebook"``, or ``"kmeans"`` with ``kmeans`` a fitted :class:`KMeansModel`). Each waveform
     is standardised whole, cut into windows when longer than ``window_seconds``, and the pieces of all
-    waveforms are batched by length under ``batch_seconds`` of padded audio.
+    waveforms are batched by length under ``batch_seconds`` of padded audio. Non-finite outputs raise
+    :class:`NonFiniteFeaturesError` naming the waveform (``names[i]``, else its index) and the layer.
     """
     task = _Task(list(layers), units, kmeans, bf16)
     device = model_device(model)
@@ -130,6 +156,8 @@ def compute(
                 first = start // stride
                 piece = batch[b, a - first : z - first]
                 if units == "kmeans":
-                    piece = kmeans.predict(piece)
+                    piece = _mark_non_finite(kmeans.predict(piece), piece)
                 outputs[i][layer][a:z] = piece.to("cpu")
+    for i, out in enumerate(outputs):
+        _check_finite(out, units, names[i] if names is not None else f"input {i}")
     return outputs

@@ -12,18 +12,24 @@ from pathlib import Path
 import torch
 
 from spidrkit.data.audio import AudioError, load_audio
-from spidrkit.data.manifest import ManifestEntry, read_manifest, scan_audio_dir
+from spidrkit.data.manifest import AUDIO_EXTENSIONS, ManifestEntry, no_audio_message, read_manifest, scan_audio_dir
 from spidrkit.extraction.plan import ExtractionError
 
 Decoded = list[tuple[ManifestEntry, torch.Tensor]]
+Bad = list[tuple[ManifestEntry, str]]  # (entry, reason) of files that cannot be decoded
 
 
-def resolve_inputs(inputs: str | os.PathLike | Sequence[ManifestEntry], progress: bool = True) -> list[ManifestEntry]:
-    """Entries from a manifest file, a folder of audio (scanned), or a list of entries."""
+def resolve_inputs(
+    inputs: str | os.PathLike | Sequence[ManifestEntry], progress: bool = True,
+    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+) -> list[ManifestEntry]:
+    """Entries from a manifest file, a folder of audio with one of ``extensions`` (scanned), or a list."""
     if isinstance(inputs, str | os.PathLike):
         path = Path(inputs)
         if path.is_dir():
-            scan = scan_audio_dir(path, progress=progress)
+            scan = scan_audio_dir(path, tuple(extensions), progress=progress)
+            if not scan.entries and not scan.failures:
+                raise ExtractionError(no_audio_message(path, extensions, "--ext"))
             if scan.failures:
                 shown = "; ".join(f"{p}: {why}" for p, why in scan.failures[:5])
                 warnings.warn(f"{len(scan.failures)} files under {path} cannot be used: {shown}", stacklevel=3)
@@ -44,34 +50,43 @@ def resolve_inputs(inputs: str | os.PathLike | Sequence[ManifestEntry], progress
     return entries
 
 
-def load_batch(batch: list[ManifestEntry], sample_rate: int) -> Decoded:
-    """The waveforms of one batch at ``sample_rate``; a file that cannot be decoded is an ExtractionError."""
-    out = []
+def load_batch(batch: list[ManifestEntry], sample_rate: int, skip_bad: bool = False) -> tuple[Decoded, Bad]:
+    """The waveforms of one batch at ``sample_rate``, and the files that cannot be decoded: with
+    ``skip_bad`` they are returned with their reason, else the first one is an ExtractionError."""
+    out, bad = [], []
     for e in batch:
         try:
             out.append((e, load_audio(e.path, sample_rate)))
         except AudioError as err:
-            raise ExtractionError(f"{e.fileid}: {err} (fix or remove it from the inputs, then resume)") from err
-    return out
+            if skip_bad:
+                bad.append((e, str(err)))
+                continue
+            raise ExtractionError(
+                f"{e.fileid}: {err} (fix or remove it from the inputs and resume, or pass --skip-bad "
+                "(skip_bad=True) to list the bad files in OUT/skipped.tsv and extract the others)"
+            ) from err
+    return out, bad
 
 
-def load_batches(batches: list[list[ManifestEntry]], sample_rate: int, num_workers: int) -> Iterator[Decoded]:
+def load_batches(
+    batches: list[list[ManifestEntry]], sample_rate: int, num_workers: int, skip_bad: bool = False
+) -> Iterator[tuple[Decoded, Bad]]:
     """Decoded batches in order. With workers, up to ``2 * num_workers`` batches are decoded ahead on
     threads (libsndfile and soxr release the GIL), which needs no fork/spawn and no ``__main__`` guard."""
     if num_workers <= 0:
         for batch in batches:
-            yield load_batch(batch, sample_rate)
+            yield load_batch(batch, sample_rate, skip_bad)
         return
     with ThreadPoolExecutor(num_workers, thread_name_prefix="spidrkit-audio") as pool:
         ahead: deque = deque()
         todo = iter(batches)
         for batch in todo:
-            ahead.append(pool.submit(load_batch, batch, sample_rate))
+            ahead.append(pool.submit(load_batch, batch, sample_rate, skip_bad))
             if len(ahead) >= 2 * num_workers:
                 break
         while ahead:
             result = ahead.popleft().result()
             nxt = next(todo, None)
             if nxt is not None:
-                ahead.append(pool.submit(load_batch, nxt, sample_rate))
+                ahead.append(pool.submit(load_batch, nxt, sample_rate, skip_bad))
             yield result

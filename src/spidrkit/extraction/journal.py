@@ -1,24 +1,36 @@
-"""Units of a sharded, resumable extraction: per-rank journals, merged into one ``units.txt`` at the end.
+"""Units of a sharded, resumable extraction: per-rank journals, merged into one units file at the end.
 
 Each rank appends ``{"utt": ..., "units": [...]}`` lines to its journal
-``units.part{r}-of-{n}.partial.jsonl`` (flushed per batch), renamed ``.jsonl`` when the rank is done. The
-last rank to finish merges every journal and any earlier ``units.txt`` into ``units.txt`` (atomic) and
-deletes the journals; under a process group, rank 0 merges after a barrier. A torn last line (a crash, or a
-writer still at work) is not counted, so a resumed run redoes that utterance. See ``docs/formats.md``.
+``units.part{r}-of-{n}.partial.jsonl`` (one write per batch), renamed ``.jsonl`` when the rank is done. The
+last rank to finish merges every journal and any earlier units file into ``units.txt`` (or ``units.jsonl``
+when file ids hold whitespace: :func:`units_filename`), atomically, and deletes the journals; under a
+process group, rank 0 merges after a barrier. The merge holds ``units.merge.lock``
+(:func:`spidrkit.io.hold_lock`: a lock left by a crashed merge is taken over, a live one is waited for by
+the ranks of a sharded run and refused otherwise). A torn last line (a crash or a full disk mid-write) is
+not counted and is cut off on resume, so a resumed run redoes that utterance. See ``docs/formats.md``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import warnings
+import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from spidrkit.errors import LockHeldError
 from spidrkit.extraction.units import read_units, write_units
+from spidrkit.io import hold_lock
 from spidrkit.runtime import barrier, process_group_active
 
 UNITS_NAME = "units.txt"
+MERGE_LOCK_NAME = "units.merge.lock"
+MERGE_WAIT_SECONDS = 120.0  # how long a finishing rank waits for another rank's merge
+
+
+def units_filename(fmt: str) -> str:
+    """The units file of an extraction folder: ``units.txt`` (text) or ``units.jsonl`` (JSONL)."""
+    return UNITS_NAME if fmt == "txt" else "units.jsonl"
 
 
 def journal_path(folder: Path, rank: int, world_size: int, done: bool) -> Path:
@@ -41,13 +53,37 @@ def journal_line(fileid: str, units: list[int]) -> str:
     return json.dumps({"utt": fileid, "units": units}) + "\n"
 
 
-def open_journal(folder: Path, rank: int, world_size: int, fresh: bool = False) -> IO[str]:
+class Journal:
+    """One rank's journal, appended one batch at a time with unbuffered writes: a write that fails (disk
+    full) raises an ``OSError`` naming the journal and leaves at most a torn last line, which
+    :func:`open_journal` cuts off on resume."""
+
+    def __init__(self, path: Path, fresh: bool) -> None:
+        self.path = path
+        try:
+            self._f = open(path, "wb" if fresh else "ab", buffering=0)  # noqa: SIM115 (closed by close())
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+
+    def write_lines(self, lines: list[str]) -> None:
+        data = memoryview("".join(lines).encode())
+        try:
+            while data:
+                data = data[self._f.write(data) :]
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def open_journal(folder: Path, rank: int, world_size: int, fresh: bool = False) -> Journal:
     """This rank's journal for appending: a finished one is reopened, a torn last line is cut off; with
     ``fresh`` (overwrite) it starts empty."""
     partial, done = journal_path(folder, rank, world_size, False), journal_path(folder, rank, world_size, True)
     if fresh:
         done.unlink(missing_ok=True)
-        return open(partial, "w")
+        return Journal(partial, fresh=True)
     if done.exists() and not partial.exists():
         os.replace(done, partial)  # a rename, not a write: the journal is reopened as unfinished
     if partial.exists():
@@ -56,13 +92,13 @@ def open_journal(folder: Path, rank: int, world_size: int, fresh: bool = False) 
         if cut != len(data):
             with open(partial, "r+b") as f:
                 f.truncate(cut)
-    return open(partial, "a")
+    return Journal(partial, fresh=False)
 
 
-def units_done(folder: Path) -> set[str]:
-    """Utterances already in ``units.txt`` or in any journal of the folder (any rank, any world size)."""
+def units_done(folder: Path, name: str = UNITS_NAME) -> set[str]:
+    """Utterances already in the units file or in any journal of the folder (any rank, any world size)."""
     done: set[str] = set()
-    final = folder / UNITS_NAME
+    final = folder / name
     if final.is_file():
         done.update(read_units(final))
     for journal in folder.glob("units.part*.jsonl"):
@@ -70,37 +106,43 @@ def units_done(folder: Path) -> set[str]:
     return done
 
 
-def merge_units(folder: Path, dedup: bool, info: dict[str, Any]) -> bool:
-    """Merge ``units.txt`` and every journal into ``units.txt`` (atomic), then delete the journals.
+def merge_units(folder: Path, dedup: bool, info: dict[str, Any], name: str = UNITS_NAME, force: bool = False) -> None:
+    """Merge the units file and every journal into the units file (atomic), then delete the journals.
 
-    A lock file keeps two finishing ranks from merging at once; returns False if another holds it."""
-    lock = folder / "units.merge.lock"
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        warnings.warn(
-            f"{lock} exists: another process is merging the units (or one crashed while merging: "
-            "delete the lock and run again to merge)", stacklevel=3,
-        )
-        return False
-    try:
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.close(fd)
-        final = folder / UNITS_NAME
-        merged: dict[str, Any] = dict(read_units(final)) if final.is_file() else {}
+    Holds ``units.merge.lock`` meanwhile (:func:`~spidrkit.io.hold_lock`: stale -> taken over, live ->
+    :class:`~spidrkit.errors.LockHeldError` unless ``force``). With no journal left (another rank merged
+    them already) and the units file present, there is nothing to do."""
+    with hold_lock(folder / MERGE_LOCK_NAME, force=force, what=f"the units merge of {folder}"):
+        final = folder / name
         journals = sorted(folder.glob("units.part*.jsonl"))
+        if not journals and final.is_file():
+            return
+        merged: dict[str, Any] = dict(read_units(final)) if final.is_file() else {}
         for journal in journals:
             merged.update(read_journal(journal))
         own = {k: v for k, v in info.items() if k not in ("dedup", "format")}  # write_units records these
-        write_units(final, merged, dedup=dedup, fmt="txt", **own)
+        write_units(final, merged, dedup=dedup, fmt=info.get("format", "txt"), **own)
         for journal in journals:
             journal.unlink()
-    finally:
-        lock.unlink(missing_ok=True)
-    return True
 
 
-def finish_units(folders: dict[int, Path], infos: dict[int, dict], dedup: bool, rank: int, world_size: int) -> None:
+def _merge_waiting(folder: Path, dedup: bool, info: dict[str, Any], name: str, force: bool, wait: bool) -> None:
+    """:func:`merge_units`; a live lock is another rank of this run merging: with ``wait``, retry until it is
+    released (then there is nothing left to merge)."""
+    deadline = time.monotonic() + MERGE_WAIT_SECONDS
+    while True:
+        try:
+            return merge_units(folder, dedup, info, name, force)
+        except LockHeldError:
+            if not wait or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def finish_units(
+    folders: dict[int, Path], infos: dict[int, dict], dedup: bool, rank: int, world_size: int,
+    name: str = UNITS_NAME, force: bool = False,
+) -> None:
     """Mark this rank's journals done, then merge them once every rank of this run is done."""
     for folder in folders.values():
         os.replace(journal_path(folder, rank, world_size, False), journal_path(folder, rank, world_size, True))
@@ -108,9 +150,9 @@ def finish_units(folders: dict[int, Path], infos: dict[int, dict], dedup: bool, 
         barrier()
         if rank == 0:
             for layer, folder in folders.items():
-                merge_units(folder, dedup, infos[layer])
+                merge_units(folder, dedup, infos[layer], name, force)
         barrier()
         return
     for layer, folder in folders.items():
         if all(journal_path(folder, r, world_size, True).exists() for r in range(world_size)):
-            merge_units(folder, dedup, infos[layer])
+            _merge_waiting(folder, dedup, infos[layer], name, force, wait=world_size > 1)

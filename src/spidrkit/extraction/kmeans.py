@@ -67,9 +67,15 @@ def _iter_arrays(features: FeatureSource, progress: bool, desc: str) -> Iterator
     else:
         items, total = ((str(i), x) for i, x in enumerate(features)), None
     for name, x in tqdm(items, total=total, desc=desc, unit="file", disable=not progress):
+        where = x if isinstance(x, Path) else name
         x = load_features(x) if isinstance(x, Path) else torch.as_tensor(x)
         if x.ndim != 2:
-            raise KMeansError(f"{name}: features must be (T, D), got shape {tuple(x.shape)}")
+            raise KMeansError(f"{where}: features must be (T, D), got shape {tuple(x.shape)}")
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise KMeansError(
+                f"{where}: features hold NaN or infinite values (extracted with NaN weights?); "
+                "re-extract them with a sound model, or leave this file out"
+            )
         yield name, x
 
 
@@ -244,10 +250,17 @@ class KMeansModel:
         path = find_centroids(path)
         try:
             c = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise KMeansError(f"{path}: not a centroids .npy file ({e})") from e
+        except (ValueError, EOFError) as e:  # numpy's own advice (to unpickle) is not repeated
+            raise KMeansError(f"{path}: not a centroids .npy file (not a plain numpy array: refused); pass the "
+                              "C.npy written by `spidrkit kmeans fit`") from e
+        if not isinstance(c, np.ndarray):  # a .npz or a zip (a torch .pt checkpoint) loads as an archive
+            c.close()
+            raise KMeansError(f"{path}: not a centroids file (an archive, e.g. a model checkpoint); pass the "
+                              "C.npy written by `spidrkit kmeans fit`")
         if c.ndim != 2 or not np.issubdtype(c.dtype, np.floating):
             raise KMeansError(f"{path}: expected float centroids (k, D), got {c.dtype} {c.shape}")
+        if not np.isfinite(c).all():
+            raise KMeansError(f"{path}: centroids hold NaN or infinite values; fit them again")
         info = _own_info(read_sidecar(path)) if sidecar_path(path).is_file() else {}
         for key, n in zip(("k", "dim"), c.shape):
             if info.get(key, n) != n:
@@ -323,6 +336,16 @@ def fit_kmeans(
     return model
 
 
+def warn_if_fit_elsewhere(source: Mapping[str, Any], model: KMeansModel, stacklevel: int = 2) -> None:
+    """Warn when the features' provenance (``layer``, ``model``: a features sidecar, or the model and layer
+    an extraction runs) differs from the one the centroids were fit on."""
+    for key in ("layer", "model"):
+        a, b = source.get(key), model.info.get(key)
+        if a is not None and b is not None and a != b:
+            warnings.warn(f"features have {key}={a!r}, the centroids were fit on {key}={b!r}",
+                          stacklevel=stacklevel + 1)
+
+
 def apply_kmeans(
     features: str | os.PathLike | Mapping[str, Any], model: KMeansModel, progress: bool = True
 ) -> dict[str, torch.Tensor]:
@@ -330,11 +353,7 @@ def apply_kmeans(
 
     Warns when the features folder's sidecar names another layer or model than the centroids' sidecar.
     """
-    feats_info = _features_sidecar(features)
-    for key in ("layer", "model"):
-        a, b = feats_info.get(key), model.info.get(key)
-        if a is not None and b is not None and a != b:
-            warnings.warn(f"features have {key}={a!r}, the centroids were fit on {key}={b!r}", stacklevel=2)
+    warn_if_fit_elsewhere(_features_sidecar(features), model, stacklevel=3)
     units = {}
     for name, x in _iter_arrays(features, progress, "applying k-means"):
         if x.shape[1] != model.dim:
