@@ -92,6 +92,10 @@ class FeatureDir(Mapping[str, torch.Tensor]):
     def __len__(self) -> int:
         return len(self._paths)
 
+    def path(self, fileid: str) -> Path:
+        """The file holding the features of ``fileid``."""
+        return self._paths[fileid]
+
 
 def load_features(source: FeatureSource) -> Mapping[str, torch.Tensor]:
     """A features mapping from a folder (lazy :class:`FeatureDir`) or an existing mapping (returned as is)."""
@@ -143,6 +147,17 @@ def fastabx_frequency(frame_rate: float) -> int | str:
     return int(rate) if rate.is_integer() else repr(rate)
 
 
+def check_item_file(item_file: Path) -> None:
+    """Refuse a missing item file, or one without items (a header alone, or nothing)."""
+    if not item_file.is_file():
+        raise FileNotFoundError(f"no item file at {item_file}")
+    with open(item_file, "rb") as f:
+        lines = [line for _, line in zip(range(2), (x for x in f if x.strip()))]
+    if len(lines) < (1 if item_file.suffix == ".jsonl" else 2):
+        raise ABXInputError(f"the item file {item_file} has no items (only a header?): give an item file with one "
+                            "line per phone instance (#file onset offset #phone prev-phone next-phone speaker)")
+
+
 def _dataset(features: FeatureSource, item_file: Path, frequency: float, distance: Distance,
              device: str | None, progress: bool):
     """A fastabx Dataset holding the item frames of ``features`` (a folder or a mapping)."""
@@ -152,10 +167,8 @@ def _dataset(features: FeatureSource, item_file: Path, frequency: float, distanc
 
     transform = _feature_transform(distance)
     feats = load_features(features)
+    check_item_file(item_file)
     labels = read_labels(item_file, "#file", "onset", "offset")
-    if len(labels) == 0:
-        raise ABXInputError(f"the item file {item_file} has no items (only a header?): give an item file with "
-                            "one line per phone instance (#file onset offset #phone prev-phone next-phone speaker)")
     resolved = resolve_device(device)
     first: dict[str, tuple[str, int]] = {}
 
@@ -164,8 +177,8 @@ def _dataset(features: FeatureSource, item_file: Path, frequency: float, distanc
         width = int(x.shape[1])
         seen = first.setdefault("width", (fileid, width))
         if seen[1] != width:
-            where = f" in {features}" if isinstance(features, (str, os.PathLike)) else ""
-            raise ABXInputError(f"features of mixed dimensions{where}: {seen[0]} has {seen[1]}, {fileid} has "
+            name = feats.path if isinstance(feats, FeatureDir) else str
+            raise ABXInputError(f"features of mixed dimensions: {name(seen[0])} has {seen[1]}, {name(fileid)} has "
                                 f"{width}; extract every file with one model and layer")
         return x
 
@@ -212,8 +225,7 @@ def abx_score(
     from fastabx import Score, Subsampler, Task
 
     item_file = Path(item_file)
-    if not item_file.is_file():
-        raise FileNotFoundError(f"no item file at {item_file}")
+    check_item_file(item_file)
     if speaker not in ("within", "across"):
         raise ValueError(f"speaker must be 'within' or 'across', not {speaker!r}")
     if context not in ("within", "any"):
