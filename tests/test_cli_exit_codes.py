@@ -68,7 +68,8 @@ def test_each_class_has_its_code_and_one_line(monkeypatch, capsys, error, code, 
 
 def test_a_multi_line_message_is_printed_on_one_line(monkeypatch, capsys):
     stub(monkeypatch, InputError("a bad value\n  in   the config"))
-    assert run_cli(["config", "tiny"], capsys) == (EXIT_USAGE, "", "spidrkit config: error: a bad value in the config\n")
+    expected = (EXIT_USAGE, "", "spidrkit config: error: a bad value in the config\n")
+    assert run_cli(["config", "tiny"], capsys) == expected
 
 
 @pytest.mark.parametrize("error", [InputError("bad"), OSError(errno.EIO, "I/O error", "/x"), RuntimeError("bug")])
@@ -112,8 +113,10 @@ sys.exit(main(["config", "tiny"]))
 """
 
 
-@pytest.mark.parametrize(("signum", "code", "line"), [(signal.SIGTERM, EXIT_TERMINATED, "spidrkit config: terminated"),
-                                                      (signal.SIGINT, EXIT_INTERRUPTED, "spidrkit config: interrupted")])
+@pytest.mark.parametrize(("signum", "code", "line"), [
+    (signal.SIGTERM, EXIT_TERMINATED, "spidrkit config: terminated"),
+    (signal.SIGINT, EXIT_INTERRUPTED, "spidrkit config: interrupted"),
+])
 def test_signals_in_a_subprocess(signum, code, line):
     """A long command signalled: its ``finally`` blocks run and it exits 143 (SIGTERM) or 130 (SIGINT)."""
     proc = subprocess.Popen([sys.executable, "-c", STUB], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -242,7 +242,7 @@ def abx_score(
     levels = ([("next-phone", "prev-phone")] if context == "within" else []) + ["speaker"]
     error = 100.0 * score.collapse(levels=levels)
     scored = score.cells.filter(score.cells["size"] > 0)
-    return ABXScore(error, int(len(scored)), int(scored["size"].sum()))
+    return ABXScore(error, len(scored), int(scored["size"].sum()))
 
 
 def abx_units(

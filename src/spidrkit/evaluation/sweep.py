@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from spidrkit import __version__
 from spidrkit.checkpoints import Loaded, resolve_model
 from spidrkit.evaluation import plots
-from spidrkit.evaluation.abx import MIN_ABX_CELLS, abx_both, few_cells_warning
+from spidrkit.evaluation.abx import abx_both, few_cells_warning
 from spidrkit.evaluation.errors import SweepError
 from spidrkit.evaluation.evalset import (
     DEFAULT_SPLITS,
