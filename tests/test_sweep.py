@@ -467,6 +467,12 @@ def test_a_run_too_short_for_a_curve_gives_a_report_with_a_note(corpus, tmp_path
     report = json.loads((out / "report.json").read_text())
     assert note in report["results"]["notes"]
     assert f"- {note}" in (out / "report.md").read_text()
+    # what the ABX numbers rest on: few files, so few cells, and a note saying so
+    counts = {k: v for k, v in report["results"]["info"].items() if k.endswith(("_cells", "_triplets"))}
+    assert counts == {"abx_within_cells": 1, "abx_within_triplets": 2, "abx_across_cells": 2, "abx_across_triplets": 2}
+    assert report["results"]["notes"][1:] == [
+        f"ABX {s} speaker rests on {n} ({t} triplets), fewer than 50: the error rate is not reliable; evaluate on "
+        "more items" for s, n, t in (("within", "1 cell", 2), ("across", "2 cells", 2))]
 
 
 def test_the_note_of_a_missing_log(tmp_path):

@@ -282,7 +282,8 @@ def few_cells_warning(speaker: str, cells: int, triplets: int) -> str | None:
     """The warning for an ABX score on fewer than :data:`MIN_ABX_CELLS` cells; ``None`` when there are enough."""
     if cells >= MIN_ABX_CELLS:
         return None
-    return (f"ABX {speaker} speaker rests on {cells} cells ({triplets} triplets), fewer than {MIN_ABX_CELLS}: "
+    return (f"ABX {speaker} speaker rests on {cells} cell{'s' * (cells != 1)} ({triplets} triplet"
+            f"{'s' * (triplets != 1)}), fewer than {MIN_ABX_CELLS}: "
             "the error rate is not reliable; evaluate on more items")
 
 
