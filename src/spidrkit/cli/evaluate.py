@@ -343,6 +343,8 @@ def _sweep(args: argparse.Namespace) -> int:
         print_table(results["units"], first="units")
     print(f"\nbest layer by mean ABX: {results['best_layer']} ({results['best_layer_mean_abx']:.2f} %)"
           if results["best_layer"] is not None else "\nno ABX could be computed")
+    for note in results.get("notes", ()):
+        print(f"note: {note}")
     print(f"-> {results['outputs']['report_md']}")
     return 0
 
