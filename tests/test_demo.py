@@ -67,3 +67,26 @@ def test_demo_end_to_end(tmp_path):
     # a second run finds everything done: the corpus is kept and training resumes from its checkpoint
     again = run_demo(out, minutes=0.5, hours=0.03, kmeans_k=8, overrides=small, progress=False)
     assert again["demo"]["training"]["step"] >= info["training"]["step"]
+
+
+def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeypatch):
+    """Pretraining that ended before its first logging step (issue 12, case 5): the sweep gets no metrics
+    log and a note saying why, instead of a missing file."""
+    import spidrkit.checkpoints.run as run_mod
+    import spidrkit.data.synth as synth
+    import spidrkit.evaluation.sweep as sweep_mod
+    import spidrkit.training.loop as loop
+    from spidrkit.demo import _run_stages
+    from spidrkit.runtime import Stopwatch
+
+    seen = {}
+    monkeypatch.setattr(synth, "synthesize_corpus", lambda *a, **k: None)
+    monkeypatch.setattr(loop, "pretrain", lambda cfg, run_dir, **k: {"status": "time_budget", "step": 3})
+    monkeypatch.setattr(run_mod, "latest_checkpoint", lambda run_dir: run_dir / "step_00000003.pt")
+    monkeypatch.setattr(sweep_mod, "sweep", lambda *a, **k: seen.update(k) or {})
+    run_dir = tmp_path / "run"
+    _run_stages(tmp_path, tmp_path / "corpus", run_dir, Stopwatch(), minutes=0.1, hours=0.01, seed=0,
+                variant="spidr", kmeans_k=8, workers=1, overrides=(), progress=False)
+    assert seen["metrics_jsonl"] is None
+    assert seen["notes"] == [f"no perplexity figure: the run wrote no metrics log ({run_dir / 'metrics.jsonl'}): "
+                             "it ended before its first logging step"]

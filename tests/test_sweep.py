@@ -445,3 +445,40 @@ def test_default_splits_fall_back_to_dev(corpus, tmp_path):
         sweep(small_model(), only_dev, tmp_path / "out", splits=["dev", "heldout"], progress=False)
     with pytest.raises(SweepError, match="k-means units are fit on the train split"), pytest.warns(UserWarning):
         sweep(small_model(), only_dev, tmp_path / "out", kmeans_k=4, progress=False)
+
+
+# ------------------------------------------------------------------------------ short runs (issue 12, case 5)
+@needs_flite
+@pytest.mark.parametrize("records", [0, 1])
+def test_a_run_too_short_for_a_curve_gives_a_report_with_a_note(corpus, tmp_path, records):
+    """A metrics log of 0 or 1 records (pretraining ended before its second logging step): the report is
+    written without the perplexity figure, and its notes (report.json and report.md) say why."""
+    log = write_metrics(tmp_path / "run" / "metrics.jsonl", [2, 3], 1.0)
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:records]))
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = sweep(small_model(), corpus, out, layers=[3], baselines=(), max_files=4, tsne_points=0,
+                       metrics_jsonl=log, progress=False)
+    assert not (out / "perplexity.png").exists() and "perplexity" not in result["outputs"]
+    plural = "" if records == 1 else "s"
+    note = (f"no perplexity figure: {log} holds {records} record{plural} with a perplexity and a curve needs 2: "
+            "the run was too short (train longer, or log more often with train.log_every)")
+    report = json.loads((out / "report.json").read_text())
+    assert note in report["results"]["notes"]
+    assert f"- {note}" in (out / "report.md").read_text()
+    # what the ABX numbers rest on: few files, so few cells, and a note saying so
+    counts = {k: v for k, v in report["results"]["info"].items() if k.endswith(("_cells", "_triplets"))}
+    assert counts == {"abx_within_cells": 1, "abx_within_triplets": 2, "abx_across_cells": 2, "abx_across_triplets": 2}
+    assert report["results"]["notes"][1:] == [
+        f"ABX {s} speaker rests on {n} ({t} triplets), fewer than 50: the error rate is not reliable; evaluate on "
+        "more items" for s, n, t in (("within", "1 cell", 2), ("across", "2 cells", 2))]
+
+
+def test_the_note_of_a_missing_log(tmp_path):
+    from spidrkit.evaluation.perplexity import perplexity_note
+
+    missing = tmp_path / "run" / "metrics.jsonl"
+    assert perplexity_note(missing) == (f"no perplexity figure: the run wrote no metrics log ({missing}): it ended "
+                                        "before its first logging step")
+    assert perplexity_note(write_metrics(missing, [2, 3], 1.0)) is None

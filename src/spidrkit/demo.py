@@ -98,6 +98,7 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, min
     """Corpus, pretraining, sweep: ``(training summary, checkpoint, sweep results)``."""
     from spidrkit.checkpoints.run import latest_checkpoint
     from spidrkit.data.synth import synthesize_corpus
+    from spidrkit.evaluation.perplexity import perplexity_note
     from spidrkit.evaluation.sweep import sweep
     from spidrkit.training.loop import pretrain
 
@@ -113,10 +114,13 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, min
     if checkpoint is None:
         raise RuntimeError(f"pretraining wrote no checkpoint in {run_dir}")
 
+    # a run that ended before its first logging step has no metrics log: the report says so (no figure)
+    metrics = run_dir / "metrics.jsonl"
+    notes = [] if metrics.is_file() else [perplexity_note(metrics)]
     with _stage("3/3 evaluation sweep (every layer, baselines, k-means, plots)", watch):
         results = sweep(
             checkpoint, corpus, out, splits=("dev", "heldout"), kmeans_k=kmeans_k,
-            baselines=("mfcc", "random"), metrics_jsonl=[run_dir / "metrics.jsonl"],
+            baselines=("mfcc", "random"), metrics_jsonl=[metrics] if metrics.is_file() else None, notes=notes,
             title=f"spidrkit demo: tiny {variant}, {minutes:g} min on {os.cpu_count()} CPU cores",
             progress=progress,
         )

@@ -2,6 +2,8 @@
 
     spidrkit evaluate abx FEATURES ITEM [--speaker within|across|both] [--distance angular|kl_symmetric|identical]
                                         [--units] [--context within|any] [-o OUT.json]
+                          (each score is printed with the cells and triplets it rests on; below 50 cells,
+                          a warning on stderr: the number is not reliable)
     spidrkit evaluate units UNITS LABELS [--pairing both|center] [--ignore SIL] [--plot PNG] [-o OUT.json]
     spidrkit evaluate map FEATURES WORDS [--min-occurrences 2] [-o OUT.json]
     spidrkit evaluate sweep --model M --corpus DIR -o OUT [--layers 1,2,...] [--kmeans K]
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -232,7 +236,7 @@ def _check_ids(needed, available, what: str, where: str) -> None:
 # ------------------------------------------------------------------------------------------- actions
 def _abx(args: argparse.Namespace) -> int:
     from spidrkit.data.alignments import AlignmentError, read_item_file
-    from spidrkit.evaluation.abx import abx_both, units_as_indices
+    from spidrkit.evaluation.abx import MIN_ABX_CELLS, abx_both, units_as_indices
 
     item = _need_file(args.item, "item file")
     try:
@@ -247,14 +251,20 @@ def _abx(args: argparse.Namespace) -> int:
         features, distance, source = _feature_folder(args.features), args.distance or "angular", "the features"
     _check_ids(files, features, f"the item file {item.name}", f"{source} {args.features}")
     speakers = ("within", "across") if args.speaker == "both" else (args.speaker,)
-    try:
-        results = abx_both(features, item, frame_rate=_frame_rate(args, args.features), distance=distance,
-                           context=args.context, device=args.device, speakers=speakers)
-    except ValueError as e:
-        raise UserError(str(e)) from e
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            results = abx_both(features, item, frame_rate=_frame_rate(args, args.features), distance=distance,
+                               context=args.context, device=args.device, speakers=speakers, with_counts=True)
+        except ValueError as e:
+            raise UserError(str(e)) from e
+    notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
     print_table({"abx": results}, first="")
+    for note in notes:
+        print(f"spidrkit evaluate abx: warning: {note}", file=sys.stderr)
     _write_json(args.output, "abx", {"features": args.features, "item": item}, {
-        **results, "distance": distance, "context": args.context, "units": bool(args.units)})
+        **results, "distance": distance, "context": args.context, "units": bool(args.units),
+        "min_cells": MIN_ABX_CELLS, "warnings": notes})
     return 0
 
 
@@ -333,6 +343,8 @@ def _sweep(args: argparse.Namespace) -> int:
         print_table(results["units"], first="units")
     print(f"\nbest layer by mean ABX: {results['best_layer']} ({results['best_layer_mean_abx']:.2f} %)"
           if results["best_layer"] is not None else "\nno ABX could be computed")
+    for note in results.get("notes", ()):
+        print(f"note: {note}")
     print(f"-> {results['outputs']['report_md']}")
     return 0
 

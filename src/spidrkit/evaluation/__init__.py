@@ -29,6 +29,9 @@ from typing import Any
 _LAZY = {
     "abx_units": "abx",
     "abx_both": "abx",
+    "abx_score": "abx",
+    "ABXScore": "abx",
+    "MIN_ABX_CELLS": "abx",
     "unit_quality": "unit_metrics",
     "unit_row": "unit_metrics",
     "bitrate": "unit_metrics",

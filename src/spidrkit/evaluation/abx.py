@@ -18,6 +18,10 @@ the alignments and is ignored, as in the paper).
 warning) for a condition without any triplet to score. fastabx's typed errors for that case are caught there
 and only there.
 
+A score rests on the cells fastabx forms (one per (A phone, B phone, context, speaker) combination) and on
+the triplets in them: :func:`abx_score` returns both counts with the error rate, and :func:`abx_both` warns
+when fewer than :data:`MIN_ABX_CELLS` cells were scored (a handful of triplets gives 0 or 100 % by chance).
+
 The item file has the ZeroSpeech columns ``#file onset offset #phone prev-phone next-phone speaker``
 (``.item``: space separated; ``.csv`` and ``.jsonl`` are accepted too).
 """
@@ -28,11 +32,13 @@ import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 
+from spidrkit.errors import InputError
 from spidrkit.evaluation.discrete import UnitSource, frame_units, units_as_indices
 from spidrkit.extraction.features_io import iter_feature_files
 from spidrkit.extraction.features_io import load_features as read_feature_file
@@ -41,6 +47,24 @@ Speaker = Literal["within", "across"]
 Context = Literal["within", "any"]
 Distance = Literal["angular", "kl_symmetric", "identical", "euclidean"]
 FeatureSource = str | os.PathLike | Mapping[str, torch.Tensor]
+
+# Below this many scored cells an ABX error rate is reported with a warning: with the ZeroSpeech subsampling
+# (<= 10 items per group) 50 cells hold a few hundred triplets at least, while a handful of cells can give
+# 0 % or 100 % by chance. The ZeroSpeech / LibriSpeech dev sets give tens of thousands of cells.
+MIN_ABX_CELLS = 50
+
+
+class ABXInputError(InputError):
+    """Features or an item file that ABX cannot score (mixed feature widths, an item file without items)."""
+
+
+@dataclass(frozen=True)
+class ABXScore:
+    """An ABX error rate in percent and what it rests on: the scored cells and their triplets."""
+
+    error: float
+    cells: int
+    triplets: int
 
 
 class FeatureDir(Mapping[str, torch.Tensor]):
@@ -67,6 +91,10 @@ class FeatureDir(Mapping[str, torch.Tensor]):
 
     def __len__(self) -> int:
         return len(self._paths)
+
+    def path(self, fileid: str) -> Path:
+        """The file holding the features of ``fileid``."""
+        return self._paths[fileid]
 
 
 def load_features(source: FeatureSource) -> Mapping[str, torch.Tensor]:
@@ -119,6 +147,17 @@ def fastabx_frequency(frame_rate: float) -> int | str:
     return int(rate) if rate.is_integer() else repr(rate)
 
 
+def check_item_file(item_file: Path) -> None:
+    """Refuse a missing item file, or one without items (a header alone, or nothing)."""
+    if not item_file.is_file():
+        raise FileNotFoundError(f"no item file at {item_file}")
+    with open(item_file, "rb") as f:
+        lines = [line for _, line in zip(range(2), (x for x in f if x.strip()))]
+    if len(lines) < (1 if item_file.suffix == ".jsonl" else 2):
+        raise ABXInputError(f"the item file {item_file} has no items (only a header?): give an item file with one "
+                            "line per phone instance (#file onset offset #phone prev-phone next-phone speaker)")
+
+
 def _dataset(features: FeatureSource, item_file: Path, frequency: float, distance: Distance,
              device: str | None, progress: bool):
     """A fastabx Dataset holding the item frames of ``features`` (a folder or a mapping)."""
@@ -128,18 +167,36 @@ def _dataset(features: FeatureSource, item_file: Path, frequency: float, distanc
 
     transform = _feature_transform(distance)
     feats = load_features(features)
+    check_item_file(item_file)
     labels = read_labels(item_file, "#file", "onset", "offset")
     resolved = resolve_device(device)
+    first: dict[str, tuple[str, int]] = {}
+
+    def load(fileid: str) -> torch.Tensor:
+        x = transform(feats[fileid], fileid)
+        width = int(x.shape[1])
+        seen = first.setdefault("width", (fileid, width))
+        if seen[1] != width:
+            name = feats.path if isinstance(feats, FeatureDir) else str
+            raise ABXInputError(f"features of mixed dimensions: {name(seen[0])} has {seen[1]}, {name(fileid)} has "
+                                f"{width}; extract every file with one model and layer")
+        return x
+
     # fastabx's own loader, fed with file ids instead of paths: same slicing and checks as Dataset.from_item,
     # for folders (.pt and .npy) and in-memory mappings alike
     indices, data = load_data_from_item(
-        {fileid: fileid for fileid in feats}, labels, fastabx_frequency(frequency),
-        lambda fileid: transform(feats[fileid], fileid), "#file", "onset", "offset", resolved, progress=progress,
+        {fileid: fileid for fileid in feats}, labels, fastabx_frequency(frequency), load,
+        "#file", "onset", "offset", resolved, progress=progress,
     )
     return Dataset(labels=labels, accessor=InMemoryAccessor(indices, data, resolved))
 
 
-def abx(
+def abx(features: FeatureSource, item_file: str | os.PathLike, **kwargs) -> float:
+    """ABX error rate in percent (0 = perfect, 50 = chance): :func:`abx_score` without the counts."""
+    return abx_score(features, item_file, **kwargs).error
+
+
+def abx_score(
     features: FeatureSource,
     item_file: str | os.PathLike,
     *,
@@ -152,8 +209,9 @@ def abx(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
-) -> float:
-    """ABX error rate in percent (0 = perfect, 50 = chance), as in ZeroSpeech 2021 / the SpidR paper.
+) -> ABXScore:
+    """ABX error rate in percent (0 = perfect, 50 = chance), as in ZeroSpeech 2021 / the SpidR paper, with
+    the number of cells scored (those with at least one triplet) and of triplets in them.
 
     :param features: a folder of ``<fileid>.pt`` tensors (T, D) or a mapping ``{fileid: tensor}``.
     :param item_file: ZeroSpeech item file (``#file onset offset #phone prev-phone next-phone speaker``).
@@ -167,8 +225,7 @@ def abx(
     from fastabx import Score, Subsampler, Task
 
     item_file = Path(item_file)
-    if not item_file.is_file():
-        raise FileNotFoundError(f"no item file at {item_file}")
+    check_item_file(item_file)
     if speaker not in ("within", "across"):
         raise ValueError(f"speaker must be 'within' or 'across', not {speaker!r}")
     if context not in ("within", "any"):
@@ -183,7 +240,9 @@ def abx(
     task = Task(dataset, on="#phone", by=by, across=across, subsampler=subsampler)
     score = Score(task, distance, progress=progress)
     levels = ([("next-phone", "prev-phone")] if context == "within" else []) + ["speaker"]
-    return 100.0 * score.collapse(levels=levels)
+    error = 100.0 * score.collapse(levels=levels)
+    scored = score.cells.filter(score.cells["size"] > 0)
+    return ABXScore(error, len(scored), int(scored["size"].sum()))
 
 
 def abx_units(
@@ -219,18 +278,39 @@ def empty_task_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def few_cells_warning(speaker: str, cells: int, triplets: int) -> str | None:
+    """The warning for an ABX score on fewer than :data:`MIN_ABX_CELLS` cells; ``None`` when there are enough."""
+    if cells >= MIN_ABX_CELLS:
+        return None
+    return (f"ABX {speaker} speaker rests on {cells} cell{'s' * (cells != 1)} ({triplets} triplet"
+            f"{'s' * (triplets != 1)}), fewer than {MIN_ABX_CELLS}: "
+            "the error rate is not reliable; evaluate on more items")
+
+
 def abx_both(features: FeatureSource, item_file: str | os.PathLike, *, frame_rate: float,
              distance: Distance = "angular", context: Context = "within", device: str | None = None,
-             speakers: Sequence[Speaker] = ("within", "across")) -> dict[str, float | None]:
+             speakers: Sequence[Speaker] = ("within", "across"), with_counts: bool = False,
+             ) -> dict[str, float | int | None]:
     """``{"abx_within": %, "abx_across": %}`` of :func:`abx` (``context="within"``: triphones) at
-    ``frame_rate``; ``None`` (and a warning) for a condition where no triplet can be formed."""
-    out: dict[str, float | None] = {}
+    ``frame_rate``; ``None`` (and a warning) for a condition where no triplet can be formed. A score on fewer
+    than :data:`MIN_ABX_CELLS` cells is kept, with a warning. ``with_counts`` adds ``abx_within_cells``,
+    ``abx_within_triplets`` (and the same for across): what each score rests on (0 for a condition without
+    triplets)."""
+    out: dict[str, float | int | None] = {}
     for speaker in speakers:
+        key = f"abx_{speaker}"
         try:
-            out[f"abx_{speaker}"] = abx(features, item_file, speaker=speaker, context=context, distance=distance,
-                                        frequency=frame_rate, device=device, progress=False)
+            s = abx_score(features, item_file, speaker=speaker, context=context, distance=distance,
+                          frequency=frame_rate, device=device, progress=False)
         except empty_task_errors() as e:
             warnings.warn(f"ABX {speaker} speaker ({distance}): no triplet to score ({type(e).__name__}); "
                           "reported as None", stacklevel=2)
-            out[f"abx_{speaker}"] = None
+            s = ABXScore(None, 0, 0)  # type: ignore[arg-type]
+        else:
+            few = few_cells_warning(speaker, s.cells, s.triplets)
+            if few:
+                warnings.warn(few, stacklevel=2)
+        out[key] = s.error
+        if with_counts:
+            out[f"{key}_cells"], out[f"{key}_triplets"] = s.cells, s.triplets
     return out

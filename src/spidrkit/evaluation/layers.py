@@ -71,6 +71,7 @@ class ModelSweep:
     kmeans: dict[str, dict[str, Any]] = field(default_factory=dict)  # "kmeans100 L5" -> unit metrics
     qualities: dict[int, dict[str, Any]] = field(default_factory=dict)  # codebook layer -> unit_quality
     embeddings: dict[int, tuple[torch.Tensor, list[str], list[str]]] = field(default_factory=dict)  # t-SNE
+    abx_counts: dict[str, int] = field(default_factory=dict)  # "abx_within_cells"... of the features' ABX
 
 
 def bytes_per_layer(model, evalset: EvalSet, plan: LayerPlan, with_codebooks: bool) -> int:
@@ -116,7 +117,9 @@ def sweep_layers(model, evalset: EvalSet, layers: Sequence[int], plan: LayerPlan
             x = feats.pop(layer)
             bar.set_postfix_str(f"{name}: layer {layer} ABX")
             with watch(f"{name}_abx"):
-                row = abx_both(x, evalset.item_file, frame_rate=rate, device=device)
+                row = abx_both(x, evalset.item_file, frame_rate=rate, device=device, with_counts=True)
+                counts = {k: row.pop(k) for k in list(row) if k.endswith(("_cells", "_triplets"))}
+                result.abx_counts = result.abx_counts or counts  # the same items for every layer
             bar.set_postfix_str(f"{name}: layer {layer} MAP")
             with watch(f"{name}_map"):
                 row["map"] = word_map_or_none(x, evalset.words, frame_rate=rate, device=device)

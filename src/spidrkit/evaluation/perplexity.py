@@ -48,6 +48,26 @@ def read_perplexities(source: str | os.PathLike | Sequence[Mapping[str, Any]]) -
     return result
 
 
+def perplexity_records(source: str | os.PathLike) -> int:
+    """How many records of a metrics log (missing: none) hold a step and a perplexity: the points of its
+    curve."""
+    records = read_metrics(source) if Path(source).is_file() else []
+    return sum(1 for r in records if "step" in r and any(k in r for k in PPL_KEYS))
+
+
+def perplexity_note(source: str | os.PathLike) -> str | None:
+    """Why a training run's metrics log cannot give a perplexity curve (missing, empty, or a single record:
+    a run that ended before its second logging step), as a sentence for a report; ``None`` when it can."""
+    path = Path(source)
+    if not path.is_file():
+        return f"no perplexity figure: the run wrote no metrics log ({path}): it ended before its first logging step"
+    n = perplexity_records(path)
+    if n >= 2:
+        return None
+    return (f"no perplexity figure: {path} holds {n} record{'' if n == 1 else 's'} with a perplexity and a curve "
+            "needs 2: the run was too short (train longer, or log more often with train.log_every)")
+
+
 def run_layers(metrics_file: str | os.PathLike) -> list[int] | None:
     """The ``layers`` a training metrics log names for its per-layer perplexities (first record with it)."""
     for record in _records(metrics_file):

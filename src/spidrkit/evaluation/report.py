@@ -34,7 +34,7 @@ from spidrkit.io import json_safe, write_json_atomic, write_sidecar, write_text_
 LOWER_IS_BETTER_PREFIXES = ("abx",)
 HIGHER_IS_BETTER = frozenset({"map", "pnmi", "phone_purity", "cluster_purity"})
 FRACTION_KEYS = frozenset({"pnmi", "phone_purity", "cluster_purity"})
-TABLE_KEYS = ("info", "layers", "baselines", "units")
+TABLE_KEYS = ("info", "layers", "baselines", "units", "notes")
 
 
 def _direction(metric: str) -> int:
@@ -120,6 +120,8 @@ def render_markdown(results: Mapping[str, Any], plots: Sequence[str], title: str
         out.append(f"- **{k}**: {v}")
     if info:
         out.append("")
+    if results.get("notes"):
+        out += ["## Notes", "", *(f"- {note}" for note in results["notes"]), ""]
     layers = {str(k): v for k, v in (results.get("layers") or {}).items()}
     if layers:
         layers = dict(sorted(layers.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else math.inf))
@@ -190,6 +192,8 @@ def sweep_results(result: SweepResult) -> dict[str, Any]:
         out["random_init_layers"] = result.random_init_layers
     if result.phone_given_code is not None:
         out["phone_given_code"] = result.phone_given_code
+    if result.notes:
+        out["notes"] = list(result.notes)
     out["timings_s"] = result.timings_s
     return out
 

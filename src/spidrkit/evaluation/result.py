@@ -15,7 +15,9 @@ class SweepResult:
 
     ``layers`` / ``random_init_layers``: ``{layer: {metric: value}}``; ``baselines`` and ``units``:
     ``{row name: {metric: value}}``; ``phone_given_code``: the heat map data of the best codebook layer;
-    ``figures``: the figures written, by name; ``eval_dir``: the merged annotation files.
+    ``figures``: the figures written, by name; ``eval_dir``: the merged annotation files; ``notes``: sentences
+    on what the report leaves out or rests on too little (a run too short for a perplexity curve, ABX on few
+    cells).
     """
 
     info: dict[str, Any]
@@ -30,4 +32,5 @@ class SweepResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
     eval_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)  # what the reader must know: a figure left out, few cells
     title: str = "spidrkit evaluation"

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from spidrkit import __version__
 from spidrkit.checkpoints import Loaded, resolve_model
 from spidrkit.evaluation import plots
-from spidrkit.evaluation.abx import abx_both
+from spidrkit.evaluation.abx import abx_both, few_cells_warning
 from spidrkit.evaluation.errors import SweepError
 from spidrkit.evaluation.evalset import (
     DEFAULT_SPLITS,
@@ -54,7 +54,7 @@ from spidrkit.evaluation.evalset import (
 from spidrkit.evaluation.features import baseline_outputs, codebook_layers, layer_groups, random_like
 from spidrkit.evaluation.figures import Figure
 from spidrkit.evaluation.layers import KMeansPlan, LayerPlan, ModelSweep, Progress, sweep_layers
-from spidrkit.evaluation.perplexity import plot_runs_perplexity, run_layers
+from spidrkit.evaluation.perplexity import perplexity_note, plot_runs_perplexity, run_layers
 from spidrkit.evaluation.report import best_layer_by_abx, sweep_results, write_sweep_report
 from spidrkit.evaluation.result import SweepResult
 from spidrkit.evaluation.tsne import tsne_per_phone
@@ -157,7 +157,7 @@ def _feature_baselines(kinds: Sequence[str], model, evalset: EvalSet, progress: 
 
 def _figures(out: Path, main: ModelSweep, random_layers: dict, baseline_rows: dict, *, label: str, title: str,
              best_layer: int | None, best_codebook: int | None, runs: Sequence[Path], run_labels, model,
-             seed: int, watch: Stopwatch) -> dict[str, Figure]:
+             seed: int, watch: Stopwatch, notes: list[str]) -> dict[str, Figure]:
     figures: dict[str, Figure] = {}
     curves = {label: main.layers, **({"random init": random_layers} if random_layers else {})}
     figures["layers"] = plots.plot_layer_metrics(
@@ -173,7 +173,9 @@ def _figures(out: Path, main: ModelSweep, random_layers: dict, baseline_rows: di
             with watch("tsne"):
                 figures["tsne"] = plots.plot_tsne(emb, phones, speakers, out / PLOT_NAMES["tsne"], seed=seed,
                                                   title=f"t-SNE of phone embeddings, layer {best_layer}")
-    if runs:
+    short = [note for note in map(perplexity_note, runs) if note]
+    notes.extend(short)
+    if runs and not short:  # a run too short for a curve: no figure, and the report's notes say why
         # the maximum V is drawn when the runs are of this model's architecture (same codebook layers)
         same = bool(codebook_layers(model)) and all(run_layers(r) == list(codebook_layers(model)) for r in runs)
         figures["perplexity"] = plot_runs_perplexity(
@@ -245,6 +247,7 @@ def sweep(
     max_memory_gb: float = 4.0,
     tsne_points: int = 1000,
     progress: bool = True,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate every layer of ``model`` on the ``splits`` of ``corpus_dir``; write the report and figures.
 
@@ -264,7 +267,10 @@ def sweep(
     :param posteriors: also score the codebook heads' posteriors (ABX with the symmetric KL divergence).
     :param max_files: at most this many files per split (evenly spaced in file-id order).
     :param metrics_jsonl: one or more training runs' ``metrics.jsonl`` for the perplexity figure, labelled by
-        ``run_labels`` (default: their folder names).
+        ``run_labels`` (default: their folder names). A log with fewer than 2 perplexity records (a run that
+        ended before its second logging step) gives no figure and a note in the report, not an error.
+    :param notes: sentences for the report's notes (e.g. why a figure is missing), before the sweep's own
+        (a perplexity figure not drawn, ABX on fewer than :data:`MIN_ABX_CELLS` cells).
     :param max_memory_gb: bound on the features held in memory at once.
     :param tsne_points: about this many phone instances in the t-SNE figure (0: no figure); the paper's 10
         per speaker and phone, fewer when that would exceed it (t-SNE time grows quickly with the points).
@@ -298,6 +304,7 @@ def sweep(
         bar = tqdm(total=steps, desc="sweep", unit="step", disable=not progress)
         stage = Progress(watch, bar, progress)
         sweep_options = {"max_memory_gb": max_memory_gb, "seed": seed, "device": device}
+        notes = list(notes)
         try:
             bar.update(1)
             kmeans = KMeansPlan(int(kmeans_k), kmeans_entries, kmeans_max_frames, out / "kmeans",
@@ -322,19 +329,22 @@ def sweep(
                 figures = _figures(out, main, random_layers, baseline_rows, label=label,
                                    title=title or f"{label}: layer sweep on {', '.join(splits)}",
                                    best_layer=best_layer, best_codebook=best_codebook, runs=runs,
-                                   run_labels=run_labels, model=model, seed=seed, watch=watch)
+                                   run_labels=run_labels, model=model, seed=seed, watch=watch, notes=notes)
             bar.update(1)
         finally:
             bar.close()
         info = _info(model, model_info, evalset, layers=layers, baselines=baselines, kmeans_k=kmeans_k,
                      kmeans_max_frames=kmeans_max_frames, kmeans_files=len(kmeans_entries), corpus_dir=corpus_dir,
                      splits=splits, max_files=max_files, device=device, seed=seed)
+        info.update(main.abx_counts)
+        notes += [w for w in (few_cells_warning(k[4:-6], n, main.abx_counts[k[:-6] + "_triplets"])
+                              for k, n in main.abx_counts.items() if k.endswith("_cells") and n) if w]
     result = SweepResult(
         info=info, layers=main.layers, baselines=baseline_rows,
         units={**main.codebook, **main.posteriors, **main.kmeans}, best_layer=best_layer,
         best_layer_mean_abx=best[1] if best else None, best_codebook_layer=best_codebook,
         random_init_layers=random_layers, phone_given_code=_phone_given_code(main, best_codebook),
-        timings_s=watch.rounded(), figures=figures, eval_dir=evalset.root,
+        timings_s=watch.rounded(), figures=figures, eval_dir=evalset.root, notes=notes,
         title=title or f"{label} layer sweep ({model_info.model_id})",
     )
     json_path, md_path = write_sweep_report(out, result)
