@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -301,11 +302,16 @@ def test_resume_after_interruption_gives_the_same_corpus(tmp_path, monkeypatch):
     synth.synthesize_corpus(resumed, **kwargs)  # finished: nothing is redone
     assert calls == [] and not stale.exists()
 
-    import fcntl
+    import json
+    import socket
 
-    with open(resumed / "records" / ".lock", "a") as lock:  # another build holds the folder
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(ValueError, match="another process"):
-            synth.synthesize_corpus(resumed, **kwargs)
+    from spidrkit.errors import LockHeldError
+
+    lock = resumed / "records" / ".lock"  # another build, alive on this host, holds the folder
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid(), "started": "now"}))
+    with pytest.raises(LockHeldError, match=f"the corpus {resumed} is in use by pid {os.getppid()}"):
+        synth.synthesize_corpus(resumed, **kwargs)
+    assert lock.exists()  # a live holder's lock is left alone
+    lock.unlink()
     with pytest.raises(ValueError, match="other settings"):
         synth.synthesize_corpus(resumed, **{**kwargs, "seed": 6})

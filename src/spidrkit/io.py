@@ -72,6 +72,15 @@ def is_stale_temp(path: str | os.PathLike) -> bool:
     return False
 
 
+def remove_stale_temps(folder: str | os.PathLike, pattern: str = "**/.*" + TMP_MARK + "*") -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write` under ``folder`` whose writer is gone (a process
+    killed mid-write); returns what went. Live writers' files are left alone."""
+    gone = [p for p in Path(folder).glob(pattern) if p.is_file() and is_stale_temp(p)]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
+
+
 class _WriteRecorder:
     """A file proxy that remembers the first ``OSError`` of ``write``: a writer that turns it into an error
     of its own (``torch.save`` reports a full disk as "unexpected pos ...") still fails as an OSError."""

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from spidrkit.checkpoints.errors import CheckpointError
-from spidrkit.io import atomic_write, is_stale_temp
+from spidrkit.io import atomic_write, remove_stale_temps
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
     gone = [p for _, p in found[: max(len(found) - keep, 0)]]
     folder = checkpoint_dir(run_dir)
     if folder.is_dir():
-        gone += [p for p in folder.glob(".step_*.pt.tmp*") if is_stale_temp(p)]
+        gone += remove_stale_temps(folder, ".step_*.pt.tmp*")
     for p in gone:
         p.unlink(missing_ok=True)
     return gone

@@ -61,7 +61,14 @@ from spidrkit.data.manifest import ManifestEntry, write_manifest
 from spidrkit.data.sentences import load_sentences
 from spidrkit.data.synth_plan import DEFAULT_VOICES, UtterancePlan, plan_corpus
 from spidrkit.data.synth_render import DEFAULT_NOISE, render_utterance
-from spidrkit.io import atomic_write, write_json_atomic, write_lines_atomic, write_sidecar
+from spidrkit.io import (
+    atomic_write,
+    hold_lock,
+    remove_stale_temps,
+    write_json_atomic,
+    write_lines_atomic,
+    write_sidecar,
+)
 
 SYNTH_VERSION = 1  # bump whenever a change alters the rendered audio or the plan
 RECORDS = "records"
@@ -137,22 +144,11 @@ def _check_settings(out_dir: Path, settings: dict) -> None:
 
 
 @contextlib.contextmanager
-def _exclusive(out_dir: Path):
-    """Hold ``records/.lock`` (released by the kernel if the process dies), then clear the temporary
-    files an earlier, killed run may have left behind."""
-    lock_path = out_dir / RECORDS / ".lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock:
-        try:
-            import fcntl
-
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # no fcntl (Windows): no lock
-            pass
-        except BlockingIOError:
-            raise ValueError(f"another process is building the corpus in {out_dir}") from None
-        for stale in [*out_dir.glob(f"{RECORDS}/.*.tmp*"), *out_dir.glob("wav/*/.*.tmp*")]:
-            stale.unlink(missing_ok=True)
+def _exclusive(out_dir: Path, force: bool = False):
+    """Hold ``records/.lock`` (:func:`spidrkit.io.hold_lock`), then clear the temporary files an earlier,
+    killed run may have left behind."""
+    with hold_lock(out_dir / RECORDS / ".lock", force=force, what=f"the corpus {out_dir}"):
+        remove_stale_temps(out_dir)
         yield
 
 

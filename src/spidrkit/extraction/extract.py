@@ -74,7 +74,7 @@ from spidrkit.extraction.plan import (
     shard,
     whole_frames,
 )
-from spidrkit.io import file_sha256, hold_lock, read_sidecar, sidecar_path, write_sidecar
+from spidrkit.io import file_sha256, hold_lock, read_sidecar, remove_stale_temps, sidecar_path, write_sidecar
 from spidrkit.models.interface import SpeechEncoder
 from spidrkit.runtime import LaunchError, parse_dtype, resolve_rank, select_device
 
@@ -266,6 +266,8 @@ def extract(
     lock = (hold_lock(out_dir / LOCK_NAME, force=force, what=f"the extraction folder {out_dir}") if rank == 0
             else contextlib.nullcontext())
     with lock:  # one writer per folder (and per units merge): a second extraction into it is refused
+        if rank == 0:
+            remove_stale_temps(out_dir)  # left by a writer killed mid-write
         folders = {layer: out_dir if len(layers) == 1 else out_dir / layer_dirname(layer) for layer in layers}
         base_info = {
             **info.as_dict(),
