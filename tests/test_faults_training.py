@@ -207,6 +207,28 @@ def test_full_disk_at_a_checkpoint_exits_74_and_a_rerun_matches_the_uninterrupte
     assert sidecar(run_dir)["status"] == "completed"
 
 
+@pytest.mark.parametrize("name", ["config.toml", "spidrkit.json"])
+def test_full_disk_on_the_config_or_the_sidecar_exits_74_naming_it(name, corpus, tmp_path, monkeypatch, capsys):
+    cfg_file = tmp_path / "run.toml"
+    cfg_file.write_text(config(corpus, "train.max_steps=1").to_toml())
+    run_dir = tmp_path / "run"
+    fsync = os.fsync
+
+    def enospc_for_name(fd):  # as a full disk (or NFS quota) reports itself at the flush
+        if name in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", enospc_for_name)
+    assert cli_main(cli_args(cfg_file, run_dir)) == EXIT_IO
+    monkeypatch.undo()
+    (line,) = error_lines(capsys.readouterr().err)
+    assert line.startswith(f"spidrkit pretrain: I/O error: {run_dir / name}: No space left on device (nothing partial")
+    assert not (run_dir / name).exists() and temp_files(run_dir) == [] and not (run_dir / LOCK_NAME).exists()
+    assert cli_main(cli_args(cfg_file, run_dir)) == 0  # space back
+    assert sidecar(run_dir)["status"] == "completed"
+
+
 # ----------------------------------------------------------------------------- case 12: Ctrl-C, SIGTERM
 @pytest.mark.parametrize(("sig", "code", "status"), [(signal.SIGINT, EXIT_INTERRUPTED, "interrupted"),
                                                     (signal.SIGTERM, EXIT_TERMINATED, "preempted")])
