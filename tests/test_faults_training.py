@@ -12,7 +12,6 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -86,7 +85,7 @@ def test_a_live_lock_refuses_a_second_run_force_breaks_it_a_stale_one_is_taken_o
     assert not lock.exists() and sidecar(run_dir)["status"] == "completed"
 
     # a stale lock (its process is gone) is taken over with a warning, no --force needed
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = subprocess.Popen(["true"])
     dead.wait()
     lock.write_text(json.dumps({**holder, "pid": dead.pid}) + "\n")
     with pytest.warns(UserWarning, match=r"taking over the lock of pid \d+ on .*\(that process is gone\)"):
