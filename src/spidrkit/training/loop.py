@@ -236,8 +236,8 @@ class Trainer:
                         saved_at = step
                     if stop:
                         stop_signal = signals.received
-                        status = ("time_budget" if stop_signal is None
-                                  else "interrupted" if stop_signal == "SIGINT" else "preempted")
+                        status = ("time_budget" if over_time and stop_signal is None  # else a signal, maybe
+                                  else "interrupted" if stop_signal == "SIGINT" else "preempted")  # another rank's
                         break
                 if status == "completed":
                     if self.valid_loader is not None and step % cfg.valid_every != 0:
