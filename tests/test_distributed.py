@@ -1,8 +1,10 @@
-"""Data parallelism: 2 gloo processes equal 1 process with 2 micro-batches; launcher environments."""
+"""Data parallelism: 2 gloo processes equal 1 process with 2 micro-batches; the run folder's lock across
+ranks; launcher environments."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 from pathlib import Path
@@ -16,10 +18,12 @@ import torch.multiprocessing as mp
 from spidrkit.config import SAMPLE_RATE as SR
 from spidrkit.config import config_from_dict, load_config
 from spidrkit.data.manifest import ManifestEntry, write_manifest
+from spidrkit.errors import LockHeldError
 from spidrkit.io import read_metrics
 from spidrkit.runtime import DistEnv, LaunchError, detect_env, first_host, seed_everything, select_device
 from spidrkit.training.distributed import StopVote, cleanup_distributed, init_distributed
 from spidrkit.training.loop import Trainer, pretrain
+from spidrkit.training.runfolder import LOCK_NAME, run_lock
 from spidrkit.training.slurm import parse_slurm_spec, submit_slurm
 
 STEPS = 3
@@ -41,8 +45,18 @@ def _rank_main(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, o
     device = torch.device("cpu")
     init_distributed(device, env)
     try:
-        trainer = Trainer(config_from_dict(cfg_dict), run_dir, device, progress=False)
-        summary = trainer.run()
+        # The run folder is locked by a live process (the test's): no rank gets past the lock, none hangs.
+        try:
+            pretrain(config_from_dict(cfg_dict), run_dir, progress=False)
+            raise AssertionError("a locked run folder was trained in")
+        except LockHeldError as e:
+            assert ("in use by pid" if rank == 0 else "rank 0 could not take the lock") in str(e)
+        assert sorted(p.name for p in Path(run_dir).iterdir()) == [LOCK_NAME]
+        with run_lock(run_dir, device, force=True):  # rank 0 breaks it; every rank waits for that
+            holder = json.loads((Path(run_dir) / LOCK_NAME).read_text())["pid"]
+            assert holder == os.getpid() if rank == 0 else holder not in (os.getpid(), os.getppid())
+            trainer = Trainer(config_from_dict(cfg_dict), run_dir, device, progress=False)
+            summary = trainer.run()
         assert summary["world_size"] == world and summary["step"] == STEPS
         torch.save(trainer.model.state_dict(), Path(out) / f"rank{rank}.pt")
     finally:
@@ -68,8 +82,12 @@ def test_two_gloo_processes_equal_one_process_with_two_micro_batches(tmp_path):
     cfg = load_config("tiny", over)
     out = tmp_path / "out"
     out.mkdir()
+    (tmp_path / "ddp").mkdir()
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": "2026-01-01T00:00:00+00:00", "command": ""}
+    (tmp_path / "ddp" / LOCK_NAME).write_text(json.dumps(holder))
     mp.start_processes(_rank_main, args=(2, free_port(), cfg.to_dict(), str(tmp_path / "ddp"), str(out)),
                        nprocs=2, join=True, start_method="spawn")
+    assert not (tmp_path / "ddp" / LOCK_NAME).exists()
     rank0 = torch.load(out / "rank0.pt", weights_only=True)
     rank1 = torch.load(out / "rank1.pt", weights_only=True)
     for k in rank0:  # student, teacher, heads and codebooks: bit for bit the same on both ranks

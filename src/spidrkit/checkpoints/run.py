@@ -11,7 +11,10 @@ A checkpoint ``RUN_DIR/checkpoints/step_00001000.pt`` is a dict of tensors and p
 - ``world_size``, ``elapsed`` (training seconds so far), ``metrics`` (the last logged training record).
 
 Files are written to a temporary name in the same folder, flushed to disk, then renamed, so a crash
-never leaves a truncated checkpoint under a real name.
+never leaves a truncated checkpoint under a real name. A checkpoint found unreadable (damaged on disk,
+truncated by a copy) is renamed aside to ``step_XXXXXXXX.pt.corrupt``: it is then never resumed from,
+never counted among the ``keep`` checkpoints kept and never deleted in place of a good one; it stays
+for inspection (delete it by hand).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,7 @@ logger = logging.getLogger(__name__)
 FORMAT = "spidrkit-pretrain/1"
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
+CORRUPT_SUFFIX = ".corrupt"
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
@@ -67,10 +72,45 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
-    """Delete all but the ``keep`` newest checkpoints (and stale temporary files); returns what went."""
-    found = list_checkpoints(run_dir)
-    gone = [p for _, p in found[: max(len(found) - keep, 0)]]
+def looks_complete(path: str | os.PathLike) -> bool:
+    """A cheap check (the zip directory at the end of the file, no tensor read) that ``path`` is a whole
+    ``torch.save`` file: a truncated or overwritten checkpoint fails it."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("data.pkl") for n in z.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def set_aside(path: str | os.PathLike) -> Path | None:
+    """Rename an unreadable checkpoint to ``NAME.corrupt`` (kept for inspection, no longer a checkpoint of
+    the run); returns the new path, or ``None`` when it could not be renamed (already gone)."""
+    path = Path(path)
+    aside = path.with_name(path.name + CORRUPT_SUFFIX)
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return None
+    logger.warning("%s is unreadable: renamed to %s (not resumed from, not counted among the kept "
+                   "checkpoints; delete it once inspected)", path, aside.name)
+    return aside
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep: int, up_to: int | None = None) -> list[Path]:
+    """Delete all but the ``keep`` newest good checkpoints (and stale temporary files); returns what went.
+
+    Only checkpoints of steps ``<= up_to`` (when given: the step just written) take part, and one that
+    fails :func:`looks_complete` is set aside (:func:`set_aside`) instead of being counted, so a damaged
+    file never takes the place of a good one.
+    """
+    found = [(s, p) for s, p in list_checkpoints(run_dir) if up_to is None or s <= up_to]
+    good = []
+    for _, p in found:
+        if looks_complete(p):
+            good.append(p)
+        else:
+            set_aside(p)
+    gone = good[: max(len(good) - keep, 0)]
     folder = checkpoint_dir(run_dir)
     if folder.is_dir():
         gone += remove_stale_temps(folder, ".step_*.pt.tmp*")
@@ -93,11 +133,22 @@ def read_run_checkpoint(path: str | os.PathLike, map_location: str | torch.devic
     return state
 
 
-def load_latest(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]] | None:
-    """The newest readable checkpoint of the run (an unreadable newer one is reported and passed over)."""
+def load_latest(run_dir: str | os.PathLike, set_aside_unreadable: bool = False) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable checkpoint of the run. An unreadable newer one is reported and passed over; with
+    ``set_aside_unreadable`` (the process that owns the run folder: rank 0), once an older one is read, the
+    newer ones whose content is damaged are renamed aside (:func:`set_aside`; not those that failed for a
+    reason of the system, such as a permission). With no readable checkpoint nothing is renamed."""
+    damaged = []
     for _, path in reversed(list_checkpoints(run_dir)):
         try:
-            return path, read_run_checkpoint(path)
+            state = read_run_checkpoint(path)
         except CheckpointError as e:
             logger.warning("%s; trying the previous checkpoint", e)
+            if not isinstance(e.__cause__, OSError):
+                damaged.append(path)
+            continue
+        if set_aside_unreadable:
+            for p in damaged:
+                set_aside(p)
+        return path, state
     return None

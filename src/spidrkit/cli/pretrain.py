@@ -5,9 +5,13 @@
     srun --ntasks-per-node 8 spidrkit pretrain CONFIG.toml --run-dir DIR                 # SLURM, by hand
     spidrkit pretrain CONFIG.toml --run-dir DIR --slurm nodes=2,gpus=8,partition=gpu,time=1440
 
-Exit status: 0 when the run completed, stopped at its time budget (train.max_minutes) or was pre-empted
-(SIGTERM, SIGUSR1, SIGUSR2: a checkpoint is written first; run the command again to resume); 2 for an
-error in the config or the data; 3 when the run diverged (train.max_nonfinite non-finite losses in a row).
+Exit status: 0 when the run completed, stopped at its time budget (train.max_minutes) or was stopped by
+SIGUSR1/SIGUSR2 (SLURM's time-limit warning: the job is requeued); 130 after SIGINT (Ctrl-C) and 143
+after SIGTERM, each once the checkpoint of the current step is written (a second Ctrl-C stops at once);
+run the same command again to resume. 2 for an error in the config or the data; 3 when the run diverged
+(train.max_nonfinite non-finite losses in a row, or non-finite weights at a checkpoint); 74 for an I/O
+error (disk full: nothing partial is left, the previous checkpoint is intact; free space and rerun);
+75 when another live process holds the run folder's lock (RUN_DIR/run.lock; --force breaks it).
 """
 
 from __future__ import annotations
@@ -19,8 +23,7 @@ from pathlib import Path
 
 from spidrkit.cli import UserError
 from spidrkit.cli.config import add_config_arguments, config_from_args
-
-EXIT_DIVERGED = 3
+from spidrkit.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fresh", action="store_true", help="refuse to resume: fail if the run dir already holds checkpoints"
     )
     parser.add_argument(
+        "--force", action="store_true",
+        help="break the run folder's lock (RUN_DIR/run.lock) although its holder seems alive "
+        "(e.g. a run on another host that is gone); a stale lock on this host is taken over anyway",
+    )
+    parser.add_argument(
         "--slurm", default=None, metavar="KEY=VALUE,...",
         help="submit to SLURM with submitit instead of running here: nodes, gpus (per node), cpus (per task), "
         "time (minutes), partition, account, qos, constraint, mem, signal_delay (s); e.g. nodes=2,gpus=8",
@@ -49,10 +57,6 @@ def default_run_dir(config: str, variant: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.checkpoints.run import CheckpointError
-    from spidrkit.config import ConfigError
-    from spidrkit.data.manifest import ManifestError
-    from spidrkit.runtime import LaunchError
     from spidrkit.training.loop import TrainingDiverged, pretrain
     from spidrkit.training.slurm import parse_slurm_spec, submit_slurm
 
@@ -66,22 +70,21 @@ def run(args: argparse.Namespace) -> int:
         datefmt="%H:%M:%S",
     )
     if args.slurm is not None:
-        try:
-            job = submit_slurm(cfg.to_dict(), run_dir.resolve(), parse_slurm_spec(args.slurm), run_dir.name)
-        except LaunchError as e:
-            raise UserError(str(e)) from e
+        job = submit_slurm(cfg.to_dict(), run_dir.resolve(), parse_slurm_spec(args.slurm), run_dir.name)
         print(f"submitted SLURM job {job.job_id}; run dir {run_dir}, logs in {run_dir / 'slurm'}", file=sys.stderr)
-        return 0
+        return EXIT_OK
     try:
-        summary = pretrain(cfg, run_dir, resume=not args.fresh, progress=not args.no_progress)
+        summary = pretrain(cfg, run_dir, resume=not args.fresh, progress=not args.no_progress, force=args.force)
     except TrainingDiverged as e:
-        print(f"spidrkit pretrain: {e}", file=sys.stderr)
+        print(f"spidrkit pretrain: {' '.join(str(e).split())}", file=sys.stderr)
         return EXIT_DIVERGED
-    except (ConfigError, ManifestError, CheckpointError, LaunchError) as e:
-        raise UserError(str(e)) from e
+    sig = summary.get("signal")
+    status = f"{summary['status']} ({sig})" if sig else summary["status"]
+    code = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}.get(sig, EXIT_OK)
     print(
-        f"{summary['status']} at step {summary['step']}/{summary['max_steps']}; "
-        f"checkpoint {summary['checkpoint']}; run dir {run_dir}",
+        f"{'spidrkit pretrain: ' if code else ''}{status} at step {summary['step']}/{summary['max_steps']} "
+        f"({summary['steps_run']} steps run); checkpoint {summary['checkpoint']}; run dir {run_dir}"
+        f"{'; run the same command again to resume' if code else ''}",
         file=sys.stderr,
     )
-    return 0
+    return code

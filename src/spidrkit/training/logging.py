@@ -11,6 +11,7 @@ average over the interval's finite steps; per-layer values are lists in the orde
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -45,10 +46,26 @@ class MetricsLog:
         write_lines_atomic(self.path, (metrics_line(r).rstrip("\n") for r in kept))
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append one record. A failed write (disk full) is cut off again, so the log never keeps half a
+        line, and raised as an ``OSError`` naming the log."""
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(metrics_line(record))
+        line = memoryview(metrics_line(record).encode())
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    while line:
+                        line = line[os.write(fd, line):]
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from e
 
 
 class IntervalMeter:
@@ -89,6 +106,19 @@ class IntervalMeter:
             out[k] = vals if self.sums[k].dim() else vals[0]
             offset += size
         return json_safe(out)
+
+
+def train_record(step: int, epoch: int, layers: tuple[int, ...], summary: dict[str, Any],
+                 last: dict[str, torch.Tensor], *, elapsed: float, audio_per_second: float,
+                 skipped_steps: int) -> dict[str, Any]:
+    """A training record of the metrics log from an interval's :meth:`IntervalMeter.summary` and the
+    metrics of its last step (learning rate, teacher decay)."""
+    return {
+        "split": "train", "step": step, "epoch": epoch, "layers": list(layers),
+        **{k: summary[k] for k in AVERAGED},
+        "lr": float(last["lr"]), "teacher_decay": float(last["teacher_decay"]),
+        "audio_seconds_per_second": audio_per_second, "skipped_steps": skipped_steps, "elapsed": elapsed,
+    }
 
 
 class CollapseMonitor:

@@ -12,14 +12,17 @@ The run directory holds everything a run needs to go on after a crash, a pre-emp
 - ``skipped.tsv``: the audio files that could not be used.
 
 Running the same command again resumes from the latest checkpoint (:mod:`spidrkit.training.resume`), so
-the resumed run takes exactly the steps the uninterrupted run would have taken. SIGTERM, SIGUSR1 and
-SIGUSR2 stop the run cleanly at the end of the current step with a checkpoint (exit status 0; see
-:mod:`spidrkit.training.preemption`); under SLURM, SIGUSR1/SIGUSR2 also requeue the job.
-``train.max_minutes`` stops the same way after that much wall time of this invocation.
+the resumed run takes exactly the steps the uninterrupted run would have taken. SIGINT (Ctrl-C), SIGTERM,
+SIGUSR1 and SIGUSR2 stop the run cleanly at the end of the current step with a training record and a
+checkpoint (see :mod:`spidrkit.training.preemption`); under SLURM, SIGUSR1/SIGUSR2 also requeue the job.
+``train.max_minutes`` stops the same way after that much wall time of this invocation. Rank 0 holds
+``RUN_DIR/run.lock`` for the whole run, and the sidecar's ``status`` says how the run ended, whatever
+ended it (:mod:`spidrkit.training.runfolder`).
 
 The pieces: :mod:`~spidrkit.training.step` (one optimiser step), :mod:`~spidrkit.training.masks` (the
 masks, drawn in the data loader), :mod:`~spidrkit.training.validation`, :mod:`~spidrkit.training.logging`
-(metrics), :mod:`~spidrkit.training.distributed` (process group, stop vote).
+(metrics), :mod:`~spidrkit.training.distributed` (process group, stop vote), :mod:`~spidrkit.training.runfolder`
+(lock, end status, finite weights).
 """
 
 from __future__ import annotations
@@ -62,20 +65,18 @@ from spidrkit.training.logging import (
     TensorBoard,
     format_record,
     progress_bar,
+    train_record,
 )
 from spidrkit.training.masks import MaskHook
 from spidrkit.training.preemption import REQUEUE_SIGNALS, StopSignals, loader_batches
 from spidrkit.training.resume import checkpoint_rng, find_checkpoint, restore_data_and_rng
+from spidrkit.training.runfolder import TrainingDiverged, check_finite_weights, end_status, run_lock
 from spidrkit.training.step import MicroBatch, Stepper, compile_model
 from spidrkit.training.validation import validation_record, validation_totals
 
 __all__ = ["MaskHook", "Trainer", "TrainingDiverged", "compile_model", "pretrain"]
 
 logger = logging.getLogger("spidrkit.training")
-
-
-class TrainingDiverged(RuntimeError):
-    """Too many non-finite losses in a row; the message names the last good checkpoint."""
 
 
 class Trainer:
@@ -171,7 +172,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
-        """Train up to ``train.max_steps`` (or a stop); returns the run summary (also in the sidecar)."""
+        """Train up to ``train.max_steps`` (or a stop); returns the run summary (also in the sidecar). However
+        the run ends (an error, a signal outside the loop), the sidecar's status says so."""
+        try:
+            return self._run()
+        except BaseException as e:
+            if self.is_main:
+                status, sig = end_status(e)
+                try:
+                    self._write_sidecar(status, stop_signal=sig, error=" ".join(f"{type(e).__name__}: {e}".split()))
+                except OSError as side:  # a full disk: the error that stopped the run is the one to report
+                    logger.warning("could not update the sidecar: %s", side)
+            raise
+
+    def _run(self) -> dict[str, Any]:
         cfg = self.cfg.train
         step = self.stepper.step_count
         if step >= cfg.max_steps:
@@ -185,6 +199,14 @@ class Trainer:
         interval_start, pauses = time.perf_counter(), Stopwatch()  # pauses: validation and checkpoints
         saved_at = self.start_step if self.resumed_from else -1
         status, stop_signal = "completed", None
+
+        def log(bar: Any) -> None:
+            nonlocal interval_start, pauses
+            t = time.perf_counter()
+            self._log(step, meter, t - interval_start - sum(pauses.seconds.values()), bar)
+            meter.reset()
+            interval_start, pauses = t, Stopwatch()
+
         with StopSignals() as signals, logging_redirect_tqdm():
             bar = progress_bar(cfg.max_steps, step, self.progress and self.is_main)
             it = loader_batches(self.loader)
@@ -199,33 +221,29 @@ class Trainer:
                         self.on_step(self, step)
 
                     if step % cfg.log_every == 0 or step == cfg.max_steps:
-                        t = time.perf_counter()
-                        self._log(step, meter, t - interval_start - sum(pauses.seconds.values()), bar)
-                        meter.reset()
-                        interval_start, pauses = t, Stopwatch()
+                        log(bar)
                     if self.valid_loader is not None and step % cfg.valid_every == 0:
                         with pauses("validate"):
                             self.validate(step)
 
                     over_time = cfg.max_minutes > 0 and time.monotonic() - self.t_start > 60 * cfg.max_minutes
                     stop = vote(signals.received is not None or over_time)  # the same answer on every rank
+                    if stop and meter.steps:  # the end of a run always writes its training record
+                        log(bar)
                     if stop or step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
                         with pauses("save"):
                             self.save(step)
                         saved_at = step
                     if stop:
                         stop_signal = signals.received
-                        status = "time_budget" if over_time and stop_signal is None else "preempted"
+                        status = ("time_budget" if over_time and stop_signal is None  # else a signal, maybe
+                                  else "interrupted" if stop_signal == "SIGINT" else "preempted")  # another rank's
                         break
                 if status == "completed":
                     if self.valid_loader is not None and step % cfg.valid_every != 0:
                         self.validate(step)
                     if saved_at != step:
                         self.save(step)
-            except TrainingDiverged:
-                if self.is_main:
-                    self._write_sidecar("diverged", step)
-                raise
             finally:
                 bar.close()
                 it.close()
@@ -243,25 +261,9 @@ class Trainer:
         summary = meter.summary()
         counters = torch.stack([self.stepper.consecutive_nonfinite, self.stepper.total_nonfinite]).tolist()
         samples = all_reduce_sum(torch.tensor([float(meter.samples)], device=self.device)).item()
-        last = meter.last
-        record = {
-            "split": "train",
-            "step": step,
-            "epoch": self.loader.epoch,
-            "layers": list(self.layers),
-            "loss": summary["loss"],
-            "loss_per_layer": summary["loss_per_layer"],
-            "accuracy": summary["accuracy"],
-            "codebook_ppl": summary["codebook_ppl"],
-            "prediction_ppl": summary["prediction_ppl"],
-            "grad_norm": summary["grad_norm"],
-            "masked_fraction": summary["masked_fraction"],
-            "lr": float(last["lr"]),
-            "teacher_decay": float(last["teacher_decay"]),
-            "audio_seconds_per_second": samples / self.cfg.data.sample_rate / max(seconds, 1e-9),
-            "skipped_steps": int(counters[1]),
-            "elapsed": self.elapsed(),
-        }
+        record = train_record(step, self.loader.epoch, self.layers, summary, meter.last, elapsed=self.elapsed(),
+                              audio_per_second=samples / self.cfg.data.sample_rate / max(seconds, 1e-9),
+                              skipped_steps=int(counters[1]))
         self.last_train = record
         self.metrics.write(record)
         self.tensorboard.write(record, self.layers)
@@ -277,13 +279,15 @@ class Trainer:
         limit = self.cfg.train.max_nonfinite
         if limit <= 0 or consecutive < limit:
             return
-        good = [(s, p) for s, p in list_checkpoints(self.run_dir) if s <= step - consecutive]
-        where = f"{good[-1][1]} (step {good[-1][0]})" if good else "none (the run diverged before its first checkpoint)"
         raise TrainingDiverged(
             f"{consecutive} non-finite losses in a row up to step {step} (train.max_nonfinite={limit}); "
-            f"stopping. The last good checkpoint is {where}. Lower optim.lr or use train.precision='fp32', "
-            "then resume from it (move newer checkpoints away)."
+            f"stopping. The last good checkpoint is {self._last_good(step - consecutive)}. Lower optim.lr or "
+            "use train.precision='fp32', then resume from it (move newer checkpoints away)."
         )
+
+    def _last_good(self, up_to: int | None = None) -> str:
+        good = [(s, p) for s, p in list_checkpoints(self.run_dir) if up_to is None or s <= up_to]
+        return f"{good[-1][1]} (step {good[-1][0]})" if good else "none (the run diverged before its first checkpoint)"
 
     # ------------------------------------------------------------------ validation
     def validate(self, step: int) -> dict[str, Any]:
@@ -303,6 +307,7 @@ class Trainer:
         """Write the checkpoint of ``step`` (rank 0) with every rank's data and RNG states."""
         consecutive = int(self.stepper.consecutive_nonfinite.item())
         self._check_nonfinite(step, consecutive)
+        check_finite_weights(self.model, step, self._last_good())  # the same weights, the same answer on every rank
         data_states = gather_objects(self.loader.state_dict())
         rng_states = gather_objects(rng_state(self.device))
         if not self.is_main:
@@ -320,7 +325,7 @@ class Trainer:
             "metrics": self.last_train,
         }
         path = save_checkpoint(checkpoint_path(self.run_dir, step), state)
-        prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
+        prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints, up_to=step)
         self.last_checkpoint = path
         self._write_sidecar("running", step)
         logger.info("step %d: checkpoint %s", step, path)
@@ -333,6 +338,7 @@ class Trainer:
             "status": status,
             "signal": stop_signal,
             "step": step,
+            "steps_run": step - self.start_step,
             "max_steps": self.cfg.train.max_steps,
             "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
             "world_size": self.world_size,
@@ -342,10 +348,11 @@ class Trainer:
             "valid": self.last_valid,
         }
 
-    def _write_sidecar(self, status: str, step: int | None = None, stop_signal: str | None = None) -> None:
+    def _write_sidecar(self, status: str, step: int | None = None, stop_signal: str | None = None,
+                       **extra: Any) -> None:
         summary = self._summary(status, self.stepper.step_count if step is None else step, stop_signal)
         write_sidecar(self.run_dir, kind="pretraining run", variant=self.cfg.variant,
-                      config=self.cfg.to_dict(), **summary)
+                      config=self.cfg.to_dict(), **summary, **extra)
 
     def _finish(self, status: str, step: int, stop_signal: str | None = None) -> dict[str, Any]:
         if self.is_main:
@@ -355,14 +362,17 @@ class Trainer:
 
 
 def pretrain(
-    cfg: Config, run_dir: str | os.PathLike, resume: bool = True, progress: bool = True
+    cfg: Config, run_dir: str | os.PathLike, resume: bool = True, progress: bool = True, force: bool = False
 ) -> dict[str, Any]:
     """Pretrain from ``cfg`` into ``run_dir`` (resuming from its latest checkpoint when there is one).
 
     Started by torchrun or SLURM (several processes), it joins the process group from the environment
-    (see :mod:`spidrkit.training.distributed`). Returns the summary: ``status`` ("completed",
-    "time_budget" or "preempted"), ``step``, ``checkpoint``, the last ``train`` and ``valid`` records.
-    Raises :class:`TrainingDiverged` after ``train.max_nonfinite`` non-finite losses in a row.
+    (see :mod:`spidrkit.training.distributed`). Rank 0 holds ``RUN_DIR/run.lock`` meanwhile: a run folder
+    in use by another live process raises :class:`~spidrkit.errors.LockHeldError` unless ``force``.
+    Returns the summary: ``status`` ("completed", "time_budget", "preempted" or "interrupted"), ``signal``,
+    ``step``, ``steps_run`` (by this call), ``checkpoint``, the last ``train`` and ``valid`` records.
+    Raises :class:`TrainingDiverged` after ``train.max_nonfinite`` non-finite losses in a row or on
+    non-finite weights at checkpoint time.
     """
     env = detect_env()
     try:
@@ -372,7 +382,8 @@ def pretrain(
     owns_group = env.distributed and not process_group_active()
     init_distributed(device, env)
     try:
-        return Trainer(cfg, run_dir, device, resume=resume, progress=progress).run()
+        with run_lock(run_dir, device, force=force):
+            return Trainer(cfg, run_dir, device, resume=resume, progress=progress).run()
     finally:
         if owns_group:
             cleanup_distributed()

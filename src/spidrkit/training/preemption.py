@@ -1,4 +1,6 @@
-"""Stopping cleanly: SIGTERM/SIGUSR1/SIGUSR2 end the run at the end of the current step, with a checkpoint.
+"""Stopping cleanly: SIGINT (Ctrl-C), SIGTERM, SIGUSR1 and SIGUSR2 end the run at the end of the current
+step, with a training record and a checkpoint. A second SIGINT interrupts at once (the checkpoint of the
+step is then not written; the previous one stays).
 
 Under SLURM, SIGUSR1/SIGUSR2 (sent before the time limit, e.g. with ``--signal=USR1@120``) also requeue
 the job (:func:`spidrkit.training.distributed.requeue_slurm_job`). Data-loader workers are forked with
@@ -19,12 +21,13 @@ import torch
 
 logger = logging.getLogger("spidrkit.training")
 
-STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
 REQUEUE_SIGNALS = ("SIGUSR1", "SIGUSR2")  # time-limit warnings: the job should come back
 
 
 class StopSignals:
-    """Context manager: SIGTERM/SIGUSR1/SIGUSR2 set ``received`` instead of killing the process.
+    """Context manager: SIGINT/SIGTERM/SIGUSR1/SIGUSR2 set ``received`` instead of killing the process
+    (a second SIGINT raises ``KeyboardInterrupt``).
 
     Handlers are installed only from the main thread and restored on exit.
     """
@@ -37,6 +40,8 @@ class StopSignals:
         if os.getpid() != self._pid:  # a forked child that inherited the handler: not its business
             return
         name = signal.Signals(signum).name
+        if name == "SIGINT" and self.received == "SIGINT":
+            raise KeyboardInterrupt
         if self.received is None:
             logger.warning("%s received: stopping with a checkpoint at the end of this step", name)
         self.received = name

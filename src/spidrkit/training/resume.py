@@ -32,7 +32,7 @@ def find_checkpoint(run_dir: Path, cfg: Config, resume: bool, is_main: bool) -> 
             f"{run_dir} already holds checkpoints (up to {found[-1][1].name}); "
             "resume from them or choose another run directory"
         )
-    latest = load_latest(run_dir)
+    latest = load_latest(run_dir, set_aside_unreadable=is_main)
     if latest is None:
         raise CheckpointError(f"no readable checkpoint in {run_dir / 'checkpoints'}")
     path, ckpt = latest

@@ -80,5 +80,8 @@ def submit_slurm(cfg_dict: dict[str, Any], run_dir: str | os.PathLike, spec: dic
 
 
 def _slurm_task(cfg_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    """What each SLURM task runs: the run, resumed from its latest checkpoint when there is one."""
-    return pretrain(config_from_dict(cfg_dict), run_dir, resume=True, progress=False)
+    """What each SLURM task runs: the run, resumed from its latest checkpoint when there is one. A requeued
+    job (``SLURM_RESTART_COUNT`` > 0) takes over the run folder's lock of its earlier incarnation, which
+    may have been killed on another host (a lock of another host is never judged stale from here)."""
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    return pretrain(config_from_dict(cfg_dict), run_dir, resume=True, progress=False, force=requeued)

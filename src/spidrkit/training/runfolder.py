@@ -1,0 +1,88 @@
+"""Owning a run folder: its lock, what the sidecar says when a run ends (however it ends), and the checks
+that keep a bad state out of a checkpoint.
+
+- **Lock** (``RUN_DIR/run.lock``, :func:`run_lock`): rank 0 holds it for the whole run
+  (:func:`spidrkit.io.hold_lock`: host, pid, start time, command); the other ranks wait for rank 0 to
+  have it (one collective) and stop with it when it cannot, so two runs never write one folder.
+- **End status** (:func:`end_status`): every way out of a run maps to the sidecar's ``status``:
+  ``completed``, ``time_budget``, ``preempted`` (SIGTERM, SIGUSR1, SIGUSR2), ``interrupted`` (SIGINT),
+  ``diverged``, ``failed`` (any other error, with its one-line ``error``).
+- **Finite weights** (:func:`check_finite_weights`): a checkpoint is never written from weights holding
+  NaN or infinities; checked only when writing, so training keeps no host synchronisation per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from spidrkit.errors import LockHeldError, Terminated
+from spidrkit.io import hold_lock
+from spidrkit.runtime import all_reduce_sum, world
+
+LOCK_NAME = "run.lock"
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many non-finite losses in a row, or non-finite weights; the message names the last good
+    checkpoint (exit status 3, :data:`spidrkit.errors.EXIT_DIVERGED`)."""
+
+
+class NonFiniteWeights(TrainingDiverged):
+    """The model's weights hold NaN or infinities at checkpoint time: that checkpoint is not written."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike, device: torch.device, force: bool = False) -> Iterator[Path | None]:
+    """Hold ``RUN_DIR/run.lock`` (rank 0) for the block; every rank leaves the collective at its start only
+    once rank 0 holds the lock, and raises :class:`LockHeldError` when rank 0 could not take it.
+    ``force`` breaks a lock held by a live process (``--force``); a stale one is taken over anyway."""
+    rank, _ = world()
+    with contextlib.ExitStack() as stack:
+        failure: BaseException | None = None
+        path = None
+        if rank == 0:
+            try:
+                path = stack.enter_context(
+                    hold_lock(Path(run_dir) / LOCK_NAME, force=force, what="this pretraining run folder"))
+            except (LockHeldError, OSError) as e:
+                failure = e
+        failed = all_reduce_sum(torch.tensor([1.0 if failure is not None else 0.0], device=device))
+        if failure is not None:
+            raise failure
+        if failed.item() > 0:
+            raise LockHeldError(f"{Path(run_dir) / LOCK_NAME}: rank 0 could not take the lock of this "
+                                "pretraining run folder (see its message)")
+        yield path
+
+
+def end_status(error: BaseException) -> tuple[str, str | None]:
+    """The sidecar's ``(status, signal)`` for a run ended by ``error``."""
+    if isinstance(error, TrainingDiverged):
+        return "diverged", None
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", "SIGINT"
+    if isinstance(error, Terminated):
+        return "preempted", "SIGTERM"
+    return "failed", None
+
+
+def check_finite_weights(model: torch.nn.Module, step: int, last_good: str) -> None:
+    """Raise :class:`NonFiniteWeights` naming the step and the first bad tensor when a floating-point
+    parameter or buffer of ``model`` is not finite (one host synchronisation, at checkpoint time)."""
+    tensors = [(k, v) for k, v in model.state_dict().items() if v.is_floating_point()]
+    if not tensors:
+        return
+    ok = torch.stack([torch.isfinite(v).all() for _, v in tensors])
+    if bool(ok.all()):
+        return
+    bad = [k for (k, _), good in zip(tensors, ok.tolist()) if not good]
+    raise NonFiniteWeights(
+        f"step {step}: the model's weights hold non-finite values ({bad[0]}"
+        f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): refusing to write that checkpoint. The last "
+        f"good checkpoint is {last_good}. Lower optim.lr or use train.precision='fp32', then resume from it."
+    )
