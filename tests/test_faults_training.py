@@ -276,3 +276,22 @@ def test_nonfinite_weights_are_never_written_to_a_checkpoint(corpus, tmp_path):
         Trainer(cfg, tmp_path, progress=False, on_step=poison_at_3).run()
     assert [s for s, _ in list_checkpoints(tmp_path)] == [2] and temp_files(tmp_path) == []
     assert sidecar(tmp_path)["status"] == "diverged"
+
+
+# ------------------------------------------------------------------------------ an all-bad manifest
+def test_a_manifest_of_unusable_files_exits_2_naming_it(tmp_path, capsys):
+    from spidrkit.data.manifest import ManifestEntry, write_manifest
+
+    bad = []
+    for i in range(4):
+        (tmp_path / f"b{i}.wav").write_bytes(b"not audio at all" * 100)
+        bad.append(ManifestEntry(f"b{i}", str(tmp_path / f"b{i}.wav"), 16000))
+    manifest = write_manifest(bad, tmp_path / "bad.csv")
+    cfg_file = tmp_path / "run.toml"
+    cfg_file.write_text(config(manifest, "train.max_steps=2").to_toml())
+    assert cli_main(cli_args(cfg_file, tmp_path / "run")) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert line.startswith(f"spidrkit pretrain: error: {manifest}: a whole epoch of batches held no usable file")
+    assert str(tmp_path / "run" / "skipped.tsv") in line
+    assert sorted(r.split("\t")[0] for r in (tmp_path / "run" / "skipped.tsv").read_text().splitlines()[1:]) == [
+        "b0", "b1", "b2", "b3"]

@@ -165,7 +165,9 @@ class Trainer:
             batch = next(it)
             if batch is not None and len(batch["fileids"]) > 0:
                 return batch
-        raise RuntimeError(f"a whole epoch of batches held no usable file; see {self.run_dir / 'skipped.tsv'}")
+        raise ManifestError(
+            f"{self.cfg.data.train_manifest}: a whole epoch of batches held no usable file (data.train_manifest); "
+            f"the files and why are listed in {self.run_dir / 'skipped.tsv'}: fix them or the manifest")
 
     def micro_batches(self, batches: list[Batch]) -> list[MicroBatch]:
         return [MicroBatch(b["wav"], b["mask"]) for b in batches]
