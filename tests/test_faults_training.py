@@ -31,13 +31,7 @@ from spidrkit.training.runfolder import LOCK_NAME, NonFiniteWeights
 RESUME, config, final_model = test_training.RESUME, test_training.config, test_training.final_model
 corpus, reference_run = test_training.corpus, test_training.reference_run
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+_one_thread = test_training._one_thread  # autouse: one intra-op thread, as in the training tests
 
 
 def sidecar(run_dir: Path) -> dict:
