@@ -281,6 +281,14 @@ def test_packages_import_only_the_layers_below_them():
     assert not bad, "imports against the layers of docs/design.md:\n" + "\n".join("  " + b for b in bad)
 
 
+def test_spidrkit_never_imports_the_reference_release():
+    """The authors' package (``spidr``) is a test oracle only (tests/oracle.py)."""
+    bad = [f"{module_name(path)[0]}:{line}" for path, text in _sources().items()
+           for name, line in imports_of(text, module_name(path)[0], module_name(path)[1])
+           if name == "spidr" or name.startswith("spidr.")]
+    assert not bad, "spidrkit imports the reference release: " + ", ".join(bad)
+
+
 def test_layer_rule_flags_an_arrow_upwards():
     g = build_graph({"spidrkit.data.a": ("from spidrkit.training import b", False), "spidrkit.training": ("", True),
                      "spidrkit.training.b": ("from spidrkit.data import a", False)})
