@@ -252,10 +252,12 @@ LAYERS = {
     "io": set(),
     "runtime": set(),
     "models": {"config"},
-    "checkpoints": {"models", "config", "io", "runtime"},
+    "encoders": {"models", "config", "io", "runtime"},
+    "checkpoints": {"encoders", "models", "config", "io", "runtime"},
     "data": {"models", "config", "io", "runtime"},
-    "extraction": {"checkpoints", "data", "models", "config", "io", "runtime"},
-    "evaluation": {"extraction", "checkpoints", "data", "models", "config", "io", "runtime"},
+    "extraction": {"checkpoints", "encoders", "data", "models", "config", "io", "runtime"},
+    "lm": {"extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime"},
+    "evaluation": {"lm", "extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime"},
     "training": {"checkpoints", "data", "models", "config", "io", "runtime"},
 }
 
