@@ -90,3 +90,21 @@ def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeyp
     assert seen["metrics_jsonl"] is None
     assert seen["notes"] == [f"no perplexity figure: the run wrote no metrics log ({run_dir / 'metrics.jsonl'}): "
                              "it ended before its first logging step"]
+
+
+@pytest.mark.parametrize(("signal", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_demo_stopped_by_a_signal_stops_after_saving(signal, code, tmp_path, monkeypatch, capsys):
+    """Pretraining saved its checkpoint on the signal: the demo exits 130 / 143 there, without a sweep."""
+    import spidrkit.data.synth as synth
+    import spidrkit.evaluation.sweep as sweep_mod
+    import spidrkit.training.loop as loop
+    from spidrkit.cli import main as cli_main
+
+    swept = []
+    monkeypatch.setattr(synth, "synthesize_corpus", lambda *a, **k: None)
+    monkeypatch.setattr(loop, "pretrain", lambda cfg, run_dir, **k: {"status": "interrupted", "signal": signal})
+    monkeypatch.setattr(sweep_mod, "sweep", lambda *a, **k: swept.append(1))
+    assert cli_main(["demo", "--minutes", "0.1", "--out", str(tmp_path / "demo"), "--quiet"]) == code
+    assert swept == []
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"spidrkit demo: {'interrupted' if signal == 'SIGINT' else 'terminated'}")

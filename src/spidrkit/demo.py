@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.config import load_config
+from spidrkit.errors import Terminated
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
 from spidrkit.runtime import Stopwatch
 
@@ -110,6 +111,10 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, min
     write_text_atomic(out / "config.toml", cfg.to_toml())
     with _stage(f"2/3 pretraining a tiny {variant} for {minutes:g} min", watch):
         summary = pretrain(cfg, run_dir, resume=True, progress=progress)
+    if summary.get("signal") == "SIGINT":  # stopped by the user: the checkpoint is saved, the demo stops
+        raise KeyboardInterrupt  # (the same command resumes)
+    if summary.get("signal") == "SIGTERM":
+        raise Terminated()
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise RuntimeError(f"pretraining wrote no checkpoint in {run_dir}")
