@@ -80,7 +80,7 @@ def test_model_directory_round_trip(model, tmp_path, capsys):
 
 # -------------------------------------------------------------------------------------------- fairseq .km
 def test_km_export_exact_contents(tmp_path, corpus, capsys):
-    entries, manifest = corpus
+    _, manifest = corpus
     units = write_units(tmp_path / "units.txt", {"a/u2": [3, 3, 1], "a/u0": [0, 0, 0, 2, 2]}, dedup=True,
                         k=4, layer=5, inputs=str(manifest))
     with pytest.warns(UserWarning, match=r"1 utterances of the manifest have no units and are left out of "

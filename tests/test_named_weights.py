@@ -7,7 +7,6 @@ import http.server
 import json
 import socket
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,7 +34,7 @@ SMALL = ["model.conv_dim=32", "model.dim=128", "model.num_heads=2", "model.ffn_d
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves the files of ``server.root`` (``Range: bytes=N-`` honoured), counting the requests."""
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         self.server.requests.append((self.path, self.headers.get("Range")))
         path = self.server.root / self.path.lstrip("/")
         if not path.is_file():

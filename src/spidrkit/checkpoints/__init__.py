@@ -34,11 +34,11 @@ from spidrkit.checkpoints.reading import read_checkpoint
 from spidrkit.checkpoints.released import infer_model_config
 
 __all__ = [
+    "NAMED_WEIGHTS",
+    "RANDOM_PREFIX",
     "CheckpointError",
     "CheckpointInfo",
     "Loaded",
-    "NAMED_WEIGHTS",
-    "RANDOM_PREFIX",
     "WeightsUnavailableError",
     "build_model",
     "cache_dir",

@@ -94,5 +94,6 @@ def speech_to_units(
         frames = kmeans.predict(dense).to("cpu", torch.long)
     if dedup:
         u, d = deduplicate(frames)
-        return {"dense": dense, "units": torch.tensor(u, dtype=torch.long), "durations": torch.tensor(d, dtype=torch.long)}
+        return {"dense": dense, "units": torch.tensor(u, dtype=torch.long),
+                "durations": torch.tensor(d, dtype=torch.long)}
     return {"dense": dense, "units": frames, "durations": torch.ones_like(frames)}
