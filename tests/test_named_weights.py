@@ -215,3 +215,7 @@ def test_random_weights_only_on_explicit_request(tmp_path, capsys):
         load_model("random:huge")
     code = cli_main(["extract", str(tmp_path), "--model", "tiny", "-o", str(tmp_path / "o")])
     assert code == EXIT_USAGE and "'random:tiny' for a model with RANDOM weights" in capsys.readouterr().err
+    # the sweep no longer writes a report on noise: the model is refused before anything is written
+    code = cli_main(["evaluate", "sweep", "--model", "base", "--corpus", str(tmp_path), "-o", str(tmp_path / "s")])
+    assert code == EXIT_USAGE and not (tmp_path / "s").exists()
+    assert "error: 'base' is a config, not a checkpoint" in capsys.readouterr().err

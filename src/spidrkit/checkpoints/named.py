@@ -22,7 +22,6 @@ the cache folder (:func:`cache_dir`: ``$SPIDRKIT_CACHE``, else ``$XDG_CACHE_HOME
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import urllib.error
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from spidrkit.checkpoints.errors import CheckpointError
 from spidrkit.errors import TemporaryError
-from spidrkit.io import hold_lock, write_json_atomic
+from spidrkit.io import file_sha256, hold_lock, write_json_atomic
 
 RECORD_NAME = "weights.json"
 TIMEOUT_SECONDS = 30.0
@@ -84,11 +83,7 @@ def weights_url(name: str, base_url: str | None = None) -> str:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path, length=64)
 
 
 def _records(folder: Path) -> dict[str, dict]:
