@@ -329,9 +329,13 @@ def test_torch_hub_entry_points(tiny, tmp_path):
     hub = torch.hub.load(str(REPO), "dinosr", source="local", checkpoint=str(tmp_path / "released.pt"), trust_repo=True)
     assert hub.cfg.heads == "last_layer"
     _equal_state(model, hub)
-    with pytest.warns(UserWarning, match="RANDOM weights"):
+    # preset= is the explicit request for random weights (no warning), never combined with weights
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         rnd = torch.hub.load(str(REPO), "spidr", source="local", preset="tiny", trust_repo=True)
     assert rnd.cfg.num_layers == 6 and not hasattr(rnd, "checkpoint_info")
+    with pytest.raises(CheckpointError, match=r"pass checkpoint= \(weights\) or preset= \(RANDOM weights"):
+        torch.hub.load(str(REPO), "spidr", source="local", preset="tiny", checkpoint="x.pt", trust_repo=True)
 
 
 # ---------------------------------------------------------------------------------------- provenance

@@ -3,9 +3,12 @@
 The Python API mirrors the ``spidrkit`` command line::
 
     import spidrkit
-    model, info = spidrkit.load("spidr_base.pt")          # released, fairseq DinoSR or spidrkit files
+    model, info = spidrkit.load("spidr_base")             # published weights (cached, verified), or a file
     feats = model.layer_outputs(wav, layers=[6])[6]        # (B, T, 768) at 50 Hz, layers 1-based
+    out = spidrkit.speech_to_units(model, wav, layer=6)    # {"dense": (T, D), "units": (N,), "durations": (N,)}
     spidrkit.extract(model, "dev.csv", "feats/", layers=[6], units="codebook", provenance=info)
+    spidrkit.export_km("feats/units.txt", "km/")           # fairseq train.tsv, train.km, dict.km.txt
+    rnd = spidrkit.load_model("random:tiny")               # random weights: only when asked for
     spidrkit.pretrain(spidrkit.load_config("tiny", ["data.train_manifest=train.csv"]), "runs/tiny")
 
 Names are imported on first use, so ``import spidrkit`` stays fast.
@@ -26,6 +29,8 @@ _LAZY = {
     "load": "spidrkit.checkpoints",
     "load_model": "spidrkit.checkpoints",
     "convert": "spidrkit.checkpoints",
+    "fetch_weights": "spidrkit.checkpoints",
+    "NAMED_WEIGHTS": "spidrkit.checkpoints",
     "SpeechEncoder": "spidrkit.models.interface",
     "extract": "spidrkit.extraction.extract",
     "fit_kmeans": "spidrkit.extraction.kmeans",
@@ -33,6 +38,9 @@ _LAZY = {
     "KMeansModel": "spidrkit.extraction.kmeans",
     "read_units": "spidrkit.extraction.units",
     "write_units": "spidrkit.extraction.units",
+    "speech_to_units": "spidrkit.extraction.textless",
+    "export_km": "spidrkit.extraction.formats",
+    "read_km": "spidrkit.extraction.formats",
     "pretrain": "spidrkit.training.loop",
     "synthesize_corpus": "spidrkit.data.synth",
     "read_manifest": "spidrkit.data.manifest",

@@ -4,8 +4,13 @@ What is understood (``docs/formats.md``):
 
 - the released SpidR/DinoSR layout, architecture read from the shapes (:mod:`~spidrkit.checkpoints.released`);
 - the original DinoSR checkpoint, fairseq names, attention biases folded (:mod:`~spidrkit.checkpoints.fairseq`);
-- spidrkit's own files, rebuilt from their stored config (:mod:`~spidrkit.checkpoints.native`);
-- a training run folder (its latest checkpoint), and a preset name or TOML config (random weights).
+- spidrkit's own files and model directories (``config.json`` + ``model.safetensors``), rebuilt from
+  their stored config (:mod:`~spidrkit.checkpoints.native`);
+- a training run folder (its latest checkpoint);
+- a published model by name (``spidr_base``, ``dinosr_base_reproduced``, ``dinosr_base_original``),
+  downloaded once into a cache and verified (:mod:`~spidrkit.checkpoints.named`);
+- random weights only when asked for by name: ``random:base``, ``random:tiny`` or ``random:CONFIG.toml``
+  (:data:`RANDOM_PREFIX`). A bare preset name is an error: it used to give random weights silently.
 
 Files are read without executing any of their code (:mod:`~spidrkit.checkpoints.reading`). Provenance is
 returned beside the model (:class:`~spidrkit.checkpoints.provenance.Loaded`), never attached to it.
@@ -24,7 +29,16 @@ import torch
 from spidrkit.checkpoints.contents import listing, state_dict_of
 from spidrkit.checkpoints.errors import CheckpointError
 from spidrkit.checkpoints.fairseq import from_fairseq, is_fairseq_state_dict
-from spidrkit.checkpoints.native import is_spidrkit_config, save_spidrkit, stored_config
+from spidrkit.checkpoints.named import NAMED_WEIGHTS, fetch_weights
+from spidrkit.checkpoints.native import (
+    DIR_WEIGHTS,
+    is_model_dir,
+    is_spidrkit_config,
+    read_model_dir,
+    save_model_dir,
+    save_spidrkit,
+    stored_config,
+)
 from spidrkit.checkpoints.provenance import CheckpointInfo, Loaded, model_info
 from spidrkit.checkpoints.reading import read_checkpoint
 from spidrkit.checkpoints.released import WEIGHT_FIELDS, contradictions, refuse_contradictions, released_config
@@ -32,6 +46,8 @@ from spidrkit.checkpoints.run import latest_checkpoint
 from spidrkit.config import PRESETS, Config, ConfigError, load_config
 from spidrkit.io import file_sha256
 from spidrkit.models.spidr import SpidR
+
+RANDOM_PREFIX = "random:"
 
 
 def _as_config(config: Config | str | os.PathLike | None) -> Config | None:
@@ -54,7 +70,8 @@ def load_checkpoint(
     TOML file) supplies what the weights of a foreign file cannot tell (strides, heads, dropouts).
     """
     path = Path(path)
-    raw = read_checkpoint(path)
+    model_dir = is_model_dir(path)
+    raw = read_model_dir(path) if model_dir else read_checkpoint(path)
     base = _as_config(config)
     sd = state_dict_of(raw)
     if raw.get("format") == "spidrkit" or is_spidrkit_config(raw.get("config")):
@@ -70,7 +87,8 @@ def load_checkpoint(
     step = raw.get("step") if isinstance(raw.get("step"), int) else None
     if step is None and isinstance(sd.get("current_step"), torch.Tensor):
         step = int(sd["current_step"].reshape(-1)[0])
-    info = CheckpointInfo(source, cfg.variant, str(path.resolve()), file_sha256(path), step, cfg)
+    sha = file_sha256(path / DIR_WEIGHTS if model_dir else path)
+    info = CheckpointInfo(source, cfg.variant, str(path.resolve()), sha, step, cfg)
     return cfg, sd, info
 
 
@@ -116,15 +134,26 @@ def build_model(cfg: Config, sd: Mapping[str, torch.Tensor], where: str = "check
     return model.eval()
 
 
-def _preset_model(name: str, variant: str | None) -> tuple[SpidR, CheckpointInfo]:
-    cfg = load_config(name, variant=variant)
-    warnings.warn(
-        f"\n{'!' * 78}\n!! '{name}' is a preset, not a checkpoint: this model has RANDOM weights.\n"
-        f"!! Its features and units mean nothing; pass a checkpoint path for real use.\n{'!' * 78}",
-        stacklevel=3,
-    )
+def _random_model(spec: str, variant: str | None) -> tuple[SpidR, CheckpointInfo]:
+    """``random:PRESET_OR_TOML``: a model of that config with random weights, asked for explicitly."""
+    source = spec[len(RANDOM_PREFIX):]
+    if not source:
+        raise CheckpointError(f"{spec!r}: name a preset or a TOML config after 'random:' (random:base, random:tiny)")
+    try:
+        cfg = load_config(source, variant=variant)
+    except ConfigError as e:
+        raise CheckpointError(f"{spec!r}: {e}") from e
     model = SpidR(cfg.model).eval()
-    return model, CheckpointInfo("preset", cfg.variant, name, None, None, cfg)
+    return model, CheckpointInfo("preset", cfg.variant, source, None, None, cfg)
+
+
+def _not_a_model(name: str) -> CheckpointError:
+    """A preset name or config file given where a model is expected: say how to get what was meant."""
+    return CheckpointError(
+        f"{name!r} is a config, not a checkpoint: pass a checkpoint file, a published model "
+        f"({', '.join(NAMED_WEIGHTS)}), or '{RANDOM_PREFIX}{name}' for a model with RANDOM weights (its "
+        "features and units mean nothing: for tests only)"
+    )
 
 
 def load(
@@ -134,25 +163,30 @@ def load(
     config: Config | str | os.PathLike | None = None,
 ) -> Loaded:
     """A SpidR/DinoSR model in eval mode on ``device`` and its provenance, from any supported checkpoint
-    (see the module doc), a training run folder (its latest checkpoint), or a preset name (``base``,
-    ``tiny``) or TOML config: a model with random weights, with a loud warning.
+    or model directory (see the module doc), a training run folder (its latest checkpoint), a published
+    model's name (``spidr_base``...: downloaded once, verified at every load), or ``random:PRESET_OR_TOML``
+    (random weights, only on this explicit request).
 
     The provenance (:class:`CheckpointInfo`) is returned beside the model, never attached to it: pass it
     on (``provenance=``) to what writes outputs, so their sidecars name the checkpoint.
     """
+    name = str(path_or_name)
     p = Path(path_or_name)
-    if p.is_dir():  # a training run folder: its latest checkpoint
+    if name.startswith(RANDOM_PREFIX) and not p.exists():
+        model, info = _random_model(name, variant)
+        return Loaded(model.to(device), info)
+    if name in NAMED_WEIGHTS and not p.exists():
+        p, variant = fetch_weights(name), variant or NAMED_WEIGHTS[name].variant
+    if p.is_dir() and not is_model_dir(p):  # a training run folder: its latest checkpoint
         latest = latest_checkpoint(p)
         if latest is None:
-            raise CheckpointError(f"{p} is a folder without checkpoints (expected a run dir with checkpoints/)")
+            raise CheckpointError(f"{p} is a folder without checkpoints (expected a run dir with checkpoints/, or "
+                                  "a model directory with config.json and model.safetensors)")
         p = latest
-    if not p.is_file() and str(path_or_name) in PRESETS:
-        model, info = _preset_model(str(path_or_name), variant)
-    elif p.suffix == ".toml" and p.is_file():
-        model, info = _preset_model(str(p), variant)
-    else:
-        cfg, sd, info = load_checkpoint(p, variant, config)
-        model = build_model(cfg, sd, str(p))
+    if (not p.exists() and name in PRESETS) or (p.suffix == ".toml" and p.is_file()):
+        raise _not_a_model(name)
+    cfg, sd, info = load_checkpoint(p, variant, config)
+    model = build_model(cfg, sd, str(p))
     return Loaded(model.to(device), info)
 
 
@@ -173,7 +207,7 @@ def resolve_model(
     variant: str | None = None,
 ) -> Loaded:
     """What a consumer (extraction, evaluation) was given, as a model on ``device`` and its provenance:
-    a path or preset name is loaded, a :class:`Loaded` is taken as is (``provenance``, when given,
+    a path or name is loaded, a :class:`Loaded` is taken as is (``provenance``, when given,
     replaces its own), a bare model gets ``provenance`` or an in-memory identity (:func:`model_info`)."""
     if isinstance(model, str | os.PathLike):
         loaded = load(model, "cpu", variant)
@@ -190,12 +224,18 @@ def convert(
     variant: str | None = None,
     config: Config | str | os.PathLike | None = None,
 ) -> Path:
-    """Rewrite any supported checkpoint as a self-describing spidrkit file (``.pt`` or ``.safetensors``).
+    """Rewrite any supported checkpoint as a self-describing spidrkit file (``.pt`` or ``.safetensors``), or
+    as a model directory (``config.json`` + ``model.safetensors``) when ``out_path`` ends with a path
+    separator or is an existing directory. ``in_path`` may also be a published model's name.
 
     The weights are checked by building the model first, so a file that converts is a file that loads.
     """
+    if str(in_path) in NAMED_WEIGHTS and not Path(in_path).exists():
+        in_path, variant = fetch_weights(str(in_path)), variant or NAMED_WEIGHTS[str(in_path)].variant
     if Path(out_path).resolve() == Path(in_path).resolve():
         raise CheckpointError("convert: the output would overwrite the input; choose another path")
     cfg, sd, info = load_checkpoint(in_path, variant, config)
     model = build_model(cfg, sd, str(in_path))
+    if str(out_path).endswith((os.sep, "/")) or Path(out_path).is_dir():
+        return save_model_dir(out_path, cfg, model.state_dict(), info)
     return save_spidrkit(out_path, cfg, model.state_dict(), info)

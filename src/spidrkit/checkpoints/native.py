@@ -5,6 +5,12 @@ Two kinds are read (``docs/formats.md``): training checkpoints (``{"model", "con
 dict ``{"format": "spidrkit", "version": 1, "config", "model", "source"[, "step"]}``, or a
 ``.safetensors`` file whose metadata holds ``format``, ``version``, the config and the source as JSON
 (and ``step``). ``config`` is :meth:`Config.to_dict <spidrkit.config.Config.to_dict>`.
+
+A **model directory** (:func:`save_model_dir`, :func:`read_model_dir`) is the same content as two files,
+the layout other toolkits expect: ``config.json`` (``{"format": "spidrkit", "version", "variant",
+"config", "source"[, "step"]}``, indented JSON) and ``model.safetensors`` (the weights, no metadata
+needed). A Hugging Face model directory has ``model_type`` in its ``config.json`` instead, and no
+``"format": "spidrkit"``: :func:`is_model_dir` tells them apart.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import torch
 from spidrkit.checkpoints.errors import CheckpointError
 from spidrkit.checkpoints.provenance import CheckpointInfo
 from spidrkit.config import Config, ConfigError, config_from_dict, with_variant
-from spidrkit.io import atomic_write
+from spidrkit.io import atomic_write, write_json_atomic
 
 FORMAT_VERSION = 1
+DIR_CONFIG = "config.json"
+DIR_WEIGHTS = "model.safetensors"
 
 
 def is_spidrkit_config(cfg: Any) -> bool:
@@ -85,14 +93,18 @@ def _canonical_header(blob: bytes) -> bytes:
     return len(header).to_bytes(8, "little") + header + blob[8 + n :]
 
 
+def _source_of(source: CheckpointInfo | None) -> tuple[dict[str, Any], int | None]:
+    origin = {k: v for k, v in (source.as_dict() if source else {}).items() if v is not None}
+    return origin, (source.step if source is not None else None)
+
+
 def save_spidrkit(path: str | os.PathLike, cfg: Config, state_dict: Mapping[str, torch.Tensor],
                   source: CheckpointInfo | None = None) -> Path:
     """Write a self-describing spidrkit file atomically: ``.safetensors`` (weights, config as JSON metadata)
     or anything else as a ``torch.save`` dict ``{"format": "spidrkit", "version", "config", "model"}``."""
     path = Path(path)
     sd = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    origin = {k: v for k, v in (source.as_dict() if source else {}).items() if v is not None}
-    step = source.step if source is not None else None
+    origin, step = _source_of(source)
     with atomic_write(path, "wb") as f:
         if path.suffix == ".safetensors":
             from safetensors.torch import save
@@ -109,3 +121,55 @@ def save_spidrkit(path: str | os.PathLike, cfg: Config, state_dict: Mapping[str,
                 blob["step"] = step
             torch.save(blob, f)
     return path
+
+
+def is_model_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a spidrkit model directory: a ``config.json`` saying ``"format": "spidrkit"``."""
+    cfg = Path(path) / DIR_CONFIG
+    if not cfg.is_file():
+        return False
+    try:
+        data = json.loads(cfg.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("format") == "spidrkit"
+
+
+def save_model_dir(folder: str | os.PathLike, cfg: Config, state_dict: Mapping[str, torch.Tensor],
+                   source: CheckpointInfo | None = None) -> Path:
+    """Write a spidrkit model directory: ``model.safetensors`` first, then ``config.json`` (each atomic;
+    the config, written last, marks a complete directory)."""
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    with atomic_write(folder / DIR_WEIGHTS, "wb") as f:
+        f.write(_canonical_header(save(sd, metadata={"format": "pt"})))
+    origin, step = _source_of(source)
+    meta: dict[str, Any] = {"format": "spidrkit", "version": FORMAT_VERSION, "variant": cfg.variant,
+                            "config": cfg.to_dict(), "source": origin}
+    if step is not None:
+        meta["step"] = step
+    write_json_atomic(folder / DIR_CONFIG, meta)
+    return folder
+
+
+def read_model_dir(folder: str | os.PathLike) -> dict[str, Any]:
+    """The raw content of a model directory, as :func:`~spidrkit.checkpoints.reading.read_checkpoint`
+    gives a file's: ``{"format", "version", "config", "model"[, "step"]}``."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / DIR_CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{folder / DIR_CONFIG}: not a readable JSON config ({e})") from e
+    weights = folder / DIR_WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{folder}: a spidrkit model directory without its {DIR_WEIGHTS}")
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except Exception as e:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from e
+    return {**{k: v for k, v in meta.items() if k != "model"}, "model": tensors}

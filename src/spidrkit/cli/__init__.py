@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("spidrkit.cli.extract", "extract features or units from audio with a model"),
     "convert": ("spidrkit.cli.convert", "convert a checkpoint (released, fairseq, spidrkit) to a spidrkit file"),
     "kmeans": ("spidrkit.cli.kmeans", "fit or apply k-means on extracted features"),
+    "units": ("spidrkit.cli.units", "export units for other toolkits (fairseq .km + .tsv + dict.km.txt)"),
     "evaluate": ("spidrkit.cli.evaluate", "ABX, PNMI, word MAP, layer sweeps and plots"),
     "config": ("spidrkit.cli.config", "print a resolved config (preset or file, variant, overrides) as TOML"),
 }

@@ -1,4 +1,5 @@
-"""``spidrkit convert``: any supported checkpoint -> a self-describing spidrkit file (.pt or .safetensors)."""
+"""``spidrkit convert``: any supported checkpoint -> a self-describing spidrkit file (.pt or .safetensors) or
+a model directory (``OUTDIR/``: ``config.json`` + ``model.safetensors``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "input", metavar="IN", help="released SpidR/DinoSR file, fairseq DinoSR checkpoint, or spidrkit file"
+        "input", metavar="IN", help="released SpidR/DinoSR file, fairseq DinoSR checkpoint, spidrkit file or model "
+        "directory, or a published model's name (spidr_base, dinosr_base_reproduced, dinosr_base_original)"
     )
-    parser.add_argument("output", metavar="OUT", help="output file: .safetensors, else a torch .pt file")
+    parser.add_argument("output", metavar="OUT",
+                        help="output: a folder (ending with '/', or existing) gets config.json + model.safetensors; "
+                        "a file .safetensors, else a torch .pt file")
     parser.add_argument("--variant", choices=["spidr", "dinosr"], default=None,
                         help="model variant, for files that do not say it (released files: default spidr)")
     parser.add_argument("--config", default=None, metavar="PRESET_OR_TOML",
@@ -24,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
     m = cfg.model
     params = sum(v.numel() for k, v in sd.items() if v.is_floating_point() and not k.startswith("codebooks."))
     print(
-        f"wrote {path}: {cfg.variant}, {m.num_layers} layers x {m.dim} ({m.num_heads} heads), "
-        f"{m.num_codebooks} codebooks of {m.codebook_size}, {params / 1e6:.1f}M parameters"
+        f"wrote {path}{'/' if path.is_dir() else ''}: {cfg.variant}, {m.num_layers} layers x {m.dim} "
+        f"({m.num_heads} heads), {m.num_codebooks} codebooks of {m.codebook_size}, {params / 1e6:.1f}M parameters"
         + (f", step {info.step}" if info.step is not None else "")
     )
     return 0

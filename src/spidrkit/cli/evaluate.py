@@ -100,7 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        description="Layer sweep on an aligned corpus (spidrkit data synth layout): ABX within/"
                        "across and word MAP per layer, codebook (and k-means) units, baselines, figures; writes "
                        "OUT/report.json and OUT/report.md.")
-    p.add_argument("--model", required=True, help="checkpoint, or a preset name (tiny, base: RANDOM weights)")
+    p.add_argument("--model", required=True, help="checkpoint or model directory, a published model "
+                   "(spidr_base, ...), or random:PRESET_OR_TOML (RANDOM weights, for testing only)")
     p.add_argument("--variant", choices=("spidr", "dinosr"), default=None,
                    help="for released checkpoints that do not say it (default: spidr)")
     p.add_argument("--corpus", required=True, metavar="DIR", help="corpus folder (SPLIT.csv, SPLIT.item, ...)")

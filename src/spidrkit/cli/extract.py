@@ -18,8 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "ogg need a libsndfile that reads them)")
     parser.add_argument(
         "--model", required=True,
-        help="checkpoint (released, fairseq DinoSR, spidrkit .pt/.safetensors) or a preset name (base, tiny: "
-        "RANDOM weights, for testing only)",
+        help="checkpoint (released, fairseq DinoSR, spidrkit .pt/.safetensors or model directory), a published "
+        "model (spidr_base, dinosr_base_reproduced, dinosr_base_original: downloaded once, verified), or "
+        "random:PRESET_OR_TOML (RANDOM weights, for testing only)",
     )
     parser.add_argument("--variant", choices=["spidr", "dinosr"], default=None,
                         help="model variant, for released files that do not say it (default: spidr)")
