@@ -180,6 +180,10 @@ FIELD_CASES = [
     (["model.codebook_size=0"], "model.codebook_size: must be an integer >= 2, got 0"),
     (["model.codebook_decay=1"], "model.codebook_decay: must be a finite number in (0, 1), got 1.0"),
     (["model.heads=everywhere"], "model.heads: must be one of 'per_layer', 'last_layer', got 'everywhere'"),
+    (["model.init=xavier"], "model.init: must be one of 'normal', 'release', got 'xavier'"),
+    (["model.teacher_init=zero"], "model.teacher_init: must be one of 'copy', 'independent', got 'zero'"),
+    (["model.projection_dropout_scope=teacher"],
+     "model.projection_dropout_scope: must be one of 'student_and_teacher', 'student', got 'teacher'"),
     (["teacher.schedule=cosine"], "teacher.schedule: must be one of 'exponential', 'linear', got 'cosine'"),
     (["teacher.beta0=2"], "teacher.beta0: must be a finite number in [0, 1), got 2.0"),
     (["teacher.timescale=0"], "teacher.timescale: must be a finite number > 0, got 0.0"),
@@ -187,6 +191,7 @@ FIELD_CASES = [
     (["teacher.ramp_steps=-1"], "teacher.ramp_steps: must be an integer >= 0, got -1"),
     (["teacher.freeze_step=-1"], "teacher.freeze_step: must be an integer >= 0, got -1"),
     (["teacher.freeze_threshold=0"], "teacher.freeze_threshold: must be a finite number in (0, 1), got 0.0"),
+    (["teacher.decay_offset=2"], "teacher.decay_offset: must be an integer in [0, 1], got 2"),
     (["masking.prob=1.5"], "masking.prob: must be a finite number in [0, 1], got 1.5"),
     (["masking.length=0"], "masking.length: must be an integer >= 1, got 0"),
     (["masking.min_masks=-1"], "masking.min_masks: must be an integer >= 0, got -1"),
@@ -203,6 +208,7 @@ FIELD_CASES = [
     (["optim.init_lr_scale=2"], "optim.init_lr_scale: must be a finite number in [0, 1], got 2.0"),
     (["optim.final_lr_scale=0"], "optim.final_lr_scale: must be a finite number in (0, 1], got 0.0"),
     (["optim.freeze_feature_step=-1"], "optim.freeze_feature_step: must be an integer >= 0, got -1"),
+    (["optim.weight_decay_scope=biases"], "optim.weight_decay_scope: must be one of 'matrices', 'all', got 'biases'"),
     (["data.sample_rate=8000"],
      "data.sample_rate: must be 16000 (every spidrkit model reads 16 kHz audio, spidrkit.config.SAMPLE_RATE; audio "
      "at other rates is resampled when read: leave data.sample_rate at 16000), got 8000"),
@@ -224,6 +230,8 @@ FIELD_CASES = [
     (["train.valid_batches=-1"], "train.valid_batches: must be an integer >= 0, got -1"),
     (["train.max_nonfinite=-1"], "train.max_nonfinite: must be an integer >= 0, got -1"),
     (["train.collapse_perplexity=nan"], "train.collapse_perplexity: must be a finite number >= 0, got nan"),
+    (["train.codebook_update=never"],
+     "train.codebook_update: must be one of 'per_step', 'per_micro_batch', got 'never'"),
 ]
 # ... and one per rule between fields (tiny: dim 256, 4 heads, 6 layers, pos conv 95 over 5 layers).
 CROSS_CASES = {

@@ -128,6 +128,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "codebook_size": Integer(2),  # one codeword would make every target the same
         "codebook_decay": UNIT_OPEN,
         "heads": Choice(HEADS),
+        "init": Choice(("normal", "release")),
+        "teacher_init": Choice(("copy", "independent")),
+        "projection_dropout_scope": Choice(("student_and_teacher", "student")),
     },
     "teacher": {
         "schedule": Choice(SCHEDULES),
@@ -137,6 +140,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "ramp_steps": STEPS,
         "freeze_step": STEPS,
         "freeze_threshold": UNIT_OPEN,  # 0 would never freeze (and the freeze step would never be found)
+        "decay_offset": Integer(0, 1),  # 0: beta of the steps done; 1: of the steps done after this one
     },
     "masking": {
         "prob": Number(0.0, 1.0),
@@ -155,6 +159,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "init_lr_scale": Number(0.0, 1.0),
         "final_lr_scale": Number(0.0, 1.0, lo_open=True),  # the decay is exponential: log(scale)
         "freeze_feature_step": STEPS,
+        "weight_decay_scope": Choice(("matrices", "all")),
     },
     "data": {
         "train_manifest": Free(),
@@ -186,6 +191,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "valid_batches": STEPS,  # 0 = the whole validation set
         "max_nonfinite": STEPS,  # 0 = never stop on non-finite losses
         "collapse_perplexity": Number(0.0),  # 0 = never warn
+        "codebook_update": Choice(("per_step", "per_micro_batch")),
     },
 }
 
