@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-from oracle import reference
 
+from oracle import reference
 from spidrkit.config import load_config
 from spidrkit.models.masking import sample_mask
 from spidrkit.models.spidr import SpidR
