@@ -4,7 +4,8 @@ may be: ``optim.lr: must be a finite number > 0, got nan``.
 
 Each section checks its own fields and its own cross-field rules when it is built (``__post_init__``);
 :class:`~spidrkit.config.Config` then checks the rules that span sections (:func:`validate`). The meaning of
-each field, which its bounds follow, is in ``docs/method.md``; ``tests/test_config.py`` asserts that
+each field, which its bounds follow, is in ``docs/method.md`` (the choices where the authors' release differs
+from the paper: ``docs/fidelity.md``); ``tests/test_config.py`` asserts that
 every field has a rule and that every rule refuses what it should.
 """
 
