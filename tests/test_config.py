@@ -180,6 +180,10 @@ FIELD_CASES = [
     (["model.codebook_size=0"], "model.codebook_size: must be an integer >= 2, got 0"),
     (["model.codebook_decay=1"], "model.codebook_decay: must be a finite number in (0, 1), got 1.0"),
     (["model.heads=everywhere"], "model.heads: must be one of 'per_layer', 'last_layer', got 'everywhere'"),
+    (["model.init=xavier"], "model.init: must be one of 'normal', 'release', got 'xavier'"),
+    (["model.teacher_init=zero"], "model.teacher_init: must be one of 'copy', 'independent', got 'zero'"),
+    (["model.projection_dropout_scope=teacher"],
+     "model.projection_dropout_scope: must be one of 'student_and_teacher', 'student', got 'teacher'"),
     (["teacher.schedule=cosine"], "teacher.schedule: must be one of 'exponential', 'linear', got 'cosine'"),
     (["teacher.beta0=2"], "teacher.beta0: must be a finite number in [0, 1), got 2.0"),
     (["teacher.timescale=0"], "teacher.timescale: must be a finite number > 0, got 0.0"),
@@ -187,6 +191,7 @@ FIELD_CASES = [
     (["teacher.ramp_steps=-1"], "teacher.ramp_steps: must be an integer >= 0, got -1"),
     (["teacher.freeze_step=-1"], "teacher.freeze_step: must be an integer >= 0, got -1"),
     (["teacher.freeze_threshold=0"], "teacher.freeze_threshold: must be a finite number in (0, 1), got 0.0"),
+    (["teacher.decay_offset=2"], "teacher.decay_offset: must be an integer in [0, 1], got 2"),
     (["masking.prob=1.5"], "masking.prob: must be a finite number in [0, 1], got 1.5"),
     (["masking.length=0"], "masking.length: must be an integer >= 1, got 0"),
     (["masking.min_masks=-1"], "masking.min_masks: must be an integer >= 0, got -1"),
@@ -203,6 +208,7 @@ FIELD_CASES = [
     (["optim.init_lr_scale=2"], "optim.init_lr_scale: must be a finite number in [0, 1], got 2.0"),
     (["optim.final_lr_scale=0"], "optim.final_lr_scale: must be a finite number in (0, 1], got 0.0"),
     (["optim.freeze_feature_step=-1"], "optim.freeze_feature_step: must be an integer >= 0, got -1"),
+    (["optim.weight_decay_scope=biases"], "optim.weight_decay_scope: must be one of 'matrices', 'all', got 'biases'"),
     (["data.sample_rate=8000"],
      "data.sample_rate: must be 16000 (every spidrkit model reads 16 kHz audio, spidrkit.config.SAMPLE_RATE; audio "
      "at other rates is resampled when read: leave data.sample_rate at 16000), got 8000"),
@@ -224,6 +230,8 @@ FIELD_CASES = [
     (["train.valid_batches=-1"], "train.valid_batches: must be an integer >= 0, got -1"),
     (["train.max_nonfinite=-1"], "train.max_nonfinite: must be an integer >= 0, got -1"),
     (["train.collapse_perplexity=nan"], "train.collapse_perplexity: must be a finite number >= 0, got nan"),
+    (["train.codebook_update=never"],
+     "train.codebook_update: must be one of 'per_step', 'per_micro_batch', got 'never'"),
 ]
 # ... and one per rule between fields (tiny: dim 256, 4 heads, 6 layers, pos conv 95 over 5 layers).
 CROSS_CASES = {
@@ -286,7 +294,7 @@ def test_sections_check_themselves_and_the_presets_pass():
         TeacherConfig(timescale=0)
     with pytest.raises(ConfigError, match=r"^model.num_heads: must divide model.dim \(768\), got 5$"):
         ModelConfig(num_heads=5)
-    for preset in ("base", "tiny"):
+    for preset in ("base", "base_release", "tiny"):
         for variant in VARIANTS:
             validate(load_config(preset, variant=variant))
     # the smallest legitimate values pass: no warm-up, no validation, no limit, min_samples = one frame
@@ -294,3 +302,71 @@ def test_sections_check_themselves_and_the_presets_pass():
                                "data.min_samples=400", "teacher.ramp_steps=0", "masking.min_masks=0",
                                "train.max_nonfinite=0", "optim.init_lr_scale=0", "model.num_codebooks=6"])
     assert cfg.data.min_samples == 400 and cfg.model.num_codebooks == 6
+
+
+# ------------------------------------------------------------------------------ base_release and variant tables
+RELEASE_DIFF = [
+    "# 8 keys differ",
+    "key                             base                   base_release",
+    "model.layerdrop                 0.05                   0.0",
+    "model.init                      'normal'               'release'",
+    "model.teacher_init              'copy'                 'independent'",
+    "model.projection_dropout_scope  'student_and_teacher'  'student'",
+    "teacher.timescale               10000.0                20000.0",
+    "teacher.decay_offset            0                      1",
+    "optim.weight_decay_scope        'matrices'             'all'",
+    "train.codebook_update           'per_step'             'per_micro_batch'",
+]
+
+
+def test_base_release_differs_from_base_in_the_release_choices_only(capsys):
+    assert cli_main(["config", "base_release", "--diff", "base"]) == 0
+    assert capsys.readouterr().out.splitlines() == RELEASE_DIFF
+    # the paper's defaults are the dataclass defaults: base keeps today's behaviour
+    assert load_config("base").to_dict() == Config().to_dict()
+    # DinoSR: the release's DinoSRConfig has layer drop 0.05 (its SpidRConfig 0), from the preset's [dinosr] table
+    assert cli_main(["config", "base_release", "--diff", "base", "--variant", "dinosr"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["# 7 keys differ",
+                       "key                             base (dinosr)          base_release (dinosr)"]
+    assert not any(line.startswith("model.layerdrop") for line in out)
+    assert cli_main(["config", "base", "--diff", "base"]) == 0
+    assert capsys.readouterr().out == "# base and base are the same config\n"
+
+
+def test_variant_tables_apply_whenever_the_variant_is_chosen(tmp_path):
+    assert load_config("base_release").model.layerdrop == 0.0
+    for cfg in (load_config("base_release", variant="dinosr"), load_config("base_release", ["variant=dinosr"]),
+                load_config("base_release", ["variant=dinosr"], variant="spidr")):
+        assert (cfg.variant, cfg.model.layerdrop, cfg.teacher.timescale) == ("dinosr", 0.05, 20000.0)
+    # --set still wins over the table, and --set variant= over --variant
+    assert load_config("base_release", ["model.layerdrop=0.1"], variant="dinosr").model.layerdrop == 0.1
+    assert load_config("base_release", ["variant=spidr"], variant="dinosr").model.layerdrop == 0.0
+    # a file built on the preset: its variant selects the table, its own keys win
+    child = tmp_path / "child.toml"
+    child.write_text('preset = "base_release"\nvariant = "dinosr"\n[optim]\nlr = 1e-4\n')
+    cfg = load_config(child)
+    assert (cfg.variant, cfg.model.layerdrop, cfg.optim.lr, cfg.model.init) == ("dinosr", 0.05, 1e-4, "release")
+    child.write_text('preset = "base_release"\nvariant = "dinosr"\n[model]\nlayerdrop = 0.2\n')
+    assert load_config(child).model.layerdrop == 0.2
+    # a table of its own, checked even when its variant is not chosen
+    own = tmp_path / "own.toml"
+    own.write_text('preset = "tiny"\n[dinosr.teacher]\nbeta0 = 0.995\n')
+    assert load_config(own).teacher.beta0 == 0.99 and load_config(own, variant="dinosr").teacher.beta0 == 0.995
+    own.write_text('preset = "tiny"\n[dinosr.modle]\nlayerdrop = 0.1\n')
+    with pytest.raises(ConfigError, match=r"^unknown section 'modle'; known sections: variant, model, "):
+        load_config(own)
+    own.write_text('preset = "tiny"\ndinosr = 3\n')
+    with pytest.raises(ConfigError, match=r"^\[dinosr\] must be a table of sections \(e.g. \[dinosr.model\]\), got 3$"):
+        load_config(own)
+
+
+def test_a_checkpoint_without_the_new_keys_resumes_as_the_defaults():
+    cfg = load_config("tiny")
+    saved = cfg.to_dict()
+    for section, key in [("model", "init"), ("model", "teacher_init"), ("model", "projection_dropout_scope"),
+                         ("teacher", "decay_offset"), ("optim", "weight_decay_scope"), ("train", "codebook_update")]:
+        del saved[section][key]
+    assert config_changes(saved, cfg) == ([], [])
+    release = load_config("tiny", ["model.init=release"])
+    assert config_changes(saved, release) == (["model.init: 'normal' -> 'release'"], [])

@@ -267,3 +267,48 @@ def test_conv_layer_equals_conv1d_layernorm_gelu():
     ref = F.gelu(F.layer_norm(ref.transpose(1, 2), (16,), layer.layer_norm.weight, layer.layer_norm.bias))
     assert torch.allclose(layer(x.transpose(1, 2)), ref, atol=1e-5)
     assert ref.shape[1] == (101 - 3) // 2 + 1
+
+
+def test_projection_dropout_scope_decides_what_the_teacher_reads():
+    """``student`` (the release): the teacher's targets come from the projection before its dropout."""
+    wav = torch.randn(2, 8000)
+    for scope in ("student", "student_and_teacher"):
+        torch.manual_seed(0)
+        model = SpidR(small(projection_dropout=0.5, projection_dropout_scope=scope)).train()
+        mask = sample_mask(2, model.num_frames(8000), rng=0)
+        out = model(wav, mask)
+        clean = model.feature_projection(model.feature_extractor(wav), dropout=False)
+        _, sums, counts = model.teacher_targets(clean, weights=mask.float())
+        same = torch.equal(out["counts"], counts) and torch.allclose(out["sums"], sums, atol=1e-5)
+        assert same == (scope == "student"), scope
+
+
+def test_release_initialisation_and_independent_teacher():
+    torch.manual_seed(0)
+    m = SpidR(small(init="release", teacher_init="independent", num_layers=2, num_codebooks=2, dim=256,
+                    ffn_dim=512))
+    d = 256
+    qkv, proj = m.student.layers[0].attention.qkv.weight.detach(), m.student.layers[0].attention.proj
+    # Xavier-uniform: bound gain sqrt(6 / (fan_in + fan_out)); std = bound / sqrt(3)
+    assert float(qkv.abs().max()) <= math.sqrt(6 / (4 * d)) / math.sqrt(2)
+    assert float(proj.weight.detach().abs().max()) <= math.sqrt(6 / (2 * d))
+    assert float(proj.bias.detach().abs().max()) == 0
+    ffn = m.student.layers[0].feed_forward.intermediate_dense.weight.detach()
+    assert abs(float(ffn.std()) - 0.02) < 0.001
+    # heads and positional convolutions: PyTorch's defaults (uniform, bound 1 / sqrt(fan_in)), biases too
+    head = m.heads[0][0]
+    assert float(head.bias.detach().abs().max()) > 0 and float(head.weight.detach().abs().max()) <= 1 / math.sqrt(d)
+    conv = m.student.pos_conv_embed.convs[0]
+    assert float(conv.bias.detach().abs().max()) > 0
+    # the teacher: its blocks' weights drawn again, its norms and positional convolution copied
+    assert not torch.equal(m.teacher.layers[1].feed_forward.output_dense.weight, m.student.layers[1].feed_forward
+                           .output_dense.weight)
+    assert torch.equal(m.teacher.pos_conv_embed.convs[2].weight, m.student.pos_conv_embed.convs[2].weight)
+    assert torch.equal(m.teacher.layers[0].layer_norm.weight, m.student.layers[0].layer_norm.weight)
+    # the default (normal, copy) draws exactly what it drew before these choices existed: same RNG use
+    torch.manual_seed(0)
+    a = SpidR(small(num_layers=2, num_codebooks=2)).state_dict()
+    torch.manual_seed(0)
+    b = SpidR(small(num_layers=2, num_codebooks=2, teacher_init="copy", init="normal")).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a["student." + k[8:]], a[k]) for k in a if k.startswith("teacher."))

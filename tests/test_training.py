@@ -456,3 +456,39 @@ def test_step_flops_match_the_reference_count_for_base():
     h = step_flops(dataclasses.replace(m, num_layers=m.num_layers + 1), 1, SR)
     assert h["teacher_fwd"] - g["teacher_fwd"] == block
     assert h["student_fwd"] - g["student_fwd"] == block
+
+
+# ------------------------------------------------------------------------------------------- release choices
+def test_weight_decay_scope_and_teacher_decay_offset():
+    model, stepper = tiny_stepper(**{"optim.weight_decay": 0.1})
+    assert [g["weight_decay"] for g in stepper.optimizer.param_groups] == [0.1, 0.0]
+    assert all(p.dim() >= 2 for p in stepper.optimizer.param_groups[0]["params"])
+    assert model.mask_embedding in stepper.optimizer.param_groups[1]["params"]
+    state = stepper.state_dict()
+    # the config decides after a resume (the checkpoint's groups are the same parameters)
+    model2, release = tiny_stepper(**{"optim.weight_decay": 0.1, "optim.weight_decay_scope": "all",
+                                      "teacher.decay_offset": 1})
+    release.load_state_dict(state)
+    assert [g["weight_decay"] for g in release.optimizer.param_groups] == [0.1, 0.1]
+    L = 8000
+    mask = sample_mask(2, model2.num_frames(L), rng=0)
+    out = release.step([MicroBatch(torch.randn(2, L), mask)])
+    cfg = release.cfg.teacher
+    assert float(out["teacher_decay"]) == 1 - (1 - cfg.beta0) * math.exp(-1 / cfg.timescale)
+
+
+def test_codebook_update_per_micro_batch():
+    """One micro-batch: the same as per step. Two: the second micro-batch's targets use the codebooks the
+    first one moved (the release), so the codebooks end elsewhere than from the summed statistics."""
+    L = 8000
+    g = torch.Generator().manual_seed(0)
+    mbs = [MicroBatch(torch.randn(2, L, generator=g), sample_mask(2, 24, rng=i)) for i in range(2)]
+    ends = {}
+    for mode in ("per_step", "per_micro_batch"):
+        for n in (1, 2):
+            model, stepper = tiny_stepper(**{"train.codebook_update": mode})
+            assert model.num_frames(L) == 24
+            stepper.step(mbs[:n])
+            ends[mode, n] = torch.stack([cb.codebook for cb in model.codebooks])
+    assert torch.equal(ends["per_step", 1], ends["per_micro_batch", 1])
+    assert not torch.allclose(ends["per_step", 2], ends["per_micro_batch", 2])

@@ -16,6 +16,7 @@ from spidrkit.config.reading import (
     load_config,
     parse_override,
     preset_path,
+    variant_tables,
 )
 from spidrkit.config.schema import (
     SAMPLE_RATE,
@@ -57,5 +58,6 @@ __all__ = [
     "to_toml",
     "validate",
     "variant_of",
+    "variant_tables",
     "with_variant",
 ]

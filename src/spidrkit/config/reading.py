@@ -1,8 +1,16 @@
 """A config in: from a preset or TOML file, a nested dict (stored in a checkpoint), and overrides.
 
-A config is built from a preset (``base``: the paper's Table 5; ``tiny``: a CPU-sized model) or a TOML
-file, then from a variant (``spidr`` or ``dinosr``), then from ``section.key=value`` overrides, in that
-order. Unknown keys and values of the wrong type are errors that name the key.
+A config is built from a preset (``base``: the paper's Table 5; ``base_release``: the authors' release;
+``tiny``: a CPU-sized model) or a TOML file, then from a variant (``spidr`` or ``dinosr``), then from
+``section.key=value`` overrides, in that order. Unknown keys and values of the wrong type are errors that
+name the key.
+
+Variant tables: a preset or file may hold a ``[dinosr]`` (or ``[spidr]``) table of sections, e.g.
+``[dinosr.model] layerdrop = 0.05`` in ``base_release`` (the release's DinoSR differs from its SpidR
+beyond the two switches). The table applies on top of the file whenever that variant is chosen on it:
+``--variant dinosr``, ``--set variant=dinosr``, or a file built on it (``preset = "base_release"``) that
+says ``variant = "dinosr"``; keys set by that file or by ``--set`` still win. :func:`variant_tables`
+gives a preset's tables.
 
 ``variant`` in a file or dict is read against the switches it derives from (:mod:`spidrkit.config.schema`):
 
@@ -34,7 +42,7 @@ from spidrkit.config.errors import ConfigError
 from spidrkit.config.schema import SECTIONS, VARIANTS, Config, variant_of, with_variant
 from spidrkit.config.validation import HEADS, SCHEDULES
 
-PRESETS = ("base", "tiny")
+PRESETS = ("base", "base_release", "tiny")
 _LABELS = {variant_of(h, s) for h in HEADS for s in SCHEDULES}
 
 
@@ -196,19 +204,53 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"no config file {path} (presets: {', '.join(PRESETS)})")
         data = _read_toml(path)
-    cfg = _from_file_data(data)
+    cfg, tables = _from_file_data(data)
+    rest = []
+    for text in overrides:  # ``--set variant=NAME`` wins over ``--variant`` (the last one given wins)
+        key, value = parse_override(text)
+        if key == "variant":
+            variant = value
+        else:
+            rest.append(text)
     if variant is not None:
-        cfg = with_variant(cfg, variant)
-    return apply_overrides(cfg, list(overrides))
+        cfg = _select_variant(cfg, variant, tables)
+    return apply_overrides(cfg, rest)
 
 
-def _from_file_data(data: dict[str, Any]) -> Config:
+def _select_variant(cfg: Config, variant: Any, tables: dict[str, dict[str, Any]]) -> Config:
+    """Both switches of ``variant``, then its table (if the preset has one)."""
+    return _apply_sections(tables.get(variant, {}), with_variant(cfg, variant))
+
+
+def variant_tables(source: str | Path) -> dict[str, dict[str, Any]]:
+    """The variant tables of a preset name or TOML file, its parents' included ({} when none)."""
+    path = preset_path(source) if isinstance(source, str) and source in PRESETS else Path(source)
+    return _from_file_data(_read_toml(path))[1]
+
+
+def _from_file_data(data: dict[str, Any]) -> tuple[Config, dict[str, dict[str, Any]]]:
+    """The config of a file's data (its parent preset first) and its variant tables (the parent's, then its own)."""
     data = dict(data)
     parent = data.pop("preset", None)
+    own = {name: data.pop(name) for name in VARIANTS if name in data}
+    for name, table in own.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] must be a table of sections (e.g. [{name}.model]), got {table!r}")
     if parent is not None:
         if parent not in PRESETS:
             raise ConfigError(f"preset: expected one of {', '.join(PRESETS)}, got {parent!r}")
-        cfg = _from_file_data(_read_toml(preset_path(parent)))
+        cfg, tables = _from_file_data(_read_toml(preset_path(parent)))
     else:
-        cfg = Config()
-    return from_dict(data, cfg)
+        cfg, tables = Config(), {}
+    chosen = data.get("variant")
+    if chosen in VARIANTS:
+        cfg = _select_variant(cfg, chosen, tables)
+    cfg = from_dict(data, cfg)
+    for name, table in own.items():
+        merged = tables.setdefault(name, {})
+        for section, values in table.items():
+            merged[section] = {**merged.get(section, {}), **(values if isinstance(values, dict) else {})}
+        _apply_sections(table, with_variant(cfg, name))  # checked now: a typo fails without the variant too
+    if chosen in own:
+        cfg = _apply_sections(own[chosen], cfg)
+    return cfg, tables

@@ -62,6 +62,10 @@ class ModelConfig:
     codebook_size: int = 256  # V
     codebook_decay: float = 0.9  # tau
     heads: str = "per_layer"  # "per_layer" (SpidR) or "last_layer" (DinoSR)
+    # Choices where the paper is silent and the release differs (docs/fidelity.md; base_release sets them)
+    init: str = "normal"  # "normal": N(0, 0.02) for every Linear of the blocks and heads; "release"
+    teacher_init: str = "copy"  # "copy" of the student, or "independent": block weights drawn again
+    projection_dropout_scope: str = "student_and_teacher"  # or "student": the teacher reads the projection
 
     def __post_init__(self) -> None:
         check_section("model", self)
@@ -102,6 +106,7 @@ class TeacherConfig:
     ramp_steps: int = 30000  # linear: steps to go from beta0 to beta_end
     freeze_step: int = 200000  # linear: teacher frozen from this step on
     freeze_threshold: float = 1e-7  # exponential: frozen once 1 - beta < this
+    decay_offset: int = 0  # the EMA after step t (0-based) uses beta_{t + offset}; the release: 1
 
     def __post_init__(self) -> None:
         check_section("teacher", self)
@@ -130,6 +135,7 @@ class OptimConfig:
     init_lr_scale: float = 0.01  # warm-up starts at lr * init_lr_scale (5e-6)
     final_lr_scale: float = 0.01  # decay ends at lr * final_lr_scale (5e-6)
     freeze_feature_step: int = 200000  # downsampler + projection frozen from this step on
+    weight_decay_scope: str = "matrices"  # "matrices" (1-d parameters exempt) or "all" (the release)
 
     def __post_init__(self) -> None:
         check_section("optim", self)
@@ -167,6 +173,7 @@ class TrainConfig:
     valid_batches: int = 50
     max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
     collapse_perplexity: float = 2.0  # warn when a layer's codebook perplexity falls below this
+    codebook_update: str = "per_step"  # "per_step" (summed statistics) or "per_micro_batch" (the release)
 
     def __post_init__(self) -> None:
         check_section("train", self)

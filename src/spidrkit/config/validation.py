@@ -4,7 +4,8 @@ may be: ``optim.lr: must be a finite number > 0, got nan``.
 
 Each section checks its own fields and its own cross-field rules when it is built (``__post_init__``);
 :class:`~spidrkit.config.Config` then checks the rules that span sections (:func:`validate`). The meaning of
-each field, which its bounds follow, is in ``docs/method.md``; ``tests/test_config.py`` asserts that
+each field, which its bounds follow, is in ``docs/method.md`` (the choices where the authors' release differs
+from the paper: ``docs/fidelity.md``); ``tests/test_config.py`` asserts that
 every field has a rule and that every rule refuses what it should.
 """
 
@@ -128,6 +129,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "codebook_size": Integer(2),  # one codeword would make every target the same
         "codebook_decay": UNIT_OPEN,
         "heads": Choice(HEADS),
+        "init": Choice(("normal", "release")),
+        "teacher_init": Choice(("copy", "independent")),
+        "projection_dropout_scope": Choice(("student_and_teacher", "student")),
     },
     "teacher": {
         "schedule": Choice(SCHEDULES),
@@ -137,6 +141,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "ramp_steps": STEPS,
         "freeze_step": STEPS,
         "freeze_threshold": UNIT_OPEN,  # 0 would never freeze (and the freeze step would never be found)
+        "decay_offset": Integer(0, 1),  # 0: beta of the steps done; 1: of the steps done after this one
     },
     "masking": {
         "prob": Number(0.0, 1.0),
@@ -155,6 +160,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "init_lr_scale": Number(0.0, 1.0),
         "final_lr_scale": Number(0.0, 1.0, lo_open=True),  # the decay is exponential: log(scale)
         "freeze_feature_step": STEPS,
+        "weight_decay_scope": Choice(("matrices", "all")),
     },
     "data": {
         "train_manifest": Free(),
@@ -186,6 +192,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "valid_batches": STEPS,  # 0 = the whole validation set
         "max_nonfinite": STEPS,  # 0 = never stop on non-finite losses
         "collapse_perplexity": Number(0.0),  # 0 = never warn
+        "codebook_update": Choice(("per_step", "per_micro_batch")),
     },
 }
 

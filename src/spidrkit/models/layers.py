@@ -81,7 +81,7 @@ class FeatureExtractor(nn.Module):
 
 
 class FeatureProjection(nn.Module):
-    """LayerNorm(conv_dim) -> Linear(conv_dim, dim) -> dropout."""
+    """LayerNorm(conv_dim) -> Linear(conv_dim, dim) -> dropout (``dropout=False``: the output before it)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -89,8 +89,9 @@ class FeatureProjection(nn.Module):
         self.projection = nn.Linear(cfg.conv_dim, cfg.dim)
         self.dropout = nn.Dropout(cfg.projection_dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.projection(self.layer_norm(x)))
+    def forward(self, x: torch.Tensor, dropout: bool = True) -> torch.Tensor:
+        x = self.projection(self.layer_norm(x))
+        return self.dropout(x) if dropout else x
 
 
 class PositionalConv(nn.Module):
@@ -103,8 +104,15 @@ class PositionalConv(nn.Module):
             nn.Conv1d(cfg.dim, cfg.dim, k, padding=k // 2, groups=cfg.pos_conv_groups)
             for _ in range(cfg.pos_conv_layers)
         )
-        std = math.sqrt(4.0 / (k * cfg.dim))
+        self.init_weights(cfg.init, k, cfg.dim)
+
+    def init_weights(self, scheme: str, kernel: int, dim: int) -> None:
+        """``normal``: N(0, sqrt(4 / (kernel dim))), biases 0; ``release``: PyTorch's Conv1d defaults."""
+        std = math.sqrt(4.0 / (kernel * dim))
         for conv in self.convs:
+            if scheme == "release":
+                conv.reset_parameters()
+                continue
             nn.init.normal_(conv.weight, mean=0.0, std=std)
             nn.init.zeros_(conv.bias)
 
@@ -179,6 +187,20 @@ class Encoder(nn.Module):
         self.layer_norm = nn.LayerNorm(cfg.dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+
+    def init_blocks(self, scheme: str) -> None:
+        """Draw the blocks' linear weights (LayerNorms untouched). ``normal``: every Linear N(0, 0.02),
+        biases 0. ``release``: fused Q/K/V Xavier-uniform with gain 1/sqrt(2), output projection
+        Xavier-uniform with bias 0, feed-forward N(0, 0.02) with biases 0."""
+        for m in self.layers.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, mean=0.0, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        if scheme == "release":
+            for block in self.layers:
+                nn.init.xavier_uniform_(block.attention.qkv.weight, gain=1 / math.sqrt(2))
+                nn.init.xavier_uniform_(block.attention.proj.weight)
 
     def forward(
         self,

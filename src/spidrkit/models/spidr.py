@@ -49,10 +49,14 @@ class SpidR(nn.Module):
         self.codebooks = nn.ModuleList(
             Codebook(cfg.codebook_size, cfg.dim, cfg.codebook_decay) for _ in range(cfg.num_codebooks)
         )
-        self._init_transformer(self.student)
-        for head in self.heads:
-            self._init_linear(head[0])
+        self.student.init_blocks(cfg.init)
+        if cfg.init == "normal":  # "release": the heads keep PyTorch's defaults
+            for head in self.heads:
+                nn.init.normal_(head[0].weight, mean=0.0, std=0.02)
+                nn.init.zeros_(head[0].bias)
         self.teacher.load_state_dict(self.student.state_dict())
+        if cfg.teacher_init == "independent":  # the blocks' linear weights drawn again; norms, pos conv copied
+            self.teacher.init_blocks(cfg.init)
         self.teacher.requires_grad_(False)
         self.teacher.eval()
         if cfg.heads == "per_layer":
@@ -60,17 +64,6 @@ class SpidR(nn.Module):
             self.student.layers[-1].final_layer_norm.requires_grad_(False)
 
     # ------------------------------------------------------------------ set-up
-    @staticmethod
-    def _init_linear(m: nn.Linear) -> None:
-        nn.init.normal_(m.weight, mean=0.0, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-
-    def _init_transformer(self, enc: Encoder) -> None:
-        for m in enc.layers.modules():
-            if isinstance(m, nn.Linear):
-                self._init_linear(m)
-
     def train(self, mode: bool = True) -> SpidR:
         super().train(mode)
         self.teacher.eval()  # the teacher never uses dropout
@@ -148,11 +141,13 @@ class SpidR(nn.Module):
         cfg = self.cfg
         grad_ctx = torch.no_grad() if freeze_features else contextlib.nullcontext()
         with grad_ctx:
-            feats = self.features(wav)
+            projected = self.feature_projection(self.feature_extractor(wav), dropout=False)
+        feats = self.feature_projection.dropout(projected)
         if mask.shape != feats.shape[:2]:
             raise ValueError(f"mask shape {tuple(mask.shape)} does not match the frames {tuple(feats.shape[:2])}")
         maskf = mask.float()
-        labels, sums, counts = self.teacher_targets(feats.detach(), weights=maskf)
+        teacher_input = projected if cfg.projection_dropout_scope == "student" else feats
+        labels, sums, counts = self.teacher_targets(teacher_input.detach(), weights=maskf)
 
         x = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(feats.dtype), feats)
         x, reps = self.student(x, layerdrop=cfg.layerdrop)

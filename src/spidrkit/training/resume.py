@@ -90,8 +90,9 @@ def config_changes(saved: dict[str, Any], cfg: Config) -> tuple[list[str], list[
     old_variant = variant_of(old_heads, (saved.get("teacher") or {}).get("schedule", TeacherConfig.schedule))
     if old_variant != cfg.variant:
         fatal.append(f"variant: {old_variant!r} -> {cfg.variant!r}")
+    defaults = Config().to_dict()  # a key missing from an older checkpoint had its default's behaviour
     for section, values in current.items():
-        old = saved.get(section) or {}
+        old = {**defaults[section], **(saved.get(section) or {})}
         for key, value in values.items():
             if old.get(key) != value:
                 msg = f"{section}.{key}: {old.get(key)!r} -> {value!r}"

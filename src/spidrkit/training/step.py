@@ -5,7 +5,13 @@
      micro-batches of ALL ranks (so 2 ranks x 1 batch == 1 rank x 2 micro-batches);
   2. all-reduce of the codebook statistics and metrics, gradient clipping;
   3. when the loss and the gradient norm are finite: codebook EMA update, AdamW step with the learning
-     rate of the schedule, teacher EMA with the decay of the schedule (after the optimiser step).
+     rate of the schedule, teacher EMA with the decay of the schedule (after the optimiser step; the
+     decay of step ``t + teacher.decay_offset``, 1 for the release, which counts the step first).
+     With ``train.codebook_update = "per_micro_batch"`` (the release) the codebooks move instead right
+     after each micro-batch's forward, from its statistics all-reduced over the ranks (statistics that
+     are not finite move nothing); the step's own finiteness is not known yet then.
+     ``optim.weight_decay_scope``: ``matrices`` exempts the 1-d parameters from weight decay, ``all``
+     (the release) decays every parameter.
      A non-finite step changes no weight and no codebook and is counted (``consecutive_nonfinite``,
      ``total_nonfinite``); the step counter still advances. On CUDA, where the decision stays on the
      device, the teacher still takes its EMA step towards the (unchanged) student.
@@ -85,14 +91,19 @@ class Stepper:
         params = self.model.trainable_parameters(include_features=not self.features_frozen)
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
-        groups = [
-            {"params": decay, "weight_decay": o.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        groups = [{"params": decay}, {"params": no_decay}]
+        self._set_weight_decay(groups)
         kwargs = dict(betas=o.betas, eps=o.eps, foreach=True)
         if self.capturable:
             return torch.optim.AdamW(groups, lr=self._lr, capturable=True, **kwargs)
         return torch.optim.AdamW(groups, lr=learning_rate(self.step_count, o), **kwargs)
+
+    def _set_weight_decay(self, groups: list[dict]) -> None:
+        """The matrices' group decays; the 1-d parameters' group only with ``optim.weight_decay_scope = "all"``
+        (set again after a resume, so that the config, not the checkpoint, decides)."""
+        o = self.cfg.optim
+        groups[0]["weight_decay"] = o.weight_decay
+        groups[1]["weight_decay"] = o.weight_decay if o.weight_decay_scope == "all" else 0.0
 
     def _wrap(self) -> nn.Module:
         if self.world_size == 1:
@@ -141,6 +152,7 @@ class Stepper:
         acc: dict[str, torch.Tensor] = {
             "frames": torch.tensor(float(sum(m.numel() for m in masks))).to(self.device, non_blocking=True)
         }
+        per_micro_batch = cfg.train.codebook_update == "per_micro_batch"
         for i, (mb, mask) in enumerate(zip(micro_batches, masks)):
             wav = mb.wav.to(self.device, non_blocking=True)
             last = i == len(micro_batches) - 1
@@ -150,6 +162,8 @@ class Stepper:
                     out = self.ddp(wav, mask, freeze_features=self.features_frozen)
                 loss = out["ce_sum"].sum() * scale
                 loss.backward()
+            if per_micro_batch:
+                self._update_codebooks(all_reduce_dict({"sums": out["sums"], "counts": out["counts"]}), None)
             for k in ("ce_sum", "num_masked", "sums", "counts", "correct", "prob_sum"):
                 v = out[k].detach().float()
                 acc[k] = acc[k] + v if k in acc else v
@@ -161,8 +175,8 @@ class Stepper:
         loss_value = red["ce_sum"].sum() / (K * red["num_masked"].clamp_min(1.0))
         finite = torch.isfinite(loss_value) & torch.isfinite(grad_norm)
 
-        # Codebooks: a non-finite step contributes no statistics (zero counts: no codeword moves).
-        self.model.update_codebooks(torch.where(finite, red["sums"], 0.0), torch.where(finite, red["counts"], 0.0))
+        if not per_micro_batch:  # a non-finite step contributes no statistics (zero counts: no codeword moves)
+            self._update_codebooks(red, finite)
 
         # Optimiser step, skipped when not finite.
         lr = learning_rate(self.step_count, cfg.optim)
@@ -180,7 +194,7 @@ class Stepper:
         self.consecutive_nonfinite = (self.consecutive_nonfinite + 1) * (~finite).float()
         self.total_nonfinite = self.total_nonfinite + (~finite).float()
 
-        beta = teacher_decay(self.step_count, cfg.teacher)
+        beta = teacher_decay(self.step_count + cfg.teacher.decay_offset, cfg.teacher)
         if self.capturable or bool(finite):
             self.model.update_teacher(beta)
         self.step_count += 1
@@ -201,6 +215,14 @@ class Stepper:
             "teacher_decay": torch.tensor(beta, dtype=torch.float64),
         }
 
+    def _update_codebooks(self, stats: dict[str, torch.Tensor], finite: torch.Tensor | None) -> None:
+        """EMA of the codebooks from reduced statistics; nothing moves unless ``finite`` (None: unless the
+        statistics themselves are finite). The decision stays on the device."""
+        sums, counts = stats["sums"].float(), stats["counts"].float()
+        if finite is None:
+            finite = torch.isfinite(sums).all() & torch.isfinite(counts).all()
+        self.model.update_codebooks(torch.where(finite, sums, 0.0), torch.where(finite, counts, 0.0))
+
     # --------------------------------------------------------------- state
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "step": self.step_count,
@@ -213,6 +235,7 @@ class Stepper:
         if state.get("features_frozen") and not self.features_frozen:
             self.freeze_features()
         self.optimizer.load_state_dict(state["optimizer"])
+        self._set_weight_decay(self.optimizer.param_groups)
         if self.capturable:
             for g in self.optimizer.param_groups:
                 g["lr"] = self._lr
