@@ -134,15 +134,17 @@ def evaluate_slm(
     seed: int = 0,
     inputs: dict[str, Any] | None = None,
     progress: bool = True,
+    splits: list[Split] | None = None,
 ) -> dict[str, Any]:
     """Score every split of ``benchmark`` (see the module doc); returns the report's dictionary.
 
     ``encoder``: a SpidR-interface model in eval mode (``spidrkit.checkpoints.load(...).model``); ``lm``: a
-    ``transformers`` causal LM over ``vocab``'s tokens; ``inputs``: what produced them, for the report.
+    ``transformers`` causal LM over ``vocab``'s tokens; ``inputs``: what produced them, for the report;
+    ``splits``: ``read_benchmark(benchmark)`` when the caller has read it already.
     """
     from spidrkit.evaluation.slm_report import write_outputs
 
-    splits = read_benchmark(benchmark)
+    splits = read_benchmark(benchmark) if splits is None else splits
     check_units(units, encoder, vocab)
     lm.eval()
     results: dict[str, Any] = {}

@@ -56,7 +56,9 @@ def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
 def run_slm(args: argparse.Namespace) -> int:
     from spidrkit.checkpoints import load
     from spidrkit.evaluation.slm import evaluate_slm, parse_units
+    from spidrkit.evaluation.slm_bench import read_benchmark
 
+    splits = read_benchmark(args.benchmark)  # layout errors before any model is loaded
     units = parse_units(args.units, args.layer)
     lm, vocab, lm_info = load_unit_lm(args.lm)
     loaded = load(args.encoder, device=args.device)
@@ -64,7 +66,7 @@ def run_slm(args: argparse.Namespace) -> int:
         args.benchmark, loaded.model, units, lm.to(args.device), vocab, args.output,
         normalize=not args.unnormalized, batch_tokens=args.batch_tokens, n_bootstrap=args.bootstrap, seed=args.seed,
         inputs={"encoder": loaded.info.model_id, "encoder_path": str(args.encoder), "lm": str(args.lm),
-                "lm_info": lm_info}, progress=not args.quiet)
+                "lm_info": lm_info}, progress=not args.quiet, splits=splits)
     for key, groups in report["results"].items():
         for name, cell in groups.items():
             low, high = cell["ci95"]

@@ -57,7 +57,7 @@ def token_log_probs(model: Any, batch: torch.Tensor, mask: torch.Tensor) -> torc
     """``(B, T-1)`` float32 ``log p(batch[:, t] | batch[:, :t])`` for ``t >= 1``, zero where ``mask`` is 0."""
     logits = model(input_ids=batch, attention_mask=mask).logits[:, :-1].float()
     logp = torch.log_softmax(logits, dim=-1).gather(-1, batch[:, 1:].unsqueeze(-1)).squeeze(-1)
-    return logp * mask[:, 1:].to(logp.dtype)
+    return torch.where(mask[:, 1:].bool(), logp, torch.zeros_like(logp))  # where, not *: 0 * -inf is nan
 
 
 def score(
