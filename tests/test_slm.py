@@ -353,3 +353,19 @@ def test_units_specification(models, tmp_path):
     assert parse_units(f"kmeans:{bare}", layer=3).layer == 3
     with pytest.raises(SlmUnitsError, match="must be codebook:L"):
         parse_units("codebook")
+
+
+def test_units_that_do_not_fit_the_encoder_or_the_lm_are_refused(models):
+    from spidrkit.checkpoints import load
+    from spidrkit.evaluation.slm import UnitSpec, check_units
+
+    encoder = load(models["encoder"]).model
+    check_units(parse_units("codebook:6"), encoder, UnitVocab(16))
+    with pytest.raises(SlmUnitsError, match=r"^--units codebook:1: the encoder has codebooks on layers \[3, 4, 5, 6\]"):
+        check_units(parse_units("codebook:1"), encoder, UnitVocab(16))
+    with pytest.raises(SlmUnitsError, match=r"^the units codebook:6 take 16 values but the LM was trained on k = 8$"):
+        check_units(parse_units("codebook:6"), encoder, UnitVocab(8))
+    with pytest.raises(SlmUnitsError, match=r"^C.npy: layer 7 is not one of the encoder's layers 1..6$"):
+        check_units(UnitSpec("kmeans", 7, KMeansModel(torch.randn(16, 64)), 16, "C.npy"), encoder, UnitVocab(16))
+    with pytest.raises(SlmUnitsError, match=r"^C.npy: centroids of width 32, the encoder's features have 64$"):
+        check_units(UnitSpec("kmeans", 6, KMeansModel(torch.randn(16, 32)), 16, "C.npy"), encoder, UnitVocab(16))

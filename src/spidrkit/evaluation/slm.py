@@ -69,14 +69,24 @@ def parse_units(text: str, layer: int | None = None) -> UnitSpec:
 
 
 def check_units(spec: UnitSpec, encoder: Any, vocab: UnitVocab) -> None:
-    """The units' number must be the LM's ``k`` (clear error, before any extraction)."""
+    """The layer must exist (a codebook layer for ``codebook``), k-means centroids must have the encoder's
+    width, and the units' number must be the LM's ``k``: clear errors, before any extraction."""
     k = spec.k
     if spec.kind == "codebook":
-        cfg = getattr(encoder, "cfg", None)
         if not callable(getattr(encoder, "codebook_predictions", None)):
             raise SlmUnitsError("--units codebook:L needs a SpidR/DinoSR encoder (codebook predictions); "
                                 "use kmeans:FILE")
-        k = getattr(cfg, "codebook_size", None)
+        layers = list(getattr(encoder, "target_layers", ()))
+        if spec.layer not in layers:
+            raise SlmUnitsError(f"--units codebook:{spec.layer}: the encoder has codebooks on layers {layers}")
+        k = getattr(getattr(encoder, "cfg", None), "codebook_size", None)
+    else:
+        if not 1 <= spec.layer <= encoder.num_layers:
+            raise SlmUnitsError(f"{spec.source}: layer {spec.layer} is not one of the encoder's layers "
+                                f"1..{encoder.num_layers}")
+        if spec.kmeans.dim != encoder.dim:
+            raise SlmUnitsError(f"{spec.source}: centroids of width {spec.kmeans.dim}, the encoder's features "
+                                f"have {encoder.dim}")
     if k is not None and k != vocab.k:
         raise SlmUnitsError(f"the units {spec.describe()} take {k} values but the LM was trained on k = {vocab.k}")
 
