@@ -9,6 +9,7 @@
     spidrkit evaluate sweep --model M --corpus DIR -o OUT [--layers 1,2,...] [--kmeans K]
                             [--baselines mfcc,random] [--metrics RUN/metrics.jsonl ...] [--max-files N]
     spidrkit evaluate plot-perplexity RUN1/metrics.jsonl [RUN2/metrics.jsonl] -o PNG [--labels spidr,dinosr]
+    spidrkit evaluate slm BENCHMARK --encoder MODEL --units codebook:L|kmeans:FILE --lm RUN [--unnormalized] [-o OUT]
 
 FEATURES is a folder of ``<fileid>.pt``/``.npy`` tensors (T, D) (``spidrkit extract``); UNITS a units file
 (``spidrkit extract --units`` or ``spidrkit kmeans apply``); ITEM a ZeroSpeech item file; LABELS phone labels
@@ -135,6 +136,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="run names (default: the runs' folder names)")
     p.add_argument("--codebook-size", type=int, default=None, metavar="V", help="draw the maximum V")
     p.add_argument("--title", default=None, help="figure title")
+
+    from spidrkit.evaluation.slm_cli import add_slm_parser
+
+    add_slm_parser(sub)
 
 
 # ------------------------------------------------------------------------------------------- output
@@ -364,7 +369,14 @@ def _plot_perplexity(args: argparse.Namespace) -> int:
     return 0
 
 
-ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "plot-perplexity": _plot_perplexity}
+def _slm(args: argparse.Namespace) -> int:
+    from spidrkit.evaluation.slm_cli import run_slm
+
+    return run_slm(args)
+
+
+ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "plot-perplexity": _plot_perplexity,
+           "slm": _slm}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,77 @@
+"""``spidrkit evaluate slm``: its arguments and its action (``spidrkit.cli.evaluate`` registers them).
+
+    spidrkit evaluate slm BENCHMARK --encoder MODEL --units codebook:L|kmeans:FILE --lm RUN
+                          [--layer N] [--unnormalized] [-o OUT] [--bootstrap 1000] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from spidrkit.evaluation.slm_rules import DEFAULT_BOOTSTRAP
+from spidrkit.lm.scoring import DEFAULT_BATCH_TOKENS
+
+
+def add_slm_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "slm", help="sWUGGY, sBLIMP and spoken StoryCloze scores of a unit LM (ZeroSpeech 2021 rules)",
+        description="Units of every benchmark audio, their log-likelihood under a unit LM, the ZeroSpeech 2021 "
+        "rules (1 / 0.5 on a tie / 0 per pair and voice, mean over voices then pairs), bootstrap 95 %% intervals; "
+        "writes OUT/report.json, OUT/report.md and the submission OUT/submission/<task>/<split>.txt + meta.yaml.")
+    p.add_argument("benchmark", metavar="BENCHMARK",
+                   help="folder with lexical/, syntactic/, storycloze/ ({dev,test}/*.wav + gold.csv) or sSC/, tSC/")
+    p.add_argument("--encoder", required=True, help="checkpoint (or preset name: RANDOM weights) giving the units")
+    p.add_argument("--units", required=True, metavar="codebook:L|kmeans:FILE",
+                   help="codebook predictions of layer L, or k-means centroids (their sidecar names the layer)")
+    p.add_argument("--layer", type=int, default=None, metavar="N",
+                   help="layer of kmeans:FILE when its sidecar does not say it")
+    p.add_argument("--lm", required=True, metavar="RUN", help="unit LM run folder (spidrkit lm train)")
+    p.add_argument("--unnormalized", action="store_true",
+                   help="sum of the token log-probabilities (default: divided by the number of predicted tokens)")
+    p.add_argument("-o", "--output", default="slm_eval", metavar="OUT", help="output folder (default: slm_eval)")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N",
+                   help=f"bootstrap resamples over pair ids (default: {DEFAULT_BOOTSTRAP})")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS, metavar="N",
+                   help=f"padded LM tokens per batch (default: {DEFAULT_BATCH_TOKENS})")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
+    """The unit LM of a run folder, ``(model, vocab, info)``: the one place the command reads it (tests
+    replace it). Without ``spidrkit.lm.load`` (LM training), the minimal reader of ``best/`` + ``vocab.json``."""
+    try:
+        from spidrkit.lm.load import load_lm
+    except ModuleNotFoundError as e:
+        if e.name != "spidrkit.lm.load":
+            raise
+        from spidrkit.evaluation.slm import load_lm_dir
+
+        return load_lm_dir(run)
+    return load_lm(run, which="best")
+
+
+def run_slm(args: argparse.Namespace) -> int:
+    from spidrkit.checkpoints import load
+    from spidrkit.evaluation.slm import evaluate_slm, parse_units
+    from spidrkit.evaluation.slm_bench import read_benchmark
+
+    splits = read_benchmark(args.benchmark)  # layout errors before any model is loaded
+    units = parse_units(args.units, args.layer)
+    lm, vocab, lm_info = load_unit_lm(args.lm)
+    loaded = load(args.encoder, device=args.device)
+    report = evaluate_slm(
+        args.benchmark, loaded.model, units, lm.to(args.device), vocab, args.output,
+        normalize=not args.unnormalized, batch_tokens=args.batch_tokens, n_bootstrap=args.bootstrap, seed=args.seed,
+        inputs={"encoder": loaded.info.model_id, "encoder_path": str(args.encoder), "lm": str(args.lm),
+                "lm_info": lm_info}, progress=not args.quiet, splits=splits)
+    for key, groups in report["results"].items():
+        for name, cell in groups.items():
+            low, high = cell["ci95"]
+            print(f"{key:24s} {name:28s} {cell['score']:6.2f}  [{low:6.2f}, {high:6.2f}]  {cell['pairs']} pairs")
+    if not report["results"]:
+        print("no split with a gold.csv: submission files only")
+    print(f"-> {report['outputs']['report_md']}, {report['outputs']['meta_yaml']}")
+    return 0

@@ -1,0 +1,371 @@
+"""Spoken LM evaluation: unit LM scoring (hand-computed, batched = unbatched), the ZeroSpeech 2021 rules on a
+hand-made gold with known scores, the benchmark readers and their errors, and ``spidrkit evaluate slm`` end to
+end on a tiny generated set (tiny random SpidR, tiny random OPT)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from transformers import OPTConfig, OPTForCausalLM
+
+from spidrkit.checkpoints import save_spidrkit
+from spidrkit.cli import main
+from spidrkit.config import load_config
+from spidrkit.evaluation import slm_cli
+from spidrkit.evaluation.slm import SlmUnitsError, load_lm_dir, parse_units
+from spidrkit.evaluation.slm_bench import BenchmarkError, read_benchmark
+from spidrkit.evaluation.slm_rules import bootstrap, frequency_band, pair_scores, summarize
+from spidrkit.extraction.kmeans import KMeansModel
+from spidrkit.lm.scoring import ScoringError, score
+from spidrkit.lm.vocab import UnitVocab
+from spidrkit.models.spidr import SpidR
+
+LN2 = math.log(2.0)
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+class Bigram(torch.nn.Module):
+    """A causal LM with known logits: log P(next | previous token) from a fixed table."""
+
+    def __init__(self, probs: list[list[float]], context: int = 32):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.tensor(probs).log())
+        self.config = SimpleNamespace(max_position_embeddings=context)
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=self.table[input_ids])
+
+
+# tokens: pad 0, bos 1, eos 2, unit 0 -> 3, unit 1 -> 4
+BIGRAM = [
+    [0.2, 0.2, 0.2, 0.2, 0.2],  # after pad
+    [0.0, 0.0, 0.25, 0.5, 0.25],  # after bos
+    [0.2, 0.2, 0.2, 0.2, 0.2],  # after eos
+    [0.0, 0.0, 0.5, 0.25, 0.25],  # after unit 0
+    [0.0, 0.0, 0.125, 0.375, 0.5],  # after unit 1
+]
+
+
+def test_score_of_a_known_lm_normalised_and_summed():
+    lm, vocab = Bigram(BIGRAM), UnitVocab(2)
+    seqs = [[0, 0, 1], [1], []]  # -> bos u0 u1 eos, bos u1 eos, bos eos
+    summed = score(lm, vocab, seqs, normalize=False)
+    normalised = score(lm, vocab, seqs)
+    # ln .5 + ln .25 + ln .125 ; ln .25 + ln .125 ; ln .25
+    assert summed == pytest.approx([-6 * LN2, -5 * LN2, -2 * LN2], abs=1e-6)
+    assert normalised == pytest.approx([-2 * LN2, -2.5 * LN2, -2 * LN2], abs=1e-6)  # / 3, / 2, / 1
+    # without de-duplication the repeated unit is a token: + ln P(u0 | u0) = ln .25, 4 predicted tokens
+    assert score(lm, UnitVocab(2, dedup=False), [[0, 0, 1]], normalize=False) == pytest.approx([-8 * LN2], abs=1e-6)
+
+
+def tiny_opt(vocab: UnitVocab, context: int = 64, seed: int = 0) -> OPTForCausalLM:
+    torch.manual_seed(seed)
+    cfg = OPTConfig(vocab_size=vocab.size, hidden_size=16, ffn_dim=32, num_hidden_layers=2, num_attention_heads=2,
+                    max_position_embeddings=context, word_embed_proj_dim=16, pad_token_id=0, bos_token_id=1,
+                    eos_token_id=2, dropout=0.0, attention_dropout=0.0)
+    return OPTForCausalLM(cfg).eval()
+
+
+def test_score_matches_a_hand_log_softmax_of_the_model_logits():
+    vocab = UnitVocab(5)
+    lm = tiny_opt(vocab)
+    units = [4, 4, 0, 3, 1, 1, 2]
+    tokens = vocab.encode(units)  # bos 7 3 6 4 5 eos: 6 predicted tokens
+    with torch.no_grad():
+        logits = lm(input_ids=torch.tensor([tokens])).logits[0].double().tolist()
+    terms = []
+    for t in range(1, len(tokens)):
+        row = logits[t - 1]
+        top = max(row)
+        terms.append(row[tokens[t]] - top - math.log(sum(math.exp(v - top) for v in row)))
+    assert len(terms) == 6
+    assert score(lm, vocab, [units], normalize=False)[0] == pytest.approx(sum(terms), abs=1e-5)
+    assert score(lm, vocab, [units])[0] == pytest.approx(sum(terms) / 6, abs=1e-6)
+
+
+def test_batched_scores_equal_unbatched():
+    vocab = UnitVocab(7)
+    lm = tiny_opt(vocab, seed=1)
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, 7, size=int(n)).tolist() for n in rng.integers(0, 40, size=13)]
+    for normalize in (True, False):
+        batched = score(lm, vocab, seqs, normalize=normalize, batch_tokens=10_000)
+        alone = score(lm, vocab, seqs, normalize=normalize, batch_tokens=1)
+        assert max(abs(a - b) for a, b in zip(batched, alone)) <= 1e-5
+
+
+def test_a_sequence_longer_than_the_context_is_one_clear_error():
+    with pytest.raises(ScoringError, match=r"^utt7: 12 tokens \(bos \+ 10 units \+ eos\) exceed the LM's context of 8"):
+        score(Bigram(BIGRAM, context=8), UnitVocab(2, dedup=False), [[0, 1] * 5], names=["utt7"])
+
+
+# ------------------------------------------------------------------------------------------------ rules
+LEXICAL = """id,filename,word,phones,correct,frequency,voice,length
+1,w1a,cat,k a t,1,10,A,3
+1,n1a,cag,k a g,0,0,A,3
+1,w1b,cat,k a t,1,10,B,3
+1,n1b,cag,k a g,0,0,B,3
+2,w2a,zyx,z y x,1,0,A,3
+2,n2a,zyv,z y v,0,0,A,3
+2,w2b,zyx,z y x,1,0,B,3
+2,n2b,zyv,z y v,0,0,B,3
+3,w3a,the,d e,1,150,A,2
+3,n3a,thu,d u,0,0,A,2
+4,w4a,dog,d o g,1,5,A,3
+4,n4a,dob,d o b,0,0,A,3
+4,w4b,dog,d o g,1,5,B,3
+4,n4b,dob,d o b,0,0,B,3
+4,w4c,dog,d o g,1,5,C,3
+4,n4c,dob,d o b,0,0,C,3
+5,w5a,sun,s u n,1,1,A,3
+5,n5a,sul,s u l,0,0,A,3
+"""
+LEXICAL_SCORES = {  # per voice: id 1: win, tie -> .75; id 2: lose, win -> .5; id 3: tie -> .5;
+    "w1a": -1.0, "n1a": -2.0, "w1b": -3.0, "n1b": -3.0,  # id 4: win, lose, win -> 2/3; id 5: lose -> 0
+    "w2a": -5.0, "n2a": -1.0, "w2b": -1.0, "n2b": -2.0,
+    "w3a": -4.0, "n3a": -4.0,
+    "w4a": -1.0, "n4a": -1.5, "w4b": -2.0, "n4b": -1.0, "w4c": -0.5, "n4c": -0.6,
+    "w5a": -9.0, "n5a": -8.0,
+}
+SYNTACTIC = """id,filename,voice,type,subtype,correct,transcription
+s1,g1a,A,agreement,a1,1,the dogs bark
+s1,u1a,A,agreement,a1,0,the dogs barks
+s1,g1b,B,agreement,a1,1,the dogs bark
+s1,u1b,B,agreement,a1,0,the dogs barks
+s2,g2a,A,agreement,a2,1,a cat runs
+s2,u2a,A,agreement,a2,0,a cat run
+s3,g3a,A,order,o1,1,she saw it
+s3,u3a,A,order,o1,0,saw she it
+s3,g3b,B,order,o1,1,she saw it
+s3,u3b,B,order,o1,0,saw she it
+"""
+SYNTACTIC_SCORES = {"g1a": -1.0, "u1a": -2.0, "g1b": -2.0, "u1b": -1.0, "g2a": -1.0, "u2a": -3.0,
+                    "g3a": -2.0, "u3a": -2.0, "g3b": -1.0, "u3b": -2.5}  # s1 .5, s2 1, s3 .75
+STORYCLOZE = """id,filename,voice,correct,topic,transcription
+t1,t1t,A,1,sea,the boat sails. the fish swim.
+t1,t1f,A,0,sea,the boat sails. the cow moos.
+t2,t2t,A,1,farm,the cow moos. the hen lays.
+t2,t2f,A,0,farm,the cow moos. the fish swim.
+t3,t3t,A,1,sea,the wave rolls. the gull cries.
+t3,t3f,A,0,sea,the wave rolls. the hen lays.
+"""
+STORYCLOZE_SCORES = {"t1t": -1.0, "t1f": -2.0, "t2t": -3.0, "t2f": -2.0, "t3t": -1.0, "t3f": -1.0}
+
+
+def write_split(folder: Path, gold: str | None, names, audio=None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if gold is not None:
+        (folder / "gold.csv").write_text(gold)
+    for i, name in enumerate(names):
+        path = folder / f"{name}.wav"
+        if audio is None:
+            path.write_bytes(b"")  # the readers only check that it exists
+        else:
+            sf.write(path, audio(i), 16000)
+    return folder
+
+
+def names_of(gold: str) -> list[str]:
+    return [line.split(",")[1] for line in gold.strip().splitlines()[1:]]
+
+
+@pytest.fixture
+def bench(tmp_path):
+    root = tmp_path / "bench"
+    write_split(root / "lexical" / "dev", LEXICAL, names_of(LEXICAL))
+    write_split(root / "lexical" / "test", None, ["x1", "x2"])
+    write_split(root / "syntactic" / "dev", SYNTACTIC, names_of(SYNTACTIC))
+    write_split(root / "storycloze" / "dev", STORYCLOZE, names_of(STORYCLOZE))
+    return root
+
+
+def cells(summary):
+    return {name: (round(c["score"], 4), c["pairs"]) for name, c in summary.items()}
+
+
+def test_lexical_rules_ties_voices_in_vocab_and_bands(bench):
+    splits = {f"{s.task}/{s.split}": s for s in read_benchmark(bench)}
+    assert list(splits) == ["lexical/dev", "lexical/test", "syntactic/dev", "storycloze/dev"]
+    assert [s.gold for s in splits.values()] == [True, False, True, True]
+    pairs = pair_scores(splits["lexical/dev"], LEXICAL_SCORES)
+    assert [(p.pair, round(p.score, 4), p.voices) for p in pairs] == [
+        ("1", 0.75, 2), ("2", 0.5, 2), ("3", 0.5, 1), ("4", 0.6667, 3), ("5", 0.0, 1)]
+    summary = summarize(pairs, n_bootstrap=200, seed=0)
+    assert cells(summary) == {
+        "all": (48.3333, 5), "in_vocab": (47.9167, 4), "band/oov": (50.0, 1), "band/1-5": (0.0, 1),
+        "band/6-20": (70.8333, 2), "band/>100": (50.0, 1)}
+    assert list(summary) == ["all", "in_vocab", "band/oov", "band/1-5", "band/6-20", "band/>100"]
+
+
+def test_syntactic_by_type_and_subtype_and_storycloze_by_topic(bench):
+    splits = {f"{s.task}/{s.split}": s for s in read_benchmark(bench)}
+    syn = summarize(pair_scores(splits["syntactic/dev"], SYNTACTIC_SCORES), n_bootstrap=200)
+    assert cells(syn) == {"all": (75.0, 3), "subtype/agreement/a1": (50.0, 1), "subtype/agreement/a2": (100.0, 1),
+                          "subtype/order/o1": (75.0, 1), "type/agreement": (75.0, 2), "type/order": (75.0, 1)}
+    tsc = summarize(pair_scores(splits["storycloze/dev"], STORYCLOZE_SCORES), n_bootstrap=200)
+    assert cells(tsc) == {"all": (50.0, 3), "topic/farm": (0.0, 1), "topic/sea": (75.0, 2)}
+
+
+def test_frequency_bands_are_zerospeech_half_open_intervals():
+    assert [frequency_band(f) for f in (0, 0.5, 1, 4, 5, 19, 20, 99, 100, 1e6)] == [
+        "oov", "oov", "1-5", "1-5", "6-20", "6-20", "21-100", "21-100", ">100", ">100"]
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
+    values = [0.0, 1.0, 0.5, 1.0, 1.0, 0.0, 0.75, 1.0]
+    low, high = bootstrap(values, 500, seed=3)
+    assert (low, high) == bootstrap(values, 500, seed=3)
+    assert low < float(np.mean(values)) < high
+    assert bootstrap([0.25], 100) == (0.25, 0.25)
+
+
+def test_a_pair_without_its_wrong_item_is_an_error(tmp_path):
+    gold = LEXICAL.replace("5,n5a,sul,s u l,0,0,A,3\n", "")
+    split = read_benchmark(write_split(tmp_path / "lexical" / "dev", gold, names_of(gold)).parent)[0]
+    with pytest.raises(BenchmarkError, match=r"pair id '5', voice 'A' has 1 right and 0 wrong items"):
+        pair_scores(split, LEXICAL_SCORES)
+
+
+# ------------------------------------------------------------------------------------------------ readers
+def test_missing_column_and_missing_wav_are_clear_errors(tmp_path):
+    no_voice = "\n".join(",".join(c for j, c in enumerate(line.split(",")) if j != 6)
+                         for line in LEXICAL.strip().splitlines()) + "\n"
+    folder = write_split(tmp_path / "a" / "lexical" / "dev", no_voice, names_of(LEXICAL))
+    with pytest.raises(BenchmarkError) as e:
+        read_benchmark(tmp_path / "a")
+    assert str(e.value) == (f"{folder / 'gold.csv'}: no column 'voice' (a lexical gold.csv has the columns id, "
+                            "filename, word, phones, correct, frequency, voice, length)")
+    folder = write_split(tmp_path / "b" / "syntactic" / "dev", SYNTACTIC, names_of(SYNTACTIC)[:-1])
+    with pytest.raises(BenchmarkError) as e:
+        read_benchmark(tmp_path / "b")
+    assert str(e.value) == f"{folder / 'gold.csv'}, line 11: no audio {folder / 'u3b.wav'} for the file 'u3b'"
+    with pytest.raises(BenchmarkError, match="no benchmark task"):
+        read_benchmark(tmp_path)
+
+
+def test_published_spoken_storycloze_layout(tmp_path):
+    folder = write_split(tmp_path / "tSC", None, ["0_correct", "0_incorrect", "1_story_incorrect",
+                                                  "1_story_correct", "10_correct", "10_incorrect"])
+    (split,) = read_benchmark(folder)
+    assert (split.task, split.split, split.gold) == ("storycloze", "tSC", True)
+    assert [(it.pair, it.filename, it.correct) for it in split.items] == [
+        ("0", "0_correct", True), ("0", "0_incorrect", False), ("1", "1_story_correct", True),
+        ("1", "1_story_incorrect", False), ("10", "10_correct", True), ("10", "10_incorrect", False)]
+    scores = {"0_correct": -1.0, "0_incorrect": -2.0, "1_story_correct": -2.0, "1_story_incorrect": -1.0,
+              "10_correct": -1.0, "10_incorrect": -1.0}
+    assert cells(summarize(pair_scores(split, scores), 100)) == {"all": (50.0, 3)}
+    (folder / "10_incorrect.wav").unlink()
+    with pytest.raises(BenchmarkError, match="story 10 has 10_correct.wav; expected one '10_..._correct.wav'"):
+        read_benchmark(folder)
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+MICRO = ["model.conv_dim=32", "model.dim=64", "model.num_layers=6", "model.num_heads=2", "model.ffn_dim=128",
+         "model.codebook_size=16"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    cfg = load_config("tiny", MICRO)
+    encoder = save_spidrkit(root / "spidr.pt", cfg, SpidR(cfg.model).state_dict())
+    vocab = UnitVocab(16)
+    run = root / "lm"
+    tiny_opt(vocab, context=256, seed=2).save_pretrained(run / "best")
+    vocab.save(run)
+    centroids = KMeansModel(torch.randn(16, 64), {"layer": 6}).save(root / "C.npy")
+    return {"encoder": encoder, "lm": run, "centroids": centroids}
+
+
+def audio(i: int) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    return (0.1 * rng.standard_normal(4000 + 800 * (i % 3))).astype(np.float32)
+
+
+def test_evaluate_slm_end_to_end(models, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(slm_cli, "load_unit_lm", load_lm_dir)  # spidrkit.lm.load may not exist yet
+    bench = tmp_path / "bench"
+    lexical = LEXICAL
+    write_split(bench / "lexical" / "dev", lexical, names_of(lexical), audio)
+    write_split(bench / "lexical" / "test", None, ["x1", "x2"], audio)
+    write_split(bench / "syntactic" / "dev", SYNTACTIC, names_of(SYNTACTIC), audio)
+    write_split(bench / "storycloze" / "dev", STORYCLOZE, names_of(STORYCLOZE), audio)
+    out = tmp_path / "out"
+    argv = ["evaluate", "slm", str(bench), "--encoder", str(models["encoder"]), "--units", "codebook:6", "--lm",
+            str(models["lm"]), "-o", str(out), "--bootstrap", "100", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "lexical/dev" in printed and "in_vocab" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["results"]) == ["lexical/dev", "syntactic/dev", "storycloze/dev"]
+    assert report["scoring"]["normalize"] is True and report["inputs"]["units"] == "codebook:6"
+    sub = out / "submission"
+    lines = (sub / "lexical" / "dev.txt").read_text().splitlines()
+    assert [line.split()[0] for line in lines] == names_of(lexical)
+    assert [line.split()[0] for line in (sub / "lexical" / "test.txt").read_text().splitlines()] == ["x1", "x2"]
+    meta = yaml.safe_load((sub / "meta.yaml").read_text())
+    assert set(meta) == {"author", "affiliation", "description", "open_source", "train_set", "gpu_budget",
+                         "parameters"}
+    # the report is the rules applied to the submitted scores
+    scores = {name: float(value) for name, value in (line.split() for line in lines)}
+    split = read_benchmark(bench / "lexical")[0]
+    assert report["results"]["lexical/dev"] == json.loads(json.dumps(summarize(pair_scores(split, scores), 100)))
+    assert "## sWUGGY (lexical/dev)" in (out / "report.md").read_text()
+
+    # k-means units, summed log-likelihoods: every file's score is its normalised one times its predicted tokens
+    out2 = tmp_path / "out2"
+    argv2 = [*argv[:5], "--units", f"kmeans:{models['centroids']}", "--lm", str(models["lm"]), "-o", str(out2),
+             "--unnormalized", "--quiet"]
+    assert main(argv2) == 0
+    assert json.loads((out2 / "report.json").read_text())["scoring"]["normalize"] is False
+    summed = dict(line.split() for line in (out2 / "submission" / "syntactic" / "dev.txt").read_text().splitlines())
+    assert all(float(v) < 0 for v in summed.values()) and len(summed) == 10
+
+
+def test_evaluate_slm_layout_error_exits_2_before_loading_models(tmp_path, capsys):
+    write_split(tmp_path / "lexical" / "dev", LEXICAL.replace("frequency", "freq"), names_of(LEXICAL))
+    code = main(["evaluate", "slm", str(tmp_path), "--encoder", "nowhere.pt", "--units", "codebook:6", "--lm",
+                 "nowhere"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("spidrkit evaluate: error: ") and "no column 'frequency'" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_units_specification(models, tmp_path):
+    assert parse_units("codebook:6").layer == 6
+    spec = parse_units(f"kmeans:{models['centroids']}")
+    assert (spec.kind, spec.layer, spec.k) == ("kmeans", 6, 16)
+    with pytest.raises(SlmUnitsError, match="fitted on layer 6, not --layer 4"):
+        parse_units(f"kmeans:{models['centroids']}", layer=4)
+    bare = KMeansModel(torch.randn(4, 64)).save(tmp_path / "bare.npy")
+    with pytest.raises(SlmUnitsError, match="names no layer; pass --layer N"):
+        parse_units(f"kmeans:{bare}")
+    assert parse_units(f"kmeans:{bare}", layer=3).layer == 3
+    with pytest.raises(SlmUnitsError, match="must be codebook:L"):
+        parse_units("codebook")
+
+
+def test_units_that_do_not_fit_the_encoder_or_the_lm_are_refused(models):
+    from spidrkit.checkpoints import load
+    from spidrkit.evaluation.slm import UnitSpec, check_units
+
+    encoder = load(models["encoder"]).model
+    check_units(parse_units("codebook:6"), encoder, UnitVocab(16))
+    with pytest.raises(SlmUnitsError, match=r"^--units codebook:1: the encoder has codebooks on layers \[3, 4, 5, 6\]"):
+        check_units(parse_units("codebook:1"), encoder, UnitVocab(16))
+    with pytest.raises(SlmUnitsError, match=r"^the units codebook:6 take 16 values but the LM was trained on k = 8$"):
+        check_units(parse_units("codebook:6"), encoder, UnitVocab(8))
+    with pytest.raises(SlmUnitsError, match=r"^C.npy: layer 7 is not one of the encoder's layers 1..6$"):
+        check_units(UnitSpec("kmeans", 7, KMeansModel(torch.randn(16, 64)), 16, "C.npy"), encoder, UnitVocab(16))
+    with pytest.raises(SlmUnitsError, match=r"^C.npy: centroids of width 32, the encoder's features have 64$"):
+        check_units(UnitSpec("kmeans", 6, KMeansModel(torch.randn(16, 32)), 16, "C.npy"), encoder, UnitVocab(16))
