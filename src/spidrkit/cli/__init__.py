@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("spidrkit.cli.convert", "convert a checkpoint (released, fairseq, spidrkit) to a spidrkit file"),
     "kmeans": ("spidrkit.cli.kmeans", "fit or apply k-means on extracted features"),
     "evaluate": ("spidrkit.cli.evaluate", "ABX, PNMI, word MAP, layer sweeps and plots"),
+    "lm": ("spidrkit.cli.lm", "train a unit language model (OPT) on extracted units"),
     "config": ("spidrkit.cli.config", "print a resolved config (preset or file, variant, overrides) as TOML"),
 }
 

@@ -73,7 +73,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")
 
 
-def _build_section(cls: type, values: dict[str, Any], section: str, base: Any) -> Any:
+def build_section(cls: type, values: dict[str, Any], section: str, base: Any) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     changes = {}
@@ -94,7 +94,7 @@ def _apply_sections(data: dict[str, Any], base: Config) -> Config:
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] must be a table of keys, got {values!r}")
         cls = typing.get_type_hints(Config)[section]
-        changes[section] = _build_section(cls, values, section, getattr(base, section))
+        changes[section] = build_section(cls, values, section, getattr(base, section))
     return replace(base, **changes)
 
 
@@ -167,7 +167,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
     return _apply_sections(nested, cfg)
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -190,12 +190,12 @@ def load_config(
     (``variant = "dinosr"``) sets the heads and the teacher schedule before the file's own keys.
     """
     if isinstance(source, str) and source in PRESETS:
-        data = _read_toml(preset_path(source))
+        data = read_toml(preset_path(source))
     else:
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"no config file {path} (presets: {', '.join(PRESETS)})")
-        data = _read_toml(path)
+        data = read_toml(path)
     cfg = _from_file_data(data)
     if variant is not None:
         cfg = with_variant(cfg, variant)
@@ -208,7 +208,7 @@ def _from_file_data(data: dict[str, Any]) -> Config:
     if parent is not None:
         if parent not in PRESETS:
             raise ConfigError(f"preset: expected one of {', '.join(PRESETS)}, got {parent!r}")
-        cfg = _from_file_data(_read_toml(preset_path(parent)))
+        cfg = _from_file_data(read_toml(preset_path(parent)))
     else:
         cfg = Config()
     return from_dict(data, cfg)
