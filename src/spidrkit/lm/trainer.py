@@ -42,8 +42,15 @@ from spidrkit.lm.config import LMConfig, LMOptimConfig, load_lm_config
 from spidrkit.lm.data import IGNORE, Batcher, choose_k, encode_corpus, read_corpus, split_valid, valid_batches
 from spidrkit.lm.model import build_model, save_model_dir
 from spidrkit.lm.vocab import UnitVocab, VocabError
-from spidrkit.runtime import all_reduce_dict, detect_env, process_group_active, rng_state, seed_everything
-from spidrkit.runtime import select_device, set_rng_state
+from spidrkit.runtime import (
+    all_reduce_dict,
+    detect_env,
+    process_group_active,
+    rng_state,
+    seed_everything,
+    select_device,
+    set_rng_state,
+)
 
 CHECKPOINTS = "checkpoints"
 
