@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -163,3 +164,12 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert main(["lm", "train", str(tmp_path / "bad.txt"), "--run-dir", str(tmp_path / "r"),
                  "--set", "optim.lr=0"]) == 2
     assert capsys.readouterr().err.strip() == "spidrkit lm: error: optim.lr: must be a finite number > 0, got 0.0"
+
+
+def test_a_diverged_run_exits_3(units, tmp_path, capsys):
+    sets = [*SMALL, "optim.lr=1e30", "optim.warmup_steps=0", "optim.clip_norm=0", "train.max_steps=4",
+            "train.log_every=2"]
+    args = [a for s in sets for a in ("--set", s)]
+    assert main(["lm", "train", str(units), "--run-dir", str(tmp_path / "r"), "--no-progress", *args]) == 3
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"spidrkit lm: \S+: the training loss is (nan|inf) at update 2; lower optim.lr .*", err)

@@ -6,14 +6,18 @@
 
 UNITS: unit files as `spidrkit extract` writes them (units.txt, units.jsonl) or fairseq .km files.
 Run the same command again to resume. Exit status: 0 when done; 2 for an error in the config or the
-units; 74 for an I/O error; 75 when another live process holds RUN_DIR/run.lock (--force breaks it);
-130 / 143 after Ctrl-C / SIGTERM, once the checkpoint of the last completed step is written.
+units; 3 when the training loss became NaN or infinite; 74 for an I/O error; 75 when another live
+process holds RUN_DIR/run.lock (--force breaks it); 130 / 143 after Ctrl-C / SIGTERM, once the
+checkpoint of the last completed step is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+from spidrkit.errors import EXIT_DIVERGED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,9 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.lm.trainer import train
+    from spidrkit.lm.trainer import LMDiverged, train
 
-    summary = train(args.units, args.run_dir, args.config, args.overrides, args.valid,
-                    progress=not args.no_progress, force=args.force)
+    try:
+        summary = train(args.units, args.run_dir, args.config, args.overrides, args.valid,
+                        progress=not args.no_progress, force=args.force)
+    except LMDiverged as e:
+        print(f"spidrkit lm: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_DIVERGED
     print(json.dumps(summary))
     return 0

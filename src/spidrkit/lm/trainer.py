@@ -55,6 +55,11 @@ from spidrkit.runtime import (
 CHECKPOINTS = "checkpoints"
 
 
+class LMDiverged(RuntimeError):
+    """The training loss became NaN or infinite (``spidrkit lm train`` exits 3; the newest checkpoint
+    is intact)."""
+
+
 def lr_at(o: LMOptimConfig, step: int, max_steps: int) -> float:
     """The learning rate of update ``step`` (0-based): linear warm-up to ``o.lr`` over ``o.warmup_steps``,
     then constant, or a linear / cosine decay to ``o.final_lr_scale * o.lr`` at ``max_steps``."""
@@ -245,7 +250,11 @@ class _Run:
         tokens = int(sums["tokens"])
         self.tokens_seen += tokens
         elapsed = max(time.perf_counter() - started, 1e-9)
-        self._log({"split": "train", "step": self.step, "loss": float(sums["loss"]) / max(tokens, 1),
+        loss = float(sums["loss"]) / max(tokens, 1)
+        if not math.isfinite(loss):
+            raise LMDiverged(f"{self.run_dir}: the training loss is {loss} at update {self.step}; lower optim.lr "
+                             "or raise optim.warmup_steps and train again in a new --run-dir")
+        self._log({"split": "train", "step": self.step, "loss": loss,
                    "lr": lr_at(self.cfg.optim, self.step - 1, self.cfg.train.max_steps), "tokens": self.tokens_seen,
                    "tokens_per_s": tokens / elapsed})
         self.window_loss, self.window_tokens = 0.0, 0
