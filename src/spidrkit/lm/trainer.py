@@ -272,10 +272,12 @@ class _Run:
                     self._log_train(started)
                     started = time.perf_counter()
                 end = self.step == t.max_steps
+                paused = time.perf_counter()  # validation and checkpoints do not count in tokens/s
                 if self.step > self.valid_step and (end or (t.valid_every and self.step % t.valid_every == 0)):
                     self._validate()
                 if end or (self.step and self.step % t.checkpoint_every == 0):
                     self._write_checkpoint()
+                started += time.perf_counter() - paused
                 if end:
                     break
                 self._update()
