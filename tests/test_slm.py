@@ -19,8 +19,7 @@ from transformers import OPTConfig, OPTForCausalLM
 from spidrkit.checkpoints import save_spidrkit
 from spidrkit.cli import main
 from spidrkit.config import load_config
-from spidrkit.evaluation import slm_cli
-from spidrkit.evaluation.slm import SlmUnitsError, load_lm_dir, parse_units
+from spidrkit.evaluation.slm import SlmUnitsError, parse_units
 from spidrkit.evaluation.slm_bench import BenchmarkError, read_benchmark
 from spidrkit.evaluation.slm_rules import bootstrap, frequency_band, pair_scores, summarize
 from spidrkit.extraction.kmeans import KMeansModel
@@ -280,8 +279,8 @@ def models(tmp_path_factory):
     encoder = save_spidrkit(root / "spidr.pt", cfg, SpidR(cfg.model).state_dict())
     vocab = UnitVocab(16)
     run = root / "lm"
-    tiny_opt(vocab, context=256, seed=2).save_pretrained(run / "best")
-    vocab.save(run)
+    tiny_opt(vocab, context=256, seed=2).save_pretrained(run / "best")  # a unit LM run folder's best/ model
+    vocab.save(run / "best")
     centroids = KMeansModel(torch.randn(16, 64), {"layer": 6}).save(root / "C.npy")
     return {"encoder": encoder, "lm": run, "centroids": centroids}
 
@@ -292,7 +291,6 @@ def audio(i: int) -> np.ndarray:
 
 
 def test_evaluate_slm_end_to_end(models, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(slm_cli, "load_unit_lm", load_lm_dir)  # spidrkit.lm.load may not exist yet
     bench = tmp_path / "bench"
     lexical = LEXICAL
     write_split(bench / "lexical" / "dev", lexical, names_of(lexical), audio)

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kmeans": ("spidrkit.cli.kmeans", "fit or apply k-means on extracted features"),
     "units": ("spidrkit.cli.units", "export units for other toolkits (fairseq .km + .tsv + dict.km.txt)"),
     "evaluate": ("spidrkit.cli.evaluate", "ABX, PNMI, word MAP, layer sweeps and plots"),
+    "lm": ("spidrkit.cli.lm", "train a unit language model (OPT) on extracted units"),
     "config": ("spidrkit.cli.config", "print a resolved config (preset or file, variant, overrides) as TOML"),
 }
 

@@ -81,7 +81,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")
 
 
-def _build_section(cls: type, values: dict[str, Any], section: str, base: Any) -> Any:
+def build_section(cls: type, values: dict[str, Any], section: str, base: Any) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     changes = {}
@@ -102,7 +102,7 @@ def _apply_sections(data: dict[str, Any], base: Config) -> Config:
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] must be a table of keys, got {values!r}")
         cls = typing.get_type_hints(Config)[section]
-        changes[section] = _build_section(cls, values, section, getattr(base, section))
+        changes[section] = build_section(cls, values, section, getattr(base, section))
     return replace(base, **changes)
 
 
@@ -175,7 +175,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
     return _apply_sections(nested, cfg)
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -198,12 +198,12 @@ def load_config(
     (``variant = "dinosr"``) sets the heads and the teacher schedule before the file's own keys.
     """
     if isinstance(source, str) and source in PRESETS:
-        data = _read_toml(preset_path(source))
+        data = read_toml(preset_path(source))
     else:
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"no config file {path} (presets: {', '.join(PRESETS)})")
-        data = _read_toml(path)
+        data = read_toml(path)
     cfg, tables = _from_file_data(data)
     rest = []
     for text in overrides:  # ``--set variant=NAME`` wins over ``--variant`` (the last one given wins)
@@ -225,7 +225,7 @@ def _select_variant(cfg: Config, variant: Any, tables: dict[str, dict[str, Any]]
 def variant_tables(source: str | Path) -> dict[str, dict[str, Any]]:
     """The variant tables of a preset name or TOML file, its parents' included ({} when none)."""
     path = preset_path(source) if isinstance(source, str) and source in PRESETS else Path(source)
-    return _from_file_data(_read_toml(path))[1]
+    return _from_file_data(read_toml(path))[1]
 
 
 def _from_file_data(data: dict[str, Any]) -> tuple[Config, dict[str, dict[str, Any]]]:
@@ -239,7 +239,7 @@ def _from_file_data(data: dict[str, Any]) -> tuple[Config, dict[str, dict[str, A
     if parent is not None:
         if parent not in PRESETS:
             raise ConfigError(f"preset: expected one of {', '.join(PRESETS)}, got {parent!r}")
-        cfg, tables = _from_file_data(_read_toml(preset_path(parent)))
+        cfg, tables = _from_file_data(read_toml(preset_path(parent)))
     else:
         cfg, tables = Config(), {}
     chosen = data.get("variant")

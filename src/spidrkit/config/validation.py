@@ -260,15 +260,17 @@ CROSS_RULES: tuple[CrossRule, ...] = (
 )
 
 
-def check_section(section: str, obj: Any) -> None:
-    """Every field rule, then every cross rule, of one section; :class:`ConfigError` for the first broken."""
-    rules = RULES[section]
+def check_section(section: str, obj: Any, rules: dict[str, dict[str, Rule]] | None = None,
+                  cross_rules: tuple[CrossRule, ...] | None = None) -> None:
+    """Every field rule, then every cross rule, of one section; :class:`ConfigError` for the first broken.
+    ``rules``/``cross_rules``: another config's tables (the unit LM's), else this config's."""
+    section_rules = (RULES if rules is None else rules)[section]
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        rule = rules[f.name]
+        rule = section_rules[f.name]
         if not rule.ok(value):
             raise ConfigError(f"{section}.{f.name}: must be {rule.text()}, got {value!r}")
-    for cross in CROSS_RULES:
+    for cross in CROSS_RULES if cross_rules is None else cross_rules:
         if cross.section == section and (message := cross.check(obj)):
             raise ConfigError(message)
 

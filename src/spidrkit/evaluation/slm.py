@@ -180,17 +180,3 @@ def evaluate_slm(
     }
     report["outputs"] = write_outputs(output, splits, scores, report)
     return report
-
-
-def load_lm_dir(path: str | os.PathLike) -> tuple[Any, UnitVocab, dict[str, Any]]:
-    """A minimal unit-LM reader: ``path/vocab.json`` and ``path/best`` (``save_pretrained``). The run folders
-    of ``spidrkit lm train`` are read by ``spidrkit.lm.load.load_lm``; this is the fallback without it."""
-    from transformers import AutoModelForCausalLM
-
-    path = Path(path)
-    vocab = UnitVocab.load(path)
-    best = path / "best"
-    if not (best / "config.json").is_file():
-        raise InputError(f"{path}: no LM checkpoint at {best} (a unit LM run folder holds best/ and vocab.json)")
-    model = AutoModelForCausalLM.from_pretrained(best).eval()
-    return model, vocab, {"run": str(path), "checkpoint": str(best)}

@@ -40,16 +40,9 @@ def add_slm_parser(sub: Any) -> None:
 
 
 def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
-    """The unit LM of a run folder, ``(model, vocab, info)``: the one place the command reads it (tests
-    replace it). Without ``spidrkit.lm.load`` (LM training), the minimal reader of ``best/`` + ``vocab.json``."""
-    try:
-        from spidrkit.lm.load import load_lm
-    except ModuleNotFoundError as e:
-        if e.name != "spidrkit.lm.load":
-            raise
-        from spidrkit.evaluation.slm import load_lm_dir
+    """The unit LM of a run folder (its ``best/`` model), ``(model, vocab, info)``."""
+    from spidrkit.lm import load_lm
 
-        return load_lm_dir(run)
     return load_lm(run, which="best")
 
 

@@ -1,2 +1,35 @@
 """Spoken language modelling on discrete units: vocabularies, unit language models (``transformers``
-causal LMs), their training and scoring (``docs/design.md``, "Unit language models")."""
+causal LMs), their training and scoring (``docs/design.md``, "Unit language models").
+
+- :mod:`~spidrkit.lm.vocab`: the token vocabulary (:class:`UnitVocab`: pad, bos, eos, de-duplication);
+- :mod:`~spidrkit.lm.config`: the LM's config (:class:`LMConfig`, presets ``opt125m`` and ``tiny``,
+  :func:`load_lm_config`);
+- :mod:`~spidrkit.lm.data`: unit files in (``extract``'s text/JSONL, fairseq ``.km``), batches out;
+- :mod:`~spidrkit.lm.model`: the OPT model, its folders, :func:`load_lm`;
+- :mod:`~spidrkit.lm.trainer`: :func:`train` (``spidrkit lm train``).
+
+The names below are imported on first use (``transformers`` is heavy).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "UnitVocab": "spidrkit.lm.vocab",
+    "LMConfig": "spidrkit.lm.config",
+    "load_lm_config": "spidrkit.lm.config",
+    "LM_PRESETS": "spidrkit.lm.config",
+    "load_lm": "spidrkit.lm.model",
+    "LMError": "spidrkit.lm.model",
+    "train": "spidrkit.lm.trainer",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'spidrkit.lm' has no attribute {name!r}")

@@ -1,0 +1,178 @@
+"""The unit LM's config: frozen dataclasses, presets from TOML, ``section.key=value`` overrides.
+
+Built with the machinery of :mod:`spidrkit.config` (its TOML reader, its typed section builder, its
+override parser and its rule classes), so errors read the same: ``optim.lr: must be a finite number > 0,
+got -1.0``. Presets live in ``spidrkit/configs/lm_<name>.toml``: ``opt125m`` (the paper's recipe) and
+``tiny`` (a CPU-sized LM). A TOML file may start with ``preset = "tiny"`` to build on a preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from spidrkit.config.errors import ConfigError
+from spidrkit.config.reading import build_section, parse_override, preset_path, read_toml
+from spidrkit.config.validation import MAX_SEED, Choice, CrossRule, Free, Integer, Number, Rule, check_section
+from spidrkit.config.writing import toml_value
+
+LM_PRESETS = ("opt125m", "tiny")
+PROBABILITY = Number(0.0, 1.0, hi_open=True)
+
+
+@dataclass(frozen=True)
+class LMModelConfig:
+    """The OPT decoder (``transformers.OPTConfig``): OPT-125M's dimensions by default."""
+
+    num_layers: int = 12
+    dim: int = 768
+    num_heads: int = 12
+    ffn_dim: int = 3072
+    context: int = 2048  # tokens per sequence (OPT's max_position_embeddings)
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_section("model", self, LM_RULES, LM_CROSS_RULES)
+
+
+@dataclass(frozen=True)
+class LMDataConfig:
+    """The units: their number ``k`` (0 = from the units file's sidecar, else max unit + 1), de-duplication,
+    the held-out fraction of utterances when no ``--valid`` file is given, how sequences fill a batch."""
+
+    k: int = 0
+    dedup: bool = True
+    valid_fraction: float = 0.01
+    batching: str = "pad"  # "pad": one utterance per row; "pack": utterances concatenated, rows cut at context
+
+    def __post_init__(self) -> None:
+        check_section("lm", self, LM_RULES, LM_CROSS_RULES)
+
+
+@dataclass(frozen=True)
+class LMOptimConfig:
+    """AdamW, linear warm-up then a decay to ``final_lr_scale * lr`` at ``train.max_steps``, gradient
+    clipping: OPT-125M's published values by default (docs/design.md, "Unit language models")."""
+
+    lr: float = 6e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    clip_norm: float = 1.0
+    warmup_steps: int = 2000
+    schedule: str = "linear"  # "linear", "cosine" or "constant" after the warm-up
+    final_lr_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_section("optim", self, LM_RULES, LM_CROSS_RULES)
+
+
+@dataclass(frozen=True)
+class LMTrainConfig:
+    batch_size: int = 16  # sequences per micro-batch and process
+    grad_accum: int = 4
+    max_steps: int = 100_000
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # "auto": bf16 autocast on a GPU, fp32 on the CPU
+    compile: bool = True  # torch.compile, on a GPU only
+    log_every: int = 100
+    valid_every: int = 1000  # 0 = validate only at the end
+    valid_batches: int = 0  # 0 = the whole validation set
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        check_section("train", self, LM_RULES, LM_CROSS_RULES)
+
+
+LM_RULES: dict[str, dict[str, Rule]] = {
+    "model": {"num_layers": Integer(1), "dim": Integer(1), "num_heads": Integer(1), "ffn_dim": Integer(1),
+              "context": Integer(2), "dropout": PROBABILITY, "attention_dropout": PROBABILITY},
+    "lm": {"k": Integer(0), "dedup": Free(), "valid_fraction": PROBABILITY, "batching": Choice(("pad", "pack"))},
+    "optim": {"lr": Number(0.0, lo_open=True), "betas": Free(), "eps": Number(0.0, lo_open=True),
+              "weight_decay": Number(0.0), "clip_norm": Number(0.0), "warmup_steps": Integer(0),
+              "schedule": Choice(("linear", "cosine", "constant")), "final_lr_scale": Number(0.0, 1.0)},
+    "train": {"batch_size": Integer(1), "grad_accum": Integer(1), "max_steps": Integer(1),
+              "seed": Integer(0, MAX_SEED), "device": Choice(("auto", "cpu", "cuda")),
+              "precision": Choice(("auto", "bf16", "fp32")), "compile": Free(), "log_every": Integer(1),
+              "valid_every": Integer(0), "valid_batches": Integer(0), "checkpoint_every": Integer(1),
+              "keep_checkpoints": Integer(1)},
+}
+LM_CROSS_RULES: tuple[CrossRule, ...] = (
+    CrossRule("lm_dim_by_heads", "model", lambda m: None if m.dim % m.num_heads == 0 else (
+        f"model.num_heads: must divide model.dim ({m.dim}), got {m.num_heads}")),
+    CrossRule("lm_betas", "optim", lambda o: None if all(PROBABILITY.ok(b) for b in o.betas) else (
+        f"optim.betas: must be two numbers in [0, 1), got {list(o.betas)}")),
+)
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    model: LMModelConfig = field(default_factory=LMModelConfig)
+    lm: LMDataConfig = field(default_factory=LMDataConfig)
+    optim: LMOptimConfig = field(default_factory=LMOptimConfig)
+    train: LMTrainConfig = field(default_factory=LMTrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {f.name: {k: (list(v) if isinstance(v, tuple) else v)
+                         for k, v in dataclasses.asdict(getattr(self, f.name)).items()}
+                for f in dataclasses.fields(self)}
+
+    def to_toml(self) -> str:
+        lines: list[str] = []
+        for section, values in self.to_dict().items():
+            lines.append(f"{chr(10) if lines else ''}[{section}]")
+            lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
+        return "\n".join(lines) + "\n"
+
+
+LM_SECTIONS = tuple(f.name for f in dataclasses.fields(LMConfig))
+
+
+def lm_config_from_dict(data: dict[str, Any], base: LMConfig | None = None) -> LMConfig:
+    """``data`` (sections of keys, as read from TOML) on top of ``base`` (defaults: OPT-125M's)."""
+    cfg = base or LMConfig()
+    hints = typing.get_type_hints(LMConfig)
+    changes = {}
+    for section, values in data.items():
+        if section not in LM_SECTIONS:
+            raise ConfigError(f"unknown section '{section}'; known sections of a unit LM config: "
+                              f"{', '.join(LM_SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table of keys, got {values!r}")
+        changes[section] = build_section(hints[section], values, section, getattr(cfg, section))
+    return replace(cfg, **changes)
+
+
+def _from_file(data: dict[str, Any]) -> LMConfig:
+    data = dict(data)
+    parent = data.pop("preset", None)
+    if parent is not None and parent not in LM_PRESETS:
+        raise ConfigError(f"preset: expected one of {', '.join(LM_PRESETS)}, got {parent!r}")
+    base = _from_file(read_toml(preset_path(f"lm_{parent}"))) if parent else LMConfig()
+    return lm_config_from_dict(data, base)
+
+
+def load_lm_config(source: str | Path = "opt125m", overrides: list[str] | tuple[str, ...] = ()) -> LMConfig:
+    """A preset name (``opt125m``, ``tiny``) or a TOML file, then ``section.key=value`` overrides."""
+    if isinstance(source, str) and source in LM_PRESETS:
+        data = read_toml(preset_path(f"lm_{source}"))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"no unit LM config file {path} (presets: {', '.join(LM_PRESETS)})")
+        data = read_toml(path)
+    cfg = _from_file(data)
+    nested: dict[str, dict[str, Any]] = {}
+    for text in overrides:
+        key, value = parse_override(text)
+        parts = key.split(".")
+        if len(parts) != 2:
+            raise ConfigError(f"override key {key!r} must be section.key (e.g. optim.lr)")
+        nested.setdefault(parts[0], {})[parts[1]] = value
+    return lm_config_from_dict(nested, cfg)

@@ -1,0 +1,100 @@
+"""The unit LM itself: a ``transformers`` OPT causal LM sized by :class:`~spidrkit.lm.config.LMModelConfig`,
+saved as a model folder (``save_pretrained``: ``config.json``, ``model.safetensors``) with the vocabulary
+(``vocab.json``) and a sidecar (``spidrkit.json``: step, validation loss), and loaded back by
+:func:`load_lm`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import OPTConfig, OPTForCausalLM
+from transformers.utils import logging as hf_logging
+
+from spidrkit.errors import InputError
+from spidrkit.io import fsync_dir, read_sidecar, write_sidecar
+from spidrkit.lm.config import LMModelConfig
+from spidrkit.lm.vocab import BOS, EOS, PAD, UnitVocab
+
+WHICH = ("best", "last")
+
+
+class LMError(InputError):
+    """A unit LM run folder or model folder that cannot be read as asked."""
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No progress bars of ``transformers`` while a small model folder is written or read."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def build_model(m: LMModelConfig, vocab: UnitVocab) -> OPTForCausalLM:
+    """A randomly initialised OPT decoder over ``vocab.size`` tokens (pre-LayerNorm, ReLU, tied embeddings,
+    learned positions: OPT-125M's architecture at these dimensions)."""
+    config = OPTConfig(
+        vocab_size=vocab.size, hidden_size=m.dim, num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads,
+        ffn_dim=m.ffn_dim, max_position_embeddings=m.context, word_embed_proj_dim=m.dim, dropout=m.dropout,
+        attention_dropout=m.attention_dropout, activation_dropout=0.0, layerdrop=0.0, do_layer_norm_before=True,
+        activation_function="relu", pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+        tie_word_embeddings=True,
+    )
+    return OPTForCausalLM(config)
+
+
+def save_model_dir(model: OPTForCausalLM, vocab: UnitVocab, folder: str | os.PathLike, **info: Any) -> Path:
+    """Write ``folder`` as a whole: into a temporary sibling first, then renamed over the old one (a crash
+    leaves the old folder or the new one under the final name, and at worst a ``.old`` sibling)."""
+    folder = Path(folder)
+    tmp, old = folder.with_name(f".{folder.name}.tmp"), folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with _quiet_transformers():
+        model.save_pretrained(tmp, safe_serialization=True)
+    vocab.save(tmp)
+    write_sidecar(tmp, kind="unit-lm", **info)
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    fsync_dir(folder.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def load_lm(run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu",
+            ) -> tuple[OPTForCausalLM, UnitVocab, dict[str, Any]]:
+    """``(model, vocab, info)`` of a unit LM run folder: its ``best/`` (lowest validation loss) or
+    ``last/`` model, in eval mode on ``device``; ``run_dir`` may also be a model folder itself. ``info``:
+    the model folder's sidecar (``step``, ``valid_loss``, ``k``...) plus ``which`` and ``path``."""
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").is_file() and (run_dir / "vocab.json").is_file():
+        folder = run_dir
+    else:
+        if which not in WHICH:
+            raise LMError(f"which: expected one of {', '.join(WHICH)}, got {which!r}")
+        folder = run_dir / which
+    if not (folder / "config.json").is_file():
+        hint = ("that run had no validation data; load which='last'" if which == "best" and
+                (run_dir / "last").is_dir() else "train one with `spidrkit lm train UNITS --run-dir DIR`")
+        raise LMError(f"{folder}: no unit LM model folder here ({hint})")
+    vocab = UnitVocab.load(folder)
+    with _quiet_transformers():
+        model = OPTForCausalLM.from_pretrained(folder).to(device).eval()
+    if model.config.vocab_size != vocab.size:
+        raise LMError(f"{folder}: the model has {model.config.vocab_size} tokens, vocab.json {vocab.size}")
+    try:
+        info = read_sidecar(folder)
+    except (FileNotFoundError, ValueError):
+        info = {}
+    return model, vocab, {**info, "which": folder.name, "path": str(folder)}
