@@ -25,9 +25,6 @@ by ``max_memory_gb`` whatever the corpus size (see :mod:`~spidrkit.evaluation.la
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import importlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +50,7 @@ from spidrkit.evaluation.evalset import (
 )
 from spidrkit.evaluation.features import baseline_outputs, codebook_layers, layer_groups, random_like
 from spidrkit.evaluation.figures import Figure
-from spidrkit.evaluation.layers import KMeansPlan, LayerPlan, ModelSweep, Progress, sweep_layers
+from spidrkit.evaluation.layers import KMeansPlan, LayerPlan, ModelSweep, Progress, sweep_layers, threads_like_torch
 from spidrkit.evaluation.perplexity import perplexity_note, plot_runs_perplexity, run_layers
 from spidrkit.evaluation.report import best_layer_by_abx, sweep_results, write_sweep_report
 from spidrkit.evaluation.result import SweepResult
@@ -79,27 +76,6 @@ DEFAULT_KMEANS_MAX_FRAMES = 50_000
 PLOT_NAMES = {"layers": "layers.png", "phone_given_code": "phone_given_code.png", "tsne": "tsne.png",
               "perplexity": "perplexity.png"}
 MODEL_LABELS = {"spidr": "SpidR", "dinosr": "DinoSR"}
-
-
-def threads_like_torch(fn):
-    """Run ``fn`` with every OpenMP / BLAS pool (scikit-learn's t-SNE and k-means, faiss, numpy) limited to
-    torch's thread count. Each library ships its own OpenMP runtime; left alone, their pools add up to more
-    threads than cores (e.g. under ``pytest -n 2``, where each worker runs torch on one thread), and their
-    spinning barriers then slow t-SNE or k-means down tens of times. One knob, ``torch.set_num_threads``,
-    governs them all."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from threadpoolctl import threadpool_limits
-
-        # load the runtimes now: threadpoolctl limits only the libraries already loaded
-        for name in ("sklearn.manifold", "sklearn.cluster", "faiss"):
-            with contextlib.suppress(ImportError):
-                importlib.import_module(name)
-        with threadpool_limits(limits=torch.get_num_threads()):
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 # ------------------------------------------------------------------------------------------- options
