@@ -35,9 +35,10 @@ BYTES_PER_VALUE = 4  # float32 features
 
 
 def threads_like_torch(fn):
-    """Run ``fn`` with every OpenMP / BLAS pool (scikit-learn's t-SNE and k-means, faiss, numpy) limited to
-    torch's thread count. Each library ships its own OpenMP runtime; left alone, their pools add up to more
-    threads than cores (the probes' logistic regressions too; e.g. under ``pytest -n 2``, where each worker runs torch on one thread), and their
+    """Run ``fn`` with every OpenMP / BLAS pool (scikit-learn's t-SNE, k-means and the probes' logistic
+    regressions, faiss, numpy) limited to torch's thread count. Each library ships its own OpenMP runtime;
+    left alone, their pools add up to more threads than cores (e.g. under ``pytest -n 2``, where each worker
+    runs torch on one thread), and their
     spinning barriers then slow t-SNE or k-means down tens of times. One knob, ``torch.set_num_threads``,
     governs them all."""
 

@@ -341,3 +341,25 @@ def probe(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         json_path, md_path = write_report(out_dir, results, title=f"linear probes: {model_info.model_id}")
         results["outputs"] = {"report_json": json_path, "report_md": md_path}
     return results
+
+
+def add_probe_columns(model, corpus_dir: str | os.PathLike, layers: Sequence[int], *, rows: dict[int, dict],
+                      baseline_rows: dict[str, dict], random_rows: dict[int, dict], max_files: int | None,
+                      seed: int, max_memory_gb: float, progress: bool) -> dict[str, Any]:
+    """The sweep's probe columns: added in place to the rows of its layers, of its signal-processing / noise
+    baselines (``baseline_rows`` named ``mfcc``, ``log_mel``, ``noise``) and of its random-weights layers
+    (``random_rows``, when given); returns the ``info`` entry that says what they rest on."""
+    from spidrkit.evaluation.features import random_like
+
+    options = {"C": PROBE_C, "max_train_frames": MAX_TRAIN_FRAMES, "n_boot": BOOTSTRAP, "seed": seed}
+    pset = load_probe_set(corpus_dir, model, max_files=max_files, seed=seed)
+    for layer, row in probe_layers(model, pset, layers, max_memory_gb=max_memory_gb, progress=progress,
+                                   **options).items():
+        rows[layer].update(row)
+    for kind in [k for k in baseline_rows if k in ("mfcc", "log_mel", "noise")]:
+        baseline_rows[kind].update(probe_baseline(kind, model, pset, progress=progress, **options))
+    if random_rows:
+        for layer, row in probe_layers(random_like(model, seed), pset, list(random_rows),
+                                       max_memory_gb=max_memory_gb, progress=progress, **options).items():
+            random_rows[layer].update(row)  # the baseline row "random init (Lk)" is one of these dicts
+    return probe_info(pset, **options)

@@ -52,6 +52,7 @@ from spidrkit.evaluation.features import baseline_outputs, codebook_layers, laye
 from spidrkit.evaluation.figures import Figure
 from spidrkit.evaluation.layers import KMeansPlan, LayerPlan, ModelSweep, Progress, sweep_layers, threads_like_torch
 from spidrkit.evaluation.perplexity import perplexity_note, plot_runs_perplexity, run_layers
+from spidrkit.evaluation.probe import add_probe_columns
 from spidrkit.evaluation.report import best_layer_by_abx, sweep_results, write_sweep_report
 from spidrkit.evaluation.result import SweepResult
 from spidrkit.evaluation.tsne import tsne_per_phone
@@ -224,6 +225,8 @@ def sweep(
     tsne_points: int = 1000,
     progress: bool = True,
     notes: Sequence[str] = (),
+    probe: bool = False,
+    label: str | Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate every layer of ``model`` on the ``splits`` of ``corpus_dir``; write the report and figures.
 
@@ -250,11 +253,22 @@ def sweep(
     :param max_memory_gb: bound on the features held in memory at once.
     :param tsne_points: about this many phone instances in the t-SNE figure (0: no figure); the paper's 10
         per speaker and phone, fewer when that would exceed it (t-SNE time grows quickly with the points).
+    :param probe: also the linear phone and speaker probes (:mod:`~spidrkit.evaluation.probe`) of every layer
+        and baseline: columns ``probe_acc``, ``probe_per``, ``speaker_acc`` (intervals ``*_ci`` in the JSON)
+        and a panel of the layers figure. Needs the corpus' ``train`` (or ``dev``) and ``heldout`` splits.
+    :param label: the model's name in tables and figures (default: from its provenance, e.g. SpidR).
+    :param model: also a list of models (a multi-model report, :func:`sweep_models`; ``label`` then a list).
     :returns: the results as written in ``report.json["results"]`` (:func:`~spidrkit.evaluation.report.
         sweep_results` of the :class:`SweepResult`: ``info``, ``layers``, ``baselines``, ``units``,
         ``best_layer``, ``timings_s``...), plus ``outputs``: the paths written (each figure as a path-like
         :class:`~spidrkit.evaluation.figures.Figure`, which also holds the data it draws).
     """
+    if isinstance(model, list | tuple):
+        return sweep_models(model, corpus_dir, out_dir, labels=label, splits=splits, layers=layers,
+                            kmeans_k=kmeans_k, kmeans_max_frames=kmeans_max_frames, baselines=baselines,
+                            posteriors=posteriors, max_files=max_files, device=device, metrics_jsonl=metrics_jsonl,
+                            run_labels=run_labels, title=title, seed=seed, max_memory_gb=max_memory_gb,
+                            tsne_points=tsne_points, progress=progress, notes=notes, probe=probe)
     watch = Stopwatch()
     with watch("total"):
         out = Path(out_dir)
@@ -270,7 +284,7 @@ def sweep(
         with watch("load_corpus"):
             evalset = load_eval_set(corpus_dir, splits, out / "eval", max_files)
             kmeans_entries = train_subset(corpus_dir, model, kmeans_max_frames, seed) if kmeans_k else []
-        label = MODEL_LABELS.get(model_info.variant, model_info.variant)
+        label = label or MODEL_LABELS.get(model_info.variant, model_info.variant)
         cb_layers = [la for la in layers if la in codebook_layers(model)]
         feature_kinds = [b for b in baselines if b in FEATURE_BASELINES]
 
@@ -296,6 +310,14 @@ def sweep(
                 best_random = best_layer_by_abx({str(k): v for k, v in random_layers.items()})
                 best_random_layer = int(best_random[0]) if best_random else layers[0]
                 baseline_rows[f"random init (L{best_random_layer})"] = random_layers[best_random_layer]
+            probe_info = {}
+            if probe:
+                bar.set_postfix_str("linear probes")
+                with watch("probe"):
+                    probe_info = add_probe_columns(model, corpus_dir, layers, rows=main.layers,
+                                                   baseline_rows=baseline_rows, random_rows=random_layers,
+                                                   max_files=max_files, progress=progress, seed=seed,
+                                                   max_memory_gb=max_memory_gb)
 
             best = best_layer_by_abx({str(k): v for k, v in main.layers.items()})
             best_layer = int(best[0]) if best else None
@@ -313,6 +335,7 @@ def sweep(
                      kmeans_max_frames=kmeans_max_frames, kmeans_files=len(kmeans_entries), corpus_dir=corpus_dir,
                      splits=splits, max_files=max_files, device=device, seed=seed)
         info.update(main.abx_counts)
+        info.update(probe_info)
         notes += [w for w in (few_cells_warning(k[4:-6], n, main.abx_counts[k[:-6] + "_triplets"])
                               for k, n in main.abx_counts.items() if k.endswith("_cells") and n) if w]
     result = SweepResult(
@@ -327,3 +350,50 @@ def sweep(
     outputs = {"report_json": json_path, "report_md": md_path, "eval": evalset.root, **result.figures}
     return {**sweep_results(result), "outputs": outputs}
 
+
+
+def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                 labels: Sequence[str | None] | None = None, title: str | None = None,
+                 device: str = "cpu", **options) -> dict[str, Any]:
+    """Several models side by side (the paper's Figure 7): each of ``models`` (anything :func:`sweep` takes)
+    swept with the same ``options`` on the same evaluation set into ``OUT/models/LABEL/`` (its own complete
+    single-model report), and ONE report in ``OUT``: ``results`` = ``{"info", "models": {label: that model's
+    results + "report" (its report.md, relative)}, "comparison": {"tables": {metric: {layer: {label: value}}},
+    "baselines": {metric: {name: value}}}}`` (:func:`~spidrkit.evaluation.report.compare_models`), a table
+    and a figure ``METRIC.png`` per metric, one curve per model against the layer number. ``labels``: one per
+    model (``None`` entries, or none at all: from the provenance, e.g. SpidR), made unique.
+    """
+    from spidrkit.evaluation.report import COMPARISON_METRICS, compare_models, render_comparison, write_report
+
+    models = list(models)
+    labels = [None] * len(models) if labels is None else [labels] if isinstance(labels, str) else list(labels)
+    if not models or len(labels) != len(models):
+        raise SweepError(f"{len(models)} models but {len(labels)} labels: give one --label per --model (or none)")
+    out, watch, loaded, names = Path(out_dir), Stopwatch(), [], []
+    for model, label in zip(models, labels):
+        model = _resolve_model(model, device)
+        name = label or MODEL_LABELS.get(model.info.variant, model.info.variant)
+        names.append(name if name not in names else f"{name} {len(names) + 1}")
+        loaded.append(model)
+    results = {}
+    for name, model in zip(names, loaded):
+        folder = out / "models" / ("".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model")
+        with watch(name):
+            res = sweep(model, corpus_dir, folder, label=name, device=device, **options)
+        res["report"] = os.path.relpath(res.pop("outputs")["report_md"], out)
+        results[name] = res
+    comparison = compare_models(results)
+    figures = {metric: plots.plot_metric_by_layer(
+        metric, table, out / f"{metric}.png", baselines=comparison["baselines"][metric],
+        title=f"{COMPARISON_METRICS[metric]} by layer") for metric, table in comparison["tables"].items()}
+    first = results[names[0]]["info"]
+    info = {"models": names, **{k: first.get(k) for k in ("corpus", "splits", "eval_files", "eval_seconds",
+                                                          "abx_items", "speakers", "words", "probe")
+                                if first.get(k) is not None},
+            "timings_s": watch.rounded()}
+    mismatched = [n for n in names if results[n]["info"].get("eval_files") != first.get("eval_files")]
+    notes = [f"models {mismatched} were evaluated on a different number of files"] if mismatched else []
+    report = {"info": info, "models": results, "comparison": comparison, **({"notes": notes} if notes else {})}
+    json_path, md_path = write_report(out, report, list(figures.values()), render=render_comparison,
+                                      title=title or f"{', '.join(names)}: layer sweeps compared")
+    return {**report, "outputs": {"report_json": json_path, "report_md": md_path, **figures}}
