@@ -352,7 +352,7 @@ def add_probe_columns(model, corpus_dir: str | os.PathLike, layers: Sequence[int
     from spidrkit.evaluation.features import random_like
 
     options = {"C": PROBE_C, "max_train_frames": MAX_TRAIN_FRAMES, "n_boot": BOOTSTRAP, "seed": seed}
-    pset = load_probe_set(corpus_dir, model, max_files=max_files, seed=seed)
+    pset = load_probe_set(corpus_dir, model, max_files=max_files, seed=seed, max_train_frames=MAX_TRAIN_FRAMES)
     for layer, row in probe_layers(model, pset, layers, max_memory_gb=max_memory_gb, progress=progress,
                                    **options).items():
         rows[layer].update(row)

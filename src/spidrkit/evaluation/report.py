@@ -263,3 +263,48 @@ def render_comparison(results: Mapping[str, Any], plots: Sequence[str], title: s
         if metric in figures:
             out += [f"![{metric}]({Path(figures[metric]).as_posix()})", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+# ------------------------------------------------------------------------------------------- console
+def text_table(rows: Mapping[str, Mapping[str, Any]], first: str = "") -> list[str]:
+    """``{name: {metric: value}}`` as aligned plain-text lines (the Markdown table without its marks)."""
+    lines = metrics_table(rows, first=first)
+    cells = [[c.strip().strip("*") for c in line.strip("|").split("|")] for i, line in enumerate(lines) if i != 1]
+    widths = [max(len(r[j]) for r in cells) for j in range(len(cells[0]))]
+    out = []
+    for i, r in enumerate(cells):
+        out.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+def summary_text(results: Mapping[str, Any]) -> str:
+    """What ``spidrkit evaluate sweep`` / ``probe`` print: the tables of a sweep, of a multi-model sweep (one
+    per metric) or of a probe, the best layers, the notes and the report written."""
+    out: list[str] = []
+    if "comparison" in results:
+        comparison = results["comparison"]
+        for metric, table in comparison["tables"].items():
+            rows = {str(la): {**row, **comparison["baselines"][metric]} for la, row in table.items()}
+            out += ["", COMPARISON_METRICS[metric], *text_table(rows, first="layer")]
+        out += [""] + [f"{label}: best layer by mean ABX {res['best_layer']}, report {res['report']}"
+                       for label, res in results["models"].items()]
+    elif "units" in results:  # one model's sweep
+        for key, first in (("layers", "layer"), ("baselines", "baseline"), ("units", "units")):
+            out += ["", *text_table(results[key], first=first)] if results[key] else []
+        best, abx = results["best_layer"], results["best_layer_mean_abx"]
+        out += ["", f"best layer by mean ABX: {best} ({abx:.2f} %)" if best is not None else "no ABX could be computed"]
+    else:  # a probe
+        keys = ("probe_acc", "probe_per", "speaker_acc", "probe_chance")
+        for key, first in (("layers", "layer"), ("baselines", "baseline")):
+            rows = {str(k): {m: r[m] for m in keys} for k, r in results[key].items()}
+            out += ["", *text_table(rows, first=first)] if rows else []
+        best = results["layers"][results["best_layer"]]
+        lo, hi = best["probe_acc_ci"]
+        out += ["", f"best layer by phone accuracy: {results['best_layer']} ({best['probe_acc']:.2f} %, 95 % CI "
+                f"{lo:.2f}-{hi:.2f})"]
+    out += [f"note: {note}" for note in results.get("notes", ())]
+    if results.get("outputs"):
+        out.append(f"-> {results['outputs']['report_md']}")
+    return "\n".join(out).lstrip("\n")

@@ -263,7 +263,7 @@ def sweep(
         ``best_layer``, ``timings_s``...), plus ``outputs``: the paths written (each figure as a path-like
         :class:`~spidrkit.evaluation.figures.Figure`, which also holds the data it draws).
     """
-    if isinstance(model, list | tuple):
+    if isinstance(model, list | tuple) and not isinstance(model, Loaded):  # (a Loaded is a named tuple)
         return sweep_models(model, corpus_dir, out_dir, labels=label, splits=splits, layers=layers,
                             kmeans_k=kmeans_k, kmeans_max_frames=kmeans_max_frames, baselines=baselines,
                             posteriors=posteriors, max_files=max_files, device=device, metrics_jsonl=metrics_jsonl,
