@@ -229,11 +229,11 @@ def test_plot_perplexity(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------- probe, several models
-from test_sweep import checkpoint, corpus, needs_flite  # noqa: E402,F401  (the sweep tests' shared fixtures)
+from test_sweep import checkpoint, corpus, needs_flite  # noqa: E402, F401  (the sweep tests' shared fixtures)
 
 
 @needs_flite
-def test_probe_cli(corpus, checkpoint, tmp_path, capsys):
+def test_probe_cli(corpus, checkpoint, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "probe"
     code, printed, _ = run_cli(["evaluate", "probe", "--model", str(checkpoint), "--corpus", str(corpus),
                                 "--layers", "1,3", "--baselines", "mfcc", "-o", str(out), "--quiet"], capsys)
@@ -247,7 +247,7 @@ def test_probe_cli(corpus, checkpoint, tmp_path, capsys):
 
 
 @needs_flite
-def test_sweep_cli_of_several_models(corpus, checkpoint, tmp_path, capsys):
+def test_sweep_cli_of_several_models(corpus, checkpoint, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "many"
     args = ["evaluate", "sweep", "--model", str(checkpoint), "--model", str(checkpoint), "--corpus", str(corpus),
             "-o", str(out), "--layers", "2", "--baselines", "mfcc", "--max-files", "4", "--tsne-points", "0",

@@ -497,7 +497,8 @@ def compared(corpus, checkpoint, tmp_path_factory) -> tuple[Path, dict, dict]:
                                  progress=False)
             figures = {k: v for k, v in returned["outputs"].items() if k not in ("report_json", "report_md")}
             (out / "figures.pkl").write_bytes(pickle.dumps(figures))
-    return out, json.loads((out / "report.json").read_text())["results"], pickle.loads((out / "figures.pkl").read_bytes())
+    results = json.loads((out / "report.json").read_text())["results"]
+    return out, results, pickle.loads((out / "figures.pkl").read_bytes())
 
 
 @needs_flite
