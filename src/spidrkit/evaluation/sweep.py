@@ -63,7 +63,7 @@ from spidrkit.runtime import Stopwatch
 
 __all__ = ["DEFAULT_KMEANS_MAX_FRAMES", "DEFAULT_SPLITS", "FEATURE_BASELINES", "PLOT_NAMES", "SWEEP_BASELINES",
            "UNIT_METRICS", "EvalSet", "SweepError", "SweepResult", "abx_both", "check_fileids", "layer_groups",
-           "load_eval_set", "plot_runs_perplexity", "spread", "sweep"]
+           "load_eval_set", "plot_runs_perplexity", "spread", "sweep", "sweep_models"]
 
 # baselines of the sweep; "random" is the model's architecture with random weights, "noise" Gaussian features
 SWEEP_BASELINES: dict[str, str] = {
@@ -110,10 +110,6 @@ def _check_options(baselines: Sequence[str], kmeans_k: int | None,
         if not Path(r).is_file():
             raise SweepError(f"no metrics file at {r}")
     return [Path(r) for r in runs]
-
-
-def _plain_number(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else float(x)
 
 
 # ------------------------------------------------------------------------------------------- stages
@@ -186,7 +182,7 @@ def _info(model, model_info, evalset: EvalSet, *, layers, baselines, kmeans_k, k
         "abx": "fastabx, triphones (same context), ZeroSpeech subsampling; angular for features, "
                "one-hot (identical) for units, symmetric KL for posteriors; error rate in %",
         "word_map": "MAP@R over words occurring twice or more, time-averaged features, cosine; in %",
-        "frame_rate_hz": _plain_number(model.frame_rate),
+        "frame_rate_hz": int(model.frame_rate) if float(model.frame_rate).is_integer() else float(model.frame_rate),
         "device": str(device),
         "seed": seed,
         "spidrkit": __version__,
@@ -361,7 +357,8 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
     results + "report" (its report.md, relative)}, "comparison": {"tables": {metric: {layer: {label: value}}},
     "baselines": {metric: {name: value}}}}`` (:func:`~spidrkit.evaluation.report.compare_models`), a table
     and a figure ``METRIC.png`` per metric, one curve per model against the layer number. ``labels``: one per
-    model (``None`` entries, or none at all: from the provenance, e.g. SpidR), made unique.
+    model (``None`` entries, or none at all: from the provenance, e.g. SpidR), made unique. A model without a
+    config (e.g. a wrapped ``transformers`` encoder) gets no random-weights baseline.
     """
     from spidrkit.evaluation.report import COMPARISON_METRICS, compare_models, render_comparison, write_report
 
@@ -379,7 +376,9 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
     for name, model in zip(names, loaded):
         folder = out / "models" / ("".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model")
         with watch(name):
-            res = sweep(model, corpus_dir, folder, label=name, device=device, **options)
+            kept = [b for b in options.get("baselines", ("mfcc", "random"))  # random weights need a config
+                    if b != "random" or getattr(model.model, "cfg", None) is not None]
+            res = sweep(model, corpus_dir, folder, label=name, device=device, **{**options, "baselines": kept})
         res["report"] = os.path.relpath(res.pop("outputs")["report_md"], out)
         results[name] = res
     comparison = compare_models(results)
@@ -391,8 +390,8 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
                                                           "abx_items", "speakers", "words", "probe")
                                 if first.get(k) is not None},
             "timings_s": watch.rounded()}
-    mismatched = [n for n in names if results[n]["info"].get("eval_files") != first.get("eval_files")]
-    notes = [f"models {mismatched} were evaluated on a different number of files"] if mismatched else []
+    notes = [f"{n} was evaluated on {results[n]['info'].get('eval_files')} files" for n in names
+             if results[n]["info"].get("eval_files") != first.get("eval_files")]
     report = {"info": info, "models": results, "comparison": comparison, **({"notes": notes} if notes else {})}
     json_path, md_path = write_report(out, report, list(figures.values()), render=render_comparison,
                                       title=title or f"{', '.join(names)}: layer sweeps compared")
