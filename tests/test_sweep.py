@@ -482,3 +482,80 @@ def test_the_note_of_a_missing_log(tmp_path):
     assert perplexity_note(missing) == (f"no perplexity figure: the run wrote no metrics log ({missing}): it ended "
                                         "before its first logging step")
     assert perplexity_note(write_metrics(missing, [2, 3], 1.0)) is None
+
+
+# ------------------------------------------------------------------------------------------- probe, several models
+@pytest.fixture(scope="module")
+def compared(corpus, checkpoint, tmp_path_factory) -> tuple[Path, dict, dict]:
+    """Two models of different depths (3 and 2 layers) with the probe, in one report."""
+    with built_once(tmp_path_factory, "sweep_compared") as out:
+        if not (out / "report.json").is_file():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                returned = sweep([checkpoint, small_model(2, ("model.num_layers=2",))], corpus, out,
+                                 label=["small", None], probe=True, baselines=("mfcc", "random"), tsne_points=0,
+                                 progress=False)
+            figures = {k: v for k, v in returned["outputs"].items() if k not in ("report_json", "report_md")}
+            (out / "figures.pkl").write_bytes(pickle.dumps(figures))
+    results = json.loads((out / "report.json").read_text())["results"]
+    return out, results, pickle.loads((out / "figures.pkl").read_bytes())
+
+
+@needs_flite
+def test_several_models_nest_one_report_each(compared):
+    out, res, _ = compared
+    assert set(res) == {"info", "models", "comparison"}
+    assert list(res["models"]) == ["small", "SpidR"] and res["info"]["models"] == ["small", "SpidR"]
+    for label, layers in (("small", ["1", "2", "3"]), ("SpidR", ["1", "2"])):
+        nested = res["models"][label]
+        own = json.loads((out / nested["report"]).with_suffix(".json").read_text())["results"]
+        assert {k: v for k, v in nested.items() if k != "report"} == own  # the single-model report, unchanged
+        assert {"info", "layers", "baselines", "units", "best_layer", "timings_s"} <= set(own)
+        assert list(own["layers"]) == layers
+    assert res["models"]["small"]["info"]["eval_files"] == res["models"]["SpidR"]["info"]["eval_files"]
+    md = (out / "report.md").read_text()
+    assert "## phone probe accuracy (%)" in md and "| layer | small | SpidR | *mfcc* |" in md
+
+
+@needs_flite
+def test_comparison_tables_and_figures_are_the_models_numbers(compared):
+    out, res, figures = compared
+    tables, lines = res["comparison"]["tables"], res["comparison"]["baselines"]
+    assert list(tables) == ["abx_within", "abx_across", "map", "probe_acc", "probe_per", "speaker_acc"]
+    for metric, table in tables.items():
+        for label, model in res["models"].items():
+            layers = sorted(int(la) for la in model["layers"])
+            assert {la: table[str(la)][label] for la in layers} == {la: model["layers"][str(la)][metric]
+                                                                   for la in layers}
+            series = figures[metric].panels[0].get(label)
+            assert series.x == tuple(layers)
+            assert series.y == tuple(model["layers"][str(la)][metric] for la in layers)
+            random_row = next(k for k in model["baselines"] if k.startswith("random init"))
+            assert lines[metric][f"{label} {random_row}"] == model["baselines"][random_row][metric]
+        assert lines[metric]["mfcc"] == res["models"]["small"]["baselines"]["mfcc"][metric]
+        assert figures[metric].panels[0].hlines == lines[metric]
+        assert figures[metric].path == out / f"{metric}.png" and figures[metric].path.is_file()
+
+
+@needs_flite
+def test_probe_columns_equal_the_probe(compared, checkpoint, corpus, tmp_path):
+    """The sweep's probe columns are the numbers of ``probe()``; each interval holds its estimate; the layers
+    figure gets a probe panel."""
+    from spidrkit.evaluation.plots import plot_layer_metrics
+    from spidrkit.evaluation.probe import probe
+
+    _, res, _ = compared
+    small = res["models"]["small"]
+    direct = probe(checkpoint, corpus, layers=[2], baselines=("mfcc",), progress=False)
+    for key in ("probe_acc", "probe_acc_ci", "probe_per", "probe_per_ci", "speaker_acc", "speaker_acc_ci"):
+        assert small["layers"]["2"][key] == pytest.approx(direct["layers"][2][key], abs=1e-9), key
+        assert small["baselines"]["mfcc"][key] == pytest.approx(direct["baselines"]["mfcc"][key], abs=1e-9), key
+    for row in [*small["layers"].values(), small["baselines"]["mfcc"]]:
+        for key in ("probe_acc", "probe_per", "speaker_acc"):
+            lo, hi = row[f"{key}_ci"]
+            assert lo <= row[key] <= hi
+    assert "logistic regression (L2, C=1" in small["info"]["probe"]
+    fig = plot_layer_metrics({"small": small["layers"]}, tmp_path / "layers.png", baselines=small["baselines"])
+    probe_panel = fig.panels[2]
+    assert probe_panel.get("small").y == tuple(small["layers"][la]["probe_acc"] for la in ("1", "2", "3"))
+    assert probe_panel.hlines["mfcc"] == small["baselines"]["mfcc"]["probe_acc"]

@@ -1,13 +1,14 @@
 """``spidrkit evaluate``: ABX, unit quality (PNMI...), word MAP, the whole layer sweep, perplexity plots.
 
     spidrkit evaluate abx FEATURES ITEM [--speaker within|across|both] [--distance angular|kl_symmetric|identical]
-                                        [--units] [--context within|any] [-o OUT.json]
-                          (each score is printed with the cells and triplets it rests on; below 50 cells,
-                          a warning on stderr: the number is not reliable)
+                                        [--units] [--context within|any] [-o OUT.json]  (with its cells and
+                          triplets; below 50 cells, a warning: the number is not reliable)
     spidrkit evaluate units UNITS LABELS [--pairing both|center] [--ignore SIL] [--plot PNG] [-o OUT.json]
     spidrkit evaluate map FEATURES WORDS [--min-occurrences 2] [-o OUT.json]
-    spidrkit evaluate sweep --model M --corpus DIR -o OUT [--layers 1,2,...] [--kmeans K]
-                            [--baselines mfcc,random] [--metrics RUN/metrics.jsonl ...] [--max-files N]
+    spidrkit evaluate sweep --model M [--model M2 ...] [--label NAME ...] --corpus DIR -o OUT [--layers 1,2,...]
+                            [--kmeans K] [--probe] [--baselines mfcc,random] [--metrics RUN/metrics.jsonl ...]
+                            [--max-files N]   (several --model: one report comparing them, see docs/formats.md)
+    spidrkit evaluate probe --model M --corpus DIR [--layers 1,2,...] [--baselines mfcc,random] [-o OUT]
     spidrkit evaluate plot-perplexity RUN1/metrics.jsonl [RUN2/metrics.jsonl] -o PNG [--labels spidr,dinosr]
     spidrkit evaluate slm BENCHMARK --encoder MODEL --units codebook:L|kmeans:FILE --lm RUN [--unnormalized] [-o OUT]
 
@@ -101,12 +102,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        description="Layer sweep on an aligned corpus (spidrkit data synth layout): ABX within/"
                        "across and word MAP per layer, codebook (and k-means) units, baselines, figures; writes "
                        "OUT/report.json and OUT/report.md.")
-    p.add_argument("--model", required=True, help="checkpoint or model directory, a published model "
-                   "(spidr_base, ...), or random:PRESET_OR_TOML (RANDOM weights, for testing only)")
+    p.add_argument("--model", required=True, action="append",
+                   help="checkpoint or model directory, a published model (spidr_base, ...), or "
+                   "random:PRESET_OR_TOML (RANDOM weights, for testing only); repeat it to compare several models")
+    p.add_argument("--label", action="append", default=None, metavar="NAME",
+                   help="name of each --model in tables and figures, in order (default: from its provenance)")
     p.add_argument("--variant", choices=("spidr", "dinosr"), default=None,
                    help="for released checkpoints that do not say it (default: spidr)")
     p.add_argument("--corpus", required=True, metavar="DIR", help="corpus folder (SPLIT.csv, SPLIT.item, ...)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--probe", action="store_true",
+                   help="also the linear phone and speaker probes of every layer (needs train and heldout splits)")
     p.add_argument("--splits", type=_name_list, default=None, metavar="S1,S2",
                    help=f"evaluation splits, merged (default: {','.join(DEFAULT_SPLITS)}, or dev alone when the "
                    "corpus has no held-out voice)")
@@ -128,6 +134,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    p = sub.add_parser("probe", help="linear phone and speaker probes of every layer",
+                       description="Per layer, a logistic regression on the frames: phones (trained on the "
+                       "training voices, scored on the held-out voice: accuracy and PER with bootstrap 95%% "
+                       "intervals) and speakers (the training voices, split by utterance). See "
+                       "spidrkit.evaluation.probe.")
+    p.add_argument("--model", required=True, help="checkpoint or model folder")
+    p.add_argument("--variant", choices=("spidr", "dinosr"), default=None,
+                   help="for released checkpoints that do not say it (default: spidr)")
+    p.add_argument("--corpus", required=True, metavar="DIR", help="corpus folder (train or dev, and heldout)")
+    p.add_argument("-o", "--output", default=None, metavar="OUT", help="also write OUT/report.json and report.md")
+    p.add_argument("--layers", type=_int_list, default=None, metavar="1,2,...", help="1-based (default: all)")
+    p.add_argument("--baselines", type=_name_list, default=["mfcc", "random"], metavar="B1,B2",
+                   help="any of mfcc,log_mel,noise,random, or 'none' (default: mfcc,random)")
+    p.add_argument("--max-files", type=int, default=None, metavar="N", help="at most N test files")
+    p.add_argument("--max-train-frames", type=int, default=None, metavar="N",
+                   help="training frames per layer, at most (default: 20000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsampling, bootstrap and random model")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = sub.add_parser("plot-perplexity", help="codebook and prediction perplexity over training (Figure 2)",
                        description="One line per layer, one line style per run.")
     p.add_argument("runs", nargs="+", metavar="METRICS_JSONL", help="metrics.jsonl of one or more training runs")
@@ -144,17 +170,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------------------------------- output
 def print_table(rows: Mapping[str, Mapping[str, Any]], first: str = "") -> None:
-    """Print ``{name: {metric: value}}`` as an aligned table (scalars only; the report's Markdown table
-    without its bold marks)."""
-    from spidrkit.evaluation.report import metrics_table
+    """Print ``{name: {metric: value}}`` as an aligned table (the report's Markdown table, plain)."""
+    from spidrkit.evaluation.report import text_table
 
-    lines = metrics_table(rows, first=first)
-    cells = [[c.strip().strip("*") for c in line.strip("|").split("|")] for i, line in enumerate(lines) if i != 1]
-    widths = [max(len(r[j]) for r in cells) for j in range(len(cells[0]))]
-    for i, r in enumerate(cells):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print("\n".join(text_table(rows, first=first)))
 
 
 def _write_json(path: str | os.PathLike | None, command: str, inputs: Mapping[str, Any], results: Any) -> None:
@@ -220,42 +239,29 @@ def _frame_rate(args: argparse.Namespace, source: str) -> float:
 
 def _read_units(path: str) -> dict:
     from spidrkit.evaluation.discrete import frame_units
-    from spidrkit.extraction.units import UnitsError
 
     p = _need_file(path, "units file")
     try:
         return frame_units(p)
-    except (UnitsError, ValueError) as e:
+    except ValueError as e:  # a UnitsError too
         raise UserError(f"{p}: {e}") from e
-
-
-def _check_ids(needed, available, what: str, where: str) -> None:
-    from spidrkit.evaluation.errors import SweepError
-    from spidrkit.evaluation.evalset import check_fileids
-
-    try:
-        check_fileids(needed, available, what, where)
-    except SweepError as e:
-        raise UserError(str(e)) from e
 
 
 # ------------------------------------------------------------------------------------------- actions
 def _abx(args: argparse.Namespace) -> int:
-    from spidrkit.data.alignments import AlignmentError, read_item_file
+    from spidrkit.data.alignments import read_item_file
     from spidrkit.evaluation.abx import MIN_ABX_CELLS, abx_both, units_as_indices
+    from spidrkit.evaluation.evalset import check_fileids
 
     item = _need_file(args.item, "item file")
-    try:
-        files = {it.file for it in read_item_file(item)}
-    except AlignmentError as e:
-        raise UserError(str(e)) from e
+    files = {it.file for it in read_item_file(item)}
     if args.units:
         if args.distance not in (None, "identical"):
             raise UserError("--units are compared with the identical distance (one-hot units); drop --distance")
         features, distance, source = units_as_indices(_read_units(args.features)), "identical", "the units file"
     else:
         features, distance, source = _feature_folder(args.features), args.distance or "angular", "the features"
-    _check_ids(files, features, f"the item file {item.name}", f"{source} {args.features}")
+    check_fileids(files, features, f"the item file {item.name}", f"{source} {args.features}")
     speakers = ("within", "across") if args.speaker == "both" else (args.speaker,)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -275,14 +281,11 @@ def _abx(args: argparse.Namespace) -> int:
 
 
 def _units(args: argparse.Namespace) -> int:
-    from spidrkit.data.alignments import AlignmentError, read_frame_labels
+    from spidrkit.data.alignments import read_frame_labels
     from spidrkit.evaluation.unit_metrics import UNIT_METRICS, unit_quality
 
     units = _read_units(args.units)
-    try:
-        labels = read_frame_labels(_need_file(args.labels, "frame labels file"))
-    except AlignmentError as e:
-        raise UserError(str(e)) from e
+    labels = read_frame_labels(_need_file(args.labels, "frame labels file"))
     # utterances without labels are skipped with a warning (unit_quality); none in common is an error
     try:
         quality = unit_quality(units, labels, unit_rate=_frame_rate(args, args.units), pairing=args.pairing,
@@ -303,6 +306,7 @@ def _units(args: argparse.Namespace) -> int:
 
 def _map(args: argparse.Namespace) -> int:
     from spidrkit.data.alignments import count_intervals, read_alignments
+    from spidrkit.evaluation.evalset import check_fileids
     from spidrkit.evaluation.word_map import word_map
 
     features = _feature_folder(args.features)
@@ -310,7 +314,7 @@ def _map(args: argparse.Namespace) -> int:
         words = read_alignments(_need_file(args.words, "word alignment"))
     except ValueError as e:
         raise UserError(str(e)) from e
-    _check_ids(words, features, f"the word alignment {args.words}", f"the features {args.features}")
+    check_fileids(words, features, f"the word alignment {args.words}", f"the features {args.features}")
     try:
         value = word_map(features, words, min_occurrences=args.min_occurrences,
                          frame_rate=_frame_rate(args, args.features), device=args.device, progress=False)
@@ -323,35 +327,47 @@ def _map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_arg(path: str, args: argparse.Namespace) -> Any:
+    """``--model`` as given, or loaded with ``--variant``."""
+    if args.variant is None:
+        return path
+    from spidrkit.checkpoints import load
+
+    return load(path, device=args.device, variant=args.variant)
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from spidrkit.evaluation.sweep import sweep
 
-    model: Any = args.model
-    if args.variant is not None:
-        from spidrkit.checkpoints import load
-
-        model = load(args.model, device=args.device, variant=args.variant)
+    models = [_model_arg(m, args) for m in args.model]
+    if args.label is not None and len(args.label) != len(models):
+        raise UserError(f"{len(models)} --model but {len(args.label)} --label: give one --label per --model")
     baselines = [] if args.baselines == ["none"] else args.baselines
     results = sweep(
-        model, args.corpus, args.output, splits=args.splits, layers=args.layers, kmeans_k=args.kmeans,
-        kmeans_max_frames=args.kmeans_max_frames, baselines=baselines, posteriors=args.posteriors,
-        max_files=args.max_files, device=args.device, metrics_jsonl=args.metrics, run_labels=args.labels,
-        title=args.title, seed=args.seed, max_memory_gb=args.max_memory_gb, tsne_points=args.tsne_points,
-        progress=not args.quiet,
+        models if len(models) > 1 else models[0], args.corpus, args.output, splits=args.splits, layers=args.layers,
+        kmeans_k=args.kmeans, kmeans_max_frames=args.kmeans_max_frames, baselines=baselines,
+        posteriors=args.posteriors, max_files=args.max_files, device=args.device, metrics_jsonl=args.metrics,
+        run_labels=args.labels, title=args.title, seed=args.seed, max_memory_gb=args.max_memory_gb,
+        tsne_points=args.tsne_points, progress=not args.quiet, probe=args.probe,
+        label=args.label if len(models) > 1 else (args.label or [None])[0],
     )
-    print()
-    print_table(results["layers"], first="layer")
-    if results["baselines"]:
-        print()
-        print_table(results["baselines"], first="baseline")
-    if results["units"]:
-        print()
-        print_table(results["units"], first="units")
-    print(f"\nbest layer by mean ABX: {results['best_layer']} ({results['best_layer_mean_abx']:.2f} %)"
-          if results["best_layer"] is not None else "\nno ABX could be computed")
-    for note in results.get("notes", ()):
-        print(f"note: {note}")
-    print(f"-> {results['outputs']['report_md']}")
+    from spidrkit.evaluation.report import summary_text
+
+    print(summary_text(results))
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from spidrkit.evaluation.probe import MAX_TRAIN_FRAMES, probe
+
+    results = probe(_model_arg(args.model, args), args.corpus, args.output, layers=args.layers,
+                    baselines=[] if args.baselines == ["none"] else args.baselines, max_files=args.max_files,
+                    max_train_frames=args.max_train_frames or MAX_TRAIN_FRAMES, seed=args.seed, device=args.device,
+                    progress=not args.quiet)
+
+    from spidrkit.evaluation.report import summary_text
+
+    print(summary_text(results))
     return 0
 
 
@@ -375,19 +391,10 @@ def _slm(args: argparse.Namespace) -> int:
     return run_slm(args)
 
 
-ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "plot-perplexity": _plot_perplexity,
-           "slm": _slm}
+ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "probe": _probe,
+           "plot-perplexity": _plot_perplexity, "slm": _slm}
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.checkpoints import CheckpointError
-    from spidrkit.data.alignments import AlignmentError
-    from spidrkit.data.manifest import ManifestError
-    from spidrkit.evaluation.errors import SweepError
-    from spidrkit.extraction.features_io import FeatureError
-    from spidrkit.extraction.units import UnitsError
-
-    try:
-        return ACTIONS[args.action](args)
-    except (SweepError, CheckpointError, ManifestError, AlignmentError, FeatureError, UnitsError) as e:
-        raise UserError(str(e)) from e
+    # typed errors of the library (SweepError, CheckpointError...) are InputErrors: cli.main prints them, exit 2
+    return ACTIONS[args.action](args)

@@ -10,6 +10,9 @@ split. Memory: the features of a group of layers are held at once, the group as 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,28 @@ from spidrkit.extraction.kmeans import fit_kmeans
 from spidrkit.runtime import Stopwatch
 
 BYTES_PER_VALUE = 4  # float32 features
+
+
+def threads_like_torch(fn):
+    """Run ``fn`` with every OpenMP / BLAS pool (scikit-learn's t-SNE, k-means and the probes' logistic
+    regressions, faiss, numpy) limited to torch's thread count. Each library ships its own OpenMP runtime;
+    left alone, their pools add up to more threads than cores (e.g. under ``pytest -n 2``, where each worker
+    runs torch on one thread), and their
+    spinning barriers then slow t-SNE or k-means down tens of times. One knob, ``torch.set_num_threads``,
+    governs them all."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        # load the runtimes now: threadpoolctl limits only the libraries already loaded
+        for name in ("sklearn.manifold", "sklearn.cluster", "sklearn.linear_model", "faiss"):
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
+        with threadpool_limits(limits=torch.get_num_threads()):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Figures of the evaluation, in the style of the SpidR paper.
 
-- :func:`plot_layer_metrics`: ABX within / across and word MAP by layer, baselines as dashed lines (Fig. 7).
+- :func:`plot_layer_metrics`: ABX within / across, word MAP (and the phone probe's accuracy) by layer,
+  baselines as dashed lines (Fig. 7); :func:`plot_metric_by_layer`: one metric of several models.
 - :func:`plot_phone_given_code`: P(phone | code) heat map, codes sorted by their most likely phone, phones
   grouped by class (Fig. 10).
 - :func:`~spidrkit.evaluation.tsne.plot_tsne`: t-SNE of phone embeddings (Fig. 8).
@@ -24,12 +25,20 @@ from spidrkit.evaluation.phones import CLASS_COLOURS, CLASS_ORDER, base_phone, p
 from spidrkit.evaluation.tsne import phone_embeddings, plot_tsne
 
 __all__ = ["CLASS_ORDER", "Figure", "base_phone", "phone_class", "phone_embeddings", "phone_order",
-           "plot_layer_metrics", "plot_perplexity", "plot_phone_given_code", "plot_runs_perplexity", "plot_tsne",
+           "plot_layer_metrics",
+           "plot_metric_by_layer", "plot_perplexity", "plot_phone_given_code", "plot_runs_perplexity", "plot_tsne",
            "read_perplexities"]
 
 ABX_KEYS = {"abx_within": "within", "abx_across": "across"}
 ABX_LABEL = "ABX error rate (%) ↓"
 MAP_LABEL = "MAP over words (%) ↑"
+PROBE_LABEL = "phone probe accuracy (%) ↑"
+# the panels with one series per model, right of the ABX panel: metric -> y label (probe only when measured)
+SINGLE_PANELS = {"map": MAP_LABEL, "probe_acc": PROBE_LABEL}
+# the multi-model report: one figure per metric
+METRIC_LABELS = {"abx_within": "ABX within speaker (%) ↓", "abx_across": "ABX across speakers (%) ↓",
+                 "map": MAP_LABEL, "probe_acc": PROBE_LABEL, "probe_per": "phone probe PER (%) ↓",
+                 "speaker_acc": "speaker probe accuracy (%)"}
 
 
 # --------------------------------------------------------------------------- layer sweeps (Figure 7)
@@ -42,58 +51,26 @@ def _layer_series(label: str, by_layer: Mapping[Any, Mapping[str, float]], key: 
 
 
 def layer_panels(layer_results: Mapping[str, Mapping[Any, Mapping[str, float]]],
-                 baselines: Mapping[str, Mapping[str, float]] | None = None) -> tuple[Panel, Panel]:
+                 baselines: Mapping[str, Mapping[str, float]] | None = None) -> tuple[Panel, ...]:
     """The data of Figure 7: the ABX panel (series ``"MODEL within"`` / ``"MODEL across"``, baselines as
-    ``"NAME within"`` / ``"NAME across"`` lines) and the MAP panel (series ``"MODEL"``, lines ``"NAME"``)."""
+    ``"NAME within"`` / ``"NAME across"`` lines), the MAP panel (series ``"MODEL"``, lines ``"NAME"``) and,
+    when any layer has a phone probe accuracy, the probe panel (as the MAP panel)."""
     abx = Panel(None, "layer", ABX_LABEL)
-    word_map = Panel(None, "layer", MAP_LABEL)
+    singles = {key: Panel(None, "layer", label) for key, label in SINGLE_PANELS.items()}
     for model, by_layer in layer_results.items():
         abx.series += [s for key, name in ABX_KEYS.items() if (s := _layer_series(f"{model} {name}", by_layer, key))]
-        if s := _layer_series(model, by_layer, "map"):
-            word_map.series.append(s)
+        for key, panel in singles.items():
+            if s := _layer_series(model, by_layer, key):
+                panel.series.append(s)
     for name, metrics in (baselines or {}).items():
         abx.hlines.update({f"{name} {ABX_KEYS[k]}": float(metrics[k]) for k in ABX_KEYS if metrics.get(k) is not None})
-        if metrics.get("map") is not None:
-            word_map.hlines[name] = float(metrics["map"])
-    return abx, word_map
+        for key, panel in singles.items():
+            if metrics.get(key) is not None:
+                panel.hlines[name] = float(metrics[key])
+    return abx, singles["map"], *(p for key, p in singles.items() if key != "map" and (p.series or p.hlines))
 
 
-def plot_layer_metrics(
-    layer_results: Mapping[str, Mapping[int | str, Mapping[str, float]]],
-    out_path: str | os.PathLike,
-    *,
-    baselines: Mapping[str, Mapping[str, float]] | None = None,
-    title: str | None = None,
-    figsize: tuple[float, float] = (11.0, 4.0),
-) -> Figure:
-    """ABX (left: within solid, across dotted) and word MAP (right) by layer, one colour per model.
-
-    ``layer_results``: ``{model: {layer (1-based): {"abx_within": %, "abx_across": %, "map": %}}}``; any
-    metric may be missing. ``baselines``: ``{name: {metric: %}}``, drawn as horizontal dashed lines.
-    """
-    if not layer_results:
-        raise ValueError("no layer results to plot")
-    panels = layer_panels(layer_results, baselines)
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=figsize)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    abx_series = {s.label: s for s in panels[0].series}
-    map_series = {s.label: s for s in panels[1].series}
-    for i, model in enumerate(layer_results):
-        colour = colours[i % len(colours)]
-        for name, style in (("within", "-o"), ("across", ":s")):
-            if s := abx_series.get(f"{model} {name}"):
-                axes[0].plot(s.x, s.y, style, color=colour, label=s.label, markersize=4)
-        if s := map_series.get(model):
-            axes[1].plot(s.x, s.y, "-o", color=colour, label=s.label, markersize=4)
-    grays = ("0.35", "0.55", "0.7", "0.2")
-    for j, name in enumerate(baselines or {}):
-        colour = grays[j % len(grays)]
-        for which, width in (("within", 1.2), ("across", 0.8)):
-            if (y := panels[0].hlines.get(f"{name} {which}")) is not None:
-                axes[0].axhline(y, ls="--", color=colour, lw=width, label=f"{name} {which}")
-        if (y := panels[1].hlines.get(name)) is not None:
-            axes[1].axhline(y, ls="--", color=colour, lw=1.2, label=name)
+def _finish_axes(fig, axes, panels, title: str | None) -> None:
     for ax, panel in zip(axes, panels):
         ax.set_xlabel(panel.xlabel)
         ax.set_ylabel(panel.ylabel)
@@ -104,7 +81,79 @@ def plot_layer_metrics(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+
+
+def plot_layer_metrics(
+    layer_results: Mapping[str, Mapping[int | str, Mapping[str, float]]],
+    out_path: str | os.PathLike,
+    *,
+    baselines: Mapping[str, Mapping[str, float]] | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] = (11.0, 4.0),
+) -> Figure:
+    """ABX (left: within solid, across dotted), word MAP and, when measured, the phone probe accuracy by layer,
+    one colour per model (a third panel widens the figure by half).
+
+    ``layer_results``: ``{model: {layer (1-based): {"abx_within": %, "abx_across": %, "map": %, ...}}}``;
+    any metric may be missing. ``baselines``: ``{name: {metric: %}}``, drawn as horizontal dashed lines.
+    """
+    if not layer_results:
+        raise ValueError("no layer results to plot")
+    panels = layer_panels(layer_results, baselines)
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(figsize[0] * len(panels) / 2, figsize[1]))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    abx_series = {s.label: s for s in panels[0].series}
+    for i, model in enumerate(layer_results):
+        colour = colours[i % len(colours)]
+        for name, style in (("within", "-o"), ("across", ":s")):
+            if s := abx_series.get(f"{model} {name}"):
+                axes[0].plot(s.x, s.y, style, color=colour, label=s.label, markersize=4)
+        for ax, panel in zip(axes[1:], panels[1:]):
+            if s := {s.label: s for s in panel.series}.get(model):
+                ax.plot(s.x, s.y, "-o", color=colour, label=s.label, markersize=4)
+    grays = ("0.35", "0.55", "0.7", "0.2")
+    for j, name in enumerate(baselines or {}):
+        colour = grays[j % len(grays)]
+        for which, width in (("within", 1.2), ("across", 0.8)):
+            if (y := panels[0].hlines.get(f"{name} {which}")) is not None:
+                axes[0].axhline(y, ls="--", color=colour, lw=width, label=f"{name} {which}")
+        for ax, panel in zip(axes[1:], panels[1:]):
+            if (y := panel.hlines.get(name)) is not None:
+                ax.axhline(y, ls="--", color=colour, lw=1.2, label=name)
+    _finish_axes(fig, axes, panels, title)
     return Figure(save_figure(fig, out_path), title, list(panels))
+
+
+def plot_metric_by_layer(
+    metric: str,
+    by_layer: Mapping[int | str, Mapping[str, float]],
+    out_path: str | os.PathLike,
+    *,
+    baselines: Mapping[str, float] | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] = (6.0, 4.0),
+) -> Figure:
+    """One metric of several models (the multi-model report, Figure 7 layout): ``by_layer`` is
+    ``{layer: {model: value}}``; one curve per model against the layer number (models of different depths
+    side by side), ``baselines`` (``{name: value}``) as dashed lines. The panel's series are named by model,
+    its lines by baseline."""
+    models = list(dict.fromkeys(m for row in by_layer.values() for m in row))
+    if not models:
+        raise ValueError(f"no value of {metric} to plot")
+    panel = Panel(title, "layer", METRIC_LABELS.get(metric, metric))
+    panel.series = [s for m in models if (s := _layer_series(m, {la: {"v": r.get(m)} for la, r in by_layer.items()},
+                                                             "v"))]
+    panel.hlines = {name: float(v) for name, v in (baselines or {}).items() if v is not None}
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=figsize)
+    for s in panel.series:
+        ax.plot(s.x, s.y, "-o", label=s.label, markersize=4)
+    grays = ("0.35", "0.55", "0.7", "0.2")
+    for j, (name, y) in enumerate(panel.hlines.items()):
+        ax.axhline(y, ls="--", color=grays[j % len(grays)], lw=1.2, label=name)
+    _finish_axes(fig, [ax], [panel], title)
+    return Figure(save_figure(fig, out_path), title, [panel])
 
 
 # --------------------------------------------------------------------------- P(phone | code) (Figure 10)

@@ -31,8 +31,12 @@ import numpy as np
 from spidrkit.evaluation.result import SweepResult
 from spidrkit.io import json_safe, write_json_atomic, write_sidecar, write_text_atomic
 
-LOWER_IS_BETTER_PREFIXES = ("abx",)
-HIGHER_IS_BETTER = frozenset({"map", "pnmi", "phone_purity", "cluster_purity"})
+LOWER_IS_BETTER_PREFIXES = ("abx", "probe_per")
+HIGHER_IS_BETTER = frozenset({"map", "pnmi", "phone_purity", "cluster_purity", "probe_acc"})
+# the multi-model report: one table (and one figure) per metric, in this order, when measured
+COMPARISON_METRICS = {"abx_within": "ABX within speaker (%)", "abx_across": "ABX across speakers (%)",
+                      "map": "word MAP (%)", "probe_acc": "phone probe accuracy (%)",
+                      "probe_per": "phone probe PER (%)", "speaker_acc": "speaker probe accuracy (%)"}
 FRACTION_KEYS = frozenset({"pnmi", "phone_purity", "cluster_purity"})
 TABLE_KEYS = ("info", "layers", "baselines", "units", "notes")
 
@@ -154,8 +158,10 @@ def write_report(
     results: Mapping[str, Any],
     plots: Sequence[str | os.PathLike] = (),
     title: str = "spidrkit evaluation",
+    render=None,
 ) -> tuple[Path, Path]:
-    """Write ``out_dir/report.json`` and ``out_dir/report.md`` (plots linked relative to ``out_dir``).
+    """Write ``out_dir/report.json`` and ``out_dir/report.md`` (plots linked relative to ``out_dir``; the
+    Markdown by ``render(results, plots, title)``, default :func:`render_markdown`).
 
     Returns the two paths. The Markdown's sidecar records what produced it.
     """
@@ -172,7 +178,7 @@ def write_report(
         "results": json_safe(results),
         "plots": rel,
     })
-    write_text_atomic(md_path, render_markdown(results, rel, title))
+    write_text_atomic(md_path, (render or render_markdown)(results, rel, title))
     write_sidecar(md_path, report_json=json_path.name, title=title)
     return json_path, md_path
 
@@ -201,3 +207,104 @@ def sweep_results(result: SweepResult) -> dict[str, Any]:
 def write_sweep_report(out_dir: str | os.PathLike, result: SweepResult) -> tuple[Path, Path]:
     """``report.json`` and ``report.md`` of a sweep, its figures linked."""
     return write_report(out_dir, sweep_results(result), [f.path for f in result.figures.values()], title=result.title)
+
+
+# ------------------------------------------------------------------------------------------- several models
+def compare_models(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The comparison tables of a multi-model report from each model's sweep ``results`` (by label):
+    ``{"tables": {metric: {layer: {model: value}}}, "baselines": {metric: {name: value}}}`` for each metric
+    of :data:`COMPARISON_METRICS` measured. Baselines: the signal-processing / noise rows of the first model
+    that has them (the same evaluation set and frame rate for all), and each model's random-weights row,
+    named ``"MODEL random init (Lk)"``."""
+    tables: dict[str, dict[int, dict[str, float]]] = {}
+    lines: dict[str, dict[str, float]] = {}
+    for metric in COMPARISON_METRICS:
+        table: dict[int, dict[str, float]] = {}
+        for label, res in results.items():
+            for layer, row in (res.get("layers") or {}).items():
+                if _is_scalar(row.get(metric)):
+                    table.setdefault(int(layer), {})[label] = float(row[metric])
+        if not table:
+            continue
+        tables[metric] = dict(sorted(table.items()))
+        base: dict[str, float] = {}
+        for label, res in results.items():
+            for name, row in (res.get("baselines") or {}).items():
+                if _is_scalar(row.get(metric)):
+                    base.setdefault(f"{label} {name}" if name.startswith("random init") else name, float(row[metric]))
+        lines[metric] = base
+    return {"tables": tables, "baselines": lines}
+
+
+def render_comparison(results: Mapping[str, Any], plots: Sequence[str], title: str) -> str:
+    """The Markdown of a multi-model report: info, each model's best layer and report, then per metric a
+    table (rows: layers; columns: models, then baselines in italics, the same value on every row) and its
+    figure."""
+    out = [f"# {title}", "", *(f"- **{k}**: {v}" for k, v in (results.get("info") or {}).items()), ""]
+    if results.get("notes"):
+        out += ["## Notes", "", *(f"- {note}" for note in results["notes"]), ""]
+    out += ["## Models", "", "| model | layers | best layer (mean ABX) | report |", "|---|---|---|---|"]
+    for label, res in results["models"].items():
+        best = res.get("best_layer")
+        abx = res.get("best_layer_mean_abx")
+        shown = f"{best} ({abx:.2f} %)" if best is not None and abx is not None else "–"
+        out.append(f"| {label} | {len(res.get('layers') or {})} | {shown} | [{res['report']}]({res['report']}) |")
+    out.append("")
+    comparison = results["comparison"]
+    figures = {Path(p).stem: p for p in plots}
+    for metric, table in comparison["tables"].items():
+        base = comparison["baselines"].get(metric, {})
+        rows = {str(layer): {**vals} for layer, vals in table.items()}
+        lines = metrics_table(rows, first="layer")
+        lines[0] = lines[0].rstrip(" |") + "".join(f" | *{n}*" for n in base) + " |"
+        lines[1] += "---|" * len(base)
+        lines[2:] = [line + "".join(f" {_fmt(metric, v)} |" for v in base.values()) for line in lines[2:]]
+        out += [f"## {COMPARISON_METRICS[metric]}", "", *lines, ""]
+        if metric in figures:
+            out += [f"![{metric}]({Path(figures[metric]).as_posix()})", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+# ------------------------------------------------------------------------------------------- console
+def text_table(rows: Mapping[str, Mapping[str, Any]], first: str = "") -> list[str]:
+    """``{name: {metric: value}}`` as aligned plain-text lines (the Markdown table without its marks)."""
+    lines = metrics_table(rows, first=first)
+    cells = [[c.strip().strip("*") for c in line.strip("|").split("|")] for i, line in enumerate(lines) if i != 1]
+    widths = [max(len(r[j]) for r in cells) for j in range(len(cells[0]))]
+    out = []
+    for i, r in enumerate(cells):
+        out.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+def summary_text(results: Mapping[str, Any]) -> str:
+    """What ``spidrkit evaluate sweep`` / ``probe`` print: the tables of a sweep, of a multi-model sweep (one
+    per metric) or of a probe, the best layers, the notes and the report written."""
+    out: list[str] = []
+    if "comparison" in results:
+        comparison = results["comparison"]
+        for metric, table in comparison["tables"].items():
+            rows = {str(la): {**row, **comparison["baselines"][metric]} for la, row in table.items()}
+            out += ["", COMPARISON_METRICS[metric], *text_table(rows, first="layer")]
+        out += [""] + [f"{label}: best layer by mean ABX {res['best_layer']}, report {res['report']}"
+                       for label, res in results["models"].items()]
+    elif "units" in results:  # one model's sweep
+        for key, first in (("layers", "layer"), ("baselines", "baseline"), ("units", "units")):
+            out += ["", *text_table(results[key], first=first)] if results[key] else []
+        best, abx = results["best_layer"], results["best_layer_mean_abx"]
+        out += ["", f"best layer by mean ABX: {best} ({abx:.2f} %)" if best is not None else "no ABX could be computed"]
+    else:  # a probe
+        keys = ("probe_acc", "probe_per", "speaker_acc", "probe_chance")
+        for key, first in (("layers", "layer"), ("baselines", "baseline")):
+            rows = {str(k): {m: r[m] for m in keys} for k, r in results[key].items()}
+            out += ["", *text_table(rows, first=first)] if rows else []
+        best = results["layers"][results["best_layer"]]
+        lo, hi = best["probe_acc_ci"]
+        out += ["", f"best layer by phone accuracy: {results['best_layer']} ({best['probe_acc']:.2f} %, 95 % CI "
+                f"{lo:.2f}-{hi:.2f})"]
+    out += [f"note: {note}" for note in results.get("notes", ())]
+    if results.get("outputs"):
+        out.append(f"-> {results['outputs']['report_md']}")
+    return "\n".join(out).lstrip("\n")

@@ -25,9 +25,6 @@ by ``max_memory_gb`` whatever the corpus size (see :mod:`~spidrkit.evaluation.la
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import importlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,8 +50,9 @@ from spidrkit.evaluation.evalset import (
 )
 from spidrkit.evaluation.features import baseline_outputs, codebook_layers, layer_groups, random_like
 from spidrkit.evaluation.figures import Figure
-from spidrkit.evaluation.layers import KMeansPlan, LayerPlan, ModelSweep, Progress, sweep_layers
+from spidrkit.evaluation.layers import KMeansPlan, LayerPlan, ModelSweep, Progress, sweep_layers, threads_like_torch
 from spidrkit.evaluation.perplexity import perplexity_note, plot_runs_perplexity, run_layers
+from spidrkit.evaluation.probe import add_probe_columns
 from spidrkit.evaluation.report import best_layer_by_abx, sweep_results, write_sweep_report
 from spidrkit.evaluation.result import SweepResult
 from spidrkit.evaluation.tsne import tsne_per_phone
@@ -65,7 +63,7 @@ from spidrkit.runtime import Stopwatch
 
 __all__ = ["DEFAULT_KMEANS_MAX_FRAMES", "DEFAULT_SPLITS", "FEATURE_BASELINES", "PLOT_NAMES", "SWEEP_BASELINES",
            "UNIT_METRICS", "EvalSet", "SweepError", "SweepResult", "abx_both", "check_fileids", "layer_groups",
-           "load_eval_set", "plot_runs_perplexity", "spread", "sweep"]
+           "load_eval_set", "plot_runs_perplexity", "spread", "sweep", "sweep_models"]
 
 # baselines of the sweep; "random" is the model's architecture with random weights, "noise" Gaussian features
 SWEEP_BASELINES: dict[str, str] = {
@@ -79,27 +77,6 @@ DEFAULT_KMEANS_MAX_FRAMES = 50_000
 PLOT_NAMES = {"layers": "layers.png", "phone_given_code": "phone_given_code.png", "tsne": "tsne.png",
               "perplexity": "perplexity.png"}
 MODEL_LABELS = {"spidr": "SpidR", "dinosr": "DinoSR"}
-
-
-def threads_like_torch(fn):
-    """Run ``fn`` with every OpenMP / BLAS pool (scikit-learn's t-SNE and k-means, faiss, numpy) limited to
-    torch's thread count. Each library ships its own OpenMP runtime; left alone, their pools add up to more
-    threads than cores (e.g. under ``pytest -n 2``, where each worker runs torch on one thread), and their
-    spinning barriers then slow t-SNE or k-means down tens of times. One knob, ``torch.set_num_threads``,
-    governs them all."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from threadpoolctl import threadpool_limits
-
-        # load the runtimes now: threadpoolctl limits only the libraries already loaded
-        for name in ("sklearn.manifold", "sklearn.cluster", "faiss"):
-            with contextlib.suppress(ImportError):
-                importlib.import_module(name)
-        with threadpool_limits(limits=torch.get_num_threads()):
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 # ------------------------------------------------------------------------------------------- options
@@ -133,10 +110,6 @@ def _check_options(baselines: Sequence[str], kmeans_k: int | None,
         if not Path(r).is_file():
             raise SweepError(f"no metrics file at {r}")
     return [Path(r) for r in runs]
-
-
-def _plain_number(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else float(x)
 
 
 # ------------------------------------------------------------------------------------------- stages
@@ -209,7 +182,7 @@ def _info(model, model_info, evalset: EvalSet, *, layers, baselines, kmeans_k, k
         "abx": "fastabx, triphones (same context), ZeroSpeech subsampling; angular for features, "
                "one-hot (identical) for units, symmetric KL for posteriors; error rate in %",
         "word_map": "MAP@R over words occurring twice or more, time-averaged features, cosine; in %",
-        "frame_rate_hz": _plain_number(model.frame_rate),
+        "frame_rate_hz": int(model.frame_rate) if float(model.frame_rate).is_integer() else float(model.frame_rate),
         "device": str(device),
         "seed": seed,
         "spidrkit": __version__,
@@ -248,6 +221,8 @@ def sweep(
     tsne_points: int = 1000,
     progress: bool = True,
     notes: Sequence[str] = (),
+    probe: bool = False,
+    label: str | Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate every layer of ``model`` on the ``splits`` of ``corpus_dir``; write the report and figures.
 
@@ -274,11 +249,22 @@ def sweep(
     :param max_memory_gb: bound on the features held in memory at once.
     :param tsne_points: about this many phone instances in the t-SNE figure (0: no figure); the paper's 10
         per speaker and phone, fewer when that would exceed it (t-SNE time grows quickly with the points).
+    :param probe: also the linear phone and speaker probes (:mod:`~spidrkit.evaluation.probe`) of every layer
+        and baseline: columns ``probe_acc``, ``probe_per``, ``speaker_acc`` (intervals ``*_ci`` in the JSON)
+        and a panel of the layers figure. Needs the corpus' ``train`` (or ``dev``) and ``heldout`` splits.
+    :param label: the model's name in tables and figures (default: from its provenance, e.g. SpidR).
+    :param model: also a list of models (a multi-model report, :func:`sweep_models`; ``label`` then a list).
     :returns: the results as written in ``report.json["results"]`` (:func:`~spidrkit.evaluation.report.
         sweep_results` of the :class:`SweepResult`: ``info``, ``layers``, ``baselines``, ``units``,
         ``best_layer``, ``timings_s``...), plus ``outputs``: the paths written (each figure as a path-like
         :class:`~spidrkit.evaluation.figures.Figure`, which also holds the data it draws).
     """
+    if isinstance(model, list | tuple) and not isinstance(model, Loaded):  # (a Loaded is a named tuple)
+        return sweep_models(model, corpus_dir, out_dir, labels=label, splits=splits, layers=layers,
+                            kmeans_k=kmeans_k, kmeans_max_frames=kmeans_max_frames, baselines=baselines,
+                            posteriors=posteriors, max_files=max_files, device=device, metrics_jsonl=metrics_jsonl,
+                            run_labels=run_labels, title=title, seed=seed, max_memory_gb=max_memory_gb,
+                            tsne_points=tsne_points, progress=progress, notes=notes, probe=probe)
     watch = Stopwatch()
     with watch("total"):
         out = Path(out_dir)
@@ -294,7 +280,7 @@ def sweep(
         with watch("load_corpus"):
             evalset = load_eval_set(corpus_dir, splits, out / "eval", max_files)
             kmeans_entries = train_subset(corpus_dir, model, kmeans_max_frames, seed) if kmeans_k else []
-        label = MODEL_LABELS.get(model_info.variant, model_info.variant)
+        label = label or MODEL_LABELS.get(model_info.variant, model_info.variant)
         cb_layers = [la for la in layers if la in codebook_layers(model)]
         feature_kinds = [b for b in baselines if b in FEATURE_BASELINES]
 
@@ -320,6 +306,14 @@ def sweep(
                 best_random = best_layer_by_abx({str(k): v for k, v in random_layers.items()})
                 best_random_layer = int(best_random[0]) if best_random else layers[0]
                 baseline_rows[f"random init (L{best_random_layer})"] = random_layers[best_random_layer]
+            probe_info = {}
+            if probe:
+                bar.set_postfix_str("linear probes")
+                with watch("probe"):
+                    probe_info = add_probe_columns(model, corpus_dir, layers, rows=main.layers,
+                                                   baseline_rows=baseline_rows, random_rows=random_layers,
+                                                   max_files=max_files, progress=progress, seed=seed,
+                                                   max_memory_gb=max_memory_gb)
 
             best = best_layer_by_abx({str(k): v for k, v in main.layers.items()})
             best_layer = int(best[0]) if best else None
@@ -337,6 +331,7 @@ def sweep(
                      kmeans_max_frames=kmeans_max_frames, kmeans_files=len(kmeans_entries), corpus_dir=corpus_dir,
                      splits=splits, max_files=max_files, device=device, seed=seed)
         info.update(main.abx_counts)
+        info.update(probe_info)
         notes += [w for w in (few_cells_warning(k[4:-6], n, main.abx_counts[k[:-6] + "_triplets"])
                               for k, n in main.abx_counts.items() if k.endswith("_cells") and n) if w]
     result = SweepResult(
@@ -351,3 +346,53 @@ def sweep(
     outputs = {"report_json": json_path, "report_md": md_path, "eval": evalset.root, **result.figures}
     return {**sweep_results(result), "outputs": outputs}
 
+
+
+def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                 labels: Sequence[str | None] | None = None, title: str | None = None,
+                 device: str = "cpu", **options) -> dict[str, Any]:
+    """Several models side by side (the paper's Figure 7): each of ``models`` (anything :func:`sweep` takes)
+    swept with the same ``options`` on the same evaluation set into ``OUT/models/LABEL/`` (its own complete
+    single-model report), and ONE report in ``OUT``: ``results`` = ``{"info", "models": {label: that model's
+    results + "report" (its report.md, relative)}, "comparison": {"tables": {metric: {layer: {label: value}}},
+    "baselines": {metric: {name: value}}}}`` (:func:`~spidrkit.evaluation.report.compare_models`), a table
+    and a figure ``METRIC.png`` per metric, one curve per model against the layer number. ``labels``: one per
+    model (``None`` entries, or none at all: from the provenance, e.g. SpidR), made unique. A model without a
+    config (e.g. a wrapped ``transformers`` encoder) gets no random-weights baseline.
+    """
+    from spidrkit.evaluation.report import COMPARISON_METRICS, compare_models, render_comparison, write_report
+
+    models = list(models)
+    labels = [None] * len(models) if labels is None else [labels] if isinstance(labels, str) else list(labels)
+    if not models or len(labels) != len(models):
+        raise SweepError(f"{len(models)} models but {len(labels)} labels: give one --label per --model (or none)")
+    out, watch, loaded, names = Path(out_dir), Stopwatch(), [], []
+    for model, label in zip(models, labels):
+        model = _resolve_model(model, device)
+        name = label or MODEL_LABELS.get(model.info.variant, model.info.variant)
+        names.append(name if name not in names else f"{name} {len(names) + 1}")
+        loaded.append(model)
+    results = {}
+    for name, model in zip(names, loaded):
+        folder = out / "models" / ("".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model")
+        with watch(name):
+            kept = [b for b in options.get("baselines", ("mfcc", "random"))  # random weights need a config
+                    if b != "random" or getattr(model.model, "cfg", None) is not None]
+            res = sweep(model, corpus_dir, folder, label=name, device=device, **{**options, "baselines": kept})
+        res["report"] = os.path.relpath(res.pop("outputs")["report_md"], out)
+        results[name] = res
+    comparison = compare_models(results)
+    figures = {metric: plots.plot_metric_by_layer(
+        metric, table, out / f"{metric}.png", baselines=comparison["baselines"][metric],
+        title=f"{COMPARISON_METRICS[metric]} by layer") for metric, table in comparison["tables"].items()}
+    first = results[names[0]]["info"]
+    info = {"models": names, **{k: first.get(k) for k in ("corpus", "splits", "eval_files", "eval_seconds",
+                                                          "abx_items", "speakers", "words", "probe")
+                                if first.get(k) is not None},
+            "timings_s": watch.rounded()}
+    notes = [f"{n} was evaluated on {results[n]['info'].get('eval_files')} files" for n in names
+             if results[n]["info"].get("eval_files") != first.get("eval_files")]
+    report = {"info": info, "models": results, "comparison": comparison, **({"notes": notes} if notes else {})}
+    json_path, md_path = write_report(out, report, list(figures.values()), render=render_comparison,
+                                      title=title or f"{', '.join(names)}: layer sweeps compared")
+    return {**report, "outputs": {"report_json": json_path, "report_md": md_path, **figures}}
