@@ -274,7 +274,7 @@ def check_capturable(cuda: bool) -> dict:
     return row("ok" if ok else "FAIL",
                f"capturable={capturable}; step 1 vs CPU: max per-tensor |dcuda - dcpu| / |dcpu| {first:.1e}; "
                f"NaN batch: weights and codebooks {'unchanged' if still else 'MOVED'}, counted {skipped:g}; "
-               f"next step vs CPU {after:.1e} (AdamW moments: {note})",
+               f"next step vs CPU {after:.1e}; {note}",
                "step <= 1e-4 rel.; NaN step moves nothing", "cuda fp32")
 
 
@@ -304,7 +304,7 @@ def check_extraction(cuda: bool) -> dict:
         extra = ""
         if cuda:
             bf16, _ = ex.timed(ex.batched, model, entries, tmp / "bf16", layer, dev, 120.0, "bf16")
-            extra = f"; batched bf16 {audio / bf16:,.0f} audio-s/s ({single / bf16:.1f}x)"
+            extra = f"; batched bf16 {rate(audio / bf16)} audio-s/s ({single / bf16:.1f}x)"
     ratio = single / batched
     text = (f"{files} files, {audio:,.0f} s of audio (written in {make_s:.0f} s): one at a time "
             f"{rate(audio / single)} audio-s/s, batched fp32 {rate(audio / batched)} audio-s/s = {ratio:.1f}x{extra}")
