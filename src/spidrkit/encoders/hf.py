@@ -19,9 +19,12 @@ block L's feed-forward output before the residual add: a different tensor of the
   asked: some published preprocessor configs disagree with how the model was trained.
 
 **Batching**: a group-norm extractor normalises each channel over the whole (padded) input, so padding
-changes every frame. Such models are run on equal-length groups only (a padded batch is split by length:
-per-file results equal one-at-a-time ones exactly). Layer-norm models take a padded batch with an
-``attention_mask``. Frames past a file's ``num_frames(length)`` are zeros.
+changes every frame; data2vec-audio's positional embedding is a stack of convolutions whose outputs at
+padded frames are not zero, so padding reaches the last valid frames. Such models are run on equal-length
+groups only (a padded batch is split by length: per-file results equal one-at-a-time ones). HuBERT,
+wav2vec 2.0 and WavLM with a layer-norm extractor take a padded batch with an ``attention_mask`` (the
+padded frames are zeroed before the single positional conv, exactly as its own zero padding).
+Frames past a file's ``num_frames(length)`` are zeros.
 """
 
 from __future__ import annotations
@@ -109,7 +112,9 @@ class HFEncoder(nn.Module):
         for k, s in zip(reversed(self.kernels), reversed(self.strides)):
             n = (n - 1) * s + k
         self.min_samples = n
-        self.equal_length_batches = is_group_norm(config)
+        # padding leaks into valid frames through a group norm, and through data2vec-audio's stack of
+        # positional convs (their padded outputs are not zero): such models see equal lengths only
+        self.equal_length_batches = is_group_norm(config) or config.model_type == "data2vec-audio"
 
     def extra_repr(self) -> str:
         return (f"family={self.family}, layers={self.num_layers}, dim={self.dim}, "
