@@ -262,7 +262,7 @@ def test_sweep_cli_evaluates_a_hubert_directory(corpus, tmp_path):  # noqa: F811
     base_layout_hubert(tmp_path / "hubert")
     out = tmp_path / "sweep"
     assert cli_main(["evaluate", "sweep", "--model", str(tmp_path / "hubert"), "--corpus", str(corpus), "-o",
-                     str(out), "--baselines", "mfcc", "random", "--kmeans", "8", "--max-files", "6",
+                     str(out), "--baselines", "mfcc,random", "--kmeans", "8", "--max-files", "6",
                      "--quiet"]) == 0
     res = json.loads((out / "report.json").read_text())["results"]
     assert list(res["layers"]) == ["1", "2"]
