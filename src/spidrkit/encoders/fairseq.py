@@ -4,29 +4,26 @@
 
 Key mapping (fairseq -> transformers), ``i`` a conv layer, ``j`` a transformer block:
 
-====================================================  ==========================================================
-``feature_extractor.conv_layers.i.0.weight`` (bias)   ``feature_extractor.conv_layers.i.conv.weight`` (bias)
-``feature_extractor.conv_layers.0.2.weight/bias``     ``feature_extractor.conv_layers.0.layer_norm.*`` (group norm)
-``feature_extractor.conv_layers.i.2.1.weight/bias``   ``feature_extractor.conv_layers.i.layer_norm.*`` (layer norm)
-``layer_norm``                                        ``feature_projection.layer_norm``
-``post_extract_proj``                                 ``feature_projection.projection``
-``encoder.pos_conv.0.weight_g`` / ``weight_v``        ``encoder.pos_conv_embed.conv.parametrizations.weight.original0/1``
-``encoder.pos_conv.0.bias``                           ``encoder.pos_conv_embed.conv.bias``
-``encoder.layers.j.self_attn.{q,k,v,out}_proj``       ``encoder.layers.j.attention.{q,k,v,out}_proj``
-``encoder.layers.j.self_attn_layer_norm``             ``encoder.layers.j.layer_norm``
-``encoder.layers.j.fc1`` / ``fc2``                    ``encoder.layers.j.feed_forward.intermediate_dense`` / ``output_dense``
-``encoder.layers.j.final_layer_norm``                 ``encoder.layers.j.final_layer_norm``
-``encoder.layer_norm``                                ``encoder.layer_norm``
-``mask_emb``                                          ``masked_spec_embed``
-====================================================  ==========================================================
+- ``feature_extractor.conv_layers.i.0.weight`` (``.bias``) -> ``feature_extractor.conv_layers.i.conv.*``;
+- ``feature_extractor.conv_layers.0.2.*`` (group norm, layer 0 only) and ``...conv_layers.i.2.1.*``
+  (layer norm) -> ``feature_extractor.conv_layers.i.layer_norm.*``;
+- ``layer_norm`` -> ``feature_projection.layer_norm``; ``post_extract_proj`` -> ``feature_projection.projection``;
+- ``encoder.pos_conv.0.weight_g`` / ``weight_v`` (weight norm) ->
+  ``encoder.pos_conv_embed.conv.parametrizations.weight.original0`` / ``original1``; ``.bias`` -> ``conv.bias``;
+- ``encoder.layers.j.self_attn.{q,k,v,out}_proj`` -> ``encoder.layers.j.attention.{q,k,v,out}_proj``;
+- ``encoder.layers.j.self_attn_layer_norm`` -> ``encoder.layers.j.layer_norm``;
+- ``encoder.layers.j.fc1`` / ``fc2`` -> ``encoder.layers.j.feed_forward.intermediate_dense`` / ``output_dense``;
+- ``encoder.layers.j.final_layer_norm``, ``encoder.layer_norm``: the same names; ``mask_emb`` ->
+  ``masked_spec_embed``.
 
 Dropped (pretraining heads): HuBERT ``label_embs_concat``, ``final_proj``; wav2vec 2.0 ``quantizer``,
 ``project_q``, ``final_proj``. The architecture comes from the file's ``cfg["model"]`` (or the older
-``args`` namespace): ``encoder_layers``, ``encoder_embed_dim``, ``encoder_ffn_embed_dim``,
-``encoder_attention_heads``, ``activation_fn``, ``extractor_mode`` (``default`` = group norm,
-``layer_norm``), ``conv_feature_layers`` (parsed without ``eval``), ``conv_bias``, ``conv_pos``,
-``conv_pos_groups``, ``layer_norm_first`` (pre-LN, the Large models); the input normalisation from
-``cfg["task"]["normalize"]``. Without a config, shapes give the sizes and the Base defaults the rest.
+``args`` namespace): ``encoder_attention_heads``, ``activation_fn``, ``conv_feature_layers`` (parsed
+without ``eval``), ``conv_pos_groups``, ``layer_norm_first`` (pre-LN, the Large models); the sizes
+(``encoder_layers``, ``encoder_embed_dim``, ``encoder_ffn_embed_dim``, ``conv_pos``), the conv bias and
+the extractor's norm (``extractor_mode``: ``default`` = group norm, ``layer_norm``) from the weights
+themselves; the input normalisation from ``cfg["task"]["normalize"]``. Without a config the Base
+defaults fill in the rest (12 heads at width 768, 16 at 1024, the 20 ms conv layout).
 """
 
 from __future__ import annotations
@@ -161,7 +158,8 @@ def hf_config(family: str, model: Mapping[str, Any], sd: Mapping[str, torch.Tens
         do_stable_layer_norm=bool(model.get("layer_norm_first", not group)),
         conv_dim=[c for c, _, _ in convs], conv_kernel=[k for _, k, _ in convs], conv_stride=[s for _, _, s in convs],
         conv_bias="feature_extractor.conv_layers.0.0.bias" in sd,
-        num_conv_pos_embeddings=int(pos.shape[-1]), num_conv_pos_embedding_groups=int(model.get("conv_pos_groups") or dim // pos.shape[1]),
+        num_conv_pos_embeddings=int(pos.shape[-1]),
+        num_conv_pos_embedding_groups=int(model.get("conv_pos_groups") or dim // pos.shape[1]),
         layer_norm_eps=1e-5, hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
         feat_proj_dropout=0.0, final_dropout=0.0, layerdrop=0.0,
     )
