@@ -11,6 +11,10 @@ What is understood (``docs/formats.md``):
   downloaded once into a cache and verified (:mod:`~spidrkit.checkpoints.named`);
 - random weights only when asked for by name: ``random:base``, ``random:tiny`` or ``random:CONFIG.toml``
   (:data:`RANDOM_PREFIX`). A bare preset name is an error: it used to give random weights silently.
+- other encoders (:mod:`spidrkit.encoders`, returned as an :class:`~spidrkit.encoders.HFEncoder`): a Hugging
+  Face model directory (``config.json`` with ``model_type`` hubert / wav2vec2 / wavlm / data2vec-audio, and
+  its weights), a Hub name ``owner/name`` (when the network or the cache allows), and the original fairseq
+  HuBERT / wav2vec 2.0 checkpoints.
 
 Files are read without executing any of their code (:mod:`~spidrkit.checkpoints.reading`). Provenance is
 returned beside the model (:class:`~spidrkit.checkpoints.provenance.Loaded`), never attached to it.
@@ -39,11 +43,22 @@ from spidrkit.checkpoints.native import (
     save_spidrkit,
     stored_config,
 )
-from spidrkit.checkpoints.provenance import CheckpointInfo, Loaded, model_info
+from spidrkit.checkpoints.provenance import CheckpointInfo, Loaded, model_info, weights_sha256
 from spidrkit.checkpoints.reading import read_checkpoint
 from spidrkit.checkpoints.released import WEIGHT_FIELDS, contradictions, refuse_contradictions, released_config
 from spidrkit.checkpoints.run import latest_checkpoint
 from spidrkit.config import PRESETS, Config, ConfigError, load_config
+from spidrkit.encoders import (
+    EncoderError,
+    HFEncoder,
+    fairseq_family,
+    hf_model_type,
+    load_directory,
+    load_fairseq_encoder,
+    load_hub,
+    looks_like_hub_name,
+)
+from spidrkit.encoders.pretrained import weights_file
 from spidrkit.io import file_sha256
 from spidrkit.models.spidr import SpidR
 
@@ -70,8 +85,12 @@ def load_checkpoint(
     TOML file) supplies what the weights of a foreign file cannot tell (strides, heads, dropouts).
     """
     path = Path(path)
+    return _from_raw(path, read_model_dir(path) if is_model_dir(path) else read_checkpoint(path), variant, config)
+
+
+def _from_raw(path: Path, raw: dict[str, Any], variant: str | None, config: Config | str | os.PathLike | None
+              ) -> tuple[Config, dict[str, torch.Tensor], CheckpointInfo]:
     model_dir = is_model_dir(path)
-    raw = read_model_dir(path) if model_dir else read_checkpoint(path)
     base = _as_config(config)
     sd = state_dict_of(raw)
     if raw.get("format") == "spidrkit" or is_spidrkit_config(raw.get("config")):
@@ -156,16 +175,49 @@ def _not_a_model(name: str) -> CheckpointError:
     )
 
 
+def _encoder(make, where: str, variant: str | None, config) -> HFEncoder:
+    """A foreign encoder built by ``make()``, its errors as :class:`CheckpointError`; ``variant`` and
+    ``config`` (SpidR/DinoSR settings) are refused."""
+    if variant is not None or config is not None:
+        raise CheckpointError(f"{where}: variant/config apply to SpidR/DinoSR checkpoints only, not to a "
+                              "HuBERT / wav2vec 2.0 / WavLM / data2vec encoder")
+    try:
+        return make()
+    except EncoderError as e:
+        raise CheckpointError(str(e)) from e
+
+
+def _weights_id(file: Path | None, model: torch.nn.Module) -> str:
+    return file_sha256(file) if file is not None and file.suffix != ".json" else weights_sha256(model)
+
+
+def _foreign(p: Path, name: str, variant, config, normalization: str) -> Loaded | None:
+    """A Hugging Face model directory or Hub name (source ``"transformers"``), else ``None``."""
+    if p.is_dir() and hf_model_type(p) is not None:
+        enc = _encoder(lambda: load_directory(p, normalization), str(p), variant, config)
+        info = CheckpointInfo("transformers", enc.family, str(p.resolve()), _weights_id(weights_file(p), enc))
+        return Loaded(enc, info)
+    if not p.exists() and name not in PRESETS and looks_like_hub_name(name):
+        enc, folder = _encoder(lambda: load_hub(name, normalization), name, variant, config)
+        return Loaded(enc, CheckpointInfo("transformers", enc.family, name, _weights_id(weights_file(folder), enc)))
+    return None
+
+
 def load(
     path_or_name: str | os.PathLike,
     device: str | torch.device = "cpu",
     variant: str | None = None,
     config: Config | str | os.PathLike | None = None,
+    normalization: str = "auto",
 ) -> Loaded:
     """A SpidR/DinoSR model in eval mode on ``device`` and its provenance, from any supported checkpoint
     or model directory (see the module doc), a training run folder (its latest checkpoint), a published
     model's name (``spidr_base``...: downloaded once, verified at every load), or ``random:PRESET_OR_TOML``
     (random weights, only on this explicit request).
+
+    A Hugging Face model directory, a Hub name or a fairseq HuBERT / wav2vec 2.0 checkpoint gives an
+    :class:`~spidrkit.encoders.HFEncoder` (source ``"transformers"`` or ``"fairseq"``, variant its family);
+    ``normalization`` (``auto``, ``raw``, ``standardize``, ``preprocessor``) is its input normalisation.
 
     The provenance (:class:`CheckpointInfo`) is returned beside the model, never attached to it: pass it
     on (``provenance=``) to what writes outputs, so their sidecars name the checkpoint.
@@ -177,6 +229,9 @@ def load(
         return Loaded(model.to(device), info)
     if name in NAMED_WEIGHTS and not p.exists():
         p, variant = fetch_weights(name), variant or NAMED_WEIGHTS[name].variant
+    foreign = _foreign(p, name, variant, config, normalization)
+    if foreign is not None:
+        return Loaded(foreign.model.to(device), foreign.info)
     if p.is_dir() and not is_model_dir(p):  # a training run folder: its latest checkpoint
         latest = latest_checkpoint(p)
         if latest is None:
@@ -185,7 +240,12 @@ def load(
         p = latest
     if (not p.exists() and name in PRESETS) or (p.suffix == ".toml" and p.is_file()):
         raise _not_a_model(name)
-    cfg, sd, info = load_checkpoint(p, variant, config)
+    raw = read_model_dir(p) if is_model_dir(p) else read_checkpoint(p)
+    if fairseq_family(raw, state_dict_of(raw)) is not None:
+        model = _encoder(lambda: load_fairseq_encoder(raw, state_dict_of(raw), p, normalization), str(p),
+                         variant, config)
+        return Loaded(model.to(device), CheckpointInfo("fairseq", model.family, str(p.resolve()), file_sha256(p)))
+    cfg, sd, info = _from_raw(p, raw, variant, config)
     model = build_model(cfg, sd, str(p))
     return Loaded(model.to(device), info)
 
@@ -195,9 +255,10 @@ def load_model(
     device: str | torch.device = "cpu",
     variant: str | None = None,
     config: Config | str | os.PathLike | None = None,
-) -> SpidR:
+    normalization: str = "auto",
+) -> SpidR | HFEncoder:
     """The model of :func:`load`, without its provenance."""
-    return load(path_or_name, device, variant, config).model
+    return load(path_or_name, device, variant, config, normalization).model
 
 
 def resolve_model(

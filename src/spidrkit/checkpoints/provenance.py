@@ -16,7 +16,7 @@ import torch
 from spidrkit.config import Config
 from spidrkit.models.spidr import SpidR
 
-SOURCES = ("released", "fairseq", "spidrkit", "preset", "in-memory")
+SOURCES = ("released", "fairseq", "spidrkit", "transformers", "preset", "in-memory")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,9 @@ class CheckpointInfo:
     """Where a model's weights came from (goes into every sidecar of what it produces)."""
 
     source: str  # one of SOURCES
-    variant: str  # Config.variant: "spidr", "dinosr" (or the label of an ablation's switches)
+    # Config.variant: "spidr", "dinosr" (or the label of an ablation's switches); for another encoder
+    # (source "transformers", or "fairseq" HuBERT / wav2vec 2.0) its family: hubert, wav2vec2, wavlm, data2vec-audio
+    variant: str
     path: str | None = None
     sha256: str | None = None  # first 16 hex digits (spidrkit.io.file_sha256, or weights_sha256)
     step: int | None = None

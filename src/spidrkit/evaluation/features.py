@@ -102,7 +102,10 @@ def baseline_outputs(kind: str, entries: Sequence[ManifestEntry], model, *, seed
 
 
 def random_like(model, seed: int):
-    """The architecture of ``model`` with random weights (seeded), on its device, in eval mode."""
+    """The architecture of ``model`` with random weights (seeded), on its device, in eval mode (an encoder
+    with its own ``random_like``, e.g. :class:`~spidrkit.encoders.HFEncoder`, makes it itself)."""
+    if callable(getattr(model, "random_like", None)):
+        return model.random_like(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         fresh = type(model)(model.cfg)
