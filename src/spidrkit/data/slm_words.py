@@ -18,8 +18,11 @@ Phones are the corpus's ARPAbet set (:data:`spidrkit.data.flite.PHONES`) without
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import re
+import sys
 
 from spidrkit.data.flite import ARPABET, SILENCE, Flite
 from spidrkit.data.lexicon import (
@@ -48,9 +51,29 @@ def glides_ok(phones) -> bool:
                for i, p in enumerate(phones))
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence the C library's stderr (the diphone voice reports each missing diphone of a candidate)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stream: nothing to silence
+        yield
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(null)
+
+
 def pronounce(text: str) -> tuple[int, tuple[str, ...]]:
     """(number of words flite reads, ARPAbet phones without pauses) of ``text`` at neutral prosody."""
-    r = Flite.instance().synthesize(text, PROBE_VOICE)
+    with _quiet_stderr():
+        r = Flite.instance().synthesize(text, PROBE_VOICE)
     phones = tuple(ARPABET.get(p, p) for p, _ in r.segments)
     return len(r.words), tuple(p for p in phones if p != SILENCE)
 
