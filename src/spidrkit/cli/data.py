@@ -3,12 +3,16 @@
 - ``spidrkit data synth OUT [--voices ...] [--hours H] [--seed S] [--heldout-voice V] [--workers N]``:
   a multi-speaker corpus read by flite, with exact phone and word alignments, triphone item files and
   10 ms frame labels (see :mod:`spidrkit.data.synth`). Re-running the same command resumes it.
+- ``spidrkit data synth-slm OUT [--pairs N] [--seed S] [--workers W] [--lm-hours H]``: synthetic sWUGGY-,
+  sBLIMP- and tSC-style benchmarks (ZeroSpeech gold.csv) and the LM's training corpus
+  (see :mod:`spidrkit.data.slm_build`). Re-running the same command resumes it.
 - ``spidrkit data librispeech ROOT -o OUTDIR``: one manifest per split (OUTDIR/dev-clean.csv, ...).
 - ``spidrkit data librilight ROOT -o OUTDIR``: one manifest per subset (small, medium, ...).
 - ``spidrkit data folder ROOT -o MANIFEST [--alignments FILE]``: any folder of audio; with a phone
   alignment (ZeroSpeech layout or 10 ms frame labels), the item file and frame labels beside MANIFEST.
 
-Python API: :func:`spidrkit.data.synth.synthesize_corpus`, :mod:`spidrkit.data.corpora`.
+Python API: :func:`spidrkit.data.synth.synthesize_corpus`, :func:`spidrkit.data.slm_build.synthesize_slm`,
+:mod:`spidrkit.data.corpora`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-noise", action="store_true", help="no background noise (dither only)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    _add_synth_slm(sub, VOICES, DEFAULT_VOICES)
+
     for name, what in (("librispeech", "split (dev-clean, train-clean-100, ...)"),
                        ("librilight", "subset (small, medium, large, ...)")):
         p = sub.add_parser(name, help=f"one manifest per {what} of a {name} folder")
@@ -73,6 +79,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_synth_slm(sub, voices, default_voices) -> None:
+    from spidrkit.data.slm_build import DEFAULT_HELDOUT, DEFAULT_LM_HOURS, DEFAULT_PAIRS
+
+    p = sub.add_parser("synth-slm", help="synthetic sWUGGY / sBLIMP / tSC benchmarks and their LM corpus",
+                       description="Render sWUGGY-, sBLIMP- and tSC-style benchmarks (ZeroSpeech gold.csv) "
+                       "and the LM's training corpus with flite. Re-running resumes.")
+    p.add_argument("out", type=Path, metavar="OUT", help="output folder")
+    p.add_argument("--pairs", type=int, default=DEFAULT_PAIRS,
+                   help=f"pair ids per task in test, each read by every voice; dev has a fifth "
+                   f"(default: {DEFAULT_PAIRS})")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default: 2)")
+    p.add_argument("--lm-hours", type=float, default=DEFAULT_LM_HOURS,
+                   help=f"hours of speech in the LM corpus, train + dev (default: {DEFAULT_LM_HOURS:g})")
+    p.add_argument("--voices", nargs="+", default=list(default_voices), choices=voices, metavar="VOICE",
+                   help=f"flite voices (default: {' '.join(default_voices)})")
+    p.add_argument("--heldout-voice", default=DEFAULT_HELDOUT, metavar="VOICE",
+                   help=f"reads the benchmarks but not the LM corpus; 'none' for none (default: {DEFAULT_HELDOUT})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _folder_extensions():
     from spidrkit.data.corpora import FOLDER_EXTENSIONS
 
@@ -86,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.data.manifest import ManifestError
 
     try:
-        return {"synth": _synth, "librispeech": _corpus, "librilight": _corpus, "folder": _folder}[args.action](args)
+        actions = {"synth": _synth, "synth-slm": _synth_slm, "librispeech": _corpus, "librilight": _corpus,
+                   "folder": _folder}
+        return actions[args.action](args)
     except FliteError as e:
         raise UserError(str(e)) from e
     except (CorpusError, AlignmentError, ManifestError, ValueError) as e:
@@ -111,6 +140,25 @@ def _synth(args) -> int:
         print(f"rendered {run_info['utterances']} utterances in {run_info['wall_seconds']:.0f} s "
               f"({rate:.0f} min of speech per min)")
     print(f"wrote {out}")
+    return 0
+
+
+def _synth_slm(args) -> int:
+    from spidrkit.data.slm_build import synthesize_slm
+    from spidrkit.io import read_sidecar
+
+    heldout = None if args.heldout_voice.lower() == "none" else args.heldout_voice
+    out = synthesize_slm(args.out, pairs=args.pairs, seed=args.seed, workers=args.workers, lm_hours=args.lm_hours,
+                         voices=tuple(args.voices), heldout_voice=heldout, progress=not args.quiet)
+    info = read_sidecar(out)
+    for task, splits in info["tasks"].items():
+        print(f"{task}: " + ", ".join(f"{s} {t['pairs']} pairs ({t['ids']} ids), {t['hours'] * 60:.1f} min"
+                                      for s, t in splits.items()))
+    lm = info["lm_train"]["splits"]
+    print("lm_train: " + ", ".join(f"{s} {t['utterances']} utterances, {t['hours'] * 60:.1f} min"
+                                   for s, t in lm.items())
+          + f"; test words absent from it: {info['lexical_absent_share']['test']:.0%}")
+    print(f"took {info['rendered_this_run']['total_wall_seconds']:.0f} s; wrote {out}")
     return 0
 
 

@@ -1,0 +1,150 @@
+"""Words and matched non-words of the sWUGGY-style benchmark (:mod:`spidrkit.data.slm_build`).
+
+A non-word is built from its word by swapping one spelling chunk (a run of consonant letters or of vowel
+letters) for a chunk of the same kind and position (word-initial, medial, final) taken from another word
+of the pool, as Wuggy swaps sub-syllabic segments: "garden" -> "barden", "kitchen" -> "kotchen". Its
+pronunciation is flite's (letter-to-sound rules for unknown words; the voices share one lexicon), read
+from a neutral rendering with the ``kal16`` voice, and a candidate is kept only when it
+
+- is pronounced as one word with exactly as many phones as the word (``length``), and differently;
+- is no word of the vocabulary (any inflected form), and no homophone of one (same phone string);
+- has W and Y only before a vowel (English phonotactics; the diphone voice has no other W/Y diphones).
+
+flite's lexicon cannot be queried through the wrapper, so a non-word may now and then be a rare English
+word outside the vocabulary; it never occurs in the LM's training texts (a test checks it).
+
+Phones are the corpus's ARPAbet set (:data:`spidrkit.data.flite.PHONES`) without ``SIL``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import sys
+
+from spidrkit.data.flite import ARPABET, SILENCE, Flite
+from spidrkit.data.lexicon import (
+    ABSTRACT,
+    ADJECTIVES,
+    ANIMALS,
+    INTRANSITIVE,
+    PEOPLE,
+    PLACES,
+    THINGS,
+    TRANSITIVE,
+    plural,
+    third_person,
+)
+
+PROBE_VOICE = "kal16"
+MIN_PHONES = 3
+_CHUNK = re.compile(r"[aeiouy]+|[^aeiouy]+")
+_TRIES = 60
+_VOWELS = frozenset(["AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"])
+
+
+def glides_ok(phones) -> bool:
+    """English phonotactics flite's diphone voice needs: W and Y only before a vowel."""
+    return all(p not in ("W", "Y") or (i + 1 < len(phones) and phones[i + 1] in _VOWELS)
+               for i, p in enumerate(phones))
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence the C library's stderr (the diphone voice reports each missing diphone of a candidate)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stream: nothing to silence
+        yield
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(null)
+
+
+def pronounce(text: str) -> tuple[int, tuple[str, ...]]:
+    """(number of words flite reads, ARPAbet phones without pauses) of ``text`` at neutral prosody."""
+    with _quiet_stderr():
+        r = Flite.instance().synthesize(text, PROBE_VOICE)
+    phones = tuple(ARPABET.get(p, p) for p, _ in r.segments)
+    return len(r.words), tuple(p for p in phones if p != SILENCE)
+
+
+def word_pool() -> list[str]:
+    """Candidate words: the lexicon's nouns, adjectives and verb bases (letters only), sorted."""
+    verbs = [b for b, _ in (*TRANSITIVE, *INTRANSITIVE)]
+    words = {w for w in (*PEOPLE, *ANIMALS, *THINGS, *PLACES, *ABSTRACT, *ADJECTIVES, *verbs) if w.isalpha()}
+    return sorted(words)
+
+
+def real_forms(words) -> set[str]:
+    """``words`` with their plural, third-person and past forms (what a non-word must not be)."""
+    forms = set(words)
+    forms |= {plural(w) for w in words} | {third_person(w) for w in words}
+    forms |= {w for v in (*TRANSITIVE, *INTRANSITIVE) for w in v}
+    return forms
+
+
+def _chunks(word: str) -> list[tuple[str, str, str]]:
+    """(kind C/V, position initial/medial/final, letters) of each chunk of ``word``."""
+    parts = _CHUNK.findall(word)
+    out = []
+    for i, p in enumerate(parts):
+        pos = "initial" if i == 0 else "final" if i == len(parts) - 1 else "medial"
+        out.append(("V" if p[0] in "aeiouy" else "C", pos, p))
+    return out
+
+
+def chunk_inventory(words) -> dict[tuple[str, str], list[str]]:
+    """The spelling chunks of ``words`` by (kind, position), each list sorted and without repeats."""
+    inv: dict[tuple[str, str], set[str]] = {}
+    for w in words:
+        for kind, pos, letters in _chunks(w):
+            inv.setdefault((kind, pos), set()).add(letters)
+    return {k: sorted(v) for k, v in inv.items()}
+
+
+class NonWordMaker:
+    """Matched non-words for the words of a pool (deterministic for the generator's state)."""
+
+    def __init__(self, pool: list[str], rng: random.Random):
+        self.r = rng
+        self.inventory = chunk_inventory(pool)
+        self.forbidden = real_forms(pool)
+        self.cache: dict[str, tuple[int, tuple[str, ...]]] = {}
+        self.used: set[str] = set()
+        self.homophones = {self.pronunciation(w)[1] for w in pool}
+
+    def pronunciation(self, text: str) -> tuple[int, tuple[str, ...]]:
+        if text not in self.cache:
+            self.cache[text] = pronounce(text)
+        return self.cache[text]
+
+    def make(self, word: str) -> str | None:
+        """A non-word matched to ``word``, or None when no candidate passes within a fixed number of tries."""
+        n_words, phones = self.pronunciation(word)
+        if n_words != 1 or len(phones) < MIN_PHONES:
+            return None
+        chunks = _chunks(word)
+        for _ in range(_TRIES):
+            i = self.r.randrange(len(chunks))
+            kind, pos, letters = chunks[i]
+            choice = self.r.choice(self.inventory[(kind, pos)])
+            if choice == letters:
+                continue
+            candidate = "".join(choice if j == i else c[2] for j, c in enumerate(chunks))
+            if candidate in self.forbidden or candidate in self.used:
+                continue
+            n, p = self.pronunciation(candidate)
+            if n == 1 and len(p) == len(phones) and p != phones and p not in self.homophones and glides_ok(p):
+                self.used.add(candidate)
+                return candidate
+        return None

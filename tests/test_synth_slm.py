@@ -1,0 +1,215 @@
+"""The synthetic sLM benchmarks: gold.csv columns, pair structure, in-vocab split, no overlap with the
+LM's training texts, matched non-words, determinism and resume."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from spidrkit.cli import main
+from spidrkit.data.flite import flite_available
+from spidrkit.data.manifest import read_manifest
+from spidrkit.data.slm_build import synthesize_slm
+from spidrkit.data.slm_grammar import SUBTYPES, TOPICS, TopicGrammar
+from spidrkit.data.slm_plan import (
+    LM_POOL,
+    absent_share,
+    lm_train_texts,
+    plan_slm,
+    sentences_of,
+    with_frequencies,
+    word_counts,
+    words_of,
+)
+
+VOICES = ("slt", "kal16")
+HELDOUT = "kal16"
+PAIRS = 2
+LM_HOURS = 0.004
+COLUMNS = {
+    "lexical": ["id", "filename", "word", "phones", "correct", "frequency", "voice", "length"],
+    "syntactic": ["id", "filename", "voice", "type", "subtype", "correct", "transcription"],
+    "storycloze": ["id", "filename", "voice", "correct", "topic", "transcription"],
+}
+
+needs_flite = pytest.mark.skipif(not flite_available(), reason="flite is not installed (sudo apt-get install flite)")
+
+
+def _gold(root: Path, task: str, split: str) -> tuple[list[str], list[dict]]:
+    with open(root / task / split / "gold.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], [dict(zip(rows[0], r)) for r in rows[1:]]
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in ("spidrkit.json", ".lock")}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    if not flite_available():
+        pytest.skip("flite is not installed (sudo apt-get install flite)")
+    out = tmp_path_factory.mktemp("slm") / "bench"
+    return synthesize_slm(out, pairs=PAIRS, seed=3, workers=1, lm_hours=LM_HOURS, voices=VOICES,
+                          heldout_voice=HELDOUT, progress=False)
+
+
+@pytest.fixture(scope="module")
+def default_plan():
+    """The default-size plan (no audio) with frequencies from the default LM corpus."""
+    plan = plan_slm()
+    counts = word_counts(lm_train_texts(plan.lm_pool, ("awb", "rms", "slt"), 1.0, 0))
+    return plan, with_frequencies(plan.items, counts)
+
+
+# --- the rendered folder ------------------------------------------------------------------------------
+
+
+@needs_flite
+def test_gold_columns_are_exactly_zerospeech_and_every_row_has_its_wav(built):
+    for task, columns in COLUMNS.items():
+        for split in ("dev", "test"):
+            header, rows = _gold(built, task, split)
+            assert header == columns
+            wavs = sorted(p.stem for p in (built / task / split).glob("*.wav"))
+            assert wavs == sorted(r["filename"] for r in rows)
+            assert {r["correct"] for r in rows} == {"0", "1"}
+
+
+@needs_flite
+def test_each_id_has_both_items_in_every_voice_held_out_one_included(built):
+    for task in COLUMNS:
+        for split, ids in (("dev", 1), ("test", PAIRS)):
+            _, rows = _gold(built, task, split)
+            sides = Counter((r["id"], r["voice"], r["correct"]) for r in rows)
+            assert sides == Counter({(str(i), v, c): 1 for i in range(ids) for v in VOICES for c in "01"})
+            for i in range(ids):  # one word / sentence / story per side, the same in every voice
+                key = "word" if task == "lexical" else "transcription"
+                for c in "01":
+                    assert len({r[key] for r in rows if r["id"] == str(i) and r["correct"] == c}) == 1
+    speakers = {e.speaker for e in read_manifest(built / "lm_train" / "train.csv")}
+    assert speakers == {"slt"}  # the held-out voice reads no LM text
+
+
+@needs_flite
+def test_frequency_is_the_count_in_the_lm_training_texts(built):
+    text = (built / "lm_train" / "train_text.txt").read_text().splitlines()
+    counts = Counter(w for line in text for w in words_of(line.split(" ", 1)[1]))
+    _, rows = _gold(built, "lexical", "test")
+    words = {r["id"]: r["word"] for r in rows if r["correct"] == "1"}
+    for r in rows:
+        assert int(r["frequency"]) == counts[words[r["id"]]]
+        assert int(r["length"]) == len(r["phones"].split())
+    assert sum(counts[w] == 0 for w in words.values()) / len(words) >= 0.3
+
+
+@needs_flite
+def test_no_benchmark_sentence_story_or_nonword_in_the_lm_corpus(built):
+    lm = [line.split(" ", 1)[1] for s in ("train", "dev")
+          for line in (built / "lm_train" / f"{s}_text.txt").read_text().splitlines()]
+    _assert_disjoint(lm, *_benchmark_texts(built))
+
+
+def _benchmark_texts(root: Path) -> tuple[list[str], list[str]]:
+    texts, nonwords = [], []
+    for split in ("dev", "test"):
+        texts += [r["transcription"] for t in ("syntactic", "storycloze") for r in _gold(root, t, split)[1]]
+        nonwords += [r["word"] for r in _gold(root, "lexical", split)[1] if r["correct"] == "0"]
+    return texts, nonwords
+
+
+def _assert_disjoint(lm_texts, bench_texts, nonwords):
+    lm_sentences = {s for t in lm_texts for s in sentences_of(t)}
+    lm_words = {w for t in lm_texts for w in words_of(t)}
+    assert lm_sentences and bench_texts and nonwords
+    assert not set(bench_texts) & set(lm_texts)
+    assert not {s for t in bench_texts for s in sentences_of(t)} & lm_sentences
+    assert not set(nonwords) & lm_words
+
+
+@needs_flite
+def test_rebuild_resumes_to_identical_bytes_and_other_settings_are_refused(built, tmp_path):
+    before = _digests(built)
+    _, rows = _gold(built, "storycloze", "test")
+    (built / "storycloze" / "test" / f"{rows[0]['filename']}.wav").unlink()
+    (built / "storycloze" / "records" / f"{rows[0]['filename']}.json").unlink()
+    (built / "lexical" / "dev" / "gold.csv").unlink()
+    synthesize_slm(built, pairs=PAIRS, seed=3, workers=1, lm_hours=LM_HOURS, voices=VOICES,
+                   heldout_voice=HELDOUT, progress=False)
+    assert _digests(built) == before
+    with pytest.raises(ValueError, match="other settings"):
+        synthesize_slm(built, pairs=PAIRS, seed=4, workers=1, lm_hours=LM_HOURS, voices=VOICES,
+                       heldout_voice=HELDOUT, progress=False)
+
+
+@needs_flite
+def test_cli_on_a_finished_folder_renders_nothing(built, capsys):
+    argv = ["data", "synth-slm", str(built), "--pairs", str(PAIRS), "--seed", "3", "--workers", "1",
+            "--lm-hours", str(LM_HOURS), "--voices", *VOICES, "--heldout-voice", HELDOUT, "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "lexical: dev 2 pairs (1 ids)" in out and f"test {PAIRS * len(VOICES)} pairs ({PAIRS} ids)" in out
+
+
+# --- the plan (no audio) ------------------------------------------------------------------------------
+
+
+@needs_flite
+def test_default_size_has_1000_pairs_per_task_and_30_percent_absent_words(default_plan):
+    _, items = default_plan
+    for task in COLUMNS:
+        pairs = {(i.id, i.voice) for i in items if (i.task, i.split) == (task, "test")}
+        assert len(pairs) >= 1000
+    assert 0.3 <= absent_share(items, "test") < 1.0
+    assert 0.3 <= absent_share(items, "dev") < 1.0
+
+
+@needs_flite
+def test_default_plan_does_not_overlap_the_whole_lm_pool(default_plan):
+    plan, _ = default_plan
+    assert len(plan.lm_pool) == LM_POOL
+    texts = [i.text for i in plan.items if i.task != "lexical"]
+    nonwords = [dict(i.fields)["word"] for i in plan.items if i.task == "lexical" and not i.correct]
+    _assert_disjoint(plan.lm_pool, texts, nonwords)
+
+
+@needs_flite
+def test_nonwords_have_their_words_phone_count_and_differ(default_plan):
+    _, items = default_plan
+    lexical = [dict(i.fields) | {"id": (i.split, i.id), "correct": i.correct} for i in items if i.task == "lexical"]
+    by_id: dict = {}
+    for r in lexical:
+        by_id.setdefault(r["id"], {})[r["correct"]] = r
+    for pair in by_id.values():
+        word, nonword = pair[1], pair[0]
+        assert word["length"] == nonword["length"] == str(len(word["phones"].split()))
+        assert len(nonword["phones"].split()) == len(word["phones"].split()) >= 3
+        assert word["phones"] != nonword["phones"] and word["word"] != nonword["word"]
+    assert len({p[0]["word"] for p in by_id.values()}) == len(by_id)  # every non-word once
+
+
+@needs_flite
+def test_plan_is_deterministic_for_a_seed():
+    a, b, c = plan_slm(3, seed=1), plan_slm(3, seed=1), plan_slm(3, seed=2)
+    assert a.items == b.items and a.lm_pool == b.lm_pool
+    assert [i.text for i in a.items] != [i.text for i in c.items]
+
+
+def test_every_minimal_pair_type_differs_and_topics_have_their_own_words():
+    g = TopicGrammar(random.Random(0))
+    assert len(SUBTYPES) >= 4 and all(len(s) >= 2 for s in SUBTYPES.values())
+    for kind, subs in SUBTYPES.items():
+        for sub in subs:
+            pairs = [g.minimal_pair(t, kind, sub) for t in TOPICS for _ in range(5)]
+            assert sum(p is not None for p in pairs) >= 20
+            assert all(p[0] != p[1] for p in pairs if p)
+    for a in TOPICS:
+        for b in TOPICS:
+            if a is not b:
+                assert not set(a.objects) & set(b.objects) and not set(a.agents) & set(b.agents)
