@@ -83,7 +83,8 @@ MODEL_LABELS = {"spidr": "SpidR", "dinosr": "DinoSR"}
 def _resolve_model(model, device: str):
     if isinstance(model, SpeechEncoder | Loaded | str | os.PathLike):
         return resolve_model(model, device=device)
-    raise SweepError(f"model must be a SpidR, a checkpoint path or a preset name, not {type(model).__name__}")
+    raise SweepError(f"model must be a speech encoder (SpidR, HuBERT...), a Loaded, a checkpoint or model "
+                     f"directory, a published name or random:PRESET, not {type(model).__name__}")
 
 
 def _check_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
@@ -228,7 +229,7 @@ def sweep(
 
     :param model: a :class:`~spidrkit.models.interface.SpeechEncoder` such as
         :class:`~spidrkit.models.spidr.SpidR` (moved to ``device``, as ``Module.to`` does), a
-        :class:`~spidrkit.checkpoints.Loaded`, a checkpoint path or a preset name.
+        :class:`~spidrkit.checkpoints.Loaded`, a checkpoint path, a published name or ``random:PRESET``.
     :param corpus_dir: an aligned corpus (see :mod:`~spidrkit.evaluation.evalset`); ``train`` is needed
         only for k-means.
     :param out_dir: receives ``report.json``, ``report.md``, the PNG figures, ``eval/`` (the merged
