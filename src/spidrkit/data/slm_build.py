@@ -56,7 +56,7 @@ from spidrkit.data.slm_plan import (
     with_frequencies,
     word_counts,
 )
-from spidrkit.data.synth import RECORDS, _check_settings, _exclusive, synthesize_corpus
+from spidrkit.data.synth import RECORDS, check_settings, exclusive, synthesize_corpus
 from spidrkit.data.synth_plan import DEFAULT_VOICES, UtterancePlan
 from spidrkit.data.synth_render import DEFAULT_NOISE, render_utterance
 from spidrkit.errors import InputError
@@ -186,8 +186,8 @@ def synthesize_slm(out_dir: str | os.PathLike, pairs: int = DEFAULT_PAIRS, seed:
     settings = {"slm_version": SLM_VERSION, "pairs": pairs, "seed": seed, "voices": list(voices),
                 "heldout_voice": heldout_voice, "noise_snr_db": list(noise) if noise else None}
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out_dir):
-        _check_settings(out_dir, settings)
+    with exclusive(out_dir):
+        check_settings(out_dir, settings)
         synthesize_corpus(out_dir / LM_DIR, voices=train_voices, hours=lm_hours, seed=seed, heldout_voice=None,
                           dev_fraction=0.1, workers=workers, noise=noise, sentences=plan.lm_pool, progress=progress)
         rendered = _render_missing(out_dir, items, noise, workers, progress)

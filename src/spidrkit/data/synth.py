@@ -130,7 +130,7 @@ def _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences) -> di
     }
 
 
-def _check_settings(out_dir: Path, settings: dict) -> None:
+def check_settings(out_dir: Path, settings: dict) -> None:
     path = out_dir / RECORDS / SETTINGS
     if path.is_file():
         old = json.loads(path.read_text())
@@ -144,7 +144,7 @@ def _check_settings(out_dir: Path, settings: dict) -> None:
 
 
 @contextlib.contextmanager
-def _exclusive(out_dir: Path, force: bool = False):
+def exclusive(out_dir: Path, force: bool = False):
     """Hold ``records/.lock`` (:func:`spidrkit.io.hold_lock`), then clear the temporary files an earlier,
     killed run may have left behind."""
     with hold_lock(out_dir / RECORDS / ".lock", force=force, what=f"the corpus {out_dir}"):
@@ -178,8 +178,8 @@ def synthesize_corpus(out_dir: str | os.PathLike, voices=DEFAULT_VOICES, hours: 
         Flite.instance().load_voice(v)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences)
-    with _exclusive(out_dir):
-        _check_settings(out_dir, settings)
+    with exclusive(out_dir):
+        check_settings(out_dir, settings)
         totals, rendered_this_run = _build(out_dir, plans, noise, workers, progress)
     write_sidecar(
         out_dir,
