@@ -229,7 +229,8 @@ def extract(
     """Extract features (``units=None``) or units of ``layers`` (1-based) for every file of ``inputs``.
 
     ``model``: a loaded model, or a checkpoint path, published name or ``random:PRESET`` for
-    :func:`~spidrkit.load_model` (with ``variant``). ``inputs``: a manifest, a folder of audio, or a list of :class:`ManifestEntry`.
+    :func:`~spidrkit.load_model` (with ``variant``). ``inputs``: a manifest, a folder of audio, or a list of
+    :class:`ManifestEntry`.
     ``units``: ``"codebook"`` or ``"kmeans:PATH"``; ``dedup`` collapses repeated units (with durations).
     ``fmt``/``dtype``: feature files as ``.pt`` or ``.npy``, float32 or float16. ``precision``: ``auto``
     (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``. ``rank``/``world_size``: this process's
