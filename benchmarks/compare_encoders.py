@@ -7,10 +7,8 @@ probes) on CPU, in one measured call of ``spidrkit.evaluation.sweep.sweep([...])
 
 ``--corpus``: an aligned corpus with a held-out voice (default: ``OUT/corpus``, built with
 ``spidrkit data synth OUT/corpus --hours 0.3 --heldout-voice kal16`` when absent; flite needed). The
-``transformers`` directories are loaded back with ``from_pretrained`` and wrapped here in a minimal
-:class:`~spidrkit.models.interface.SpeechEncoder` (layer L = ``hidden_states[L]``, raw input, one file per
-forward pass since HuBERT Base's group norm mixes padding in); once ``spidrkit.load`` reads such directories,
-pass them as ``--model OUT/models/hubert`` instead. ``--model`` adds any model ``sweep`` accepts.
+``transformers`` directories are loaded back through ``spidrkit.load`` (layer L = ``hidden_states[L]``);
+``--model`` adds any model ``sweep`` accepts.
 Prints the wall time, each model's best layers and probe accuracies with their intervals, and whether MFCC
 beats the random-weights model.
 """
@@ -27,59 +25,24 @@ from pathlib import Path
 import torch
 
 from spidrkit.config import load_config
-from spidrkit.models.layers import num_frames, receptive_field
 from spidrkit.models.spidr import SpidR
 
 TINY = {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 128,
         "conv_dim": (32,) * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4}
 
 
-class HFEncoder(torch.nn.Module):
-    """A ``transformers`` HuBERT / WavLM / wav2vec 2.0 model as a SpeechEncoder (layer L: hidden_states[L])."""
-
-    sample_rate = 16000
-    input_normalization = "raw"
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model.eval()
-        cfg = model.config
-        self.kernels, self.strides = list(cfg.conv_kernel), list(cfg.conv_stride)
-        self.num_layers, self.dim = cfg.num_hidden_layers, cfg.hidden_size
-        hop = 1
-        for s in self.strides:
-            hop *= s
-        self.frame_rate = self.sample_rate / hop
-        self.min_samples = receptive_field(self.kernels, self.strides)
-        self.variant = cfg.model_type
-
-    def num_frames(self, num_samples):
-        return num_frames(num_samples, self.kernels, self.strides)
-
-    @torch.inference_mode()
-    def layer_outputs(self, wav, lengths=None, layers=None, standardize=True):
-        wav = wav[None] if wav.ndim == 1 else wav
-        lengths = torch.full((wav.shape[0],), wav.shape[1]) if lengths is None else lengths
-        layers = list(range(1, self.num_layers + 1)) if layers is None else [layers] if isinstance(layers, int) \
-            else list(layers)
-        t = int(self.num_frames(wav.shape[1]))
-        out = {la: wav.new_zeros(wav.shape[0], t, self.dim) for la in layers}
-        for i, n in enumerate(lengths.tolist()):
-            hidden = self.model(wav[i: i + 1, :n], output_hidden_states=True).hidden_states
-            for la in layers:
-                out[la][i, : hidden[la].shape[1]] = hidden[la][0]
-        return out
-
-
-def build_hf(kind: str, folder: Path) -> HFEncoder:
-    """A tiny random ``kind`` model saved with ``save_pretrained`` into ``folder`` and loaded back from it."""
+def build_hf(kind: str, folder: Path):
+    """A tiny random ``kind`` model saved with ``save_pretrained`` into ``folder``, loaded back through
+    ``spidrkit.load`` (an :class:`~spidrkit.encoders.HFEncoder` and its provenance)."""
     from transformers import HubertConfig, HubertModel, WavLMConfig, WavLMModel
+
+    from spidrkit.checkpoints import load
 
     config_cls, model_cls = {"hubert": (HubertConfig, HubertModel), "wavlm": (WavLMConfig, WavLMModel)}[kind]
     if not (folder / "config.json").is_file():
         torch.manual_seed(0)
         model_cls(config_cls(**TINY)).save_pretrained(folder)
-    return HFEncoder(model_cls.from_pretrained(folder))
+    return load(folder)
 
 
 def main() -> int:
