@@ -21,7 +21,6 @@ are stacked q, k, v, and the biases are folded where that is exact:
 
 from __future__ import annotations
 
-import ast
 import re
 import warnings
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from spidrkit.checkpoints.contents import find_value, listing, pick_variant, var
 from spidrkit.checkpoints.errors import CheckpointError
 from spidrkit.checkpoints.released import contradictions, infer_model_config, refuse_contradictions
 from spidrkit.config import Config, with_variant
+from spidrkit.encoders.fairseq import conv_layers
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -45,29 +45,6 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
-def _safe_eval_layers(text: str) -> list[tuple[int, int, int]]:
-    """fairseq's ``conv_feature_layers`` string (``"[(512,10,5)] + [(512,3,2)] * 4 + ..."``) without eval:
-    only literals, ``+`` and ``*`` are allowed."""
-
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        if isinstance(node, ast.List | ast.Tuple):
-            items = [ev(e) for e in node.elts]
-            return items if isinstance(node, ast.List) else tuple(items)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult):
-            a, b = ev(node.left), ev(node.right)
-            return a + b if isinstance(node.op, ast.Add) else a * b
-        raise ValueError(f"unsupported expression {ast.dump(node)}")
-
-    layers = ev(ast.parse(text, mode="eval"))
-    if not isinstance(layers, list) or not all(isinstance(x, tuple) and len(x) == 3 for x in layers):
-        raise ValueError("expected a list of (dim, kernel, stride)")
-    return layers
 
 
 _FAIRSEQ_TOP = [
@@ -200,8 +177,8 @@ def _fairseq_arch(cfg: Any) -> tuple[int | None, tuple[int, ...] | None]:
     strides = None
     if isinstance(layers, str):
         try:
-            strides = tuple(s for _, _, s in _safe_eval_layers(layers))
-        except (ValueError, SyntaxError):
+            strides = tuple(s for _, _, s in conv_layers(layers))
+        except ValueError:  # EncoderError: not a literal list of (dim, kernel, stride)
             strides = None
     return (heads if isinstance(heads, int) else None), strides
 
