@@ -157,19 +157,28 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
-    """``variant=NAME`` sets both switches, then every ``section.key=value`` applies."""
-    nested: dict[str, Any] = {}
-    variant = None
+def nest_overrides(overrides: list[str] | tuple[str, ...], top_level: tuple[str, ...] = ()
+                   ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """``section.key=value`` overrides as ``{section: {key: value}}``, and the keys named in ``top_level``
+    (``variant``: no section) apart; the last of a repeated key wins."""
+    nested: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
     for text in overrides:
         key, value = parse_override(text)
-        if key == "variant":
-            variant = value
+        if key in top_level:
+            top[key] = value
             continue
         parts = key.split(".")
         if len(parts) != 2:
             raise ConfigError(f"override key {key!r} must be section.key (e.g. optim.lr)")
         nested.setdefault(parts[0], {})[parts[1]] = value
+    return nested, top
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """``variant=NAME`` sets both switches, then every ``section.key=value`` applies."""
+    nested, top = nest_overrides(overrides, ("variant",))
+    variant = top.get("variant")
     if variant is not None:
         cfg = with_variant(cfg, variant)
     return _apply_sections(nested, cfg)

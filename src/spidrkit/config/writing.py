@@ -31,10 +31,15 @@ def toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
-def to_toml(cfg: Any) -> str:
-    d = to_dict(cfg)
-    lines = [f"variant = {toml_value(d.pop('variant'))}"]
-    for section, values in d.items():
-        lines.append(f"\n[{section}]")
+def toml_sections(sections: dict[str, dict[str, Any]]) -> str:
+    """``{section: {key: value}}`` as TOML tables, a blank line between them."""
+    lines: list[str] = []
+    for section, values in sections.items():
+        lines.append(f"{chr(10) if lines else ''}[{section}]")
         lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
     return "\n".join(lines) + "\n"
+
+
+def to_toml(cfg: Any) -> str:
+    d = to_dict(cfg)
+    return f"variant = {toml_value(d.pop('variant'))}\n\n" + toml_sections(d)

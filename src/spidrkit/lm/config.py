@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.config.errors import ConfigError
-from spidrkit.config.reading import build_section, parse_override, preset_path, read_toml
+from spidrkit.config.reading import build_section, nest_overrides, preset_path, read_toml
 from spidrkit.config.validation import MAX_SEED, Choice, CrossRule, Free, Integer, Number, Rule, check_section
-from spidrkit.config.writing import toml_value
+from spidrkit.config.writing import toml_sections
 
 LM_PRESETS = ("opt125m", "tiny")
 PROBABILITY = Number(0.0, 1.0, hi_open=True)
@@ -124,11 +124,7 @@ class LMConfig:
                 for f in dataclasses.fields(self)}
 
     def to_toml(self) -> str:
-        lines: list[str] = []
-        for section, values in self.to_dict().items():
-            lines.append(f"{chr(10) if lines else ''}[{section}]")
-            lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
-        return "\n".join(lines) + "\n"
+        return toml_sections(self.to_dict())
 
 
 LM_SECTIONS = tuple(f.name for f in dataclasses.fields(LMConfig))
@@ -167,12 +163,5 @@ def load_lm_config(source: str | Path = "opt125m", overrides: list[str] | tuple[
         if not path.is_file():
             raise ConfigError(f"no unit LM config file {path} (presets: {', '.join(LM_PRESETS)})")
         data = read_toml(path)
-    cfg = _from_file(data)
-    nested: dict[str, dict[str, Any]] = {}
-    for text in overrides:
-        key, value = parse_override(text)
-        parts = key.split(".")
-        if len(parts) != 2:
-            raise ConfigError(f"override key {key!r} must be section.key (e.g. optim.lr)")
-        nested.setdefault(parts[0], {})[parts[1]] = value
-    return lm_config_from_dict(nested, cfg)
+    nested, _ = nest_overrides(overrides)
+    return lm_config_from_dict(nested, _from_file(data))
