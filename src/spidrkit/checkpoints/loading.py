@@ -85,7 +85,12 @@ def load_checkpoint(
     TOML file) supplies what the weights of a foreign file cannot tell (strides, heads, dropouts).
     """
     path = Path(path)
-    return _from_raw(path, read_model_dir(path) if is_model_dir(path) else read_checkpoint(path), variant, config)
+    return _from_raw(path, _read(path), variant, config)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The raw content of a spidrkit model directory or of a checkpoint file (no code runs)."""
+    return read_model_dir(path) if is_model_dir(path) else read_checkpoint(path)
 
 
 def _from_raw(path: Path, raw: dict[str, Any], variant: str | None, config: Config | str | os.PathLike | None
@@ -240,10 +245,10 @@ def load(
         p = latest
     if (not p.exists() and name in PRESETS) or (p.suffix == ".toml" and p.is_file()):
         raise _not_a_model(name)
-    raw = read_model_dir(p) if is_model_dir(p) else read_checkpoint(p)
-    if fairseq_family(raw, state_dict_of(raw)) is not None:
-        model = _encoder(lambda: load_fairseq_encoder(raw, state_dict_of(raw), p, normalization), str(p),
-                         variant, config)
+    raw = _read(p)
+    sd = state_dict_of(raw)
+    if fairseq_family(raw, sd) is not None:
+        model = _encoder(lambda: load_fairseq_encoder(raw, sd, p, normalization), str(p), variant, config)
         return Loaded(model.to(device), CheckpointInfo("fairseq", model.family, str(p.resolve()), file_sha256(p)))
     cfg, sd, info = _from_raw(p, raw, variant, config)
     model = build_model(cfg, sd, str(p))
