@@ -252,6 +252,19 @@ def test_extract_cli_writes_the_wrappers_features(tmp_path):
     assert (side["variant"], side["checkpoint_format"], side["frame_rate"]) == ("hubert", "transformers", 50.0)
     assert cli_main(["extract", str(manifest), "--model", str(tmp_path / "hubert"), "--layer", "2",
                      "--units", "codebook", "-o", str(tmp_path / "u"), "--quiet"]) == 2
+    # --normalization: the same model reading standardised audio gives the standardised wrapper's features
+    assert cli_main(["extract", str(manifest), "--model", str(tmp_path / "hubert"), "--layer", "2",
+                     "--normalization", "standardize", "-o", str(tmp_path / "s"), "--quiet"]) == 0
+    standardized = {fid: load_features(p) for fid, p in iter_feature_files(tmp_path / "s")}
+    enc = HFEncoder(model, normalization="standardize")
+    wav = torch.from_numpy(sf.read(entries[1].path, dtype="float32")[0])
+    with torch.inference_mode():
+        expected = enc.layer_outputs(wav, layers=[2])[2][0]
+    torch.testing.assert_close(standardized["u1"], expected, atol=1e-5, rtol=0)
+    assert (standardized["u1"] - feats["u1"]).abs().max() > 1e-3  # the input normalisation did change
+    # SpidR reads standardised audio only: another normalisation is a user error, not silently ignored
+    assert cli_main(["extract", str(manifest), "--model", "random:tiny", "--normalization", "raw",
+                     "-o", str(tmp_path / "r"), "--quiet"]) == 2
 
 
 from test_sweep import corpus  # noqa: E402,F401  (the synthesized corpus, shared with the sweep tests)

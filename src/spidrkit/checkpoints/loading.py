@@ -208,6 +208,14 @@ def _foreign(p: Path, name: str, variant, config, normalization: str) -> Loaded 
     return None
 
 
+def _spidr_normalization(normalization: str, source: object) -> None:
+    """SpidR/DinoSR read standardised audio: another ``normalization`` is a mistake, said as such."""
+    if normalization not in ("auto", "standardize"):
+        raise CheckpointError(f"normalization={normalization!r} applies to HuBERT / wav2vec 2.0 / WavLM / data2vec "
+                              f"encoders; {source} is a SpidR/DinoSR model, which always reads standardised audio "
+                              "(leave normalization at 'auto')")
+
+
 def load(
     path_or_name: str | os.PathLike,
     device: str | torch.device = "cpu",
@@ -230,6 +238,7 @@ def load(
     name = str(path_or_name)
     p = Path(path_or_name)
     if name.startswith(RANDOM_PREFIX) and not p.exists():
+        _spidr_normalization(normalization, name)
         model, info = _random_model(name, variant)
         return Loaded(model.to(device), info)
     if name in NAMED_WEIGHTS and not p.exists():
@@ -250,6 +259,7 @@ def load(
     if fairseq_family(raw, sd) is not None:
         model = _encoder(lambda: load_fairseq_encoder(raw, sd, p, normalization), str(p), variant, config)
         return Loaded(model.to(device), CheckpointInfo("fairseq", model.family, str(p.resolve()), file_sha256(p)))
+    _spidr_normalization(normalization, p)
     cfg, sd, info = _from_raw(p, raw, variant, config)
     model = build_model(cfg, sd, str(p))
     return Loaded(model.to(device), info)

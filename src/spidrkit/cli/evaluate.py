@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.cli import UserError
+from spidrkit.cli.model_args import add_model_options, model_source
 
 DISTANCES = ("angular", "kl_symmetric", "identical")
 
@@ -107,8 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "random:PRESET_OR_TOML (RANDOM weights, for testing only); repeat it to compare several models")
     p.add_argument("--label", action="append", default=None, metavar="NAME",
                    help="name of each --model in tables and figures, in order (default: from its provenance)")
-    p.add_argument("--variant", choices=("spidr", "dinosr"), default=None,
-                   help="for released checkpoints that do not say it (default: spidr)")
+    add_model_options(p)
     p.add_argument("--corpus", required=True, metavar="DIR", help="corpus folder (SPLIT.csv, SPLIT.item, ...)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
     p.add_argument("--probe", action="store_true",
@@ -140,8 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "intervals) and speakers (the training voices, split by utterance). See "
                        "spidrkit.evaluation.probe.")
     p.add_argument("--model", required=True, help="checkpoint or model folder")
-    p.add_argument("--variant", choices=("spidr", "dinosr"), default=None,
-                   help="for released checkpoints that do not say it (default: spidr)")
+    add_model_options(p)
     p.add_argument("--corpus", required=True, metavar="DIR", help="corpus folder (train or dev, and heldout)")
     p.add_argument("-o", "--output", default=None, metavar="OUT", help="also write OUT/report.json and report.md")
     p.add_argument("--layers", type=_int_list, default=None, metavar="1,2,...", help="1-based (default: all)")
@@ -327,19 +326,10 @@ def _map(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_arg(path: str, args: argparse.Namespace) -> Any:
-    """``--model`` as given, or loaded with ``--variant``."""
-    if args.variant is None:
-        return path
-    from spidrkit.checkpoints import load
-
-    return load(path, device=args.device, variant=args.variant)
-
-
 def _sweep(args: argparse.Namespace) -> int:
     from spidrkit.evaluation.sweep import sweep
 
-    models = [_model_arg(m, args) for m in args.model]
+    models = [model_source(m, args, args.device) for m in args.model]
     if args.label is not None and len(args.label) != len(models):
         raise UserError(f"{len(models)} --model but {len(args.label)} --label: give one --label per --model")
     baselines = [] if args.baselines == ["none"] else args.baselines
@@ -360,7 +350,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     from spidrkit.evaluation.probe import MAX_TRAIN_FRAMES, probe
 
-    results = probe(_model_arg(args.model, args), args.corpus, args.output, layers=args.layers,
+    results = probe(model_source(args.model, args, args.device), args.corpus, args.output, layers=args.layers,
                     baselines=[] if args.baselines == ["none"] else args.baselines, max_files=args.max_files,
                     max_train_frames=args.max_train_frames or MAX_TRAIN_FRAMES, seed=args.seed, device=args.device,
                     progress=not args.quiet)

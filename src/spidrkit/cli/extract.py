@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli.model_args import add_model_options, model_source
 from spidrkit.extraction.extract import (
     DEFAULT_BATCH_SECONDS,
     DEFAULT_CONTEXT_SECONDS,
@@ -22,8 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "model (spidr_base, dinosr_base_reproduced, dinosr_base_original: downloaded once, verified), or "
         "random:PRESET_OR_TOML (RANDOM weights, for testing only)",
     )
-    parser.add_argument("--variant", choices=["spidr", "dinosr"], default=None,
-                        help="model variant, for released files that do not say it (default: spidr)")
+    add_model_options(parser)
     parser.add_argument("--layer", dest="layers", type=int, action="append", metavar="N",
                         help="1-based layer (repeatable; several go to OUT/layer_NN/); default 6")
     parser.add_argument("--units", default=None, metavar="codebook|kmeans:FILE",
@@ -59,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
     extensions = tuple(x.strip().lower().lstrip(".") for x in args.ext.split(",") if x.strip())
     summary = extract(
-        args.model, args.inputs, args.output, layers=args.layers or [6], units=args.units, fmt=args.fmt,
+        model_source(args.model, args), args.inputs, args.output, layers=args.layers or [6], units=args.units,
+        fmt=args.fmt,
         dtype="float16" if args.float16 else "float32", batch_seconds=args.batch_seconds, device=args.device,
         precision=args.precision, window_seconds=args.window_seconds, context_seconds=args.context_seconds,
-        dedup=args.dedup, variant=args.variant, num_workers=args.num_workers, overwrite=args.overwrite,
+        dedup=args.dedup, num_workers=args.num_workers, overwrite=args.overwrite,
         progress=not args.quiet, units_format=args.units_format, skip_bad=args.skip_bad, force=args.force,
         extensions=extensions or ("wav", "flac"),
     )
