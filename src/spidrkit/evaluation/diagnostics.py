@@ -75,7 +75,7 @@ def position_bins(num_frames: int, frame_rate: float, bin_s: float = POSITION_BI
     ``cap_s / bin_s`` (10: one bin for everything 1 s or more from both edges)."""
     centre = (np.arange(num_frames) + 0.5) / frame_rate
     distance = np.minimum(centre, num_frames / frame_rate - centre)
-    top = int(round(cap_s / bin_s))
+    top = round(cap_s / bin_s)
     return np.minimum(np.floor(distance / bin_s + 1e-9).astype(int), top)
 
 
@@ -152,7 +152,7 @@ def diagnose(model, corpus_dir: str | os.PathLike, split: str = "dev", min_frame
     for la in layers:
         t, h = np.concatenate(teacher[la]), np.concatenate(heads[la])
         rows[la] = {"codebook_ppl": unit_perplexity(t, size), "prediction_ppl": unit_perplexity(h, size),
-                    "active_codewords": int(len(np.unique(t))), "active_predictions": int(len(np.unique(h))),
+                    "active_codewords": len(np.unique(t)), "active_predictions": len(np.unique(h)),
                     "nmi_phone": nmi(t[keep], phone), "nmi_position": nmi(t[keep], position),
                     "pred_nmi_phone": nmi(h[keep], phone), "pred_nmi_position": nmi(h[keep], position)}
     return {"split": split, "files": len(entries), "frames": int(sum(len(p) for p in positions)),
