@@ -47,9 +47,8 @@ def corpus(tmp_path_factory):
     """The corpus of tests/test_sweep.py (the same folder and settings: built once a session)."""
     if not flite_available():
         pytest.skip("flite is not installed")
-    from test_sweep import built_once
-
     from spidrkit.data.synth import synthesize_corpus
+    from test_sweep import built_once
 
     with built_once(tmp_path_factory, "sweep_corpus") as root:
         if not (root / "done").is_file():

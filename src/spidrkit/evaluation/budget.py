@@ -111,7 +111,7 @@ def evaluate_point(model, sets: tuple[EvalSet, EvalSet], corpus_dir: str | os.Pa
     """One checkpoint's numbers: :func:`best_layer_abx` and the fixed-set diagnostics, with the seconds spent."""
     t0 = time.perf_counter()
     row = best_layer_abx(model, sets, layers, speakers)
-    diag = diagnose(model, corpus_dir, "dev", min_frames)
+    diag = diagnose(model, corpus_dir, "dev", min_frames, predictions=False)
     return {**row, "min_codebook_ppl": diag["min_codebook_ppl"], "diagnostics": diag,
             "eval_seconds": time.perf_counter() - t0}
 
@@ -218,7 +218,8 @@ def render_budget(result: dict[str, Any]) -> str:
         lines += ["", "No trend: fewer than two timed points or no MFCC score."]
     else:
         lines += ["", f"Trend ABX = {c['a']:.2f} {c['b']:+.2f} ln(min): it reaches MFCC at "
-                      f"{_num(c['minutes'], '.3g')} min (- = never) ({int(c['level'] * 100)} % interval {_num(c['low'], '.3g')}-"
-                      f"{_num(c['high'], '.3g')} min over {c['resamples']} bootstrap resamples; "
+                      f"{_num(c['minutes'], '.3g')} min (- = never) ({int(c['level'] * 100)} % interval "
+                      f"{_num(c['low'], '.3g')}-{_num(c['high'], '.3g')} min over "
+                      f"{c['resamples']} bootstrap resamples; "
                       f"{c['never'] * 100:.0f} % never reach it)."]
     return "\n".join(lines) + "\n"

@@ -110,11 +110,13 @@ def fixed_set(corpus_dir: str | os.PathLike, model, split: str = "dev", min_fram
 
 
 @torch.inference_mode()
-def model_units(model, wav: torch.Tensor) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """Teacher units and head argmax units ``{layer: (T,)}`` of one waveform, per codebook layer."""
+def model_units(model, wav: torch.Tensor, predictions: bool = True
+                ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Teacher units and head argmax units ``{layer: (T,)}`` of one waveform, per codebook layer (no head units,
+    and no student pass, without ``predictions``)."""
     device = next(model.parameters()).device
     wav = wav.to(device)
-    preds = model.codebook_predictions(wav)
+    preds = model.codebook_predictions(wav) if predictions else {}
     was = model.training
     model.eval()
     try:
@@ -124,37 +126,41 @@ def model_units(model, wav: torch.Tensor) -> tuple[dict[int, np.ndarray], dict[i
         model.train(was)
     layers = list(model.target_layers)
     return ({la: teacher[k].cpu().numpy() for k, la in enumerate(layers)},
-            {la: preds[la].units[0].cpu().numpy() for la in layers})
+            {la: preds[la].units[0].cpu().numpy() for la in layers if la in preds})
 
 
 def diagnose(model, corpus_dir: str | os.PathLike, split: str = "dev", min_frames: int = DEFAULT_MIN_FRAMES,
-             ) -> dict[str, Any]:
+             predictions: bool = True) -> dict[str, Any]:
     """The fixed-set diagnostics of ``model`` (a :class:`~spidrkit.models.spidr.SpidR`) on ``split`` (see the
-    module docstring): ``{"split", "files", "frames", "nmi": ..., "layers": {layer: {...}}, "min_codebook_ppl"}``."""
+    module docstring): ``{"split", "files", "frames", "nmi": ..., "layers": {layer: {...}}, "min_codebook_ppl"}``.
+    Without ``predictions`` the student is not run: the ``prediction_ppl`` / ``pred_*`` entries are absent
+    (half the time: what the budget curve needs)."""
     entries, labels = fixed_set(corpus_dir, model, split, min_frames)
     layers = list(model.target_layers)
     teacher: dict[int, list[np.ndarray]] = {la: [] for la in layers}
     heads: dict[int, list[np.ndarray]] = {la: [] for la in layers}
     phones, positions = [], []
     for e in entries:
-        t_units, h_units = model_units(model, load_audio(e.path, model.sample_rate))
+        t_units, h_units = model_units(model, load_audio(e.path, model.sample_rate), predictions)
         n = len(t_units[layers[0]])
         phones.append(frame_phones(labels[e.fileid], n, model.frame_rate))
         positions.append(position_bins(n, model.frame_rate))
         for la in layers:
             teacher[la].append(t_units[la])
-            heads[la].append(h_units[la])
+            heads[la] += [h_units[la]] if predictions else []
     phone = np.concatenate(phones)
     keep = np.asarray([p is not None for p in phone])
     phone, position = phone[keep].astype(str), np.concatenate(positions)[keep]
     size = model.cfg.codebook_size
     rows: dict[int, dict[str, float]] = {}
     for la in layers:
-        t, h = np.concatenate(teacher[la]), np.concatenate(heads[la])
-        rows[la] = {"codebook_ppl": unit_perplexity(t, size), "prediction_ppl": unit_perplexity(h, size),
-                    "active_codewords": len(np.unique(t)), "active_predictions": len(np.unique(h)),
-                    "nmi_phone": nmi(t[keep], phone), "nmi_position": nmi(t[keep], position),
-                    "pred_nmi_phone": nmi(h[keep], phone), "pred_nmi_position": nmi(h[keep], position)}
+        t = np.concatenate(teacher[la])
+        rows[la] = {"codebook_ppl": unit_perplexity(t, size), "active_codewords": len(np.unique(t)),
+                    "nmi_phone": nmi(t[keep], phone), "nmi_position": nmi(t[keep], position)}
+        if predictions:
+            h = np.concatenate(heads[la])
+            rows[la].update({"prediction_ppl": unit_perplexity(h, size), "active_predictions": len(np.unique(h)),
+                             "pred_nmi_phone": nmi(h[keep], phone), "pred_nmi_position": nmi(h[keep], position)})
     return {"split": split, "files": len(entries), "frames": int(sum(len(p) for p in positions)),
             "codebook_size": size, "nmi": "I(a;b)/sqrt(H(a)H(b)); position: distance to the nearest utterance "
             f"edge in {POSITION_BIN_S:g} s bins capped at {POSITION_CAP_S:g} s",
