@@ -53,7 +53,7 @@ def test_demo_end_to_end(tmp_path):
     budget = json.loads((out / "budget" / "budget.json").read_text())
     assert [p["name"].split("_step_")[0] for p in budget["points"]][-1] == "final"
     assert {p["name"].split("_step_")[0] for p in budget["points"][:-1]} <= {
-        "minutes_0.04167", "minutes_0.1042", "minutes_0.2083", "minutes_0.4167"}
+        "minutes_0.0417", "minutes_0.1042", "minutes_0.2083", "minutes_0.4167"}
     assert "## Budget curve" in report and (out / "budget" / "budget.png").is_file()
 
     # the numbers are those of the metric functions on the trained checkpoint's features
