@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--parallel", type=int, default=2, help="runs at once")
     p.add_argument("--max-files", type=int, default=MAX_FILES, help="evaluation files per split")
+    p.add_argument("--milestones", default="", metavar="M1,M2,...",
+                   help="milestone minutes of every run (e.g. 2,5,10,20,45): a budget curve per run, with the "
+                        "fitted time at which it would cross MFCC (OUT/runs/ARM/seedS/budget/)")
     p.add_argument("--plan", action="store_true", help="print the plan and its wall time, run nothing")
     p.add_argument("--one", nargs=2, metavar=("ARM", "SEED"), help=argparse.SUPPRESS)  # a worker process
     args = p.parse_args(argv)
@@ -79,9 +82,10 @@ def runs(args) -> list[tuple[str, int]]:
 def plan(args) -> str:
     n = len(runs(args))
     waves = math.ceil(n / max(args.parallel, 1))
-    wall = waves * (args.minutes + EVAL_MINUTES)
+    evals = EVAL_MINUTES * (1 + 0.5 * len([m for m in args.milestones.split(",") if m]))  # + a curve point each
+    wall = waves * (args.minutes + evals)
     lines = [f"{len(args.arm_list)} arms x {len(args.seeds)} seeds = {n} runs of {args.minutes:g} min "
-             f"(+ ~{EVAL_MINUTES:g} min evaluation), {args.parallel} at once with {args.threads} thread(s) each: "
+             f"(+ ~{evals:.1f} min evaluation), {args.parallel} at once with {args.threads} thread(s) each: "
              f"{waves} waves, ~{wall:.0f} min ({wall / 60:.1f} h) of wall time"]
     for arm in args.arm_list:
         key, over = ARMS[arm]
@@ -114,7 +118,7 @@ def run_one(args, arm: str, seed: int) -> None:
     cfg = load_config("tiny", [f"data.train_manifest={corpus / 'train.csv'}",
                                f"data.valid_manifest={corpus / 'dev.csv'}", f"train.max_minutes={args.minutes}",
                                f"train.seed={seed}", "train.device=cpu",
-                               "data.num_workers=0", *over])
+                               f"train.milestone_minutes=[{args.milestones}]", "data.num_workers=0", *over])
     t0 = time.perf_counter()
     summary = pretrain(cfg, folder, resume=True, progress=False)
     train_s = time.perf_counter() - t0
@@ -125,10 +129,16 @@ def run_one(args, arm: str, seed: int) -> None:
     point = evaluate_point(model, sets, corpus, list(range(1, model.num_layers + 1)), speakers=("within", "across"))
     point["diagnostics"] = diagnose(model, corpus, "dev")  # with the head predictions
     ppl = read_perplexities(folder / "metrics.jsonl") if (folder / "metrics.jsonl").is_file() else {}
+    crossing = None
+    if args.milestones:
+        from spidrkit.evaluation.budget import budget_curve
+
+        crossing = budget_curve(folder, corpus, folder / "budget", max_files=args.max_files,
+                                speakers=("within", "across"))["crossing"]
     write_json_atomic(folder / "result.json", json_safe({
         "arm": arm, "seed": seed, "corpus": str(corpus), "overrides": over, "step": summary["step"],
         "status": summary["status"], "train_seconds": train_s, "eval_seconds": time.perf_counter() - t0,
-        **point, "per_batch": {k: np.asarray(v).tolist() for k, v in ppl.items()}}))
+        **point, "per_batch": {k: np.asarray(v).tolist() for k, v in ppl.items()}, "crossing": crossing}))
 
 
 def launch(args, arm: str, seed: int) -> str:
@@ -138,7 +148,7 @@ def launch(args, arm: str, seed: int) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     cmd = [sys.executable, __file__, str(args.out), "--one", arm, str(seed), "--minutes", str(args.minutes),
-           "--threads", str(args.threads), "--max-files", str(args.max_files),
+           "--threads", str(args.threads), "--max-files", str(args.max_files), "--milestones", args.milestones,
            *[x for c in args.corpus for x in ("--corpus", c)]]
     with open(folder / "log.txt", "a") as log:
         rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -152,6 +162,19 @@ def _stats(values: list[float | None]) -> str:
     return f"{np.mean(v):.2f}" + (f" ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else "")
 
 
+def crossings(results: dict[str, list[dict]]) -> list[str]:
+    """One line per run with a budget curve: the fitted time at which its ABX would reach MFCC's."""
+    out = []
+    for arm, rows in results.items():
+        for r in rows:
+            c = r.get("crossing")
+            if c:
+                fmt = lambda x: "never" if x is None else f"{x:.3g}"  # noqa: E731 (JSON: infinite as null)
+                out.append(f"- {arm} seed {r['seed']}: trend crosses MFCC at {fmt(c['minutes'])} min "
+                           f"(95 % bootstrap interval {fmt(c['low'])}-{fmt(c['high'])} min)")
+    return out
+
+
 def tabulate(args) -> dict:
     """``OUT/study.json`` / ``study.md`` and the perplexity figures from every finished run."""
     from spidrkit.evaluation.perplexity import plot_runs_perplexity
@@ -162,7 +185,7 @@ def tabulate(args) -> dict:
         path = run_dir(args, arm, seed) / "result.json"
         if path.is_file():
             results.setdefault(arm, []).append(json.loads(path.read_text()))
-    lines = ["# CPU study", "", plan(args), "",
+    lines = ["# CPU study", "", plan(args), "", *crossings(results), "",
              "| arm | seeds | steps | layer | ABX across (%) | ABX within (%) | min fixed-set cb ppl | "
              "NMI phone | NMI position |", "|---|---|---|---|---|---|---|---|---|"]
     for arm, rows in results.items():
