@@ -217,9 +217,12 @@ def render_budget(result: dict[str, Any]) -> str:
     if c is None:
         lines += ["", "No trend: fewer than two timed points or no MFCC score."]
     else:
+        def when(x: Any) -> str:  # JSON: an infinite time (never) is null
+            return "never" if x is None or x == math.inf else f"{x:.3g} min"
+
         lines += ["", f"Trend ABX = {c['a']:.2f} {c['b']:+.2f} ln(min): it reaches MFCC at "
-                      f"{_num(c['minutes'], '.3g')} min (- = never) ({int(c['level'] * 100)} % interval "
-                      f"{_num(c['low'], '.3g')}-{_num(c['high'], '.3g')} min over "
+                      f"{when(c['minutes'])} ({int(c['level'] * 100)} % interval "
+                      f"{when(c['low'])} to {when(c['high'])}, over "
                       f"{c['resamples']} bootstrap resamples; "
                       f"{c['never'] * 100:.0f} % never reach it)."]
     return "\n".join(lines) + "\n"
