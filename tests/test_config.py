@@ -232,6 +232,10 @@ FIELD_CASES = [
     (["train.collapse_perplexity=nan"], "train.collapse_perplexity: must be a finite number >= 0, got nan"),
     (["train.codebook_update=never"],
      "train.codebook_update: must be one of 'per_step', 'per_micro_batch', got 'never'"),
+    (["train.milestone_minutes=[2, 0]"],
+     "train.milestone_minutes: must be a list of 0 or more items, each a finite number > 0, got (2.0, 0.0)"),
+    (["train.milestone_steps=[-5]"],
+     "train.milestone_steps: must be a list of 0 or more items, each an integer >= 1, got (-5,)"),
 ]
 # ... and one per rule between fields (tiny: dim 256, 4 heads, 6 layers, pos conv 95 over 5 layers).
 CROSS_CASES = {

@@ -48,7 +48,13 @@ def test_demo_end_to_end(tmp_path):
     assert list(info["timings_s"]) == [
         "1/3 corpus: 0.03 h of speech from awb, rms, slt, kal16 (kal16 held out)",
         "2/3 pretraining a tiny spidr for 0.5 min", "3/3 evaluation sweep (every layer, baselines, k-means, plots)",
-        "total"]
+        "budget curve: milestones against MFCC and random weights", "total"]
+    # the budget curve: the milestones at 2, 5, 10, 20 of 24 minutes, scaled to 0.5 min, and the last checkpoint
+    budget = json.loads((out / "budget" / "budget.json").read_text())
+    assert [p["name"].split("_step_")[0] for p in budget["points"]][-1] == "final"
+    assert {p["name"].split("_step_")[0] for p in budget["points"][:-1]} <= {
+        "minutes_0.0417", "minutes_0.1042", "minutes_0.2083", "minutes_0.4167"}
+    assert "## Budget curve" in report and (out / "budget" / "budget.png").is_file()
 
     # the numbers are those of the metric functions on the trained checkpoint's features
     res = result["results"]

@@ -221,6 +221,40 @@ def test_time_budget_stops_with_a_checkpoint(corpus, tmp_path):
     assert json.loads((tmp_path / "spidrkit.json").read_text())["status"] == "time_budget"
 
 
+def test_milestones_survive_pruning_and_resume(corpus, tmp_path, caplog):
+    from spidrkit.checkpoints.run import list_milestones
+
+    keep = ["train.checkpoint_every=1", "train.keep_checkpoints=1", "train.log_every=2"]
+    out = pretrain(config(corpus, *keep, "train.max_steps=5", "train.milestone_steps=[2, 4]",
+                          "train.milestone_minutes=[1e-9, 1e-8]"), tmp_path, progress=False)
+    assert out["step"] == 5 and [s for s, _ in list_checkpoints(tmp_path)] == [5]  # the rotation kept one
+    # one minutes milestone a step: 1e-9 min at step 1, 1e-8 at step 2, with the step milestones 2 and 4
+    names = ["minutes_1e-09_step_00000001.pt", "minutes_1e-08_step_00000002.pt", "steps_2_step_00000002.pt",
+             "steps_4_step_00000004.pt"]
+    found = list_milestones(tmp_path)
+    assert [p.name for *_, p in found] == names
+    assert [(k, v, s) for k, v, s, _ in found] == [("minutes", 1e-9, 1), ("minutes", 1e-8, 2), ("steps", 2.0, 2),
+                                                   ("steps", 4.0, 4)]
+    for _, _, step, path in found:
+        ckpt = load_checkpoint(path)
+        assert ckpt["step"] == step and ckpt["elapsed"] > 0
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r.get("split") == "milestone"]
+    assert [(r["step"], r["milestone"], r["target"], r["path"]) for r in records] == [
+        (s, k, v, f"milestones/{p.name}") for k, v, s, p in found]
+    assert all(r["minutes"] * 60 == pytest.approx(r["wall_seconds"]) for r in records)
+    stamps = {p.name: p.stat().st_mtime_ns for *_, p in found}
+
+    # resume: the saved ones are not rewritten, 1e-7 min was passed before (skipped), step 7 is new
+    with caplog.at_level(logging.WARNING, logger="spidrkit.training"):
+        pretrain(config(corpus, *keep, "train.max_steps=8", "train.milestone_steps=[2, 4, 7]",
+                        "train.milestone_minutes=[1e-9, 1e-8, 1e-7]"), tmp_path, progress=False)
+    again = list_milestones(tmp_path)
+    assert [p.name for *_, p in again] == [*names, "steps_7_step_00000007.pt"]
+    assert {p.name: p.stat().st_mtime_ns for *_, p in again if p.name in stamps} == stamps
+    assert "milestones [1e-07] min were passed before this invocation" in caplog.text
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [8]
+
+
 @pytest.mark.skipif(not os.environ.get("SPIDRKIT_TEST_COMPILE"),
                     reason="torch.compile on CPU takes minutes when its cache is cold; SPIDRKIT_TEST_COMPILE=1 runs it")
 def test_compiled_steps_match_eager_steps(corpus, tmp_path):

@@ -6,7 +6,9 @@
   3. runs the evaluation sweep on dev + held-out speech (every layer: ABX within/across speaker, word MAP;
      every codebook layer: unit ABX and PNMI; k-means units; MFCC and random-weight baselines), with the
      perplexity curves of the run;
-  4. writes ``OUT/report.md`` (and ``report.json``) with tables and plots.
+  4. the budget curve (:func:`budget_stage`): the milestone checkpoints of the run (at 2, 5, 10 and 20 of 24
+     minutes, scaled with ``minutes``) and the last one against MFCC and random weights, in ``OUT/budget/``;
+  5. writes ``OUT/report.md`` (and ``report.json``) with tables and plots.
 Every stage resumes: running the same command again after an interruption redoes only what is missing.
 """
 
@@ -28,6 +30,16 @@ logger = logging.getLogger("spidrkit.demo")
 
 VOICES = ("awb", "rms", "slt", "kal16")
 HELDOUT = "kal16"
+DEFAULT_MINUTES = 24.0
+MILESTONES = (2.0, 5.0, 10.0, 20.0)  # minutes of a 24-minute run, scaled for other budgets
+# the budget curve's cheap evaluation: files per split, fixed-set frames (measured: see budget_stage)
+BUDGET_MAX_FILES = 60
+BUDGET_MIN_FRAMES = 10_000
+
+
+def milestone_minutes(minutes: float) -> list[float]:
+    """The demo's milestones for a ``minutes`` budget: 2, 5, 10, 20 for 24 minutes, in proportion otherwise."""
+    return [round(m * minutes / DEFAULT_MINUTES, 4) for m in MILESTONES]
 
 
 def corpus_hours(minutes: float) -> float:
@@ -45,6 +57,7 @@ def demo_config(corpus: Path, minutes: float, seed: int, variant: str = "spidr",
             f"train.max_minutes={float(minutes)}",
             f"train.seed={seed}",
             "train.device=cpu",
+            f"train.milestone_minutes={milestone_minutes(minutes)}",
             *overrides,
         ],
         variant=variant,
@@ -62,7 +75,7 @@ def _stage(name: str, watch: Stopwatch) -> Iterator[None]:
 
 def run_demo(
     out_dir: str | os.PathLike = "runs/demo",
-    minutes: float = 20.0,
+    minutes: float = DEFAULT_MINUTES,
     hours: float | None = None,
     seed: int = 0,
     variant: str = "spidr",
@@ -82,11 +95,12 @@ def run_demo(
         summary, checkpoint, results = _run_stages(out, corpus, run_dir, watch, minutes=minutes, hours=hours,
                                                    seed=seed, variant=variant, kmeans_k=kmeans_k, workers=workers,
                                                    overrides=overrides, progress=progress)
+        budget = budget_stage(out, corpus, run_dir, watch)
     timings = watch.rounded(1)  # the stages, then "total" (timed last)
     demo_info = {
         "minutes": minutes, "hours": hours, "seed": seed, "variant": variant, "voices": list(VOICES),
         "heldout_voice": HELDOUT, "checkpoint": str(checkpoint), "training": json_safe(summary),
-        "timings_s": timings,
+        "timings_s": timings, "budget_crossing": budget.get("crossing"),
     }
     write_json_atomic(out / "demo.json", demo_info)
     _prepend_summary(out / "report.md", demo_info, results)
@@ -130,6 +144,23 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, min
             progress=progress,
         )
     return summary, checkpoint, results
+
+
+def budget_stage(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch) -> dict[str, Any]:
+    """The budget curve of the run's milestones (:func:`spidrkit.evaluation.budget.budget_curve`) into
+    ``OUT/budget/``, its table appended to ``OUT/report.md``. Kept cheap for the demo's 6 minutes of sweep and
+    curve: across-speaker ABX only, :data:`BUDGET_MAX_FILES` files per split, the fixed set of
+    :data:`BUDGET_MIN_FRAMES` frames (each point is cached: a rerun evaluates only new checkpoints)."""
+    from spidrkit.evaluation.budget import budget_curve
+
+    with _stage("budget curve: milestones against MFCC and random weights", watch):
+        result = budget_curve(run_dir, corpus, out / "budget", max_files=BUDGET_MAX_FILES,
+                              min_frames=BUDGET_MIN_FRAMES)
+    report = out / "report.md"
+    body = report.read_text() if report.exists() else ""
+    table = (out / "budget" / "budget.md").read_text().replace("# Budget curve", "## Budget curve", 1)
+    write_text_atomic(report, body + "\n" + table + "\n![budget curve](budget/budget.png)\n")
+    return result
 
 
 def _prepend_summary(report: Path, info: dict[str, Any], results: dict[str, Any]) -> None:

@@ -10,6 +10,10 @@ A checkpoint ``RUN_DIR/checkpoints/step_00001000.pt`` is a dict of tensors and p
 - ``rng``: one dict of RNG states per rank (python, numpy, torch CPU, CUDA);
 - ``world_size``, ``elapsed`` (training seconds so far), ``metrics`` (the last logged training record).
 
+Milestones (``train.milestone_minutes`` / ``train.milestone_steps``) are the same dicts under
+``RUN_DIR/milestones/minutes_{M}_step_{S:08d}.pt`` (or ``steps_{N}_step_...``): outside ``checkpoints/``,
+so :func:`prune_checkpoints` and resuming never see them (:func:`list_milestones`).
+
 Files are written to a temporary name in the same folder, flushed to disk, then renamed, so a crash
 never leaves a truncated checkpoint under a real name. A checkpoint found unreadable (damaged on disk,
 truncated by a copy) is renamed aside to ``step_XXXXXXXX.pt.corrupt``: it is then never resumed from,
@@ -58,6 +62,26 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
         if m and p.is_file():
             found.append((int(m.group(1)), p))
     return sorted(found)
+
+
+MILESTONE_DIR = "milestones"
+_MILESTONE = re.compile(r"^(minutes|steps)_([0-9.e+-]+)_step_(\d+)\.pt$")
+
+
+def milestone_path(run_dir: str | os.PathLike, kind: str, value: float, step: int) -> Path:
+    """``RUN_DIR/milestones/{kind}_{value:g}_step_{step:08d}.pt``; ``kind`` is "minutes" or "steps"."""
+    return Path(run_dir) / MILESTONE_DIR / f"{kind}_{value:g}_step_{step:08d}.pt"
+
+
+def list_milestones(run_dir: str | os.PathLike) -> list[tuple[str, float, int, Path]]:
+    """``(kind, value, step, path)`` of every milestone checkpoint of the run, by step."""
+    folder = Path(run_dir) / MILESTONE_DIR
+    found = []
+    for p in folder.iterdir() if folder.is_dir() else ():
+        m = _MILESTONE.match(p.name)
+        if m and p.is_file():
+            found.append((m.group(1), float(m.group(2)), int(m.group(3)), p))
+    return sorted(found, key=lambda x: (x[2], x[0], x[1]))
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:

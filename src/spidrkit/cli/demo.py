@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--minutes", type=float, default=20.0, help="pretraining wall-time budget (default 20)")
+    parser.add_argument("--minutes", type=float, default=24.0, help="pretraining wall-time budget (default 24)")
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--hours", type=float, default=None,
                         help="speech to synthesise (default: 2 h for 20 min, less for shorter runs)")

@@ -174,6 +174,8 @@ class TrainConfig:
     max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
     collapse_perplexity: float = 2.0  # warn when a layer's codebook perplexity falls below this
     codebook_update: str = "per_step"  # "per_step" (summed statistics) or "per_micro_batch" (the release)
+    milestone_minutes: tuple[float, ...] = ()  # keep a checkpoint when the training time passes each (RUN/milestones)
+    milestone_steps: tuple[int, ...] = ()  # ... and at each of these steps
 
     def __post_init__(self) -> None:
         check_section("train", self)

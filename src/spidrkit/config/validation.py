@@ -193,6 +193,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "max_nonfinite": STEPS,  # 0 = never stop on non-finite losses
         "collapse_perplexity": Number(0.0),  # 0 = never warn
         "codebook_update": Choice(("per_step", "per_micro_batch")),
+        "milestone_minutes": Each(Number(0.0, lo_open=True), 0),  # empty = no milestone
+        "milestone_steps": Each(POSITIVE, 0),
     },
 }
 

@@ -25,7 +25,7 @@ from spidrkit.evaluation.phones import CLASS_COLOURS, CLASS_ORDER, base_phone, p
 from spidrkit.evaluation.tsne import phone_embeddings, plot_tsne
 
 __all__ = ["CLASS_ORDER", "Figure", "base_phone", "phone_class", "phone_embeddings", "phone_order",
-           "plot_layer_metrics",
+           "plot_budget_curve", "plot_layer_metrics",
            "plot_metric_by_layer", "plot_perplexity", "plot_phone_given_code", "plot_runs_perplexity", "plot_tsne",
            "read_perplexities"]
 
@@ -219,3 +219,33 @@ def plot_phone_given_code(
     fig.tight_layout()
     return Figure(save_figure(fig, out_path), title, [Panel(title, xlabel, "phone")], image, phones, codes)
 
+
+
+# --------------------------------------------------------------------------- budget curve (issue 14)
+def plot_budget_curve(points: Mapping[str, tuple[list[float], list[float]]], out_path: str | os.PathLike, *,
+                      abx_lines: Mapping[str, float] | None = None, ppl_lines: Mapping[str, float] | None = None,
+                      trend: tuple[list[float], list[float]] | None = None, title: str | None = None,
+                      figsize: tuple[float, float] = (11.0, 4.0)) -> Figure:
+    """Best-layer ABX (left) and the minimum codebook perplexity (right) against training minutes (log axis).
+
+    ``points``: ``{"abx": (minutes, %), "ppl": (minutes, perplexity)}``; ``abx_lines`` / ``ppl_lines``:
+    horizontal references (MFCC, random weights); ``trend``: the fitted ABX trend ``(minutes, %)``, dashed.
+    """
+    panels = [Panel(None, "training time (min)", "best-layer ABX across (%) ↓", hlines=dict(abx_lines or {})),
+              Panel(None, "training time (min)", "min codebook perplexity (fixed set) ↑",
+                    hlines=dict(ppl_lines or {}))]
+    panels[0].series.append(Series("model", tuple(points["abx"][0]), tuple(points["abx"][1])))
+    if trend is not None:
+        panels[0].series.append(Series("trend", tuple(trend[0]), tuple(trend[1])))
+    panels[1].series.append(Series("model", tuple(points["ppl"][0]), tuple(points["ppl"][1])))
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=figsize)
+    for ax, panel in zip(axes, panels):
+        for s in panel.series:
+            ax.plot(s.x, s.y, "--" if s.label == "trend" else "-o", label=s.label, markersize=4)
+        for j, (name, y) in enumerate(panel.hlines.items()):
+            ax.axhline(y, ls=":", color=("0.3", "0.6", "0.8")[j % 3], label=name)
+    _finish_axes(fig, axes, panels, title)
+    for ax in axes:
+        ax.set_xscale("log")
+    return Figure(save_figure(fig, out_path), title, panels)

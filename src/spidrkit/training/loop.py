@@ -9,7 +9,9 @@ The run directory holds everything a run needs to go on after a crash, a pre-emp
   ``train.keep_checkpoints`` kept (see :mod:`spidrkit.checkpoints.run`);
 - ``metrics.jsonl``: a training record every ``train.log_every`` steps and a validation record every
   ``train.valid_every`` steps (``"split": "train"`` / ``"valid"``); ``tensorboard/`` when installed;
-- ``skipped.tsv``: the audio files that could not be used.
+- ``skipped.tsv``: the audio files that could not be used;
+- ``milestones/``: checkpoints kept for good at ``train.milestone_minutes`` / ``train.milestone_steps``
+  (:mod:`spidrkit.training.milestones`).
 
 Running the same command again resumes from the latest checkpoint (:mod:`spidrkit.training.resume`), so
 the resumed run takes exactly the steps the uninterrupted run would have taken. SIGINT (Ctrl-C), SIGTERM,
@@ -68,6 +70,7 @@ from spidrkit.training.logging import (
     train_record,
 )
 from spidrkit.training.masks import MaskHook
+from spidrkit.training.milestones import Milestones, write_milestone
 from spidrkit.training.preemption import REQUEUE_SIGNALS, StopSignals, loader_batches
 from spidrkit.training.resume import checkpoint_rng, find_checkpoint, restore_data_and_rng
 from spidrkit.training.runfolder import TrainingDiverged, check_finite_weights, end_status, run_lock
@@ -132,6 +135,8 @@ class Trainer:
         self.collapse = CollapseMonitor(cfg.train.collapse_perplexity, self.layers)
         self.last_train: dict[str, Any] = dict(ckpt.get("metrics") or {}) if ckpt else {}
         self.last_valid: dict[str, Any] = {}
+        self.milestones = Milestones(self.run_dir, cfg.train.milestone_minutes, cfg.train.milestone_steps,
+                                     self.start_step, self.elapsed_before)
         if self.is_main:
             write_text_atomic(self.run_dir / "config.toml", cfg.to_toml())
             self._write_sidecar("running")
@@ -196,7 +201,7 @@ class Trainer:
         self._loaders()
         self.tensorboard = TensorBoard(self.run_dir, enabled=self.is_main, purge_step=step + 1)
         meter = IntervalMeter()
-        vote = StopVote(self.device)
+        vote, milestone_vote = StopVote(self.device), StopVote(self.device)
         self.t_start = time.monotonic()
         interval_start, pauses = time.perf_counter(), Stopwatch()  # pauses: validation and checkpoints
         saved_at = self.start_step if self.resumed_from else -1
@@ -228,6 +233,9 @@ class Trainer:
                         with pauses("validate"):
                             self.validate(step)
 
+                    for kind, value in self.milestones.due(step, self.elapsed(), milestone_vote):
+                        with pauses("save"):
+                            write_milestone(self.run_dir, self.metrics, kind, value, self._state(step))
                     over_time = cfg.max_minutes > 0 and time.monotonic() - self.t_start > 60 * cfg.max_minutes
                     stop = vote(signals.received is not None or over_time)  # the same answer on every rank
                     if stop and meter.steps:  # the end of a run always writes its training record
@@ -305,27 +313,25 @@ class Trainer:
         return record
 
     # ------------------------------------------------------------------ checkpoints
+    def _state(self, step: int) -> dict[str, Any] | None:
+        """The checkpoint of ``step`` with every rank's data and RNG states (rank 0; ``None`` elsewhere)."""
+        data_states, rng_states = gather_objects(self.loader.state_dict()), gather_objects(rng_state(self.device))
+        if not self.is_main:
+            return None
+        model = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        return {"format": FORMAT, "step": step, "model": model, "config": self.cfg.to_dict(),
+                "stepper": self.stepper.state_dict(), "data": data_states,
+                "rng": checkpoint_rng(rng_states), "world_size": self.world_size, "elapsed": self.elapsed(),
+                "metrics": self.last_train}
+
     def save(self, step: int) -> Path | None:
         """Write the checkpoint of ``step`` (rank 0) with every rank's data and RNG states."""
         consecutive = int(self.stepper.consecutive_nonfinite.item())
         self._check_nonfinite(step, consecutive)
         check_finite_weights(self.model, step, self._last_good())  # the same weights, the same answer on every rank
-        data_states = gather_objects(self.loader.state_dict())
-        rng_states = gather_objects(rng_state(self.device))
-        if not self.is_main:
+        state = self._state(step)
+        if state is None:
             return None
-        state = {
-            "format": FORMAT,
-            "step": step,
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "config": self.cfg.to_dict(),
-            "stepper": self.stepper.state_dict(),
-            "data": data_states,
-            "rng": checkpoint_rng(rng_states),
-            "world_size": self.world_size,
-            "elapsed": self.elapsed(),
-            "metrics": self.last_train,
-        }
         path = save_checkpoint(checkpoint_path(self.run_dir, step), state)
         prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints, up_to=step)
         self.last_checkpoint = path
