@@ -1,6 +1,6 @@
 """``spidrkit evaluate slm``: its arguments and its action (``spidrkit.cli.evaluate`` registers them).
 
-    spidrkit evaluate slm BENCHMARK --encoder MODEL --units codebook:L|kmeans:FILE --lm RUN
+    spidrkit evaluate slm BENCHMARK [--encoder MODEL|mfcc|random:PRESET] --units phones|codebook:L|kmeans:FILE --lm RUN
                           [--layer N] [--unnormalized] [-o OUT] [--bootstrap 1000] [--seed 0]
 """
 
@@ -21,9 +21,12 @@ def add_slm_parser(sub: Any) -> None:
         "writes OUT/report.json, OUT/report.md and the submission OUT/submission/<task>/<split>.txt + meta.yaml.")
     p.add_argument("benchmark", metavar="BENCHMARK",
                    help="folder with lexical/, syntactic/, storycloze/ ({dev,test}/*.wav + gold.csv) or sSC/, tSC/")
-    p.add_argument("--encoder", required=True, help="checkpoint (or preset name: RANDOM weights) giving the units")
-    p.add_argument("--units", required=True, metavar="codebook:L|kmeans:FILE",
-                   help="codebook predictions of layer L, or k-means centroids (their sidecar names the layer)")
+    p.add_argument("--encoder", default=None, metavar="MODEL",
+                   help="the units' encoder: a checkpoint or published model, 'mfcc' (MFCC features, with "
+                   "kmeans:FILE), or random:PRESET (RANDOM weights, for tests); not needed with --units phones")
+    p.add_argument("--units", required=True, metavar="phones|codebook:L|kmeans:FILE",
+                   help="gold phones of SPLIT_phones.txt (topline; silences dropped, 39 ARPAbet phones), codebook "
+                   "predictions of layer L, or k-means centroids (their sidecar names the layer)")
     p.add_argument("--layer", type=int, default=None, metavar="N",
                    help="layer of kmeans:FILE when its sidecar does not say it")
     p.add_argument("--lm", required=True, metavar="RUN", help="unit LM run folder (spidrkit lm train)")
@@ -47,18 +50,18 @@ def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
 
 
 def run_slm(args: argparse.Namespace) -> int:
-    from spidrkit.checkpoints import load
-    from spidrkit.evaluation.slm import evaluate_slm, parse_units
+    from spidrkit.evaluation.slm import evaluate_slm
     from spidrkit.evaluation.slm_bench import read_benchmark
+    from spidrkit.evaluation.slm_units import load_encoder, parse_units
 
     splits = read_benchmark(args.benchmark)  # layout errors before any model is loaded
-    units = parse_units(args.units, args.layer)
+    units = parse_units(args.units, args.layer, args.encoder)
     lm, vocab, lm_info = load_unit_lm(args.lm)
-    loaded = load(args.encoder, device=args.device)
+    encoder, model_id = load_encoder(args.encoder, units, args.device)
     report = evaluate_slm(
-        args.benchmark, loaded.model, units, lm.to(args.device), vocab, args.output,
+        args.benchmark, encoder, units, lm.to(args.device), vocab, args.output,
         normalize=not args.unnormalized, batch_tokens=args.batch_tokens, n_bootstrap=args.bootstrap, seed=args.seed,
-        inputs={"encoder": loaded.info.model_id, "encoder_path": str(args.encoder), "lm": str(args.lm),
+        inputs={"encoder": model_id, "encoder_path": str(args.encoder), "lm": str(args.lm),
                 "lm_info": lm_info}, progress=not args.quiet, splits=splits)
     for key, groups in report["results"].items():
         for name, cell in groups.items():
