@@ -255,6 +255,6 @@ def write_corpus_units(out: str | os.PathLike, corpus: str | os.PathLike, split:
         units = shuffle_units(units, shuffle_seed)
     k = spec.k or int(getattr(getattr(encoder, "cfg", None), "codebook_size", 0)) or None
     extra: dict[str, Any] = {"phones": list(PHONE_INVENTORY), "silences": "dropped"} if spec.kind == "phones" else {}
-    return write_units(out, units, k=k, units=spec.describe(), layer=spec.layer or None, model=model,
+    return write_units(out, units, k=k, source=spec.describe(), layer=spec.layer or None, model=model,
                        corpus=str(corpus), split=split, shuffled=shuffle_seed is not None,
                        shuffle_seed=shuffle_seed, **extra)
