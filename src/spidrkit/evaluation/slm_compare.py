@@ -35,7 +35,8 @@ from spidrkit.evaluation.figures import Figure, Panel, Series, pyplot, save_figu
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
 
 METRICS = {"swuggy_all": ("lexical", "all", "sWUGGY all"),
-           "swuggy_in_vocab": ("lexical", "in_vocab", "sWUGGY in-vocab"), "sblimp": ("syntactic", "all", "sBLIMP"), "tsc": ("storycloze", "all", "tSC")}
+           "swuggy_in_vocab": ("lexical", "in_vocab", "sWUGGY in-vocab"),
+           "sblimp": ("syntactic", "all", "sBLIMP"), "tsc": ("storycloze", "all", "tSC")}
 SPLIT_ORDER = ("test", "dev")
 SCATTER_X = {"abx_across": "ABX across speakers (%)", "pnmi": "PNMI"}
 SCATTER_Y = ("swuggy_all", "sblimp")
