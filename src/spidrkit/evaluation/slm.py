@@ -32,7 +32,8 @@ from spidrkit.lm.vocab import UnitVocab
 
 
 def _score_split(split: Split, encoder: Any, spec: UnitSpec, lm: Any, vocab: UnitVocab, normalize: bool,
-                 batch_tokens: int, progress: bool) -> tuple[dict[str, float], dict[str, float]]:
+                 batch_tokens: int, progress: bool, cache: dict | None = None,
+                 ) -> tuple[dict[str, float], dict[str, float]]:
     items = split.items
     t0 = time.perf_counter()
 
@@ -40,10 +41,15 @@ def _score_split(split: Split, encoder: Any, spec: UnitSpec, lm: Any, vocab: Uni
         if progress:
             print(f"\r{split.task}/{split.split}: units of {done}/{len(items)} files", end="", file=sys.stderr)
 
-    if spec.kind == "phones":
+    key = (split.task, split.split, spec.describe(), id(encoder))
+    if cache is not None and key in cache:
+        units = cache[key]
+    elif spec.kind == "phones":
         units = phone_units_of(split.folder, split.split, [it.filename for it in items])
     else:
         units = extract_units(encoder, spec, [it.path for it in items], [str(it.path) for it in items], tell)
+    if cache is not None:
+        cache[key] = units
     t1 = time.perf_counter()
     values = score(lm, vocab, units, normalize=normalize, batch_tokens=batch_tokens,
                    names=[str(it.path) for it in items])
@@ -70,13 +76,15 @@ def evaluate_slm(
     inputs: dict[str, Any] | None = None,
     progress: bool = True,
     splits: list[Split] | None = None,
+    units_cache: dict | None = None,
 ) -> dict[str, Any]:
     """Score every split of ``benchmark`` (see the module doc); returns the report's dictionary.
 
     ``encoder``: ``None`` for ``phones``, a :class:`~spidrkit.evaluation.slm_units.MfccEncoder`, or a
     SpidR-interface model in eval mode (``spidrkit.checkpoints.load(...).model``); ``lm``: a
     ``transformers`` causal LM over ``vocab``'s tokens; ``inputs``: what produced them, for the report;
-    ``splits``: ``read_benchmark(benchmark)`` when the caller has read it already.
+    ``splits``: ``read_benchmark(benchmark)`` when the caller has read it already; ``units_cache``: a dict
+    the caller keeps across calls, so LMs (seeds) over the same units and encoder extract them once.
     """
     from spidrkit.evaluation.slm_report import write_outputs
 
@@ -89,7 +97,7 @@ def evaluate_slm(
     for split in splits:
         key = f"{split.task}/{split.split}"
         scores[split.task, split.split], timing[key] = _score_split(
-            split, encoder, units, lm, vocab, normalize, batch_tokens, progress)
+            split, encoder, units, lm, vocab, normalize, batch_tokens, progress, units_cache)
         if split.gold:
             pairs = pair_scores(split, scores[split.task, split.split])
             results[key] = summarize(pairs, n_bootstrap, seed)

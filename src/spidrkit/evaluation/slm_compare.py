@@ -71,6 +71,7 @@ def score_rows(benchmark: str | os.PathLike, rows: Sequence[CompareRow], out_dir
     splits = read_benchmark(benchmark)
     encoders: dict[tuple[str | None, str], tuple[Any, str]] = {}
     out: list[tuple[CompareRow, dict]] = []
+    cache: dict = {}  # units of a (split, source, encoder), shared by the LM seeds
     for i, row in enumerate(rows):
         folder = Path(out_dir) / "rows" / f"{i:02d}_{_slug(row.label)}"
         path = Path(row.report) if row.report else folder / "report.json"
@@ -82,7 +83,7 @@ def score_rows(benchmark: str | os.PathLike, rows: Sequence[CompareRow], out_dir
             encoder, model_id = encoders[key]
             lm, vocab, info = load_lm(row.lm, "best" if (Path(row.lm) / "best").is_dir() else "last", device)
             evaluate_slm(benchmark, encoder, spec, lm, vocab, folder, n_bootstrap=n_bootstrap, progress=progress,
-                         splits=splits, inputs={"encoder": model_id, "lm": str(row.lm), "lm_info": info,
+                         splits=splits, units_cache=cache, inputs={"encoder": model_id, "lm": str(row.lm), "lm_info": info,
                                                 "label": row.label, "seed": row.seed})
         out.append((row, json.loads(path.read_text())))
     return out

@@ -15,7 +15,8 @@ One :class:`UnitSpec` per source, so every LM of a comparison goes through the s
 
 :func:`corpus_units` / :func:`write_corpus_units` give the units of a corpus split for ``spidrkit lm
 train`` (written with :func:`spidrkit.extraction.units.write_units`, the sidecar stating ``k``);
-:func:`shuffle_units` is the shuffled-units control (each utterance's units permuted, seeded).
+:func:`shuffle_units` is the shuffled-units control (each utterance's units permuted, seeded; encoder units
+de-duplicated first, phones as they are).
 """
 
 from __future__ import annotations
@@ -252,9 +253,35 @@ def write_corpus_units(out: str | os.PathLike, corpus: str | os.PathLike, split:
         check_units(spec, encoder, UnitVocab(spec.k or getattr(getattr(encoder, "cfg", None), "codebook_size", 1)))
     units = corpus_units(corpus, split, spec, encoder, progress)
     if shuffle_seed is not None:
-        units = shuffle_units(units, shuffle_seed)
+        units = shuffle_units(units, shuffle_seed, dedup=spec.kind != "phones")
     k = spec.k or int(getattr(getattr(encoder, "cfg", None), "codebook_size", 0)) or None
     extra: dict[str, Any] = {"phones": list(PHONE_INVENTORY), "silences": "dropped"} if spec.kind == "phones" else {}
     return write_units(out, units, k=k, source=spec.describe(), layer=spec.layer or None, model=model,
                        corpus=str(corpus), split=split, shuffled=shuffle_seed is not None,
                        shuffle_seed=shuffle_seed, **extra)
+
+
+def fit_corpus_kmeans(out: str | os.PathLike, corpus: str | os.PathLike, split: str, encoder: Any, layer: int,
+                      k: int, *, seed: int = 0, max_files: int | None = None, model: str = "") -> Path:
+    """Fit ``k`` centroids (:func:`spidrkit.extraction.kmeans.fit_kmeans`) on the features of layer ``layer``
+    (or on MFCC with :class:`MfccEncoder`, layer 0) of the first ``max_files`` wavs of ``corpus/SPLIT.csv``;
+    saved to ``out`` with a sidecar naming the layer, so ``kmeans:OUT`` finds it."""
+    from spidrkit.data.audio import load_audio
+    from spidrkit.data.manifest import read_manifest
+    from spidrkit.extraction.compute import compute
+    from spidrkit.extraction.kmeans import fit_kmeans
+
+    entries = read_manifest(Path(corpus) / f"{split}.csv")[:max_files]
+    feats = {}
+    for start in range(0, len(entries), FILES_PER_CHUNK):
+        chunk = entries[start : start + FILES_PER_CHUNK]
+        wavs = [load_audio(e.path, encoder.sample_rate) for e in chunk]
+        if isinstance(encoder, MfccEncoder):
+            feats.update({e.fileid: encoder.features(w) for e, w in zip(chunk, wavs)})
+        else:
+            res = compute(encoder, wavs, [layer], names=[e.fileid for e in chunk])
+            feats.update({e.fileid: r[layer] for e, r in zip(chunk, res)})
+    info = {"model": model or getattr(encoder, "name", ""), "fit_files": len(entries)}
+    if not isinstance(encoder, MfccEncoder):
+        info["layer"] = layer
+    return fit_kmeans(feats, k=k, seed=seed, progress=False, **info).save(out)
