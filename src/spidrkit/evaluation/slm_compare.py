@@ -82,9 +82,9 @@ def score_rows(benchmark: str | os.PathLike, rows: Sequence[CompareRow], out_dir
                 encoders[key] = load_encoder(row.encoder, spec, device)
             encoder, model_id = encoders[key]
             lm, vocab, info = load_lm(row.lm, "best" if (Path(row.lm) / "best").is_dir() else "last", device)
+            inputs = {"encoder": model_id, "lm": str(row.lm), "lm_info": info, "label": row.label, "seed": row.seed}
             evaluate_slm(benchmark, encoder, spec, lm, vocab, folder, n_bootstrap=n_bootstrap, progress=progress,
-                         splits=splits, units_cache=cache, inputs={"encoder": model_id, "lm": str(row.lm), "lm_info": info,
-                                                "label": row.label, "seed": row.seed})
+                         splits=splits, units_cache=cache, inputs=inputs)
         out.append((row, json.loads(path.read_text())))
     return out
 
