@@ -6,13 +6,17 @@
   3. runs the evaluation sweep on dev + held-out speech (every layer: ABX within/across speaker, word MAP;
      every codebook layer: unit ABX and PNMI; k-means units; MFCC and random-weight baselines), with the
      perplexity curves of the run;
-  4. writes ``OUT/report.md`` (and ``report.json``) with tables and plots.
+  4. writes ``OUT/report.md`` (and ``report.json``) with tables and plots;
+  5. spoken language modelling (:func:`_slm_stages`): a small synthetic sLM benchmark, the pretrained model's
+     units of the corpus's train split, a ``tiny`` unit LM trained for ``slm_minutes``, its sWUGGY /
+     sBLIMP / tSC scores in the report.
 Every stage resumes: running the same command again after an interruption redoes only what is missing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -28,6 +32,9 @@ logger = logging.getLogger("spidrkit.demo")
 
 VOICES = ("awb", "rms", "slt", "kal16")
 HELDOUT = "kal16"
+SLM_MINUTES = 4.0  # the unit LM's training budget (the demo's split: LM training 4 min, sLM scoring 2 min)
+SLM_PAIRS = 20  # pair ids per task of the demo's synthetic sLM test split (x 4 voices)
+SLM_LM_HOURS = 0.004  # the benchmark's own LM corpus (unused by the demo, whose LM reads the demo corpus)
 
 
 def corpus_hours(minutes: float) -> float:
@@ -70,8 +77,11 @@ def run_demo(
     workers: int = 2,
     overrides: tuple[str, ...] = (),
     progress: bool = True,
+    slm_minutes: float = SLM_MINUTES,
+    slm_pairs: int = SLM_PAIRS,
 ) -> dict[str, Any]:
-    """Run the whole demo into ``out_dir``; returns the report's dict (also in ``OUT/report.json``)."""
+    """Run the whole demo into ``out_dir``; returns the report's dict (also in ``OUT/report.json``).
+    ``slm_minutes``: the unit LM's training budget (0: no sLM stage); ``slm_pairs``: its benchmark's size."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     watch = Stopwatch()
@@ -82,6 +92,8 @@ def run_demo(
         summary, checkpoint, results = _run_stages(out, corpus, run_dir, watch, minutes=minutes, hours=hours,
                                                    seed=seed, variant=variant, kmeans_k=kmeans_k, workers=workers,
                                                    overrides=overrides, progress=progress)
+        slm = _slm_stages(out, corpus, checkpoint, results, watch, minutes=slm_minutes, pairs=slm_pairs, seed=seed,
+                          workers=workers, progress=progress)
     timings = watch.rounded(1)  # the stages, then "total" (timed last)
     demo_info = {
         "minutes": minutes, "hours": hours, "seed": seed, "variant": variant, "voices": list(VOICES),
@@ -90,8 +102,9 @@ def run_demo(
     }
     write_json_atomic(out / "demo.json", demo_info)
     _prepend_summary(out / "report.md", demo_info, results)
+    _append_slm(out / "report.md", slm)
     print(f"\nreport: {out / 'report.md'}  ({timings['total'] / 60:.1f} min in all)")
-    return {"demo": demo_info, "results": results}
+    return {"demo": demo_info, "results": results, "slm": slm}
 
 
 def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, minutes: float, hours: float,
@@ -166,3 +179,70 @@ def _headline(results: dict[str, Any]) -> str:
     verdict = "beats" if ours < theirs else "does not beat"
     return (f"**Best layer {best}: across-speaker ABX {ours:.2f} % vs MFCC {theirs:.2f} %: the pretrained model "
             f"{verdict} MFCC.**")
+
+
+# ------------------------------------------------------------------------------------------- the sLM stages
+def demo_units(out: Path, results: dict[str, Any]) -> tuple[str, int | None]:
+    """The demo LM's units: k-means of the best ABX layer (the sweep's centroids, ``OUT/kmeans/``), as the
+    paper's first choice; the codebook of the best codebook layer when the sweep fitted no k-means."""
+    best = results.get("best_layer")
+    fitted = sorted((out / "kmeans").glob(f"kmeans*_layer{int(best):02d}.npy")) if best is not None else []
+    if fitted:
+        return f"kmeans:{fitted[0]}", int(best)
+    layer = results.get("best_codebook_layer")
+    if layer is None:
+        raise RuntimeError("the sweep chose neither a best layer with k-means centroids nor a codebook layer")
+    return f"codebook:{int(layer)}", None
+
+
+def _slm_stages(out: Path, corpus: Path, checkpoint: Path, results: dict[str, Any], watch: Stopwatch, *,
+                minutes: float, pairs: int, seed: int, workers: int, progress: bool) -> dict[str, Any] | None:
+    """sLM: the benchmark and the units, the LM (``minutes`` of training, once: a finished LM is kept), the
+    scores (``OUT/slm/compare/report.{md,json}``, with the ABX/PNMI vs sLM table). ``None`` if ``minutes`` is 0."""
+    if minutes <= 0:
+        return None
+    from spidrkit.data.slm_build import synthesize_slm
+    from spidrkit.evaluation.slm_compare import CompareRow, score_rows, write_comparison
+    from spidrkit.evaluation.slm_units import load_encoder, parse_units, write_corpus_units
+    from spidrkit.lm import train
+
+    slm = out / "slm"
+    units, layer = demo_units(out, results)
+    with _stage(f"sLM 1/3: benchmark ({pairs} pairs per task) and {units.split(':')[0]} units of the corpus", watch):
+        bench = synthesize_slm(slm / "bench", pairs=pairs, seed=seed, workers=workers, lm_hours=SLM_LM_HOURS,
+                               progress=progress)
+        spec = parse_units(units, layer)
+        encoder, model_id = load_encoder(str(checkpoint), spec)
+        files = {s: slm / f"units_{s}.txt" for s in ("train", "dev")}
+        for split, path in files.items():
+            if not path.is_file():
+                write_corpus_units(path, corpus, split, spec, encoder, model=model_id)
+    with _stage(f"sLM 2/3: a tiny unit LM for {minutes:g} min", watch):
+        done = slm / "lm_done.json"
+        if not done.is_file():
+            summary = train([files["train"]], slm / "lm", "tiny", [
+                f"train.max_minutes={float(minutes)}", "train.max_steps=1000000", "optim.schedule=constant",
+                "model.context=1024", f"train.seed={seed}", "train.device=cpu"], valid=[files["dev"]],
+                progress=progress)
+            write_json_atomic(done, summary)
+    with _stage("sLM 3/3: sWUGGY, sBLIMP, tSC scores", watch):
+        label = f"SpidR codebook L{spec.layer}" if spec.kind == "codebook" else f"SpidR k-means L{spec.layer}"
+        scored = score_rows(bench, [CompareRow(label, units, str(slm / "lm"), str(checkpoint), layer, seed)],
+                            slm / "compare")
+        notes = [f"LM: tiny, {minutes:g} min on the CPU, trained on the {label} units of the demo corpus's train "
+                 "split (in-vocab: words of the benchmark's own LM corpus, not the demo corpus)",
+                 "MFCC-units LM: left out (no time in the demo's 40-minute split); benchmarks/slm.py compares "
+                 "phones, MFCC, codebook and k-means units"]
+        report = write_comparison(slm / "compare", scored, sweep=results, title="Spoken language modelling",
+                                  notes=notes, extra={"lm": json.loads(done.read_text())})
+    return report
+
+
+def _append_slm(report: Path, slm: dict[str, Any] | None) -> None:
+    """The sLM table (and its notes) at the end of the demo report."""
+    if slm is None:
+        return
+    from spidrkit.evaluation.slm_compare import render
+
+    body = render(slm["table"], slm["scatter"], None, "Spoken language modelling", slm["notes"])
+    write_text_atomic(report, report.read_text() + "\n#" + body)

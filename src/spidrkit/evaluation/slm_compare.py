@@ -163,7 +163,8 @@ def _lookup(results: Mapping[str, Any], key: str | None, metric: str) -> float |
     if "*" in name:
         pattern = re.compile("^" + ".*".join(map(re.escape, name.split("*"))) + "$")
         name = next((n for n in rows if pattern.match(str(n))), "")
-    value = (rows.get(name) or rows.get(str(name)) or {}).get(metric)
+    row = rows.get(name) or (rows.get(int(name)) if str(name).isdigit() else None) or {}  # JSON or int keys
+    value = row.get(metric)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
