@@ -111,7 +111,8 @@ def parse_units(text: str, layer: int | None = None, encoder: str | None = None)
         if layer is not None and fitted is not None and int(fitted) != layer:
             raise SlmUnitsError(f"{rest}: the centroids were fitted on layer {fitted}, not --layer {layer}")
         return UnitSpec("kmeans", int(layer if layer is not None else fitted), km, km.k, rest)
-    raise SlmUnitsError(f"--units must be phones, codebook:L (a layer) or kmeans:FILE (centroids), got {text!r}")
+    raise SlmUnitsError(f"--units must be codebook:L (a layer), kmeans:FILE (centroids) or phones (gold phones), "
+                        f"got {text!r}")
 
 
 def load_encoder(name: str | None, units: UnitSpec, device: str = "cpu") -> tuple[Any, str]:
