@@ -9,9 +9,10 @@ Stages (each writes ``OUT/stages/NAME.json`` when done and is skipped when rerun
 
 1. ``bench``: the synthetic sets + LM corpus (``OUT/bench`` or ``--bench DIR``), ``--pairs`` ids per task;
 2. ``units``: the units of the LM corpus's train and dev splits for each source -- gold phones (39 ids,
-   silences dropped), MFCC k-means (``--k``, fitted on the train split's MFCC), SpidR codebook of layer L,
-   SpidR k-means of layer L (fitted on the train split's layer-L features); L: ``--layer`` or the sweep's
-   best layer; plus the shuffled control (each training utterance's phones permuted: ``--shuffled-of``);
+   silences dropped), MFCC k-means (``--k``, fitted on the train split's MFCC), SpidR k-means of layer L
+   (fitted on the train split's layer-L features; L: ``--layer``, else the sweep's best ABX layer), SpidR
+   codebook of layer C (``--codebook-layer``, else the sweep's best codebook layer, else L); plus the
+   shuffled control (each training utterance's phones permuted: ``--shuffled-of``);
 3. ``lm``: a ``tiny`` LM with a context of 1024 tokens (``--lm-set`` overrides) per source and seed
    (``--seeds``; shuffled: seed 0 only), the phone LMs without de-duplication; tokens/s from each run's metrics;
 4. ``score``: every LM on the benchmark through one scorer, the comparison report (``OUT/compare``) with
@@ -58,21 +59,21 @@ def stage(out: Path, name: str, fn, *args):
     return result
 
 
-def choose_layer(args) -> int:
-    if args.layer is not None:
-        return args.layer
-    if args.sweep is None:
-        sys.exit("pass --layer L or --sweep REPORT.json (its best layer)")
-    results = json.loads(Path(args.sweep).read_text()).get("results", {})
-    if results.get("best_layer") is None:
-        sys.exit(f"{args.sweep}: no best_layer; pass --layer L")
-    return int(results["best_layer"])
+def choose_layers(args) -> tuple[int, int]:
+    """(k-means layer, codebook layer): the arguments, else the sweep's best layer and best codebook layer."""
+    results = json.loads(Path(args.sweep).read_text()).get("results", {}) if args.sweep else {}
+    layer = args.layer if args.layer is not None else results.get("best_layer")
+    if layer is None:
+        sys.exit("pass --layer L or --sweep REPORT.json (with a best_layer)")
+    codebook = args.codebook_layer if args.codebook_layer is not None else results.get("best_codebook_layer")
+    return int(layer), int(codebook if codebook is not None else layer)
 
 
-def make_units(args, out: Path, bench: Path, layer: int) -> dict:
+def make_units(args, out: Path, bench: Path, layers: tuple[int, int]) -> dict:
     from spidrkit.checkpoints import load
 
     corpus = bench / "lm_train"
+    layer, codebook = layers
     encoder = load(args.checkpoint).model.eval()
     mfcc = MfccEncoder()
     fit = dict(seed=0, max_files=args.kmeans_files)
@@ -84,7 +85,7 @@ def make_units(args, out: Path, bench: Path, layer: int) -> dict:
     if not km_spidr.is_file():
         fit_corpus_kmeans(km_spidr, corpus, "train", encoder, layer, args.k, model=args.checkpoint, **fit)
     specs = {"phones": (parse_units("phones"), None), "mfcc": (parse_units(f"kmeans:{km_mfcc}", encoder="mfcc"), mfcc),
-             "codebook": (parse_units(f"codebook:{layer}"), encoder),
+             "codebook": (parse_units(f"codebook:{codebook}"), encoder),
              "kmeans": (parse_units(f"kmeans:{km_spidr}", layer), encoder)}
     for name, (spec, enc) in specs.items():
         for split in ("train", "dev"):
@@ -99,7 +100,8 @@ def make_units(args, out: Path, bench: Path, layer: int) -> dict:
             spec, enc = specs[base]
             write_corpus_units(path, corpus, split, spec, enc, shuffle_seed=0)
         files[f"shuffled_{split}"] = str(path)
-    return {"layer": layer, "files": files, "units": {n: s.describe() for n, (s, _) in specs.items()},
+    return {"layer": layer, "codebook_layer": codebook, "files": files,
+            "units": {n: s.describe() for n, (s, _) in specs.items()},
             "kmeans": {"mfcc": str(km_mfcc), "spidr": str(km_spidr)}}
 
 
@@ -185,9 +187,9 @@ def check_targets(table: dict, args) -> dict:
     return checks
 
 
-def plan(args, layer: int | None) -> None:
+def plan(args, layers: tuple[int, int]) -> None:
     n_lms = len(SOURCES) * args.seeds + 1
-    layers = f"codebook L{layer}, k-means L{layer}"
+    layers = f"k-means L{layers[0]}, codebook L{layers[1]}"
     print(f"stages: bench (synth-slm, {args.pairs} pairs/task, {args.lm_hours:.2f} h LM corpus), units (phones, "
           f"MFCC k{args.k}, {layers}, shuffled {args.shuffled_of}), lm ({n_lms} tiny LMs), score ({n_lms} rows), "
           f"timing ({args.score_utts} utts)")
@@ -204,7 +206,9 @@ def main() -> int:
     p.add_argument("--pairs", type=int, default=250, help="pair ids per task in test (x 4 voices = pairs)")
     p.add_argument("--lm-hours", type=float, default=1.0)
     p.add_argument("--checkpoint", default="random:tiny", help="the pretrained SpidR (random:tiny: smoke test)")
-    p.add_argument("--layer", type=int, default=None)
+    p.add_argument("--layer", type=int, default=None, help="k-means layer (default: the sweep's best layer)")
+    p.add_argument("--codebook-layer", type=int, default=None,
+                   help="codebook layer (default: the sweep's best codebook layer, else --layer)")
     p.add_argument("--sweep", default=None, help="a sweep's report.json: best layer, ABX/PNMI for the scatter")
     p.add_argument("--k", type=int, default=256)
     p.add_argument("--kmeans-files", type=int, default=None, help="fit k-means on the first N train wavs")
@@ -221,12 +225,12 @@ def main() -> int:
     out: Path = args.out
     bench = args.bench or out / "bench"
     if args.plan:
-        plan(args, args.layer if args.layer is not None or args.sweep is None else choose_layer(args))
+        plan(args, choose_layers(args))
         return 0
-    layer = choose_layer(args)
+    layers = choose_layers(args)
     built = stage(out, "bench", lambda: {"bench": str(synthesize_slm(
         bench, pairs=args.pairs, lm_hours=args.lm_hours, workers=args.workers, progress=False))})
-    units = stage(out, "units", make_units, args, out, Path(built["bench"]), layer)
+    units = stage(out, "units", make_units, args, out, Path(built["bench"]), layers)
     lms = stage(out, "lm", train_lms, args, out, units)
     rows = rows_of(args, units, lms)
     scores = stage(out, "score", score_all, args, out, Path(built["bench"]), rows, lms)
@@ -234,7 +238,7 @@ def main() -> int:
     targets = check_targets(scores["table"], args)
     speeds = [r["tokens_per_s"] for r in lms["runs"].values() if r["tokens_per_s"]]
     summary = {"targets": targets, "lm_tokens_per_s_median": statistics.median(speeds) if speeds else None,
-               "scoring": timing, "layer": layer, "checkpoint": args.checkpoint, "args": {
+               "scoring": timing, "layers": layers, "checkpoint": args.checkpoint, "args": {
                    k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     write_json_atomic(out / "targets.json", summary)
     print((out / "compare" / "report.md").read_text())
