@@ -95,3 +95,22 @@ def test_phone_inventory_and_silences():
     assert (parse_units("phones").kind, parse_units("phones").k) == ("phones", 39)
     with pytest.raises(SlmUnitsError, match="mfcc has no codebook"):
         parse_units("codebook:3", encoder="mfcc")
+
+
+def test_cli_compares_existing_reports(tmp_path, capsys):
+    from spidrkit.cli import main
+
+    reports = []
+    for i, value in enumerate((60.0, 64.0)):
+        reports.append(tmp_path / f"r{i}.json")
+        reports[-1].write_text(json.dumps(_report(value, value, 50.0)))
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps([{"label": "spidr", "report": str(r), "seed": i} for i, r in enumerate(reports)]))
+    assert main(["evaluate", "slm-compare", str(tmp_path / "unused"), str(rows), "-o", str(tmp_path / "out")]) == 0
+    assert "spidr" in capsys.readouterr().out
+    table = json.loads((tmp_path / "out" / "report.json").read_text())["table"]
+    cell = table["spidr"]["swuggy_all"]
+    assert cell["score"] == 62.0 and cell["std"] == pytest.approx(8 ** 0.5)  # deviations -2, 2: (4 + 4) / 1
+    rows.write_text('[{"name": 1}]')
+    assert main(["evaluate", "slm-compare", str(tmp_path), str(rows)]) == 2
+    assert "expected a JSON list" in capsys.readouterr().err

@@ -68,7 +68,7 @@ def score_rows(benchmark: str | os.PathLike, rows: Sequence[CompareRow], out_dir
     from spidrkit.evaluation.slm_units import load_encoder, parse_units
     from spidrkit.lm import load_lm
 
-    splits = read_benchmark(benchmark)
+    splits = None  # read when a row needs scoring
     encoders: dict[tuple[str | None, str], tuple[Any, str]] = {}
     out: list[tuple[CompareRow, dict]] = []
     cache: dict = {}  # units of a (split, source, encoder), shared by the LM seeds
@@ -76,6 +76,7 @@ def score_rows(benchmark: str | os.PathLike, rows: Sequence[CompareRow], out_dir
         folder = Path(out_dir) / "rows" / f"{i:02d}_{_slug(row.label)}"
         path = Path(row.report) if row.report else folder / "report.json"
         if not path.is_file():
+            splits = read_benchmark(benchmark) if splits is None else splits
             spec = parse_units(row.units, row.layer, row.encoder)
             key = (row.encoder, spec.kind)
             if key not in encoders:
