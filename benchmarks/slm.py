@@ -211,7 +211,7 @@ def main() -> int:
                    help="codebook layer (default: the sweep's best codebook layer, else --layer)")
     p.add_argument("--sweep", default=None, help="a sweep's report.json: best layer, ABX/PNMI for the scatter")
     p.add_argument("--k", type=int, default=256)
-    p.add_argument("--kmeans-files", type=int, default=None, help="fit k-means on the first N train wavs")
+    p.add_argument("--kmeans-files", type=int, default=None, help="fit k-means on N train wavs (evenly spaced)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--shuffled-of", default="phones", choices=SOURCES)
     p.add_argument("--lm-set", action="append", default=[], metavar="K=V", help="overrides of the tiny LM")

@@ -22,6 +22,7 @@ from spidrkit.evaluation.slm_units import (
     parse_units,
     phone_ids,
     shuffle_units,
+    spread,
 )
 
 
@@ -114,3 +115,7 @@ def test_cli_compares_existing_reports(tmp_path, capsys):
     rows.write_text('[{"name": 1}]')
     assert main(["evaluate", "slm-compare", str(tmp_path), str(rows)]) == 2
     assert "expected a JSON list" in capsys.readouterr().err
+
+
+def test_spread_takes_evenly_spaced_entries():
+    assert spread(list(range(10)), 4) == [0, 2, 5, 7] and spread([1, 2], 5) == [1, 2] and spread([3], None) == [3]

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ logger = logging.getLogger("spidrkit.demo")
 
 VOICES = ("awb", "rms", "slt", "kal16")
 HELDOUT = "kal16"
-SLM_MINUTES = 4.0  # the unit LM's training budget (the demo's split: LM training 4 min, sLM scoring 2 min)
+SLM_MINUTES = 4.0  # the LM stage: units of the corpus, then training for the rest (the demo's split: 4 min)
+SLM_MIN_TRAIN_MINUTES = 1.0  # the LM trains at least this long, whatever the units took
+SLM_FILES = {"train": 300, "dev": 60}  # utterances of the demo corpus the LM reads (evenly spaced)
 SLM_PAIRS = 20  # pair ids per task of the demo's synthetic sLM test split (x 4 voices)
 SLM_LM_HOURS = 0.004  # the benchmark's own LM corpus (unused by the demo, whose LM reads the demo corpus)
 
@@ -197,8 +200,10 @@ def demo_units(out: Path, results: dict[str, Any]) -> tuple[str, int | None]:
 
 def _slm_stages(out: Path, corpus: Path, checkpoint: Path, results: dict[str, Any], watch: Stopwatch, *,
                 minutes: float, pairs: int, seed: int, workers: int, progress: bool) -> dict[str, Any] | None:
-    """sLM: the benchmark and the units, the LM (``minutes`` of training, once: a finished LM is kept), the
-    scores (``OUT/slm/compare/report.{md,json}``, with the ABX/PNMI vs sLM table). ``None`` if ``minutes`` is 0."""
+    """sLM: the units of :data:`SLM_FILES` utterances of the corpus and the LM, ``minutes`` for both (the LM
+    trains for what the units left, at least :data:`SLM_MIN_TRAIN_MINUTES` or ``minutes``; once: a finished LM is kept),
+    then the benchmark and the scores (``OUT/slm/compare/report.{md,json}``, with the ABX/PNMI vs sLM table).
+    ``None`` if ``minutes`` is 0."""
     if minutes <= 0:
         return None
     from spidrkit.data.slm_build import synthesize_slm
@@ -208,33 +213,37 @@ def _slm_stages(out: Path, corpus: Path, checkpoint: Path, results: dict[str, An
 
     slm = out / "slm"
     units, layer = demo_units(out, results)
-    with _stage(f"sLM 1/3: benchmark ({pairs} pairs per task) and {units.split(':')[0]} units of the corpus", watch):
-        bench = synthesize_slm(slm / "bench", pairs=pairs, seed=seed, workers=workers, lm_hours=SLM_LM_HOURS,
-                               progress=progress)
-        spec = parse_units(units, layer)
-        encoder, model_id = load_encoder(str(checkpoint), spec)
-        files = {s: slm / f"units_{s}.txt" for s in ("train", "dev")}
-        for split, path in files.items():
-            if not path.is_file():
-                write_corpus_units(path, corpus, split, spec, encoder, model=model_id)
-    with _stage(f"sLM 2/3: a tiny unit LM for {minutes:g} min", watch):
-        done = slm / "lm_done.json"
+    spec = parse_units(units, layer)
+    files = {s: slm / f"units_{s}.txt" for s in SLM_FILES}
+    done = slm / "lm_done.json"
+    with _stage(f"sLM 1/2: {spec.kind} units of {sum(SLM_FILES.values())} utterances, a tiny unit LM "
+                f"({minutes:g} min in all)", watch):
+        started = time.monotonic()
         if not done.is_file():
+            encoder, model_id = load_encoder(str(checkpoint), spec)
+            for split, path in files.items():
+                if not path.is_file():
+                    write_corpus_units(path, corpus, split, spec, encoder, model=model_id, max_files=SLM_FILES[split])
+            budget = max(min(SLM_MIN_TRAIN_MINUTES, minutes), minutes - (time.monotonic() - started) / 60)
             summary = train([files["train"]], slm / "lm", "tiny", [
-                f"train.max_minutes={float(minutes)}", "train.max_steps=1000000", "optim.schedule=constant",
+                f"train.max_minutes={budget:.3f}", "train.max_steps=1000000", "optim.schedule=constant",
                 "model.context=1024", f"train.seed={seed}", "train.device=cpu"], valid=[files["dev"]],
                 progress=progress)
-            write_json_atomic(done, summary)
-    with _stage("sLM 3/3: sWUGGY, sBLIMP, tSC scores", watch):
+            write_json_atomic(done, {**summary, "train_minutes": round(budget, 3)})
+    with _stage(f"sLM 2/2: benchmark ({pairs} pairs per task), sWUGGY, sBLIMP, tSC scores", watch):
+        bench = synthesize_slm(slm / "bench", pairs=pairs, seed=seed, workers=workers, lm_hours=SLM_LM_HOURS,
+                               progress=progress)
         label = f"SpidR codebook L{spec.layer}" if spec.kind == "codebook" else f"SpidR k-means L{spec.layer}"
         scored = score_rows(bench, [CompareRow(label, units, str(slm / "lm"), str(checkpoint), layer, seed)],
                             slm / "compare")
-        notes = [f"LM: tiny, {minutes:g} min on the CPU, trained on the {label} units of the demo corpus's train "
-                 "split (in-vocab: words of the benchmark's own LM corpus, not the demo corpus)",
+        lm_info = json.loads(done.read_text())
+        notes = [f"LM: tiny, {lm_info['train_minutes']:g} min on the CPU ({lm_info['step']} updates), trained on the "
+                 f"{label} units of {SLM_FILES['train']} utterances of the demo corpus's train split (in-vocab: "
+                 "words of the benchmark's own LM corpus, not the demo corpus)",
                  "MFCC-units LM: left out (no time in the demo's 40-minute split); benchmarks/slm.py compares "
                  "phones, MFCC, codebook and k-means units"]
         report = write_comparison(slm / "compare", scored, sweep=results, title="Spoken language modelling",
-                                  notes=notes, extra={"lm": json.loads(done.read_text())})
+                                  notes=notes, extra={"lm": lm_info})
     return report
 
 

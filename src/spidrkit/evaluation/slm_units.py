@@ -217,16 +217,24 @@ def extract_units(encoder: Any, spec: UnitSpec, paths: Sequence[Path], names: Se
     return out
 
 
+def spread(entries: Sequence[Any], max_files: int | None) -> list[Any]:
+    """At most ``max_files`` of ``entries``, evenly spaced (every voice of a manifest sorted by voice)."""
+    if max_files is None or len(entries) <= max_files:
+        return list(entries)
+    return [entries[i * len(entries) // max_files] for i in range(max_files)]
+
+
 def corpus_units(corpus: str | os.PathLike, split: str, spec: UnitSpec, encoder: Any = None,
-                 progress: Callable[[int], None] | None = None) -> dict[str, list[int]]:
+                 progress: Callable[[int], None] | None = None, max_files: int | None = None) -> dict[str, list[int]]:
     """``{utt: units}`` of a corpus split: ``corpus/SPLIT_phones.txt`` for ``phones``, else the units of the
-    wavs of ``corpus/SPLIT.csv`` (a manifest) by ``encoder``."""
+    wavs of ``corpus/SPLIT.csv`` (a manifest) by ``encoder``; at most ``max_files`` utterances (:func:`spread`)."""
     corpus = Path(corpus)
     if spec.kind == "phones":
-        return read_phone_units(split_phones_file(corpus, split))
+        table = read_phone_units(split_phones_file(corpus, split))
+        return {u: table[u] for u in spread(list(table), max_files)}
     from spidrkit.data.manifest import read_manifest
 
-    entries = read_manifest(corpus / f"{split}.csv")
+    entries = spread(read_manifest(corpus / f"{split}.csv"), max_files)
     units = extract_units(encoder, spec, [Path(e.path) for e in entries], [e.fileid for e in entries], progress)
     return {e.fileid: u for e, u in zip(entries, units)}
 
@@ -245,14 +253,14 @@ def shuffle_units(units: Mapping[str, Sequence[int]], seed: int = 0, dedup: bool
 
 def write_corpus_units(out: str | os.PathLike, corpus: str | os.PathLike, split: str, spec: UnitSpec,
                        encoder: Any = None, *, shuffle_seed: int | None = None, model: str = "",
-                       progress: Callable[[int], None] | None = None) -> Path:
+                       progress: Callable[[int], None] | None = None, max_files: int | None = None) -> Path:
     """The units of a corpus split as a units file for ``spidrkit lm train`` (sidecar: ``k``, the source,
     ``shuffled``); ``shuffle_seed``: the shuffled-units control of :func:`shuffle_units`."""
     from spidrkit.extraction.units import write_units
 
     if spec.kind != "phones":
         check_units(spec, encoder, UnitVocab(spec.k or getattr(getattr(encoder, "cfg", None), "codebook_size", 1)))
-    units = corpus_units(corpus, split, spec, encoder, progress)
+    units = corpus_units(corpus, split, spec, encoder, progress, max_files)
     if shuffle_seed is not None:
         units = shuffle_units(units, shuffle_seed, dedup=spec.kind != "phones")
     k = spec.k or int(getattr(getattr(encoder, "cfg", None), "codebook_size", 0)) or None
@@ -265,14 +273,14 @@ def write_corpus_units(out: str | os.PathLike, corpus: str | os.PathLike, split:
 def fit_corpus_kmeans(out: str | os.PathLike, corpus: str | os.PathLike, split: str, encoder: Any, layer: int,
                       k: int, *, seed: int = 0, max_files: int | None = None, model: str = "") -> Path:
     """Fit ``k`` centroids (:func:`spidrkit.extraction.kmeans.fit_kmeans`) on the features of layer ``layer``
-    (or on MFCC with :class:`MfccEncoder`, layer 0) of the first ``max_files`` wavs of ``corpus/SPLIT.csv``;
+    (or on MFCC with :class:`MfccEncoder`, layer 0) of ``max_files`` wavs (:func:`spread`) of ``corpus/SPLIT.csv``;
     saved to ``out`` with a sidecar naming the layer, so ``kmeans:OUT`` finds it."""
     from spidrkit.data.audio import load_audio
     from spidrkit.data.manifest import read_manifest
     from spidrkit.extraction.compute import compute
     from spidrkit.extraction.kmeans import fit_kmeans
 
-    entries = read_manifest(Path(corpus) / f"{split}.csv")[:max_files]
+    entries = spread(read_manifest(Path(corpus) / f"{split}.csv"), max_files)
     feats = {}
     for start in range(0, len(entries), FILES_PER_CHUNK):
         chunk = entries[start : start + FILES_PER_CHUNK]
