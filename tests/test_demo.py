@@ -74,7 +74,8 @@ def test_demo_end_to_end(tmp_path):
     assert slm["lm"]["stopped"] == "max_minutes" and slm["lm"]["step"] >= 1
     from spidrkit.extraction.units import read_units
 
-    assert len(read_units(out / "slm" / "units_train.txt")) == min(300, len(read_manifest(out / "corpus" / "train.csv")))
+    n_train = len(read_manifest(out / "corpus" / "train.csv"))
+    assert len(read_units(out / "slm" / "units_train.txt")) == min(300, n_train)
     assert {m: c["pairs"] for m, c in slm["table"][label].items()} == {"swuggy_all": 2, "swuggy_in_vocab":
                                                                       slm["table"][label]["swuggy_in_vocab"]["pairs"],
                                                                       "sblimp": 2, "tsc": 2}
