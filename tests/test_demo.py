@@ -49,7 +49,7 @@ def test_demo_end_to_end(tmp_path):
     assert list(info["timings_s"]) == [
         "1/3 corpus: 0.03 h of speech from awb, rms, slt, kal16 (kal16 held out)",
         "2/3 pretraining a tiny spidr for 0.5 min", "3/3 evaluation sweep (every layer, baselines, k-means, plots)",
-        "sLM 1/2: kmeans units of 360 utterances, a tiny unit LM (0.02 min in all)",
+        "sLM 1/2: kmeans units of 1100 utterances, a tiny unit LM (0.02 min in all)",
         "sLM 2/2: benchmark (2 pairs per task), sWUGGY, sBLIMP, tSC scores", "total"]
 
     # the numbers are those of the metric functions on the trained checkpoint's features
@@ -75,7 +75,7 @@ def test_demo_end_to_end(tmp_path):
     from spidrkit.extraction.units import read_units
 
     n_train = len(read_manifest(out / "corpus" / "train.csv"))
-    assert len(read_units(out / "slm" / "units_train.txt")) == min(300, n_train)
+    assert len(read_units(out / "slm" / "units_train.txt")) == min(1000, n_train)
     assert {m: c["pairs"] for m, c in slm["table"][label].items()} == {"swuggy_all": 2, "swuggy_in_vocab":
                                                                       slm["table"][label]["swuggy_in_vocab"]["pairs"],
                                                                       "sblimp": 2, "tsc": 2}

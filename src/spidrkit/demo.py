@@ -35,8 +35,8 @@ VOICES = ("awb", "rms", "slt", "kal16")
 HELDOUT = "kal16"
 SLM_MINUTES = 4.0  # the LM stage: units of the corpus, then training for the rest (the demo's split: 4 min)
 SLM_MIN_TRAIN_MINUTES = 1.0  # the LM trains at least this long, whatever the units took
-SLM_FILES = {"train": 300, "dev": 60}  # utterances of the demo corpus the LM reads (evenly spaced)
-SLM_PAIRS = 20  # pair ids per task of the demo's synthetic sLM test split (x 4 voices)
+SLM_FILES = {"train": 1000, "dev": 100}  # utterances of the demo corpus the LM reads (evenly spaced)
+SLM_PAIRS = 15  # pair ids per task of the demo's synthetic sLM test split (x 4 voices)
 SLM_LM_HOURS = 0.004  # the benchmark's own LM corpus (unused by the demo, whose LM reads the demo corpus)
 
 
