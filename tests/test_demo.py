@@ -36,7 +36,8 @@ def test_demo_end_to_end(tmp_path):
              "model.num_codebooks=2", "model.codebook_size=32", "data.max_batch_samples=64000",
              "train.log_every=5", "train.checkpoint_every=20", "train.valid_every=20", "train.valid_batches=2",
              "train.max_steps=30", "data.num_workers=0")
-    result = run_demo(out, minutes=0.5, hours=0.03, kmeans_k=8, overrides=small, progress=False)
+    result = run_demo(out, minutes=0.5, hours=0.03, kmeans_k=8, overrides=small, progress=False, slm_minutes=0.02,
+                      slm_pairs=2)
     report = (out / "report.md").read_text()
     assert report.startswith("# spidrkit demo report")
     assert "MFCC" in report and "held-out voice: kal16" in report
@@ -46,9 +47,11 @@ def test_demo_end_to_end(tmp_path):
     info = json.loads((out / "demo.json").read_text())
     assert info["training"]["step"] >= 1 and info["training"]["status"] in ("completed", "time_budget")
     assert list(info["timings_s"]) == [
-        "1/3 corpus: 0.03 h of speech from awb, rms, slt, kal16 (kal16 held out)",
-        "2/3 pretraining a tiny spidr for 0.5 min", "3/3 evaluation sweep (every layer, baselines, k-means, plots)",
-        "budget curve: milestones against MFCC and random weights", "total"]
+        "1/6 corpus: 0.03 h of speech from awb, rms, slt, kal16 (kal16 held out)",
+        "2/6 pretraining a tiny spidr for 0.5 min", "3/6 evaluation sweep (every layer, baselines, k-means, plots)",
+        "4/6 budget curve: milestones against MFCC and random weights",
+        "5/6 sLM: kmeans units of 1100 utterances, a tiny unit LM (0.02 min in all)",
+        "6/6 sLM: benchmark (2 pairs per task), sWUGGY, sBLIMP, tSC scores", "total"]
     # the budget curve: the milestones at 2, 5, 10, 20 of 24 minutes, scaled to 0.5 min, and the last checkpoint
     budget = json.loads((out / "budget" / "budget.json").read_text())
     assert [p["name"].split("_step_")[0] for p in budget["points"]][-1] == "final"
@@ -70,9 +73,26 @@ def test_demo_end_to_end(tmp_path):
     verdict = "beats" if layers[best]["abx_across"] < mfcc else "does not beat"
     assert (f"**Best layer {best}: across-speaker ABX {layers[best]['abx_across']:.2f} % vs MFCC {mfcc:.2f} %: "
             f"the pretrained model {verdict} MFCC.**") in report
+    # the sLM stage: a tiny LM on k-means units of the best layer (the sweep's centroids), stopped by its budget,
+    # scored on the 2 pair ids per task of each split, its table at the end of the report
+    slm = result["slm"]
+    label = f"SpidR k-means L{best}"
+    assert slm["rows"][0]["units"] == str(out / "kmeans" / f"kmeans8_layer{best:02d}.npy").join(("kmeans:", ""))
+    assert slm["lm"]["stopped"] == "max_minutes" and slm["lm"]["step"] >= 1
+    from spidrkit.extraction.units import read_units
+
+    n_train = len(read_manifest(out / "corpus" / "train.csv"))
+    assert len(read_units(out / "slm" / "units_train.txt")) == min(1000, n_train)
+    assert {m: c["pairs"] for m, c in slm["table"][label].items()} == {"swuggy_all": 2, "swuggy_in_vocab":
+                                                                      slm["table"][label]["swuggy_in_vocab"]["pairs"],
+                                                                      "sblimp": 2, "tsc": 2}
+    assert slm["scatter"][0]["abx_across"] == layers[best]["abx_across"]
+    assert "## Spoken language modelling" in report and f"| {label} | " in report
     # a second run finds everything done: the corpus is kept and training resumes from its checkpoint
-    again = run_demo(out, minutes=0.5, hours=0.03, kmeans_k=8, overrides=small, progress=False)
+    again = run_demo(out, minutes=0.5, hours=0.03, kmeans_k=8, overrides=small, progress=False, slm_minutes=0.02,
+                     slm_pairs=2)
     assert again["demo"]["training"]["step"] >= info["training"]["step"]
+    assert again["slm"]["lm"] == slm["lm"]  # the finished LM is kept, not trained again
 
 
 def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeypatch):

@@ -128,6 +128,7 @@ def test_config_presets_and_errors_name_the_key(tmp_path):
         ("lm.batching=stream", "lm.batching: must be one of 'pad', 'pack', got 'stream'"),
         ("lm.colour=1", "unknown key 'lm.colour'; known keys in [lm]: batching, dedup, k, valid_fraction"),
         ("train.compile=3", "train.compile: expected true or false, got 3"),
+        ("train.max_minutes=-1", "train.max_minutes: must be a finite number >= 0, got -1.0"),
     ]:
         with pytest.raises(ConfigError) as e:
             load_lm_config("tiny", [override])
@@ -173,3 +174,17 @@ def test_a_diverged_run_exits_3(units, tmp_path, capsys):
     assert main(["lm", "train", str(units), "--run-dir", str(tmp_path / "r"), "--no-progress", *args]) == 3
     err = capsys.readouterr().err.strip()
     assert re.fullmatch(r"spidrkit lm: \S+: the training loss is (nan|inf) at update 2; lower optim.lr .*", err)
+
+
+def test_time_budget_stops_validates_and_checkpoints(units, tmp_path):
+    """train.max_minutes ends the run at the first update boundary past the budget, like max_steps would:
+    validation, a checkpoint of that step, best/ and last/; a run without a budget reports max_steps."""
+    summary = train([units], tmp_path / "run", "tiny", [*SMALL, "train.max_steps=100000", "train.max_minutes=0.0005",
+                                                        "train.valid_every=0"], progress=False)
+    step = summary["step"]
+    assert summary["stopped"] == "max_minutes" and 1 <= step < 100000
+    assert [r["step"] for r in read_metrics(tmp_path / "run", "valid")] == [step]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())[-1] == f"step_{step:08d}.pt"
+    assert load_lm(tmp_path / "run", "best")[2]["step"] == step
+    done = train([units], tmp_path / "run2", "tiny", [*SMALL, "train.max_steps=3"], progress=False)
+    assert (done["step"], done["stopped"]) == (3, "max_steps")

@@ -367,3 +367,32 @@ def test_units_that_do_not_fit_the_encoder_or_the_lm_are_refused(models):
         check_units(UnitSpec("kmeans", 7, KMeansModel(torch.randn(16, 64)), 16, "C.npy"), encoder, UnitVocab(16))
     with pytest.raises(SlmUnitsError, match=r"^C.npy: centroids of width 32, the encoder's features have 64$"):
         check_units(UnitSpec("kmeans", 6, KMeansModel(torch.randn(16, 32)), 16, "C.npy"), encoder, UnitVocab(16))
+
+
+def test_mfcc_kmeans_units_score_through_the_same_scorer(models, tmp_path, capsys):
+    """--encoder mfcc --units kmeans:FILE: each file's score is the LM's score of the nearest centroids of its
+    39-d MFCC; --units without an encoder, or a bare preset name as encoder, are clear errors (exit 2)."""
+    from spidrkit.data.audio import load_audio
+    from spidrkit.evaluation.baselines import mfcc
+    from spidrkit.lm import load_lm
+
+    bench = tmp_path / "bench"
+    write_split(bench / "syntactic" / "dev", SYNTACTIC, names_of(SYNTACTIC), audio)
+    km = KMeansModel(torch.randn(16, 39) * 5, {"model": "mfcc"})
+    path = km.save(tmp_path / "M.npy")
+    out = tmp_path / "out"
+    base = ["evaluate", "slm", str(bench), "--lm", str(models["lm"]), "-o", str(out), "--bootstrap", "10", "--quiet"]
+    assert main([*base, "--encoder", "mfcc", "--units", f"kmeans:{path}"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["inputs"]["encoder"] == "mfcc" and report["inputs"]["units"] == f"kmeans:{path} (MFCC)"
+    lm, vocab, _ = load_lm(models["lm"])
+    names = names_of(SYNTACTIC)
+    units = [km.predict(mfcc(load_audio(bench / "syntactic" / "dev" / f"{n}.wav"))).tolist() for n in names]
+    expected = score(lm, vocab, units)
+    got = dict(line.split() for line in (out / "submission" / "syntactic" / "dev.txt").read_text().splitlines())
+    assert [float(got[n]) for n in names] == pytest.approx(expected, abs=1e-5)
+    capsys.readouterr()
+    assert main([*base, "--units", "codebook:6"]) == 2
+    assert "needs --encoder" in capsys.readouterr().err
+    assert main([*base, "--encoder", "tiny", "--units", "codebook:6"]) == 2
+    assert "'random:tiny' for a model with RANDOM weights" in capsys.readouterr().err

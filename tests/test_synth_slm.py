@@ -213,3 +213,38 @@ def test_every_minimal_pair_type_differs_and_topics_have_their_own_words():
         for b in TOPICS:
             if a is not b:
                 assert not set(a.objects) & set(b.objects) and not set(a.agents) & set(b.agents)
+
+
+# --- the phone topline end to end ---------------------------------------------------------------------
+
+
+@needs_flite
+def test_phone_lm_trains_on_the_lm_corpus_phones_and_scores_every_task(built, tmp_path):
+    """corpus phones -> units file (39 ids, silences dropped) -> lm train -> evaluate slm --units phones."""
+    from spidrkit.data.alignments import read_alignments
+    from spidrkit.evaluation.slm import evaluate_slm
+    from spidrkit.evaluation.slm_units import PHONE_INVENTORY, parse_units, write_corpus_units
+    from spidrkit.extraction.units import read_units
+    from spidrkit.io import read_sidecar
+    from spidrkit.lm import load_lm, train
+
+    spec = parse_units("phones")
+    path = write_corpus_units(tmp_path / "phones.txt", built / "lm_train", "train", spec)
+    aligned = read_alignments(built / "lm_train" / "train_phones.txt")
+    phones = {u: [iv.label for iv in ivs if iv.label != "SIL"] for u, ivs in aligned.items()}
+    units = read_units(path)
+    assert len(PHONE_INVENTORY) == 39 and read_sidecar(path)["k"] == 39
+    assert {u: [PHONE_INVENTORY[i] for i in x.frames()] for u, x in units.items()} == phones
+    n_phones, n_utts = sum(map(len, phones.values())), len(phones)
+    summary = train([path], tmp_path / "lm", "tiny", ["model.num_layers=1", "model.dim=32", "model.num_heads=2",
+                                                      "model.ffn_dim=64", "lm.dedup=false", "train.max_steps=3",
+                                                      "train.batch_size=4"], progress=False)
+    assert summary["step"] == 3
+    info = read_sidecar(tmp_path / "lm")
+    assert info["train_tokens"] + info["valid_tokens"] == n_phones + 2 * n_utts  # bos + phones + eos each
+    lm, vocab, _ = load_lm(tmp_path / "lm", "last")
+    report = evaluate_slm(built, None, spec, lm, vocab, tmp_path / "eval", n_bootstrap=20, progress=False)
+    _, lexical = _gold(built, "lexical", "test")
+    assert report["inputs"]["units"] == "phones"
+    assert report["results"]["lexical/test"]["all"]["pairs"] == len({r["id"] for r in lexical})  # pair ids
+    assert set(report["results"]) == {f"{t}/{s}" for t in COLUMNS for s in ("dev", "test")}

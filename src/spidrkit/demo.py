@@ -8,15 +8,20 @@
      perplexity curves of the run;
   4. the budget curve (:func:`budget_stage`): the milestone checkpoints of the run (at 2, 5, 10 and 20 of 24
      minutes, scaled with ``minutes``) and the last one against MFCC and random weights, in ``OUT/budget/``;
-  5. writes ``OUT/report.md`` (and ``report.json``) with tables and plots.
+  5. spoken language modelling (:func:`_slm_stages`): a small synthetic sLM benchmark, the pretrained model's
+     units of the corpus's train split, a ``tiny`` unit LM trained for ``slm_minutes``, its sWUGGY /
+     sBLIMP / tSC scores;
+  6. writes ``OUT/report.md`` (and ``report.json``) with tables and plots.
 Every stage resumes: running the same command again after an interruption redoes only what is missing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,13 @@ BUDGET_MIN_FRAMES = 10_000
 def milestone_minutes(minutes: float) -> list[float]:
     """The demo's milestones for a ``minutes`` budget: 2, 5, 10, 20 for 24 minutes, in proportion otherwise."""
     return [round(m * minutes / DEFAULT_MINUTES, 4) for m in MILESTONES]
+
+
+SLM_MINUTES = 4.0  # the LM stage: units of the corpus, then training for the rest (the demo's split: 4 min)
+SLM_MIN_TRAIN_MINUTES = 1.0  # the LM trains at least this long, whatever the units took
+SLM_FILES = {"train": 1000, "dev": 100}  # utterances of the demo corpus the LM reads (evenly spaced)
+SLM_PAIRS = 15  # pair ids per task of the demo's synthetic sLM test split (x 4 voices)
+SLM_LM_HOURS = 0.004  # the benchmark's own LM corpus (unused by the demo, whose LM reads the demo corpus)
 
 
 def corpus_hours(minutes: float) -> float:
@@ -83,8 +95,11 @@ def run_demo(
     workers: int = 2,
     overrides: tuple[str, ...] = (),
     progress: bool = True,
+    slm_minutes: float = SLM_MINUTES,
+    slm_pairs: int = SLM_PAIRS,
 ) -> dict[str, Any]:
-    """Run the whole demo into ``out_dir``; returns the report's dict (also in ``OUT/report.json``)."""
+    """Run the whole demo into ``out_dir``; returns the report's dict (also in ``OUT/report.json``).
+    ``slm_minutes``: the unit LM's training budget (0: no sLM stage); ``slm_pairs``: its benchmark's size."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     watch = Stopwatch()
@@ -96,6 +111,8 @@ def run_demo(
                                                    seed=seed, variant=variant, kmeans_k=kmeans_k, workers=workers,
                                                    overrides=overrides, progress=progress)
         budget = budget_stage(out, corpus, run_dir, watch)
+        slm = _slm_stages(out, corpus, checkpoint, results, watch, minutes=slm_minutes, pairs=slm_pairs, seed=seed,
+                          workers=workers, progress=progress)
     timings = watch.rounded(1)  # the stages, then "total" (timed last)
     demo_info = {
         "minutes": minutes, "hours": hours, "seed": seed, "variant": variant, "voices": list(VOICES),
@@ -104,8 +121,9 @@ def run_demo(
     }
     write_json_atomic(out / "demo.json", demo_info)
     _prepend_summary(out / "report.md", demo_info, results)
+    _append_slm(out / "report.md", slm)
     print(f"\nreport: {out / 'report.md'}  ({timings['total'] / 60:.1f} min in all)")
-    return {"demo": demo_info, "results": results}
+    return {"demo": demo_info, "results": results, "slm": slm}
 
 
 def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, minutes: float, hours: float,
@@ -117,13 +135,13 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, min
     from spidrkit.evaluation.sweep import sweep
     from spidrkit.training.loop import pretrain
 
-    with _stage(f"1/3 corpus: {hours} h of speech from {', '.join(VOICES)} ({HELDOUT} held out)", watch):
+    with _stage(f"1/6 corpus: {hours} h of speech from {', '.join(VOICES)} ({HELDOUT} held out)", watch):
         synthesize_corpus(corpus, voices=VOICES, hours=hours, seed=seed, heldout_voice=HELDOUT,
                           workers=workers, progress=progress)
 
     cfg = demo_config(corpus, minutes, seed, variant, overrides)
     write_text_atomic(out / "config.toml", cfg.to_toml())
-    with _stage(f"2/3 pretraining a tiny {variant} for {minutes:g} min", watch):
+    with _stage(f"2/6 pretraining a tiny {variant} for {minutes:g} min", watch):
         summary = pretrain(cfg, run_dir, resume=True, progress=progress)
     if summary.get("signal") == "SIGINT":  # stopped by the user: the checkpoint is saved, the demo stops
         raise KeyboardInterrupt  # (the same command resumes)
@@ -136,7 +154,7 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, min
     # a run that ended before its first logging step has no metrics log: the report says so (no figure)
     metrics = run_dir / "metrics.jsonl"
     notes = [] if metrics.is_file() else [perplexity_note(metrics)]
-    with _stage("3/3 evaluation sweep (every layer, baselines, k-means, plots)", watch):
+    with _stage("3/6 evaluation sweep (every layer, baselines, k-means, plots)", watch):
         results = sweep(
             checkpoint, corpus, out, splits=("dev", "heldout"), kmeans_k=kmeans_k,
             baselines=("mfcc", "random"), metrics_jsonl=[metrics] if metrics.is_file() else None, notes=notes,
@@ -153,7 +171,7 @@ def budget_stage(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch) -> di
     :data:`BUDGET_MIN_FRAMES` frames (each point is cached: a rerun evaluates only new checkpoints)."""
     from spidrkit.evaluation.budget import budget_curve
 
-    with _stage("budget curve: milestones against MFCC and random weights", watch):
+    with _stage("4/6 budget curve: milestones against MFCC and random weights", watch):
         result = budget_curve(run_dir, corpus, out / "budget", max_files=BUDGET_MAX_FILES,
                               min_frames=BUDGET_MIN_FRAMES)
     report = out / "report.md"
@@ -197,3 +215,76 @@ def _headline(results: dict[str, Any]) -> str:
     verdict = "beats" if ours < theirs else "does not beat"
     return (f"**Best layer {best}: across-speaker ABX {ours:.2f} % vs MFCC {theirs:.2f} %: the pretrained model "
             f"{verdict} MFCC.**")
+
+
+# ------------------------------------------------------------------------------------------- the sLM stages
+def demo_units(out: Path, results: dict[str, Any]) -> tuple[str, int | None]:
+    """The demo LM's units: k-means of the best ABX layer (the sweep's centroids, ``OUT/kmeans/``), as the
+    paper's first choice; the codebook of the best codebook layer when the sweep fitted no k-means."""
+    best = results.get("best_layer")
+    fitted = sorted((out / "kmeans").glob(f"kmeans*_layer{int(best):02d}.npy")) if best is not None else []
+    if fitted:
+        return f"kmeans:{fitted[0]}", int(best)
+    layer = results.get("best_codebook_layer")
+    if layer is None:
+        raise RuntimeError("the sweep chose neither a best layer with k-means centroids nor a codebook layer")
+    return f"codebook:{int(layer)}", None
+
+
+def _slm_stages(out: Path, corpus: Path, checkpoint: Path, results: dict[str, Any], watch: Stopwatch, *,
+                minutes: float, pairs: int, seed: int, workers: int, progress: bool) -> dict[str, Any] | None:
+    """sLM: the units of :data:`SLM_FILES` utterances of the corpus and the LM, ``minutes`` for both (the LM
+    trains for what the units left, at least :data:`SLM_MIN_TRAIN_MINUTES` or ``minutes``; once: a finished LM is kept),
+    then the benchmark and the scores (``OUT/slm/compare/report.{md,json}``, with the ABX/PNMI vs sLM table).
+    ``None`` if ``minutes`` is 0."""
+    if minutes <= 0:
+        return None
+    from spidrkit.data.slm_build import synthesize_slm
+    from spidrkit.evaluation.slm_compare import CompareRow, score_rows, write_comparison
+    from spidrkit.evaluation.slm_units import load_encoder, parse_units, write_corpus_units
+    from spidrkit.lm import train
+
+    slm = out / "slm"
+    units, layer = demo_units(out, results)
+    spec = parse_units(units, layer)
+    files = {s: slm / f"units_{s}.txt" for s in SLM_FILES}
+    done = slm / "lm_done.json"
+    with _stage(f"5/6 sLM: {spec.kind} units of {sum(SLM_FILES.values())} utterances, a tiny unit LM "
+                f"({minutes:g} min in all)", watch):
+        started = time.monotonic()
+        if not done.is_file():
+            encoder, model_id = load_encoder(str(checkpoint), spec)
+            for split, path in files.items():
+                if not path.is_file():
+                    write_corpus_units(path, corpus, split, spec, encoder, model=model_id, max_files=SLM_FILES[split])
+            budget = max(min(SLM_MIN_TRAIN_MINUTES, minutes), minutes - (time.monotonic() - started) / 60)
+            summary = train([files["train"]], slm / "lm", "tiny", [
+                f"train.max_minutes={budget:.3f}", "train.max_steps=1000000", "optim.schedule=constant",
+                "model.context=1024", f"train.seed={seed}", "train.device=cpu"], valid=[files["dev"]],
+                progress=progress)
+            write_json_atomic(done, {**summary, "train_minutes": round(budget, 3)})
+    with _stage(f"6/6 sLM: benchmark ({pairs} pairs per task), sWUGGY, sBLIMP, tSC scores", watch):
+        bench = synthesize_slm(slm / "bench", pairs=pairs, seed=seed, workers=workers, lm_hours=SLM_LM_HOURS,
+                               progress=progress)
+        label = f"SpidR codebook L{spec.layer}" if spec.kind == "codebook" else f"SpidR k-means L{spec.layer}"
+        scored = score_rows(bench, [CompareRow(label, units, str(slm / "lm"), str(checkpoint), layer, seed)],
+                            slm / "compare")
+        lm_info = json.loads(done.read_text())
+        notes = [f"LM: tiny, {lm_info['train_minutes']:g} min on the CPU ({lm_info['step']} updates), trained on the "
+                 f"{label} units of {SLM_FILES['train']} utterances of the demo corpus's train split (in-vocab: "
+                 "words of the benchmark's own LM corpus, not the demo corpus)",
+                 "MFCC-units LM: left out (no time in the demo's 40-minute split); benchmarks/slm.py compares "
+                 "phones, MFCC, codebook and k-means units"]
+        report = write_comparison(slm / "compare", scored, sweep=results, title="Spoken language modelling",
+                                  notes=notes, extra={"lm": lm_info})
+    return report
+
+
+def _append_slm(report: Path, slm: dict[str, Any] | None) -> None:
+    """The sLM table (and its notes) at the end of the demo report."""
+    if slm is None:
+        return
+    from spidrkit.evaluation.slm_compare import render
+
+    body = render(slm["table"], slm["scatter"], None, "Spoken language modelling", slm["notes"])
+    write_text_atomic(report, report.read_text() + "\n#" + body)

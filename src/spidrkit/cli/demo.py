@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override the tiny config (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--slm-minutes", type=float, default=4.0,
+                        help="training budget of the unit LM of the sLM stage (default 4; 0: no sLM stage)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_demo(args.out, minutes=args.minutes, hours=args.hours, seed=args.seed, variant=args.variant,
                  kmeans_k=args.kmeans or None, workers=args.workers, overrides=tuple(args.overrides),
-                 progress=not args.quiet)
+                 progress=not args.quiet, slm_minutes=args.slm_minutes)
     except ConfigError as e:
         raise UserError(str(e)) from e
     return 0

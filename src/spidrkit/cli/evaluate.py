@@ -382,7 +382,7 @@ def _slm(args: argparse.Namespace) -> int:
 
 
 ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "probe": _probe,
-           "plot-perplexity": _plot_perplexity, "slm": _slm}
+           "plot-perplexity": _plot_perplexity, "slm": _slm, "slm-compare": _slm}
 
 
 def run(args: argparse.Namespace) -> int:

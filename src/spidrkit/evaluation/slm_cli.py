@@ -1,7 +1,12 @@
-"""``spidrkit evaluate slm``: its arguments and its action (``spidrkit.cli.evaluate`` registers them).
+"""``spidrkit evaluate slm`` and ``slm-compare``: their arguments and actions (``spidrkit.cli.evaluate``
+registers them).
 
-    spidrkit evaluate slm BENCHMARK --encoder MODEL --units codebook:L|kmeans:FILE --lm RUN
+    spidrkit evaluate slm BENCHMARK [--encoder MODEL|mfcc|random:PRESET] --units phones|codebook:L|kmeans:FILE --lm RUN
                           [--layer N] [--unnormalized] [-o OUT] [--bootstrap 1000] [--seed 0]
+    spidrkit evaluate slm-compare BENCHMARK ROWS.json [--sweep REPORT.json] [-o OUT] [--bootstrap 1000]
+
+``ROWS.json``: a list of ``{"label", "units", "lm", "encoder", "layer", "seed", "report"}`` objects
+(:class:`spidrkit.evaluation.slm_compare.CompareRow`; rows sharing a label are LM seeds).
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ def add_slm_parser(sub: Any) -> None:
         "writes OUT/report.json, OUT/report.md and the submission OUT/submission/<task>/<split>.txt + meta.yaml.")
     p.add_argument("benchmark", metavar="BENCHMARK",
                    help="folder with lexical/, syntactic/, storycloze/ ({dev,test}/*.wav + gold.csv) or sSC/, tSC/")
-    p.add_argument("--encoder", required=True, help="checkpoint (or preset name: RANDOM weights) giving the units")
-    p.add_argument("--units", required=True, metavar="codebook:L|kmeans:FILE",
-                   help="codebook predictions of layer L, or k-means centroids (their sidecar names the layer)")
+    p.add_argument("--encoder", default=None, metavar="MODEL",
+                   help="the units' encoder: a checkpoint or published model, 'mfcc' (MFCC features, with "
+                   "kmeans:FILE), or random:PRESET (RANDOM weights, for tests); not needed with --units phones")
+    p.add_argument("--units", required=True, metavar="phones|codebook:L|kmeans:FILE",
+                   help="gold phones of SPLIT_phones.txt (topline; silences dropped, 39 ARPAbet phones), codebook "
+                   "predictions of layer L, or k-means centroids (their sidecar names the layer)")
     p.add_argument("--layer", type=int, default=None, metavar="N",
                    help="layer of kmeans:FILE when its sidecar does not say it")
     p.add_argument("--lm", required=True, metavar="RUN", help="unit LM run folder (spidrkit lm train)")
@@ -38,6 +46,19 @@ def add_slm_parser(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
+    c = sub.add_parser(
+        "slm-compare", help="several unit LMs (phones, MFCC, SpidR units, seeds) in one sLM table + ABX scatter",
+        description="Scores every row of ROWS.json (a list of {label, units, lm, encoder, layer, seed} or {label, "
+        "report}) with `evaluate slm` into OUT/rows/, then writes OUT/report.md + report.json (sWUGGY all / "
+        "in-vocab, sBLIMP, tSC; bootstrap 95 %% intervals, mean and standard deviation over rows sharing a label) "
+        "and, with --sweep, OUT/slm_vs_abx.png (ABX and PNMI of each unit source vs its sLM scores).")
+    c.add_argument("benchmark", metavar="BENCHMARK", help="the sLM benchmark folder")
+    c.add_argument("rows", metavar="ROWS.json", help="the LMs to compare")
+    c.add_argument("--sweep", default=None, metavar="REPORT.json", help="a sweep's report.json (ABX, PNMI)")
+    c.add_argument("-o", "--output", default="slm_compare", metavar="OUT", help="output folder")
+    c.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N", help="bootstrap resamples")
+    c.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+
 
 def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
     """The unit LM of a run folder (its ``best/`` model), ``(model, vocab, info)``."""
@@ -46,19 +67,41 @@ def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
     return load_lm(run, which="best")
 
 
+def run_compare(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from spidrkit.errors import InputError
+    from spidrkit.evaluation.slm_compare import CompareRow, format_cell, score_rows, write_comparison
+
+    try:
+        rows = [CompareRow(**r) for r in json.loads(Path(args.rows).read_text())]
+    except (OSError, ValueError, TypeError) as e:
+        raise InputError(f"{args.rows}: expected a JSON list of {{label, units, lm, encoder, layer, seed, report}} "
+                         f"objects ({e})") from None
+    scored = score_rows(args.benchmark, rows, args.output, n_bootstrap=args.bootstrap, device=args.device)
+    report = write_comparison(args.output, scored, sweep=args.sweep)
+    for label, row in report["table"].items():
+        print(f"{label:24s} " + "  ".join(f"{m} {format_cell(c)}" for m, c in row.items()))
+    print(f"-> {Path(args.output) / 'report.md'}")
+    return 0
+
+
 def run_slm(args: argparse.Namespace) -> int:
-    from spidrkit.checkpoints import load
-    from spidrkit.evaluation.slm import evaluate_slm, parse_units
+    if args.action == "slm-compare":
+        return run_compare(args)
+    from spidrkit.evaluation.slm import evaluate_slm
     from spidrkit.evaluation.slm_bench import read_benchmark
+    from spidrkit.evaluation.slm_units import load_encoder, parse_units
 
     splits = read_benchmark(args.benchmark)  # layout errors before any model is loaded
-    units = parse_units(args.units, args.layer)
+    units = parse_units(args.units, args.layer, args.encoder)
     lm, vocab, lm_info = load_unit_lm(args.lm)
-    loaded = load(args.encoder, device=args.device)
+    encoder, model_id = load_encoder(args.encoder, units, args.device)
     report = evaluate_slm(
-        args.benchmark, loaded.model, units, lm.to(args.device), vocab, args.output,
+        args.benchmark, encoder, units, lm.to(args.device), vocab, args.output,
         normalize=not args.unnormalized, batch_tokens=args.batch_tokens, n_bootstrap=args.bootstrap, seed=args.seed,
-        inputs={"encoder": loaded.info.model_id, "encoder_path": str(args.encoder), "lm": str(args.lm),
+        inputs={"encoder": model_id, "encoder_path": str(args.encoder), "lm": str(args.lm),
                 "lm_info": lm_info}, progress=not args.quiet, splits=splits)
     for key, groups in report["results"].items():
         for name, cell in groups.items():

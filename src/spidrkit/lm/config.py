@@ -76,6 +76,7 @@ class LMTrainConfig:
     batch_size: int = 16  # sequences per micro-batch and process
     grad_accum: int = 4
     max_steps: int = 100_000
+    max_minutes: float = 0.0  # stop (validate, checkpoint) after this wall time of one invocation; 0 = no limit
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # "auto": bf16 autocast on a GPU, fp32 on the CPU
@@ -98,6 +99,7 @@ LM_RULES: dict[str, dict[str, Rule]] = {
               "weight_decay": Number(0.0), "clip_norm": Number(0.0), "warmup_steps": Integer(0),
               "schedule": Choice(("linear", "cosine", "constant")), "final_lr_scale": Number(0.0, 1.0)},
     "train": {"batch_size": Integer(1), "grad_accum": Integer(1), "max_steps": Integer(1),
+              "max_minutes": Number(0.0),
               "seed": Integer(0, MAX_SEED), "device": Choice(("auto", "cpu", "cuda")),
               "precision": Choice(("auto", "bf16", "fp32")), "compile": Free(), "log_every": Integer(1),
               "valid_every": Integer(0), "valid_batches": Integer(0), "checkpoint_every": Integer(1),

@@ -265,13 +265,14 @@ class _Run:
         t = self.cfg.train
         bar = tqdm(total=t.max_steps, initial=self.step, disable=not self.progress or self.rank != 0,
                    desc="lm train", dynamic_ncols=True)
-        started = time.perf_counter()
+        started = deadline = time.perf_counter()
+        deadline += 60.0 * t.max_minutes if t.max_minutes > 0 else math.inf
         try:
             while True:
-                if self.window_tokens and (self.step % t.log_every == 0 or self.step == t.max_steps):
+                end = self.step == t.max_steps or self._over_time(deadline)
+                if self.window_tokens and (self.step % t.log_every == 0 or end):
                     self._log_train(started)
                     started = time.perf_counter()
-                end = self.step == t.max_steps
                 paused = time.perf_counter()  # validation and checkpoints do not count in tokens/s
                 if self.step > self.valid_step and (end or (t.valid_every and self.step % t.valid_every == 0)):
                     self._validate()
@@ -290,7 +291,15 @@ class _Run:
         finally:
             bar.close()
         return {"run_dir": str(self.run_dir), "step": self.step, "best_step": self.best_step,
-                "best_valid_loss": self.best_loss if self.best_step else None}
+                "best_valid_loss": self.best_loss if self.best_step else None,
+                "stopped": "max_steps" if self.step == t.max_steps else "max_minutes"}
+
+    def _over_time(self, deadline: float) -> bool:
+        """``train.max_minutes`` spent (rank 0's clock decides for every rank)."""
+        if deadline == math.inf:
+            return False
+        late = torch.tensor(float(self.rank == 0 and time.perf_counter() >= deadline), device=self.device)
+        return bool(all_reduce_dict({"late": late})["late"] > 0)
 
 
 def train(units: Sequence[str | os.PathLike], run_dir: str | os.PathLike, config: str | os.PathLike | LMConfig = "tiny",

@@ -1,0 +1,254 @@
+"""The sLM targets of issue 16, end to end on the synthetic benchmarks (``spidrkit data synth-slm``).
+
+    python benchmarks/slm.py OUT --checkpoint CKPT --sweep SWEEP/report.json   # the real measurement
+    python benchmarks/slm.py OUT --checkpoint random:tiny --layer 4 --pairs 20 --lm-hours 0.02 \\
+        --lm-set train.max_steps=5 --seeds 1 --threads 1 --bootstrap 50            # a smoke test
+    python benchmarks/slm.py OUT ... --plan                                        # the stages, an estimate
+
+Stages (each writes ``OUT/stages/NAME.json`` when done and is skipped when rerun; LM runs resume):
+
+1. ``bench``: the synthetic sets + LM corpus (``OUT/bench`` or ``--bench DIR``), ``--pairs`` ids per task;
+2. ``units``: the units of the LM corpus's train and dev splits for each source -- gold phones (39 ids,
+   silences dropped), MFCC k-means (``--k``, fitted on the train split's MFCC), SpidR k-means of layer L
+   (fitted on the train split's layer-L features; L: ``--layer``, else the sweep's best ABX layer), SpidR
+   codebook of layer C (``--codebook-layer``, else the sweep's best codebook layer, else L); plus the
+   shuffled control (each training utterance's phones permuted: ``--shuffled-of``);
+3. ``lm``: a ``tiny`` LM with a context of 1024 tokens (``--lm-set`` overrides) per source and seed
+   (``--seeds``; shuffled: seed 0 only), the phone LMs without de-duplication; tokens/s from each run's metrics;
+4. ``score``: every LM on the benchmark through one scorer, the comparison report (``OUT/compare``) with
+   the ABX/PNMI scatter when ``--sweep`` is given;
+5. ``timing``: scoring ``--score-utts`` utterances (benchmark wavs), SpidR k-means units + LM, in seconds;
+6. the targets: topline >= 90 % sWUGGY and >= 75 % sBLIMP; shuffled 50 +/- 3 % (sWUGGY); SpidR (k-means and
+   codebook) > MFCC on sWUGGY in every seed and on the mean -> ``OUT/targets.json`` and the printout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from spidrkit.data.slm_build import synthesize_slm
+from spidrkit.evaluation.slm_compare import CompareRow, score_rows, write_comparison
+from spidrkit.evaluation.slm_units import MfccEncoder, fit_corpus_kmeans, parse_units, write_corpus_units
+from spidrkit.io import read_metrics, write_json_atomic
+from spidrkit.lm import train
+
+LM_DEFAULTS = ("model.context=1024",)  # whole tSC stories of de-duplicated units fit (tiny's 256 do not)
+SOURCES = ("phones", "mfcc", "codebook", "kmeans")
+LABELS = {"phones": "phones (topline)", "mfcc": "MFCC k-means", "codebook": "SpidR codebook",
+          "kmeans": "SpidR k-means", "shuffled": "shuffled phones"}
+
+
+def stage(out: Path, name: str, fn, *args):
+    path = out / "stages" / f"{name}.json"
+    if path.is_file():
+        print(f"[{name}] done before: {path}")
+        return json.loads(path.read_text())
+    print(f"[{name}] ...", flush=True)
+    t0 = time.perf_counter()
+    result = fn(*args)
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    write_json_atomic(path, result)
+    print(f"[{name}] {result['seconds']:.1f} s")
+    return result
+
+
+def choose_layers(args) -> tuple[int, int]:
+    """(k-means layer, codebook layer): the arguments, else the sweep's best layer and best codebook layer."""
+    results = json.loads(Path(args.sweep).read_text()).get("results", {}) if args.sweep else {}
+    layer = args.layer if args.layer is not None else results.get("best_layer")
+    if layer is None:
+        sys.exit("pass --layer L or --sweep REPORT.json (with a best_layer)")
+    codebook = args.codebook_layer if args.codebook_layer is not None else results.get("best_codebook_layer")
+    return int(layer), int(codebook if codebook is not None else layer)
+
+
+def make_units(args, out: Path, bench: Path, layers: tuple[int, int]) -> dict:
+    from spidrkit.checkpoints import load
+
+    corpus = bench / "lm_train"
+    layer, codebook = layers
+    encoder = load(args.checkpoint).model.eval()
+    mfcc = MfccEncoder()
+    fit = dict(seed=0, max_files=args.kmeans_files)
+    files = {}
+    km_mfcc = out / "units" / f"mfcc_k{args.k}.npy"
+    km_spidr = out / "units" / f"spidr_L{layer}_k{args.k}.npy"
+    if not km_mfcc.is_file():
+        fit_corpus_kmeans(km_mfcc, corpus, "train", mfcc, 0, args.k, model="mfcc", **fit)
+    if not km_spidr.is_file():
+        fit_corpus_kmeans(km_spidr, corpus, "train", encoder, layer, args.k, model=args.checkpoint, **fit)
+    specs = {"phones": (parse_units("phones"), None), "mfcc": (parse_units(f"kmeans:{km_mfcc}", encoder="mfcc"), mfcc),
+             "codebook": (parse_units(f"codebook:{codebook}"), encoder),
+             "kmeans": (parse_units(f"kmeans:{km_spidr}", layer), encoder)}
+    for name, (spec, enc) in specs.items():
+        for split in ("train", "dev"):
+            path = out / "units" / f"{name}_{split}.txt"
+            if not path.is_file():
+                write_corpus_units(path, corpus, split, spec, enc, model=args.checkpoint if enc else "")
+            files[f"{name}_{split}"] = str(path)
+    base = args.shuffled_of
+    for split in ("train", "dev"):
+        path = out / "units" / f"shuffled_{split}.txt"
+        if not path.is_file():
+            spec, enc = specs[base]
+            write_corpus_units(path, corpus, split, spec, enc, shuffle_seed=0)
+        files[f"shuffled_{split}"] = str(path)
+    return {"layer": layer, "codebook_layer": codebook, "files": files,
+            "units": {n: s.describe() for n, (s, _) in specs.items()},
+            "kmeans": {"mfcc": str(km_mfcc), "spidr": str(km_spidr)}}
+
+
+def lm_runs(args) -> list[tuple[str, int]]:
+    return [(s, seed) for s in SOURCES for seed in range(args.seeds)] + [("shuffled", 0)]
+
+
+def train_lms(args, out: Path, units: dict) -> dict:
+    runs = {}
+    for source, seed in lm_runs(args):
+        run = out / "lm" / f"{source}_s{seed}"
+        files = units["files"]
+        dedup = "false" if (args.shuffled_of if source == "shuffled" else source) == "phones" else "true"
+        sets = [*LM_DEFAULTS, f"train.seed={seed}", f"lm.dedup={dedup}", *args.lm_set]
+        t0 = time.perf_counter()
+        summary = train([files[f"{source}_train"]], run, "tiny", sets, valid=[files[f"{source}_dev"]],
+                        progress=False)
+        speeds = [r["tokens_per_s"] for r in read_metrics(run, "train") if "tokens_per_s" in r]
+        runs[f"{source}_s{seed}"] = {"run": str(run), "step": summary["step"], "wall_s": time.perf_counter() - t0,
+                                     "tokens_per_s": statistics.median(speeds) if speeds else None}
+        print(f"  LM {source} seed {seed}: {summary['step']} steps, "
+              f"{runs[f'{source}_s{seed}']['tokens_per_s'] or 0:.0f} tokens/s")
+    return {"runs": runs, "threads": args.threads}
+
+
+def rows_of(args, units: dict, lms: dict) -> list[CompareRow]:
+    rows = []
+    for source, seed in lm_runs(args):
+        unit_source = args.shuffled_of if source == "shuffled" else source
+        text = units["units"][unit_source].split(" (")[0]
+        encoder = {"phones": None, "mfcc": "mfcc"}.get(unit_source, args.checkpoint)
+        rows.append(CompareRow(LABELS[source], text, lms["runs"][f"{source}_s{seed}"]["run"], encoder,
+                               units["layer"] if unit_source == "kmeans" else None, seed))
+    return rows
+
+
+def score_all(args, out: Path, bench: Path, rows: list[CompareRow], lms: dict) -> dict:
+    scored = score_rows(bench, rows, out / "compare", n_bootstrap=args.bootstrap)
+    speeds = [r["tokens_per_s"] for r in lms["runs"].values() if r["tokens_per_s"]]
+    report = write_comparison(out / "compare", scored, sweep=args.sweep, title="Unit LMs on the synthetic sLM sets",
+                              extra={"lm_tokens_per_s_median": statistics.median(speeds) if speeds else None})
+    return {"table": report["table"], "scatter": report["scatter"]}
+
+
+def time_scoring(args, bench: Path, units: dict, lms: dict) -> dict:
+    from spidrkit.checkpoints import load
+    from spidrkit.evaluation.slm_bench import read_benchmark
+    from spidrkit.evaluation.slm_units import extract_units
+    from spidrkit.lm import load_lm
+    from spidrkit.lm.scoring import score
+
+    items = [it for s in read_benchmark(bench) for it in s.items][: args.score_utts]
+    encoder = load(args.checkpoint).model.eval()
+    spec = parse_units(f"kmeans:{units['kmeans']['spidr']}", units["layer"])
+    lm, vocab, _ = load_lm(lms["runs"]["kmeans_s0"]["run"], "last")
+    t0 = time.perf_counter()
+    seqs = extract_units(encoder, spec, [it.path for it in items], [str(it.path) for it in items])
+    t1 = time.perf_counter()
+    score(lm, vocab, seqs)
+    t2 = time.perf_counter()
+    n = len(items)
+    return {"utterances": n, "units_s": t1 - t0, "lm_s": t2 - t1, "total_s": t2 - t0,
+            "per_1000_s": (t2 - t0) * 1000 / max(n, 1), "threads": args.threads}
+
+
+def check_targets(table: dict, args) -> dict:
+    def cell(label, metric):
+        return table.get(LABELS[label], {}).get(metric, {})
+
+    checks = {}
+    top_w, top_b = cell("phones", "swuggy_all").get("score"), cell("phones", "sblimp").get("score")
+    checks["topline_swuggy>=90"] = {"value": top_w, "ok": top_w is not None and top_w >= 90}
+    checks["topline_sblimp>=75"] = {"value": top_b, "ok": top_b is not None and top_b >= 75}
+    sh = cell("shuffled", "swuggy_all").get("score")
+    checks["shuffled_swuggy_50+-3"] = {"value": sh, "ok": sh is not None and abs(sh - 50) <= 3}
+    mf = cell("mfcc", "swuggy_all")
+    for name in ("kmeans", "codebook"):
+        sp = cell(name, "swuggy_all")
+        mine, theirs = sp.get("scores", [sp.get("score")]), mf.get("scores", [mf.get("score")])
+        ok = None not in mine + theirs and sp["score"] > mf["score"] and all(a > b for a, b in zip(mine, theirs))
+        checks[f"spidr_{name}>mfcc_swuggy"] = {"value": [sp.get("score"), mf.get("score")], "per_seed": [mine, theirs],
+                                               "ok": ok}
+    return checks
+
+
+def plan(args, layers: tuple[int, int]) -> None:
+    n_lms = len(SOURCES) * args.seeds + 1
+    layers = f"k-means L{layers[0]}, codebook L{layers[1]}"
+    print(f"stages: bench (synth-slm, {args.pairs} pairs/task, {args.lm_hours:.2f} h LM corpus), units (phones, "
+          f"MFCC k{args.k}, {layers}, shuffled {args.shuffled_of}), lm ({n_lms} tiny LMs), score ({n_lms} rows), "
+          f"timing ({args.score_utts} utts)")
+    wavs = args.pairs * 1.2 * 2 * 3 * 4  # ids (test + dev) x 2 items x 3 tasks x 4 voices
+    print(f"estimate (2 CPU cores): bench ~{wavs * 0.1 / 60 / 2:.0f} min (flite, ~0.1 s/wav), units "
+          f"~{args.lm_hours * 60 * 0.15:.0f} min, LMs: {n_lms} x the --lm-set budget (tiny preset: 3000 steps, "
+          f"~10-20 min each), scoring ~{n_lms * wavs * 0.03 / 60:.0f} min")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("out", type=Path)
+    p.add_argument("--bench", type=Path, default=None, help="the synth-slm folder (default OUT/bench)")
+    p.add_argument("--pairs", type=int, default=250, help="pair ids per task in test (x 4 voices = pairs)")
+    p.add_argument("--lm-hours", type=float, default=1.0)
+    p.add_argument("--checkpoint", default="random:tiny", help="the pretrained SpidR (random:tiny: smoke test)")
+    p.add_argument("--layer", type=int, default=None, help="k-means layer (default: the sweep's best layer)")
+    p.add_argument("--codebook-layer", type=int, default=None,
+                   help="codebook layer (default: the sweep's best codebook layer, else --layer)")
+    p.add_argument("--sweep", default=None, help="a sweep's report.json: best layer, ABX/PNMI for the scatter")
+    p.add_argument("--k", type=int, default=256)
+    p.add_argument("--kmeans-files", type=int, default=None, help="fit k-means on N train wavs (evenly spaced)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--shuffled-of", default="phones", choices=SOURCES)
+    p.add_argument("--lm-set", action="append", default=[], metavar="K=V", help="overrides of the tiny LM")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="flite rendering processes")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--score-utts", type=int, default=1000)
+    p.add_argument("--plan", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    out: Path = args.out
+    bench = args.bench or out / "bench"
+    if args.plan:
+        plan(args, choose_layers(args))
+        return 0
+    layers = choose_layers(args)
+    built = stage(out, "bench", lambda: {"bench": str(synthesize_slm(
+        bench, pairs=args.pairs, lm_hours=args.lm_hours, workers=args.workers, progress=False))})
+    units = stage(out, "units", make_units, args, out, Path(built["bench"]), layers)
+    lms = stage(out, "lm", train_lms, args, out, units)
+    rows = rows_of(args, units, lms)
+    scores = stage(out, "score", score_all, args, out, Path(built["bench"]), rows, lms)
+    timing = stage(out, "timing", time_scoring, args, Path(built["bench"]), units, lms)
+    targets = check_targets(scores["table"], args)
+    speeds = [r["tokens_per_s"] for r in lms["runs"].values() if r["tokens_per_s"]]
+    summary = {"targets": targets, "lm_tokens_per_s_median": statistics.median(speeds) if speeds else None,
+               "scoring": timing, "layers": layers, "checkpoint": args.checkpoint, "args": {
+                   k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    write_json_atomic(out / "targets.json", summary)
+    print((out / "compare" / "report.md").read_text())
+    for name, c in targets.items():
+        print(f"{'PASS' if c['ok'] else 'MISS'} {name}: {c['value']}")
+    print(f"LM tokens/s (median over runs, {args.threads} thread(s)): {summary['lm_tokens_per_s_median']}")
+    print(f"scoring {timing['utterances']} utterances (encoder included): {timing['total_s']:.1f} s "
+          f"({timing['per_1000_s']:.1f} s per 1000)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
