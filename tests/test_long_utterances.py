@@ -4,6 +4,7 @@ lengths in range, split rules, and the default corpus unchanged."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from pathlib import Path
@@ -107,7 +108,7 @@ def test_long_corpus_files_splits_and_speakers(long_corpus):
             assert utt.split("_")[1][0] == split[0]
             assert iv[0][0] == 0.0 and all(iv[k][1] == iv[k + 1][0] for k in range(len(iv) - 1))
             assert abs(iv[-1][1] - entries[utt].num_samples / 16000) <= 1e-4
-            assert not any(a[2] == b[2] == "SIL" for a, b in zip(iv, iv[1:]))  # pauses merged into one SIL
+            assert not any(a[2] == b[2] == "SIL" for a, b in itertools.pairwise(iv))  # pauses merged
         items = read_item_file(long_corpus / f"{split}.item")
         assert items and all(it.phone != "SIL" for it in items)
         records = [json.loads((long_corpus / "records" / f"{u}.json").read_text()) for u in entries]
