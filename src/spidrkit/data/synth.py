@@ -32,6 +32,10 @@ voice never appears in train or dev; it reads sentences of its own (in no other 
 split, so the ``dev`` and ``heldout`` items together give across-speaker ABX on a speaker the model never
 heard, with no sentence shared between the speakers of a triplet.
 
+With ``utterance_seconds=(low, high)`` (CLI ``--utterance-seconds 8-20``) consecutive sentences of one voice
+are joined into long utterances with pauses of the corpus's own background noise
+(:mod:`spidrkit.data.synth_long`; ids ``VOICE_{t,d,h}NNNNN``); without it the corpus is unchanged.
+
 ``hours`` is the speech in train + dev (estimated from sentence lengths while planning; the sidecar has
 the actual figure); the held-out split comes on top, about as long as dev.
 
