@@ -150,3 +150,27 @@ def test_default_corpus_is_byte_identical_to_the_single_sentence_builder(tmp_pat
     assert _corpus_digest(off) == "3b24c98f1b7a993ced2b551fe6ba3c15e87eaac487b27c8a143f848baa452359"
     explicit = synth.synthesize_corpus(tmp_path / "none", utterance_seconds=None, **kwargs)
     assert _corpus_digest(explicit) == _corpus_digest(off)
+
+
+@needs_flite
+def test_interrupted_long_build_resumes_to_the_same_bytes(long_corpus, tmp_path, monkeypatch):
+    calls, interrupt = [], [True]
+    real = synth_long.render_part
+
+    def flaky(plan, noise=synth.DEFAULT_NOISE):
+        calls.append(plan.utt)
+        if interrupt[0] and len(calls) == 12:
+            raise KeyboardInterrupt
+        return real(plan, noise)
+
+    monkeypatch.setattr(synth_long, "render_part", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        synth.synthesize_corpus(tmp_path / "c", utterance_seconds=RANGE, dev_fraction=0.3, **LONG)
+    finished = {p.stem for p in (tmp_path / "c" / "records").glob("*_*.json")}
+    assert finished and not (tmp_path / "c" / "train.csv").exists()
+    calls.clear()
+    interrupt[0] = False
+    resumed = synth.synthesize_corpus(tmp_path / "c", utterance_seconds=RANGE, dev_fraction=0.3, **LONG)
+    done_parts = {u for f in finished for u in json.loads((resumed / "records" / f"{f}.json").read_text())["parts"]}
+    assert not done_parts & set(calls)  # the finished utterances' sentences were not rendered again
+    assert _corpus_digest(resumed) == _corpus_digest(long_corpus)
