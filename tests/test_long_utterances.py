@@ -174,3 +174,18 @@ def test_interrupted_long_build_resumes_to_the_same_bytes(long_corpus, tmp_path,
     done_parts = {u for f in finished for u in json.loads((resumed / "records" / f"{f}.json").read_text())["parts"]}
     assert not done_parts & set(calls)  # the finished utterances' sentences were not rendered again
     assert _corpus_digest(resumed) == _corpus_digest(long_corpus)
+
+
+@needs_flite
+def test_cli_option(tmp_path, capsys):
+    from spidrkit.cli import main as cli_main
+
+    out = tmp_path / "c"
+    base = ["data", "synth", str(out), "--voices", "slt", "--hours", "0.006", "--workers", "1", "--quiet"]
+    assert cli_main([*base, "--utterance-seconds", "9-4"]) == 2
+    assert "utterance seconds must be a range 0 < LOW <= HIGH" in capsys.readouterr().err
+    assert cli_main([*base, "--utterance-seconds", "4-9"]) == 0
+    sidecar = json.loads((out / "spidrkit.json").read_text())
+    assert sidecar["settings"]["utterance_seconds"] == [4.0, 9.0]
+    lengths = [e.num_samples / 16000 for e in read_manifest(out / "train.csv")]
+    assert lengths and all(4.0 <= s <= 9.0 for s in lengths)
