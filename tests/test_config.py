@@ -179,6 +179,9 @@ FIELD_CASES = [
     (["model.num_codebooks=0"], "model.num_codebooks: must be an integer >= 1, got 0"),
     (["model.codebook_size=0"], "model.codebook_size: must be an integer >= 2, got 0"),
     (["model.codebook_decay=1"], "model.codebook_decay: must be a finite number in (0, 1), got 1.0"),
+    (["model.codebook_init=kmeans"], "model.codebook_init: must be one of 'random', 'data', got 'kmeans'"),
+    (["model.codebook_decay_warmup=-1"], "model.codebook_decay_warmup: must be an integer >= 0, got -1"),
+    (["model.codebook_decay_start=1"], "model.codebook_decay_start: must be a finite number in [0, 1), got 1.0"),
     (["model.heads=everywhere"], "model.heads: must be one of 'per_layer', 'last_layer', got 'everywhere'"),
     (["model.init=xavier"], "model.init: must be one of 'normal', 'release', got 'xavier'"),
     (["model.teacher_init=zero"], "model.teacher_init: must be one of 'copy', 'independent', got 'zero'"),
@@ -369,7 +372,9 @@ def test_a_checkpoint_without_the_new_keys_resumes_as_the_defaults():
     cfg = load_config("tiny")
     saved = cfg.to_dict()
     for section, key in [("model", "init"), ("model", "teacher_init"), ("model", "projection_dropout_scope"),
-                         ("teacher", "decay_offset"), ("optim", "weight_decay_scope"), ("train", "codebook_update")]:
+                         ("teacher", "decay_offset"), ("optim", "weight_decay_scope"), ("train", "codebook_update"),
+                         ("model", "codebook_init"), ("model", "codebook_decay_warmup"),
+                         ("model", "codebook_decay_start")]:
         del saved[section][key]
     assert config_changes(saved, cfg) == ([], [])
     release = load_config("tiny", ["model.init=release"])

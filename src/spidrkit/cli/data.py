@@ -1,6 +1,7 @@
 """``spidrkit data``: build the aligned synthetic corpus, or read a real one into manifests.
 
-- ``spidrkit data synth OUT [--voices ...] [--hours H] [--seed S] [--heldout-voice V] [--workers N]``:
+- ``spidrkit data synth OUT [--voices ...] [--hours H] [--seed S] [--heldout-voice V] [--workers N]
+  [--utterance-seconds LOW-HIGH]``:
   a multi-speaker corpus read by flite, with exact phone and word alignments, triphone item files and
   10 ms frame labels (see :mod:`spidrkit.data.synth`). Re-running the same command resumes it.
 - ``spidrkit data synth-slm OUT [--pairs N] [--seed S] [--workers W] [--lm-hours H]``: synthetic sWUGGY-,
@@ -50,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"SNR range in dB of the light background noise (default: {DEFAULT_NOISE[0]:g} "
                    f"{DEFAULT_NOISE[1]:g})")
     p.add_argument("--no-noise", action="store_true", help="no background noise (dither only)")
+    p.add_argument("--utterance-seconds", default=None, metavar="LOW-HIGH",
+                   help="join consecutive sentences of one voice into utterances of LOW-HIGH seconds (e.g. 8-20) "
+                   "with 0.15-0.6 s pauses of background noise (default: one sentence per utterance)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     _add_synth_slm(sub, VOICES, DEFAULT_VOICES)
@@ -129,7 +133,7 @@ def _synth(args) -> int:
     out = synthesize_corpus(
         args.out, voices=tuple(args.voices), hours=args.hours, seed=args.seed, heldout_voice=args.heldout_voice,
         dev_fraction=args.dev_fraction, workers=args.workers, noise=None if args.no_noise else tuple(args.snr),
-        progress=not args.quiet,
+        progress=not args.quiet, utterance_seconds=args.utterance_seconds,
     )
     info = read_sidecar(out)
     for split, t in info["splits"].items():

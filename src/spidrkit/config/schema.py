@@ -61,6 +61,10 @@ class ModelConfig:
     num_codebooks: int = 8  # K: one per target layer, the last K layers
     codebook_size: int = 256  # V
     codebook_decay: float = 0.9  # tau
+    # opt-in designs for long codebook memories (docs/method.md#codebook-update); the defaults are the paper's
+    codebook_init: str = "random"  # or "data": codewords drawn from the first step's teacher targets
+    codebook_decay_warmup: int = 0  # steps over which tau ramps up from codebook_decay_start (0: no ramp)
+    codebook_decay_start: float = 0.5  # tau at step 0 of the ramp (unused without a warm-up)
     heads: str = "per_layer"  # "per_layer" (SpidR) or "last_layer" (DinoSR)
     # Choices where the paper is silent and the release differs (docs/fidelity.md; base_release sets them)
     init: str = "normal"  # "normal": N(0, 0.02) for every Linear of the blocks and heads; "release"

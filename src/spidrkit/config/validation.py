@@ -128,6 +128,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "num_codebooks": POSITIVE,
         "codebook_size": Integer(2),  # one codeword would make every target the same
         "codebook_decay": UNIT_OPEN,
+        "codebook_init": Choice(("random", "data")),
+        "codebook_decay_warmup": STEPS,
+        "codebook_decay_start": PROBABILITY,
         "heads": Choice(HEADS),
         "init": Choice(("normal", "release")),
         "teacher_init": Choice(("copy", "independent")),

@@ -32,6 +32,10 @@ voice never appears in train or dev; it reads sentences of its own (in no other 
 split, so the ``dev`` and ``heldout`` items together give across-speaker ABX on a speaker the model never
 heard, with no sentence shared between the speakers of a triplet.
 
+With ``utterance_seconds=(low, high)`` (CLI ``--utterance-seconds 8-20``) consecutive sentences of one voice
+are joined into long utterances with pauses of the corpus's own background noise
+(:mod:`spidrkit.data.synth_long`; ids ``VOICE_{t,d,h}NNNNN``); without it the corpus is unchanged.
+
 ``hours`` is the speech in train + dev (estimated from sentence lengths while planning; the sidecar has
 the actual figure); the held-out split comes on top, about as long as dev.
 
@@ -59,6 +63,7 @@ from spidrkit.data.alignments import write_split_annotations
 from spidrkit.data.flite import PHONES, Flite
 from spidrkit.data.manifest import ManifestEntry, write_manifest
 from spidrkit.data.sentences import load_sentences
+from spidrkit.data.synth_long import join_stream, parse_seconds_range, streams
 from spidrkit.data.synth_plan import DEFAULT_VOICES, UtterancePlan, plan_corpus
 from spidrkit.data.synth_render import DEFAULT_NOISE, render_utterance
 from spidrkit.io import (
@@ -80,7 +85,11 @@ LABEL_RATE = 100  # Hz: the frame labels (SPLIT_frames.txt) are one per 10 ms
 
 
 def _wav_path(out_dir: Path, plan: UtterancePlan) -> Path:
-    return out_dir / "wav" / plan.split / f"{plan.utt}.wav"
+    return _wav_file(out_dir, plan.split, plan.utt)
+
+
+def _wav_file(out_dir: Path, split: str, utt: str) -> Path:
+    return out_dir / "wav" / split / f"{utt}.wav"
 
 
 def _record_path(out_dir: Path, utt: str) -> Path:
@@ -92,12 +101,9 @@ def _is_done(out_dir: Path, plan: UtterancePlan) -> bool:
 
 
 def _render_to_disk(out_dir: Path, plan: UtterancePlan, noise) -> float:
-    """Render one utterance unless done; the wav, then its record, each written atomically."""
-    import soundfile as sf
+    """Render one utterance; the wav, then its record, each written atomically."""
 
     samples, phones, words, prosody = render_utterance(plan, noise)
-    with atomic_write(_wav_path(out_dir, plan), "wb") as f:
-        sf.write(f, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     record = {
         **asdict(plan),
         "speaker": plan.voice,
@@ -106,8 +112,37 @@ def _render_to_disk(out_dir: Path, plan: UtterancePlan, noise) -> float:
         "phones": phones,
         "words": words,
     }
-    write_json_atomic(_record_path(out_dir, plan.utt), record)
+    return _save(out_dir, samples, record)
+
+
+def _save(out_dir: Path, samples, record: dict) -> float:
+    """The wav, then its record, each written atomically; returns the seconds."""
+    import soundfile as sf
+
+    with atomic_write(_wav_file(out_dir, record["split"], record["utt"]), "wb") as f:
+        sf.write(f, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    write_json_atomic(_record_path(out_dir, record["utt"]), record)
     return len(samples) / SAMPLE_RATE
+
+
+def _render_stream(out_dir: str, stream: list[UtterancePlan], seed: int, noise, seconds
+                   ) -> tuple[list[str], float, int]:
+    """Worker entry point for long utterances: render the missing utterances of one (split, voice) stream.
+    Returns the stream's utterance ids, the seconds rendered and how many were rendered."""
+    out, utts, rendered, count = Path(out_dir), [], 0.0, 0
+
+    def finished(utt: str) -> dict | None:
+        path = _record_path(out, utt)
+        if path.is_file() and _wav_file(out, stream[0].split, utt).is_file():
+            utts.append(utt)
+            return json.loads(path.read_text())
+        return None
+
+    for samples, record in join_stream(stream, seed, noise, seconds, finished):
+        rendered += _save(out, samples, record)
+        utts.append(record["utt"])
+        count += 1
+    return utts, rendered, count
 
 
 def _render_chunk(out_dir: str, plans: list[UtterancePlan], noise) -> float:
@@ -115,7 +150,7 @@ def _render_chunk(out_dir: str, plans: list[UtterancePlan], noise) -> float:
     return sum(_render_to_disk(Path(out_dir), p, noise) for p in plans)
 
 
-def _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences) -> dict:
+def _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences, utterance_seconds=None) -> dict:
     """What fixes each utterance's identity and rendering. Not ``hours``: a plan for more hours extends
     the plan for fewer, so a corpus can be grown (or cut) in place."""
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:16]
@@ -127,6 +162,8 @@ def _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences) -> di
         "dev_fraction": dev_fraction,
         "noise_snr_db": list(noise) if noise else None,
         "sentences_sha256": digest,
+        # only when set: a corpus of single sentences keeps the settings (and files) it always had
+        **({"utterance_seconds": list(utterance_seconds)} if utterance_seconds else {}),
     }
 
 
@@ -155,17 +192,19 @@ def exclusive(out_dir: Path, force: bool = False):
 def synthesize_corpus(out_dir: str | os.PathLike, voices=DEFAULT_VOICES, hours: float = 2.0, seed: int = 0,
                       heldout_voice: str | None = None, dev_fraction: float = 0.1, workers: int = 2,
                       noise: tuple[float, float] | None = DEFAULT_NOISE, sentences: list[str] | None = None,
-                      progress: bool = True) -> Path:
+                      progress: bool = True, utterance_seconds: tuple[float, float] | str | None = None) -> Path:
     """Build (or finish building) the aligned corpus in ``out_dir`` and return ``out_dir``.
 
     ``voices``: flite voices (see ``spidrkit.data.flite.VOICES``); ``heldout_voice``: one of them, kept out
     of train/dev and read into the ``heldout`` split; ``hours``: speech in train + dev; ``noise``: the SNR
     range (dB) of the light background noise, None for none; ``workers``: processes; ``sentences``: a
-    sentence list instead of the shipped one. Re-running with the same arguments finishes an interrupted
-    build (finished utterances are kept) and leaves a finished one unchanged; a different ``hours``
-    grows or cuts the corpus in place (the utterances both plans share are not redone); other changed
-    arguments on an existing corpus are an error. Raises ``FliteError`` (with the install command) when
-    flite is missing.
+    sentence list instead of the shipped one; ``utterance_seconds``: (low, high) or ``"8-20"`` joins
+    consecutive sentences of one voice into utterances of that length with pauses
+    (:mod:`spidrkit.data.synth_long`), None (default) keeps one sentence per utterance. Re-running with the
+    same arguments finishes an interrupted build (finished utterances are kept) and leaves a finished one
+    unchanged; a different ``hours`` grows or cuts the corpus in place (the utterances both plans share are
+    not redone); other changed arguments on an existing corpus are an error. Raises ``FliteError`` (with
+    the install command) when flite is missing.
     """
     out_dir = Path(out_dir)
     custom_sentences = sentences is not None
@@ -173,14 +212,19 @@ def synthesize_corpus(out_dir: str | os.PathLike, voices=DEFAULT_VOICES, hours: 
     noise = tuple(float(x) for x in noise) if noise else None
     if noise and (len(noise) != 2 or noise[0] > noise[1]):
         raise ValueError(f"noise must be an SNR range (low, high) in dB, got {noise}")
+    utterance_seconds = parse_seconds_range(utterance_seconds)
     plans = plan_corpus(sentences, voices, hours, seed, heldout_voice, dev_fraction)
     for v in dict.fromkeys(p.voice for p in plans):  # fail early, with the install hint, without flite
         Flite.instance().load_voice(v)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences)
+    settings = _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences, utterance_seconds)
     with exclusive(out_dir):
         check_settings(out_dir, settings)
-        totals, rendered_this_run = _build(out_dir, plans, noise, workers, progress)
+        if utterance_seconds:
+            totals, rendered_this_run = _build_long(out_dir, plans, seed, noise, utterance_seconds, workers,
+                                                    progress)
+        else:
+            totals, rendered_this_run = _build(out_dir, plans, noise, workers, progress)
     write_sidecar(
         out_dir,
         kind="synthetic aligned corpus",
@@ -196,6 +240,24 @@ def synthesize_corpus(out_dir: str | os.PathLike, voices=DEFAULT_VOICES, hours: 
     return out_dir
 
 
+def _run_tasks(fn, tasks: list[tuple], workers: int, on_result) -> None:
+    """``on_result(task, fn(*task))`` for each task, in ``workers`` spawned processes (in this one for 1)."""
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            on_result(t, fn(*t))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(fn, *t): t for t in tasks}
+        try:
+            for fut in as_completed(futures):
+                on_result(futures[fut], fut.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
 def _build(out_dir: Path, plans: list[UtterancePlan], noise, workers: int, progress: bool) -> tuple[dict, dict]:
     """Render what is missing (in ``workers`` processes), then write the aggregate files."""
     from tqdm import tqdm
@@ -203,45 +265,58 @@ def _build(out_dir: Path, plans: list[UtterancePlan], noise, workers: int, progr
     todo = [p for p in plans if not _is_done(out_dir, p)]
     start = time.perf_counter()
     rendered = 0.0
+    size = 1 if workers <= 1 else max(1, min(16, len(todo) // (4 * workers)))
+    chunks = [(str(out_dir), todo[i : i + size], noise) for i in range(0, len(todo), size)]
     with tqdm(total=len(plans), initial=len(plans) - len(todo), unit="utt", desc="synthesising",
               disable=not progress) as bar:
-        if workers <= 1 or len(todo) <= 1:
-            for p in todo:
-                rendered += _render_to_disk(out_dir, p, noise)
-                bar.update(1)
-                bar.set_postfix(speech=f"{rendered / 60:.1f} min")
-        else:
-            size = max(1, min(16, len(todo) // (4 * workers)))
-            chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = {pool.submit(_render_chunk, str(out_dir), c, noise): len(c) for c in chunks}
-                try:
-                    for fut in as_completed(futures):
-                        rendered += fut.result()
-                        bar.update(futures[fut])
-                        bar.set_postfix(speech=f"{rendered / 60:.1f} min")
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
+        def done(task, seconds: float) -> None:
+            nonlocal rendered
+            rendered += seconds
+            bar.update(len(task[1]))
+            bar.set_postfix(speech=f"{rendered / 60:.1f} min")
+
+        _run_tasks(_render_chunk, chunks, workers, done)
     wall = time.perf_counter() - start
-    totals = _write_aggregates(out_dir, plans)
+    totals = _write_aggregates(out_dir, [(p.split, p.utt) for p in plans])
     rendered_this_run = {"utterances": len(todo), "speech_seconds": round(rendered, 2),
                          "wall_seconds": round(wall, 2), "workers": workers}
     return totals, rendered_this_run
 
 
-def _write_aggregates(out_dir: Path, plans: list[UtterancePlan]) -> dict:
-    """The per-split files, rebuilt from the per-utterance records (so a resumed run writes the same)."""
+def _build_long(out_dir: Path, plans: list[UtterancePlan], seed: int, noise, seconds, workers: int,
+                progress: bool) -> tuple[dict, dict]:
+    """Render the missing long utterances, one (split, voice) stream a task, then the aggregate files."""
+    from tqdm import tqdm
+
+    tasks = [(str(out_dir), s, seed, noise, seconds) for s in streams(plans).values()]
+    start = time.perf_counter()
+    rendered, count, items = 0.0, 0, []
+    with tqdm(total=len(tasks), unit="stream", desc="synthesising", disable=not progress) as bar:
+        def done(task, result) -> None:
+            nonlocal rendered, count
+            items.extend((task[1][0].split, utt) for utt in result[0])
+            rendered, count = rendered + result[1], count + result[2]
+            bar.update(1)
+            bar.set_postfix(speech=f"{rendered / 60:.1f} min")
+
+        _run_tasks(_render_stream, tasks, workers, done)
+    wall = time.perf_counter() - start
+    totals = _write_aggregates(out_dir, items)
+    return totals, {"utterances": count, "speech_seconds": round(rendered, 2), "wall_seconds": round(wall, 2),
+                    "workers": workers}
+
+
+def _write_aggregates(out_dir: Path, items: list[tuple[str, str]]) -> dict:
+    """The per-split files, rebuilt from the per-utterance records (so a resumed run writes the same);
+    ``items``: (split, utterance id)."""
     totals = {}
     for split in ("train", "dev", "heldout"):
-        chosen = sorted((p for p in plans if p.split == split), key=lambda p: p.utt)
+        chosen = sorted(utt for s, utt in items if s == split)
         if not chosen:
             continue
-        records = [json.loads(_record_path(out_dir, p.utt).read_text()) for p in chosen]
-        entries = [ManifestEntry(r["utt"], str(_wav_path(out_dir, p)), r["num_samples"], r["speaker"])
-                   for r, p in zip(records, chosen)]
+        records = [json.loads(_record_path(out_dir, utt).read_text()) for utt in chosen]
+        entries = [ManifestEntry(r["utt"], str(_wav_file(out_dir, split, r["utt"])), r["num_samples"], r["speaker"])
+                   for r in records]
         write_manifest(entries, out_dir / f"{split}.csv")
         speakers = {r["utt"]: r["speaker"] for r in records}
         write_split_annotations(
@@ -257,7 +332,7 @@ def _write_aggregates(out_dir: Path, plans: list[UtterancePlan]) -> dict:
         totals[split] = {
             "utterances": len(records),
             "hours": round(seconds / 3600, 4),
-            "sentences": len({r["sentence_id"] for r in records}),
+            "sentences": len({s for r in records for s in r.get("sentence_ids", [r.get("sentence_id")])}),
             "speakers": sorted(set(speakers.values())),
         }
     write_lines_atomic(out_dir / "phones.txt", PHONES)

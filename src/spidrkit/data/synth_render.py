@@ -77,6 +77,13 @@ def render_utterance(plan: UtterancePlan, noise: tuple[float, float] | None = DE
 
     Times are in seconds on the output's time axis; the phones tile [0, duration] exactly.
     """
+    return render_part(plan, noise)[:4]
+
+
+def render_part(plan: UtterancePlan, noise: tuple[float, float] | None = DEFAULT_NOISE
+                ) -> tuple[np.ndarray, list[Interval], list[Interval], Prosody, float]:
+    """:func:`render_utterance` plus the RMS of the background noise it added (full scale 1; 0 without
+    noise): what the pauses of a joined utterance (:mod:`spidrkit.data.synth_long`) continue."""
     import soxr
 
     rng = np.random.default_rng(plan.seed)
@@ -102,6 +109,7 @@ def render_utterance(plan: UtterancePlan, noise: tuple[float, float] | None = DE
 
     peak = float(np.max(np.abs(y))) or 1.0
     y *= prosody.peak / peak
+    level = 0.0
     if noise:
         speech = np.zeros(len(y), dtype=bool)
         for on, off, label in phones:
@@ -110,6 +118,21 @@ def render_utterance(plan: UtterancePlan, noise: tuple[float, float] | None = DE
         power = float(np.mean(y[speech] ** 2)) if speech.any() else float(np.mean(y**2))
         n = _coloured_noise(rng, len(y), prosody.noise_exponent)
         y += n * math.sqrt(power / 10 ** (prosody.snr_db / 10) / max(float(np.mean(n**2)), 1e-20))
-    y += rng.standard_normal(len(y)) / 32768.0  # dither: no digital silence
-    samples = np.clip(np.round(y * 32767.0), -32768, 32767).astype(np.int16)
-    return samples, phones, words, prosody
+        level = math.sqrt(power / 10 ** (prosody.snr_db / 10))
+    return _quantise(y, rng), phones, words, prosody, level
+
+
+def _quantise(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Add the 1-LSB Gaussian dither (no digital silence) and round to 16-bit samples."""
+    y = y + rng.standard_normal(len(y)) / 32768.0
+    return np.clip(np.round(y * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def pause_samples(rng: np.random.Generator, n: int, level: float, exponent: float | None) -> np.ndarray:
+    """``n`` samples of the corpus's background: coloured noise of spectrum ~ f^-exponent scaled to the RMS
+    ``level`` (full scale 1; exactly, over these samples) plus the 1-LSB dither, as 16-bit samples."""
+    y = np.zeros(n)
+    if level > 0 and n > 0:
+        noise = _coloured_noise(rng, n, exponent or 0.0)
+        y = noise * (level / math.sqrt(max(float(np.mean(noise**2)), 1e-30)))
+    return _quantise(y, rng)

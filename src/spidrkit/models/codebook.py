@@ -3,6 +3,10 @@
 A codebook stores the EMA of the sums of the vectors assigned to each codeword (``codebook``, s)
 and of their counts (``counts``, n); the codewords are C = s / n. Only chosen codewords move:
     s_v <- tau s_v + (1 - tau) sum_{i -> v} z_i,    n_v <- tau n_v + (1 - tau) count_v.
+
+Opt-in, for long memories (tau near 1; the defaults keep the paper's method): ``init_from`` puts every
+codeword on a frame of the data (``model.codebook_init = "data"``), and :func:`decay_at` ramps tau up
+over ``model.codebook_decay_warmup`` steps, linearly in the memory length 1 / (1 - tau).
 """
 
 from __future__ import annotations
@@ -49,12 +53,42 @@ class Codebook(nn.Module):
         return sums, counts
 
     @torch.no_grad()
-    def update(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
-        """EMA step on chosen codewords only (counts > 0); sums/counts already reduced across ranks."""
-        tau = self.decay
+    def init_from(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Codewords := distinct rows of ``z`` (N, D) drawn with ``generator`` (a CPU generator), counts 1.
+        With fewer rows than codewords every row is used and the rest are drawn again (duplicates).
+        Returns the indices of the chosen rows."""
+        size, n = self.codebook.shape[0], z.shape[0]
+        if n == 0:
+            raise ValueError("no frame to initialise the codebook from")
+        idx = torch.randperm(n, generator=generator)[:size]
+        if n < size:
+            idx = torch.cat([idx, torch.randint(n, (size - n,), generator=generator)])
+        self.codebook.copy_(z.float()[idx.to(z.device)].to(self.codebook))
+        self.counts.fill_(1.0)
+        return idx
+
+    @torch.no_grad()
+    def update(self, sums: torch.Tensor, counts: torch.Tensor, decay: float | torch.Tensor | None = None) -> None:
+        """EMA step on chosen codewords only (counts > 0); sums/counts already reduced across ranks.
+        ``decay``: this step's tau (:func:`decay_at`), ``self.decay`` when None."""
+        tau = self.decay if decay is None else decay
         chosen = counts > 0
         self.codebook.copy_(torch.where(chosen.unsqueeze(1), tau * self.codebook + (1 - tau) * sums, self.codebook))
         self.counts.copy_(torch.where(chosen, tau * self.counts + (1 - tau) * counts, self.counts))
+
+
+def decay_at(step: int | torch.Tensor, decay: float, start: float, warmup: int) -> float | torch.Tensor:
+    """tau at ``step`` with a warm-up: the memory m = 1 / (1 - tau) grows linearly from 1 / (1 - start) at
+    step 0 to 1 / (1 - decay) at step ``warmup``; ``decay`` from then on (and always when warmup is 0).
+    A tensor ``step`` (the model's step counter) gives a float32 tensor on its device, without a host sync."""
+    if warmup <= 0:
+        return decay
+    m0, m1 = 1.0 / (1.0 - start), 1.0 / (1.0 - decay)
+    if isinstance(step, torch.Tensor):
+        frac = step.double().clamp(max=warmup).squeeze() / warmup
+        return (1.0 - 1.0 / (m0 + (m1 - m0) * frac)).float()
+    frac = min(step, warmup) / warmup
+    return 1.0 - 1.0 / (m0 + (m1 - m0) * frac)
 
 
 def instance_norm(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

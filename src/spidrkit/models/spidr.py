@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spidrkit.config import ModelConfig
-from spidrkit.models.codebook import Codebook, instance_norm, perplexity
+from spidrkit.models.codebook import Codebook, decay_at, instance_norm, perplexity
 from spidrkit.models.layers import Encoder, FeatureExtractor, FeatureProjection, num_frames, receptive_field
 from spidrkit.models.signal import standardize_batch
 
@@ -191,9 +191,37 @@ class SpidR(nn.Module):
 
     @torch.no_grad()
     def update_codebooks(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
-        """EMA update of every codebook from (already all-reduced) statistics (K, V, D), (K, V)."""
+        """EMA update of every codebook from (already all-reduced) statistics (K, V, D), (K, V); with
+        ``model.codebook_decay_warmup`` the decay of the current step (``codebook.decay_at``)."""
+        cfg = self.cfg
+        decay = None
+        if cfg.codebook_decay_warmup > 0:
+            decay = decay_at(self.current_step, cfg.codebook_decay, cfg.codebook_decay_start,
+                             cfg.codebook_decay_warmup)
         for k, cb in enumerate(self.codebooks):
-            cb.update(sums[k], counts[k])
+            cb.update(sums[k], counts[k], decay)
+
+    @torch.no_grad()
+    def init_codebooks(self, batches: list[tuple[torch.Tensor, torch.Tensor]], generator: torch.Generator
+                       ) -> list[torch.Tensor]:
+        """``model.codebook_init = "data"``: every codebook's codewords := a random subset of the normalised
+        teacher targets of ``batches`` [(wav (B, S), mask (B, T))]: the masked frames (all frames when fewer
+        masked frames than codewords), the projection without dropout. Returns the pool of each codebook
+        (N, D), the frames the codewords were drawn from. Not distributed: the trainer broadcasts rank 0's."""
+        pools: list[list[torch.Tensor]] = [[] for _ in self.codebooks]
+        enough = sum(int(m.sum()) for _, m in batches) >= self.cfg.codebook_size
+        for wav, mask in batches:
+            projected = self.feature_projection(self.feature_extractor(wav), dropout=False)
+            _, reps = self.teacher(projected)
+            keep = mask.flatten() if enough else torch.ones(mask.numel(), dtype=torch.bool, device=mask.device)
+            for k, layer in enumerate(self.target_layers):
+                pools[k].append(instance_norm(reps[layer - 1]).flatten(0, 1)[keep])
+        out = []
+        for cb, pool in zip(self.codebooks, pools):
+            z = torch.cat(pool)
+            cb.init_from(z, generator)
+            out.append(z)
+        return out
 
     @torch.no_grad()
     def update_teacher(self, beta: float) -> None:

@@ -146,6 +146,8 @@ class Stepper:
         # Global masked-frame count, summed over micro-batches and ranks on the device (no host sync).
         masks = [mb.mask.to(self.device, non_blocking=True) for mb in micro_batches]
         local_masked = torch.stack([m.sum() for m in masks]).sum().float()
+        if self.step_count == 0 and self.model.cfg.codebook_init == "data":
+            self._init_codebooks(micro_batches, masks)
         total_masked = all_reduce_sum(local_masked.clone()).clamp_min(1.0)
         scale = self.world_size / (K * total_masked)  # DDP averages gradients over ranks
 
@@ -214,6 +216,20 @@ class Stepper:
             "lr": torch.tensor(lr, dtype=torch.float64),
             "teacher_decay": torch.tensor(beta, dtype=torch.float64),
         }
+
+    def _init_codebooks(self, micro_batches: list[MicroBatch], masks: list[torch.Tensor]) -> None:
+        """``model.codebook_init = "data"``: the codewords drawn from this first step's teacher targets
+        (generator seeded with ``train.seed``) on rank 0 and broadcast, so every rank has the same."""
+        generator = torch.Generator().manual_seed(self.cfg.train.seed)
+        with torch.no_grad(), self.autocast():
+            self.model.init_codebooks([(mb.wav.to(self.device), m) for mb, m in zip(micro_batches, masks)],
+                                      generator)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            for cb in self.model.codebooks:
+                dist.broadcast(cb.codebook, 0)
+                dist.broadcast(cb.counts, 0)
 
     def _update_codebooks(self, stats: dict[str, torch.Tensor], finite: torch.Tensor | None) -> None:
         """EMA of the codebooks from reduced statistics; nothing moves unless ``finite`` (None: unless the
