@@ -32,6 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
+
+def scaled_schedules(factor: int) -> list[str]:
+    """The tiny preset's step schedules (learning rate, teacher) divided by ``factor``: an arm whose updates
+    each cost ``factor`` times the baseline's (more frames per update) gets the same schedule per unit of
+    compute, so the comparison is of the batch, not of a slower schedule."""
+    return [f"optim.warmup_steps={300 // factor}", f"optim.hold_steps={2700 // factor}",
+            f"optim.decay_steps={3000 // factor}", f"teacher.timescale={2000.0 / factor}",
+            f"teacher.ramp_steps={1500 // factor}"]
+
+
+SCALED_2, SCALED_4 = scaled_schedules(2), scaled_schedules(4)
 # arm -> (corpus key, overrides of the tiny preset)
 ARMS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("short", []),
@@ -41,11 +52,12 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "crop_2s": ("short", ["data.max_samples=32000"]),
     "long_crop_10s": ("long", ["data.max_samples=160000", "data.max_batch_samples=320000"]),
     "width_384": ("short", ["model.dim=384", "model.ffn_dim=1536"]),
-    "accum_4": ("short", ["train.grad_accum=4"]),
-    "batch_2x": ("short", ["data.max_batch_samples=320000"]),
-    "decay_0.99_accum_4": ("short", ["train.grad_accum=4", "model.codebook_decay=0.99"]),
+    "accum_4": ("short", ["train.grad_accum=4", *SCALED_4]),
+    "batch_2x": ("short", ["data.max_batch_samples=320000", *SCALED_2]),
+    "decay_0.99_accum_4": ("short", ["train.grad_accum=4", "model.codebook_decay=0.99", *SCALED_4]),
     "decay_0.999_data_init_warmup": ("short", ["train.grad_accum=4", "model.codebook_decay=0.999",
-                                               "model.codebook_init=data", "model.codebook_decay_warmup=500"]),
+                                               "model.codebook_init=data", "model.codebook_decay_warmup=125",
+                                               *SCALED_4]),
 }
 EVAL_MINUTES = 1.5  # measured evaluation time of one run (tiny, 60 files a split, 10k fixed frames, 1 thread)
 MAX_FILES = 60
