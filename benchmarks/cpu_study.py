@@ -6,7 +6,8 @@
 Each arm is a corpus choice (``short`` / ``long``: folders built by ``spidrkit data synth``, the long one with
 ``--utterance-seconds``) and a list of ``--set`` overrides of the ``tiny`` preset (:data:`ARMS`). Each run
 (arm, seed) trains for ``--minutes`` of wall time with ``--threads`` threads into ``OUT/runs/ARM/seedS`` (the
-same command resumes it), then evaluates its last checkpoint (:mod:`spidrkit.evaluation.budget`,
+same command resumes it), then evaluates its last checkpoint on the dev and heldout splits of ``--eval-corpus``
+(the same speech for every arm; :mod:`spidrkit.evaluation.budget`,
 :mod:`spidrkit.evaluation.diagnostics`): across/within-speaker ABX of the layer chosen on dev (reported on
 dev + heldout), the fixed-set codebook and prediction perplexity and the NMI of the teacher units with phone
 vs position per codebook layer, and the per-batch perplexities of ``metrics.jsonl`` over time; it writes
@@ -67,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path)
     p.add_argument("--corpus", action="append", default=[], metavar="KEY=DIR", help="short=DIR, long=DIR")
+    p.add_argument("--eval-corpus", default="short", metavar="KEY",
+                   help="the corpus every arm is evaluated on (its dev and heldout splits; default: short)")
     p.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--minutes", type=float, default=15.0, help="training wall time per run")
@@ -135,20 +138,24 @@ def run_one(args, arm: str, seed: int) -> None:
     summary = pretrain(cfg, folder, resume=True, progress=False)
     train_s = time.perf_counter() - t0
     model = load_model(latest_checkpoint(folder))
-    sets = (load_eval_set(corpus, ["dev"], folder / "eval_dev", args.max_files),
-            load_eval_set(corpus, ["dev", "heldout"], folder / "eval", args.max_files))
+    # every arm is evaluated on the same speech (--eval-corpus), whatever corpus it trained on
+    evaluation = Path(args.corpora[args.eval_corpus])
+    sets = (load_eval_set(evaluation, ["dev"], folder / "eval_dev", args.max_files),
+            load_eval_set(evaluation, ["dev", "heldout"], folder / "eval", args.max_files))
     t0 = time.perf_counter()
-    point = evaluate_point(model, sets, corpus, list(range(1, model.num_layers + 1)), speakers=("within", "across"))
-    point["diagnostics"] = diagnose(model, corpus, "dev")  # with the head predictions
+    point = evaluate_point(model, sets, evaluation, list(range(1, model.num_layers + 1)),
+                           speakers=("within", "across"))
+    point["diagnostics"] = diagnose(model, evaluation, "dev")  # with the head predictions
     ppl = read_perplexities(folder / "metrics.jsonl") if (folder / "metrics.jsonl").is_file() else {}
     crossing = None
     if args.milestones:
         from spidrkit.evaluation.budget import budget_curve
 
-        crossing = budget_curve(folder, corpus, folder / "budget", max_files=args.max_files,
+        crossing = budget_curve(folder, evaluation, folder / "budget", max_files=args.max_files,
                                 speakers=("within", "across"))["crossing"]
     write_json_atomic(folder / "result.json", json_safe({
-        "arm": arm, "seed": seed, "corpus": str(corpus), "overrides": over, "step": summary["step"],
+        "arm": arm, "seed": seed, "corpus": str(corpus), "eval_corpus": str(evaluation), "overrides": over,
+        "step": summary["step"],
         "status": summary["status"], "train_seconds": train_s, "eval_seconds": time.perf_counter() - t0,
         **point, "per_batch": {k: np.asarray(v).tolist() for k, v in ppl.items()}, "crossing": crossing}))
 
@@ -161,6 +168,7 @@ def launch(args, arm: str, seed: int) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     cmd = [sys.executable, __file__, str(args.out), "--one", arm, str(seed), "--minutes", str(args.minutes),
            "--threads", str(args.threads), "--max-files", str(args.max_files), "--milestones", args.milestones,
+           "--eval-corpus", args.eval_corpus,
            *[x for c in args.corpus for x in ("--corpus", c)]]
     with open(folder / "log.txt", "a") as log:
         rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
