@@ -48,7 +48,8 @@ def test_demo_end_to_end(tmp_path):
     assert info["training"]["step"] >= 1 and info["training"]["status"] in ("completed", "time_budget")
     assert list(info["timings_s"]) == [
         "1/6 corpus: 0.03 h of speech from awb, rms, slt, kal16 (kal16 held out)",
-        "2/6 pretraining a tiny spidr for 0.5 min", "3/6 evaluation sweep (every layer, baselines, k-means, plots)",
+        "2/6 pretraining a tiny spidr for 0.5 min",
+        "3/6 evaluation sweep (every layer, baselines, k-means, probes, plots)",
         "4/6 budget curve: milestones against MFCC and random weights",
         "5/6 sLM: kmeans units of 1100 utterances, a tiny unit LM (0.02 min in all)",
         "6/6 sLM: benchmark (2 pairs per task), sWUGGY, sBLIMP, tSC scores", "total"]

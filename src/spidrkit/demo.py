@@ -1,11 +1,11 @@
 """The main job on a fresh machine: from nothing to a report, on 2 CPU cores.
 
-``run_demo(out_dir, minutes=20)``:
+``run_demo(out_dir, minutes=24)``:
   1. builds an aligned corpus with flite (three voices for train/dev, a fourth held out entirely);
   2. pretrains a ``tiny`` SpidR for ``minutes`` of wall time on it;
-  3. runs the evaluation sweep on dev + held-out speech (every layer: ABX within/across speaker, word MAP;
-     every codebook layer: unit ABX and PNMI; k-means units; MFCC and random-weight baselines), with the
-     perplexity curves of the run;
+  3. runs the evaluation sweep on dev + held-out speech (:data:`SWEEP_MAX_FILES` files of each; every layer:
+     ABX within/across speaker, word MAP, the linear phone and speaker probes; every codebook layer: unit ABX
+     and PNMI; k-means units; MFCC and random-weight baselines), with the perplexity curves of the run;
   4. the budget curve (:func:`budget_stage`): the milestone checkpoints of the run (at 2, 5, 10 and 20 of 24
      minutes, scaled with ``minutes``) and the last one against MFCC and random weights, in ``OUT/budget/``;
   5. spoken language modelling (:func:`_slm_stages`): a small synthetic sLM benchmark, the pretrained model's
@@ -39,6 +39,9 @@ DEFAULT_MINUTES = 24.0
 MILESTONES = (2.0, 5.0, 10.0, 20.0)  # minutes of a 24-minute run, scaled for other budgets
 # the budget curve's cheap evaluation: files per split, fixed-set frames (measured: see budget_stage)
 BUDGET_MAX_FILES = 60
+# the sweep's evaluation files per split (dev, heldout): 150 of ~260 / ~290 at 2 h keep the sweep near its
+# share of the demo's 40 minutes (all of them took 11 min on a shared machine; ~9,000 ABX items remain)
+SWEEP_MAX_FILES = 150
 BUDGET_MIN_FRAMES = 10_000
 
 
@@ -154,9 +157,10 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, min
     # a run that ended before its first logging step has no metrics log: the report says so (no figure)
     metrics = run_dir / "metrics.jsonl"
     notes = [] if metrics.is_file() else [perplexity_note(metrics)]
-    with _stage("3/6 evaluation sweep (every layer, baselines, k-means, plots)", watch):
+    with _stage("3/6 evaluation sweep (every layer, baselines, k-means, probes, plots)", watch):
         results = sweep(
-            checkpoint, corpus, out, splits=("dev", "heldout"), kmeans_k=kmeans_k,
+            checkpoint, corpus, out, splits=("dev", "heldout"), kmeans_k=kmeans_k, max_files=SWEEP_MAX_FILES,
+            probe=True,
             baselines=("mfcc", "random"), metrics_jsonl=[metrics] if metrics.is_file() else None, notes=notes,
             title=f"spidrkit demo: tiny {variant}, {minutes:g} min on {os.cpu_count()} CPU cores",
             progress=progress,
