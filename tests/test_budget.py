@@ -11,7 +11,6 @@ import torch
 
 from spidrkit.checkpoints.run import FORMAT, checkpoint_path, milestone_path, save_checkpoint
 from spidrkit.config import load_config
-from spidrkit.data.flite import flite_available
 from spidrkit.evaluation import budget as budget_mod
 from spidrkit.evaluation.abx import abx_both
 from spidrkit.evaluation.budget import budget_curve, crossing_time, fit_log_trend, render_budget
@@ -42,23 +41,10 @@ SMALL = ["model.conv_dim=32", "model.dim=64", "model.num_layers=2", "model.num_h
          "model.pos_conv_groups=4", "model.num_codebooks=2", "model.codebook_size=32"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """The corpus of tests/test_sweep.py (the same folder and settings: built once a session)."""
-    if not flite_available():
-        pytest.skip("flite is not installed")
-    from spidrkit.data.synth import synthesize_corpus
-    from test_sweep import built_once
-
-    with built_once(tmp_path_factory, "sweep_corpus") as root:
-        if not (root / "done").is_file():
-            synthesize_corpus(root, voices=("awb", "slt", "kal16"), hours=0.025, seed=2, heldout_voice="kal16",
-                              dev_fraction=0.35, workers=2, progress=False)
-            (root / "done").touch()
-    return root
+from test_sweep import corpus  # noqa: E402,F401  (the synthesized corpus, shared with the sweep tests)
 
 
-def test_budget_curve_of_a_tiny_run_folder(corpus, tmp_path, monkeypatch):
+def test_budget_curve_of_a_tiny_run_folder(corpus, tmp_path, monkeypatch):  # noqa: F811
     cfg = load_config("tiny", SMALL)
     run = tmp_path / "run"
     for i, (minutes, step) in enumerate(((1.0, 3), (4.0, 12))):
