@@ -195,6 +195,33 @@ def test_nonwords_have_their_words_phone_count_and_differ(default_plan):
 
 
 @needs_flite
+def test_a_bag_of_phones_model_does_not_tell_words_from_nonwords(default_plan):
+    """The shortcut a shuffled-units LM takes: a unigram of running speech (phones of LM-like texts drawn apart
+    from those the non-words were matched on) prefers the word in about half of the test pairs (binomial
+    noise of 250 pairs: 2 standard errors = 6.3 points). Before the matching it was 57-61 %."""
+    import math
+
+    from spidrkit.data.slm_plan import lm_texts
+    from spidrkit.data.slm_words import pronounce
+
+    counts = Counter(p for t in lm_texts(7, set(), 300) for p in pronounce(t)[1])
+    total = sum(counts.values())
+
+    def unigram(phones: list[str]) -> float:
+        return sum(math.log((counts[p] + 1) / (total + len(counts))) for p in phones) / len(phones)
+
+    _, items = default_plan
+    pairs: dict = {}
+    for i in items:
+        if i.task == "lexical" and i.split == "test":
+            pairs.setdefault(i.id, {})[i.correct] = dict(i.fields)["phones"].split()
+    wins = [1.0 if unigram(p[1]) > unigram(p[0]) else 0.5 if unigram(p[1]) == unigram(p[0]) else 0.0
+            for p in pairs.values()]
+    assert len(wins) == 250
+    assert abs(sum(wins) / len(wins) - 0.5) <= 2 * math.sqrt(0.25 / len(wins))
+
+
+@needs_flite
 def test_plan_is_deterministic_for_a_seed():
     a, b, c = plan_slm(3, seed=1), plan_slm(3, seed=1), plan_slm(3, seed=2)
     assert a.items == b.items and a.lm_pool == b.lm_pool

@@ -27,6 +27,7 @@ GOLD_COLUMNS = {
     "syntactic": ("id", "filename", "voice", "type", "subtype", "correct", "transcription"),
     "storycloze": ("id", "filename", "voice", "correct", "topic", "transcription"),
 }
+PHONE_FREQUENCY_TEXTS = 300  # texts whose phones give the unigram the non-words are matched on
 DEFAULT_PAIRS = 250  # pair ids per task in test (dev has a fifth); x 4 voices = 1,000 pairs
 ABSENT_SHARE = 0.4  # share of the test (and dev) words drawn from outside the LM's vocabulary
 MIN_ABSENT_SHARE = 0.3
@@ -100,7 +101,8 @@ def _lexical(seed: int, sizes: dict[str, int], voices) -> tuple[list[Item], list
     rng = random.Random(f"{seed}:lexical")
     pool = word_pool()
     vocab = topic_vocabulary()
-    maker = NonWordMaker(pool, rng)
+    speech = lm_texts(seed + 1, set(), PHONE_FREQUENCY_TEXTS)  # running speech like the LM's (its own draw)
+    maker = NonWordMaker(pool, rng, speech)
     known, unknown = [w for w in pool if w in vocab], [w for w in pool if w not in vocab]
     rng.shuffle(known)
     rng.shuffle(unknown)
