@@ -1,6 +1,6 @@
 # The two set-up commands of the README. Both build .venv first (scripts/bootstrap.sh, idempotent).
 VENV ?= .venv
-MINUTES ?= 20
+MINUTES ?= 24
 
 .PHONY: venv oracle demo test lint bench
 
