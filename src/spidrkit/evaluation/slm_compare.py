@@ -194,6 +194,7 @@ def plot_scatter(points: Sequence[Mapping[str, Any]], out_path: str | os.PathLik
     plt = pyplot()
     fig, axes = plt.subplots(len(SCATTER_Y), len(SCATTER_X), figsize=(9.0, 7.0), squeeze=False)
     panels = []
+    colors = {p["label"]: f"C{i % 10}" for i, p in enumerate(points)}  # one colour per unit source, every panel
     for r, y in enumerate(SCATTER_Y):
         for c, (x, xlabel) in enumerate(SCATTER_X.items()):
             ax = axes[r][c]
@@ -201,7 +202,7 @@ def plot_scatter(points: Sequence[Mapping[str, Any]], out_path: str | os.PathLik
             for p in points:
                 if p.get(x) is not None and p.get(y) is not None:
                     panel.series.append(Series(p["label"], (float(p[x]),), (float(p[y]),)))
-                    ax.scatter([p[x]], [p[y]], s=30)
+                    ax.scatter([p[x]], [p[y]], s=30, color=colors[p["label"]])
                     ax.annotate(p["label"], (p[x], p[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(panel.ylabel)
