@@ -263,8 +263,10 @@ class _Run:
         from tqdm import tqdm
 
         t = self.cfg.train
-        bar = tqdm(total=t.max_steps, initial=self.step, disable=not self.progress or self.rank != 0,
-                   desc="lm train", dynamic_ncols=True)
+        timed = t.max_minutes > 0  # a time budget: the bar counts updates, without a misleading step total
+        bar = tqdm(total=None if timed else t.max_steps, initial=self.step, dynamic_ncols=True,
+                   disable=not self.progress or self.rank != 0,
+                   desc=f"lm train ({t.max_minutes:g} min)" if timed else "lm train")
         started = deadline = time.perf_counter()
         deadline += 60.0 * t.max_minutes if t.max_minutes > 0 else math.inf
         try:
