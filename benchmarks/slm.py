@@ -230,6 +230,8 @@ def main() -> int:
     layers = choose_layers(args)
     built = stage(out, "bench", lambda: {"bench": str(synthesize_slm(
         bench, pairs=args.pairs, lm_hours=args.lm_hours, workers=args.workers, progress=False))})
+    if Path(built["bench"]).resolve() != bench.resolve():  # a rerun must not score another benchmark silently
+        sys.exit(f"{out} was measured on the benchmark {built['bench']}, not {bench}: use another OUT")
     units = stage(out, "units", make_units, args, out, Path(built["bench"]), layers)
     lms = stage(out, "lm", train_lms, args, out, units)
     rows = rows_of(args, units, lms)
