@@ -196,6 +196,17 @@ def preset_path(name: str) -> Path:
     return Path(str(resources.files("spidrkit") / "configs" / f"{name}.toml"))
 
 
+def read_source(source: str | Path, presets, prefix: str = "", what: str = "config") -> dict[str, Any]:
+    """The TOML table of a preset name (one of ``presets``, read from the packaged ``PREFIX + name``) or of a
+    TOML file; a missing file is a :class:`ConfigError` naming it and the presets."""
+    if isinstance(source, str) and source in presets:
+        return read_toml(preset_path(prefix + source))
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"no {what} file {path} (presets: {', '.join(presets)})")
+    return read_toml(path)
+
+
 def load_config(
     source: str | Path = "base",
     overrides: list[str] | tuple[str, ...] = (),
@@ -206,13 +217,7 @@ def load_config(
     A TOML file may start with ``preset = "tiny"`` to build on a preset; a variant given in the file
     (``variant = "dinosr"``) sets the heads and the teacher schedule before the file's own keys.
     """
-    if isinstance(source, str) and source in PRESETS:
-        data = read_toml(preset_path(source))
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"no config file {path} (presets: {', '.join(PRESETS)})")
-        data = read_toml(path)
+    data = read_source(source, PRESETS)
     cfg, tables = _from_file_data(data)
     rest = []
     for text in overrides:  # ``--set variant=NAME`` wins over ``--variant`` (the last one given wins)

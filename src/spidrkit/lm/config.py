@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.config.errors import ConfigError
-from spidrkit.config.reading import build_section, nest_overrides, preset_path, read_toml
+from spidrkit.config.reading import build_section, nest_overrides, preset_path, read_source, read_toml
 from spidrkit.config.validation import MAX_SEED, Choice, CrossRule, Free, Integer, Number, Rule, check_section
 from spidrkit.config.writing import toml_sections
 
@@ -158,12 +158,6 @@ def _from_file(data: dict[str, Any]) -> LMConfig:
 
 def load_lm_config(source: str | Path = "opt125m", overrides: list[str] | tuple[str, ...] = ()) -> LMConfig:
     """A preset name (``opt125m``, ``tiny``) or a TOML file, then ``section.key=value`` overrides."""
-    if isinstance(source, str) and source in LM_PRESETS:
-        data = read_toml(preset_path(f"lm_{source}"))
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"no unit LM config file {path} (presets: {', '.join(LM_PRESETS)})")
-        data = read_toml(path)
+    data = read_source(source, LM_PRESETS, prefix="lm_", what="unit LM config")
     nested, _ = nest_overrides(overrides)
     return lm_config_from_dict(nested, _from_file(data))
