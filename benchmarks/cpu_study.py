@@ -38,9 +38,12 @@ def scaled_schedules(factor: int) -> list[str]:
     """The tiny preset's step schedules (learning rate, teacher) divided by ``factor``: an arm whose updates
     each cost ``factor`` times the baseline's (more frames per update) gets the same schedule per unit of
     compute, so the comparison is of the batch, not of a slower schedule."""
-    return [f"optim.warmup_steps={300 // factor}", f"optim.hold_steps={2700 // factor}",
-            f"optim.decay_steps={3000 // factor}", f"teacher.timescale={2000.0 / factor}",
-            f"teacher.ramp_steps={1500 // factor}"]
+    from spidrkit.config import load_config
+
+    o, t = (cfg := load_config("tiny")).optim, cfg.teacher
+    return [f"optim.warmup_steps={o.warmup_steps // factor}", f"optim.hold_steps={o.hold_steps // factor}",
+            f"optim.decay_steps={o.decay_steps // factor}", f"teacher.timescale={t.timescale / factor}",
+            f"teacher.ramp_steps={t.ramp_steps // factor}"]
 
 
 SCALED_2, SCALED_4 = scaled_schedules(2), scaled_schedules(4)
