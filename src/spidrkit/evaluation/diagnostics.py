@@ -117,16 +117,9 @@ def model_units(model, wav: torch.Tensor, predictions: bool = True
     device = next(model.parameters()).device
     wav = wav.to(device)
     preds = model.codebook_predictions(wav) if predictions else {}
-    was = model.training
-    model.eval()
-    try:
-        x, _, padding = model._prepare(wav, None, True)
-        teacher = model.teacher_targets(model.features(x), padding_mask=padding)[0][:, 0]
-    finally:
-        model.train(was)
-    layers = list(model.target_layers)
-    return ({la: teacher[k].cpu().numpy() for k, la in enumerate(layers)},
-            {la: preds[la].units[0].cpu().numpy() for la in layers if la in preds})
+    teacher = model.teacher_units(wav)
+    return ({la: units[0].cpu().numpy() for la, units in teacher.items()},
+            {la: preds[la].units[0].cpu().numpy() for la in teacher if la in preds})
 
 
 def diagnose(model, corpus_dir: str | os.PathLike, split: str = "dev", min_frames: int = DEFAULT_MIN_FRAMES,

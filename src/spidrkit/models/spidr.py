@@ -316,6 +316,18 @@ class SpidR(nn.Module):
             out[layer] = r if padding_mask is None else r.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         return out
 
+    @torch.no_grad()
+    def teacher_units(self, wav: torch.Tensor, lengths: torch.Tensor | None = None,
+                      standardize: bool = True) -> dict[int, torch.Tensor]:
+        """The teacher's codebook assignments ``{layer: (B, T)}`` on the UNMASKED input, per target layer
+        (1-based), in eval mode; -1 on padding frames."""
+        with self._eval_student():
+            wav, _, padding_mask = self._prepare(wav, lengths, standardize)
+            labels = self.teacher_targets(self.features(wav), padding_mask=padding_mask)[0]
+        if padding_mask is not None:
+            labels = labels.masked_fill(padding_mask.unsqueeze(0), -1)
+        return {layer: labels[k] for k, layer in enumerate(self.target_layers)}
+
     def codebook_predictions(
         self,
         wav: torch.Tensor,
