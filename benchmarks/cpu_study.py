@@ -50,6 +50,7 @@ SCALED_2, SCALED_4 = scaled_schedules(2), scaled_schedules(4)
 # arm -> (corpus key, overrides of the tiny preset)
 ARMS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("short", []),
+    "logmel": ("short", ["model.frontend=logmel"]),  # the opt-in fixed front end (docs/method.md#front-end)
     "long_utterances": ("long", []),
     "teacher_independent": ("short", ["model.teacher_init=independent"]),
     "teacher_linear": ("short", ["teacher.schedule=linear"]),  # DinoSR's linear decay schedule, SpidR heads

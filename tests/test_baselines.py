@@ -17,13 +17,12 @@ from spidrkit.evaluation.baselines import (
     deltas,
     extract_baseline,
     hop_length,
-    hz_to_mel,
     log_mel,
-    mel_filterbank,
     mfcc,
     random_baseline,
 )
 from spidrkit.models.layers import num_frames as downsampler_frames
+from spidrkit.models.spectral import hz_to_mel, mel_filterbank
 
 
 @pytest.mark.parametrize("length", [400, 719, 720, 16000, 16319, 16320, 23456])

@@ -44,6 +44,10 @@ class ModelConfig:
     conv_dim: int = 512
     conv_kernels: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
     conv_strides: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
+    # opt-in fixed front end for small budgets (docs/method.md#front-end): "logmel" replaces the convolutions
+    # by a log mel spectrum of n_mels bands on the same frames; the default "cnn" is the paper's
+    frontend: str = "cnn"
+    n_mels: int = 80
     # Encoder
     dim: int = 768
     num_layers: int = 12
@@ -73,6 +77,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_section("model", self)
+
+    @property
+    def frontend_dim(self) -> int:
+        """Width of the front end's frames: ``conv_dim`` for the convolutions, ``n_mels`` for log mel."""
+        return self.n_mels if self.frontend == "logmel" else self.conv_dim
 
     @property
     def pos_conv_layer_kernel(self) -> int:

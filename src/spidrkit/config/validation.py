@@ -113,6 +113,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "conv_dim": POSITIVE,
         "conv_kernels": Each(POSITIVE),
         "conv_strides": Each(POSITIVE),
+        "frontend": Choice(("cnn", "logmel")),
+        "n_mels": POSITIVE,
         "dim": POSITIVE,
         "num_layers": POSITIVE,
         "num_heads": POSITIVE,

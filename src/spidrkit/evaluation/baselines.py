@@ -38,12 +38,13 @@ from spidrkit.data.manifest import read_manifest
 from spidrkit.extraction.features_io import is_done, save_features
 from spidrkit.io import file_sha256, write_sidecar
 from spidrkit.models.layers import receptive_field
+from spidrkit.models.spectral import fft_size, mel_filterbank, power_spectrum
 
 _DEFAULT_MODEL = ModelConfig()
 FRAME_RATE = _DEFAULT_MODEL.frame_rate  # 50 Hz: the default model's
 WINDOW = receptive_field(_DEFAULT_MODEL.conv_kernels, _DEFAULT_MODEL.conv_strides)  # 400 samples, 25 ms
 HOP = _DEFAULT_MODEL.frame_stride  # 320 samples, 20 ms
-N_FFT = 512  # the smallest power of two >= WINDOW
+N_FFT = fft_size(WINDOW)  # 512
 
 Baseline = Literal["mfcc", "log_mel", "random"]
 BASELINES: tuple[str, ...] = ("mfcc", "log_mel", "random")
@@ -64,27 +65,6 @@ def baseline_frames(num_samples: int, frame_rate: float | None = None) -> int:
     if num_samples < WINDOW:
         return 0
     return (num_samples - WINDOW) // hop_length(frame_rate) + 1
-
-
-def hz_to_mel(f: torch.Tensor | float) -> torch.Tensor:
-    """HTK mel scale."""
-    return 2595.0 * torch.log10(1.0 + torch.as_tensor(f, dtype=torch.float64) / 700.0)
-
-
-def mel_to_hz(m: torch.Tensor | float) -> torch.Tensor:
-    return 700.0 * (10.0 ** (torch.as_tensor(m, dtype=torch.float64) / 2595.0) - 1.0)
-
-
-def mel_filterbank(n_mels: int, *, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE,
-                   f_min: float = 0.0, f_max: float | None = None) -> torch.Tensor:
-    """Triangular filters (n_mels, n_fft // 2 + 1), centres equally spaced on the mel scale, peak 1."""
-    f_max = sample_rate / 2 if f_max is None else f_max
-    edges = mel_to_hz(torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2))
-    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft
-    lo, centre, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (freqs - lo) / (centre - lo)
-    falling = (hi - freqs) / (hi - centre)
-    return torch.clamp(torch.minimum(rising, falling), min=0.0).float()
 
 
 def dct_matrix(n_out: int, n_in: int) -> torch.Tensor:
@@ -116,20 +96,6 @@ def _check_wav(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
     if wav.shape[0] < WINDOW:
         raise ValueError(f"waveform of {wav.shape[0]} samples is shorter than one {WINDOW}-sample frame")
     return wav.float()
-
-
-def power_spectrum(wav: torch.Tensor, window: torch.Tensor, hop: int = HOP) -> torch.Tensor:
-    """|STFT|^2 of 400-sample frames every ``hop`` samples, zero-padded to 512 points: (T, 257).
-
-    ``torch.stft`` centres a shorter window inside its ``n_fft`` frame, so the signal is padded by
-    ``(512 - 400) / 2`` zeros on each side: frame ``i`` then windows exactly samples ``[hop i, hop i + 400)``.
-    """
-    pad = (N_FFT - WINDOW) // 2
-    spec = torch.stft(
-        torch.nn.functional.pad(wav, (pad, pad)), n_fft=N_FFT, hop_length=hop, win_length=WINDOW,
-        window=window, center=False, return_complex=True,
-    )
-    return spec.abs().pow(2).T  # (T, 257)
 
 
 def log_mel(wav: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mels: int = 80,

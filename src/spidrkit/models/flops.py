@@ -19,8 +19,10 @@ def step_flops(m: ModelConfig, batch: int, samples: int) -> dict[str, float]:
         convs += f
         first = f if i == 0 else first
         cin = m.conv_dim
+    if m.frontend == "logmel":  # a fixed spectrum: no learnt convolutions (its FFTs are not counted)
+        convs = first = 0.0
     T, D, F, V, K = n, m.dim, m.ffn_dim, m.codebook_size, m.num_codebooks
-    proj = 2.0 * m.conv_dim * D * T * batch
+    proj = 2.0 * m.frontend_dim * D * T * batch
     pos = m.pos_conv_layers * 2.0 * (D // m.pos_conv_groups) * D * m.pos_conv_layer_kernel * T * batch
     block = (2.0 * T * D * 3 * D + 2.0 * T * D * D + 4.0 * T * T * D + 4.0 * T * D * F) * batch
     encoder = pos + m.num_layers * block

@@ -81,12 +81,13 @@ class FeatureExtractor(nn.Module):
 
 
 class FeatureProjection(nn.Module):
-    """LayerNorm(conv_dim) -> Linear(conv_dim, dim) -> dropout (``dropout=False``: the output before it)."""
+    """LayerNorm(conv_dim) -> Linear(conv_dim, dim) -> dropout (``dropout=False``: the output before it);
+    ``n_mels`` in place of ``conv_dim`` with the log-mel front end."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.layer_norm = nn.LayerNorm(cfg.conv_dim)
-        self.projection = nn.Linear(cfg.conv_dim, cfg.dim)
+        self.layer_norm = nn.LayerNorm(cfg.frontend_dim)
+        self.projection = nn.Linear(cfg.frontend_dim, cfg.dim)
         self.dropout = nn.Dropout(cfg.projection_dropout)
 
     def forward(self, x: torch.Tensor, dropout: bool = True) -> torch.Tensor:

@@ -25,6 +25,7 @@ from spidrkit.config import ModelConfig
 from spidrkit.models.codebook import Codebook, decay_at, instance_norm, perplexity
 from spidrkit.models.layers import Encoder, FeatureExtractor, FeatureProjection, num_frames, receptive_field
 from spidrkit.models.signal import standardize_batch
+from spidrkit.models.spectral import LogMelFrontEnd
 
 
 class CodebookPrediction(NamedTuple):
@@ -39,7 +40,7 @@ class SpidR(nn.Module):
         self.cfg = cfg
         self.mask_embedding = nn.Parameter(torch.empty(cfg.dim).uniform_())
         self.register_buffer("current_step", torch.zeros(1, dtype=torch.long))
-        self.feature_extractor = FeatureExtractor(cfg)
+        self.feature_extractor = LogMelFrontEnd(cfg) if cfg.frontend == "logmel" else FeatureExtractor(cfg)
         self.feature_projection = FeatureProjection(cfg)
         self.student = Encoder(cfg)
         self.teacher = Encoder(cfg)

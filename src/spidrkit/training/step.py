@@ -58,7 +58,7 @@ def compile_model(model: SpidR, recompile_limit: int = 64) -> None:
     for enc in (model.student, model.teacher):
         for block in enc.layers:
             block.compile(dynamic=True)
-    for layer in model.feature_extractor.conv_layers:
+    for layer in getattr(model.feature_extractor, "conv_layers", ()):  # none in the log-mel front end
         layer.compile(dynamic=True)
 
 
