@@ -179,6 +179,8 @@ FIELD_CASES = [
     (["model.num_codebooks=0"], "model.num_codebooks: must be an integer >= 1, got 0"),
     (["model.codebook_size=0"], "model.codebook_size: must be an integer >= 2, got 0"),
     (["model.codebook_decay=1"], "model.codebook_decay: must be a finite number in (0, 1), got 1.0"),
+    (["model.frontend=mel"], "model.frontend: must be one of 'cnn', 'logmel', got 'mel'"),
+    (["model.n_mels=0"], "model.n_mels: must be an integer >= 1, got 0"),
     (["model.codebook_init=kmeans"], "model.codebook_init: must be one of 'random', 'data', got 'kmeans'"),
     (["model.codebook_decay_warmup=-1"], "model.codebook_decay_warmup: must be an integer >= 0, got -1"),
     (["model.codebook_decay_start=1"], "model.codebook_decay_start: must be a finite number in [0, 1), got 1.0"),
@@ -374,7 +376,7 @@ def test_a_checkpoint_without_the_new_keys_resumes_as_the_defaults():
     for section, key in [("model", "init"), ("model", "teacher_init"), ("model", "projection_dropout_scope"),
                          ("teacher", "decay_offset"), ("optim", "weight_decay_scope"), ("train", "codebook_update"),
                          ("model", "codebook_init"), ("model", "codebook_decay_warmup"),
-                         ("model", "codebook_decay_start")]:
+                         ("model", "codebook_decay_start"), ("model", "frontend"), ("model", "n_mels")]:
         del saved[section][key]
     assert config_changes(saved, cfg) == ([], [])
     release = load_config("tiny", ["model.init=release"])
