@@ -396,3 +396,23 @@ def test_mfcc_kmeans_units_score_through_the_same_scorer(models, tmp_path, capsy
     assert "needs --encoder" in capsys.readouterr().err
     assert main([*base, "--encoder", "tiny", "--units", "codebook:6"]) == 2
     assert "'random:tiny' for a model with RANDOM weights" in capsys.readouterr().err
+
+
+def test_model_options_reach_the_encoder(models, tmp_path, capsys):
+    """--normalization / --variant of `evaluate slm` go to the encoder's loader: standardize is what a SpidR
+    encoder reads anyway (same scores), raw is refused for it, and neither applies to mfcc (exit 2 each)."""
+    bench = tmp_path / "bench"
+    write_split(bench / "syntactic" / "dev", SYNTACTIC, names_of(SYNTACTIC), audio)
+    base = ["evaluate", "slm", str(bench), "--lm", str(models["lm"]), "--units", "codebook:6", "--bootstrap", "10",
+            "--quiet", "--encoder", str(models["encoder"])]
+    assert main([*base, "-o", str(tmp_path / "a")]) == 0
+    assert main([*base, "-o", str(tmp_path / "b"), "--normalization", "standardize"]) == 0
+    a, b = ((tmp_path / x / "submission" / "syntactic" / "dev.txt").read_text() for x in "ab")
+    assert a == b and len(a.splitlines()) == 10
+    capsys.readouterr()
+    assert main([*base, "-o", str(tmp_path / "c"), "--normalization", "raw"]) == 2
+    assert "normalization='raw' applies to HuBERT" in capsys.readouterr().err
+    km = KMeansModel(torch.randn(16, 39), {"model": "mfcc"}).save(tmp_path / "M.npy")
+    assert main([*base[:-1], "mfcc", "--units", f"kmeans:{km}", "-o", str(tmp_path / "d"), "--normalization",
+                 "raw"]) == 2
+    assert "apply to a model encoder, not to mfcc" in capsys.readouterr().err

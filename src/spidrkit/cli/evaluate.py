@@ -164,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     from spidrkit.evaluation.slm_cli import add_slm_parser
 
-    add_slm_parser(sub)
+    add_model_options(add_slm_parser(sub))
 
 
 # ------------------------------------------------------------------------------------------- output

@@ -18,7 +18,8 @@ from spidrkit.evaluation.slm_rules import DEFAULT_BOOTSTRAP
 from spidrkit.lm.scoring import DEFAULT_BATCH_TOKENS
 
 
-def add_slm_parser(sub: Any) -> None:
+def add_slm_parser(sub: Any) -> Any:
+    """The ``slm`` and ``slm-compare`` parsers; returns ``slm``'s (the CLI adds the model options to it)."""
     p = sub.add_parser(
         "slm", help="sWUGGY, sBLIMP and spoken StoryCloze scores of a unit LM (ZeroSpeech 2021 rules)",
         description="Units of every benchmark audio, their log-likelihood under a unit LM, the ZeroSpeech 2021 "
@@ -58,6 +59,7 @@ def add_slm_parser(sub: Any) -> None:
     c.add_argument("-o", "--output", default="slm_compare", metavar="OUT", help="output folder")
     c.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N", help="bootstrap resamples")
     c.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    return p
 
 
 def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
@@ -97,7 +99,8 @@ def run_slm(args: argparse.Namespace) -> int:
     splits = read_benchmark(args.benchmark)  # layout errors before any model is loaded
     units = parse_units(args.units, args.layer, args.encoder)
     lm, vocab, lm_info = load_unit_lm(args.lm)
-    encoder, model_id = load_encoder(args.encoder, units, args.device)
+    encoder, model_id = load_encoder(args.encoder, units, args.device, variant=getattr(args, "variant", None),
+                                     normalization=getattr(args, "normalization", "auto"))
     report = evaluate_slm(
         args.benchmark, encoder, units, lm.to(args.device), vocab, args.output,
         normalize=not args.unnormalized, batch_tokens=args.batch_tokens, n_bootstrap=args.bootstrap, seed=args.seed,

@@ -115,9 +115,14 @@ def parse_units(text: str, layer: int | None = None, encoder: str | None = None)
                         f"got {text!r}")
 
 
-def load_encoder(name: str | None, units: UnitSpec, device: str = "cpu") -> tuple[Any, str]:
+def load_encoder(name: str | None, units: UnitSpec, device: str = "cpu", *, variant: str | None = None,
+                 normalization: str = "auto") -> tuple[Any, str]:
     """``(encoder, model id)``: none for ``phones``, :class:`MfccEncoder` for ``mfcc``, else
-    :func:`spidrkit.checkpoints.load` (random weights only on an explicit ``random:PRESET``)."""
+    :func:`spidrkit.checkpoints.load` with ``variant`` and ``normalization`` (random weights only on an explicit
+    ``random:PRESET``)."""
+    if (variant is not None or normalization != "auto") and (units.kind == "phones" or name == MFCC):
+        raise SlmUnitsError(f"--variant / --normalization apply to a model encoder, not to "
+                            f"{'gold phones' if units.kind == 'phones' else 'mfcc'}: leave them out")
     if units.kind == "phones":
         return None, "gold phones"
     if name is None:
@@ -127,7 +132,7 @@ def load_encoder(name: str | None, units: UnitSpec, device: str = "cpu") -> tupl
         return MfccEncoder(), MFCC
     from spidrkit.checkpoints import load
 
-    loaded = load(name, device=device)
+    loaded = load(name, device=device, variant=variant, normalization=normalization)
     return loaded.model, loaded.info.model_id
 
 
