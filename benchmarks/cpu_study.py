@@ -13,8 +13,9 @@ dev + heldout), the fixed-set codebook and prediction perplexity and the NMI of 
 vs position per codebook layer, and the per-batch perplexities of ``metrics.jsonl`` over time; it writes
 ``result.json`` beside the run, and a run with a ``result.json`` is never rerun. ``--parallel`` runs go at
 once. The tables (mean and spread over seeds) go to ``OUT/study.md`` and ``OUT/study.json``, the per-batch
-perplexity curves of every arm to ``OUT/perplexity_ARM.png``. ``--plan`` prints arms x seeds x minutes and
-the wall time the study needs, and stops. An arm naming config fields that this checkout lacks (the opt-in
+perplexity curves of every arm to ``OUT/perplexity_ARM.png``. ``--table-only`` tabulates what has finished
+and lists the runs that have not; ``--plan`` prints arms x seeds x minutes and the wall time the study
+needs, and stops. An arm naming config fields that this checkout lacks (the opt-in
 codebook options of another change) fails alone: its ``log.txt`` says why and, with no ``result.json``, a
 rerun once they exist runs it.
 """
@@ -83,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--milestones", default="", metavar="M1,M2,...",
                    help="milestone minutes of every run (e.g. 2,5,10,20,45): a budget curve per run, with the "
                         "fitted time at which it would cross MFCC (OUT/runs/ARM/seedS/budget/)")
+    p.add_argument("--table-only", action="store_true",
+                   help="tabulate the finished runs of these arms x seeds, list the others as not run, train nothing")
     p.add_argument("--plan", action="store_true", help="print the plan and its wall time, run nothing")
     p.add_argument("--one", nargs=2, metavar=("ARM", "SEED"), help=argparse.SUPPRESS)  # a worker process
     args = p.parse_args(argv)
@@ -205,11 +208,15 @@ def tabulate(args) -> dict:
     from spidrkit.io import write_json_atomic, write_text_atomic
 
     results: dict[str, list[dict]] = {}
+    missing = []
     for arm, seed in runs(args):
         path = run_dir(args, arm, seed) / "result.json"
         if path.is_file():
             results.setdefault(arm, []).append(json.loads(path.read_text()))
-    lines = ["# CPU study", "", plan(args), "", *crossings(results), "",
+        else:
+            missing.append(f"{arm} seed {seed}")
+    cut = [f"Not run (cut, or failed: see its log.txt): {', '.join(missing)}.", ""] if missing else []
+    lines = ["# CPU study", "", plan(args), "", *cut, *crossings(results), "",
              "| arm | seeds | steps | layer | ABX across (%) | ABX within (%) | min fixed-set cb ppl | "
              "NMI phone | NMI position |", "|---|---|---|---|---|---|---|---|---|"]
     for arm, rows in results.items():
@@ -257,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cpu_study: error: no corpus given for {sorted(needed)} (--corpus KEY=DIR)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.table_only:
+        tabulate(args)
+        print(f"tables: {args.out / 'study.md'}")
+        return 0
     print(plan(args), flush=True)
     with ThreadPoolExecutor(max_workers=max(args.parallel, 1)) as pool:
         for line in pool.map(lambda r: launch(args, *r), runs(args)):
