@@ -14,7 +14,8 @@ vs position per codebook layer, and the per-batch perplexities of ``metrics.json
 ``result.json`` beside the run, and a run with a ``result.json`` is never rerun. ``--parallel`` runs go at
 once. The tables (mean and spread over seeds) go to ``OUT/study.md`` and ``OUT/study.json``, the per-batch
 perplexity curves of every arm to ``OUT/perplexity_ARM.png``. ``--table-only`` tabulates what has finished
-and lists the runs that have not; ``--plan`` prints arms x seeds x minutes and the wall time the study
+and lists the runs that have not; ``--steps-of 0`` gives every other seed the steps seed 0 reached (time
+budgets are unfair on a loaded machine); ``--plan`` prints arms x seeds x minutes and the wall time the study
 needs, and stops. An arm naming config fields that this checkout lacks (the opt-in
 codebook options of another change) fails alone: its ``log.txt`` says why and, with no ``result.json``, a
 rerun once they exist runs it.
@@ -84,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--milestones", default="", metavar="M1,M2,...",
                    help="milestone minutes of every run (e.g. 2,5,10,20,45): a budget curve per run, with the "
                         "fitted time at which it would cross MFCC (OUT/runs/ARM/seedS/budget/)")
+    p.add_argument("--steps-of", type=int, default=None, metavar="SEED",
+                   help="train each run for the steps that seed SEED of its arm reached (its result.json) instead "
+                   "of --minutes (capped at 3x --minutes): seeds stay comparable when the machine's load varies")
     p.add_argument("--table-only", action="store_true",
                    help="tabulate the finished runs of these arms x seeds, list the others as not run, train nothing")
     p.add_argument("--plan", action="store_true", help="print the plan and its wall time, run nothing")
@@ -137,8 +141,12 @@ def run_one(args, arm: str, seed: int) -> None:
     key, over = ARMS[arm]
     corpus = Path(args.corpora[key])
     folder = run_dir(args, arm, seed)
+    budget = [f"train.max_minutes={args.minutes}"]
+    ref = run_dir(args, arm, args.steps_of) / "result.json" if args.steps_of not in (None, seed) else None
+    if ref is not None and ref.is_file():
+        budget = [f"train.max_steps={json.loads(ref.read_text())['step']}", f"train.max_minutes={3 * args.minutes}"]
     cfg = load_config("tiny", [f"data.train_manifest={corpus / 'train.csv'}",
-                               f"data.valid_manifest={corpus / 'dev.csv'}", f"train.max_minutes={args.minutes}",
+                               f"data.valid_manifest={corpus / 'dev.csv'}", *budget,
                                f"train.seed={seed}", "train.device=cpu",
                                f"train.milestone_minutes=[{args.milestones}]", "data.num_workers=0", *over])
     t0 = time.perf_counter()
@@ -162,7 +170,7 @@ def run_one(args, arm: str, seed: int) -> None:
                                 speakers=("within", "across"))["crossing"]
     write_json_atomic(folder / "result.json", json_safe({
         "arm": arm, "seed": seed, "corpus": str(corpus), "eval_corpus": str(evaluation), "overrides": over,
-        "step": summary["step"],
+        "step": summary["step"], "budget": budget,
         "status": summary["status"], "train_seconds": train_s, "eval_seconds": time.perf_counter() - t0,
         **point, "per_batch": {k: np.asarray(v).tolist() for k, v in ppl.items()}, "crossing": crossing}))
 
@@ -176,6 +184,7 @@ def launch(args, arm: str, seed: int) -> str:
     cmd = [sys.executable, __file__, str(args.out), "--one", arm, str(seed), "--minutes", str(args.minutes),
            "--threads", str(args.threads), "--max-files", str(args.max_files), "--milestones", args.milestones,
            "--eval-corpus", args.eval_corpus,
+           *(["--steps-of", str(args.steps_of)] if args.steps_of is not None else []),
            *[x for c in args.corpus for x in ("--corpus", c)]]
     with open(folder / "log.txt", "a") as log:
         rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
