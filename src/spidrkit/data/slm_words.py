@@ -33,6 +33,8 @@ import os
 import random
 import re
 import sys
+from collections import Counter
+from itertools import combinations
 
 from spidrkit.data.flite import ARPABET, SILENCE, Flite
 from spidrkit.data.lexicon import (
@@ -51,8 +53,9 @@ from spidrkit.data.lexicon import (
 PROBE_VOICE = "kal16"
 MIN_PHONES = 3
 _CHUNK = re.compile(r"[aeiouy]+|[^aeiouy]+")
-_TRIES = 60
-_CANDIDATES = 6  # passing candidates among which the unigram-closest is kept
+_SUBSTITUTIONS = 40  # random chunk substitutions per spelling and round
+_ROUNDS = 3  # edits of the word, then edits of the closest one-word candidates
+_BEAM = 3  # the candidates of a round whose edits the next round tries
 _VOWELS = frozenset(["AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"])
 
 
@@ -60,6 +63,29 @@ def glides_ok(phones) -> bool:
     """English phonotactics flite's diphone voice needs: W and Y only before a vowel."""
     return all(p not in ("W", "Y") or (i + 1 < len(phones) and phones[i + 1] in _VOWELS)
                for i, p in enumerate(phones))
+
+
+def bag_distance(a, b) -> int:
+    """Size of the multiset symmetric difference of two phone sequences (0: anagrams)."""
+    ca, cb = Counter(a), Counter(b)
+    return sum(((ca - cb) + (cb - ca)).values())
+
+
+def metatheses(spelling: str) -> list[str]:
+    """``spelling`` with two chunks of one kind swapped (Wuggy's metathesis), then with two consonant letters or
+    two vowel letters swapped, each in index order, without repeats and without ``spelling`` itself."""
+    chunks = _chunks(spelling)
+    out = [_swapped([c[2] for c in chunks], i, j) for i, j in combinations(range(len(chunks)), 2)
+           if chunks[i][0] == chunks[j][0]]
+    vowel = [c in "aeiouy" for c in spelling]
+    out += [_swapped(list(spelling), i, j) for i, j in combinations(range(len(spelling)), 2) if vowel[i] == vowel[j]]
+    return [c for c in dict.fromkeys(out) if c != spelling]
+
+
+def _swapped(parts: list[str], i: int, j: int) -> str:
+    parts = list(parts)
+    parts[i], parts[j] = parts[j], parts[i]
+    return "".join(parts)
 
 
 @contextlib.contextmanager
@@ -151,32 +177,49 @@ class NonWordMaker:
             self.cache[text] = pronounce(text)
         return self.cache[text]
 
+    def _substitution(self, spelling: str) -> str:
+        """``spelling`` with one chunk swapped for a chunk of the same kind and position from the pool."""
+        chunks = _chunks(spelling)
+        i = self.r.randrange(len(chunks))
+        kind, pos, _ = chunks[i]
+        choice = self.r.choice(self.inventory.get((kind, pos)) or [chunks[i][2]])
+        return "".join(choice if j == i else c[2] for j, c in enumerate(chunks))
+
+    def _edits(self, spelling: str) -> list[str]:
+        """Every metathesis of ``spelling``, then :data:`_SUBSTITUTIONS` random chunk substitutions."""
+        return [*metatheses(spelling), *(self._substitution(spelling) for _ in range(_SUBSTITUTIONS))]
+
     def make(self, word: str) -> str | None:
-        """A non-word matched to ``word``, or None when no candidate passes within a fixed number of tries."""
+        """A non-word matched to ``word``, or None when no candidate passes within a fixed number of edits."""
         n_words, phones = self.pronunciation(word)
         if n_words != 1 or len(phones) < MIN_PHONES:
             return None
-        chunks = _chunks(word)
-        passing: dict[str, float] = {}
-        for _ in range(_TRIES):
-            i = self.r.randrange(len(chunks))
-            kind, pos, letters = chunks[i]
-            choice = self.r.choice(self.inventory[(kind, pos)])
-            if choice == letters:
-                continue
-            candidate = "".join(choice if j == i else c[2] for j, c in enumerate(chunks))
-            if candidate in self.forbidden or candidate in self.used or candidate in passing:
-                continue
-            n, p = self.pronunciation(candidate)
-            if n == 1 and len(p) == len(phones) and p != phones and p not in self.homophones and glides_ok(p):
-                passing[candidate] = self.unigram(p) - self.unigram(phones)
-                if len(passing) == _CANDIDATES:
-                    break
+        passing: dict[str, tuple[int, float]] = {}  # candidate -> (bag distance, unigram difference)
+        seen, frontier = {word}, [word]
+        for _ in range(_ROUNDS):
+            reached: dict[str, int] = {}  # this round's one-word candidates -> bag distance (the next frontier)
+            for candidate in (c for base in frontier for c in self._edits(base)):
+                if candidate in seen or candidate in self.forbidden or candidate in self.used:
+                    continue
+                seen.add(candidate)
+                n, p = self.pronunciation(candidate)
+                if n != 1:
+                    continue
+                reached[candidate] = bag_distance(p, phones)
+                if len(p) == len(phones) and p != phones and p not in self.homophones and glides_ok(p):
+                    passing[candidate] = (reached[candidate], self.unigram(p) - self.unigram(phones))
+                    if reached[candidate] == 0:
+                        break  # an anagram: nothing scores better
+            if any(d == 0 for d, _ in passing.values()):
+                break
+            frontier = sorted(reached, key=reached.get)[:_BEAM]  # the stable sort keeps it deterministic
         if not passing:
             return None
-        # alternately above and below the word's, so the unigram favours the word in half the pairs
-        self.above = not self.above
-        side = [c for c, d in passing.items() if (d >= 0) == self.above] or list(passing)
-        best = min(side, key=lambda c: abs(passing[c]))  # the first of equals: deterministic
+        nearest = min(d for d, _ in passing.values())
+        close = {c: u for c, (d, u) in passing.items() if d == nearest}
+        if nearest:  # alternately above and below the word's unigram, so it favours the word in half the pairs
+            self.above = not self.above
+            close = {c: u for c, u in close.items() if (u >= 0) == self.above} or close
+        best = min(close, key=lambda c: abs(close[c]))  # the first of equals: deterministic
         self.used.add(best)
         return best
