@@ -26,7 +26,7 @@ from spidrkit.data.slm_plan import (
     word_counts,
     words_of,
 )
-from spidrkit.data.slm_words import NonWordMaker, bag_distance, metatheses
+from spidrkit.data.slm_words import NonWordMaker, bag_distance, metatheses, phonotactics_ok
 
 VOICES = ("slt", "kal16")
 HELDOUT = "kal16"
@@ -231,6 +231,9 @@ def test_bag_distance_and_metatheses_by_hand():
     assert metatheses("garden") == ["rdagen", "nardeg", "gerdan", "ganerd", "ragden", "dargen", "gadren", "gander",
                                     "garned"]
     assert metatheses("aa") == [] and metatheses("pen") == ["nep"]
+    # W, Y, HH only before a vowel, NG only after one (metatheses made "dihe" D AY HH and "treang" T R NG)
+    assert [phonotactics_ok(p.split()) for p in ("HH AW S", "S IH NG", "W IH N", "Y EH S")] == [True] * 4
+    assert [phonotactics_ok(p.split()) for p in ("D AY HH", "T R NG", "B OW W", "S AY Y", "NG AA")] == [False] * 5
 
 
 @needs_flite
@@ -244,10 +247,10 @@ def test_an_anagram_is_preferred_to_any_other_candidate():
 
 @needs_flite
 def test_nonwords_match_their_words_phone_bags(default_plan):
-    """Share of test pairs whose non-word is an anagram of its word (pronounced phones): 142 / 250 = 56.8 % at
-    the defaults (0.4 % with substitutions alone, SLM_VERSION 2), no pair more than one phone apart. The plan is
-    deterministic; the margin (6.8 points, ~2 binomial standard errors of 250 pairs) leaves room for another
-    flite build's letter-to-sound rules, not for a broken bag matching."""
+    """Share of test pairs whose non-word is an anagram of its word (pronounced phones): 135 / 250 = 54.0 % at
+    the defaults (0.4 % with substitutions alone, SLM_VERSION 2), no pair more than one phone apart (up to 4
+    before). The plan is deterministic; the margin (6 points, ~2 binomial standard errors of 250 pairs) leaves
+    room for another flite build's letter-to-sound rules, not for a broken bag matching."""
     _, items = default_plan
     pairs: dict = {}
     for i in items:
@@ -255,7 +258,7 @@ def test_nonwords_match_their_words_phone_bags(default_plan):
             pairs.setdefault(i.id, {})[i.correct] = dict(i.fields)["phones"].split()
     distances = [bag_distance(p[1], p[0]) for p in pairs.values()]
     assert len(distances) == 250
-    assert sum(d == 0 for d in distances) / len(distances) >= 0.50
+    assert sum(d == 0 for d in distances) / len(distances) >= 0.48
     assert max(distances) <= 2
 
 

@@ -59,10 +59,11 @@ _BEAM = 3  # the candidates of a round whose edits the next round tries
 _VOWELS = frozenset(["AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"])
 
 
-def glides_ok(phones) -> bool:
-    """English phonotactics flite's diphone voice needs: W and Y only before a vowel."""
-    return all(p not in ("W", "Y") or (i + 1 < len(phones) and phones[i + 1] in _VOWELS)
-               for i, p in enumerate(phones))
+def phonotactics_ok(phones) -> bool:
+    """English phonotactics flite's diphone voices need: W, Y and HH only before a vowel, NG only after one
+    (the voices have no W/Y diphones elsewhere, no HH-pause or R-NG; metathesis can make such strings)."""
+    return all((p not in ("W", "Y", "HH") or (i + 1 < len(phones) and phones[i + 1] in _VOWELS))
+               and (p != "NG" or (i > 0 and phones[i - 1] in _VOWELS)) for i, p in enumerate(phones))
 
 
 def bag_distance(a, b) -> int:
@@ -206,7 +207,7 @@ class NonWordMaker:
                 if n != 1:
                     continue
                 reached[candidate] = bag_distance(p, phones)
-                if len(p) == len(phones) and p != phones and p not in self.homophones and glides_ok(p):
+                if len(p) == len(phones) and p != phones and p not in self.homophones and phonotactics_ok(p):
                     passing[candidate] = (reached[candidate], self.unigram(p) - self.unigram(phones))
                     if reached[candidate] == 0:
                         break  # an anagram: nothing scores better
