@@ -97,10 +97,11 @@ def make_units(args, out: Path, bench: Path, layers: tuple[int, int]) -> dict:
         fit_corpus_kmeans(km_mfcc, corpus, "train", mfcc, 0, args.k, model="mfcc", **fit)
     if "kmeans" in wanted and not km_spidr.is_file():
         fit_corpus_kmeans(km_spidr, corpus, "train", encoder, layer, args.k, model=args.checkpoint, **fit)
-    specs = {"phones": (parse_units("phones"), None), "mfcc": (parse_units(f"kmeans:{km_mfcc}", encoder="mfcc"), mfcc),
-             "codebook": (parse_units(f"codebook:{codebook}"), encoder),
-             "kmeans": (parse_units(f"kmeans:{km_spidr}", layer), encoder)}
-    specs = {name: spec for name, spec in specs.items() if name in wanted}
+    specs = {"phones": lambda: (parse_units("phones"), None),
+             "mfcc": lambda: (parse_units(f"kmeans:{km_mfcc}", encoder="mfcc"), mfcc),
+             "codebook": lambda: (parse_units(f"codebook:{codebook}"), encoder),
+             "kmeans": lambda: (parse_units(f"kmeans:{km_spidr}", layer), encoder)}
+    specs = {name: spec() for name, spec in specs.items() if name in wanted}  # only these centroids exist
     for name, (spec, enc) in specs.items():
         for split in ("train", "dev"):
             path = out / "units" / f"{name}_{split}.txt"

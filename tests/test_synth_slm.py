@@ -349,3 +349,22 @@ def test_benchmark_sources_runs_the_phone_topline_and_the_shuffled_control_only(
     assert len(bench.lm_runs(everything)) == 4 * 3 + 1 and bench.choose_layers(everything) == (6, 6)
     assert set(bench.check_targets(table, everything)) == {*checks, "spidr_kmeans>mfcc_swuggy",
                                                            "spidr_codebook>mfcc_swuggy"}
+
+
+@needs_flite
+def test_benchmark_sources_phones_makes_the_phone_and_shuffled_units_without_an_encoder(built, tmp_path):
+    from argparse import Namespace
+
+    from spidrkit.extraction.units import read_units
+
+    bench = _slm_benchmark()
+    args = Namespace(sources=["phones"], shuffled_of="phones", checkpoint="no/such/checkpoint.pt", k=256,
+                     kmeans_files=None)
+    units = bench.make_units(args, tmp_path, built, (None, None))  # loads no checkpoint, fits no k-means
+    assert units["units"] == {"phones": "phones"} and units["sources"] == ["phones"]
+    assert sorted(units["files"]) == ["phones_dev", "phones_train", "shuffled_dev", "shuffled_train"]
+    phones, shuffled = read_units(units["files"]["phones_train"]), read_units(units["files"]["shuffled_train"])
+    assert phones.keys() == shuffled.keys()
+    assert all(sorted(phones[u].frames()) == sorted(shuffled[u].frames()) for u in phones)  # the same bags
+    assert any(list(phones[u].frames()) != list(shuffled[u].frames()) for u in phones)  # in another order
+    assert not list(tmp_path.glob("units/*.npy"))
