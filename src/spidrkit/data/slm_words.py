@@ -1,26 +1,45 @@
 """Words and matched non-words of the sWUGGY-style benchmark (:mod:`spidrkit.data.slm_build`).
 
-A non-word is built from its word by swapping one spelling chunk (a run of consonant letters or of vowel
-letters) for a chunk of the same kind and position (word-initial, medial, final) taken from another word
-of the pool, as Wuggy swaps sub-syllabic segments: "garden" -> "barden", "kitchen" -> "kotchen". Its
-pronunciation is flite's (letter-to-sound rules for unknown words; the voices share one lexicon), read
-from a neutral rendering with the ``kal16`` voice, and a candidate is kept only when it
+A non-word is built from its word by spelling edits, as Wuggy swaps sub-syllabic segments. A chunk is a run
+of consonant letters or of vowel letters; the edits of a spelling (:meth:`NonWordMaker._edits`) are
+
+- its metatheses (:func:`metatheses`): two chunks of one kind swapped ("garden" -> "nardeg", Wuggy's swap of
+  two syllables' onsets), then two consonant letters or two vowel letters swapped ("test" -> "stet");
+- :data:`_SUBSTITUTIONS` random substitutions: one chunk swapped for a chunk of the same kind and position
+  (word-initial, medial, final) taken from another word of the pool ("kitchen" -> "kotchen").
+
+A candidate's pronunciation is flite's (letter-to-sound rules for unknown words; the voices share one
+lexicon), read from a neutral rendering with the ``kal16`` voice, and a candidate passes only when it
 
 - is pronounced as one word with exactly as many phones as the word (``length``), and differently;
 - is no word of the vocabulary (any inflected form), and no homophone of one (same phone string);
-- has W and Y only before a vowel (English phonotactics; the diphone voice has no other W/Y diphones);
+- has W, Y and HH only before a vowel and NG only after one (:func:`phonotactics_ok`: English phonotactics;
+  the diphone voices have no other W/Y diphones, no HH-pause, no R-NG).
 
-and among the first :data:`_CANDIDATES` that pass, the one whose mean phone log-frequency in running speech
-(:meth:`NonWordMaker.unigram`: phone counts of ``speech``, texts like the LM's) is closest to the word's is
-kept, taken alternately above and below the word's when candidates on that side exist. Without this step
-the set had a bag-of-phones shortcut: flite's letter-to-sound rules give non-words full vowels where the
-lexicon has schwas, so a unigram model of the LM corpus told the word from its non-word in 57 % of the test
-pairs, and an LM trained on shuffled phones scored 60 % on sWUGGY instead of chance. With it: the unigram
-53.8 % (within the binomial noise of 250 pairs), the shuffled-phones LM 57.2 % (it still learns which phones
-go with frequent words: matching whole-word phone bags is the next step).
+The search runs :data:`_ROUNDS` rounds: the edits of the word, then the edits of the :data:`_BEAM` one-word
+candidates of the round whose phone bags are nearest the word's; it stops at the first passing anagram. Of
+the passing candidates, those with the smallest **bag distance** to the word (:func:`bag_distance`: size of the
+multiset symmetric difference of the pronounced phones; 0 for an anagram) are kept, and among them the one
+whose mean phone log-frequency in running speech (:meth:`NonWordMaker.unigram`: phone counts of ``speech``,
+texts like the LM's) is closest to the word's, taken alternately above and below the word's when candidates
+on that side exist (anagrams tie).
+
+Why (measured on the default set, 250 test pairs x 4 voices; ``benchmarks/slm.py --sources phones``, tiny
+LMs): with one random chunk substitution and no matching, flite's letter-to-sound rules give non-words full
+vowels where the lexicon has schwas, so a unigram model of the LM corpus told the word from its non-word in
+57 % of the test pairs and an LM trained on shuffled phones scored 60 % on sWUGGY instead of chance. Unigram
+matching alone (SLM_VERSION 2): unigram 53.8 %, 0.4 % of the pairs anagrams (mean bag distance 2.8 phones).
+Bag matching (SLM_VERSION 3): 54.0 % of the test pairs anagrams, the others one phone apart (mean 0.92), the
+unigram 49.8 %. Shuffled-phones LMs at the benchmark's default budget (3000 steps; best checkpoint at step 250):
+50.7 +/- 2.0 % over 3 seeds (48.8, 52.8, 50.4), the same LMs 53.1 +/- 0.8 % on the SLM_VERSION 2 set; on the
+anagram pairs alone 46.7-51.9 %. The phone topline (same budget) 74.0 %, 72.0 % on version 2: matched bags
+leave the phone order to tell words from non-words. One shuffled LM moves by ~4 points with its budget alone
+(an 800-step one: 57.2 % on version 2, 56.8 % on version 3, 61.5 % on its anagram pairs, which no bag model
+can prefer), so the 50 +/- 3 % target is read on the mean over seeds.
 
 flite's lexicon cannot be queried through the wrapper, so a non-word may now and then be a rare English
-word outside the vocabulary; it never occurs in the LM's training texts (a test checks it).
+word outside the vocabulary (metathesis makes that likelier: "teacher" -> "cheater"); it never occurs in the
+LM's training texts (a test checks it).
 
 Phones are the corpus's ARPAbet set (:data:`spidrkit.data.flite.PHONES`) without ``SIL``.
 """
