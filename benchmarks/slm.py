@@ -4,6 +4,7 @@
     python benchmarks/slm.py OUT --checkpoint random:tiny --layer 4 --pairs 20 --lm-hours 0.02 \\
         --lm-set train.max_steps=5 --seeds 1 --threads 1 --bootstrap 50            # a smoke test
     python benchmarks/slm.py OUT ... --plan                                        # the stages, an estimate
+    python benchmarks/slm.py OUT --sources phones --pairs 250 --threads 1          # topline + shuffled control only
 
 Stages (each writes ``OUT/stages/NAME.json`` when done and is skipped when rerun; LM runs resume):
 
@@ -12,14 +13,17 @@ Stages (each writes ``OUT/stages/NAME.json`` when done and is skipped when rerun
    silences dropped), MFCC k-means (``--k``, fitted on the train split's MFCC), SpidR k-means of layer L
    (fitted on the train split's layer-L features; L: ``--layer``, else the sweep's best ABX layer), SpidR
    codebook of layer C (``--codebook-layer``, else the sweep's best codebook layer, else L); plus the
-   shuffled control (each training utterance's phones permuted: ``--shuffled-of``);
+   shuffled control (each training utterance's phones permuted: ``--shuffled-of``); ``--sources`` keeps some of
+   the four (the shuffled control always runs; no checkpoint, layer or k-means is needed without a SpidR source);
 3. ``lm``: a ``tiny`` LM with a context of 1024 tokens (``--lm-set`` overrides) per source and seed
    (``--seeds``; shuffled: seed 0 only), the phone LMs without de-duplication; tokens/s from each run's metrics;
 4. ``score``: every LM on the benchmark through one scorer, the comparison report (``OUT/compare``) with
    the ABX/PNMI scatter when ``--sweep`` is given;
-5. ``timing``: scoring ``--score-utts`` utterances (benchmark wavs), SpidR k-means units + LM, in seconds;
+5. ``timing``: scoring ``--score-utts`` utterances (benchmark wavs), SpidR k-means units + LM, in seconds
+   (skipped without the ``kmeans`` source);
 6. the targets: topline >= 90 % sWUGGY and >= 75 % sBLIMP; shuffled 50 +/- 3 % (sWUGGY); SpidR (k-means and
-   codebook) > MFCC on sWUGGY in every seed and on the mean -> ``OUT/targets.json`` and the printout.
+   codebook) > MFCC on sWUGGY in every seed and on the mean -> ``OUT/targets.json`` and the printout (the
+   targets of the ``--sources`` run only).
 """
 
 from __future__ import annotations
@@ -59,8 +63,16 @@ def stage(out: Path, name: str, fn, *args):
     return result
 
 
-def choose_layers(args) -> tuple[int, int]:
-    """(k-means layer, codebook layer): the arguments, else the sweep's best layer and best codebook layer."""
+def unit_sources(args) -> list[str]:
+    """The unit sources whose units are made: ``--sources`` and the shuffled control's ``--shuffled-of``."""
+    return [s for s in SOURCES if s in args.sources or s == args.shuffled_of]
+
+
+def choose_layers(args) -> tuple[int | None, int | None]:
+    """(k-means layer, codebook layer): the arguments, else the sweep's best layer and best codebook layer;
+    (None, None) when no SpidR source is run."""
+    if not {"codebook", "kmeans"} & set(unit_sources(args)):
+        return None, None
     results = json.loads(Path(args.sweep).read_text()).get("results", {}) if args.sweep else {}
     layer = args.layer if args.layer is not None else results.get("best_layer")
     if layer is None:
@@ -74,19 +86,22 @@ def make_units(args, out: Path, bench: Path, layers: tuple[int, int]) -> dict:
 
     corpus = bench / "lm_train"
     layer, codebook = layers
-    encoder = load(args.checkpoint).model.eval()
+    wanted = unit_sources(args)
+    encoder = load(args.checkpoint).model.eval() if {"codebook", "kmeans"} & set(wanted) else None
     mfcc = MfccEncoder()
     fit = dict(seed=0, max_files=args.kmeans_files)
     files = {}
     km_mfcc = out / "units" / f"mfcc_k{args.k}.npy"
     km_spidr = out / "units" / f"spidr_L{layer}_k{args.k}.npy"
-    if not km_mfcc.is_file():
+    if "mfcc" in wanted and not km_mfcc.is_file():
         fit_corpus_kmeans(km_mfcc, corpus, "train", mfcc, 0, args.k, model="mfcc", **fit)
-    if not km_spidr.is_file():
+    if "kmeans" in wanted and not km_spidr.is_file():
         fit_corpus_kmeans(km_spidr, corpus, "train", encoder, layer, args.k, model=args.checkpoint, **fit)
-    specs = {"phones": (parse_units("phones"), None), "mfcc": (parse_units(f"kmeans:{km_mfcc}", encoder="mfcc"), mfcc),
-             "codebook": (parse_units(f"codebook:{codebook}"), encoder),
-             "kmeans": (parse_units(f"kmeans:{km_spidr}", layer), encoder)}
+    specs = {"phones": lambda: (parse_units("phones"), None),
+             "mfcc": lambda: (parse_units(f"kmeans:{km_mfcc}", encoder="mfcc"), mfcc),
+             "codebook": lambda: (parse_units(f"codebook:{codebook}"), encoder),
+             "kmeans": lambda: (parse_units(f"kmeans:{km_spidr}", layer), encoder)}
+    specs = {name: spec() for name, spec in specs.items() if name in wanted}  # only these centroids exist
     for name, (spec, enc) in specs.items():
         for split in ("train", "dev"):
             path = out / "units" / f"{name}_{split}.txt"
@@ -100,13 +115,13 @@ def make_units(args, out: Path, bench: Path, layers: tuple[int, int]) -> dict:
             spec, enc = specs[base]
             write_corpus_units(path, corpus, split, spec, enc, shuffle_seed=0)
         files[f"shuffled_{split}"] = str(path)
-    return {"layer": layer, "codebook_layer": codebook, "files": files,
+    return {"layer": layer, "codebook_layer": codebook, "files": files, "sources": list(args.sources),
             "units": {n: s.describe() for n, (s, _) in specs.items()},
             "kmeans": {"mfcc": str(km_mfcc), "spidr": str(km_spidr)}}
 
 
 def lm_runs(args) -> list[tuple[str, int]]:
-    return [(s, seed) for s in SOURCES for seed in range(args.seeds)] + [("shuffled", 0)]
+    return [(s, seed) for s in SOURCES if s in args.sources for seed in range(args.seeds)] + [("shuffled", 0)]
 
 
 def train_lms(args, out: Path, units: dict) -> dict:
@@ -178,7 +193,7 @@ def check_targets(table: dict, args) -> dict:
     sh = cell("shuffled", "swuggy_all").get("score")
     checks["shuffled_swuggy_50+-3"] = {"value": sh, "ok": sh is not None and abs(sh - 50) <= 3}
     mf = cell("mfcc", "swuggy_all")
-    for name in ("kmeans", "codebook"):
+    for name in [n for n in ("kmeans", "codebook") if n in args.sources and "mfcc" in args.sources]:
         sp = cell(name, "swuggy_all")
         mine, theirs = sp.get("scores", [sp.get("score")]), mf.get("scores", [mf.get("score")])
         ok = None not in mine + theirs and sp["score"] > mf["score"] and all(a > b for a, b in zip(mine, theirs))
@@ -188,11 +203,12 @@ def check_targets(table: dict, args) -> dict:
 
 
 def plan(args, layers: tuple[int, int]) -> None:
-    n_lms = len(SOURCES) * args.seeds + 1
+    n_lms = len(args.sources) * args.seeds + 1
     layers = f"k-means L{layers[0]}, codebook L{layers[1]}"
-    print(f"stages: bench (synth-slm, {args.pairs} pairs/task, {args.lm_hours:.2f} h LM corpus), units (phones, "
-          f"MFCC k{args.k}, {layers}, shuffled {args.shuffled_of}), lm ({n_lms} tiny LMs), score ({n_lms} rows), "
-          f"timing ({args.score_utts} utts)")
+    timing = f"{args.score_utts} utts" if "kmeans" in args.sources else "skipped"
+    print(f"stages: bench (synth-slm, {args.pairs} pairs/task, {args.lm_hours:.2f} h LM corpus), units "
+          f"({', '.join(unit_sources(args))}; MFCC k{args.k}, {layers}, shuffled {args.shuffled_of}), lm ({n_lms} "
+          f"tiny LMs), score ({n_lms} rows), timing ({timing})")
     wavs = args.pairs * 1.2 * 2 * 3 * 4  # ids (test + dev) x 2 items x 3 tasks x 4 voices
     print(f"estimate (2 CPU cores): bench ~{wavs * 0.1 / 60 / 2:.0f} min (flite, ~0.1 s/wav), units "
           f"~{args.lm_hours * 60 * 0.15:.0f} min, LMs: {n_lms} x the --lm-set budget (tiny preset: 3000 steps, "
@@ -214,6 +230,8 @@ def main() -> int:
     p.add_argument("--kmeans-files", type=int, default=None, help="fit k-means on N train wavs (evenly spaced)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--shuffled-of", default="phones", choices=SOURCES)
+    p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES,
+                   help="the unit sources to run (default all; the shuffled control always runs)")
     p.add_argument("--lm-set", action="append", default=[], metavar="K=V", help="overrides of the tiny LM")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workers", type=int, default=1, help="flite rendering processes")
@@ -221,6 +239,7 @@ def main() -> int:
     p.add_argument("--score-utts", type=int, default=1000)
     p.add_argument("--plan", action="store_true")
     args = p.parse_args()
+    args.sources = [s for s in SOURCES if s in args.sources]  # one order, whatever the command line's
     torch.set_num_threads(args.threads)
     out: Path = args.out
     bench = args.bench or out / "bench"
@@ -233,10 +252,13 @@ def main() -> int:
     if Path(built["bench"]).resolve() != bench.resolve():  # a rerun must not score another benchmark silently
         sys.exit(f"{out} was measured on the benchmark {built['bench']}, not {bench}: use another OUT")
     units = stage(out, "units", make_units, args, out, Path(built["bench"]), layers)
+    if units.get("sources", list(SOURCES)) != list(args.sources):  # the stages that follow reuse these units
+        sys.exit(f"{out} was measured with --sources {' '.join(units.get('sources', SOURCES))}: use another OUT")
     lms = stage(out, "lm", train_lms, args, out, units)
     rows = rows_of(args, units, lms)
     scores = stage(out, "score", score_all, args, out, Path(built["bench"]), rows, lms)
-    timing = stage(out, "timing", time_scoring, args, Path(built["bench"]), units, lms)
+    timing = stage(out, "timing", time_scoring, args, Path(built["bench"]), units, lms) if "kmeans" in args.sources \
+        else None
     targets = check_targets(scores["table"], args)
     speeds = [r["tokens_per_s"] for r in lms["runs"].values() if r["tokens_per_s"]]
     summary = {"targets": targets, "lm_tokens_per_s_median": statistics.median(speeds) if speeds else None,
@@ -247,8 +269,9 @@ def main() -> int:
     for name, c in targets.items():
         print(f"{'PASS' if c['ok'] else 'MISS'} {name}: {c['value']}")
     print(f"LM tokens/s (median over runs, {args.threads} thread(s)): {summary['lm_tokens_per_s_median']}")
-    print(f"scoring {timing['utterances']} utterances (encoder included): {timing['total_s']:.1f} s "
-          f"({timing['per_1000_s']:.1f} s per 1000)")
+    if timing:
+        print(f"scoring {timing['utterances']} utterances (encoder included): {timing['total_s']:.1f} s "
+              f"({timing['per_1000_s']:.1f} s per 1000)")
     return 0
 
 

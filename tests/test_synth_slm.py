@@ -26,6 +26,7 @@ from spidrkit.data.slm_plan import (
     word_counts,
     words_of,
 )
+from spidrkit.data.slm_words import NonWordMaker, bag_distance, metatheses, phonotactics_ok
 
 VOICES = ("slt", "kal16")
 HELDOUT = "kal16"
@@ -207,8 +208,8 @@ def test_a_bag_of_phones_model_does_not_tell_words_from_nonwords(default_plan):
     counts = Counter(p for t in lm_texts(7, set(), 300) for p in pronounce(t)[1])
     total = sum(counts.values())
 
-    def unigram(phones: list[str]) -> float:
-        return sum(math.log((counts[p] + 1) / (total + len(counts))) for p in phones) / len(phones)
+    def unigram(phones: list[str]) -> float:  # summed in one order: an anagram pair is an exact tie
+        return sum(math.log((counts[p] + 1) / (total + len(counts))) for p in sorted(phones)) / len(phones)
 
     _, items = default_plan
     pairs: dict = {}
@@ -219,6 +220,46 @@ def test_a_bag_of_phones_model_does_not_tell_words_from_nonwords(default_plan):
             for p in pairs.values()]
     assert len(wins) == 250
     assert abs(sum(wins) / len(wins) - 0.5) <= 2 * math.sqrt(0.25 / len(wins))
+
+
+def test_bag_distance_and_metatheses_by_hand():
+    assert bag_distance(["K", "IH", "CH", "AH", "N"], ["K", "EH", "CH", "IH", "N"]) == 2  # AH vs EH
+    assert bag_distance(["T", "EH", "S", "T"], ["S", "T", "EH", "T"]) == 0  # an anagram
+    assert bag_distance(["R", "AH", "N"], ["R", "AH", "N", "T"]) == 1
+    # garden = g|a|rd|e|n: chunk swaps (0,2) (0,4) (1,3) (2,4), then letter swaps g-r g-d r-d r-n d-n (g-n and a-e
+    # repeat chunk swaps)
+    assert metatheses("garden") == ["rdagen", "nardeg", "gerdan", "ganerd", "ragden", "dargen", "gadren", "gander",
+                                    "garned"]
+    assert metatheses("aa") == [] and metatheses("pen") == ["nep"]
+    # W, Y, HH only before a vowel, NG only after one (metatheses made "dihe" D AY HH and "treang" T R NG)
+    assert [phonotactics_ok(p.split()) for p in ("HH AW S", "S IH NG", "W IH N", "Y EH S")] == [True] * 4
+    assert [phonotactics_ok(p.split()) for p in ("D AY HH", "T R NG", "B OW W", "S AY Y", "NG AA")] == [False] * 5
+
+
+@needs_flite
+def test_an_anagram_is_preferred_to_any_other_candidate():
+    """"pen" (P EH N) -> "nep" (N EH P), its first metathesis, whatever the generator: an exact phone bag."""
+    for seed in range(3):
+        maker = NonWordMaker(["pen", "garden", "kitchen", "window"], random.Random(seed))
+        assert maker.make("pen") == "nep" and maker.used == {"nep"}
+        assert maker.make("pen") != "nep"  # a non-word is used once
+
+
+@needs_flite
+def test_nonwords_match_their_words_phone_bags(default_plan):
+    """Share of test pairs whose non-word is an anagram of its word (pronounced phones): 135 / 250 = 54.0 % at
+    the defaults (0.4 % with substitutions alone, SLM_VERSION 2), no pair more than one phone apart (up to 4
+    before). The plan is deterministic; the margin (6 points, ~2 binomial standard errors of 250 pairs) leaves
+    room for another flite build's letter-to-sound rules, not for a broken bag matching."""
+    _, items = default_plan
+    pairs: dict = {}
+    for i in items:
+        if i.task == "lexical" and i.split == "test":
+            pairs.setdefault(i.id, {})[i.correct] = dict(i.fields)["phones"].split()
+    distances = [bag_distance(p[1], p[0]) for p in pairs.values()]
+    assert len(distances) == 250
+    assert sum(d == 0 for d in distances) / len(distances) >= 0.48
+    assert max(distances) <= 2
 
 
 @needs_flite
@@ -275,3 +316,55 @@ def test_phone_lm_trains_on_the_lm_corpus_phones_and_scores_every_task(built, tm
     assert report["inputs"]["units"] == "phones"
     assert report["results"]["lexical/test"]["all"]["pairs"] == len({r["id"] for r in lexical})  # pair ids
     assert set(report["results"]) == {f"{t}/{s}" for t in COLUMNS for s in ("dev", "test")}
+
+
+def _slm_benchmark():
+    """benchmarks/slm.py as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("slm_benchmark", Path(__file__).parents[1] / "benchmarks" / "slm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_sources_runs_the_phone_topline_and_the_shuffled_control_only(capsys):
+    from argparse import Namespace
+
+    bench = _slm_benchmark()
+    args = Namespace(sources=["phones"], seeds=3, shuffled_of="phones", layer=None, codebook_layer=None, sweep=None,
+                     pairs=250, lm_hours=1.0, k=256, score_utts=1000)
+    assert bench.choose_layers(args) == (None, None)  # no --layer or --sweep needed without a SpidR source
+    assert bench.unit_sources(args) == ["phones"]
+    assert bench.unit_sources(Namespace(sources=["phones"], shuffled_of="mfcc")) == ["phones", "mfcc"]
+    assert bench.lm_runs(args) == [("phones", 0), ("phones", 1), ("phones", 2), ("shuffled", 0)]
+    bench.plan(args, (None, None))
+    assert "units (phones; " in capsys.readouterr().out.replace("\n", " ")
+    table = {"phones (topline)": {"swuggy_all": {"score": 91.0}, "sblimp": {"score": 74.0}},
+             "shuffled phones": {"swuggy_all": {"score": 53.0}}}
+    checks = bench.check_targets(table, args)  # the SpidR > MFCC targets are not this run's
+    assert {k: c["ok"] for k, c in checks.items()} == {"topline_swuggy>=90": True, "topline_sblimp>=75": False,
+                                                      "shuffled_swuggy_50+-3": True}
+    everything = Namespace(**{**vars(args), "sources": list(bench.SOURCES), "layer": 6})
+    assert len(bench.lm_runs(everything)) == 4 * 3 + 1 and bench.choose_layers(everything) == (6, 6)
+    assert set(bench.check_targets(table, everything)) == {*checks, "spidr_kmeans>mfcc_swuggy",
+                                                           "spidr_codebook>mfcc_swuggy"}
+
+
+@needs_flite
+def test_benchmark_sources_phones_makes_the_phone_and_shuffled_units_without_an_encoder(built, tmp_path):
+    from argparse import Namespace
+
+    from spidrkit.extraction.units import read_units
+
+    bench = _slm_benchmark()
+    args = Namespace(sources=["phones"], shuffled_of="phones", checkpoint="no/such/checkpoint.pt", k=256,
+                     kmeans_files=None)
+    units = bench.make_units(args, tmp_path, built, (None, None))  # loads no checkpoint, fits no k-means
+    assert units["units"] == {"phones": "phones"} and units["sources"] == ["phones"]
+    assert sorted(units["files"]) == ["phones_dev", "phones_train", "shuffled_dev", "shuffled_train"]
+    phones, shuffled = read_units(units["files"]["phones_train"]), read_units(units["files"]["shuffled_train"])
+    assert phones.keys() == shuffled.keys()
+    assert all(sorted(phones[u].frames()) == sorted(shuffled[u].frames()) for u in phones)  # the same bags
+    assert any(list(phones[u].frames()) != list(shuffled[u].frames()) for u in phones)  # in another order
+    assert not list(tmp_path.glob("units/*.npy"))

@@ -62,7 +62,7 @@ from spidrkit.data.synth_render import DEFAULT_NOISE, render_utterance
 from spidrkit.errors import InputError
 from spidrkit.io import atomic_write, write_json_atomic, write_sidecar, write_text_atomic
 
-SLM_VERSION = 2  # bump whenever a change alters the rendered audio or the plan
+SLM_VERSION = 3  # bump whenever a change alters the rendered audio or the plan
 DEFAULT_HELDOUT = "kal16"
 DEFAULT_LM_HOURS = 1.0
 LM_DIR = "lm_train"
