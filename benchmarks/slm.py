@@ -16,7 +16,8 @@ Stages (each writes ``OUT/stages/NAME.json`` when done and is skipped when rerun
    shuffled control (each training utterance's phones permuted: ``--shuffled-of``); ``--sources`` keeps some of
    the four (the shuffled control always runs; no checkpoint, layer or k-means is needed without a SpidR source);
 3. ``lm``: a ``tiny`` LM with a context of 1024 tokens (``--lm-set`` overrides) per source and seed
-   (``--seeds``; shuffled: seed 0 only), the phone LMs without de-duplication; tokens/s from each run's metrics;
+   (``--seeds``, the shuffled control too: one LM moves by ~4 points with its budget alone, so its target is
+   read on the mean over seeds), the phone LMs without de-duplication; tokens/s from each run's metrics;
 4. ``score``: every LM on the benchmark through one scorer, the comparison report (``OUT/compare``) with
    the ABX/PNMI scatter when ``--sweep`` is given;
 5. ``timing``: scoring ``--score-utts`` utterances (benchmark wavs), SpidR k-means units + LM, in seconds
@@ -121,7 +122,8 @@ def make_units(args, out: Path, bench: Path, layers: tuple[int, int]) -> dict:
 
 
 def lm_runs(args) -> list[tuple[str, int]]:
-    return [(s, seed) for s in SOURCES if s in args.sources for seed in range(args.seeds)] + [("shuffled", 0)]
+    sources = [s for s in SOURCES if s in args.sources] + ["shuffled"]  # the control over every seed too
+    return [(s, seed) for s in sources for seed in range(args.seeds)]
 
 
 def train_lms(args, out: Path, units: dict) -> dict:
@@ -203,7 +205,7 @@ def check_targets(table: dict, args) -> dict:
 
 
 def plan(args, layers: tuple[int, int]) -> None:
-    n_lms = len(args.sources) * args.seeds + 1
+    n_lms = (len(args.sources) + 1) * args.seeds
     layers = f"k-means L{layers[0]}, codebook L{layers[1]}"
     timing = f"{args.score_utts} utts" if "kmeans" in args.sources else "skipped"
     print(f"stages: bench (synth-slm, {args.pairs} pairs/task, {args.lm_hours:.2f} h LM corpus), units "

@@ -337,7 +337,8 @@ def test_benchmark_sources_runs_the_phone_topline_and_the_shuffled_control_only(
     assert bench.choose_layers(args) == (None, None)  # no --layer or --sweep needed without a SpidR source
     assert bench.unit_sources(args) == ["phones"]
     assert bench.unit_sources(Namespace(sources=["phones"], shuffled_of="mfcc")) == ["phones", "mfcc"]
-    assert bench.lm_runs(args) == [("phones", 0), ("phones", 1), ("phones", 2), ("shuffled", 0)]
+    assert bench.lm_runs(args) == [("phones", 0), ("phones", 1), ("phones", 2), ("shuffled", 0), ("shuffled", 1),
+                                   ("shuffled", 2)]
     bench.plan(args, (None, None))
     assert "units (phones; " in capsys.readouterr().out.replace("\n", " ")
     table = {"phones (topline)": {"swuggy_all": {"score": 91.0}, "sblimp": {"score": 74.0}},
@@ -346,7 +347,7 @@ def test_benchmark_sources_runs_the_phone_topline_and_the_shuffled_control_only(
     assert {k: c["ok"] for k, c in checks.items()} == {"topline_swuggy>=90": True, "topline_sblimp>=75": False,
                                                       "shuffled_swuggy_50+-3": True}
     everything = Namespace(**{**vars(args), "sources": list(bench.SOURCES), "layer": 6})
-    assert len(bench.lm_runs(everything)) == 4 * 3 + 1 and bench.choose_layers(everything) == (6, 6)
+    assert len(bench.lm_runs(everything)) == 5 * 3 and bench.choose_layers(everything) == (6, 6)
     assert set(bench.check_targets(table, everything)) == {*checks, "spidr_kmeans>mfcc_swuggy",
                                                            "spidr_codebook>mfcc_swuggy"}
 
