@@ -53,6 +53,9 @@ SCALED_2, SCALED_4 = scaled_schedules(2), scaled_schedules(4)
 ARMS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("short", []),
     "logmel": ("short", ["model.frontend=logmel"]),  # the opt-in fixed front end (docs/method.md#front-end)
+    "logmel_long": ("long", ["model.frontend=logmel"]),
+    "logmel_long_crop_10s": ("long", ["model.frontend=logmel", "data.max_samples=160000",
+                                      "data.max_batch_samples=320000"]),
     "long_utterances": ("long", []),
     "teacher_independent": ("short", ["model.teacher_init=independent"]),
     "teacher_linear": ("short", ["teacher.schedule=linear"]),  # DinoSR's linear decay schedule, SpidR heads
