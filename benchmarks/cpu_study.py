@@ -56,6 +56,8 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "logmel_long": ("long", ["model.frontend=logmel"]),
     # the paper's teacher (beta0 0.999, T 10000): targets stay near those of the random network, which on log
     # mel frames are already phonetic (measured: random weights 21 % ABX across), as in BEST-RQ
+    # codewords drawn from the first batch's targets: every codeword starts on the data (docs/method.md#codebook-update)
+    "logmel_data_init": ("short", ["model.frontend=logmel", "model.codebook_init=data"]),
     "logmel_paper_teacher": ("short", ["model.frontend=logmel", "teacher.beta0=0.999", "teacher.timescale=10000"]),
     "logmel_long_crop_10s": ("long", ["model.frontend=logmel", "data.max_samples=160000",
                                       "data.max_batch_samples=320000"]),
