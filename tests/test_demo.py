@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from spidrkit.checkpoints import load_model
+from spidrkit.config import load_config
 from spidrkit.data.audio import load_audio
 from spidrkit.data.manifest import read_manifest
 from spidrkit.demo import _headline, corpus_hours, run_demo
@@ -135,3 +136,13 @@ def test_a_demo_stopped_by_a_signal_stops_after_saving(signal, code, tmp_path, m
     assert swept == []
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"spidrkit demo: {'interrupted' if signal == 'SIGINT' else 'terminated'}")
+
+
+def test_demo_departures_are_named_and_a_set_restores_the_paper(tmp_path):
+    from spidrkit.demo import _departures, demo_config
+
+    cfg = demo_config(tmp_path, 24.0, 0)
+    assert (cfg.model.frontend, cfg.model.codebook_init) == ("logmel", "data")
+    assert _departures(cfg) == "logmel front end, codebooks initialised from the data"
+    paper = demo_config(tmp_path, 24.0, 0, overrides=("model.frontend=cnn", "model.codebook_init=random"))
+    assert _departures(paper) == "" and paper.model == load_config("tiny").model
