@@ -104,7 +104,7 @@ def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeyp
     import spidrkit.data.synth as synth
     import spidrkit.evaluation.sweep as sweep_mod
     import spidrkit.training.loop as loop
-    from spidrkit.demo import _run_stages
+    from spidrkit.demo import _run_stages, demo_config
     from spidrkit.runtime import Stopwatch
 
     seen = {}
@@ -113,8 +113,8 @@ def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeyp
     monkeypatch.setattr(run_mod, "latest_checkpoint", lambda run_dir: run_dir / "step_00000003.pt")
     monkeypatch.setattr(sweep_mod, "sweep", lambda *a, **k: seen.update(k) or {})
     run_dir = tmp_path / "run"
-    _run_stages(tmp_path, tmp_path / "corpus", run_dir, Stopwatch(), minutes=0.1, hours=0.01, seed=0,
-                variant="spidr", kmeans_k=8, workers=1, overrides=(), progress=False)
+    _run_stages(tmp_path, tmp_path / "corpus", run_dir, Stopwatch(), demo_config(tmp_path / "corpus", 0.1, 0),
+                minutes=0.1, hours=0.01, seed=0, variant="spidr", kmeans_k=8, workers=1, progress=False)
     assert seen["metrics_jsonl"] is None
     assert seen["notes"] == [f"no perplexity figure: the run wrote no metrics log ({run_dir / 'metrics.jsonl'}): "
                              "it ended before its first logging step"]

@@ -119,10 +119,11 @@ def run_demo(
     hours = corpus_hours(minutes) if hours is None else hours
     corpus = out / "corpus"
     run_dir = out / f"pretrain_{variant}"
+    cfg = demo_config(corpus, minutes, seed, variant, overrides)  # a bad --set fails before any stage runs
     with watch("total"):
-        summary, checkpoint, results = _run_stages(out, corpus, run_dir, watch, minutes=minutes, hours=hours,
+        summary, checkpoint, results = _run_stages(out, corpus, run_dir, watch, cfg, minutes=minutes, hours=hours,
                                                    seed=seed, variant=variant, kmeans_k=kmeans_k, workers=workers,
-                                                   overrides=overrides, progress=progress)
+                                                   progress=progress)
         budget = budget_stage(out, corpus, run_dir, watch)
         slm = _slm_stages(out, corpus, checkpoint, results, watch, minutes=slm_minutes, pairs=slm_pairs, seed=seed,
                           workers=workers, progress=progress)
@@ -130,7 +131,7 @@ def run_demo(
     demo_info = {
         "minutes": minutes, "hours": hours, "seed": seed, "variant": variant, "voices": list(VOICES),
         "heldout_voice": HELDOUT, "checkpoint": str(checkpoint), "training": json_safe(summary),
-        "departures": _departures(demo_config(corpus, minutes, seed, variant, overrides)),
+        "departures": _departures(cfg),
         "timings_s": timings, "budget_crossing": budget.get("crossing"),
     }
     write_json_atomic(out / "demo.json", demo_info)
@@ -140,9 +141,9 @@ def run_demo(
     return {"demo": demo_info, "results": results, "slm": slm}
 
 
-def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, minutes: float, hours: float,
-                seed: int, variant: str, kmeans_k: int, workers: int, overrides: tuple[str, ...], progress: bool):
-    """Corpus, pretraining, sweep: ``(training summary, checkpoint, sweep results)``."""
+def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *, minutes: float, hours: float,
+                seed: int, variant: str, kmeans_k: int, workers: int, progress: bool):
+    """Corpus, pretraining (``cfg``: :func:`demo_config`), sweep: ``(training summary, checkpoint, sweep results)``."""
     from spidrkit.checkpoints.run import latest_checkpoint
     from spidrkit.data.synth import synthesize_corpus
     from spidrkit.evaluation.perplexity import perplexity_note
@@ -153,7 +154,6 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, *, min
         synthesize_corpus(corpus, voices=VOICES, hours=hours, seed=seed, heldout_voice=HELDOUT,
                           workers=workers, progress=progress)
 
-    cfg = demo_config(corpus, minutes, seed, variant, overrides)
     write_text_atomic(out / "config.toml", cfg.to_toml())
     with _stage(f"2/6 pretraining a tiny {variant} for {minutes:g} min", watch):
         summary = pretrain(cfg, run_dir, resume=True, progress=progress)
