@@ -24,7 +24,8 @@ Stages (each writes ``OUT/stages/NAME.json`` when done and is skipped when rerun
    (skipped without the ``kmeans`` source);
 6. the targets: topline >= 90 % sWUGGY and >= 75 % sBLIMP; shuffled 50 +/- 3 % (sWUGGY); SpidR (k-means and
    codebook) > MFCC on sWUGGY in every seed and on the mean -> ``OUT/targets.json`` and the printout (the
-   targets of the ``--sources`` run only).
+   targets of the ``--sources`` run only), and the ceiling that the OOV pairs put on the topline's sWUGGY "all"
+   (:func:`topline_ceiling`).
 """
 
 from __future__ import annotations
@@ -204,6 +205,21 @@ def check_targets(table: dict, args) -> dict:
     return checks
 
 
+def topline_ceiling(table: dict) -> dict | None:
+    """Why the phone topline's sWUGGY "all" stays below its in-vocab score: "all" averages pair ids, so it is
+    the in-vocab score and the OOV pairs' score (phonotactics alone: their words are absent from the LM's
+    corpus) weighted by their shares. Returns the OOV share and score and the "all" a perfect in-vocab score
+    would give (None without the topline's cells)."""
+    row = table.get(LABELS["phones"], {})
+    every, known = row.get("swuggy_all"), row.get("swuggy_in_vocab")
+    if not every or not known or every["pairs"] <= known["pairs"]:
+        return None
+    n, n_in = every["pairs"], known["pairs"]
+    oov = (every["score"] * n - known["score"] * n_in) / (n - n_in)
+    return {"oov_share": (n - n_in) / n, "oov_score": oov, "in_vocab_score": known["score"],
+            "all_if_in_vocab_perfect": (100.0 * n_in + oov * (n - n_in)) / n}
+
+
 def plan(args, layers: tuple[int, int]) -> None:
     n_lms = (len(args.sources) + 1) * args.seeds
     layers = f"k-means L{layers[0]}, codebook L{layers[1]}"
@@ -263,13 +279,19 @@ def main() -> int:
         else None
     targets = check_targets(scores["table"], args)
     speeds = [r["tokens_per_s"] for r in lms["runs"].values() if r["tokens_per_s"]]
-    summary = {"targets": targets, "lm_tokens_per_s_median": statistics.median(speeds) if speeds else None,
+    ceiling = topline_ceiling(scores["table"])
+    summary = {"targets": targets, "topline_ceiling": ceiling,
+               "lm_tokens_per_s_median": statistics.median(speeds) if speeds else None,
                "scoring": timing, "layers": layers, "checkpoint": args.checkpoint, "args": {
                    k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     write_json_atomic(out / "targets.json", summary)
     print((out / "compare" / "report.md").read_text())
     for name, c in targets.items():
         print(f"{'PASS' if c['ok'] else 'MISS'} {name}: {c['value']}")
+    if ceiling:
+        print(f"topline sWUGGY: {100 * ceiling['oov_share']:.0f} % of the pairs are OOV, scored "
+              f"{ceiling['oov_score']:.1f} % (in-vocab {ceiling['in_vocab_score']:.1f} %); a perfect in-vocab score "
+              f"would give {ceiling['all_if_in_vocab_perfect']:.1f} % on all")
     print(f"LM tokens/s (median over runs, {args.threads} thread(s)): {summary['lm_tokens_per_s_median']}")
     if timing:
         print(f"scoring {timing['utterances']} utterances (encoder included): {timing['total_s']:.1f} s "

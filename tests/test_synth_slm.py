@@ -352,6 +352,21 @@ def test_benchmark_sources_runs_the_phone_topline_and_the_shuffled_control_only(
                                                            "spidr_codebook>mfcc_swuggy"}
 
 
+def test_benchmark_topline_ceiling_splits_all_into_in_vocab_and_oov_pairs():
+    bench = _slm_benchmark()
+    # 100 pair ids at 70 %, 60 of them in-vocab at 80 %: the 40 OOV ids score (7000 - 4800) / 40 = 55 %, and a
+    # perfect in-vocab score would give (60 * 100 + 40 * 55) / 100 = 82 % on all
+    table = {"phones (topline)": {"swuggy_all": {"score": 70.0, "pairs": 100},
+                                  "swuggy_in_vocab": {"score": 80.0, "pairs": 60}}}
+    ceiling = bench.topline_ceiling(table)
+    assert ceiling["oov_share"] == pytest.approx(0.4) and ceiling["oov_score"] == pytest.approx(55.0)
+    assert ceiling["all_if_in_vocab_perfect"] == pytest.approx(82.0)
+    assert bench.topline_ceiling({"MFCC k-means": table["phones (topline)"]}) is None  # no topline row
+    everything_known = {"phones (topline)": {"swuggy_all": {"score": 80.0, "pairs": 60},
+                                             "swuggy_in_vocab": {"score": 80.0, "pairs": 60}}}
+    assert bench.topline_ceiling(everything_known) is None  # no OOV pair: nothing caps "all"
+
+
 @needs_flite
 def test_benchmark_sources_phones_makes_the_phone_and_shuffled_units_without_an_encoder(built, tmp_path):
     from argparse import Namespace
