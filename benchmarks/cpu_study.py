@@ -51,7 +51,7 @@ def scaled_schedules(factor: float) -> list[str]:
 
 
 SCALED_2, SCALED_4 = scaled_schedules(2), scaled_schedules(4)
-# a 90-minute run: the log mel model takes ~180 steps a minute on one thread beside another run, so the tiny
+# a 90-minute run: the log mel model takes 140-180 steps a minute on one thread beside another run, so the tiny
 # preset's 6,000-step schedules (learning rate, teacher) are stretched to 16,000 steps
 LONG_RUN = [*scaled_schedules(6000 / 16000), "train.max_steps=16000"]
 LOGMEL_DATA = ["model.frontend=logmel", "model.codebook_init=data"]  # the demo's departures (DEMO_OVERRIDES)
