@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from spidrkit.config import load_config
+from spidrkit.config import ModelConfig, load_config
 from spidrkit.errors import Terminated
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
 from spidrkit.runtime import Stopwatch
@@ -197,10 +197,11 @@ def budget_stage(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch) -> di
 
 
 def _departures(cfg) -> str:
-    """The opt-in departures from the paper that ``cfg`` takes, in words ('' for none)."""
-    m = cfg.model
-    said = [f"{m.frontend} front end" if m.frontend != "cnn" else "",
-            "codebooks initialised from the data" if m.codebook_init != "random" else ""]
+    """The opt-in departures from the paper that ``cfg`` takes, in words ('' for none): the opt-in model values
+    that differ from their defaults (the paper's)."""
+    m, paper = cfg.model, ModelConfig()
+    said = [f"{m.frontend} front end" if m.frontend != paper.frontend else "",
+            f"codebooks initialised from the {m.codebook_init}" if m.codebook_init != paper.codebook_init else ""]
     return ", ".join(x for x in said if x)
 
 
