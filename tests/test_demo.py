@@ -114,10 +114,36 @@ def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeyp
     monkeypatch.setattr(sweep_mod, "sweep", lambda *a, **k: seen.update(k) or {})
     run_dir = tmp_path / "run"
     _run_stages(tmp_path, tmp_path / "corpus", run_dir, Stopwatch(), demo_config(tmp_path / "corpus", 0.1, 0),
-                minutes=0.1, hours=0.01, seed=0, variant="spidr", kmeans_k=8, workers=1, progress=False)
+                hours=0.01, kmeans_k=8, workers=1, progress=False)
     assert seen["metrics_jsonl"] is None
     assert seen["notes"] == [f"no perplexity figure: the run wrote no metrics log ({run_dir / 'metrics.jsonl'}): "
                              "it ended before its first logging step"]
+
+
+def test_the_stages_name_what_the_config_trains_not_the_arguments(tmp_path, monkeypatch, capsys):
+    """``--set train.max_minutes=`` / ``train.seed=`` / ``variant=`` win over ``--minutes`` / ``--seed`` /
+    ``--variant``: the corpus seed, the stage titles and the sweep's title name what trains."""
+    import spidrkit.checkpoints.run as run_mod
+    import spidrkit.data.synth as synth
+    import spidrkit.evaluation.sweep as sweep_mod
+    import spidrkit.training.loop as loop
+    from spidrkit.demo import _run_stages, demo_config, milestone_minutes
+    from spidrkit.runtime import Stopwatch
+
+    seen, trained = {}, []
+    monkeypatch.setattr(synth, "synthesize_corpus", lambda *a, **k: seen.update(corpus_seed=k["seed"]))
+    monkeypatch.setattr(loop, "pretrain", lambda cfg, run_dir, **k: trained.append(cfg) or {"status": "done"})
+    monkeypatch.setattr(run_mod, "latest_checkpoint", lambda run_dir: run_dir / "step_00000003.pt")
+    monkeypatch.setattr(sweep_mod, "sweep", lambda *a, **k: seen.update(k) or {})
+    cfg = demo_config(tmp_path / "corpus", 0.1, 0, "spidr",
+                      ("train.max_minutes=0.3", "train.seed=7", "variant=dinosr"))
+    _run_stages(tmp_path, tmp_path / "corpus", tmp_path / "run", Stopwatch(), cfg, hours=0.01, kmeans_k=8,
+                workers=1, progress=False)
+    assert trained == [cfg]
+    assert list(cfg.train.milestone_minutes) == milestone_minutes(0.3)
+    assert seen["corpus_seed"] == 7
+    assert seen["title"].startswith("spidrkit demo: tiny dinosr, 0.3 min on ")
+    assert "2/6 pretraining a tiny dinosr for 0.3 min" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("signal", "code"), [("SIGINT", 130), ("SIGTERM", 143)])

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.config import ModelConfig, load_config
-from spidrkit.errors import Terminated
+from spidrkit.errors import InputError, Terminated
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
 from spidrkit.runtime import Stopwatch
 
@@ -72,8 +72,8 @@ DEMO_OVERRIDES = ("model.frontend=logmel", "model.codebook_init=data")
 
 def demo_config(corpus: Path, minutes: float, seed: int, variant: str = "spidr", overrides: tuple[str, ...] = ()):
     """The ``tiny`` configuration (with :data:`DEMO_OVERRIDES`) trained on ``corpus``'s train split (validated on
-    dev), on the CPU; ``overrides`` come last."""
-    return load_config(
+    dev), on the CPU; ``overrides`` come last (the milestones follow a ``train.max_minutes`` among them)."""
+    cfg = load_config(
         "tiny",
         [
             *DEMO_OVERRIDES,
@@ -87,6 +87,9 @@ def demo_config(corpus: Path, minutes: float, seed: int, variant: str = "spidr",
         ],
         variant=variant,
     )
+    if 0 < cfg.train.max_minutes != minutes:  # `--set train.max_minutes=`: the milestones of that budget
+        return demo_config(corpus, cfg.train.max_minutes, seed, variant, overrides)
+    return cfg
 
 
 @contextlib.contextmanager
@@ -114,16 +117,19 @@ def run_demo(
     """Run the whole demo into ``out_dir``; returns the report's dict (also in ``OUT/report.json``).
     ``slm_minutes``: the unit LM's training budget (0: no sLM stage); ``slm_pairs``: its benchmark's size."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     watch = Stopwatch()
-    hours = corpus_hours(minutes) if hours is None else hours
     corpus = out / "corpus"
-    run_dir = out / f"pretrain_{variant}"
     cfg = demo_config(corpus, minutes, seed, variant, overrides)  # a bad --set fails before any stage runs
+    # what trains is the config's: a `--set train.max_minutes=` / `train.seed=` / `variant=` wins over the arguments
+    minutes, seed, variant = cfg.train.max_minutes, cfg.train.seed, cfg.variant
+    if minutes <= 0:
+        raise InputError(f"train.max_minutes={minutes:g}: the demo trains for a wall-time budget; set it above 0")
+    hours = corpus_hours(minutes) if hours is None else hours
+    run_dir = out / f"pretrain_{variant}"
+    out.mkdir(parents=True, exist_ok=True)
     with watch("total"):
-        summary, checkpoint, results = _run_stages(out, corpus, run_dir, watch, cfg, minutes=minutes, hours=hours,
-                                                   seed=seed, variant=variant, kmeans_k=kmeans_k, workers=workers,
-                                                   progress=progress)
+        summary, checkpoint, results = _run_stages(out, corpus, run_dir, watch, cfg, hours=hours, kmeans_k=kmeans_k,
+                                                   workers=workers, progress=progress)
         budget = budget_stage(out, corpus, run_dir, watch)
         slm = _slm_stages(out, corpus, checkpoint, results, watch, minutes=slm_minutes, pairs=slm_pairs, seed=seed,
                           workers=workers, progress=progress)
@@ -141,9 +147,10 @@ def run_demo(
     return {"demo": demo_info, "results": results, "slm": slm}
 
 
-def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *, minutes: float, hours: float,
-                seed: int, variant: str, kmeans_k: int, workers: int, progress: bool):
+def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *, hours: float, kmeans_k: int,
+                workers: int, progress: bool):
     """Corpus, pretraining (``cfg``: :func:`demo_config`), sweep: ``(training summary, checkpoint, sweep results)``."""
+    minutes, seed, variant = cfg.train.max_minutes, cfg.train.seed, cfg.variant
     from spidrkit.checkpoints.run import latest_checkpoint
     from spidrkit.data.synth import synthesize_corpus
     from spidrkit.evaluation.perplexity import perplexity_note
