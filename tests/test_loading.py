@@ -385,3 +385,19 @@ def test_spidrkit_file_of_an_ablation_keeps_its_switches(tmp_path):
     stale = re.escape(f"{path}: stored config: variant 'spidr' contradicts its switches")
     with pytest.warns(UserWarning, match=stale):
         assert load(path).info.config == cfg
+
+
+
+def test_random_weights_are_one_fixed_draw_and_leave_the_callers_rng_alone():
+    """``random:tiny`` is the model drawn after ``torch.manual_seed(0)``, in every call (so every command that
+    names it gets the same weights), drawn without moving the caller's generator."""
+    from spidrkit.checkpoints import load
+
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first, second = load("random:tiny").model.state_dict(), load("random:tiny").model.state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(0)
+    drawn = SpidR(load_config("tiny").model).state_dict()
+    assert first.keys() == second.keys() == drawn.keys()
+    assert all(torch.equal(first[k], second[k]) and torch.equal(first[k], drawn[k]) for k in first)

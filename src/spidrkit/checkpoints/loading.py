@@ -9,7 +9,8 @@ What is understood (``docs/formats.md``):
 - a training run folder (its latest checkpoint);
 - a published model by name (``spidr_base``, ``dinosr_base_reproduced``, ``dinosr_base_original``),
   downloaded once into a cache and verified (:mod:`~spidrkit.checkpoints.named`);
-- random weights only when asked for by name: ``random:base``, ``random:tiny`` or ``random:CONFIG.toml``
+- random weights only when asked for by name: ``random:base``, ``random:tiny`` or ``random:CONFIG.toml``, one fixed
+  draw (:data:`RANDOM_WEIGHTS_SEED`), so every command and process gets the same model
   (:data:`RANDOM_PREFIX`). A bare preset name is an error: it used to give random weights silently.
 - other encoders (:mod:`spidrkit.encoders`, returned as an :class:`~spidrkit.encoders.HFEncoder`): a Hugging
   Face model directory (``config.json`` with ``model_type`` hubert / wav2vec2 / wavlm / data2vec-audio, and
@@ -63,6 +64,7 @@ from spidrkit.io import file_sha256
 from spidrkit.models.spidr import SpidR
 
 RANDOM_PREFIX = "random:"
+RANDOM_WEIGHTS_SEED = 0  # random:PRESET is one fixed draw
 
 
 def _as_config(config: Config | str | os.PathLike | None) -> Config | None:
@@ -167,7 +169,9 @@ def _random_model(spec: str, variant: str | None) -> tuple[SpidR, CheckpointInfo
         cfg = load_config(source, variant=variant)
     except ConfigError as e:
         raise CheckpointError(f"{spec!r}: {e}") from e
-    model = SpidR(cfg.model).eval()
+    with torch.random.fork_rng(devices=[]):  # the same weights in every command and process, the caller's RNG
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)  # untouched: `kmeans fit-corpus` and `lm units` agree on random:tiny
+        model = SpidR(cfg.model).eval()
     return model, CheckpointInfo("preset", cfg.variant, source, None, None, cfg)
 
 

@@ -2,6 +2,7 @@
 
     spidrkit kmeans fit FEATURES_DIR -k 256 [--max-frames N] [--seed S] [--backend faiss|sklearn] -o C.npy
     spidrkit kmeans apply FEATURES_DIR --centroids C.npy -o UNITS.txt [--dedup] [--format txt|jsonl]
+    spidrkit kmeans fit-corpus CORPUS [--split train] --encoder MODEL|mfcc [--layer N] -k 256 [--max-files N] -o C
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 
 from spidrkit.cli import UserError
+from spidrkit.cli.model_args import add_model_options
 from spidrkit.extraction.features_io import FeatureError
 from spidrkit.extraction.kmeans import (
     BACKENDS,
@@ -58,6 +60,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     apply.add_argument("--format", choices=UNIT_FORMATS, default=None, help="default: from the suffix")
     apply.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    corpus = sub.add_parser(
+        "fit-corpus", help="fit centroids on a corpus split's layer features or MFCC (the sLM units' k-means)",
+        description="Fit k centroids on the features of one layer of an encoder (or on the 39-d MFCC, the sLM "
+        "floor) of the audio of CORPUS/SPLIT.csv, without writing the features; the sidecar names the layer, so "
+        "`--units kmeans:C` of `spidrkit lm units` and `evaluate slm` finds it.")
+    corpus.add_argument("corpus", metavar="CORPUS", help="a folder with SPLIT.csv (a manifest)")
+    corpus.add_argument("--split", default="train", help="the split (default: train)")
+    corpus.add_argument("--encoder", required=True, metavar="MODEL",
+                        help="a checkpoint or published model, 'mfcc', or random:PRESET (RANDOM weights, for tests)")
+    corpus.add_argument("--layer", type=int, default=None, metavar="N", help="the layer (1-based; not with mfcc)")
+    corpus.add_argument("-k", "--k", type=int, default=256, help="number of centroids (default: 256)")
+    corpus.add_argument("--max-files", type=int, default=None, metavar="N",
+                        help="fit on N utterances, evenly spaced (default: all)")
+    corpus.add_argument("--seed", type=int, default=0, help="seed of the sampling and the k-means++ init")
+    corpus.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    corpus.add_argument("-o", "--output", required=True, metavar="CENTROIDS", help="centroids file (.npy added)")
+    corpus.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_options(corpus)
+
 
 def _fit(args: argparse.Namespace) -> int:
     model = fit_kmeans(
@@ -87,8 +108,38 @@ def _apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_corpus(args: argparse.Namespace) -> int:
+    from spidrkit.evaluation.slm_units import MFCC, MfccEncoder, corpus_entries, files_bar, fit_corpus_kmeans
+
+    if args.encoder == MFCC:
+        if args.layer is not None or args.variant is not None or args.normalization != "auto":
+            raise UserError("--encoder mfcc has no layers and no model options: leave out --layer / --variant / "
+                            "--normalization")
+        encoder, model_id, layer = MfccEncoder(), MFCC, 0
+    else:
+        from spidrkit.checkpoints import load
+
+        if args.layer is None:
+            raise UserError(f"--encoder {args.encoder}: give the layer to cluster, --layer N")
+        loaded = load(args.encoder, device=args.device, variant=args.variant, normalization=args.normalization)
+        encoder, model_id, layer = loaded.model, loaded.info.model_id, args.layer
+        if not 1 <= layer <= encoder.num_layers:
+            raise UserError(f"--layer {layer}: the encoder has layers 1..{encoder.num_layers}")
+    if args.max_files is not None and args.max_files < 1:
+        raise UserError(f"--max-files {args.max_files}: give a number of utterances >= 1")
+    total = len(corpus_entries(args.corpus, args.split, args.max_files))
+    with files_bar(total, "features", enabled=not args.quiet) as bar:
+        path = fit_corpus_kmeans(args.output, args.corpus, args.split, encoder, layer, args.k, seed=args.seed,
+                                 max_files=args.max_files, model=model_id, progress=bar)
+    model = KMeansModel.load(path)
+    where = "MFCC" if layer == 0 else f"layer {layer}"
+    print(f"k={model.k} dim={model.dim} on {where} of {total} files -> {path}", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    actions = {"fit": _fit, "apply": _apply, "fit-corpus": _fit_corpus}
     try:
-        return _fit(args) if args.action == "fit" else _apply(args)
+        return actions[args.action](args)
     except (FeatureError, KMeansError, UnitsError) as e:
         raise UserError(str(e)) from e

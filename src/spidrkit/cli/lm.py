@@ -1,11 +1,16 @@
 """``spidrkit lm``: unit language models.
 
+    spidrkit lm units CORPUS [--split train] --units phones|codebook:L|kmeans:FILE [--encoder MODEL|mfcc]
+                      [--layer N] [--shuffle SEED] [--max-files N] -o UNITS.txt
     spidrkit lm train UNITS... [--config opt125m|tiny|FILE.toml] [--set section.key=value ...] --run-dir DIR
                       [--valid UNITS ...] [--force] [--no-progress]
     torchrun --nproc-per-node 8 $(which spidrkit) lm train UNITS --config opt125m --run-dir DIR
 
-UNITS: unit files as `spidrkit extract` writes them (units.txt, units.jsonl) or fairseq .km files.
-Run the same command again to resume. Exit status: 0 when done; 2 for an error in the config or the
+UNITS: unit files as `spidrkit extract` or `spidrkit lm units` write them (units.txt, units.jsonl) or
+fairseq .km files. `lm units` gives a corpus split's units from any source the sLM scorer reads: gold
+phones (the topline), MFCC k-means (the floor: centroids from `spidrkit kmeans fit-corpus`), an encoder's
+codebook or k-means units, or any of them shuffled within each utterance (the control).
+Run `lm train` again to resume. Exit status: 0 when done; 2 for an error in the config or the
 units; 3 when the training loss became NaN or infinite; 74 for an I/O error; 75 when another live
 process holds RUN_DIR/run.lock (--force breaks it); 130 / 143 after Ctrl-C / SIGTERM, once the
 checkpoint of the last completed step is written.
@@ -16,8 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
+from spidrkit.cli.model_args import add_model_options
 from spidrkit.errors import EXIT_DIVERGED
+from spidrkit.io import read_sidecar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,9 +43,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="validation units files (default: a seeded lm.valid_fraction of the utterances)")
     p.add_argument("--force", action="store_true", help="break the run folder's lock (RUN_DIR/run.lock)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_units_parser(sub)
+
+
+def add_units_parser(sub: Any) -> None:
+    """``lm units``: a corpus split's units for ``lm train``
+    (:func:`spidrkit.evaluation.slm_units.write_corpus_units`)."""
+    p = sub.add_parser(
+        "units", help="a corpus split's units for `lm train`: gold phones, MFCC or encoder k-means, codebook",
+        description="Write the units of CORPUS/SPLIT.csv's audio (or CORPUS/SPLIT_phones.txt's gold phones) as a "
+        "units file with a sidecar giving k and the source, as `spidrkit evaluate slm` reads the same source. Train a "
+        "phone LM with --set lm.dedup=false (phones as they are; encoder units are de-duplicated by the LM).")
+    p.add_argument("corpus", metavar="CORPUS", help="a folder with SPLIT.csv (a manifest; `spidrkit data synth`, "
+                   "`data synth-slm`'s lm_train/) and, for phones, SPLIT_phones.txt")
+    p.add_argument("--split", default="train", help="the split (default: train)")
+    p.add_argument("--units", required=True, metavar="phones|codebook:L|kmeans:FILE",
+                   help="gold phones (topline; silences dropped, 39 ARPAbet phones), codebook predictions of layer "
+                   "L, or k-means centroids (their sidecar names the layer)")
+    p.add_argument("--encoder", default=None, metavar="MODEL",
+                   help="a checkpoint or published model, 'mfcc' (with kmeans:FILE), or random:PRESET (RANDOM "
+                   "weights, for tests); not needed with --units phones")
+    p.add_argument("--layer", type=int, default=None, metavar="N",
+                   help="layer of kmeans:FILE when its sidecar does not say it")
+    p.add_argument("--shuffle", type=int, default=None, metavar="SEED",
+                   help="the shuffled-units control: each utterance's units permuted, seeded (encoder units "
+                   "de-duplicated first)")
+    p.add_argument("--max-files", type=int, default=None, metavar="N", help="at most N utterances, evenly spaced")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("-o", "--output", required=True, metavar="UNITS", help="units file (.txt or .jsonl)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_options(p)
+
+
+def _units(args: argparse.Namespace) -> int:
+    from spidrkit.cli import UserError
+    from spidrkit.evaluation.slm_units import (
+        corpus_entries,
+        files_bar,
+        load_encoder,
+        parse_units,
+        write_corpus_units,
+    )
+
+    if args.max_files is not None and args.max_files < 1:
+        raise UserError(f"--max-files {args.max_files}: give a number of utterances >= 1")
+    spec = parse_units(args.units, args.layer, args.encoder)
+    encoder, model_id = load_encoder(args.encoder, spec, args.device, variant=args.variant,
+                                     normalization=args.normalization)
+    total = 0 if spec.kind == "phones" else len(corpus_entries(args.corpus, args.split, args.max_files))
+    with files_bar(total, "units", enabled=total > 0 and not args.quiet) as bar:
+        path = write_corpus_units(args.output, args.corpus, args.split, spec, encoder, shuffle_seed=args.shuffle,
+                                  model=model_id, progress=bar, max_files=args.max_files)
+    info = read_sidecar(path)
+    print(f"{spec.describe()}{' shuffled' if args.shuffle is not None else ''}, k={info.get('k')} -> {path}",
+          file=sys.stderr)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "units":
+        return _units(args)
     from spidrkit.lm.trainer import LMDiverged, train
 
     try:

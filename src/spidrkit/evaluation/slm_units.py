@@ -21,9 +21,10 @@ de-duplicated first, phones as they are).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,14 @@ def parse_units(text: str, layer: int | None = None, encoder: str | None = None)
         from spidrkit.extraction.kmeans import KMeansModel
 
         km = KMeansModel.load(rest)
-        if encoder == MFCC:
-            return UnitSpec("kmeans", 0, km, km.k, rest)
         fitted = km.info.get("layer")
+        if encoder == MFCC:
+            if fitted is not None:
+                raise SlmUnitsError(f"{rest}: the centroids were fitted on layer {fitted} of "
+                                    f"{km.info.get('model') or 'an encoder'}, not on MFCC: pass that --encoder")
+            return UnitSpec("kmeans", 0, km, km.k, rest)
+        if km.info.get("model") == MFCC:
+            raise SlmUnitsError(f"{rest}: the centroids were fitted on MFCC: pass --encoder mfcc")
         if layer is None and fitted is None:
             raise SlmUnitsError(f"{rest}: the centroids' sidecar names no layer; pass --layer N")
         if layer is not None and fitted is not None and int(fitted) != layer:
@@ -229,6 +235,23 @@ def spread(entries: Sequence[Any], max_files: int | None) -> list[Any]:
     return [entries[i * len(entries) // max_files] for i in range(max_files)]
 
 
+def corpus_entries(corpus: str | os.PathLike, split: str, max_files: int | None = None) -> list[Any]:
+    """The manifest entries of ``corpus/SPLIT.csv``, at most ``max_files`` of them (:func:`spread`)."""
+    from spidrkit.data.manifest import read_manifest
+
+    return spread(read_manifest(Path(corpus) / f"{split}.csv"), max_files)
+
+
+@contextlib.contextmanager
+def files_bar(total: int, desc: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A progress bar over ``total`` files, as the ``progress`` callable (files done so far) of
+    :func:`corpus_units`, :func:`write_corpus_units` and :func:`fit_corpus_kmeans`."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, unit="file", disable=not enabled) as bar:
+        yield lambda done: bar.update(done - bar.n)
+
+
 def corpus_units(corpus: str | os.PathLike, split: str, spec: UnitSpec, encoder: Any = None,
                  progress: Callable[[int], None] | None = None, max_files: int | None = None) -> dict[str, list[int]]:
     """``{utt: units}`` of a corpus split: ``corpus/SPLIT_phones.txt`` for ``phones``, else the units of the
@@ -237,9 +260,7 @@ def corpus_units(corpus: str | os.PathLike, split: str, spec: UnitSpec, encoder:
     if spec.kind == "phones":
         table = read_phone_units(split_phones_file(corpus, split))
         return {u: table[u] for u in spread(list(table), max_files)}
-    from spidrkit.data.manifest import read_manifest
-
-    entries = spread(read_manifest(corpus / f"{split}.csv"), max_files)
+    entries = corpus_entries(corpus, split, max_files)
     units = extract_units(encoder, spec, [Path(e.path) for e in entries], [e.fileid for e in entries], progress)
     return {e.fileid: u for e, u in zip(entries, units)}
 
@@ -276,16 +297,17 @@ def write_corpus_units(out: str | os.PathLike, corpus: str | os.PathLike, split:
 
 
 def fit_corpus_kmeans(out: str | os.PathLike, corpus: str | os.PathLike, split: str, encoder: Any, layer: int,
-                      k: int, *, seed: int = 0, max_files: int | None = None, model: str = "") -> Path:
+                      k: int, *, seed: int = 0, max_files: int | None = None, model: str = "",
+                      progress: Callable[[int], None] | None = None) -> Path:
     """Fit ``k`` centroids (:func:`spidrkit.extraction.kmeans.fit_kmeans`) on the features of layer ``layer``
     (or on MFCC with :class:`MfccEncoder`, layer 0) of ``max_files`` wavs (:func:`spread`) of ``corpus/SPLIT.csv``;
-    saved to ``out`` with a sidecar naming the layer, so ``kmeans:OUT`` finds it."""
+    saved to ``out`` with a sidecar naming the layer, so ``kmeans:OUT`` finds it. ``progress`` gets the number of
+    files read so far."""
     from spidrkit.data.audio import load_audio
-    from spidrkit.data.manifest import read_manifest
     from spidrkit.extraction.compute import compute
     from spidrkit.extraction.kmeans import fit_kmeans
 
-    entries = spread(read_manifest(Path(corpus) / f"{split}.csv"), max_files)
+    entries = corpus_entries(corpus, split, max_files)
     feats = {}
     for start in range(0, len(entries), FILES_PER_CHUNK):
         chunk = entries[start : start + FILES_PER_CHUNK]
@@ -295,6 +317,8 @@ def fit_corpus_kmeans(out: str | os.PathLike, corpus: str | os.PathLike, split: 
         else:
             res = compute(encoder, wavs, [layer], names=[e.fileid for e in chunk])
             feats.update({e.fileid: r[layer] for e, r in zip(chunk, res)})
+        if progress is not None:
+            progress(len(feats))
     info = {"model": model or getattr(encoder, "name", ""), "fit_files": len(entries)}
     if not isinstance(encoder, MfccEncoder):
         info["layer"] = layer
