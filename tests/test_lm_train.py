@@ -153,6 +153,13 @@ def test_km_files_and_batches(tmp_path):
     pack = Batcher(seqs, 1, 8, "pack", seed=0)
     assert pack.per_epoch == 2 and pack[0]["attention_mask"].all()
     assert torch.equal(pad[5]["input_ids"], Batcher(seqs, 2, 8, "pad", seed=0)[5]["input_ids"])
+    # an epoch: rows of 4, 3, 8 and 2 tokens (the third utterance cut into windows of 8 and 2), 2 batches of 2 rows
+    assert pad.per_epoch == 2
+    assert [pad.predicted_tokens(0) + pad.predicted_tokens(1), pad.predicted_tokens(2) + pad.predicted_tokens(3)] \
+        == [3 + 2 + 7 + 1] * 2
+    for i in range(6):
+        assert pad.predicted_tokens(i) == int((pad[i]["labels"][:, 1:] != -100).sum())
+        assert pack.predicted_tokens(i) == 7
 
 
 def test_cli_exit_codes(tmp_path, capsys):

@@ -149,9 +149,17 @@ class Batcher:
             self._epoch = (epoch, batches)
         return self._epoch[1]
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def _rows_of(self, index: int) -> list[list[int]]:
         epoch, within = divmod(index, self.per_epoch)
-        return pad_batch(self._epoch_batches(epoch)[within], self.context)
+        return self._epoch_batches(epoch)[within]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return pad_batch(self._rows_of(index), self.context)
+
+    def predicted_tokens(self, index: int) -> int:
+        """The tokens micro-batch ``index`` predicts (every token of a row but its first), without building it:
+        each rank counts those of every rank, so an update is normalised over all of them with no exchange."""
+        return sum(len(r) - 1 for r in self._rows_of(index))
 
 
 def valid_batches(sequences: list[list[int]], batch_size: int, context: int) -> list[dict[str, torch.Tensor]]:

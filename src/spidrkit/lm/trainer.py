@@ -223,9 +223,11 @@ class _Run:
 
     def _update(self) -> None:
         t = self.cfg.train
-        first = (self.step * t.grad_accum) * self.world + self.rank
-        batches = [self.batcher[first + a * self.world] for a in range(t.grad_accum)]
+        first = (self.step * t.grad_accum) * self.world  # micro-batch first + a * world + rank
+        batches = [self.batcher[first + a * self.world + self.rank] for a in range(t.grad_accum)]
         tokens = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+        # the update's mean is over the predicted tokens of every rank (DDP averages the ranks' gradients)
+        everyone = sum(self.batcher.predicted_tokens(first + i) for i in range(t.grad_accum * self.world))
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.cfg.optim, self.step, t.max_steps)
         total = torch.zeros((), device=self.device)
@@ -233,7 +235,7 @@ class _Run:
             sync = self.ddp is None or a == len(batches) - 1
             with contextlib.nullcontext() if sync else self.ddp.no_sync():
                 loss = _sum_loss(self.model, b, self.device, self.bf16)
-                (loss / tokens).backward()
+                (loss * (self.world / everyone)).backward()
             total += loss.detach()
         if self.cfg.optim.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.optim.clip_norm)
