@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_units_parser(sub: Any) -> None:
     """``lm units``: a corpus split's units for ``lm train``
     (:func:`spidrkit.evaluation.slm_units.write_corpus_units`)."""
+    from spidrkit.evaluation.slm_cli import add_unit_source
+
     p = sub.add_parser(
         "units", help="a corpus split's units for `lm train`: gold phones, MFCC or encoder k-means, codebook",
         description="Write the units of CORPUS/SPLIT.csv's audio (or CORPUS/SPLIT_phones.txt's gold phones) as a "
@@ -57,14 +59,7 @@ def add_units_parser(sub: Any) -> None:
     p.add_argument("corpus", metavar="CORPUS", help="a folder with SPLIT.csv (a manifest; `spidrkit data synth`, "
                    "`data synth-slm`'s lm_train/) and, for phones, SPLIT_phones.txt")
     p.add_argument("--split", default="train", help="the split (default: train)")
-    p.add_argument("--units", required=True, metavar="phones|codebook:L|kmeans:FILE",
-                   help="gold phones (topline; silences dropped, 39 ARPAbet phones), codebook predictions of layer "
-                   "L, or k-means centroids (their sidecar names the layer)")
-    p.add_argument("--encoder", default=None, metavar="MODEL",
-                   help="a checkpoint or published model, 'mfcc' (with kmeans:FILE), or random:PRESET (RANDOM "
-                   "weights, for tests); not needed with --units phones")
-    p.add_argument("--layer", type=int, default=None, metavar="N",
-                   help="layer of kmeans:FILE when its sidecar does not say it")
+    add_unit_source(p)
     p.add_argument("--shuffle", type=int, default=None, metavar="SEED",
                    help="the shuffled-units control: each utterance's units permuted, seeded (encoder units "
                    "de-duplicated first)")

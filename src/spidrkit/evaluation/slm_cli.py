@@ -18,6 +18,19 @@ from spidrkit.evaluation.slm_rules import DEFAULT_BOOTSTRAP
 from spidrkit.lm.scoring import DEFAULT_BATCH_TOKENS
 
 
+def add_unit_source(p: argparse.ArgumentParser) -> None:
+    """``--encoder``, ``--units`` and ``--layer``: the source of the units (:func:`~spidrkit.evaluation.slm_units.
+    parse_units`, :func:`~spidrkit.evaluation.slm_units.load_encoder`), for ``evaluate slm`` and ``lm units``."""
+    p.add_argument("--encoder", default=None, metavar="MODEL",
+                   help="the units' encoder: a checkpoint or published model, 'mfcc' (MFCC features, with "
+                   "kmeans:FILE), or random:PRESET (RANDOM weights, for tests); not needed with --units phones")
+    p.add_argument("--units", required=True, metavar="phones|codebook:L|kmeans:FILE",
+                   help="gold phones of SPLIT_phones.txt (topline; silences dropped, 39 ARPAbet phones), codebook "
+                   "predictions of layer L, or k-means centroids (their sidecar names the layer)")
+    p.add_argument("--layer", type=int, default=None, metavar="N",
+                   help="layer of kmeans:FILE when its sidecar does not say it")
+
+
 def add_slm_parser(sub: Any) -> Any:
     """The ``slm`` and ``slm-compare`` parsers; returns ``slm``'s (the CLI adds the model options to it)."""
     p = sub.add_parser(
@@ -27,14 +40,7 @@ def add_slm_parser(sub: Any) -> Any:
         "writes OUT/report.json, OUT/report.md and the submission OUT/submission/<task>/<split>.txt + meta.yaml.")
     p.add_argument("benchmark", metavar="BENCHMARK",
                    help="folder with lexical/, syntactic/, storycloze/ ({dev,test}/*.wav + gold.csv) or sSC/, tSC/")
-    p.add_argument("--encoder", default=None, metavar="MODEL",
-                   help="the units' encoder: a checkpoint or published model, 'mfcc' (MFCC features, with "
-                   "kmeans:FILE), or random:PRESET (RANDOM weights, for tests); not needed with --units phones")
-    p.add_argument("--units", required=True, metavar="phones|codebook:L|kmeans:FILE",
-                   help="gold phones of SPLIT_phones.txt (topline; silences dropped, 39 ARPAbet phones), codebook "
-                   "predictions of layer L, or k-means centroids (their sidecar names the layer)")
-    p.add_argument("--layer", type=int, default=None, metavar="N",
-                   help="layer of kmeans:FILE when its sidecar does not say it")
+    add_unit_source(p)
     p.add_argument("--lm", required=True, metavar="RUN", help="unit LM run folder (spidrkit lm train)")
     p.add_argument("--unnormalized", action="store_true",
                    help="sum of the token log-probabilities (default: divided by the number of predicted tokens)")
