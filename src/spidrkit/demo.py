@@ -150,12 +150,13 @@ def run_demo(
 def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *, hours: float, kmeans_k: int,
                 workers: int, progress: bool):
     """Corpus, pretraining (``cfg``: :func:`demo_config`), sweep: ``(training summary, checkpoint, sweep results)``."""
-    minutes, seed, variant = cfg.train.max_minutes, cfg.train.seed, cfg.variant
     from spidrkit.checkpoints.run import latest_checkpoint
     from spidrkit.data.synth import synthesize_corpus
     from spidrkit.evaluation.perplexity import perplexity_note
     from spidrkit.evaluation.sweep import sweep
     from spidrkit.training.loop import pretrain
+
+    minutes, seed, variant = cfg.train.max_minutes, cfg.train.seed, cfg.variant
 
     with _stage(f"1/6 corpus: {hours} h of speech from {', '.join(VOICES)} ({HELDOUT} held out)", watch):
         synthesize_corpus(corpus, voices=VOICES, hours=hours, seed=seed, heldout_voice=HELDOUT,

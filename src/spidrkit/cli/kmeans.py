@@ -111,6 +111,8 @@ def _apply(args: argparse.Namespace) -> int:
 def _fit_corpus(args: argparse.Namespace) -> int:
     from spidrkit.evaluation.slm_units import MFCC, MfccEncoder, corpus_entries, files_bar, fit_corpus_kmeans
 
+    if args.max_files is not None and args.max_files < 1:
+        raise UserError(f"--max-files {args.max_files}: give a number of utterances >= 1")
     if args.encoder == MFCC:
         if args.layer is not None or args.variant is not None or args.normalization != "auto":
             raise UserError("--encoder mfcc has no layers and no model options: leave out --layer / --variant / "
@@ -125,8 +127,6 @@ def _fit_corpus(args: argparse.Namespace) -> int:
         encoder, model_id, layer = loaded.model, loaded.info.model_id, args.layer
         if not 1 <= layer <= encoder.num_layers:
             raise UserError(f"--layer {layer}: the encoder has layers 1..{encoder.num_layers}")
-    if args.max_files is not None and args.max_files < 1:
-        raise UserError(f"--max-files {args.max_files}: give a number of utterances >= 1")
     total = len(corpus_entries(args.corpus, args.split, args.max_files))
     with files_bar(total, "features", enabled=not args.quiet) as bar:
         path = fit_corpus_kmeans(args.output, args.corpus, args.split, encoder, layer, args.k, seed=args.seed,
