@@ -115,7 +115,7 @@ def run_slm(args: argparse.Namespace) -> int:
     for key, groups in report["results"].items():
         for name, cell in groups.items():
             low, high = cell["ci95"]
-            print(f"{key:24s} {name:28s} {cell['score']:6.2f}  [{low:6.2f}, {high:6.2f}]  {cell['pairs']} pairs")
+            print(f"{key:24s} {name:28s} {cell['score']:6.2f}  [{low:6.2f}, {high:6.2f}]  {cell['pairs']} pair ids")
     if not report["results"]:
         print("no split with a gold.csv: submission files only")
     print(f"-> {report['outputs']['report_md']}, {report['outputs']['meta_yaml']}")

@@ -61,7 +61,7 @@ def markdown(report: Mapping[str, Any]) -> str:
              "then over pairs).", ""]
     for key, groups in report["results"].items():
         task = key.split("/", 1)[0]
-        lines += [f"## {TASK_NAMES.get(task, task)} ({key})", "", "| group | score | 95 % CI | pairs |",
+        lines += [f"## {TASK_NAMES.get(task, task)} ({key})", "", "| group | score | 95 % CI | pair ids |",
                   "|---|---:|---:|---:|"]
         for name, cell in groups.items():
             low, high = cell["ci95"]
