@@ -292,7 +292,8 @@ def main() -> int:
         print(f"topline sWUGGY: {100 * ceiling['oov_share']:.0f} % of the pairs are OOV, scored "
               f"{ceiling['oov_score']:.1f} % (in-vocab {ceiling['in_vocab_score']:.1f} %); a perfect in-vocab score "
               f"would give {ceiling['all_if_in_vocab_perfect']:.1f} % on all")
-    print(f"LM tokens/s (median over runs, {args.threads} thread(s)): {summary['lm_tokens_per_s_median']}")
+    print(f"LM tokens/s (median over runs, {lms.get('threads', args.threads)} thread(s) each): "
+          f"{summary['lm_tokens_per_s_median'] or 0:.0f}")
     if timing:
         print(f"scoring {timing['utterances']} utterances (encoder included): {timing['total_s']:.1f} s "
               f"({timing['per_1000_s']:.1f} s per 1000)")
