@@ -20,9 +20,12 @@ Stages (each writes ``OUT/stages/NAME.json`` when done and is skipped when rerun
    read on the mean over seeds), the phone LMs without de-duplication; tokens/s from each run's metrics;
 4. ``score``: every LM on the benchmark through one scorer, the comparison report (``OUT/compare``) with
    the ABX/PNMI scatter when ``--sweep`` is given;
-5. ``timing``: scoring ``--score-utts`` utterances (benchmark wavs), SpidR k-means units + LM, in seconds
+5. ``quality``: the paper's view on the benchmark's own units -- PNMI and ABX (within / across speaker, one-hot
+   units) of each encoder source's units of the LM corpus's dev split (the units the LMs read), against its mean
+   sLM scores: a table and ``OUT/compare/units_vs_slm.png``;
+6. ``timing``: scoring ``--score-utts`` utterances (benchmark wavs), SpidR k-means units + LM, in seconds
    (skipped without the ``kmeans`` source);
-6. the targets: topline >= 90 % sWUGGY and >= 75 % sBLIMP; shuffled 50 +/- 3 % (sWUGGY); SpidR (k-means and
+7. the targets: topline >= 90 % sWUGGY and >= 75 % sBLIMP; shuffled 50 +/- 3 % (sWUGGY); SpidR (k-means and
    codebook) > MFCC on sWUGGY in every seed and on the mean -> ``OUT/targets.json`` and the printout (the
    targets of the ``--sources`` run only), and the ceiling that the OOV pairs put on the topline's sWUGGY "all"
    (:func:`topline_ceiling`).
@@ -164,6 +167,30 @@ def score_all(args, out: Path, bench: Path, rows: list[CompareRow], lms: dict) -
     return {"table": report["table"], "scatter": report["scatter"]}
 
 
+def unit_quality_points(args, bench: Path, units: dict, scores: dict) -> dict:
+    """PNMI and one-hot ABX of each encoder source's dev units (the LM corpus), beside its mean sLM scores."""
+    from spidrkit.data.alignments import read_frame_labels
+    from spidrkit.evaluation.baselines import FRAME_RATE
+    from spidrkit.evaluation.discrete import frame_units
+    from spidrkit.evaluation.slm_compare import plot_scatter
+    from spidrkit.evaluation.unit_metrics import unit_row
+
+    corpus = bench / "lm_train"
+    labels = read_frame_labels(corpus / "dev_frames.txt")
+    points = []
+    for source in (s for s in args.sources if s != "phones"):
+        row, _ = unit_row(frame_units(units["files"][f"{source}_dev"]), labels, corpus / "dev.item",
+                          frame_rate=FRAME_RATE)
+        label = LABELS[source]
+        points.append({"label": label, **{k: row[k] for k in ("abx_within", "abx_across", "pnmi", "phone_purity")},
+                       **{m: c["score"] for m, c in scores["table"][label].items()}})
+    plot = None
+    if points:
+        plot = str(plot_scatter(points, Path(args.out) / "compare" / "units_vs_slm.png",
+                                "Units of the LM corpus (dev) vs sLM scores").path)
+    return {"points": points, "plot": plot}
+
+
 def time_scoring(args, bench: Path, units: dict, lms: dict) -> dict:
     from spidrkit.checkpoints import load
     from spidrkit.evaluation.slm_bench import read_benchmark
@@ -275,17 +302,25 @@ def main() -> int:
     lms = stage(out, "lm", train_lms, args, out, units)
     rows = rows_of(args, units, lms)
     scores = stage(out, "score", score_all, args, out, Path(built["bench"]), rows, lms)
+    quality = stage(out, "quality", unit_quality_points, args, Path(built["bench"]), units, scores)
     timing = stage(out, "timing", time_scoring, args, Path(built["bench"]), units, lms) if "kmeans" in args.sources \
         else None
     targets = check_targets(scores["table"], args)
     speeds = [r["tokens_per_s"] for r in lms["runs"].values() if r["tokens_per_s"]]
     ceiling = topline_ceiling(scores["table"])
-    summary = {"targets": targets, "topline_ceiling": ceiling,
+    summary = {"targets": targets, "topline_ceiling": ceiling, "unit_quality": quality["points"],
                "lm_tokens_per_s_median": statistics.median(speeds) if speeds else None,
                "scoring": timing, "layers": layers, "checkpoint": args.checkpoint, "args": {
                    k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     write_json_atomic(out / "targets.json", summary)
     print((out / "compare" / "report.md").read_text())
+    if quality["points"]:
+        print("units of the LM corpus (dev) | PNMI | ABX within | ABX across | sWUGGY all | sBLIMP")
+        for p in quality["points"]:
+            cells = [f"{p[k]:.3f}" if k == "pnmi" else f"{p[k]:.2f}" if p.get(k) is not None else "–"
+                     for k in ("pnmi", "abx_within", "abx_across", "swuggy_all", "sblimp")]
+            print(f"{p['label']:28s} | " + " | ".join(cells))
+        print(f"-> {quality['plot']}")
     for name, c in targets.items():
         print(f"{'PASS' if c['ok'] else 'MISS'} {name}: {c['value']}")
     if ceiling:

@@ -384,3 +384,42 @@ def test_benchmark_sources_phones_makes_the_phone_and_shuffled_units_without_an_
     assert all(sorted(phones[u].frames()) == sorted(shuffled[u].frames()) for u in phones)  # the same bags
     assert any(list(phones[u].frames()) != list(shuffled[u].frames()) for u in phones)  # in another order
     assert not list(tmp_path.glob("units/*.npy"))
+
+
+@needs_flite
+def test_benchmark_unit_quality_reads_each_sources_dev_units_against_the_lm_corpus_phones(built, tmp_path):
+    """The quality stage scores the units the LMs read (the LM corpus's dev split) against its frame labels:
+    units that are the phones themselves (every other 100 Hz label: 50 Hz) get the PNMI of their pairs with the
+    100 Hz labels computed by hand (each unit frame with its two label frames), units that ignore the phones (one
+    value per utterance) a PNMI of 0; each point carries its label's scores. (This small LM corpus has too few
+    ABX cells for a score: ABX is None, as the unit metrics report it.)"""
+    import math
+    from argparse import Namespace
+    from collections import Counter
+
+    from spidrkit.data.alignments import read_frame_labels
+    from spidrkit.extraction.units import write_units
+
+    bench = _slm_benchmark()
+    labels = read_frame_labels(built / "lm_train" / "dev_frames.txt")
+    ids = {p: i for i, p in enumerate(sorted({p for seq in labels.values() for p in seq}))}
+    files = {"mfcc_dev": write_units(tmp_path / "phones.txt", {u: [ids[p] for p in seq[::2]]
+                                                               for u, seq in labels.items()}, k=len(ids)),
+             "kmeans_dev": write_units(tmp_path / "flat.txt", {u: [i % 2] * (len(seq) // 2)
+                                                              for i, (u, seq) in enumerate(labels.items())}, k=2)}
+    table = {label: {"swuggy_all": {"score": s}, "sblimp": {"score": s + 1}}
+             for label, s in (("MFCC k-means", 60.0), ("SpidR k-means", 40.0))}
+    args = Namespace(sources=["phones", "mfcc", "kmeans"], out=str(tmp_path / "out"))
+    quality = bench.unit_quality_points(args, built, {"files": files}, {"table": table})
+    phones, flat = quality["points"]  # the phone source has no encoder units: no point
+    assert (phones["label"], flat["label"]) == ("MFCC k-means", "SpidR k-means")
+    pairs = [(seq[2 * (t // 2)], seq[t]) for seq in labels.values() for t in range(len(seq))]
+
+    def entropy(counts: Counter) -> float:
+        return -sum(c / len(pairs) * math.log2(c / len(pairs)) for c in counts.values())
+
+    h_phone, h_unit = entropy(Counter(p for _, p in pairs)), entropy(Counter(u for u, _ in pairs))
+    assert phones["pnmi"] == pytest.approx((h_phone + h_unit - entropy(Counter(pairs))) / h_phone, abs=1e-9)
+    assert 0.8 < phones["pnmi"] < 1 and flat["pnmi"] == pytest.approx(0.0, abs=1e-9)
+    assert (phones["swuggy_all"], phones["sblimp"], flat["swuggy_all"]) == (60.0, 61.0, 40.0)
+    assert Path(quality["plot"]).is_file()
