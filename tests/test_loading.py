@@ -387,7 +387,6 @@ def test_spidrkit_file_of_an_ablation_keeps_its_switches(tmp_path):
         assert load(path).info.config == cfg
 
 
-
 def test_random_weights_are_one_fixed_draw_and_leave_the_callers_rng_alone():
     """``random:tiny`` is the model drawn after ``torch.manual_seed(0)``, in every call (so every command that
     names it gets the same weights), drawn without moving the caller's generator."""
