@@ -224,8 +224,9 @@ class _Run:
     def _update(self) -> None:
         t = self.cfg.train
         first = (self.step * t.grad_accum) * self.world  # micro-batch first + a * world + rank
-        batches = [self.batcher[first + a * self.world + self.rank] for a in range(t.grad_accum)]
-        tokens = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+        mine = [first + a * self.world + self.rank for a in range(t.grad_accum)]
+        batches = [self.batcher[i] for i in mine]
+        tokens = sum(self.batcher.predicted_tokens(i) for i in mine)
         # the update's mean is over the predicted tokens of every rank (DDP averages the ranks' gradients)
         everyone = sum(self.batcher.predicted_tokens(first + i) for i in range(t.grad_accum * self.world))
         for group in self.optimizer.param_groups:
