@@ -109,25 +109,18 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _fit_corpus(args: argparse.Namespace) -> int:
-    from spidrkit.evaluation.slm_units import MFCC, MfccEncoder, corpus_entries, files_bar, fit_corpus_kmeans
+    from spidrkit.evaluation.slm_units import MFCC, UnitSpec, corpus_entries, files_bar, fit_corpus_kmeans, load_encoder
 
-    if args.max_files is not None and args.max_files < 1:
-        raise UserError(f"--max-files {args.max_files}: give a number of utterances >= 1")
-    if args.encoder == MFCC:
-        if args.layer is not None or args.variant is not None or args.normalization != "auto":
-            raise UserError("--encoder mfcc has no layers and no model options: leave out --layer / --variant / "
-                            "--normalization")
-        encoder, model_id, layer = MfccEncoder(), MFCC, 0
-    else:
-        from spidrkit.checkpoints import load
-
-        if args.layer is None:
-            raise UserError(f"--encoder {args.encoder}: give the layer to cluster, --layer N")
-        loaded = load(args.encoder, device=args.device, variant=args.variant, normalization=args.normalization)
-        encoder, model_id, layer = loaded.model, loaded.info.model_id, args.layer
-        if not 1 <= layer <= encoder.num_layers:
-            raise UserError(f"--layer {layer}: the encoder has layers 1..{encoder.num_layers}")
-    total = len(corpus_entries(args.corpus, args.split, args.max_files))
+    if args.encoder == MFCC and args.layer is not None:
+        raise UserError("--encoder mfcc has no layers: leave out --layer")
+    if args.encoder != MFCC and args.layer is None:
+        raise UserError(f"--encoder {args.encoder}: give the layer to cluster, --layer N")
+    total = len(corpus_entries(args.corpus, args.split, args.max_files))  # before any model is loaded
+    layer = args.layer or 0  # 0: the MFCC
+    encoder, model_id = load_encoder(args.encoder, UnitSpec("kmeans", layer), args.device, variant=args.variant,
+                                     normalization=args.normalization)
+    if args.encoder != MFCC and not 1 <= layer <= encoder.num_layers:
+        raise UserError(f"--layer {layer}: the encoder has layers 1..{encoder.num_layers}")
     with files_bar(total, "features", enabled=not args.quiet) as bar:
         path = fit_corpus_kmeans(args.output, args.corpus, args.split, encoder, layer, args.k, seed=args.seed,
                                  max_files=args.max_files, model=model_id, progress=bar)

@@ -71,7 +71,6 @@ def add_units_parser(sub: Any) -> None:
 
 
 def _units(args: argparse.Namespace) -> int:
-    from spidrkit.cli import UserError
     from spidrkit.evaluation.slm_units import (
         corpus_entries,
         files_bar,
@@ -80,12 +79,11 @@ def _units(args: argparse.Namespace) -> int:
         write_corpus_units,
     )
 
-    if args.max_files is not None and args.max_files < 1:
-        raise UserError(f"--max-files {args.max_files}: give a number of utterances >= 1")
     spec = parse_units(args.units, args.layer, args.encoder)
+    # the manifest (and --max-files) before any model is loaded; gold phones need neither
+    total = 0 if spec.kind == "phones" else len(corpus_entries(args.corpus, args.split, args.max_files))
     encoder, model_id = load_encoder(args.encoder, spec, args.device, variant=args.variant,
                                      normalization=args.normalization)
-    total = 0 if spec.kind == "phones" else len(corpus_entries(args.corpus, args.split, args.max_files))
     with files_bar(total, "units", enabled=total > 0 and not args.quiet) as bar:
         path = write_corpus_units(args.output, args.corpus, args.split, spec, encoder, shuffle_seed=args.shuffle,
                                   model=model_id, progress=bar, max_files=args.max_files)

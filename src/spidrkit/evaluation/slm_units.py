@@ -230,6 +230,8 @@ def extract_units(encoder: Any, spec: UnitSpec, paths: Sequence[Path], names: Se
 
 def spread(entries: Sequence[Any], max_files: int | None) -> list[Any]:
     """At most ``max_files`` of ``entries``, evenly spaced (every voice of a manifest sorted by voice)."""
+    if max_files is not None and max_files < 1:
+        raise SlmUnitsError(f"--max-files {max_files}: give a number of utterances >= 1")
     if max_files is None or len(entries) <= max_files:
         return list(entries)
     return [entries[i * len(entries) // max_files] for i in range(max_files)]
