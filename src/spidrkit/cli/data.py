@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from spidrkit.cli import UserError
@@ -30,21 +31,25 @@ MAX_REPORTED = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spidrkit.data.flite import VOICES
+    from spidrkit.data.engines import VOICES
     from spidrkit.data.synth import DEFAULT_NOISE, DEFAULT_VOICES
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    p = sub.add_parser("synth", help="build the aligned multi-speaker corpus with flite",
-                       description="Build a multi-speaker English corpus with flite's own phone and word "
-                       "alignments (needs flite: sudo apt-get install flite). Re-running resumes.")
+    p = sub.add_parser("synth", help="build the aligned multi-speaker corpus (flite, festival, piper, espeak-ng)",
+                       description="Build a multi-speaker English corpus: flite's and festival's voices with "
+                       "their own phone and word alignments, piper's and espeak-ng's voices as training-only "
+                       "speech (no alignments). Re-running resumes. Example: spidrkit data synth corpus/ "
+                       "--hours 2 --heldout-voice kal16,ked")
     p.add_argument("out", type=Path, metavar="OUT", help="output folder")
-    p.add_argument("--voices", nargs="+", default=list(DEFAULT_VOICES), choices=VOICES, metavar="VOICE",
-                   help=f"flite voices (default: {' '.join(DEFAULT_VOICES)}; available: {' '.join(VOICES)})")
+    p.add_argument("--voices", nargs="+", default=["all"], choices=["all", *VOICES], metavar="VOICE",
+                   help="corpus voices, or 'all' (default): every voice whose synthesiser is installed; "
+                   f"available: {' '.join(VOICES)}; 'spidrkit data voices' lists them")
     p.add_argument("--hours", type=float, default=2.0, help="hours of speech in train + dev (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="corpus seed (default: 0)")
-    p.add_argument("--heldout-voice", default=None, choices=VOICES, metavar="VOICE",
-                   help="keep this voice out of train/dev; it reads sentences of its own into a 'heldout' split")
+    p.add_argument("--heldout-voice", default=None, type=_voice_list, metavar="VOICE[,VOICE]",
+                   help="keep these voices (with alignments: flite's, festival's) out of train/dev; they read "
+                   "sentences of their own into a 'heldout' split")
     p.add_argument("--dev-fraction", type=float, default=0.1, help="share of sentences for dev (default: 0.1)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default: 2)")
     p.add_argument("--snr", type=float, nargs=2, default=list(DEFAULT_NOISE), metavar=("LOW", "HIGH"),
@@ -126,15 +131,33 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from e
 
 
+def _voice_list(text: str) -> list[str]:
+    from spidrkit.data.engines import VOICES
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VOICES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown voice(s) {', '.join(unknown) or repr(text)}; choose from "
+                                         f"{', '.join(VOICES)}")
+    return names
+
+
 def _synth(args) -> int:
     from spidrkit.data.synth import synthesize_corpus
     from spidrkit.io import read_sidecar
 
-    out = synthesize_corpus(
-        args.out, voices=tuple(args.voices), hours=args.hours, seed=args.seed, heldout_voice=args.heldout_voice,
-        dev_fraction=args.dev_fraction, workers=args.workers, noise=None if args.no_noise else tuple(args.snr),
-        progress=not args.quiet, utterance_seconds=args.utterance_seconds,
-    )
+    voices = "all" if args.voices == ["all"] else tuple(args.voices)
+    if "all" in args.voices and len(args.voices) > 1:
+        raise UserError("--voices: give 'all' alone or a list of voices")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = synthesize_corpus(
+            args.out, voices=voices, hours=args.hours, seed=args.seed, heldout_voice=args.heldout_voice,
+            dev_fraction=args.dev_fraction, workers=args.workers, noise=None if args.no_noise else tuple(args.snr),
+            progress=not args.quiet, utterance_seconds=args.utterance_seconds,
+        )
+    for w in caught:
+        print(f"spidrkit data synth: warning: {w.message}", file=sys.stderr)
     info = read_sidecar(out)
     for split, t in info["splits"].items():
         print(f"{split}: {t['utterances']} utterances, {t['hours'] * 60:.1f} min, speakers {' '.join(t['speakers'])}")

@@ -54,17 +54,19 @@ import json
 import multiprocessing
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
 from spidrkit.config import SAMPLE_RATE
+from spidrkit.data import engines
 from spidrkit.data.alignments import write_split_annotations
-from spidrkit.data.flite import PHONES, Flite
+from spidrkit.data.flite import PHONES
 from spidrkit.data.manifest import ManifestEntry, write_manifest
 from spidrkit.data.sentences import load_sentences
 from spidrkit.data.synth_long import join_stream, parse_seconds_range, streams
-from spidrkit.data.synth_plan import DEFAULT_VOICES, UtterancePlan, plan_corpus
+from spidrkit.data.synth_plan import DEFAULT_VOICES, UtterancePlan, heldout_list, plan_corpus
 from spidrkit.data.synth_render import DEFAULT_NOISE, render_utterance
 from spidrkit.io import (
     atomic_write,
@@ -154,11 +156,13 @@ def _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences, utter
     """What fixes each utterance's identity and rendering. Not ``hours``: a plan for more hours extends
     the plan for fewer, so a corpus can be grown (or cut) in place."""
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:16]
+    heldout = heldout_list(heldout_voice)
     return {
         "synth_version": SYNTH_VERSION,
         "voices": list(voices),
         "seed": seed,
-        "heldout_voice": heldout_voice,
+        # one held-out voice is written as it always was, so corpora made before several were possible resume
+        "heldout_voice": heldout[0] if len(heldout) == 1 else (heldout or None),
         "dev_fraction": dev_fraction,
         "noise_snr_db": list(noise) if noise else None,
         "sentences_sha256": digest,
@@ -189,14 +193,38 @@ def exclusive(out_dir: Path, force: bool = False):
         yield
 
 
-def synthesize_corpus(out_dir: str | os.PathLike, voices=DEFAULT_VOICES, hours: float = 2.0, seed: int = 0,
+def resolve_voices(voices="all", heldout_voice=None) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``voices`` as a tuple: ``"all"`` is every voice of :data:`spidrkit.data.engines.VOICES` whose engine runs
+    here (duplicates are not there to begin with), plus ``{voice: why it is missing}``. A named voice whose
+    engine is missing raises :class:`~spidrkit.data.engines.EngineError` with the install command, and so
+    does a missing held-out voice."""
+    if isinstance(voices, str) and voices == "all":
+        found, absent = engines.available_voices([v for v in engines.VOICES if v not in ("kal",)])
+        for v in heldout_list(heldout_voice):
+            if v in absent:
+                raise engines.EngineError(f"held-out voice {v}: {absent[v]}")
+        if not any(engines.VOICES[v].aligned for v in found):
+            raise engines.EngineError("no synthesiser with alignments is installed: "
+                                      + "; ".join(f"{e}: {engines.INSTALL[e]}" for e in ("flite", "festival")))
+        return tuple(found), absent
+    voices = tuple(dict.fromkeys(voices))
+    for v in voices:
+        why = engines.missing(engines.voice(v).engine)
+        if why:
+            raise engines.EngineError(f"voice {v}: {why}")
+    return voices, {}
+
+
+def synthesize_corpus(out_dir: str | os.PathLike, voices="all", hours: float = 2.0, seed: int = 0,
                       heldout_voice: str | None = None, dev_fraction: float = 0.1, workers: int = 2,
                       noise: tuple[float, float] | None = DEFAULT_NOISE, sentences: list[str] | None = None,
                       progress: bool = True, utterance_seconds: tuple[float, float] | str | None = None) -> Path:
     """Build (or finish building) the aligned corpus in ``out_dir`` and return ``out_dir``.
 
-    ``voices``: flite voices (see ``spidrkit.data.flite.VOICES``); ``heldout_voice``: one of them, kept out
-    of train/dev and read into the ``heldout`` split; ``hours``: speech in train + dev; ``noise``: the SNR
+    ``voices``: corpus voices (:data:`spidrkit.data.engines.VOICES`) or ``"all"`` (default: every voice whose
+    synthesiser is installed; a missing one is a warning); ``heldout_voice``: one of them or several (a list or
+    ``"kal16,ked"``), kept out of train/dev and read into the ``heldout`` split; voices without alignments
+    read train only; ``hours``: speech in train + dev; ``noise``: the SNR
     range (dB) of the light background noise, None for none; ``workers``: processes; ``sentences``: a
     sentence list instead of the shipped one; ``utterance_seconds``: (low, high) or ``"8-20"`` joins
     consecutive sentences of one voice into utterances of that length with pauses
@@ -213,9 +241,13 @@ def synthesize_corpus(out_dir: str | os.PathLike, voices=DEFAULT_VOICES, hours: 
     if noise and (len(noise) != 2 or noise[0] > noise[1]):
         raise ValueError(f"noise must be an SNR range (low, high) in dB, got {noise}")
     utterance_seconds = parse_seconds_range(utterance_seconds)
+    voices, absent = resolve_voices(voices, heldout_voice)  # fails early, with the install command
+    for v, why in absent.items():
+        warnings.warn(f"voice {v} left out: {why}", stacklevel=2)
     plans = plan_corpus(sentences, voices, hours, seed, heldout_voice, dev_fraction)
-    for v in dict.fromkeys(p.voice for p in plans):  # fail early, with the install hint, without flite
-        Flite.instance().load_voice(v)
+    if utterance_seconds and not all(engines.VOICES[v].aligned for v in voices):
+        raise ValueError("long utterances (utterance_seconds) need voices with alignments: "
+                         + ", ".join(v for v in voices if engines.VOICES[v].aligned))
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences, utterance_seconds)
     with exclusive(out_dir):
@@ -228,7 +260,8 @@ def synthesize_corpus(out_dir: str | os.PathLike, voices=DEFAULT_VOICES, hours: 
     write_sidecar(
         out_dir,
         kind="synthetic aligned corpus",
-        synthesiser="flite (CMU), in-process",
+        synthesiser=", ".join(sorted({engines.VOICES[v].engine for v in voices})),
+        voices_missing=absent,
         settings={**settings, "hours": hours},
         sentences="user-supplied" if custom_sentences else "spidrkit/resources/sentences.txt (CC0)",
         sample_rate=SAMPLE_RATE,
@@ -319,13 +352,14 @@ def _write_aggregates(out_dir: Path, items: list[tuple[str, str]]) -> dict:
                    for r in records]
         write_manifest(entries, out_dir / f"{split}.csv")
         speakers = {r["utt"]: r["speaker"] for r in records}
+        aligned = [r for r in records if r["phones"] is not None]  # voices without alignments: audio only
         write_split_annotations(
             out_dir / split,
-            phones={r["utt"]: [tuple(x) for x in r["phones"]] for r in records},
-            speakers=speakers,
-            num_samples={r["utt"]: r["num_samples"] for r in records},
+            phones={r["utt"]: [tuple(x) for x in r["phones"]] for r in aligned},
+            speakers={r["utt"]: r["speaker"] for r in aligned},
+            num_samples={r["utt"]: r["num_samples"] for r in aligned},
             sample_rate=SAMPLE_RATE,
-            words={r["utt"]: [tuple(x) for x in r["words"]] for r in records},
+            words={r["utt"]: [tuple(x) for x in r["words"]] for r in aligned},
         )
         write_lines_atomic(out_dir / f"{split}_text.txt", (f"{r['utt']} {r['text']}" for r in records))
         seconds = sum(r["num_samples"] for r in records) / SAMPLE_RATE
@@ -334,6 +368,7 @@ def _write_aggregates(out_dir: Path, items: list[tuple[str, str]]) -> dict:
             "hours": round(seconds / 3600, 4),
             "sentences": len({s for r in records for s in r.get("sentence_ids", [r.get("sentence_id")])}),
             "speakers": sorted(set(speakers.values())),
+            "aligned_speakers": sorted({r["speaker"] for r in aligned}),
         }
     write_lines_atomic(out_dir / "phones.txt", PHONES)
     return totals

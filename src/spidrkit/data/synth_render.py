@@ -14,7 +14,8 @@ import numpy as np
 
 from spidrkit.config import SAMPLE_RATE
 from spidrkit.data.alignments import Interval
-from spidrkit.data.flite import ARPABET, SILENCE, Flite, FliteError
+from spidrkit.data import engines
+from spidrkit.data.flite import SILENCE, FliteError
 from spidrkit.data.synth_plan import UtterancePlan
 
 DEFAULT_NOISE = (30.0, 50.0)  # SNR range in dB of the light background noise
@@ -88,31 +89,20 @@ def render_part(plan: UtterancePlan, noise: tuple[float, float] | None = DEFAULT
 
     rng = np.random.default_rng(plan.seed)
     prosody = draw_prosody(rng, noise)
-    r = Flite.instance().synthesize(plan.text, plan.voice, prosody.duration_stretch, prosody.f0_shift,
-                                    seed=plan.seed)
-    try:
-        labels = [ARPABET[p] for p, _ in r.segments]
-    except KeyError as e:
-        raise FliteError(f"flite phone {e.args[0]!r} has no ARPAbet mapping ({plan.utt})") from None
-    ends = np.array([e for _, e in r.segments], dtype=np.float64)
+    r = engines.synthesize(plan.voice, plan.text, prosody.duration_stretch, prosody.f0_shift, seed=plan.seed)
     x = r.samples.astype(np.float64) / 32768.0
-    # diphone voices stop the waveform inside the final pause: pad it to the last segment's end
-    x = np.pad(x, (0, max(0, round(ends[-1] * r.sample_rate) - len(x))))
+    if r.segments:
+        # diphone voices stop the waveform inside the final pause: pad it to the last segment's end
+        x = np.pad(x, (0, max(0, round(r.segments[-1][1] * r.sample_rate) - len(x))))
     # reading the samples as if taken at sample_rate * speed and resampling to 16 kHz divides times by speed
     y = soxr.resample(x, r.sample_rate * prosody.speed, SAMPLE_RATE)
-    duration = len(y) / SAMPLE_RATE
-    bounds = np.minimum(np.concatenate([[0.0], ends / prosody.speed]), duration)
-    bounds[-1] = duration
-    bounds = np.round(np.maximum.accumulate(bounds), 4)
-    phones = _merge_silences([(float(bounds[i]), float(bounds[i + 1]), lab) for i, lab in enumerate(labels)])
-    words = [(float(bounds[a]), float(bounds[b + 1]), w) for w, a, b in r.words]
-
+    phones, words = _timings(r, prosody.speed, len(y) / SAMPLE_RATE, plan.utt)
     peak = float(np.max(np.abs(y))) or 1.0
     y *= prosody.peak / peak
     level = 0.0
     if noise:
         speech = np.zeros(len(y), dtype=bool)
-        for on, off, label in phones:
+        for on, off, label in phones or [(0.0, len(y) / SAMPLE_RATE, "speech")]:
             if label != SILENCE:
                 speech[int(on * SAMPLE_RATE) : int(off * SAMPLE_RATE)] = True
         power = float(np.mean(y[speech] ** 2)) if speech.any() else float(np.mean(y**2))
@@ -120,6 +110,23 @@ def render_part(plan: UtterancePlan, noise: tuple[float, float] | None = DEFAULT
         y += n * math.sqrt(power / 10 ** (prosody.snr_db / 10) / max(float(np.mean(n**2)), 1e-20))
         level = math.sqrt(power / 10 ** (prosody.snr_db / 10))
     return _quantise(y, rng), phones, words, prosody, level
+
+
+def _timings(r, speed: float, duration: float, utt: str) -> tuple[list[Interval] | None, list[Interval] | None]:
+    """The phone and word intervals of a rendering on the output's time axis (None, None for a voice
+    without alignments)."""
+    if not r.segments:
+        return None, None
+    try:
+        labels = [engines.PHONE_MAP[p] for p, _ in r.segments]
+    except KeyError as e:
+        raise FliteError(f"phone {e.args[0]!r} has no ARPAbet mapping ({utt})") from None
+    ends = np.array([e for _, e in r.segments], dtype=np.float64)
+    bounds = np.minimum(np.concatenate([[0.0], ends / speed]), duration)
+    bounds[-1] = duration
+    bounds = np.round(np.maximum.accumulate(bounds), 4)
+    phones = _merge_silences([(float(bounds[i]), float(bounds[i + 1]), lab) for i, lab in enumerate(labels)])
+    return phones, [(float(bounds[a]), float(bounds[b + 1]), w) for w, a, b in r.words]
 
 
 def _quantise(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
