@@ -32,7 +32,8 @@ MAX_REPORTED = 10
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from spidrkit.data.engines import VOICES
-    from spidrkit.data.synth import DEFAULT_NOISE, DEFAULT_VOICES
+    from spidrkit.data.synth import DEFAULT_NOISE
+    from spidrkit.data.synth_plan import DEFAULT_VOICES
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 

@@ -66,7 +66,7 @@ from spidrkit.data.flite import PHONES
 from spidrkit.data.manifest import ManifestEntry, write_manifest
 from spidrkit.data.sentences import load_sentences
 from spidrkit.data.synth_long import join_stream, parse_seconds_range, streams
-from spidrkit.data.synth_plan import DEFAULT_VOICES, UtterancePlan, heldout_list, plan_corpus
+from spidrkit.data.synth_plan import UtterancePlan, heldout_list, plan_corpus
 from spidrkit.data.synth_render import DEFAULT_NOISE, render_utterance
 from spidrkit.io import (
     atomic_write,

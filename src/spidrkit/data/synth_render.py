@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from spidrkit.config import SAMPLE_RATE
-from spidrkit.data.alignments import Interval
 from spidrkit.data import engines
+from spidrkit.data.alignments import Interval
 from spidrkit.data.flite import SILENCE, FliteError
 from spidrkit.data.synth_plan import UtterancePlan
 
