@@ -55,6 +55,8 @@ SCALED_2, SCALED_4 = scaled_schedules(2), scaled_schedules(4)
 # preset's 6,000-step schedules (learning rate, teacher) are stretched to 16,000 steps
 LONG_RUN = [*scaled_schedules(6000 / 16000), "train.max_steps=16000"]
 LOGMEL_DATA = ["model.frontend=logmel", "model.codebook_init=data"]  # the demo's departures (DEMO_OVERRIDES)
+CMVN_DATA = ["model.frontend=logmel_cmvn", "model.codebook_init=data"]  # + per-utterance band normalisation
+VOICE_STEPS = ["train.max_steps=3000"]  # the voices arms compare at equal steps, whatever the machine's load
 # arm -> (corpus key, overrides of the tiny preset)
 ARMS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("short", []),
@@ -74,6 +76,17 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "logmel_paper_teacher": ("short", ["model.frontend=logmel", "teacher.beta0=0.999", "teacher.timescale=10000"]),
     "logmel_long_crop_10s": ("long", ["model.frontend=logmel", "data.max_samples=160000",
                                       "data.max_batch_samples=320000"]),
+    # the voices study (docs/voices.md): the demo's config for 3,000 steps on the flite-only corpus (3 training
+    # voices, the control) or the many-voice one (10 voices of 4 engines), then the voice-independence options.
+    # Corpus keys: flite = `data synth --voices awb rms slt kal16 ked --heldout-voice kal16,ked`, many = `data
+    # synth --heldout-voice kal16,ked` (every voice); both have the same dev and heldout splits.
+    "voices_flite3": ("flite", [*LOGMEL_DATA, *VOICE_STEPS]),
+    "voices_many": ("many", [*LOGMEL_DATA, *VOICE_STEPS]),
+    "voices_flite3_vtlp": ("flite", [*LOGMEL_DATA, *VOICE_STEPS, "data.voice_perturb=vtlp"]),
+    "voices_many_vtlp": ("many", [*LOGMEL_DATA, *VOICE_STEPS, "data.voice_perturb=vtlp"]),
+    "voices_many_cmvn": ("many", [*CMVN_DATA, *VOICE_STEPS]),
+    "voices_many_vtlp_cmvn": ("many", [*CMVN_DATA, *VOICE_STEPS, "data.voice_perturb=vtlp"]),
+    "voices_many_praat": ("many", [*LOGMEL_DATA, *VOICE_STEPS, "data.voice_perturb=praat"]),
     "long_utterances": ("long", []),
     "teacher_independent": ("short", ["model.teacher_init=independent"]),
     "teacher_linear": ("short", ["teacher.schedule=linear"]),  # DinoSR's linear decay schedule, SpidR heads

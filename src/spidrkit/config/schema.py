@@ -45,7 +45,8 @@ class ModelConfig:
     conv_kernels: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
     conv_strides: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
     # opt-in fixed front end for small budgets (docs/method.md#front-end): "logmel" replaces the convolutions
-    # by a log mel spectrum of n_mels bands on the same frames; the default "cnn" is the paper's
+    # by a log mel spectrum of n_mels bands on the same frames, "logmel_cmvn" normalises each band to mean 0
+    # and variance 1 over each utterance; the default "cnn" is the paper's
     frontend: str = "cnn"
     n_mels: int = 80
     # Encoder
@@ -81,7 +82,7 @@ class ModelConfig:
     @property
     def frontend_dim(self) -> int:
         """Width of the front end's frames: ``conv_dim`` for the convolutions, ``n_mels`` for log mel."""
-        return self.n_mels if self.frontend == "logmel" else self.conv_dim
+        return self.conv_dim if self.frontend == "cnn" else self.n_mels
 
     @property
     def pos_conv_layer_kernel(self) -> int:
@@ -165,6 +166,11 @@ class DataConfig:
     max_samples: int = 320_000
     standardize: bool = True
     num_workers: int = 4
+    # opt-in perturbation of the student's input only (docs/method.md#voice-perturbation): "vtlp" warps the
+    # log mel filterbank by a per-utterance factor in voice_warp; "praat" shifts formants and pitch in the
+    # data workers (praat-parselmouth); the teacher always reads the clean utterance
+    voice_perturb: str = "none"
+    voice_warp: tuple[float, float] = (0.85, 1.18)
 
     def __post_init__(self) -> None:
         check_section("data", self)

@@ -113,7 +113,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "conv_dim": POSITIVE,
         "conv_kernels": Each(POSITIVE),
         "conv_strides": Each(POSITIVE),
-        "frontend": Choice(("cnn", "logmel")),
+        "frontend": Choice(("cnn", "logmel", "logmel_cmvn")),
         "n_mels": POSITIVE,
         "dim": POSITIVE,
         "num_layers": POSITIVE,
@@ -181,6 +181,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "max_samples": POSITIVE,
         "standardize": Free(),
         "num_workers": STEPS,
+        "voice_perturb": Choice(("none", "vtlp", "praat")),
+        "voice_warp": Each(Number(0.5, 2.0), 2),
     },
     "train": {
         "max_steps": POSITIVE,
@@ -260,6 +262,12 @@ CROSS_RULES: tuple[CrossRule, ...] = (
         f"data.min_samples: must be <= data.max_samples ({d.max_samples}), got {d.min_samples}")),
     CrossRule("batch_holds_min", "data", lambda d: None if d.max_batch_samples >= d.min_samples else (
         f"data.max_batch_samples: must be >= data.min_samples ({d.min_samples}), got {d.max_batch_samples}")),
+    CrossRule("warp_range", "data", lambda d: None if len(d.voice_warp) == 2 and d.voice_warp[0] <= d.voice_warp[1]
+              else (
+        f"data.voice_warp: must be a range [low, high] with low <= high, got {list(d.voice_warp)}")),
+    CrossRule("vtlp_needs_logmel", "", lambda c: None if c.data.voice_perturb != "vtlp" or c.model.frontend != "cnn"
+              else ("data.voice_perturb: 'vtlp' warps the log mel filterbank, so it needs model.frontend = "
+                    "'logmel' or 'logmel_cmvn' (use 'praat' with the convolutional front end)")),
     CrossRule("min_samples_one_frame", "", lambda c: None if c.data.min_samples >= (
         rf := receptive_field(c.model.conv_kernels, c.model.conv_strides)) else (
         f"data.min_samples: must be >= {rf}, the samples the downsampler (model.conv_kernels, "

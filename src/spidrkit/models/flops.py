@@ -19,7 +19,7 @@ def step_flops(m: ModelConfig, batch: int, samples: int) -> dict[str, float]:
         convs += f
         first = f if i == 0 else first
         cin = m.conv_dim
-    if m.frontend == "logmel":  # a fixed spectrum: no learnt convolutions (its FFTs are not counted)
+    if m.frontend != "cnn":  # a fixed spectrum: no learnt convolutions (its FFTs are not counted)
         convs = first = 0.0
     T, D, F, V, K = n, m.dim, m.ffn_dim, m.codebook_size, m.num_codebooks
     proj = 2.0 * m.frontend_dim * D * T * batch

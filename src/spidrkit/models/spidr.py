@@ -40,7 +40,7 @@ class SpidR(nn.Module):
         self.cfg = cfg
         self.mask_embedding = nn.Parameter(torch.empty(cfg.dim).uniform_())
         self.register_buffer("current_step", torch.zeros(1, dtype=torch.long))
-        self.feature_extractor = LogMelFrontEnd(cfg) if cfg.frontend == "logmel" else FeatureExtractor(cfg)
+        self.feature_extractor = FeatureExtractor(cfg) if cfg.frontend == "cnn" else LogMelFrontEnd(cfg)
         self.feature_projection = FeatureProjection(cfg)
         self.student = Encoder(cfg)
         self.teacher = Encoder(cfg)
@@ -121,17 +121,41 @@ class SpidR(nn.Module):
         """The shortest input that gives one frame (the downsampler's receptive field)."""
         return receptive_field(self.cfg.conv_kernels, self.cfg.conv_strides)
 
-    def features(self, wav: torch.Tensor) -> torch.Tensor:
-        """Downsampler + projection: standardised waveform (B, L) -> frames (B, T, dim)."""
-        return self.feature_projection(self.feature_extractor(wav))
+    def features(self, wav: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Downsampler + projection: standardised waveform (B, L) -> frames (B, T, dim); ``padding_mask``
+        (B, T) marks a padded batch's padding frames (the log mel front end with per-utterance band
+        normalisation leaves them out of its statistics)."""
+        return self.feature_projection(self._front(wav, padding_mask))
+
+    def _front(self, wav: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(self.feature_extractor, LogMelFrontEnd):
+            return self.feature_extractor(wav, None if padding_mask is None else ~padding_mask)
+        return self.feature_extractor(wav)
+
+    def _training_frames(self, wav: torch.Tensor, student_wav: torch.Tensor | None,
+                         warp: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the teacher's clean front-end frames, the student's perturbed ones or None): ``student_wav`` is a
+        perturbed copy of ``wav`` (same length), ``warp`` (B,) VTLP factors (one STFT, two filterbanks)."""
+        if warp is not None:
+            if not isinstance(self.feature_extractor, LogMelFrontEnd):
+                raise ValueError("VTLP warps the log mel filterbank: it needs model.frontend = logmel or logmel_cmvn")
+            spec = self.feature_extractor.power(wav)
+            return self.feature_extractor.log_mel(spec), self.feature_extractor.log_mel(spec, warp=warp)
+        if student_wav is not None and student_wav.shape != wav.shape:
+            raise ValueError(f"the student's waveform {tuple(student_wav.shape)} must match {tuple(wav.shape)}")
+        return self._front(wav), None if student_wav is None else self._front(student_wav)
 
     # ------------------------------------------------------------------ training
     def forward(
-        self, wav: torch.Tensor, mask: torch.Tensor, freeze_features: bool = False
+        self, wav: torch.Tensor, mask: torch.Tensor, freeze_features: bool = False,
+        student_wav: torch.Tensor | None = None, warp: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One training forward pass on equal-length, standardised waveforms.
 
-        wav: (B, L); mask: (B, T) bool, True on masked frames (see ``masking.sample_mask``).
+        wav: (B, L); mask: (B, T) bool, True on masked frames (see ``masking.sample_mask``). Voice
+        perturbation of the student's input only (the teacher and the codebooks read ``wav``):
+        ``student_wav`` (B, L), a perturbed copy of ``wav``, or ``warp`` (B,), VTLP factors of the log mel
+        filterbank.
         Returns tensors only (no host synchronisation):
           ce_sum (K,): cross-entropy summed over masked frames, per target layer
           num_masked (): masked frames in this batch
@@ -142,12 +166,17 @@ class SpidR(nn.Module):
         cfg = self.cfg
         grad_ctx = torch.no_grad() if freeze_features else contextlib.nullcontext()
         with grad_ctx:
-            projected = self.feature_projection(self.feature_extractor(wav), dropout=False)
-        feats = self.feature_projection.dropout(projected)
+            clean, perturbed = self._training_frames(wav, student_wav, warp)
+            projected = self.feature_projection(clean, dropout=False)
+            student_in = projected if perturbed is None else self.feature_projection(perturbed, dropout=False)
+        feats = self.feature_projection.dropout(student_in)
         if mask.shape != feats.shape[:2]:
             raise ValueError(f"mask shape {tuple(mask.shape)} does not match the frames {tuple(feats.shape[:2])}")
         maskf = mask.float()
-        teacher_input = projected if cfg.projection_dropout_scope == "student" else feats
+        if cfg.projection_dropout_scope == "student":
+            teacher_input = projected
+        else:  # the release's: the teacher reads the student's dropped-out frames (its own draw when perturbed)
+            teacher_input = feats if perturbed is None else self.feature_projection.dropout(projected)
         labels, sums, counts = self.teacher_targets(teacher_input.detach(), weights=maskf)
 
         x = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(feats.dtype), feats)
@@ -309,7 +338,7 @@ class SpidR(nn.Module):
         layers = self._check_layers(layers, range(1, self.cfg.num_layers + 1), "layers")
         with self._eval_student():
             wav, _, padding_mask = self._prepare(wav, lengths, standardize)
-            feats = self.features(wav)
+            feats = self.features(wav, padding_mask)
             _, reps = self.student(feats, padding_mask, num_layers=max(layers))
         out = {}
         for layer in layers:
@@ -324,7 +353,7 @@ class SpidR(nn.Module):
         (1-based), in eval mode; -1 on padding frames."""
         with self._eval_student():
             wav, _, padding_mask = self._prepare(wav, lengths, standardize)
-            labels = self.teacher_targets(self.features(wav), padding_mask=padding_mask)[0]
+            labels = self.teacher_targets(self.features(wav, padding_mask), padding_mask=padding_mask)[0]
         if padding_mask is not None:
             labels = labels.masked_fill(padding_mask.unsqueeze(0), -1)
         return {layer: labels[k] for k, layer in enumerate(self.target_layers)}
@@ -346,7 +375,7 @@ class SpidR(nn.Module):
         deepest = max(self.head_input_layers[h] for h in heads)
         with self._eval_student():
             wav, _, padding_mask = self._prepare(wav, lengths, standardize)
-            x, reps = self.student(self.features(wav), padding_mask, num_layers=deepest)
+            x, reps = self.student(self.features(wav, padding_mask), padding_mask, num_layers=deepest)
         out = {}
         for layer, h, z in zip(layers, heads, self.head_inputs(x, reps, heads)):
             probs = F.softmax(self.heads[h](z).float(), dim=-1)

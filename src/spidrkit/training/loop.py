@@ -69,7 +69,7 @@ from spidrkit.training.logging import (
     progress_bar,
     train_record,
 )
-from spidrkit.training.masks import MaskHook
+from spidrkit.training.masks import MaskHook, train_hooks
 from spidrkit.training.milestones import Milestones, write_milestone
 from spidrkit.training.preemption import REQUEUE_SIGNALS, StopSignals, loader_batches
 from spidrkit.training.resume import checkpoint_rng, find_checkpoint, restore_data_and_rng
@@ -148,8 +148,7 @@ class Trainer:
         try:
             self.loader = make_train_loader(
                 self.train_entries, cfg.data, self.rank, self.world_size, cfg.train.seed, self.run_dir,
-                collate_hook=MaskHook.from_config(cfg, self.rank, self.world_size, 0),
-                start_state=state, strict_resume=strict,
+                collate_hook=train_hooks(cfg, self.rank, self.world_size), start_state=state, strict_resume=strict,
             )
         except ValueError as e:  # no usable file, too few batches, a changed data set under a resume
             raise ManifestError(f"{cfg.data.train_manifest}: {e}") from e
@@ -175,7 +174,7 @@ class Trainer:
             f"the files and why are listed in {self.run_dir / 'skipped.tsv'}: fix them or the manifest")
 
     def micro_batches(self, batches: list[Batch]) -> list[MicroBatch]:
-        return [MicroBatch(b["wav"], b["mask"]) for b in batches]
+        return [MicroBatch(b["wav"], b["mask"], b.get("student_wav"), b.get("warp")) for b in batches]
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from spidrkit.config import Config
 from spidrkit.data.dataset import Batch
+from spidrkit.data.perturb import Hooks, VoicePerturbHook
 from spidrkit.models.layers import num_frames
 from spidrkit.models.masking import sample_mask
 
@@ -47,3 +48,11 @@ class MaskHook:
         T = num_frames(L, self.kernels, self.strides)
         batch["mask"] = sample_mask(B, T, self.prob, self.length, self.min_masks, rng)
         return batch
+
+
+def train_hooks(cfg: Config, rank: int = 0, world_size: int = 1) -> MaskHook | Hooks:
+    """The training loader's hook: masks, then the student's voice perturbation when ``data.voice_perturb``
+    asks for it (:mod:`spidrkit.data.perturb`)."""
+    masks = MaskHook.from_config(cfg, rank, world_size, 0)
+    perturb = VoicePerturbHook.from_config(cfg, rank, world_size)
+    return masks if perturb is None else Hooks((masks, perturb))

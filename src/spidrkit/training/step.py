@@ -38,6 +38,8 @@ from spidrkit.runtime import all_reduce_dict, all_reduce_sum, world
 class MicroBatch:
     wav: torch.Tensor  # (B, L) standardised, equal length
     mask: torch.Tensor  # (B, T) bool
+    student_wav: torch.Tensor | None = None  # (B, L) the student's perturbed copy (data.voice_perturb = praat)
+    warp: torch.Tensor | None = None  # (B,) VTLP factors of the student's filterbank (data.voice_perturb = vtlp)
 
 
 def compile_model(model: SpidR, recompile_limit: int = 64) -> None:
@@ -157,11 +159,13 @@ class Stepper:
         per_micro_batch = cfg.train.codebook_update == "per_micro_batch"
         for i, (mb, mask) in enumerate(zip(micro_batches, masks)):
             wav = mb.wav.to(self.device, non_blocking=True)
+            perturbed = {k: v.to(self.device, non_blocking=True) for k, v in
+                         (("student_wav", mb.student_wav), ("warp", mb.warp)) if v is not None}
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last or not isinstance(self.ddp, DDP) else self.ddp.no_sync()
             with sync:
                 with self.autocast():
-                    out = self.ddp(wav, mask, freeze_features=self.features_frozen)
+                    out = self.ddp(wav, mask, freeze_features=self.features_frozen, **perturbed)
                 loss = out["ce_sum"].sum() * scale
                 loss.backward()
             if per_micro_batch:
