@@ -179,7 +179,7 @@ def test_festival_gives_contiguous_segments_and_words():
     assert r.sample_rate == 16000 and len(r.samples) > 8000
     ends = [e for _, e in r.segments]
     assert ends == sorted(ends) and r.segments[0][0] == "pau"
-    assert [w for w, _, _ in r.words] == "the cat sat on the mat".split()
+    assert [w for w, _, _ in r.words] == ["the", "cat", "sat", "on", "the", "mat"]
     assert all(p in engines.PHONE_MAP for p, _ in r.segments)
     assert abs(ends[-1] - len(r.samples) / r.sample_rate) < 0.05
 
