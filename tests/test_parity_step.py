@@ -18,11 +18,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from oracle import reference
+from oracle import batches, reference_model, run_ours, run_reference
 from spidrkit.config import load_config
-from spidrkit.models.masking import sample_mask
 from spidrkit.models.spidr import SpidR
-from spidrkit.training.step import MicroBatch, Stepper
 
 SMALL = [
     "model.conv_dim=32", "model.dim=64", "model.num_layers=3", "model.num_heads=4", "model.ffn_dim=128",
@@ -40,89 +38,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def reference_config(cfg):
-    """The reference's SpidRConfig / DinoSRConfig with the values of our config."""
-    rc = reference("spidr.config")
-    m, t = cfg.model, cfg.teacher
-    values = dict(
-        extractor_conv_layer_config=[(m.conv_dim, k, s) for k, s in zip(m.conv_kernels, m.conv_strides)],
-        encoder_embed_dim=m.dim, encoder_projection_dropout=m.projection_dropout,
-        encoder_pos_conv_kernel=m.pos_conv_kernel, encoder_pos_conv_groups=m.pos_conv_groups,
-        encoder_pos_conv_depth=m.pos_conv_layers, encoder_num_layers=m.num_layers, encoder_num_heads=m.num_heads,
-        encoder_attention_dropout=m.attention_dropout, encoder_ff_interm_features=m.ffn_dim,
-        encoder_ff_interm_dropout=m.activation_dropout, encoder_dropout=m.dropout, encoder_layer_drop=m.layerdrop,
-        codebook_size=m.codebook_size, codebook_decay=m.codebook_decay, num_codebooks=m.num_codebooks,
-        ema_start_decay=t.beta0, ema_final_decay=t.beta_end, ema_final_step=t.ramp_steps, freeze_step=t.freeze_step,
-    )
-    if cfg.variant == "spidr":
-        return rc.SpidRConfig(**values, ema_timescale=t.timescale, ema_threshold=t.freeze_threshold)
-    return rc.DinoSRConfig(**values)
-
-
-def reference_model(cfg):
-    if cfg.variant == "spidr":
-        return reference("spidr.models.spidr").SpidR(reference_config(cfg))
-    return reference("spidr.models.dinosr").DinoSR(reference_config(cfg))
-
-
-def batches(num_steps: int, micro: int = 1, batch: int = 3, samples: int = 16000):
-    """``num_steps`` lists of ``micro`` (standardised waveform, mask) pairs; the same count per row."""
-    g = torch.Generator().manual_seed(1)
-    out = []
-    for step in range(num_steps):
-        mbs = []
-        for j in range(micro):
-            wav = torch.randn(batch, samples, generator=g)
-            wav = (wav - wav.mean(1, keepdim=True)) / wav.std(1, keepdim=True)
-            mbs.append((wav, sample_mask(batch, 49, prob=0.65, length=10, rng=100 * step + j)))
-        out.append(mbs)
-    return out
-
-
-def run_reference(ref, cfg, steps, seeds=None) -> list[float]:
-    """The reference's train-loop body (spidr/train.py), world size 1, fp32; gradient accumulation as its
-    forward would do it (codebooks updated in each micro-batch's forward, one optimiser step)."""
-    rc, ro = reference("spidr.config"), reference("spidr.optimizer")
-    o = cfg.optim
-    ocfg = rc.OptimizerConfig(lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, eps=o.eps, max_norm=o.clip_norm,
-                              dtype="float32", warmup_steps=0, scheduler="constant", max_steps=10**6)
-    optimizer, scaler, scheduler = ro.build_optimizer(ref, ocfg)
-    ref.train()
-    losses = []
-    for step, mbs in enumerate(steps, start=1):
-        num_frames = sum(int(mask.sum()) for _, mask in mbs)
-        total = 0.0
-        if seeds is not None:
-            torch.manual_seed(seeds[step - 1])
-        for wav, mask in mbs:
-            index = mask.nonzero()[:, 1].view(mask.shape[0], -1)
-            loss, _ = ref(wav, mask_indices=index)
-            loss = loss.sum() / num_frames
-            scaler.scale(loss).backward()
-            total += float(loss.detach())
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(ref.parameters(), ocfg.max_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        ref.update_ema(step)
-        losses.append(total)
-    return losses
-
-
-def run_ours(model, cfg, steps, seeds=None) -> list[float]:
-    stepper = Stepper(model, cfg, torch.device("cpu"))
-    losses = []
-    for i, mbs in enumerate(steps):
-        if seeds is not None:
-            torch.manual_seed(seeds[i])
-        out = stepper.step([MicroBatch(wav, mask) for wav, mask in mbs])
-        assert bool(out["finite"])
-        losses.append(float(out["loss"]))
-    return losses
 
 
 def changes_mismatch(init: dict, ours: dict, ref: dict, rtol: float = 1e-4) -> list[str]:
