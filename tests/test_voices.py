@@ -198,3 +198,27 @@ def test_a_corpus_with_training_only_voices_lists_their_audio_but_no_alignments(
     assert aligned == {u for u, s in train.items() if s == "slt"}
     dev = {e.speaker for e in read_manifest(out / "dev.csv")}
     assert dev == {"slt"}
+
+
+# --- ABX by voice pair --------------------------------------------------------------------------------------
+def test_abx_by_voice_pair_against_features_that_swap_phones_for_one_voice(tmp_path):
+    from spidrkit.evaluation.abx import abx_both, pair_groups
+
+    # three voices saying the phones A and B in the context x_y, 4 times each; voice s3 says A with B's features
+    code = {"A": torch.tensor([1.0, 0.0, 0.0]), "B": torch.tensor([0.0, 1.0, 0.0])}
+    lines, feats = ["#file onset offset #phone prev-phone next-phone speaker"], {}
+    for speaker in ("s1", "s2", "s3"):
+        for i in range(4):
+            for phone in ("A", "B"):
+                fileid = f"{speaker}_{phone}{i}"
+                said = {"A": "B", "B": "A"}[phone] if speaker == "s3" else phone
+                feats[fileid] = code[said].repeat(10, 1) + 0.01 * torch.randn(10, 3)
+                lines.append(f"{fileid} 0.02 0.08 {phone} x y {speaker}")
+    item = tmp_path / "t.item"
+    item.write_text("\n".join(lines) + "\n")
+    row = abx_both(feats, item, frame_rate=100, speakers=("across",), with_pairs=True)
+    pairs = row["abx_across_pairs"]
+    assert pairs == pytest.approx({"s1|s2": 0.0, "s1|s3": 100.0, "s2|s3": 100.0})
+    assert row["abx_across"] == pytest.approx(200 / 3)  # the pooled score: each X speaker's cells alike
+    assert pair_groups(pairs, seen=["s1", "s2"]) == pytest.approx({"training voices": 0.0,
+                                                                   "with held-out s3": 100.0})

@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -65,6 +65,7 @@ class ABXScore:
     error: float
     cells: int
     triplets: int
+    pairs: dict[str, float] | None = None  # across speakers: the error of each voice pair "a|b" (sorted)
 
 
 class FeatureDir(Mapping[str, torch.Tensor]):
@@ -242,7 +243,42 @@ def abx_score(
     levels = ([("next-phone", "prev-phone")] if context == "within" else []) + ["speaker"]
     error = 100.0 * score.collapse(levels=levels)
     scored = score.cells.filter(score.cells["size"] > 0)
-    return ABXScore(error, len(scored), int(scored["size"].sum()))
+    pairs = voice_pairs(scored) if speaker == "across" else None
+    return ABXScore(error, len(scored), int(scored["size"].sum()), pairs)
+
+
+def voice_pairs(cells) -> dict[str, float]:
+    """Across-speaker ABX (%) of each pair of voices ``"a|b"`` (sorted names) from fastabx's scored cells:
+    collapsed as the whole score is (contexts, then phone pairs) within each (A/B speaker, X speaker), then
+    the two directions of a pair averaged."""
+    import polars as pl
+
+    phones = ["speaker", "speaker_x", "#phone", "#phone_b"]
+    directed = (cells.group_by(phones).agg(pl.col("score").mean())
+                .group_by(["speaker", "speaker_x"]).agg(pl.col("score").mean()))
+    both: dict[str, list[float]] = {}
+    for a, x, score in directed.iter_rows():
+        both.setdefault("|".join(sorted((str(a), str(x)))), []).append(100.0 * float(score))
+    return {k: sum(v) / len(v) for k, v in sorted(both.items())}
+
+
+def pair_table(rows: Mapping[str, Mapping[str, float]], seen: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{row: {"groups": pair_groups(pairs, seen), "pairs": pairs}}`` for each row with pairs."""
+    return {name: {"groups": pair_groups(p, seen), "pairs": dict(p)} for name, p in rows.items() if p}
+
+
+def pair_groups(pairs: Mapping[str, float], seen: Sequence[str]) -> dict[str, float]:
+    """Voice pairs grouped by what they test: ``"training voices"`` (both voices heard in training),
+    ``"with held-out V"`` (a training voice and the held-out voice V), ``"held-out voices"`` (neither heard);
+    the mean error of each group's pairs."""
+    groups: dict[str, list[float]] = {}
+    for pair, error in pairs.items():
+        a, b = pair.split("|")
+        unseen = [v for v in (a, b) if v not in seen]
+        name = ("training voices" if not unseen else f"with held-out {unseen[0]}" if len(unseen) == 1
+                else "held-out voices")
+        groups.setdefault(name, []).append(error)
+    return {k: sum(v) / len(v) for k, v in sorted(groups.items())}
 
 
 def abx_units(
@@ -290,13 +326,13 @@ def few_cells_warning(speaker: str, cells: int, triplets: int) -> str | None:
 def abx_both(features: FeatureSource, item_file: str | os.PathLike, *, frame_rate: float,
              distance: Distance = "angular", context: Context = "within", device: str | None = None,
              speakers: Sequence[Speaker] = ("within", "across"), with_counts: bool = False,
-             ) -> dict[str, float | int | None]:
+             with_pairs: bool = False) -> dict[str, Any]:
     """``{"abx_within": %, "abx_across": %}`` of :func:`abx` (``context="within"``: triphones) at
     ``frame_rate``; ``None`` (and a warning) for a condition where no triplet can be formed. A score on fewer
     than :data:`MIN_ABX_CELLS` cells is kept, with a warning. ``with_counts`` adds ``abx_within_cells``,
     ``abx_within_triplets`` (and the same for across): what each score rests on (0 for a condition without
-    triplets)."""
-    out: dict[str, float | int | None] = {}
+    triplets). ``with_pairs`` adds ``abx_across_pairs``: :func:`voice_pairs` (empty without triplets)."""
+    out: dict[str, Any] = {}
     for speaker in speakers:
         key = f"abx_{speaker}"
         try:
@@ -313,4 +349,6 @@ def abx_both(features: FeatureSource, item_file: str | os.PathLike, *, frame_rat
         out[key] = s.error
         if with_counts:
             out[f"{key}_cells"], out[f"{key}_triplets"] = s.cells, s.triplets
+        if with_pairs and speaker == "across":
+            out["abx_across_pairs"] = s.pairs or {}
     return out

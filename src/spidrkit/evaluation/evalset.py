@@ -181,3 +181,12 @@ def train_subset(corpus_dir: str | os.PathLike, model, max_frames: int, seed: in
         if frames >= max_frames:
             break
     return chosen
+
+
+def seen_voices(corpus_dir: str | os.PathLike) -> list[str]:
+    """The speakers a model trained on ``corpus_dir`` heard: those of its ``train`` split (else ``dev``)."""
+    for split in ("train", "dev"):
+        path = Path(corpus_dir) / f"{split}.csv"
+        if path.is_file():
+            return sorted({e.speaker or "?" for e in read_manifest(path)})
+    return []

@@ -24,7 +24,13 @@ from tqdm.auto import tqdm
 from spidrkit.data.manifest import ManifestEntry
 from spidrkit.evaluation.abx import abx_both
 from spidrkit.evaluation.evalset import EvalSet
-from spidrkit.evaluation.features import codebook_layers, codebook_posteriors, layer_groups, model_outputs
+from spidrkit.evaluation.features import (
+    baseline_outputs,
+    codebook_layers,
+    codebook_posteriors,
+    layer_groups,
+    model_outputs,
+)
 from spidrkit.evaluation.tsne import phone_embeddings
 from spidrkit.evaluation.unit_metrics import prediction_perplexity, unit_row
 from spidrkit.evaluation.word_map import word_map_or_none
@@ -97,6 +103,7 @@ class ModelSweep:
     qualities: dict[int, dict[str, Any]] = field(default_factory=dict)  # codebook layer -> unit_quality
     embeddings: dict[int, tuple[torch.Tensor, list[str], list[str]]] = field(default_factory=dict)  # t-SNE
     abx_counts: dict[str, int] = field(default_factory=dict)  # "abx_within_cells"... of the features' ABX
+    voice_pairs: dict[int, dict[str, float]] = field(default_factory=dict)  # layer -> across ABX per voice pair
 
 
 def bytes_per_layer(model, evalset: EvalSet, plan: LayerPlan, with_codebooks: bool) -> int:
@@ -142,8 +149,10 @@ def sweep_layers(model, evalset: EvalSet, layers: Sequence[int], plan: LayerPlan
             x = feats.pop(layer)
             bar.set_postfix_str(f"{name}: layer {layer} ABX")
             with watch(f"{name}_abx"):
-                row = abx_both(x, evalset.item_file, frame_rate=rate, device=device, with_counts=True)
+                row = abx_both(x, evalset.item_file, frame_rate=rate, device=device, with_counts=True,
+                               with_pairs=True)
                 counts = {k: row.pop(k) for k in list(row) if k.endswith(("_cells", "_triplets"))}
+                result.voice_pairs[layer] = row.pop("abx_across_pairs", {})
                 result.abx_counts = result.abx_counts or counts  # the same items for every layer
             bar.set_postfix_str(f"{name}: layer {layer} MAP")
             with watch(f"{name}_map"):
@@ -195,3 +204,20 @@ def _kmeans_row(km: KMeansPlan, layer: int, fit_set: dict[str, torch.Tensor], fe
     row, _ = unit_row(units, evalset.frame_labels, evalset.item_file, frame_rate=rate, device=device)
     row["kmeans_inertia_per_frame"] = fitted.info["inertia_per_frame"]
     return row
+
+
+def feature_baselines(kinds: Sequence[str], model, evalset: EvalSet, progress: Progress, *, seed: int,
+                       device: str | None, pairs: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """ABX and word MAP of each signal-processing / noise baseline, at the model's frame rate; the across
+    ABX of each voice pair goes to ``pairs``."""
+    rows: dict[str, dict[str, Any]] = {}
+    for kind in kinds:
+        progress.bar.set_postfix_str(f"baseline {kind}")
+        with progress.watch(f"baseline_{kind}"):
+            feats = baseline_outputs(kind, evalset.entries, model, seed=seed, progress=progress.show)
+            row = abx_both(feats, evalset.item_file, frame_rate=model.frame_rate, device=device, with_pairs=True)
+            pairs[kind] = row.pop("abx_across_pairs", {})
+            row["map"] = word_map_or_none(feats, evalset.words, frame_rate=model.frame_rate, device=device)
+        rows[kind] = row
+        progress.bar.update(1)
+    return rows

@@ -38,7 +38,7 @@ COMPARISON_METRICS = {"abx_within": "ABX within speaker (%)", "abx_across": "ABX
                       "map": "word MAP (%)", "probe_acc": "phone probe accuracy (%)",
                       "probe_per": "phone probe PER (%)", "speaker_acc": "speaker probe accuracy (%)"}
 FRACTION_KEYS = frozenset({"pnmi", "phone_purity", "cluster_purity"})
-TABLE_KEYS = ("info", "layers", "baselines", "units", "notes")
+TABLE_KEYS = ("info", "layers", "baselines", "units", "notes", "voice_pairs")
 
 
 def _direction(metric: str) -> int:
@@ -116,6 +116,25 @@ def best_layer_by_abx(layers: Mapping[str, Mapping[str, Any]]) -> tuple[str, flo
     return name, means[name]
 
 
+def voice_pair_lines(pairs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The "ABX across speakers by voice pair" section: one row per model row (best layer, random init,
+    baselines), one column per group of pairs (both voices heard in training, or one held out), then each
+    pair."""
+    if not pairs:
+        return []
+    groups = list(dict.fromkeys(g for r in pairs.values() for g in r.get("groups", {})))
+    names = list(dict.fromkeys(p for r in pairs.values() for p in r.get("pairs", {})))
+    rows = {name: {**r.get("groups", {}), **r.get("pairs", {})} for name, r in pairs.items()}
+    out = ["## ABX across speakers by voice pair", "",
+           "Error rate (%) of the triplets whose A/B and X voices are the pair, both directions averaged; the "
+           "groups say whether the model heard both voices in training or one is held out (another voice, or "
+           "another engine's).", "", "| | " + " | ".join([*groups, *(n.replace("|", "–") for n in names)]) + " |",
+           "|---|" + "---|" * (len(groups) + len(names))]
+    for name, r in rows.items():
+        out.append(f"| {name} | " + " | ".join(_fmt("abx", r.get(c)) for c in [*groups, *names]) + " |")
+    return [*out, ""]
+
+
 def render_markdown(results: Mapping[str, Any], plots: Sequence[str], title: str) -> str:
     """The Markdown text of a report (``plots`` are paths relative to the report)."""
     out = [f"# {title}", ""]
@@ -139,6 +158,7 @@ def render_markdown(results: Mapping[str, Any], plots: Sequence[str], title: str
         out += ["## Baselines", "", *metrics_table({}, first="", extra=results["baselines"]), ""]
     if results.get("units"):
         out += ["## Discrete units", "", *metrics_table(results["units"], first="units"), ""]
+    out += voice_pair_lines(results.get("voice_pairs") or {})
     others = {k: v for k, v in results.items() if k not in TABLE_KEYS}
     if others:
         out += ["## Other results", "", "| name | value |", "|---|---|"]
@@ -200,6 +220,8 @@ def sweep_results(result: SweepResult) -> dict[str, Any]:
         out["phone_given_code"] = result.phone_given_code
     if result.notes:
         out["notes"] = list(result.notes)
+    if result.voice_pairs:
+        out["voice_pairs"] = result.voice_pairs
     out["timings_s"] = result.timings_s
     return out
 

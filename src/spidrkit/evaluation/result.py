@@ -33,4 +33,6 @@ class SweepResult:
     figures: dict[str, Figure] = field(default_factory=dict)
     eval_dir: Path | None = None
     notes: list[str] = field(default_factory=list)  # what the reader must know: a figure left out, few cells
+    # row (best layer, random init, baselines) -> {"groups": {group: across ABX %}, "pairs": {"a|b": %}}
+    voice_pairs: dict[str, dict[str, Any]] = field(default_factory=dict)
     title: str = "spidrkit evaluation"

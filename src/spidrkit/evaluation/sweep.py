@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from spidrkit import __version__
 from spidrkit.checkpoints import Loaded, resolve_model
 from spidrkit.evaluation import plots
-from spidrkit.evaluation.abx import abx_both, few_cells_warning
+from spidrkit.evaluation.abx import abx_both, few_cells_warning, pair_table
 from spidrkit.evaluation.errors import SweepError
 from spidrkit.evaluation.evalset import (
     DEFAULT_SPLITS,
@@ -45,19 +45,27 @@ from spidrkit.evaluation.evalset import (
     check_fileids,
     load_eval_set,
     resolve_splits,
+    seen_voices,
     spread,
     train_subset,
 )
-from spidrkit.evaluation.features import baseline_outputs, codebook_layers, layer_groups, random_like
+from spidrkit.evaluation.features import codebook_layers, layer_groups, random_like
 from spidrkit.evaluation.figures import Figure
-from spidrkit.evaluation.layers import KMeansPlan, LayerPlan, ModelSweep, Progress, sweep_layers, threads_like_torch
+from spidrkit.evaluation.layers import (
+    KMeansPlan,
+    LayerPlan,
+    ModelSweep,
+    Progress,
+    feature_baselines,
+    sweep_layers,
+    threads_like_torch,
+)
 from spidrkit.evaluation.perplexity import perplexity_note, plot_runs_perplexity, run_layers
 from spidrkit.evaluation.probe import add_probe_columns
 from spidrkit.evaluation.report import best_layer_by_abx, sweep_results, write_sweep_report
 from spidrkit.evaluation.result import SweepResult
 from spidrkit.evaluation.tsne import tsne_per_phone
 from spidrkit.evaluation.unit_metrics import UNIT_METRICS
-from spidrkit.evaluation.word_map import word_map_or_none
 from spidrkit.models.interface import SpeechEncoder
 from spidrkit.runtime import Stopwatch
 
@@ -114,21 +122,6 @@ def _check_options(baselines: Sequence[str], kmeans_k: int | None,
 
 
 # ------------------------------------------------------------------------------------------- stages
-def _feature_baselines(kinds: Sequence[str], model, evalset: EvalSet, progress: Progress, *, seed: int,
-                       device: str | None) -> dict[str, dict[str, Any]]:
-    """ABX and word MAP of each signal-processing / noise baseline, at the model's frame rate."""
-    rows: dict[str, dict[str, Any]] = {}
-    for kind in kinds:
-        progress.bar.set_postfix_str(f"baseline {kind}")
-        with progress.watch(f"baseline_{kind}"):
-            feats = baseline_outputs(kind, evalset.entries, model, seed=seed, progress=progress.show)
-            row = abx_both(feats, evalset.item_file, frame_rate=model.frame_rate, device=device)
-            row["map"] = word_map_or_none(feats, evalset.words, frame_rate=model.frame_rate, device=device)
-        rows[kind] = row
-        progress.bar.update(1)
-    return rows
-
-
 def _figures(out: Path, main: ModelSweep, random_layers: dict, baseline_rows: dict, *, label: str, title: str,
              best_layer: int | None, best_codebook: int | None, runs: Sequence[Path], run_labels, model,
              seed: int, watch: Stopwatch, notes: list[str]) -> dict[str, Figure]:
@@ -299,14 +292,18 @@ def sweep(
             embeddings = tsne_per_phone(evalset.phones, evalset.speaker_of, tsne_points) if tsne_points else None
             main = sweep_layers(model, evalset, layers, LayerPlan(True, posteriors, kmeans, embeddings), stage,
                                 name="model", **sweep_options)
-            baseline_rows = _feature_baselines(feature_kinds, model, evalset, stage, seed=seed, device=device)
+            pairs: dict[str, dict[str, float]] = {}
+            baseline_rows = feature_baselines(feature_kinds, model, evalset, stage, seed=seed, device=device,
+                                               pairs=pairs)
             random_layers: dict[int, dict[str, Any]] = {}
             if "random" in baselines:
-                random_layers = sweep_layers(random_like(model, seed), evalset, layers, LayerPlan(codebook=False),
-                                             stage, name="random", **sweep_options).layers
+                random_sweep = sweep_layers(random_like(model, seed), evalset, layers, LayerPlan(codebook=False),
+                                            stage, name="random", **sweep_options)
+                random_layers = random_sweep.layers
                 best_random = best_layer_by_abx({str(k): v for k, v in random_layers.items()})
                 best_random_layer = int(best_random[0]) if best_random else layers[0]
                 baseline_rows[f"random init (L{best_random_layer})"] = random_layers[best_random_layer]
+                pairs[f"random init (L{best_random_layer})"] = random_sweep.voice_pairs.get(best_random_layer, {})
             probe_info = {}
             if probe:
                 bar.set_postfix_str("linear probes")
@@ -333,6 +330,8 @@ def sweep(
                      splits=splits, max_files=max_files, device=device, seed=seed)
         info.update(main.abx_counts)
         info.update(probe_info)
+        if best_layer is not None:
+            pairs = {f"L{best_layer} (best)": main.voice_pairs.get(best_layer, {}), **pairs}
         notes += [w for w in (few_cells_warning(k[4:-6], n, main.abx_counts[k[:-6] + "_triplets"])
                               for k, n in main.abx_counts.items() if k.endswith("_cells") and n) if w]
     result = SweepResult(
@@ -340,6 +339,7 @@ def sweep(
         units={**main.codebook, **main.posteriors, **main.kmeans}, best_layer=best_layer,
         best_layer_mean_abx=best[1] if best else None, best_codebook_layer=best_codebook,
         random_init_layers=random_layers, phone_given_code=_phone_given_code(main, best_codebook),
+        voice_pairs=pair_table(pairs, seen_voices(corpus_dir)),
         timings_s=watch.rounded(), figures=figures, eval_dir=evalset.root, notes=notes,
         title=title or f"{label} layer sweep ({model_info.model_id})",
     )
