@@ -179,7 +179,7 @@ FIELD_CASES = [
     (["model.num_codebooks=0"], "model.num_codebooks: must be an integer >= 1, got 0"),
     (["model.codebook_size=0"], "model.codebook_size: must be an integer >= 2, got 0"),
     (["model.codebook_decay=1"], "model.codebook_decay: must be a finite number in (0, 1), got 1.0"),
-    (["model.frontend=mel"], "model.frontend: must be one of 'cnn', 'logmel', got 'mel'"),
+    (["model.frontend=mel"], "model.frontend: must be one of 'cnn', 'logmel', 'logmel_cmvn', got 'mel'"),
     (["model.n_mels=0"], "model.n_mels: must be an integer >= 1, got 0"),
     (["model.codebook_init=kmeans"], "model.codebook_init: must be one of 'random', 'data', got 'kmeans'"),
     (["model.codebook_decay_warmup=-1"], "model.codebook_decay_warmup: must be an integer >= 0, got -1"),
@@ -222,6 +222,9 @@ FIELD_CASES = [
     (["data.min_samples=-1"], "data.min_samples: must be an integer >= 0, got -1"),
     (["data.max_samples=0"], "data.max_samples: must be an integer >= 1, got 0"),
     (["data.num_workers=-1"], "data.num_workers: must be an integer >= 0, got -1"),
+    (["data.voice_perturb=pitch"], "data.voice_perturb: must be one of 'none', 'vtlp', 'praat', got 'pitch'"),
+    (["data.voice_warp=[0.1, 1.1]"], "data.voice_warp: must be a list of 2 or more items, each a finite number in [0.5, 2], "
+                                      "got (0.1, 1.1)"),
     (["train.max_steps=0"], "train.max_steps: must be an integer >= 1, got 0"),
     (["train.max_minutes=inf"], "train.max_minutes: must be a finite number >= 0, got inf"),
     (["train.precision=fp16"], "train.precision: must be one of 'bf16', 'fp32', got 'fp16'"),

@@ -179,8 +179,8 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *
     with _stage("3/6 evaluation sweep (every layer, baselines, k-means, probes, plots)", watch):
         results = sweep(
             checkpoint, corpus, out, splits=("dev", "heldout"), kmeans_k=kmeans_k, max_files=SWEEP_MAX_FILES,
-            probe=True,
-            baselines=("mfcc", "random"), metrics_jsonl=[metrics] if metrics.is_file() else None, notes=notes,
+            probe=True, baselines=("mfcc", "mfcc_cmvn", "random"),
+            metrics_jsonl=[metrics] if metrics.is_file() else None, notes=notes,
             title=f"spidrkit demo: tiny {variant}, {minutes:g} min on {os.cpu_count()} CPU cores",
             progress=progress,
         )

@@ -6,7 +6,7 @@
     spidrkit evaluate units UNITS LABELS [--pairing both|center] [--ignore SIL] [--plot PNG] [-o OUT.json]
     spidrkit evaluate map FEATURES WORDS [--min-occurrences 2] [-o OUT.json]
     spidrkit evaluate sweep --model M [--model M2 ...] [--label NAME ...] --corpus DIR -o OUT [--layers 1,2,...]
-                            [--kmeans K] [--probe] [--baselines mfcc,random] [--metrics RUN/metrics.jsonl ...]
+                            [--kmeans K] [--probe] [--baselines mfcc,mfcc_cmvn,random] [--metrics RUN/metrics.jsonl ...]
                             [--max-files N]   (several --model: one report comparing them, see docs/formats.md)
     spidrkit evaluate probe --model M --corpus DIR [--layers 1,2,...] [--baselines mfcc,random] [-o OUT]
     spidrkit evaluate plot-perplexity RUN1/metrics.jsonl [RUN2/metrics.jsonl] -o PNG [--labels spidr,dinosr]
@@ -120,8 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--kmeans", type=int, default=None, metavar="K", help="also k-means units with K centroids")
     p.add_argument("--kmeans-max-frames", type=int, default=DEFAULT_KMEANS_MAX_FRAMES, metavar="N",
                    help=f"k-means fit sample from the train split (default: {DEFAULT_KMEANS_MAX_FRAMES})")
-    p.add_argument("--baselines", type=_name_list, default=["mfcc", "random"], metavar="B1,B2",
-                   help=f"any of {','.join(SWEEP_BASELINES)}, or 'none' (default: mfcc,random)")
+    p.add_argument("--baselines", type=_name_list, default=["mfcc", "mfcc_cmvn", "random"], metavar="B1,B2",
+                   help=f"any of {','.join(SWEEP_BASELINES)}, or 'none' (default: mfcc,mfcc_cmvn,random)")
     p.add_argument("--posteriors", action="store_true", help="also ABX of the codebook posteriors (symmetric KL)")
     p.add_argument("--metrics", nargs="+", default=None, metavar="METRICS_JSONL",
                    help="training runs' metrics.jsonl for the perplexity figure")

@@ -38,7 +38,7 @@ from spidrkit.data.manifest import read_manifest
 from spidrkit.extraction.features_io import is_done, save_features
 from spidrkit.io import file_sha256, write_sidecar
 from spidrkit.models.layers import receptive_field
-from spidrkit.models.spectral import fft_size, mel_filterbank, power_spectrum
+from spidrkit.models.spectral import fft_size, mel_filterbank, normalise_bands, power_spectrum
 
 _DEFAULT_MODEL = ModelConfig()
 FRAME_RATE = _DEFAULT_MODEL.frame_rate  # 50 Hz: the default model's
@@ -46,8 +46,8 @@ WINDOW = receptive_field(_DEFAULT_MODEL.conv_kernels, _DEFAULT_MODEL.conv_stride
 HOP = _DEFAULT_MODEL.frame_stride  # 320 samples, 20 ms
 N_FFT = fft_size(WINDOW)  # 512
 
-Baseline = Literal["mfcc", "log_mel", "random"]
-BASELINES: tuple[str, ...] = ("mfcc", "log_mel", "random")
+Baseline = Literal["mfcc", "mfcc_cmvn", "log_mel", "random"]
+BASELINES: tuple[str, ...] = ("mfcc", "mfcc_cmvn", "log_mel", "random")
 
 
 def hop_length(frame_rate: float | None = None) -> int:
@@ -122,6 +122,12 @@ def mfcc(wav: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mfcc: int = 13, n_
     return torch.cat([ceps, d, deltas(d)], dim=1)
 
 
+def mfcc_cmvn(wav: torch.Tensor, sample_rate: int = SAMPLE_RATE, frame_rate: float | None = None) -> torch.Tensor:
+    """:func:`mfcc` with each of its 39 dimensions normalised to mean 0, variance 1 over the utterance (cepstral
+    mean and variance normalisation): the floor that removes the voice's average spectrum."""
+    return normalise_bands(mfcc(wav, sample_rate, frame_rate=frame_rate)[None])[0]
+
+
 def random_baseline(wav: torch.Tensor, dim: int = 768, seed: int = 0, sample_rate: int = SAMPLE_RATE,
                     key: str = "", frame_rate: float | None = None) -> torch.Tensor:
     """Gaussian noise features (T, dim) with the model's frame count: the chance-level reference.
@@ -136,10 +142,12 @@ def random_baseline(wav: torch.Tensor, dim: int = 768, seed: int = 0, sample_rat
 
 def baseline_features(kind: Baseline, wav: torch.Tensor, *, key: str = "", seed: int = 0,
                       frame_rate: float | None = None) -> torch.Tensor:
-    """The ``kind`` baseline ("mfcc", "log_mel" or "random") of a 16 kHz waveform, at ``frame_rate`` (the
+    """The ``kind`` baseline ("mfcc", "mfcc_cmvn", "log_mel" or "random") of a 16 kHz waveform, at ``frame_rate`` (the
     model's ``frame_rate``; default 50 Hz)."""
     if kind == "mfcc":
         return mfcc(wav, frame_rate=frame_rate)
+    if kind == "mfcc_cmvn":
+        return mfcc_cmvn(wav, frame_rate=frame_rate)
     if kind == "log_mel":
         return log_mel(wav, frame_rate=frame_rate)
     if kind == "random":

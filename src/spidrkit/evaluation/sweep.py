@@ -76,11 +76,12 @@ __all__ = ["DEFAULT_KMEANS_MAX_FRAMES", "DEFAULT_SPLITS", "FEATURE_BASELINES", "
 # baselines of the sweep; "random" is the model's architecture with random weights, "noise" Gaussian features
 SWEEP_BASELINES: dict[str, str] = {
     "mfcc": "MFCC + deltas (39-d), 25 ms windows every 20 ms",
+    "mfcc_cmvn": "MFCC + deltas with per-utterance mean and variance normalisation (CMVN)",
     "log_mel": "log mel spectrogram (80-d), 25 ms windows every 20 ms",
     "noise": "Gaussian noise features of the model's width (chance level)",
     "random": "the same architecture with random weights (seeded), every layer",
 }
-FEATURE_BASELINES = ("mfcc", "log_mel", "noise")
+FEATURE_BASELINES = ("mfcc", "mfcc_cmvn", "log_mel", "noise")
 DEFAULT_KMEANS_MAX_FRAMES = 50_000
 PLOT_NAMES = {"layers": "layers.png", "phone_given_code": "phone_given_code.png", "tsne": "tsne.png",
               "perplexity": "perplexity.png"}
@@ -203,7 +204,7 @@ def sweep(
     layers: Sequence[int] | None = None,
     kmeans_k: int | None = None,
     kmeans_max_frames: int = DEFAULT_KMEANS_MAX_FRAMES,
-    baselines: Sequence[str] = ("mfcc", "random"),
+    baselines: Sequence[str] = ("mfcc", "mfcc_cmvn", "random"),
     posteriors: bool = False,
     max_files: int | None = None,
     device: str = "cpu",
@@ -377,7 +378,7 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
     for name, model in zip(names, loaded):
         folder = out / "models" / ("".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model")
         with watch(name):
-            kept = [b for b in options.get("baselines", ("mfcc", "random"))  # random weights need a config
+            kept = [b for b in options.get("baselines", ("mfcc", "mfcc_cmvn", "random"))  # random weights need a config
                     if b != "random" or getattr(model.model, "cfg", None) is not None]
             res = sweep(model, corpus_dir, folder, label=name, device=device, **{**options, "baselines": kept})
         res["report"] = os.path.relpath(res.pop("outputs")["report_md"], out)
