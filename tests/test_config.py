@@ -271,6 +271,11 @@ CROSS_CASES = {
                            "data.min_samples: must be <= data.max_samples (80000), got 90000"),
     "batch_holds_min": (["data.max_batch_samples=1000"],
                         "data.max_batch_samples: must be >= data.min_samples (2000), got 1000"),
+    "warp_range": (["data.voice_warp=[1.2, 0.9]"],
+                   "data.voice_warp: must be a range [low, high] with low <= high, got [1.2, 0.9]"),
+    "vtlp_needs_logmel": (["data.voice_perturb=vtlp"], "data.voice_perturb: 'vtlp' warps the log mel filterbank, "
+                          "so it needs model.frontend = 'logmel' or 'logmel_cmvn' (use 'praat' with the "
+                          "convolutional front end)"),
     "min_samples_one_frame": (["data.min_samples=100"], "data.min_samples: must be >= 400, the samples the "
                               "downsampler (model.conv_kernels, model.conv_strides) needs for one frame, got 100"),
 }
