@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the project's virtual environment (.venv) with a Python >= 3.12, found on PATH first, then
-# through pyenv. Installs flite (the corpus builder's synthesiser) with apt-get when run as root.
+# through pyenv. Installs the corpus builder's synthesisers (flite, festival, espeak-ng) with apt-get when run
+# as root.
 # Idempotent: a second run only re-checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,13 +35,23 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q -e ".[dev]"
     touch "$stamp"
 fi
-if ! command -v flite >/dev/null 2>&1; then
+# the corpus builder's synthesisers (Debian): flite (aligned voices), festival + its ked voice (the held-out
+# engine, aligned; kal only to show it duplicates flite kal16), espeak-ng (training-only voices); a missing one
+# is a warning, never a failure
+APT_VOICES="flite festival festvox-kdlpc16k festvox-kallpc16k espeak-ng"
+missing_tts() {
+    command -v flite >/dev/null 2>&1 || echo flite
+    command -v festival >/dev/null 2>&1 && [ -d /usr/share/festival/voices/english/ked_diphone ] || echo festival
+    command -v espeak-ng >/dev/null 2>&1 || echo espeak-ng
+}
+if [ -n "$(missing_tts)" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "[bootstrap] installing flite with apt-get"
-        (apt-get install -y -q flite >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q flite >/dev/null 2>&1)) \
-            || echo "[bootstrap] could not install flite; run 'sudo apt-get install flite' before 'spidrkit data synth'" >&2
+        echo "[bootstrap] installing the speech synthesisers with apt-get: $APT_VOICES"
+        (DEBIAN_FRONTEND=noninteractive apt-get install -y -q $APT_VOICES >/dev/null 2>&1 \
+            || (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $APT_VOICES >/dev/null 2>&1)) \
+            || echo "[bootstrap] could not install every synthesiser ($(missing_tts | tr '\n' ' ')); the corpus uses the voices found" >&2
     else
-        echo "[bootstrap] flite is missing: run 'sudo apt-get install flite' before 'spidrkit data synth'" >&2
+        echo "[bootstrap] synthesisers missing: $(missing_tts | tr '\n' ' '); run 'sudo apt-get install $APT_VOICES' (flite at least)" >&2
     fi
 fi
 echo "[bootstrap] ready: $VENV/bin/spidrkit"

@@ -222,3 +222,16 @@ def test_abx_by_voice_pair_against_features_that_swap_phones_for_one_voice(tmp_p
     assert row["abx_across"] == pytest.approx(200 / 3)  # the pooled score: each X speaker's cells alike
     assert pair_groups(pairs, seen=["s1", "s2"]) == pytest.approx({"training voices": 0.0,
                                                                    "with held-out s3": 100.0})
+
+
+@pytest.mark.skipif(engines.missing("festival") is not None or not engines.festival_has("kal_diphone"),
+                    reason="festival's kal_diphone is not installed (apt-get install festvox-kallpc16k)")
+def test_the_profile_finds_the_duplicate_speaker_and_keeps_distinct_ones_apart():
+    pytest.importorskip("parselmouth")
+    kal16, kal_festival = engines.voice_profile("flite", "kal16"), engines.voice_profile("festival", "kal_diphone")
+    ked, slt = engines.voice_profile("festival", "ked_diphone"), engines.voice_profile("flite", "slt")
+    # one diphone database under two engines (other pitch and rate models): one speaker
+    assert engines.profile_distance(kal16, kal_festival) < engines.SAME_SPEAKER_DISTANCE
+    assert abs(math.log(kal16["f0"] / kal_festival["f0"])) > 0.1  # though their prosody differs
+    for other in (ked, slt):  # another speaker, of the same engine or not
+        assert engines.profile_distance(kal16, other) > engines.SAME_SPEAKER_DISTANCE

@@ -63,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     _add_synth_slm(sub, VOICES, DEFAULT_VOICES)
+    p = sub.add_parser("voices", help="the corpus voices, their engines and whether they are installed",
+                       description="List the voices 'data synth' can use. --profile measures each installed one "
+                       "(median F0, F1, F2, seconds per character, spectral envelope) and names the pairs that "
+                       "are one speaker (the known duplicates of other engines included when installed). "
+                       "Example: spidrkit data voices --profile")
+    p.add_argument("--profile", action="store_true", help="measure the installed voices (needs praat-parselmouth)")
 
     for name, what in (("librispeech", "split (dev-clean, train-clean-100, ...)"),
                        ("librilight", "subset (small, medium, large, ...)")):
@@ -124,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         actions = {"synth": _synth, "synth-slm": _synth_slm, "librispeech": _corpus, "librilight": _corpus,
-                   "folder": _folder}
+                   "folder": _folder, "voices": _voices}
         return actions[args.action](args)
     except FliteError as e:
         raise UserError(str(e)) from e
@@ -141,6 +147,40 @@ def _voice_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"unknown voice(s) {', '.join(unknown) or repr(text)}; choose from "
                                          f"{', '.join(VOICES)}")
     return names
+
+
+def _voices(args) -> int:
+    from spidrkit.data import engines
+
+    found, absent = engines.available_voices()
+    print(f"{'voice':16s} {'engine':9s} {'aligned':8s} {'installed':10s} description")
+    for name, v in engines.VOICES.items():
+        print(f"{name:16s} {v.engine:9s} {'yes' if v.aligned else 'no':8s} {'yes' if name in found else 'no':10s} "
+              f"{v.description}")
+    for name, why in absent.items():
+        print(f"  {name}: {why}")
+    if not args.profile:
+        return 0
+    try:
+        import parselmouth  # noqa: F401
+    except ImportError:
+        raise UserError("--profile needs praat-parselmouth: pip install praat-parselmouth") from None
+    targets = {n: (engines.VOICES[n].engine, engines.VOICES[n].ident) for n in found}
+    for dup in engines.DUPLICATES:
+        engine, ident = dup.split(":")
+        if engine == "festival" and engines.missing("festival") is None and engines.festival_has(ident):
+            targets[dup] = (engine, ident)
+    profiles = {n: engines.voice_profile(*t) for n, t in targets.items()}
+    print(f"\n{'voice':22s} {'F0 Hz':>7s} {'F1 Hz':>7s} {'F2 Hz':>7s} {'s/char':>7s}")
+    for n, pr in profiles.items():
+        print(f"{n:22s} {pr['f0']:7.1f} {pr['f1']:7.1f} {pr['f2']:7.1f} {pr['rate']:7.4f}")
+    names = list(profiles)
+    pairs = sorted((engines.profile_distance(profiles[a], profiles[b]), a, b)
+                   for i, a in enumerate(names) for b in names[i + 1:])
+    print(f"\nclosest pairs (spectral envelope distance; one speaker under {engines.SAME_SPEAKER_DISTANCE:g}):")
+    for d, a, b in pairs[:5]:
+        print(f"  {d:6.1f}  {a} - {b}" + ("  <- one speaker" if d < engines.SAME_SPEAKER_DISTANCE else ""))
+    return 0
 
 
 def _synth(args) -> int:

@@ -118,9 +118,14 @@ def missing(engine: str) -> str | None:
     return None if ok else f"{engine} is not installed: {INSTALL[engine]}"
 
 
+def festival_has(ident: str) -> bool:
+    """Whether festival's English voice ``ident`` (e.g. ``ked_diphone``) is installed."""
+    return any(Path(root, ident).is_dir() for root in ("/usr/share/festival/voices/english",
+                                                        "/usr/local/share/festival/voices/english"))
+
+
 def _festival_voice_installed() -> bool:
-    return any(Path(root).is_dir() for root in ("/usr/share/festival/voices/english/ked_diphone",
-                                                  "/usr/local/share/festival/voices/english/ked_diphone"))
+    return festival_has("ked_diphone")
 
 
 def available_voices(names=None) -> tuple[list[str], dict[str, str]]:
@@ -237,3 +242,56 @@ def _piper(ident: str, text: str, stretch: float, f0: float) -> Rendering:
     if not chunks:
         raise EngineError(f"piper made no audio for {text!r}")
     return Rendering(np.concatenate(chunks), int(v.config.sample_rate), [], [])
+
+
+# --- telling voices apart without listening ----------------------------------------------------------------
+PROFILE_SENTENCES = (
+    "the old man sat by the fire and told us a long story about the sea",
+    "she bought three green apples and a loaf of bread at the market",
+    "we will meet again when the rain stops and the sun comes out",
+    "a quick brown dog jumped over the sleeping cat near the door",
+)
+# the distance between two voices' mean MFCC (c1-c12 of Praat, loudest half of the frames) under which they
+# are one speaker: measured, flite kal16 vs festival kal_diphone (one diphone database) 12.0, the closest
+# distinct pair (two espeak variants) 28.8, every other pair >= 42 (docs/voices.md)
+SAME_SPEAKER_DISTANCE = 20.0
+
+
+def render_engine_voice(engine: str, ident: str, text: str) -> Rendering:
+    """A rendering by an engine's own voice name (the duplicates' too, to measure them)."""
+    if engine == "flite":
+        return Flite.instance().synthesize(text, ident)
+    return {"festival": _festival, "espeak": _espeak_ng, "piper": _piper}[engine](ident, text, 1.0, 1.0)
+
+
+def voice_profile(engine: str, ident: str) -> dict:
+    """What tells speakers apart without listening, over :data:`PROFILE_SENTENCES` at neutral prosody: median
+    F0, F1 and F2 (Hz; Praat's pitch and Burg formant tracks over voiced frames), seconds per character, and
+    ``envelope``, the mean MFCC (c1-c12) of the loudest half of the frames (the vocal tract's average
+    spectrum, which prosody settings do not move)."""
+    import parselmouth
+    import soxr
+
+    f0s, f1s, f2s, envelopes, seconds, chars = [], [], [], [], 0.0, 0
+    for text in PROFILE_SENTENCES:
+        r = render_engine_voice(engine, ident, text)
+        x = r.samples.astype(np.float64) / 32768.0
+        sound = parselmouth.Sound(soxr.resample(x, r.sample_rate, 16000) if r.sample_rate != 16000 else x, 16000)
+        pitch, formant = sound.to_pitch(), sound.to_formant_burg(maximum_formant=5500.0)
+        for t, f0 in zip(pitch.xs(), pitch.selected_array["frequency"]):
+            if f0 > 0:
+                f0s.append(f0)
+                f1s.append(formant.get_value_at_time(1, t))
+                f2s.append(formant.get_value_at_time(2, t))
+        mfcc = sound.to_mfcc(number_of_coefficients=12).to_array()
+        envelopes.append(mfcc[1:, mfcc[0] > np.percentile(mfcc[0], 50)])
+        seconds += len(x) / r.sample_rate
+        chars += len(text)
+    med = lambda v: float(np.nanmedian(np.asarray(v, dtype=np.float64)))  # noqa: E731
+    return {"f0": med(f0s), "f1": med(f1s), "f2": med(f2s), "rate": seconds / chars,
+            "envelope": np.concatenate(envelopes, 1).mean(1).tolist()}
+
+
+def profile_distance(a: dict, b: dict) -> float:
+    """Euclidean distance between two profiles' envelopes; under :data:`SAME_SPEAKER_DISTANCE`: one speaker."""
+    return float(np.linalg.norm(np.asarray(a["envelope"]) - np.asarray(b["envelope"])))

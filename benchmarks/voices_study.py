@@ -1,0 +1,102 @@
+"""The voices study (docs/voices.md): every finished run of ``benchmarks/cpu_study.py``'s ``voices_*`` arms,
+swept on one evaluation corpus, with its across-speaker ABX split by voice pair.
+
+    python benchmarks/voices_study.py STUDY_OUT --corpus CORPUS [--arms voices_flite3,voices_many,...]
+        [--max-files 150]
+
+For each ``STUDY_OUT/runs/ARM/seedS`` with a ``result.json`` (training done), the last checkpoint is swept
+(``spidrkit evaluate sweep``: every layer, baselines MFCC, MFCC + CMVN and the same model's random
+initialisation, on ``CORPUS``'s dev + heldout splits) into ``STUDY_OUT/sweeps/ARM/seedS`` (kept: a rerun only
+tabulates). The table, ``STUDY_OUT/voices.md`` and ``voices.json``, gives per run the steps, the best layer and
+its across-speaker ABX by group of voice pairs (both voices heard in training; a training voice and the
+held-out voice; a training voice and the held-out engine's voice), beside the same groups for its random
+initialisation, MFCC and MFCC + CMVN; then the mean ± s.d. over seeds per arm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def sweep_run(run: Path, corpus: Path, out: Path, max_files: int) -> dict:
+    """The sweep's ``report.json`` results of the run's last checkpoint (computed once)."""
+    report = out / "report.json"
+    if not report.is_file():
+        from spidrkit.checkpoints.run import latest_checkpoint
+        from spidrkit.evaluation.sweep import sweep
+
+        sweep(latest_checkpoint(run), corpus, out, splits=("dev", "heldout"), max_files=max_files,
+              baselines=("mfcc", "mfcc_cmvn", "random"), progress=False)
+    return json.loads(report.read_text())["results"]
+
+
+def row_of(results: dict, result: dict) -> dict:
+    """One run's line: steps, best layer, and the groups of each row (best layer, random init, floors)."""
+    pairs = results.get("voice_pairs", {})
+    rows = {}
+    for name, r in pairs.items():
+        key = ("model" if name.endswith("(best)") else "random" if name.startswith("random")
+               else name)
+        rows[key] = r["groups"]
+    best = results.get("best_layer")
+    layer = (results.get("layers") or {}).get(str(best), {})
+    return {"step": result.get("step"), "best_layer": best, "abx_across": layer.get("abx_across"),
+            "abx_within": layer.get("abx_within"), "groups": rows}
+
+
+def _stat(values: list) -> str:
+    v = [x for x in values if x is not None]
+    if not v:
+        return "-"
+    return f"{np.mean(v):.2f}" + (f" ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else "")
+
+
+def tabulate(lines: dict[str, list[dict]]) -> str:
+    groups = sorted({g for rows in lines.values() for r in rows for g in r["groups"].get("model", {})})
+    head = ["arm", "runs", "steps", "ABX across", "ABX within", *(f"{g}" for g in groups)]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arm, rows in lines.items():
+        for who in ("model", "random", "mfcc", "mfcc_cmvn"):
+            if who != "model" and arm != next(iter(lines)):
+                continue  # the floors are the same speech for every arm: shown once (random: per arm below)
+            cells = [_stat([r["groups"].get(who, {}).get(g) for r in rows]) for g in groups]
+            name = arm if who == "model" else f"*{who}*"
+            top = [_stat([r["abx_across"] for r in rows]), _stat([r["abx_within"] for r in rows])] \
+                if who == "model" else ["", ""]
+            out.append("| " + " | ".join([name, str(len(rows)), _stat([r["step"] for r in rows]), *top, *cells])
+                       + " |")
+        cells = [_stat([r["groups"].get("random", {}).get(g) for r in rows]) for g in groups]
+        out.append("| " + " | ".join([f"*{arm} at random init*", str(len(rows)), "0", "", "", *cells]) + " |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out", type=Path, help="the cpu_study.py output folder")
+    p.add_argument("--corpus", type=Path, required=True, help="the evaluation corpus (dev + heldout)")
+    p.add_argument("--arms", default="", help="comma-separated arms (default: every voices_* arm found)")
+    p.add_argument("--max-files", type=int, default=150, help="files per split (default: 150, as the demo)")
+    args = p.parse_args(argv)
+    arms = [a for a in args.arms.split(",") if a] or sorted(
+        d.name for d in (args.out / "runs").iterdir() if d.name.startswith("voices_"))
+    lines: dict[str, list[dict]] = {}
+    for arm in arms:
+        for run in sorted((args.out / "runs" / arm).glob("seed*")):
+            if not (run / "result.json").is_file():
+                print(f"{arm} {run.name}: not finished")
+                continue
+            results = sweep_run(run, args.corpus, args.out / "sweeps" / arm / run.name, args.max_files)
+            row = row_of(results, json.loads((run / "result.json").read_text()))
+            lines.setdefault(arm, []).append({"seed": run.name, **row})
+            print(f"{arm} {run.name}: {json.dumps(row['groups'].get('model'))}")
+    (args.out / "voices.json").write_text(json.dumps(lines, indent=1))
+    (args.out / "voices.md").write_text(tabulate(lines))
+    print(tabulate(lines))
+
+
+if __name__ == "__main__":
+    main()
