@@ -6,12 +6,13 @@ Training at this size is chaotic (``tests/test_parity_trajectory.py``): single t
 question is whether the two implementations give the same *distribution* of trajectories. For each data-order
 seed, one random initialisation trains three times on the same speech batches and masks: spidrkit, the
 release (PyPI ``spidr`` 0.2.0, the test oracle), and the release with every weight moved by 1e-7 (the chaos
-control). Per run: the loss curve, the step of the first collapse (the first step after the initial descent,
-> 50, whose loss falls below 0.75 x the median of the 10 before: a codebook collapse shows as a sudden drop), the mean loss over the last 50
-steps and the final codebook perplexities (the teacher's assignments of a fixed set of speech frames, the
-smallest over the codebooks). An exact two-sample permutation test (every split of the 2 x seeds values) on
-each statistic compares spidrkit with the release, and the control with the release; ``OUT/trajectory.json``,
-``OUT/trajectory.md`` and ``OUT/trajectory.png`` (the loss curves).
+control). Per run: the loss curve, the step of the first collapse (the first step after the initial
+descent, > 50, whose loss falls below 0.75 x the median of the 10 before: a codebook collapse shows as a
+sudden drop), the mean loss over the last 50 steps and the final codebook perplexities (the teacher's
+assignments of a fixed set of speech frames, the smallest over the codebooks). An exact two-sample
+permutation test (every split of the 2 x seeds values) on each statistic compares spidrkit with the release,
+and the control with the release; ``OUT/trajectory.json``, ``OUT/trajectory.md`` and
+``OUT/trajectory.png`` (the loss curves).
 """
 
 from __future__ import annotations
