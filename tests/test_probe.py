@@ -16,6 +16,7 @@ from spidrkit.evaluation.probe import (
     pair_frames,
     phone_probe,
     probe_row,
+    smooth,
     speaker_probe,
     speaker_split,
 )
@@ -58,6 +59,10 @@ def test_pairing_is_the_centre_label():
 
 def test_edit_distance_and_collapse():
     assert collapse(np.array(["a", "a", "b", "b", "a"])) == ["a", "b", "a"]
+    # smoothing: a one-frame flicker between equal neighbours goes, a two-frame run stays, edges stay
+    assert smooth(np.array(list("aabaacccbbc"))).tolist() == list("aaaaacccbbc")
+    assert smooth(np.array(list("abc"))).tolist() == list("abc")
+    assert collapse(smooth(np.array(list("xaabaaxx")))) == ["x", "a", "x"]
     assert edit_distance("kitten", "sitting") == 3
     assert edit_distance([], [1, 2]) == 2
     assert edit_distance([1, 2, 3], [1, 2, 3]) == 0
