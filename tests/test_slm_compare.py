@@ -28,10 +28,10 @@ from spidrkit.evaluation.slm_units import (
 
 def _report(lex_all, lex_iv, blimp, tsc=None, split="test", ci=(1.0, 2.0)):
     results = {f"lexical/{split}": {"all": {"score": lex_all, "ci95": list(ci), "pairs": 10},
-                                    "in_vocab": {"score": lex_iv, "ci95": list(ci), "pairs": 6}},
-               f"syntactic/{split}": {"all": {"score": blimp, "ci95": list(ci), "pairs": 8}}}
+                                    "in_vocab": {"score": lex_iv, "ci95": list(ci), "pairs": 16}},
+               f"syntactic/{split}": {"all": {"score": blimp, "ci95": list(ci), "pairs": 18}}}
     if tsc is not None:
-        results["storycloze/dev"] = {"all": {"score": tsc, "ci95": list(ci), "pairs": 4}}
+        results["storycloze/dev"] = {"all": {"score": tsc, "ci95": list(ci), "pairs": 14}}
     return {"results": results}
 
 
@@ -119,3 +119,12 @@ def test_cli_compares_existing_reports(tmp_path, capsys):
 
 def test_spread_takes_evenly_spaced_entries():
     assert spread(list(range(10)), 4) == [0, 2, 5, 7] and spread([1, 2], 5) == [1, 2] and spread([3], None) == [3]
+
+
+def test_a_group_of_too_few_pair_ids_is_shown_as_such_not_as_a_score():
+    from spidrkit.evaluation.slm_compare import format_cell
+    from spidrkit.evaluation.slm_rules import MIN_PAIRS
+
+    few = {"score": 25.0, "ci95": [25.0, 25.0], "pairs": MIN_PAIRS - 6, "runs": 1}
+    assert format_cell(few) == f"too few pairs ({MIN_PAIRS - 6})"
+    assert format_cell({**few, "pairs": MIN_PAIRS}) == "25.00 [25.00, 25.00]"

@@ -215,7 +215,11 @@ def budget_stage(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch) -> di
                               min_frames=BUDGET_MIN_FRAMES)
     report = out / "report.md"
     body = report.read_text() if report.exists() else ""
-    table = (out / "budget" / "budget.md").read_text().replace("# Budget curve", "## Budget curve", 1)
+    note = (f"The curve's last point and the sweep's best layer answer two questions about the same checkpoint: "
+            f"here each point's layer is chosen on dev across-speaker ABX alone and scored on {BUDGET_MAX_FILES} "
+            f"files a split (cheap enough for every milestone); the headline at the top is the sweep's (its layer "
+            f"chosen on the mean of within- and across-speaker ABX, {SWEEP_MAX_FILES} files a split).")
+    table = (out / "budget" / "budget.md").read_text().replace("# Budget curve", f"## Budget curve\n\n{note}", 1)
     write_text_atomic(report, body + "\n" + table + "\n![budget curve](budget/budget.png)\n")
     return result
 

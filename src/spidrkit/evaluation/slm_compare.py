@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from spidrkit.evaluation.figures import Figure, Panel, Series, pyplot, save_figure
+from spidrkit.evaluation.slm_rules import MIN_PAIRS
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
 
 METRICS = {"swuggy_all": ("lexical", "all", "sWUGGY all"),
@@ -129,9 +130,12 @@ def comparison_table(scored: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[st
 
 
 def format_cell(cell: Mapping[str, Any] | None) -> str:
-    """``71.90 [68.10, 75.20]`` (one run: its bootstrap 95 % interval) or ``71.90 ± 1.20 (3 seeds)``."""
+    """``71.90 [68.10, 75.20]`` (one run: its bootstrap 95 % interval) or ``71.90 ± 1.20 (3 seeds)``; a group
+    of fewer than :data:`MIN_PAIRS` pair ids is no score: ``too few pairs (4)``."""
     if cell is None:
         return "–"
+    if cell.get("pairs") is not None and cell["pairs"] < MIN_PAIRS:
+        return f"too few pairs ({cell['pairs']})"
     if cell["runs"] == 1:
         low, high = cell["ci95"]
         return f"{cell['score']:.2f} [{low:.2f}, {high:.2f}]"

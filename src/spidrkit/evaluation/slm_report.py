@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.evaluation.slm_bench import Split
+from spidrkit.evaluation.slm_rules import MIN_PAIRS
 from spidrkit.io import write_json_atomic, write_lines_atomic, write_text_atomic
 
 TASK_NAMES = {"lexical": "sWUGGY", "syntactic": "sBLIMP", "storycloze": "StoryCloze"}
@@ -65,6 +66,9 @@ def markdown(report: Mapping[str, Any]) -> str:
                   "|---|---:|---:|---:|"]
         for name, cell in groups.items():
             low, high = cell["ci95"]
+            if cell["pairs"] < MIN_PAIRS:
+                lines.append(f"| {name} | too few pairs | – | {cell['pairs']} |")
+                continue
             lines.append(f"| {name} | {cell['score']:.2f} | {low:.2f} - {high:.2f} | {cell['pairs']} |")
         lines.append("")
     unscored = [f"{s['task']}/{s['split']}" for s in report["splits"] if not s["gold"]]

@@ -93,6 +93,9 @@ def pair_scores(split: Split, scores: Mapping[str, float]) -> list[PairScore]:
     return out
 
 
+MIN_PAIRS = 10  # pair ids under which a group's score and interval mean nothing: reports say "too few pairs"
+
+
 def bootstrap(values: Sequence[float], n: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
     """The 95 % percentile interval of the mean of ``values`` over ``n`` resamples (``(nan, nan)`` if empty)."""
     x = np.asarray(values, dtype=np.float64)
