@@ -56,21 +56,26 @@ def _stat(values: list) -> str:
 
 
 def tabulate(lines: dict[str, list[dict]]) -> str:
+    """Per arm: the model's groups (mean ± s.d. over seeds) and its random initialisation's; then the floors
+    (MFCC, MFCC + CMVN: the same speech for every arm)."""
     groups = sorted({g for rows in lines.values() for r in rows for g in r["groups"].get("model", {})})
-    head = ["arm", "runs", "steps", "ABX across", "ABX within", *(f"{g}" for g in groups)]
+    head = ["arm", "runs", "steps", "best layer", "ABX across", "ABX within", *groups]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cells(rows: list[dict], who: str) -> list[str]:
+        return [_stat([r["groups"].get(who, {}).get(g) for r in rows]) for g in groups]
+
     for arm, rows in lines.items():
-        for who in ("model", "random", "mfcc", "mfcc_cmvn"):
-            if who != "model" and arm != next(iter(lines)):
-                continue  # the floors are the same speech for every arm: shown once (random: per arm below)
-            cells = [_stat([r["groups"].get(who, {}).get(g) for r in rows]) for g in groups]
-            name = arm if who == "model" else f"*{who}*"
-            top = [_stat([r["abx_across"] for r in rows]), _stat([r["abx_within"] for r in rows])] \
-                if who == "model" else ["", ""]
-            out.append("| " + " | ".join([name, str(len(rows)), _stat([r["step"] for r in rows]), *top, *cells])
-                       + " |")
-        cells = [_stat([r["groups"].get("random", {}).get(g) for r in rows]) for g in groups]
-        out.append("| " + " | ".join([f"*{arm} at random init*", str(len(rows)), "0", "", "", *cells]) + " |")
+        out.append("| " + " | ".join([arm, str(len(rows)), _stat([r["step"] for r in rows]),
+                                      " ".join(str(r["best_layer"]) for r in rows),
+                                      _stat([r["abx_across"] for r in rows]), _stat([r["abx_within"] for r in rows]),
+                                      *cells(rows, "model")]) + " |")
+        out.append("| " + " | ".join([f"*{arm}, random init*", str(len(rows)), "0", "", "", "",
+                                      *cells(rows, "random")]) + " |")
+    first = next(iter(lines.values()), [])
+    for floor in ("mfcc", "mfcc_cmvn"):
+        if first and floor in first[0]["groups"]:
+            out.append("| " + " | ".join([f"*{floor}*", "", "", "", "", "", *cells(first[:1], floor)]) + " |")
     return "\n".join(out) + "\n"
 
 

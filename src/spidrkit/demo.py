@@ -33,21 +33,31 @@ from spidrkit.runtime import Stopwatch
 
 logger = logging.getLogger("spidrkit.demo")
 
-TRAIN_VOICES = ("awb", "rms", "slt")  # flite's: the voices the model hears (docs/voices.md)
+TRAIN_VOICES: tuple[str, ...] | str = ("awb", "rms", "slt")  # the voices the model hears (docs/voices.md)
+# the voices "all" draws from: every voice of every engine but the duplicate kal (docs/voices.md)
+DEMO_POOL = ("awb", "rms", "slt", "joe", "espeak-us-m1", "espeak-us-f2", "espeak-gb-m3", "espeak-rp-f4",
+             "espeak-scot-m5", "espeak-car-f1")
 HELDOUT_VOICE = "kal16"  # a flite voice never heard in training
 HELDOUT_ENGINE = "ked"  # festival's: an engine never heard in training, when festival is installed
 
 
 def demo_voices() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(every voice of the demo corpus, the held-out ones): the training voices, the held-out flite voice and,
+    """(every voice of the demo corpus, the held-out ones): the training voices (:data:`TRAIN_VOICES`; "all":
+    every installed voice but the held-out ones, a missing engine a warning), the held-out flite voice and,
     when festival is installed, the held-out engine's voice (a warning otherwise)."""
-    from spidrkit.data.engines import missing
+    from spidrkit.data.engines import available_voices, missing
 
     why = missing("festival")
     if why:
         logger.warning("the held-out engine's voice %s is left out (%s)", HELDOUT_ENGINE, why)
     heldout = (HELDOUT_VOICE,) if why else (HELDOUT_VOICE, HELDOUT_ENGINE)
-    return (*TRAIN_VOICES, *heldout), heldout
+    train = TRAIN_VOICES
+    if train == "all":
+        found, absent = available_voices([v for v in DEMO_POOL if v not in heldout])
+        for voice, reason in absent.items():
+            logger.warning("voice %s left out (%s)", voice, reason)
+        train = tuple(found)
+    return (*train, *heldout), heldout
 
 DEFAULT_MINUTES = 24.0
 MILESTONES = (2.0, 5.0, 10.0, 20.0)  # minutes of a 24-minute run, scaled for other budgets
