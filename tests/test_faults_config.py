@@ -132,3 +132,27 @@ def test_convert_on_a_full_disk_exits_74_and_a_rerun_writes_the_same_bytes(relea
     assert cli_main(["convert", str(released), str(out)]) == 0
     assert out.read_bytes() == reference
     assert _left(folder) == [out.name]
+
+
+# ---------------------------------------------------------------- an existing output is never replaced silently
+def test_convert_refuses_to_replace_an_existing_output_without_force(released, tmp_path, capsys):
+    precious = tmp_path / "x.pt"
+    precious.write_text("precious")
+    assert cli_main(["convert", str(released), str(precious), "--config", str(_agreeing(tmp_path))]) == 2
+    assert _one_error_line(capsys) == (f"spidrkit convert: error: convert: {precious} exists; pass --force to "
+                                       "replace it (or choose another output)")
+    assert precious.read_text() == "precious"
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_text("precious too")
+    assert cli_main(["convert", str(released), f"{folder}/", "--config", str(_agreeing(tmp_path))]) == 2
+    assert (folder / "model.safetensors").read_text() == "precious too"
+    capsys.readouterr()
+    assert cli_main(["convert", str(released), str(precious), "--config", str(_agreeing(tmp_path)), "--force"]) == 0
+    assert load(precious).model.cfg.num_heads == 4
+
+
+def _agreeing(tmp_path):
+    path = tmp_path / "agreeing.toml"
+    path.write_text('preset = "tiny"\n[model]\nconv_dim = 32\ndim = 128\nffn_dim = 256\nnum_heads = 4\n')
+    return path

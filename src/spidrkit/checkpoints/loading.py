@@ -303,19 +303,26 @@ def convert(
     out_path: str | os.PathLike,
     variant: str | None = None,
     config: Config | str | os.PathLike | None = None,
+    force: bool = False,
 ) -> Path:
     """Rewrite any supported checkpoint as a self-describing spidrkit file (``.pt`` or ``.safetensors``), or
     as a model directory (``config.json`` + ``model.safetensors``) when ``out_path`` ends with a path
-    separator or is an existing directory. ``in_path`` may also be a published model's name.
+    separator or is an existing directory. ``in_path`` may also be a published model's name. An existing
+    output file (or a folder's ``config.json`` / ``model.safetensors``) is replaced only with ``force``.
 
     The weights are checked by building the model first, so a file that converts is a file that loads.
     """
+    to_dir = str(out_path).endswith((os.sep, "/")) or Path(out_path).is_dir()
+    taken = [p for p in ([Path(out_path) / "config.json", Path(out_path) / "model.safetensors"] if to_dir
+                         else [Path(out_path)]) if p.exists()]
+    if taken and not force:
+        raise CheckpointError(f"convert: {taken[0]} exists; pass --force to replace it (or choose another output)")
     if str(in_path) in NAMED_WEIGHTS and not Path(in_path).exists():
         in_path, variant = fetch_weights(str(in_path)), variant or NAMED_WEIGHTS[str(in_path)].variant
     if Path(out_path).resolve() == Path(in_path).resolve():
         raise CheckpointError("convert: the output would overwrite the input; choose another path")
     cfg, sd, info = load_checkpoint(in_path, variant, config)
     model = build_model(cfg, sd, str(in_path))
-    if str(out_path).endswith((os.sep, "/")) or Path(out_path).is_dir():
+    if to_dir:
         return save_model_dir(out_path, cfg, model.state_dict(), info)
     return save_spidrkit(out_path, cfg, model.state_dict(), info)

@@ -18,12 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model variant, for files that do not say it (released files: default spidr)")
     parser.add_argument("--config", default=None, metavar="PRESET_OR_TOML",
                         help="config for what the weights cannot tell (conv strides, heads) of a foreign file")
+    parser.add_argument("--force", action="store_true", help="replace an existing output")
 
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.checkpoints import convert, load_checkpoint
 
-    path = convert(args.input, args.output, variant=args.variant, config=args.config)
+    path = convert(args.input, args.output, variant=args.variant, config=args.config, force=args.force)
     cfg, sd, info = load_checkpoint(path)
     m = cfg.model
     params = sum(v.numel() for k, v in sd.items() if v.is_floating_point() and not k.startswith("codebooks."))
