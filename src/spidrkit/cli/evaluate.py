@@ -136,7 +136,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("probe", help="linear phone and speaker probes of every layer",
                        description="Per layer, a logistic regression on the frames: phones (trained on the "
-                       "training voices, scored on the held-out voice: accuracy and PER with bootstrap 95%% "
+                       "training voices, scored on the held-out voice: accuracy and PER with bootstrap 95 % "
                        "intervals) and speakers (the training voices, split by utterance). See "
                        "spidrkit.evaluation.probe.")
     p.add_argument("--model", required=True, help="checkpoint or model folder")

@@ -36,7 +36,7 @@ def add_slm_parser(sub: Any) -> Any:
     p = sub.add_parser(
         "slm", help="sWUGGY, sBLIMP and spoken StoryCloze scores of a unit LM (ZeroSpeech 2021 rules)",
         description="Units of every benchmark audio, their log-likelihood under a unit LM, the ZeroSpeech 2021 "
-        "rules (1 / 0.5 on a tie / 0 per pair and voice, mean over voices then pairs), bootstrap 95 %% intervals; "
+        "rules (1 / 0.5 on a tie / 0 per pair and voice, mean over voices then pairs), bootstrap 95 % intervals; "
         "writes OUT/report.json, OUT/report.md and the submission OUT/submission/<task>/<split>.txt + meta.yaml.")
     p.add_argument("benchmark", metavar="BENCHMARK",
                    help="folder with lexical/, syntactic/, storycloze/ ({dev,test}/*.wav + gold.csv) or sSC/, tSC/")
@@ -57,7 +57,7 @@ def add_slm_parser(sub: Any) -> Any:
         "slm-compare", help="several unit LMs (phones, MFCC, SpidR units, seeds) in one sLM table + ABX scatter",
         description="Scores every row of ROWS.json (a list of {label, units, lm, encoder, layer, seed} or {label, "
         "report}) with `evaluate slm` into OUT/rows/, then writes OUT/report.md + report.json (sWUGGY all / "
-        "in-vocab, sBLIMP, tSC; bootstrap 95 %% intervals, mean and standard deviation over rows sharing a label) "
+        "in-vocab, sBLIMP, tSC; bootstrap 95 % intervals, mean and standard deviation over rows sharing a label) "
         "and, with --sweep, OUT/slm_vs_abx.png (ABX and PNMI of each unit source vs its sLM scores).")
     c.add_argument("benchmark", metavar="BENCHMARK", help="the sLM benchmark folder")
     c.add_argument("rows", metavar="ROWS.json", help="the LMs to compare")
