@@ -186,6 +186,16 @@ def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
     )
 
 
+def budget_total(bar: tqdm, cfg: Any, steps_run: int, seconds: float) -> None:
+    """With a time budget (``train.max_minutes``), the bar's total becomes the steps the budget will allow at
+    the rate so far (at most ``train.max_steps``), so its ETA is the budget's, not ``max_steps``'."""
+    if cfg.max_minutes <= 0 or steps_run <= 0 or seconds <= 0 or bar.disable:
+        return
+    left = max(0.0, 60.0 * cfg.max_minutes - seconds)
+    bar.total = min(cfg.max_steps, bar.n + int(steps_run / seconds * left))
+    bar.refresh()
+
+
 def format_record(record: dict[str, Any]) -> str:
     """One line for the log: the headline numbers of a train or valid record."""
 

@@ -65,6 +65,7 @@ from spidrkit.training.logging import (
     IntervalMeter,
     MetricsLog,
     TensorBoard,
+    budget_total,
     format_record,
     progress_bar,
     train_record,
@@ -212,6 +213,7 @@ class Trainer:
             self._log(step, meter, t - interval_start - sum(pauses.seconds.values()), bar)
             meter.reset()
             interval_start, pauses = t, Stopwatch()
+            budget_total(bar, cfg, step - self.start_step, time.monotonic() - self.t_start)
 
         with StopSignals() as signals, logging_redirect_tqdm():
             bar = progress_bar(cfg.max_steps, step, self.progress and self.is_main)
