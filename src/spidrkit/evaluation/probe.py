@@ -13,8 +13,9 @@ that convention). Scores, in %:
   frame rate) are each smoothed alike (each frame takes the majority label of itself and its two
   neighbours, a tie keeps its own: a one-frame flicker is not read as two phones, and a one-frame gold
   phone is not asked for) and de-duplicated (runs collapsed); the edit distance between them summed over
-  utterances and divided by the summed de-duplicated gold lengths (without the smoothing every flicker
-  counted as an insertion: PERs of 156-219 % on the demo);
+  utterances and divided by the summed de-duplicated gold lengths. A frame classifier's runs are short, so
+  this PER still counts most flickers as insertions (the demo: 142-205 %; 156-219 % without the smoothing);
+  a CTC head (SUPERB's phone recognition) would give the PER people read, and is not built yet;
 - ``*_ci``: bootstrap 95 % intervals (percentiles 2.5 / 97.5 of :data:`BOOTSTRAP` resamples of the test
   utterances with replacement, seeded), the statistic recomputed as a ratio of sums on each resample;
 - ``probe_chance``: the accuracy of always answering the most frequent test phone, the ceiling of any
