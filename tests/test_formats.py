@@ -64,7 +64,9 @@ def test_model_directory_round_trip(model, tmp_path, capsys):
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
     # the same weights give the same bytes; a directory converts back to a file
-    convert(tmp_path / "run.pt", folder)  # an existing directory is written as one
+    with pytest.raises(CheckpointError, match="pass --force"):  # an existing model folder is not replaced silently
+        convert(tmp_path / "run.pt", folder)
+    convert(tmp_path / "run.pt", folder, force=True)  # an existing directory is written as one
     assert file_sha256(folder / "model.safetensors") == info.sha256
     back = convert(folder, tmp_path / "back.safetensors")
     assert load_checkpoint(back)[2].step == 12
