@@ -85,6 +85,7 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "voices_flite3_vtlp": ("flite", [*LOGMEL_DATA, *VOICE_STEPS, "data.voice_perturb=vtlp"]),
     "voices_many_vtlp": ("many", [*LOGMEL_DATA, *VOICE_STEPS, "data.voice_perturb=vtlp"]),
     "voices_many_cmvn": ("many", [*CMVN_DATA, *VOICE_STEPS]),
+    "voices_flite3_cmvn": ("flite", [*CMVN_DATA, *VOICE_STEPS]),  # separates "more voices" from "CMVN"
     "voices_many_vtlp_cmvn": ("many", [*CMVN_DATA, *VOICE_STEPS, "data.voice_perturb=vtlp"]),
     "voices_many_praat": ("many", [*LOGMEL_DATA, *VOICE_STEPS, "data.voice_perturb=praat"]),
     "long_utterances": ("long", []),
