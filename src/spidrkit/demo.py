@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.config import ModelConfig, load_config
+from spidrkit.data.engines import ALL_VOICES
 from spidrkit.errors import InputError, Terminated
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
 from spidrkit.runtime import Stopwatch
@@ -36,9 +37,8 @@ logger = logging.getLogger("spidrkit.demo")
 # the voices the model hears: every installed voice but the held-out ones (docs/voices.md: with the band
 # normalisation below, 10 voices of 4 engines gave 20.5 % across-speaker ABX at 3,000 steps, flite's 3 voices 26.1 %)
 TRAIN_VOICES: tuple[str, ...] | str = "all"
-# the voices "all" draws from: every voice of every engine but the duplicate kal (docs/voices.md)
-DEMO_POOL = ("awb", "rms", "slt", "joe", "espeak-us-m1", "espeak-us-f2", "espeak-gb-m3", "espeak-rp-f4",
-             "espeak-scot-m5", "espeak-car-f1")
+# the voices "all" draws from, the held-out ones left out (docs/voices.md)
+DEMO_POOL = ALL_VOICES
 HELDOUT_VOICE = "kal16"  # a flite voice never heard in training
 HELDOUT_ENGINE = "ked"  # festival's: an engine never heard in training, when festival is installed
 

@@ -140,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _voice_list(text: str) -> list[str]:
     from spidrkit.data.engines import VOICES
+    from spidrkit.data.synth_plan import heldout_list
 
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = heldout_list(text)
     unknown = [n for n in names if n not in VOICES]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown voice(s) {', '.join(unknown) or repr(text)}; choose from "

@@ -74,6 +74,8 @@ VOICES: dict[str, Voice] = {v.name: v for v in (
     _espeak("espeak-scot-m5", "en-gb-scotland+m5", "espeak-ng Scottish English, male variant 5"),
     _espeak("espeak-car-f1", "en-029+f1", "espeak-ng Caribbean English, female variant 1"),
 )}
+# what "every voice" means (data synth --voices all, the demo): kal is kal16 band-limited to 8 kHz
+ALL_VOICES = tuple(name for name in VOICES if name != "kal")
 # the same speaker as a voice above under another engine's name: never offered (docs/voices.md)
 DUPLICATES = {"festival:kal_diphone": "kal16", "festival:us_slt_hts": "slt", "rhvoice:slt": "slt",
               "rhvoice:alan": "awb"}

@@ -202,7 +202,7 @@ def resolve_voices(voices="all", heldout_voice=None) -> tuple[tuple[str, ...], d
     engine is missing raises :class:`~spidrkit.data.engines.EngineError` with the install command, and so
     does a missing held-out voice."""
     if isinstance(voices, str) and voices == "all":
-        found, absent = engines.available_voices([v for v in engines.VOICES if v not in ("kal",)])
+        found, absent = engines.available_voices(engines.ALL_VOICES)
         for v in heldout_list(heldout_voice):
             if v in absent:
                 raise engines.EngineError(f"held-out voice {v}: {absent[v]}")
