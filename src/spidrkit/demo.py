@@ -181,7 +181,7 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *
     from spidrkit.checkpoints.run import latest_checkpoint
     from spidrkit.data.synth import synthesize_corpus
     from spidrkit.evaluation.perplexity import perplexity_note
-    from spidrkit.evaluation.sweep import sweep
+    from spidrkit.evaluation.sweep import DEFAULT_BASELINES, sweep
     from spidrkit.training.loop import pretrain
 
     minutes, seed, variant = cfg.train.max_minutes, cfg.train.seed, cfg.variant
@@ -208,7 +208,7 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *
     with _stage("3/6 evaluation sweep (every layer, baselines, k-means, probes, plots)", watch):
         results = sweep(
             checkpoint, corpus, out, splits=("dev", "heldout"), kmeans_k=kmeans_k, max_files=SWEEP_MAX_FILES,
-            probe=True, baselines=("mfcc", "mfcc_cmvn", "random"),
+            probe=True, baselines=DEFAULT_BASELINES,
             metrics_jsonl=[metrics] if metrics.is_file() else None, notes=notes,
             title=f"spidrkit demo: tiny {variant}, {minutes:g} min on {os.cpu_count()} CPU cores",
             progress=progress,

@@ -58,7 +58,7 @@ def _add_frame_rate(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spidrkit.evaluation.sweep import DEFAULT_KMEANS_MAX_FRAMES, DEFAULT_SPLITS, SWEEP_BASELINES
+    from spidrkit.evaluation.sweep import DEFAULT_BASELINES, DEFAULT_KMEANS_MAX_FRAMES, DEFAULT_SPLITS, SWEEP_BASELINES
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -120,7 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--kmeans", type=int, default=None, metavar="K", help="also k-means units with K centroids")
     p.add_argument("--kmeans-max-frames", type=int, default=DEFAULT_KMEANS_MAX_FRAMES, metavar="N",
                    help=f"k-means fit sample from the train split (default: {DEFAULT_KMEANS_MAX_FRAMES})")
-    p.add_argument("--baselines", type=_name_list, default=["mfcc", "mfcc_cmvn", "random"], metavar="B1,B2",
+    p.add_argument("--baselines", type=_name_list, default=list(DEFAULT_BASELINES), metavar="B1,B2",
                    help=f"any of {','.join(SWEEP_BASELINES)}, or 'none' (default: mfcc,mfcc_cmvn,random)")
     p.add_argument("--posteriors", action="store_true", help="also ABX of the codebook posteriors (symmetric KL)")
     p.add_argument("--metrics", nargs="+", default=None, metavar="METRICS_JSONL",

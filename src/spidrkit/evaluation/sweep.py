@@ -82,6 +82,7 @@ SWEEP_BASELINES: dict[str, str] = {
     "random": "the same architecture with random weights (seeded), every layer",
 }
 FEATURE_BASELINES = ("mfcc", "mfcc_cmvn", "log_mel", "noise")
+DEFAULT_BASELINES = ("mfcc", "mfcc_cmvn", "random")  # the floors, and the same model with random weights
 DEFAULT_KMEANS_MAX_FRAMES = 50_000
 PLOT_NAMES = {"layers": "layers.png", "phone_given_code": "phone_given_code.png", "tsne": "tsne.png",
               "perplexity": "perplexity.png"}
@@ -204,7 +205,7 @@ def sweep(
     layers: Sequence[int] | None = None,
     kmeans_k: int | None = None,
     kmeans_max_frames: int = DEFAULT_KMEANS_MAX_FRAMES,
-    baselines: Sequence[str] = ("mfcc", "mfcc_cmvn", "random"),
+    baselines: Sequence[str] = DEFAULT_BASELINES,
     posteriors: bool = False,
     max_files: int | None = None,
     device: str = "cpu",
@@ -349,7 +350,6 @@ def sweep(
     return {**sweep_results(result), "outputs": outputs}
 
 
-
 def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                  labels: Sequence[str | None] | None = None, title: str | None = None,
                  device: str = "cpu", **options) -> dict[str, Any]:
@@ -378,7 +378,7 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
     for name, model in zip(names, loaded):
         folder = out / "models" / ("".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model")
         with watch(name):
-            kept = [b for b in options.get("baselines", ("mfcc", "mfcc_cmvn", "random"))  # random weights need a config
+            kept = [b for b in options.get("baselines", DEFAULT_BASELINES)  # random weights need a config
                     if b != "random" or getattr(model.model, "cfg", None) is not None]
             res = sweep(model, corpus_dir, folder, label=name, device=device, **{**options, "baselines": kept})
         res["report"] = os.path.relpath(res.pop("outputs")["report_md"], out)
