@@ -138,6 +138,15 @@ def crop_rng(seed: int, epoch: int, position: int, rank: int) -> np.random.Gener
     return np.random.default_rng(np.random.SeedSequence([seed, epoch, position, rank]))
 
 
+def batch_rng(seed: int, stream: int, index: tuple[int, int], rank: int, world_size: int) -> np.random.Generator:
+    """The RNG of one batch's draws in a ``stream`` (0: training masks, 1: validation masks, 2: voice
+    perturbation): keyed by (seed, stream, epoch, global batch index ``position * world_size + rank``), so a
+    resumed run draws the same and one process with ``grad_accum = W`` draws what W processes draw."""
+    epoch, position = index
+    key = [seed, stream, int(epoch), int(position) * world_size + rank]
+    return np.random.default_rng(np.random.SeedSequence(key))
+
+
 def _identity(x: Any) -> Any:
     return x
 

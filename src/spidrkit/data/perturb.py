@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from spidrkit.config import SAMPLE_RATE, Config
+from spidrkit.data.dataset import batch_rng
 
 STREAM = 2  # the RNG stream of the perturbation (masks use 0 for training, 1 for validation)
 FORMANT_RATIO = (1.0, 1.4)
@@ -64,9 +65,7 @@ class VoicePerturbHook:
         return cls(cfg.data.voice_perturb, tuple(cfg.data.voice_warp), cfg.train.seed, rank, world_size)
 
     def rng(self, batch: dict) -> np.random.Generator:
-        epoch, position = batch["index"]
-        key = [self.seed, STREAM, int(epoch), int(position) * self.world_size + self.rank]
-        return np.random.default_rng(np.random.SeedSequence(key))
+        return batch_rng(self.seed, STREAM, batch["index"], self.rank, self.world_size)
 
     def __call__(self, batch: dict) -> dict:
         rng = self.rng(batch)

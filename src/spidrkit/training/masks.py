@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from spidrkit.config import Config
-from spidrkit.data.dataset import Batch
+from spidrkit.data.dataset import Batch, batch_rng
 from spidrkit.data.perturb import Hooks, VoicePerturbHook
 from spidrkit.models.layers import num_frames
 from spidrkit.models.masking import sample_mask
@@ -42,9 +40,7 @@ class MaskHook:
 
     def __call__(self, batch: Batch) -> Batch:
         B, L = batch["wav"].shape
-        epoch, position = batch["index"]
-        key = [self.seed, self.stream, int(epoch), int(position) * self.world_size + self.rank]
-        rng = np.random.default_rng(np.random.SeedSequence(key))
+        rng = batch_rng(self.seed, self.stream, batch["index"], self.rank, self.world_size)
         T = num_frames(L, self.kernels, self.strides)
         batch["mask"] = sample_mask(B, T, self.prob, self.length, self.min_masks, rng)
         return batch
