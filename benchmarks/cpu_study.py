@@ -88,6 +88,9 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "voices_flite3_cmvn": ("flite", [*CMVN_DATA, *VOICE_STEPS]),  # separates "more voices" from "CMVN"
     "voices_many_vtlp_cmvn": ("many", [*CMVN_DATA, *VOICE_STEPS, "data.voice_perturb=vtlp"]),
     "voices_many_praat": ("many", [*LOGMEL_DATA, *VOICE_STEPS, "data.voice_perturb=praat"]),
+    # the winner (band normalisation, every voice: the demo's config) for 90 minutes: one niced thread beside
+    # another run takes ~125 steps a minute, so the schedules are stretched to 12,000 steps
+    "voices_many_cmvn_90": ("many", [*CMVN_DATA, *scaled_schedules(0.5), "train.max_steps=12000"]),
     "long_utterances": ("long", []),
     "teacher_independent": ("short", ["model.teacher_init=independent"]),
     "teacher_linear": ("short", ["teacher.schedule=linear"]),  # DinoSR's linear decay schedule, SpidR heads
