@@ -39,8 +39,8 @@ def main() -> None:
     args = p.parse_args()
 
     from spidrkit.config import load_config
-    from spidrkit.data.audio import load_audio
-    from spidrkit.data.manifest import read_manifest
+    from spidrkit.data.corpora.audio import load_audio
+    from spidrkit.data.corpora.manifest import read_manifest
     from spidrkit.models.codebook import Codebook, instance_norm
     from spidrkit.models.signal import standardize
     from spidrkit.models.spidr import SpidR

@@ -1,7 +1,7 @@
 """Several encoders side by side in one sweep (issue 15's target): a spidrkit model, a HuBERT-config and a
 WavLM-config ``transformers`` model (random weights, tiny dims, built here and saved as model directories
 with ``save_pretrained``) and MFCC, every metric (ABX, word MAP, k-means units, the linear phone and speaker
-probes) on CPU, in one measured call of ``spidrkit.evaluation.sweep.sweep([...])``.
+probes) on CPU, in one measured call of ``spidrkit.evaluation.sweep.run.sweep([...])``.
 
     python benchmarks/compare_encoders.py OUT [--corpus DIR] [--max-files N] [--kmeans K] [--model PATH ...]
 
@@ -65,7 +65,7 @@ def main() -> int:
               build_hf("wavlm", args.out / "models" / "wavlm"), *args.model]
     labels = ["SpidR tiny (random)", "HuBERT tiny (random)", "WavLM tiny (random)", *[None] * len(args.model)]
 
-    from spidrkit.evaluation.sweep import sweep
+    from spidrkit.evaluation.sweep.run import sweep
 
     start = time.perf_counter()
     with warnings.catch_warnings():

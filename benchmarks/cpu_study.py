@@ -7,8 +7,8 @@ Each arm is a corpus choice (``short`` / ``long``: folders built by ``spidrkit d
 ``--utterance-seconds``) and a list of ``--set`` overrides of the ``tiny`` preset (:data:`ARMS`). Each run
 (arm, seed) trains for ``--minutes`` of wall time with ``--threads`` threads into ``OUT/runs/ARM/seedS`` (the
 same command resumes it), then evaluates its last checkpoint on the dev and heldout splits of ``--eval-corpus``
-(the same speech for every arm; :mod:`spidrkit.evaluation.budget`,
-:mod:`spidrkit.evaluation.diagnostics`): across/within-speaker ABX of the layer chosen on dev (reported on
+(the same speech for every arm; :mod:`spidrkit.evaluation.runs.budget`,
+:mod:`spidrkit.evaluation.runs.diagnostics`): across/within-speaker ABX of the layer chosen on dev (reported on
 dev + heldout), the fixed-set codebook and prediction perplexity and the NMI of the teacher units with phone
 vs position per codebook layer, and the per-batch perplexities of ``metrics.jsonl`` over time; it writes
 ``result.json`` beside the run, and a run with a ``result.json`` is never rerun. ``--parallel`` runs go at
@@ -168,10 +168,10 @@ def run_one(args, arm: str, seed: int) -> None:
     from spidrkit.checkpoints import load_model
     from spidrkit.checkpoints.run import latest_checkpoint
     from spidrkit.config import load_config
-    from spidrkit.evaluation.budget import evaluate_point
-    from spidrkit.evaluation.diagnostics import diagnose
-    from spidrkit.evaluation.evalset import load_eval_set
-    from spidrkit.evaluation.perplexity import read_perplexities
+    from spidrkit.evaluation.plots.perplexity import read_perplexities
+    from spidrkit.evaluation.runs.budget import evaluate_point
+    from spidrkit.evaluation.runs.diagnostics import diagnose
+    from spidrkit.evaluation.sweep.evalset import load_eval_set
     from spidrkit.io import json_safe, write_json_atomic
     from spidrkit.training.loop import pretrain
 
@@ -202,7 +202,7 @@ def run_one(args, arm: str, seed: int) -> None:
     ppl = read_perplexities(folder / "metrics.jsonl") if (folder / "metrics.jsonl").is_file() else {}
     crossing = None
     if args.milestones:
-        from spidrkit.evaluation.budget import budget_curve
+        from spidrkit.evaluation.runs.budget import budget_curve
 
         crossing = budget_curve(folder, evaluation, folder / "budget", max_files=args.max_files,
                                 speakers=("within", "across"))["crossing"]
@@ -251,7 +251,7 @@ def crossings(results: dict[str, list[dict]]) -> list[str]:
 
 def tabulate(args) -> dict:
     """``OUT/study.json`` / ``study.md`` and the perplexity figures from every finished run."""
-    from spidrkit.evaluation.perplexity import plot_runs_perplexity
+    from spidrkit.evaluation.plots.perplexity import plot_runs_perplexity
     from spidrkit.io import write_json_atomic, write_text_atomic
 
     results: dict[str, list[dict]] = {}

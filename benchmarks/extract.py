@@ -24,8 +24,8 @@ import soundfile as sf
 import torch
 
 from spidrkit.config import SAMPLE_RATE, load_config
-from spidrkit.data.audio import load_audio
-from spidrkit.data.manifest import ManifestEntry
+from spidrkit.data.corpora.audio import load_audio
+from spidrkit.data.corpora.manifest import ManifestEntry
 from spidrkit.extraction.extract import extract
 from spidrkit.extraction.features_io import save_features
 from spidrkit.io import write_json_atomic

@@ -47,7 +47,7 @@ CHILDREN: list[subprocess.Popen] = []
 # ------------------------------------------------------------------------------------------- inputs
 def wavs(folder: Path, n: int, seconds: float, seed: int) -> Path:
     """``n`` wavs of harmonic 'syllables' (as tests/test_training.py makes them) and their manifest."""
-    from spidrkit.data.manifest import ManifestEntry, write_manifest
+    from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
 
     rng = np.random.default_rng(seed)
     inventory = [(rng.uniform(100, 250), rng.uniform(0, 1, 6)) for _ in range(6)]

@@ -42,9 +42,9 @@ from pathlib import Path
 
 import torch
 
-from spidrkit.data.slm_build import synthesize_slm
-from spidrkit.evaluation.slm_compare import CompareRow, score_rows, write_comparison
-from spidrkit.evaluation.slm_units import MfccEncoder, fit_corpus_kmeans, parse_units, write_corpus_units
+from spidrkit.data.slm.build import synthesize_slm
+from spidrkit.evaluation.slm.compare import CompareRow, score_rows, write_comparison
+from spidrkit.evaluation.slm.units import MfccEncoder, fit_corpus_kmeans, parse_units, write_corpus_units
 from spidrkit.io import read_metrics, write_json_atomic
 from spidrkit.lm import train
 
@@ -169,11 +169,11 @@ def score_all(args, out: Path, bench: Path, rows: list[CompareRow], lms: dict) -
 
 def unit_quality_points(args, bench: Path, units: dict, scores: dict) -> dict:
     """PNMI and one-hot ABX of each encoder source's dev units (the LM corpus), beside its mean sLM scores."""
-    from spidrkit.data.alignments import read_frame_labels
-    from spidrkit.evaluation.baselines import FRAME_RATE
-    from spidrkit.evaluation.discrete import frame_units
-    from spidrkit.evaluation.slm_compare import plot_scatter
-    from spidrkit.evaluation.unit_metrics import unit_row
+    from spidrkit.data.corpora.alignments import read_frame_labels
+    from spidrkit.evaluation.metrics.discrete import frame_units
+    from spidrkit.evaluation.metrics.units import unit_row
+    from spidrkit.evaluation.slm.compare import plot_scatter
+    from spidrkit.evaluation.sweep.baselines import FRAME_RATE
 
     corpus = bench / "lm_train"
     labels = read_frame_labels(corpus / "dev_frames.txt")
@@ -193,8 +193,8 @@ def unit_quality_points(args, bench: Path, units: dict, scores: dict) -> dict:
 
 def time_scoring(args, bench: Path, units: dict, lms: dict) -> dict:
     from spidrkit.checkpoints import load
-    from spidrkit.evaluation.slm_bench import read_benchmark
-    from spidrkit.evaluation.slm_units import extract_units
+    from spidrkit.evaluation.slm.bench import read_benchmark
+    from spidrkit.evaluation.slm.units import extract_units
     from spidrkit.lm import load_lm
     from spidrkit.lm.scoring import score
 

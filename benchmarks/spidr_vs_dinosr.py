@@ -45,7 +45,7 @@ def main() -> None:
         p.error("--corpus is needed to train (or pass --plot-only / --runs)")
 
     from spidrkit.config import load_config
-    from spidrkit.evaluation.perplexity import plot_runs_perplexity, read_perplexities
+    from spidrkit.evaluation.plots.perplexity import plot_runs_perplexity, read_perplexities
     from spidrkit.training.loop import pretrain
 
     out = Path(args.out)

@@ -70,9 +70,9 @@ def permutation_p(a: list[float], b: list[float]) -> float:
 
 
 def speech(corpus: Path | None) -> list[torch.Tensor]:
-    from spidrkit.data.audio import load_audio
-    from spidrkit.data.manifest import read_manifest
-    from spidrkit.data.synth import synthesize_corpus
+    from spidrkit.data.corpora.audio import load_audio
+    from spidrkit.data.corpora.manifest import read_manifest
+    from spidrkit.data.synth.corpus import synthesize_corpus
 
     if corpus is None:
         corpus = synthesize_corpus(Path("runs/trajectory_speech"), voices=("awb", "rms", "slt"), hours=0.05,

@@ -27,7 +27,7 @@ def sweep_run(run: Path, corpus: Path, out: Path, max_files: int) -> dict:
     report = out / "report.json"
     if not report.is_file():
         from spidrkit.checkpoints.run import latest_checkpoint
-        from spidrkit.evaluation.sweep import sweep
+        from spidrkit.evaluation.sweep.run import sweep
 
         sweep(latest_checkpoint(run), corpus, out, splits=("dev", "heldout"), max_files=max_files,
               baselines=("mfcc", "mfcc_cmvn", "random"), progress=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spidrkit.evaluation.abx import FeatureDir, abx, abx_units, units_as_indices
+from spidrkit.evaluation.metrics.abx import FeatureDir, abx, abx_units, units_as_indices
 
 PHONES = ["AA", "IY", "S", "T", "M", "L"]
 CONTEXTS = [("B", "D"), ("K", "G"), ("P", "N"), ("F", "V")]
@@ -110,7 +110,7 @@ def test_identical_features_tie_everywhere(corpus, speaker):
 
 def test_frame_rates_go_to_fastabx_exactly():
     """A fractional rate goes to fastabx as exact decimal text, never as a float."""
-    from spidrkit.evaluation.abx import fastabx_frequency
+    from spidrkit.evaluation.metrics.abx import fastabx_frequency
 
     assert fastabx_frequency(50.0) == 50 and fastabx_frequency(12.5) == "12.5"
     with pytest.raises(ValueError, match="> 0"):
@@ -119,7 +119,7 @@ def test_frame_rates_go_to_fastabx_exactly():
 
 def test_abx_both_reports_an_empty_condition_as_none(tmp_path):
     """One speaker only: no across-speaker triplet exists; abx_both says None (with a warning), not an error."""
-    from spidrkit.evaluation.abx import abx_both
+    from spidrkit.evaluation.metrics.abx import abx_both
 
     item, frame_phones = _corpus(tmp_path)
     one = tmp_path / "one_speaker.item"

@@ -10,7 +10,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from spidrkit.data.audio import (
+from spidrkit.data.corpora.audio import (
     AudioConversionWarning,
     AudioError,
     load_audio,

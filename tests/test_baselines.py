@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spidrkit.config import ModelConfig
-from spidrkit.evaluation.baselines import (
+from spidrkit.evaluation.sweep.baselines import (
     HOP,
     N_FFT,
     WINDOW,
@@ -84,7 +84,7 @@ def test_mfcc_of_silence_and_errors():
 def test_extract_baseline_writes_a_features_folder(tmp_path):
     import soundfile as sf
 
-    from spidrkit.data.manifest import ManifestEntry, write_manifest
+    from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
     from spidrkit.extraction.features_io import load_feature_dir
     from spidrkit.io import read_sidecar
 

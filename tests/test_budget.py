@@ -11,10 +11,10 @@ import torch
 
 from spidrkit.checkpoints.run import FORMAT, checkpoint_path, milestone_path, save_checkpoint
 from spidrkit.config import load_config
-from spidrkit.evaluation import budget as budget_mod
-from spidrkit.evaluation.abx import abx_both
-from spidrkit.evaluation.budget import budget_curve, crossing_time, fit_log_trend, render_budget
-from spidrkit.evaluation.features import model_outputs
+from spidrkit.evaluation.metrics.abx import abx_both
+from spidrkit.evaluation.runs import budget as budget_mod
+from spidrkit.evaluation.runs.budget import budget_curve, crossing_time, fit_log_trend, render_budget
+from spidrkit.evaluation.sweep.features import model_outputs
 from spidrkit.models.spidr import SpidR
 
 

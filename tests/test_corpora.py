@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from spidrkit.cli import main
-from spidrkit.data.alignments import (
+from spidrkit.data.corpora.alignments import (
     Item,
     intervals_from_frames,
     read_alignment_table,
@@ -19,7 +19,8 @@ from spidrkit.data.alignments import (
     write_alignments,
     write_item_file,
 )
-from spidrkit.data.corpora import (
+from spidrkit.data.corpora.manifest import read_manifest
+from spidrkit.data.corpora.readers import (
     CorpusError,
     folder_corpus,
     read_librilight,
@@ -27,7 +28,6 @@ from spidrkit.data.corpora import (
     read_phone_map,
     read_zerospeech_alignments,
 )
-from spidrkit.data.manifest import read_manifest
 
 
 def _audio(path: Path, n: int, rate: int = 16000, fmt: str | None = None) -> Path:

@@ -8,11 +8,11 @@ import torch
 
 from spidrkit.checkpoints import load_model
 from spidrkit.config import load_config
-from spidrkit.data.audio import load_audio
-from spidrkit.data.engines import available_voices, missing
-from spidrkit.data.manifest import read_manifest
+from spidrkit.data.corpora.audio import load_audio
+from spidrkit.data.corpora.manifest import read_manifest
+from spidrkit.data.synth.engines import available_voices, missing
 from spidrkit.demo import DEMO_POOL, _headline, corpus_hours, run_demo
-from spidrkit.evaluation.abx import abx
+from spidrkit.evaluation.metrics.abx import abx
 
 
 def test_corpus_hours_scale_with_the_budget():
@@ -105,8 +105,8 @@ def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeyp
     """Pretraining that ended before its first logging step (issue 12, case 5): the sweep gets no metrics
     log and a note saying why, instead of a missing file."""
     import spidrkit.checkpoints.run as run_mod
-    import spidrkit.data.synth as synth
-    import spidrkit.evaluation.sweep as sweep_mod
+    import spidrkit.data.synth.corpus as synth
+    import spidrkit.evaluation.sweep.run as sweep_mod
     import spidrkit.training.loop as loop
     from spidrkit.demo import _run_stages, demo_config
     from spidrkit.runtime import Stopwatch
@@ -128,8 +128,8 @@ def test_the_stages_name_what_the_config_trains_not_the_arguments(tmp_path, monk
     """``--set train.max_minutes=`` / ``train.seed=`` / ``variant=`` win over ``--minutes`` / ``--seed`` /
     ``--variant``: the corpus seed, the stage titles and the sweep's title name what trains."""
     import spidrkit.checkpoints.run as run_mod
-    import spidrkit.data.synth as synth
-    import spidrkit.evaluation.sweep as sweep_mod
+    import spidrkit.data.synth.corpus as synth
+    import spidrkit.evaluation.sweep.run as sweep_mod
     import spidrkit.training.loop as loop
     from spidrkit.demo import _run_stages, demo_config, milestone_minutes
     from spidrkit.runtime import Stopwatch
@@ -153,8 +153,8 @@ def test_the_stages_name_what_the_config_trains_not_the_arguments(tmp_path, monk
 @pytest.mark.parametrize(("signal", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_demo_stopped_by_a_signal_stops_after_saving(signal, code, tmp_path, monkeypatch, capsys):
     """Pretraining saved its checkpoint on the signal: the demo exits 130 / 143 there, without a sweep."""
-    import spidrkit.data.synth as synth
-    import spidrkit.evaluation.sweep as sweep_mod
+    import spidrkit.data.synth.corpus as synth
+    import spidrkit.evaluation.sweep.run as sweep_mod
     import spidrkit.training.loop as loop
     from spidrkit.cli import main as cli_main
 

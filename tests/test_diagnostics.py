@@ -12,9 +12,9 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 from spidrkit.config import load_config
-from spidrkit.data.alignments import write_frame_labels
-from spidrkit.data.manifest import ManifestEntry, write_manifest
-from spidrkit.evaluation.diagnostics import diagnose, frame_phones, nmi, position_bins, unit_perplexity
+from spidrkit.data.corpora.alignments import write_frame_labels
+from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
+from spidrkit.evaluation.runs.diagnostics import diagnose, frame_phones, nmi, position_bins, unit_perplexity
 from spidrkit.models.codebook import instance_norm
 from spidrkit.models.spidr import SpidR
 

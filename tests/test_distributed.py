@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 
 from spidrkit.config import SAMPLE_RATE as SR
 from spidrkit.config import config_from_dict, load_config
-from spidrkit.data.manifest import ManifestEntry, write_manifest
+from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
 from spidrkit.errors import LockHeldError
 from spidrkit.io import read_metrics
 from spidrkit.runtime import DistEnv, LaunchError, detect_env, first_host, seed_everything, select_device

@@ -16,7 +16,7 @@ import transformers as T
 import spidrkit
 from spidrkit.checkpoints import CheckpointError
 from spidrkit.cli import main as cli_main
-from spidrkit.data.manifest import ManifestEntry, write_manifest
+from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
 from spidrkit.encoders import EncoderError, HFEncoder, input_normalization_of
 from spidrkit.extraction.features_io import iter_feature_files, load_features
 from spidrkit.io import file_sha256, read_sidecar

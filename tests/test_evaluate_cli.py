@@ -11,16 +11,16 @@ import pytest
 import torch
 
 from spidrkit.cli import main
-from spidrkit.data.alignments import (
+from spidrkit.data.corpora.alignments import (
     frame_labels,
     triphone_items,
     write_alignments,
     write_frame_labels,
     write_item_file,
 )
-from spidrkit.evaluation.abx import abx, abx_units
-from spidrkit.evaluation.unit_metrics import unit_quality
-from spidrkit.evaluation.word_map import word_map
+from spidrkit.evaluation.metrics.abx import abx, abx_units
+from spidrkit.evaluation.metrics.units import unit_quality
+from spidrkit.evaluation.metrics.word_map import word_map
 from spidrkit.extraction.features_io import save_features
 from spidrkit.extraction.units import write_units
 
@@ -134,7 +134,7 @@ def test_abx_of_units(data, capsys, tmp_path):
 
 
 def test_units_matches_unit_quality(data, capsys, tmp_path):
-    from spidrkit.data.alignments import read_frame_labels
+    from spidrkit.data.corpora.alignments import read_frame_labels
 
     out, png = tmp_path / "q.json", tmp_path / "pgc.png"
     code, printed, _ = run_cli(["units", data["units"], data["labels"], "--ignore", "SIL", "--plot", png, "-o", out],

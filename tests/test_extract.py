@@ -12,8 +12,8 @@ import torch
 from spidrkit.checkpoints import weights_sha256
 from spidrkit.cli import main as cli_main
 from spidrkit.config import load_config
-from spidrkit.data.audio import load_audio
-from spidrkit.data.manifest import ManifestEntry, write_manifest
+from spidrkit.data.corpora.audio import load_audio
+from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
 from spidrkit.extraction.compute import compute
 from spidrkit.extraction.extract import ExtractionError, extract
 from spidrkit.extraction.features_io import iter_feature_files, load_features

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spidrkit.cli import main
-from spidrkit.evaluation.abx import MIN_ABX_CELLS, abx_both, abx_score
+from spidrkit.evaluation.metrics.abx import MIN_ABX_CELLS, abx_both, abx_score
 from spidrkit.extraction.features_io import save_features
 from test_abx import RATE, _corpus, _one_hot
 

@@ -21,9 +21,9 @@ import torch
 import spidrkit.io as sio
 from spidrkit.cli import main as cli_main
 from spidrkit.config import load_config
-from spidrkit.data.audio import TruncatedAudioWarning, load_audio
-from spidrkit.data.dataset import read_skipped
-from spidrkit.data.manifest import ManifestEntry, write_manifest
+from spidrkit.data.batches.dataset import read_skipped
+from spidrkit.data.corpora.audio import TruncatedAudioWarning, load_audio
+from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
 from spidrkit.errors import EXIT_IO, EXIT_TEMPFAIL, EXIT_USAGE
 from spidrkit.extraction.compute import NonFiniteFeaturesError
 from spidrkit.extraction.extract import extract

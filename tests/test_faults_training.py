@@ -274,7 +274,7 @@ def test_nonfinite_weights_are_never_written_to_a_checkpoint(corpus, tmp_path):
 
 # ------------------------------------------------------------------------------ an all-bad manifest
 def test_a_manifest_of_unusable_files_exits_2_naming_it(tmp_path, capsys):
-    from spidrkit.data.manifest import ManifestEntry, write_manifest
+    from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
 
     bad = []
     for i in range(4):

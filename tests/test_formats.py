@@ -13,13 +13,13 @@ import torch
 from spidrkit.checkpoints import CheckpointError, convert, is_model_dir, load, load_checkpoint
 from spidrkit.cli import main as cli_main
 from spidrkit.config import load_config
-from spidrkit.data.audio import load_audio
-from spidrkit.data.manifest import ManifestEntry, write_manifest
+from spidrkit.data.corpora.audio import load_audio
+from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
 from spidrkit.extraction.extract import extract
-from spidrkit.extraction.formats import export_km, read_km
 from spidrkit.extraction.kmeans import KMeansModel
 from spidrkit.extraction.plan import ExtractionError
-from spidrkit.extraction.textless import speech_to_units
+from spidrkit.extraction.speech_units import speech_to_units
+from spidrkit.extraction.unit_exports import export_km, read_km
 from spidrkit.extraction.units import Units, UnitsError, expand, read_units, write_units
 from spidrkit.io import file_sha256
 from spidrkit.models.spidr import SpidR

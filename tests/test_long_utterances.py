@@ -1,4 +1,4 @@
-"""Long utterances of the flite corpus (spidrkit.data.synth_long): exact joined alignments, noise pauses,
+"""Long utterances of the flite corpus (spidrkit.data.synth.long): exact joined alignments, noise pauses,
 lengths in range, split rules, and the default corpus unchanged."""
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from spidrkit.data import synth, synth_long
-from spidrkit.data.alignments import read_alignment_table, read_item_file
-from spidrkit.data.flite import flite_available
-from spidrkit.data.manifest import read_manifest
-from spidrkit.data.sentences import load_sentences
-from spidrkit.data.synth_plan import plan_corpus
-from spidrkit.data.synth_render import render_part
+from spidrkit.data.corpora.alignments import read_alignment_table, read_item_file
+from spidrkit.data.corpora.manifest import read_manifest
+from spidrkit.data.synth import corpus as synth
+from spidrkit.data.synth import long as synth_long
+from spidrkit.data.synth.flite import flite_available
+from spidrkit.data.synth.plan import plan_corpus
+from spidrkit.data.synth.render import render_part
+from spidrkit.data.synth.sentences import load_sentences
 
 needs_flite = pytest.mark.skipif(not flite_available(), reason="flite is not installed (sudo apt-get install flite)")
 

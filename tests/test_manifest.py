@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from spidrkit.cli import main
-from spidrkit.data.manifest import (
+from spidrkit.data.corpora.manifest import (
     ManifestEntry,
     ManifestError,
     read_manifest,

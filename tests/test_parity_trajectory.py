@@ -20,7 +20,7 @@ import torch
 
 from oracle import TRAJECTORY, speech_batches, trajectories
 from spidrkit.config import load_config
-from spidrkit.data.flite import flite_available
+from spidrkit.data.synth.flite import flite_available
 
 STEPS = 160
 DIVERGED = 1e-2  # relative loss difference at which the control counts as parted
@@ -32,9 +32,9 @@ CHAOS = 4.0  # the spread of one chaotic draw against another (measured 0.3-1.5,
 def speech(tmp_path_factory):
     if not flite_available():
         pytest.skip("flite is not installed (sudo apt-get install flite)")
-    from spidrkit.data.audio import load_audio
-    from spidrkit.data.manifest import read_manifest
-    from spidrkit.data.synth import synthesize_corpus
+    from spidrkit.data.corpora.audio import load_audio
+    from spidrkit.data.corpora.manifest import read_manifest
+    from spidrkit.data.synth.corpus import synthesize_corpus
 
     out = synthesize_corpus(tmp_path_factory.mktemp("speech"), voices=("awb", "rms", "slt"), hours=0.02, seed=5,
                             workers=1, progress=False)

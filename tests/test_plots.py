@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from spidrkit.data.alignments import Interval
-from spidrkit.evaluation.figures import Series
-from spidrkit.evaluation.plots import (
+from spidrkit.data.corpora.alignments import Interval
+from spidrkit.evaluation.metrics.units import unit_quality
+from spidrkit.evaluation.plots.figures import Series
+from spidrkit.evaluation.plots.layers import (
     phone_class,
     phone_embeddings,
     phone_order,
@@ -21,8 +22,7 @@ from spidrkit.evaluation.plots import (
     plot_tsne,
     read_perplexities,
 )
-from spidrkit.evaluation.tsne import tsne_points
-from spidrkit.evaluation.unit_metrics import unit_quality
+from spidrkit.evaluation.plots.tsne import tsne_points
 
 PHONES = ["AA1", "IY0", "EH1", "T", "K", "S", "SH", "M", "N", "L", "R", "SIL"]
 RATE = 50
@@ -167,7 +167,7 @@ def test_perplexity_plot(tmp_path):
 
 
 def test_report_tables_bold_best_and_links(tmp_path):
-    from spidrkit.evaluation.report import write_report
+    from spidrkit.evaluation.sweep.report import write_report
 
     plot = plot_layer_metrics({"m": {1: {"map": 1.0}, 2: {"map": 2.0}}}, tmp_path / "figs" / "layers.png")
     results = {

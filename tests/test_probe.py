@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from spidrkit.evaluation.probe import (
+from spidrkit.evaluation.metrics.probe import (
     ProbeSet,
     bootstrap_ci,
     collapse,

@@ -10,8 +10,7 @@ import soundfile as sf
 import torch
 
 from spidrkit.config import DataConfig
-from spidrkit.data.audio import load_audio, reset_conversion_warnings, standardize
-from spidrkit.data.dataset import (
+from spidrkit.data.batches.dataset import (
     AudioDataset,
     BatchDataset,
     crop_batch,
@@ -19,8 +18,9 @@ from spidrkit.data.dataset import (
     make_valid_loader,
     read_skipped,
 )
-from spidrkit.data.manifest import ManifestEntry
-from spidrkit.data.sampler import BucketBatchSampler
+from spidrkit.data.batches.sampler import BucketBatchSampler
+from spidrkit.data.corpora.audio import load_audio, reset_conversion_warnings, standardize
+from spidrkit.data.corpora.manifest import ManifestEntry
 
 BUDGET = 100_000
 KW = dict(max_batch_samples=BUDGET, num_buckets=10, min_samples=2000, max_samples=30_000)

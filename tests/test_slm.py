@@ -19,9 +19,9 @@ from transformers import OPTConfig, OPTForCausalLM
 from spidrkit.checkpoints import save_spidrkit
 from spidrkit.cli import main
 from spidrkit.config import load_config
-from spidrkit.evaluation.slm import SlmUnitsError, parse_units
-from spidrkit.evaluation.slm_bench import BenchmarkError, read_benchmark
-from spidrkit.evaluation.slm_rules import bootstrap, frequency_band, pair_scores, summarize
+from spidrkit.evaluation.slm.bench import BenchmarkError, read_benchmark
+from spidrkit.evaluation.slm.rules import bootstrap, frequency_band, pair_scores, summarize
+from spidrkit.evaluation.slm.score import SlmUnitsError, parse_units
 from spidrkit.extraction.kmeans import KMeansModel
 from spidrkit.lm.scoring import ScoringError, score
 from spidrkit.lm.vocab import UnitVocab
@@ -355,7 +355,7 @@ def test_units_specification(models, tmp_path):
 
 def test_units_that_do_not_fit_the_encoder_or_the_lm_are_refused(models):
     from spidrkit.checkpoints import load
-    from spidrkit.evaluation.slm import UnitSpec, check_units
+    from spidrkit.evaluation.slm.score import UnitSpec, check_units
 
     encoder = load(models["encoder"]).model
     check_units(parse_units("codebook:6"), encoder, UnitVocab(16))
@@ -372,8 +372,8 @@ def test_units_that_do_not_fit_the_encoder_or_the_lm_are_refused(models):
 def test_mfcc_kmeans_units_score_through_the_same_scorer(models, tmp_path, capsys):
     """--encoder mfcc --units kmeans:FILE: each file's score is the LM's score of the nearest centroids of its
     39-d MFCC; --units without an encoder, or a bare preset name as encoder, are clear errors (exit 2)."""
-    from spidrkit.data.audio import load_audio
-    from spidrkit.evaluation.baselines import mfcc
+    from spidrkit.data.corpora.audio import load_audio
+    from spidrkit.evaluation.sweep.baselines import mfcc
     from spidrkit.lm import load_lm
 
     bench = tmp_path / "bench"

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from spidrkit.evaluation.slm_compare import (
+from spidrkit.evaluation.slm.compare import (
     CompareRow,
     comparison_table,
     format_cell,
@@ -16,7 +16,7 @@ from spidrkit.evaluation.slm_compare import (
     sweep_keys,
     write_comparison,
 )
-from spidrkit.evaluation.slm_units import (
+from spidrkit.evaluation.slm.units import (
     PHONE_INVENTORY,
     SlmUnitsError,
     parse_units,
@@ -122,8 +122,8 @@ def test_spread_takes_evenly_spaced_entries():
 
 
 def test_a_group_of_too_few_pair_ids_is_shown_as_such_not_as_a_score():
-    from spidrkit.evaluation.slm_compare import format_cell
-    from spidrkit.evaluation.slm_rules import MIN_PAIRS
+    from spidrkit.evaluation.slm.compare import format_cell
+    from spidrkit.evaluation.slm.rules import MIN_PAIRS
 
     few = {"score": 25.0, "ci95": [25.0, 25.0], "pairs": MIN_PAIRS - 6, "runs": 1}
     assert format_cell(few) == f"too few pairs ({MIN_PAIRS - 6})"

@@ -17,13 +17,13 @@ import pytest
 import torch
 
 from spidrkit.config import load_config
-from spidrkit.data.flite import flite_available
-from spidrkit.data.manifest import ManifestEntry, read_manifest
-from spidrkit.evaluation import sweep as sweep_mod
-from spidrkit.evaluation.errors import SweepError
-from spidrkit.evaluation.evalset import check_fileids, load_eval_set, spread
-from spidrkit.evaluation.features import layer_groups
-from spidrkit.evaluation.sweep import sweep
+from spidrkit.data.corpora.manifest import ManifestEntry, read_manifest
+from spidrkit.data.synth.flite import flite_available
+from spidrkit.evaluation.sweep import run as sweep_mod
+from spidrkit.evaluation.sweep.errors import SweepError
+from spidrkit.evaluation.sweep.evalset import check_fileids, load_eval_set, spread
+from spidrkit.evaluation.sweep.features import layer_groups
+from spidrkit.evaluation.sweep.run import sweep
 from spidrkit.models.spidr import SpidR
 
 needs_flite = pytest.mark.skipif(not flite_available(), reason="flite is not installed (sudo apt-get install flite)")
@@ -80,7 +80,7 @@ def built_once(tmp_path_factory, name: str):
 def corpus(tmp_path_factory) -> Path:
     if not flite_available():
         pytest.skip("flite is not installed")
-    from spidrkit.data.synth import synthesize_corpus
+    from spidrkit.data.synth.corpus import synthesize_corpus
 
     with built_once(tmp_path_factory, "sweep_corpus") as root:
         if not (root / "done").is_file():
@@ -124,8 +124,8 @@ def swept(corpus, checkpoint, tmp_path_factory) -> tuple[Path, dict]:
 def direct(swept, corpus) -> dict:
     """The inputs of every number of the full sweep, computed directly: features, codebook units and posteriors
     of every file (one file at a time, no batching), the random-weights model's features, the baselines."""
-    from spidrkit.data.audio import load_audio
-    from spidrkit.evaluation.baselines import mfcc, random_baseline
+    from spidrkit.data.corpora.audio import load_audio
+    from spidrkit.evaluation.sweep.baselines import mfcc, random_baseline
 
     entries = read_manifest(corpus / "dev.csv") + read_manifest(corpus / "heldout.csv")
     model = small_model()
@@ -172,7 +172,7 @@ def test_check_fileids_names_the_missing():
 
 @needs_flite
 def test_eval_set_merges_splits(corpus, tmp_path):
-    from spidrkit.data.alignments import read_frame_labels, read_item_file
+    from spidrkit.data.corpora.alignments import read_frame_labels, read_item_file
 
     ev = load_eval_set(corpus, ["dev", "heldout"], tmp_path / "eval")
     dev, held = read_manifest(corpus / "dev.csv"), read_manifest(corpus / "heldout.csv")
@@ -207,8 +207,8 @@ def test_bad_options_are_refused_early(corpus, tmp_path):
 
 # ------------------------------------------------------------------------------------------- the sweep
 def _feature_row(feats: dict, ev: Path) -> dict:
-    from spidrkit.evaluation.abx import abx
-    from spidrkit.evaluation.word_map import word_map
+    from spidrkit.evaluation.metrics.abx import abx
+    from spidrkit.evaluation.metrics.word_map import word_map
 
     return {"abx_within": abx(feats, ev / "eval.item", speaker="within", frequency=RATE, progress=False),
             "abx_across": abx(feats, ev / "eval.item", speaker="across", frequency=RATE, progress=False),
@@ -216,9 +216,9 @@ def _feature_row(feats: dict, ev: Path) -> dict:
 
 
 def _unit_row(units: dict, ev: Path) -> dict:
-    from spidrkit.data.alignments import read_frame_labels
-    from spidrkit.evaluation.abx import abx_units
-    from spidrkit.evaluation.unit_metrics import UNIT_METRICS, unit_quality
+    from spidrkit.data.corpora.alignments import read_frame_labels
+    from spidrkit.evaluation.metrics.abx import abx_units
+    from spidrkit.evaluation.metrics.units import UNIT_METRICS, unit_quality
 
     q = unit_quality(units, read_frame_labels(ev / "eval_frames.txt"), unit_rate=RATE)
     return {"abx_within": abx_units(units, ev / "eval.item", speaker="within", frequency=RATE, progress=False),
@@ -251,9 +251,9 @@ def test_feature_tables_equal_the_metric_functions(swept, direct):
 def test_unit_tables_equal_the_metric_functions(swept, direct):
     """Codebook units, their posteriors and the k-means units (with the centroids the sweep saved): ABX and
     unit quality are those of abx_units / abx / unit_quality on the same units."""
-    from spidrkit.data.alignments import read_frame_labels
-    from spidrkit.evaluation.abx import abx
-    from spidrkit.evaluation.unit_metrics import entropy_bits, unit_quality
+    from spidrkit.data.corpora.alignments import read_frame_labels
+    from spidrkit.evaluation.metrics.abx import abx
+    from spidrkit.evaluation.metrics.units import entropy_bits, unit_quality
     from spidrkit.extraction.kmeans import KMeansModel
 
     out, res = swept
@@ -309,8 +309,8 @@ def test_report_info(swept, checkpoint, corpus):
 def test_report_figures_draw_the_tables(swept):
     """Each figure shows the report's numbers: the layer curves and baseline lines, the heat map of the best
     codebook layer, the t-SNE of the best layer's phones, the runs' perplexities."""
-    from spidrkit.evaluation.figures import Series
-    from spidrkit.evaluation.perplexity import read_perplexities
+    from spidrkit.evaluation.plots.figures import Series
+    from spidrkit.evaluation.plots.perplexity import read_perplexities
 
     out, res = swept
     figures = pickle.loads((out / "figures.pkl").read_bytes())
@@ -370,11 +370,11 @@ def test_layer_groups_give_the_same_numbers(swept, corpus, tmp_path):
 def test_the_model_frame_rate_is_used_throughout(corpus, tmp_path):
     """A model at 100 Hz (one stride-2 layer fewer): its features are sliced at 100 Hz by ABX and word MAP, its
     units paired with one label frame each, and the report says 100 Hz."""
-    from spidrkit.data.alignments import read_frame_labels
-    from spidrkit.data.audio import load_audio
-    from spidrkit.evaluation.abx import abx
-    from spidrkit.evaluation.unit_metrics import unit_quality
-    from spidrkit.evaluation.word_map import word_map
+    from spidrkit.data.corpora.alignments import read_frame_labels
+    from spidrkit.data.corpora.audio import load_audio
+    from spidrkit.evaluation.metrics.abx import abx
+    from spidrkit.evaluation.metrics.units import unit_quality
+    from spidrkit.evaluation.metrics.word_map import word_map
 
     model = small_model(overrides=("model.conv_strides=[5,2,2,2,2,2]", "model.conv_kernels=[10,3,3,3,3,2]"))
     assert model.frame_rate == 100
@@ -432,8 +432,8 @@ def test_default_splits_fall_back_to_dev(corpus, tmp_path):
         res = sweep(small_model(), only_dev, tmp_path / "out", layers=[1], baselines=(), tsne_points=0,
                     max_files=6, progress=False)
     assert res["info"]["splits"] == ["dev"] and res["info"]["speakers"] == ["awb", "slt"]
-    from spidrkit.data.audio import load_audio
-    from spidrkit.evaluation.abx import abx
+    from spidrkit.data.corpora.audio import load_audio
+    from spidrkit.evaluation.metrics.abx import abx
 
     model = small_model()
     with torch.inference_mode():
@@ -476,7 +476,7 @@ def test_a_run_too_short_for_a_curve_gives_a_report_with_a_note(corpus, tmp_path
 
 
 def test_the_note_of_a_missing_log(tmp_path):
-    from spidrkit.evaluation.perplexity import perplexity_note
+    from spidrkit.evaluation.plots.perplexity import perplexity_note
 
     missing = tmp_path / "run" / "metrics.jsonl"
     assert perplexity_note(missing) == (f"no perplexity figure: the run wrote no metrics log ({missing}): it ended "
@@ -541,8 +541,8 @@ def test_comparison_tables_and_figures_are_the_models_numbers(compared):
 def test_probe_columns_equal_the_probe(compared, checkpoint, corpus, tmp_path):
     """The sweep's probe columns are the numbers of ``probe()``; each interval holds its estimate; the layers
     figure gets a probe panel."""
-    from spidrkit.evaluation.plots import plot_layer_metrics
-    from spidrkit.evaluation.probe import probe
+    from spidrkit.evaluation.metrics.probe import probe
+    from spidrkit.evaluation.plots.layers import plot_layer_metrics
 
     _, res, _ = compared
     small = res["models"]["small"]

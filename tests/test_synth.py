@@ -12,17 +12,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from spidrkit.data import synth, synth_plan, synth_render
-from spidrkit.data.alignments import (
+from spidrkit.data.corpora.alignments import (
     frame_labels,
     read_alignment_table,
     read_frame_labels,
     read_item_file,
     triphone_items,
 )
-from spidrkit.data.flite import PHONES, Flite, FliteError, flite_available
-from spidrkit.data.manifest import read_manifest
-from spidrkit.data.sentences import RESOURCE, generate_sentences, load_sentences, write_sentence_file
+from spidrkit.data.corpora.manifest import read_manifest
+from spidrkit.data.synth import corpus as synth
+from spidrkit.data.synth import plan as synth_plan
+from spidrkit.data.synth import render as synth_render
+from spidrkit.data.synth.flite import PHONES, Flite, FliteError, flite_available
+from spidrkit.data.synth.sentences import RESOURCE, generate_sentences, load_sentences, write_sentence_file
 
 needs_flite = pytest.mark.skipif(
     not flite_available(),
@@ -131,7 +133,7 @@ def test_unknown_voice_is_a_clear_error():
 
 def test_missing_flite_says_how_to_install(monkeypatch, capsys, tmp_path):
     from spidrkit.cli import main
-    from spidrkit.data import flite
+    from spidrkit.data.synth import flite
 
     def fail(stem):
         raise flite.FliteError(f"cannot load lib{stem} (not found)")

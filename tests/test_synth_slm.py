@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from spidrkit.cli import main
-from spidrkit.data.flite import flite_available
-from spidrkit.data.manifest import read_manifest
-from spidrkit.data.slm_build import synthesize_slm
-from spidrkit.data.slm_grammar import SUBTYPES, TOPICS, TopicGrammar
-from spidrkit.data.slm_plan import (
+from spidrkit.data.corpora.manifest import read_manifest
+from spidrkit.data.slm.build import synthesize_slm
+from spidrkit.data.slm.grammar import SUBTYPES, TOPICS, TopicGrammar
+from spidrkit.data.slm.plan import (
     LM_POOL,
     absent_share,
     lm_train_texts,
@@ -26,7 +25,8 @@ from spidrkit.data.slm_plan import (
     word_counts,
     words_of,
 )
-from spidrkit.data.slm_words import NonWordMaker, bag_distance, metatheses, phonotactics_ok
+from spidrkit.data.slm.words import NonWordMaker, bag_distance, metatheses, phonotactics_ok
+from spidrkit.data.synth.flite import flite_available
 
 VOICES = ("slt", "kal16")
 HELDOUT = "kal16"
@@ -202,8 +202,8 @@ def test_a_bag_of_phones_model_does_not_tell_words_from_nonwords(default_plan):
     noise of 250 pairs: 2 standard errors = 6.3 points). Before the matching it was 57-61 %."""
     import math
 
-    from spidrkit.data.slm_plan import lm_texts
-    from spidrkit.data.slm_words import pronounce
+    from spidrkit.data.slm.plan import lm_texts
+    from spidrkit.data.slm.words import pronounce
 
     counts = Counter(p for t in lm_texts(7, set(), 300) for p in pronounce(t)[1])
     total = sum(counts.values())
@@ -289,9 +289,9 @@ def test_every_minimal_pair_type_differs_and_topics_have_their_own_words():
 @needs_flite
 def test_phone_lm_trains_on_the_lm_corpus_phones_and_scores_every_task(built, tmp_path):
     """corpus phones -> units file (39 ids, silences dropped) -> lm train -> evaluate slm --units phones."""
-    from spidrkit.data.alignments import read_alignments
-    from spidrkit.evaluation.slm import evaluate_slm
-    from spidrkit.evaluation.slm_units import PHONE_INVENTORY, parse_units, write_corpus_units
+    from spidrkit.data.corpora.alignments import read_alignments
+    from spidrkit.evaluation.slm.score import evaluate_slm
+    from spidrkit.evaluation.slm.units import PHONE_INVENTORY, parse_units, write_corpus_units
     from spidrkit.extraction.units import read_units
     from spidrkit.io import read_sidecar
     from spidrkit.lm import load_lm, train
@@ -397,7 +397,7 @@ def test_benchmark_unit_quality_reads_each_sources_dev_units_against_the_lm_corp
     from argparse import Namespace
     from collections import Counter
 
-    from spidrkit.data.alignments import read_frame_labels
+    from spidrkit.data.corpora.alignments import read_frame_labels
     from spidrkit.extraction.units import write_units
 
     bench = _slm_benchmark()

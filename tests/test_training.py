@@ -30,8 +30,8 @@ from spidrkit.checkpoints.run import read_run_checkpoint as load_checkpoint
 from spidrkit.cli import main as cli_main
 from spidrkit.config import SAMPLE_RATE as SR
 from spidrkit.config import load_config
-from spidrkit.data.dataset import read_skipped
-from spidrkit.data.manifest import ManifestEntry, write_manifest
+from spidrkit.data.batches.dataset import read_skipped
+from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
 from spidrkit.io import METRICS_VERSION, read_metrics
 from spidrkit.models.flops import step_flops
 from spidrkit.models.masking import sample_mask
@@ -270,7 +270,7 @@ def test_compiled_steps_match_eager_steps(corpus, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- data
-@pytest.mark.filterwarnings("ignore::spidrkit.data.audio.AudioConversionWarning")
+@pytest.mark.filterwarnings("ignore::spidrkit.data.corpora.audio.AudioConversionWarning")
 def test_corrupt_and_empty_files_are_skipped_and_stereo_44k_is_used(tmp_path):
     entries = syllable_corpus(tmp_path / "audio", n_files=5)
     corrupt = tmp_path / "audio" / "corrupt.wav"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from spidrkit.evaluation.unit_metrics import bitrate, frame_units, pair_units_with_labels, unit_quality
+from spidrkit.evaluation.metrics.units import bitrate, frame_units, pair_units_with_labels, unit_quality
 from spidrkit.extraction.units import write_units
 
 RATE = 50
@@ -136,8 +136,8 @@ def test_units_at_another_frame_rate():
 
 def test_unit_row_is_abx_of_units_and_their_quality(tmp_path):
     """The sweep's row: ABX of the units as one-hot (identical distance) and the scalar unit metrics."""
-    from spidrkit.evaluation.abx import abx_units
-    from spidrkit.evaluation.unit_metrics import UNIT_METRICS, unit_row
+    from spidrkit.evaluation.metrics.abx import abx_units
+    from spidrkit.evaluation.metrics.units import UNIT_METRICS, unit_row
 
     item = tmp_path / "x.item"
     rows = [f"{utt} {0.02 + 0.1 * k:.2f} {0.08 + 0.1 * k:.2f} {ph} a b s{utt[-1]}"

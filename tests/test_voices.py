@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from spidrkit.config import ConfigError, load_config
-from spidrkit.data import engines
-from spidrkit.data.perturb import PITCH_RATIO, VoicePerturbHook, _ratio
-from spidrkit.data.synth_plan import plan_corpus
+from spidrkit.data.batches.perturb import PITCH_RATIO, VoicePerturbHook, _ratio
+from spidrkit.data.synth import engines
+from spidrkit.data.synth.plan import plan_corpus
 from spidrkit.models.spectral import mel_filterbank, normalise_bands, vtlp_warp
 from spidrkit.models.spidr import SpidR
 from spidrkit.training.masks import train_hooks
@@ -187,8 +187,8 @@ def test_festival_gives_contiguous_segments_and_words():
 @pytest.mark.skipif(shutil.which("espeak-ng") is None or engines.missing("flite") is not None,
                     reason="espeak-ng or flite is not installed")
 def test_a_corpus_with_training_only_voices_lists_their_audio_but_no_alignments(tmp_path):
-    from spidrkit.data.manifest import read_manifest
-    from spidrkit.data.synth import synthesize_corpus
+    from spidrkit.data.corpora.manifest import read_manifest
+    from spidrkit.data.synth.corpus import synthesize_corpus
 
     out = synthesize_corpus(tmp_path / "c", voices=("slt", "espeak-us-f2", "kal16"), hours=0.01, seed=4,
                             heldout_voice="kal16", workers=1, progress=False)
@@ -202,7 +202,7 @@ def test_a_corpus_with_training_only_voices_lists_their_audio_but_no_alignments(
 
 # --- ABX by voice pair --------------------------------------------------------------------------------------
 def test_abx_by_voice_pair_against_features_that_swap_phones_for_one_voice(tmp_path):
-    from spidrkit.evaluation.abx import abx_both, pair_groups
+    from spidrkit.evaluation.metrics.abx import abx_both, pair_groups
 
     # three voices saying the phones A and B in the context x_y, 4 times each; voice s3 says A with B's features
     code = {"A": torch.tensor([1.0, 0.0, 0.0]), "B": torch.tensor([0.0, 1.0, 0.0])}

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from spidrkit.data.alignments import Interval, count_intervals, read_alignments
-from spidrkit.evaluation.word_map import (
+from spidrkit.data.corpora.alignments import Interval, count_intervals, read_alignments
+from spidrkit.evaluation.metrics.word_map import (
     NoRepeatedWordError,
     frame_span,
     map_at_r,

@@ -16,8 +16,7 @@ Names are imported on first use, so ``import spidrkit`` stays fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spidrkit.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -38,28 +37,17 @@ _LAZY = {
     "KMeansModel": "spidrkit.extraction.kmeans",
     "read_units": "spidrkit.extraction.units",
     "write_units": "spidrkit.extraction.units",
-    "speech_to_units": "spidrkit.extraction.textless",
-    "export_km": "spidrkit.extraction.formats",
-    "read_km": "spidrkit.extraction.formats",
+    "speech_to_units": "spidrkit.extraction.speech_units",
+    "export_km": "spidrkit.extraction.unit_exports",
+    "read_km": "spidrkit.extraction.unit_exports",
     "pretrain": "spidrkit.training.loop",
-    "synthesize_corpus": "spidrkit.data.synth",
-    "read_manifest": "spidrkit.data.manifest",
-    "write_manifest": "spidrkit.data.manifest",
-    "load_audio": "spidrkit.data.audio",
-    "sweep": "spidrkit.evaluation.sweep",
+    "synthesize_corpus": "spidrkit.data.synth.corpus",
+    "read_manifest": "spidrkit.data.corpora.manifest",
+    "write_manifest": "spidrkit.data.corpora.manifest",
+    "load_audio": "spidrkit.data.corpora.audio",
+    "sweep": "spidrkit.evaluation.sweep.run",
     "run_demo": "spidrkit.demo",
 }
 
 __all__ = ["__version__", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'spidrkit' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

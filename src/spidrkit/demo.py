@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.config import ModelConfig, load_config
-from spidrkit.data.engines import ALL_VOICES
+from spidrkit.data.synth.engines import ALL_VOICES
 from spidrkit.errors import InputError, Terminated
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
 from spidrkit.runtime import Stopwatch
@@ -47,7 +47,7 @@ def demo_voices() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(every voice of the demo corpus, the held-out ones): the training voices (:data:`TRAIN_VOICES`; "all":
     every installed voice but the held-out ones, a missing engine a warning), the held-out flite voice and,
     when festival is installed, the held-out engine's voice (a warning otherwise)."""
-    from spidrkit.data.engines import available_voices, missing
+    from spidrkit.data.synth.engines import available_voices, missing
 
     why = missing("festival")
     if why:
@@ -179,9 +179,9 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *
                 workers: int, progress: bool):
     """Corpus, pretraining (``cfg``: :func:`demo_config`), sweep: ``(training summary, checkpoint, sweep results)``."""
     from spidrkit.checkpoints.run import latest_checkpoint
-    from spidrkit.data.synth import synthesize_corpus
-    from spidrkit.evaluation.perplexity import perplexity_note
-    from spidrkit.evaluation.sweep import DEFAULT_BASELINES, sweep
+    from spidrkit.data.synth.corpus import synthesize_corpus
+    from spidrkit.evaluation.plots.perplexity import perplexity_note
+    from spidrkit.evaluation.sweep.run import DEFAULT_BASELINES, sweep
     from spidrkit.training.loop import pretrain
 
     minutes, seed, variant = cfg.train.max_minutes, cfg.train.seed, cfg.variant
@@ -217,11 +217,11 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *
 
 
 def budget_stage(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch) -> dict[str, Any]:
-    """The budget curve of the run's milestones (:func:`spidrkit.evaluation.budget.budget_curve`) into
+    """The budget curve of the run's milestones (:func:`spidrkit.evaluation.runs.budget.budget_curve`) into
     ``OUT/budget/``, its table appended to ``OUT/report.md``. Kept cheap for the demo's 6 minutes of sweep and
     curve: across-speaker ABX only, :data:`BUDGET_MAX_FILES` files per split, the fixed set of
     :data:`BUDGET_MIN_FRAMES` frames (each point is cached: a rerun evaluates only new checkpoints)."""
-    from spidrkit.evaluation.budget import budget_curve
+    from spidrkit.evaluation.runs.budget import budget_curve
 
     with _stage("4/6 budget curve: milestones against MFCC and random weights", watch):
         result = budget_curve(run_dir, corpus, out / "budget", max_files=BUDGET_MAX_FILES,
@@ -306,9 +306,9 @@ def _slm_stages(out: Path, corpus: Path, checkpoint: Path, results: dict[str, An
     ``None`` if ``minutes`` is 0."""
     if minutes <= 0:
         return None
-    from spidrkit.data.slm_build import synthesize_slm
-    from spidrkit.evaluation.slm_compare import CompareRow, score_rows, write_comparison
-    from spidrkit.evaluation.slm_units import load_encoder, parse_units, write_corpus_units
+    from spidrkit.data.slm.build import synthesize_slm
+    from spidrkit.evaluation.slm.compare import CompareRow, score_rows, write_comparison
+    from spidrkit.evaluation.slm.units import load_encoder, parse_units, write_corpus_units
     from spidrkit.lm import train
 
     slm = out / "slm"
@@ -351,7 +351,7 @@ def _append_slm(report: Path, slm: dict[str, Any] | None) -> None:
     """The sLM table (and its notes) at the end of the demo report."""
     if slm is None:
         return
-    from spidrkit.evaluation.slm_compare import render
+    from spidrkit.evaluation.slm.compare import render
 
     body = render(slm["table"], slm["scatter"], None, "Spoken language modelling", slm["notes"])
     write_text_atomic(report, report.read_text() + "\n#" + body)

@@ -3,17 +3,17 @@
 - ``spidrkit data synth OUT [--voices ...] [--hours H] [--seed S] [--heldout-voice V] [--workers N]
   [--utterance-seconds LOW-HIGH]``:
   a multi-speaker corpus read by flite, with exact phone and word alignments, triphone item files and
-  10 ms frame labels (see :mod:`spidrkit.data.synth`). Re-running the same command resumes it.
+  10 ms frame labels (see :mod:`spidrkit.data.synth.corpus`). Re-running the same command resumes it.
 - ``spidrkit data synth-slm OUT [--pairs N] [--seed S] [--workers W] [--lm-hours H]``: synthetic sWUGGY-,
   sBLIMP- and tSC-style benchmarks (ZeroSpeech gold.csv) and the LM's training corpus
-  (see :mod:`spidrkit.data.slm_build`). Re-running the same command resumes it.
+  (see :mod:`spidrkit.data.slm.build`). Re-running the same command resumes it.
 - ``spidrkit data librispeech ROOT -o OUTDIR``: one manifest per split (OUTDIR/dev-clean.csv, ...).
 - ``spidrkit data librilight ROOT -o OUTDIR``: one manifest per subset (small, medium, ...).
 - ``spidrkit data folder ROOT -o MANIFEST [--alignments FILE]``: any folder of audio; with a phone
   alignment (ZeroSpeech layout or 10 ms frame labels), the item file and frame labels beside MANIFEST.
 
-Python API: :func:`spidrkit.data.synth.synthesize_corpus`, :func:`spidrkit.data.slm_build.synthesize_slm`,
-:mod:`spidrkit.data.corpora`.
+Python API: :func:`spidrkit.data.synth.corpus.synthesize_corpus`, :func:`spidrkit.data.slm.build.synthesize_slm`,
+:mod:`spidrkit.data.corpora.readers`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ MAX_REPORTED = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spidrkit.data.engines import VOICES
-    from spidrkit.data.synth import DEFAULT_NOISE
-    from spidrkit.data.synth_plan import DEFAULT_VOICES
+    from spidrkit.data.synth.corpus import DEFAULT_NOISE
+    from spidrkit.data.synth.engines import VOICES
+    from spidrkit.data.synth.plan import DEFAULT_VOICES
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -96,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_synth_slm(sub, voices, default_voices) -> None:
-    from spidrkit.data.slm_build import DEFAULT_HELDOUT, DEFAULT_LM_HOURS, DEFAULT_PAIRS
+    from spidrkit.data.slm.build import DEFAULT_HELDOUT, DEFAULT_LM_HOURS, DEFAULT_PAIRS
 
     p = sub.add_parser("synth-slm", help="synthetic sWUGGY / sBLIMP / tSC benchmarks and their LM corpus",
                        description="Render sWUGGY-, sBLIMP- and tSC-style benchmarks (ZeroSpeech gold.csv) "
@@ -117,16 +117,16 @@ def _add_synth_slm(sub, voices, default_voices) -> None:
 
 
 def _folder_extensions():
-    from spidrkit.data.corpora import FOLDER_EXTENSIONS
+    from spidrkit.data.corpora.readers import FOLDER_EXTENSIONS
 
     return FOLDER_EXTENSIONS
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.data.alignments import AlignmentError
-    from spidrkit.data.corpora import CorpusError
-    from spidrkit.data.flite import FliteError
-    from spidrkit.data.manifest import ManifestError
+    from spidrkit.data.corpora.alignments import AlignmentError
+    from spidrkit.data.corpora.manifest import ManifestError
+    from spidrkit.data.corpora.readers import CorpusError
+    from spidrkit.data.synth.flite import FliteError
 
     try:
         actions = {"synth": _synth, "synth-slm": _synth_slm, "librispeech": _corpus, "librilight": _corpus,
@@ -139,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _voice_list(text: str) -> list[str]:
-    from spidrkit.data.engines import VOICES
-    from spidrkit.data.synth_plan import heldout_list
+    from spidrkit.data.synth.engines import VOICES
+    from spidrkit.data.synth.plan import heldout_list
 
     names = heldout_list(text)
     unknown = [n for n in names if n not in VOICES]
@@ -151,7 +151,7 @@ def _voice_list(text: str) -> list[str]:
 
 
 def _voices(args) -> int:
-    from spidrkit.data import engines
+    from spidrkit.data.synth import engines
 
     found, absent = engines.available_voices()
     print(f"{'voice':16s} {'engine':9s} {'aligned':8s} {'installed':10s} description")
@@ -185,7 +185,7 @@ def _voices(args) -> int:
 
 
 def _synth(args) -> int:
-    from spidrkit.data.synth import synthesize_corpus
+    from spidrkit.data.synth.corpus import synthesize_corpus
     from spidrkit.io import read_sidecar
 
     voices = "all" if args.voices == ["all"] else tuple(args.voices)
@@ -213,7 +213,7 @@ def _synth(args) -> int:
 
 
 def _synth_slm(args) -> int:
-    from spidrkit.data.slm_build import synthesize_slm
+    from spidrkit.data.slm.build import synthesize_slm
     from spidrkit.io import read_sidecar
 
     heldout = None if args.heldout_voice.lower() == "none" else args.heldout_voice
@@ -239,7 +239,7 @@ def _report_failures(failures) -> None:
 
 
 def _corpus(args) -> int:
-    from spidrkit.data.corpora import read_librilight, read_librispeech, write_split_manifests
+    from spidrkit.data.corpora.readers import read_librilight, read_librispeech, write_split_manifests
 
     reader = read_librispeech if args.action == "librispeech" else read_librilight
     scans = reader(args.root, threads=args.threads, progress=not args.quiet)
@@ -257,7 +257,7 @@ def _corpus(args) -> int:
 
 
 def _folder(args) -> int:
-    from spidrkit.data.corpora import folder_corpus, read_phone_map
+    from spidrkit.data.corpora.readers import folder_corpus, read_phone_map
 
     extensions = tuple(x.strip().lower().lstrip(".") for x in args.ext.split(",") if x.strip())
     if not extensions:

@@ -58,7 +58,12 @@ def _add_frame_rate(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spidrkit.evaluation.sweep import DEFAULT_BASELINES, DEFAULT_KMEANS_MAX_FRAMES, DEFAULT_SPLITS, SWEEP_BASELINES
+    from spidrkit.evaluation.sweep.run import (
+        DEFAULT_BASELINES,
+        DEFAULT_KMEANS_MAX_FRAMES,
+        DEFAULT_SPLITS,
+        SWEEP_BASELINES,
+    )
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -78,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("units", help="PNMI, purities, perplexity and bitrate of units against phone labels",
                        description="Quality of units against 100 Hz phone labels (see "
-                       "spidrkit.evaluation.unit_metrics for the pairing convention).")
+                       "spidrkit.evaluation.metrics.units for the pairing convention).")
     p.add_argument("units", metavar="UNITS", help="units file (text or JSONL, frame-level or de-duplicated)")
     p.add_argument("labels", metavar="LABELS", help="frame labels at 100 Hz: 'utt l1 l2 ...' per line")
     p.add_argument("--pairing", choices=("both", "center"), default="both",
@@ -138,7 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        description="Per layer, a logistic regression on the frames: phones (trained on the "
                        "training voices, scored on the held-out voice: accuracy and PER with bootstrap 95 % "
                        "intervals) and speakers (the training voices, split by utterance). See "
-                       "spidrkit.evaluation.probe.")
+                       "spidrkit.evaluation.metrics.probe.")
     p.add_argument("--model", required=True, help="checkpoint or model folder")
     add_model_options(p)
     p.add_argument("--corpus", required=True, metavar="DIR", help="corpus folder (train or dev, and heldout)")
@@ -162,7 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--codebook-size", type=int, default=None, metavar="V", help="draw the maximum V")
     p.add_argument("--title", default=None, help="figure title")
 
-    from spidrkit.evaluation.slm_cli import add_slm_parser
+    from spidrkit.cli.slm import add_slm_parser
 
     add_model_options(add_slm_parser(sub))
 
@@ -170,7 +175,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------------------- output
 def print_table(rows: Mapping[str, Mapping[str, Any]], first: str = "") -> None:
     """Print ``{name: {metric: value}}`` as an aligned table (the report's Markdown table, plain)."""
-    from spidrkit.evaluation.report import text_table
+    from spidrkit.evaluation.sweep.report import text_table
 
     print("\n".join(text_table(rows, first=first)))
 
@@ -201,7 +206,7 @@ def _need_file(path: str, what: str) -> Path:
 
 
 def _feature_folder(path: str):
-    from spidrkit.evaluation.abx import FeatureDir
+    from spidrkit.evaluation.metrics.abx import FeatureDir
 
     p = Path(path)
     if p.is_file():
@@ -237,7 +242,7 @@ def _frame_rate(args: argparse.Namespace, source: str) -> float:
 
 
 def _read_units(path: str) -> dict:
-    from spidrkit.evaluation.discrete import frame_units
+    from spidrkit.evaluation.metrics.discrete import frame_units
 
     p = _need_file(path, "units file")
     try:
@@ -248,9 +253,9 @@ def _read_units(path: str) -> dict:
 
 # ------------------------------------------------------------------------------------------- actions
 def _abx(args: argparse.Namespace) -> int:
-    from spidrkit.data.alignments import read_item_file
-    from spidrkit.evaluation.abx import MIN_ABX_CELLS, abx_both, units_as_indices
-    from spidrkit.evaluation.evalset import check_fileids
+    from spidrkit.data.corpora.alignments import read_item_file
+    from spidrkit.evaluation.metrics.abx import MIN_ABX_CELLS, abx_both, units_as_indices
+    from spidrkit.evaluation.sweep.evalset import check_fileids
 
     item = _need_file(args.item, "item file")
     files = {it.file for it in read_item_file(item)}
@@ -280,8 +285,8 @@ def _abx(args: argparse.Namespace) -> int:
 
 
 def _units(args: argparse.Namespace) -> int:
-    from spidrkit.data.alignments import read_frame_labels
-    from spidrkit.evaluation.unit_metrics import UNIT_METRICS, unit_quality
+    from spidrkit.data.corpora.alignments import read_frame_labels
+    from spidrkit.evaluation.metrics.units import UNIT_METRICS, unit_quality
 
     units = _read_units(args.units)
     labels = read_frame_labels(_need_file(args.labels, "frame labels file"))
@@ -294,7 +299,7 @@ def _units(args: argparse.Namespace) -> int:
     scalars = {k: quality[k] for k in (*UNIT_METRICS, "num_frames", "num_utterances")}
     print_table({"units": scalars})
     if args.plot:
-        from spidrkit.evaluation.plots import plot_phone_given_code
+        from spidrkit.evaluation.plots.layers import plot_phone_given_code
 
         figure = plot_phone_given_code(quality, args.plot, title=f"P(phone | code): {Path(args.units).name}")
         print(f"-> {figure.path}")
@@ -304,9 +309,9 @@ def _units(args: argparse.Namespace) -> int:
 
 
 def _map(args: argparse.Namespace) -> int:
-    from spidrkit.data.alignments import count_intervals, read_alignments
-    from spidrkit.evaluation.evalset import check_fileids
-    from spidrkit.evaluation.word_map import word_map
+    from spidrkit.data.corpora.alignments import count_intervals, read_alignments
+    from spidrkit.evaluation.metrics.word_map import word_map
+    from spidrkit.evaluation.sweep.evalset import check_fileids
 
     features = _feature_folder(args.features)
     try:
@@ -327,7 +332,7 @@ def _map(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from spidrkit.evaluation.sweep import sweep
+    from spidrkit.evaluation.sweep.run import sweep
 
     models = [model_source(m, args, args.device) for m in args.model]
     if args.label is not None and len(args.label) != len(models):
@@ -341,28 +346,28 @@ def _sweep(args: argparse.Namespace) -> int:
         tsne_points=args.tsne_points, progress=not args.quiet, probe=args.probe,
         label=args.label if len(models) > 1 else (args.label or [None])[0],
     )
-    from spidrkit.evaluation.report import summary_text
+    from spidrkit.evaluation.sweep.report import summary_text
 
     print(summary_text(results))
     return 0
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from spidrkit.evaluation.probe import MAX_TRAIN_FRAMES, probe
+    from spidrkit.evaluation.metrics.probe import MAX_TRAIN_FRAMES, probe
 
     results = probe(model_source(args.model, args, args.device), args.corpus, args.output, layers=args.layers,
                     baselines=[] if args.baselines == ["none"] else args.baselines, max_files=args.max_files,
                     max_train_frames=args.max_train_frames or MAX_TRAIN_FRAMES, seed=args.seed, device=args.device,
                     progress=not args.quiet)
 
-    from spidrkit.evaluation.report import summary_text
+    from spidrkit.evaluation.sweep.report import summary_text
 
     print(summary_text(results))
     return 0
 
 
 def _plot_perplexity(args: argparse.Namespace) -> int:
-    from spidrkit.evaluation.perplexity import plot_runs_perplexity
+    from spidrkit.evaluation.plots.perplexity import plot_runs_perplexity
 
     for r in args.runs:
         _need_file(r, "metrics file")
@@ -376,7 +381,7 @@ def _plot_perplexity(args: argparse.Namespace) -> int:
 
 
 def _slm(args: argparse.Namespace) -> int:
-    from spidrkit.evaluation.slm_cli import run_slm
+    from spidrkit.cli.slm import run_slm
 
     return run_slm(args)
 

@@ -109,7 +109,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _fit_corpus(args: argparse.Namespace) -> int:
-    from spidrkit.evaluation.slm_units import MFCC, UnitSpec, corpus_entries, files_bar, fit_corpus_kmeans, load_encoder
+    from spidrkit.evaluation.slm.units import MFCC, UnitSpec, corpus_entries, files_bar, fit_corpus_kmeans, load_encoder
 
     if args.encoder == MFCC and args.layer is not None:
         raise UserError("--encoder mfcc has no layers: leave out --layer")

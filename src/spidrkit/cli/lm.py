@@ -48,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_units_parser(sub: Any) -> None:
     """``lm units``: a corpus split's units for ``lm train``
-    (:func:`spidrkit.evaluation.slm_units.write_corpus_units`)."""
-    from spidrkit.evaluation.slm_cli import add_unit_source
+    (:func:`spidrkit.evaluation.slm.units.write_corpus_units`)."""
+    from spidrkit.cli.slm import add_unit_source
 
     p = sub.add_parser(
         "units", help="a corpus split's units for `lm train`: gold phones, MFCC or encoder k-means, codebook",
@@ -71,7 +71,7 @@ def add_units_parser(sub: Any) -> None:
 
 
 def _units(args: argparse.Namespace) -> int:
-    from spidrkit.evaluation.slm_units import (
+    from spidrkit.evaluation.slm.units import (
         corpus_entries,
         files_bar,
         load_encoder,

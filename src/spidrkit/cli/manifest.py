@@ -3,7 +3,7 @@
 The format follows FILE's suffix (.csv, .tsv as fairseq, .jsonl). Lengths come from the file headers
 (at 16 kHz: files at another rate get the length they will have once resampled), read on a thread pool
 so that 100k files take seconds. Unreadable and empty files are reported, listed in
-``FILE.skipped.tsv`` and left out. Python API: :func:`spidrkit.data.manifest.scan_audio_dir`.
+``FILE.skipped.tsv`` and left out. Python API: :func:`spidrkit.data.corpora.manifest.scan_audio_dir`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.data.manifest import manifest_format, no_audio_message, scan_audio_dir, write_manifest
+    from spidrkit.data.corpora.manifest import manifest_format, no_audio_message, scan_audio_dir, write_manifest
     from spidrkit.io import write_sidecar, write_text_atomic
 
     extensions = tuple(x.strip().lower().lstrip(".") for x in args.ext.split(",") if x.strip())

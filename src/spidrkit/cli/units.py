@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.extraction.formats import EXPORT_FORMATS
+from spidrkit.extraction.unit_exports import EXPORT_FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.extraction.formats import export_km
+    from spidrkit.extraction.unit_exports import export_km
 
     paths = export_km(args.units, args.output, args.manifest, args.name, args.dedup, args.k)
     lines = paths["km"].read_text().count("\n")

@@ -29,7 +29,7 @@ Features need only the encoder interface (``docs/design.md``, "Encoders"): its g
 - **Units file**: ``units.txt`` (``utt u1 u2 ...``), or ``units.jsonl`` when a file id holds whitespace,
   which a text line cannot (``units_format``: ``None`` chooses so, before anything is computed).
 - **Bad files**: the first file that cannot be decoded stops the run, naming it; with ``skip_bad`` every
-  such file is listed in ``OUT/skipped.tsv`` (the format of pretraining's, :class:`~spidrkit.data.dataset.
+  such file is listed in ``OUT/skipped.tsv`` (the format of pretraining's, :class:`~spidrkit.data.batches.dataset.
   SkipLog`) and the others are extracted. Non-finite model outputs (NaN weights) are always an error.
 - **Provenance**: each output folder has a sidecar ``spidrkit.json`` (model, checkpoint hash, layer,
   standardisation, units and k, frame rate, dtype); resuming into a folder written with other settings
@@ -51,8 +51,8 @@ import torch
 from tqdm.auto import tqdm
 
 from spidrkit.checkpoints import CheckpointInfo, Loaded, resolve_model
-from spidrkit.data.dataset import SkipLog
-from spidrkit.data.manifest import AUDIO_EXTENSIONS, ManifestEntry
+from spidrkit.data.batches.dataset import SkipLog
+from spidrkit.data.corpora.manifest import AUDIO_EXTENSIONS, ManifestEntry
 from spidrkit.extraction.compute import compute, parse_units
 from spidrkit.extraction.features_io import is_done, layer_dirname, save_features
 from spidrkit.extraction.inputs import load_batches, resolve_inputs

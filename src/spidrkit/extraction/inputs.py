@@ -11,8 +11,14 @@ from pathlib import Path
 
 import torch
 
-from spidrkit.data.audio import AudioError, load_audio
-from spidrkit.data.manifest import AUDIO_EXTENSIONS, ManifestEntry, no_audio_message, read_manifest, scan_audio_dir
+from spidrkit.data.corpora.audio import AudioError, load_audio
+from spidrkit.data.corpora.manifest import (
+    AUDIO_EXTENSIONS,
+    ManifestEntry,
+    no_audio_message,
+    read_manifest,
+    scan_audio_dir,
+)
 from spidrkit.extraction.plan import ExtractionError
 
 Decoded = list[tuple[ManifestEntry, torch.Tensor]]

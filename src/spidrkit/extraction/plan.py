@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spidrkit.data.manifest import ManifestEntry
+from spidrkit.data.corpora.manifest import ManifestEntry
 from spidrkit.errors import InputError
 from spidrkit.models.interface import SpeechEncoder
 

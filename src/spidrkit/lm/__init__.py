@@ -13,8 +13,7 @@ The names below are imported on first use (``transformers`` is heavy).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spidrkit.lazy import lazy_exports
 
 _LAZY = {
     "UnitVocab": "spidrkit.lm.vocab",
@@ -27,9 +26,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'spidrkit.lm' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -42,8 +42,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from spidrkit.checkpoints.run import FORMAT, checkpoint_path, list_checkpoints, prune_checkpoints, save_checkpoint
 from spidrkit.config import Config
-from spidrkit.data.dataset import Batch, make_train_loader, make_valid_loader
-from spidrkit.data.manifest import ManifestError, read_manifest
+from spidrkit.data.batches.dataset import Batch, make_train_loader, make_valid_loader
+from spidrkit.data.corpora.manifest import ManifestError, read_manifest
 from spidrkit.io import write_sidecar, write_text_atomic
 from spidrkit.models.spidr import SpidR
 from spidrkit.runtime import (

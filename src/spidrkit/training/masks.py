@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spidrkit.config import Config
-from spidrkit.data.dataset import Batch, batch_rng
-from spidrkit.data.perturb import Hooks, VoicePerturbHook
+from spidrkit.data.batches.dataset import Batch, batch_rng
+from spidrkit.data.batches.perturb import Hooks, VoicePerturbHook
 from spidrkit.models.layers import num_frames
 from spidrkit.models.masking import sample_mask
 
@@ -48,7 +48,7 @@ class MaskHook:
 
 def train_hooks(cfg: Config, rank: int = 0, world_size: int = 1) -> MaskHook | Hooks:
     """The training loader's hook: masks, then the student's voice perturbation when ``data.voice_perturb``
-    asks for it (:mod:`spidrkit.data.perturb`)."""
+    asks for it (:mod:`spidrkit.data.batches.perturb`)."""
     masks = MaskHook.from_config(cfg, rank, world_size, 0)
     perturb = VoicePerturbHook.from_config(cfg, rank, world_size)
     return masks if perturb is None else Hooks((masks, perturb))

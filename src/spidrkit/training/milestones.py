@@ -1,6 +1,6 @@
 """Milestone checkpoints: a checkpoint kept for good when the training time passes each of
 ``train.milestone_minutes`` (and at each of ``train.milestone_steps``), for budget curves
-(:mod:`spidrkit.evaluation.budget`).
+(:mod:`spidrkit.evaluation.runs.budget`).
 
 The clock is the run's training wall time (:meth:`Trainer.elapsed`: the clock of ``train.max_minutes``, plus
 the time of earlier invocations, so a resumed run goes on counting). A milestone is written at the end of the

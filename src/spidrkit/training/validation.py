@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from spidrkit.data.dataset import Batch
+from spidrkit.data.batches.dataset import Batch
 from spidrkit.io import json_safe
 from spidrkit.models.spidr import SpidR, step_perplexities
 from spidrkit.runtime import all_reduce_dict

@@ -1,0 +1,122 @@
+"""``spidrkit evaluate slm`` and ``slm-compare``: their arguments and actions (``spidrkit.cli.evaluate``
+registers them).
+
+    spidrkit evaluate slm BENCHMARK [--encoder MODEL|mfcc|random:PRESET] --units phones|codebook:L|kmeans:FILE --lm RUN
+                          [--layer N] [--unnormalized] [-o OUT] [--bootstrap 1000] [--seed 0]
+    spidrkit evaluate slm-compare BENCHMARK ROWS.json [--sweep REPORT.json] [-o OUT] [--bootstrap 1000]
+
+``ROWS.json``: a list of ``{"label", "units", "lm", "encoder", "layer", "seed", "report"}`` objects
+(:class:`spidrkit.evaluation.slm.compare.CompareRow`; rows sharing a label are LM seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from spidrkit.evaluation.slm.rules import DEFAULT_BOOTSTRAP
+from spidrkit.lm.scoring import DEFAULT_BATCH_TOKENS
+
+
+def add_unit_source(p: argparse.ArgumentParser) -> None:
+    """``--encoder``, ``--units`` and ``--layer``: the source of the units (:func:`~spidrkit.evaluation.slm.units.
+    parse_units`, :func:`~spidrkit.evaluation.slm.units.load_encoder`), for ``evaluate slm`` and ``lm units``."""
+    p.add_argument("--encoder", default=None, metavar="MODEL",
+                   help="the units' encoder: a checkpoint or published model, 'mfcc' (MFCC features, with "
+                   "kmeans:FILE), or random:PRESET (RANDOM weights, for tests); not needed with --units phones")
+    p.add_argument("--units", required=True, metavar="phones|codebook:L|kmeans:FILE",
+                   help="gold phones of SPLIT_phones.txt (topline; silences dropped, 39 ARPAbet phones), codebook "
+                   "predictions of layer L, or k-means centroids (their sidecar names the layer)")
+    p.add_argument("--layer", type=int, default=None, metavar="N",
+                   help="layer of kmeans:FILE when its sidecar does not say it")
+
+
+def add_slm_parser(sub: Any) -> Any:
+    """The ``slm`` and ``slm-compare`` parsers; returns ``slm``'s (the CLI adds the model options to it)."""
+    p = sub.add_parser(
+        "slm", help="sWUGGY, sBLIMP and spoken StoryCloze scores of a unit LM (ZeroSpeech 2021 rules)",
+        description="Units of every benchmark audio, their log-likelihood under a unit LM, the ZeroSpeech 2021 "
+        "rules (1 / 0.5 on a tie / 0 per pair and voice, mean over voices then pairs), bootstrap 95 % intervals; "
+        "writes OUT/report.json, OUT/report.md and the submission OUT/submission/<task>/<split>.txt + meta.yaml.")
+    p.add_argument("benchmark", metavar="BENCHMARK",
+                   help="folder with lexical/, syntactic/, storycloze/ ({dev,test}/*.wav + gold.csv) or sSC/, tSC/")
+    add_unit_source(p)
+    p.add_argument("--lm", required=True, metavar="RUN", help="unit LM run folder (spidrkit lm train)")
+    p.add_argument("--unnormalized", action="store_true",
+                   help="sum of the token log-probabilities (default: divided by the number of predicted tokens)")
+    p.add_argument("-o", "--output", default="slm_eval", metavar="OUT", help="output folder (default: slm_eval)")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N",
+                   help=f"bootstrap resamples over pair ids (default: {DEFAULT_BOOTSTRAP})")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS, metavar="N",
+                   help=f"padded LM tokens per batch (default: {DEFAULT_BATCH_TOKENS})")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    c = sub.add_parser(
+        "slm-compare", help="several unit LMs (phones, MFCC, SpidR units, seeds) in one sLM table + ABX scatter",
+        description="Scores every row of ROWS.json (a list of {label, units, lm, encoder, layer, seed} or {label, "
+        "report}) with `evaluate slm` into OUT/rows/, then writes OUT/report.md + report.json (sWUGGY all / "
+        "in-vocab, sBLIMP, tSC; bootstrap 95 % intervals, mean and standard deviation over rows sharing a label) "
+        "and, with --sweep, OUT/slm_vs_abx.png (ABX and PNMI of each unit source vs its sLM scores).")
+    c.add_argument("benchmark", metavar="BENCHMARK", help="the sLM benchmark folder")
+    c.add_argument("rows", metavar="ROWS.json", help="the LMs to compare")
+    c.add_argument("--sweep", default=None, metavar="REPORT.json", help="a sweep's report.json (ABX, PNMI)")
+    c.add_argument("-o", "--output", default="slm_compare", metavar="OUT", help="output folder")
+    c.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N", help="bootstrap resamples")
+    c.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    return p
+
+
+def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
+    """The unit LM of a run folder (its ``best/`` model), ``(model, vocab, info)``."""
+    from spidrkit.lm import load_lm
+
+    return load_lm(run, which="best")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from spidrkit.errors import InputError
+    from spidrkit.evaluation.slm.compare import CompareRow, format_cell, score_rows, write_comparison
+
+    try:
+        rows = [CompareRow(**r) for r in json.loads(Path(args.rows).read_text())]
+    except (OSError, ValueError, TypeError) as e:
+        raise InputError(f"{args.rows}: expected a JSON list of {{label, units, lm, encoder, layer, seed, report}} "
+                         f"objects ({e})") from None
+    scored = score_rows(args.benchmark, rows, args.output, n_bootstrap=args.bootstrap, device=args.device)
+    report = write_comparison(args.output, scored, sweep=args.sweep)
+    for label, row in report["table"].items():
+        print(f"{label:24s} " + "  ".join(f"{m} {format_cell(c)}" for m, c in row.items()))
+    print(f"-> {Path(args.output) / 'report.md'}")
+    return 0
+
+
+def run_slm(args: argparse.Namespace) -> int:
+    if args.action == "slm-compare":
+        return run_compare(args)
+    from spidrkit.evaluation.slm.bench import read_benchmark
+    from spidrkit.evaluation.slm.score import evaluate_slm
+    from spidrkit.evaluation.slm.units import load_encoder, parse_units
+
+    splits = read_benchmark(args.benchmark)  # layout errors before any model is loaded
+    units = parse_units(args.units, args.layer, args.encoder)
+    lm, vocab, lm_info = load_unit_lm(args.lm)
+    encoder, model_id = load_encoder(args.encoder, units, args.device, variant=getattr(args, "variant", None),
+                                     normalization=getattr(args, "normalization", "auto"))
+    report = evaluate_slm(
+        args.benchmark, encoder, units, lm.to(args.device), vocab, args.output,
+        normalize=not args.unnormalized, batch_tokens=args.batch_tokens, n_bootstrap=args.bootstrap, seed=args.seed,
+        inputs={"encoder": model_id, "encoder_path": str(args.encoder), "lm": str(args.lm),
+                "lm_info": lm_info}, progress=not args.quiet, splits=splits)
+    for key, groups in report["results"].items():
+        for name, cell in groups.items():
+            low, high = cell["ci95"]
+            print(f"{key:24s} {name:28s} {cell['score']:6.2f}  [{low:6.2f}, {high:6.2f}]  {cell['pairs']} pair ids")
+    if not report["results"]:
+        print("no split with a gold.csv: submission files only")
+    print(f"-> {report['outputs']['report_md']}, {report['outputs']['meta_yaml']}")
+    return 0

@@ -1,0 +1,110 @@
+"""Voice perturbation of the student's input (``data.voice_perturb``; ``docs/method.md#voice-perturbation``).
+
+The teacher, and so the targets and the codebooks, read the clean utterance; the student reads the same
+utterance in another voice, so predicting the targets rewards what the two share (the phones) over what
+differs (the voice). Both run in the data loader's workers, never in the training step:
+
+- ``"vtlp"``: one warp factor per utterance, log-uniform in ``data.voice_warp`` (default 0.85-1.18), put in
+  ``batch["warp"]``; the log mel front end warps its filterbank by it (:func:`spidrkit.models.spectral.
+  vtlp_warp`), so the frames stay those of the clean waveform and the cost is one extra matrix product.
+- ``"praat"``: the "Change gender" manipulation of Praat (PSOLA; ``pip install praat-parselmouth``), as in
+  ContentVec and SPIN: formant ratio U[1, 1.4], pitch ratio U[1, 2] and pitch range ratio U[1, 1.5], each
+  inverted with probability 1/2, duration unchanged. ``batch["student_wav"]`` has the clean batch's shape
+  (the output is cut or padded to it: PSOLA keeps the duration to a few samples) and each row's mean and
+  variance.
+
+Draws are keyed by (seed, epoch, global batch index), like the masks, so a resumed run perturbs alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spidrkit.config import SAMPLE_RATE, Config
+from spidrkit.data.batches.dataset import batch_rng
+
+STREAM = 2  # the RNG stream of the perturbation (masks use 0 for training, 1 for validation)
+FORMANT_RATIO = (1.0, 1.4)
+PITCH_RATIO = (1.0, 2.0)
+RANGE_RATIO = (1.0, 1.5)
+PITCH_FLOOR, PITCH_CEILING = 75.0, 600.0
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Several batch hooks run in order (picklable, for spawned workers)."""
+
+    hooks: tuple
+
+    def __call__(self, batch: dict) -> dict:
+        for hook in self.hooks:
+            batch = hook(batch)
+        return batch
+
+
+@dataclass(frozen=True)
+class VoicePerturbHook:
+    """Adds ``batch["warp"]`` (vtlp) or ``batch["student_wav"]`` (praat) to a training batch."""
+
+    kind: str
+    warp_range: tuple[float, float]
+    seed: int
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_config(cls, cfg: Config, rank: int = 0, world_size: int = 1) -> VoicePerturbHook | None:
+        if cfg.data.voice_perturb == "none":
+            return None
+        if cfg.data.voice_perturb == "praat":
+            require_parselmouth()
+        return cls(cfg.data.voice_perturb, tuple(cfg.data.voice_warp), cfg.train.seed, rank, world_size)
+
+    def rng(self, batch: dict) -> np.random.Generator:
+        return batch_rng(self.seed, STREAM, batch["index"], self.rank, self.world_size)
+
+    def __call__(self, batch: dict) -> dict:
+        rng = self.rng(batch)
+        wav = batch["wav"]
+        if self.kind == "vtlp":
+            lo, hi = math.log(self.warp_range[0]), math.log(self.warp_range[1])
+            batch["warp"] = torch.from_numpy(np.exp(rng.uniform(lo, hi, size=wav.shape[0]))).float()
+        else:
+            batch["student_wav"] = torch.stack([change_voice(w, rng) for w in wav])
+        return batch
+
+
+def require_parselmouth() -> None:
+    try:
+        import parselmouth  # noqa: F401
+    except ImportError:
+        from spidrkit.errors import InputError
+
+        raise InputError("data.voice_perturb = 'praat' needs praat-parselmouth: pip install praat-parselmouth"
+                         ) from None
+
+
+def _ratio(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    r = float(rng.uniform(*bounds))
+    return r if rng.random() < 0.5 else 1.0 / r
+
+
+def change_voice(wav: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """One utterance (L,) in another voice (Praat's "Change gender"), with its length, mean and variance."""
+    import parselmouth
+    from parselmouth.praat import call
+
+    x = wav.double().numpy()
+    formant, pitch, span = _ratio(rng, FORMANT_RATIO), _ratio(rng, PITCH_RATIO), _ratio(rng, RANGE_RATIO)
+    sound = parselmouth.Sound(x, sampling_frequency=SAMPLE_RATE)
+    f0 = call(sound.to_pitch(), "Get quantile", 0.0, 0.0, 0.5, "Hertz")
+    median = (f0 if math.isfinite(f0) and f0 > 0 else 150.0) * pitch
+    changed = call(sound, "Change gender", PITCH_FLOOR, PITCH_CEILING, formant, median, span, 1.0)
+    y = np.asarray(changed.values[0], dtype=np.float64)
+    y = np.pad(y[: len(x)], (0, max(0, len(x) - len(y))))
+    y = (y - y.mean()) / max(float(y.std()), 1e-8) * float(x.std()) + float(x.mean())
+    return torch.from_numpy(y).to(wav.dtype)

@@ -1,0 +1,299 @@
+"""Manifests: the list of audio files of a corpus, in CSV, fairseq TSV or JSONL.
+
+- CSV: a header ``fileid,path,num_samples`` (an optional ``speaker`` column may follow), one row a file.
+- fairseq TSV: the first line is the root folder, then ``relpath<TAB>num_samples`` per file.
+- JSONL: one object per line with the keys ``fileid``, ``path``, ``num_samples`` (``speaker`` optional).
+
+Relative paths are resolved against the manifest's folder (CSV, JSONL) or the root line (TSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from spidrkit.config import SAMPLE_RATE
+from spidrkit.errors import InputError
+from spidrkit.io import atomic_write
+
+FORMATS = ("csv", "tsv", "jsonl")
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    fileid: str
+    path: str  # absolute once read
+    num_samples: int
+    speaker: str | None = None
+
+
+class ManifestError(InputError):
+    pass
+
+
+def manifest_format(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix in ("csv",):
+        return "csv"
+    if suffix in ("tsv",):
+        return "tsv"
+    if suffix in ("jsonl", "json", "ndjson"):
+        return "jsonl"
+    raise ManifestError(f"{path}: unknown manifest format (use .csv, .tsv or .jsonl)")
+
+
+def fileid_of(relpath: str) -> str:
+    """The file id of a path: its relative path without the extension, '/' kept."""
+    p = Path(relpath)
+    return str(p.with_suffix("")).replace(os.sep, "/")
+
+
+def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"no manifest at {path}")
+    fmt = manifest_format(path)
+    base = _abs(path).parent
+    entries: list[ManifestEntry] = []
+    if fmt == "csv":
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"fileid", "path", "num_samples"} - set(reader.fieldnames or [])
+            if missing:
+                raise ManifestError(f"{path}: CSV header lacks {', '.join(sorted(missing))}")
+            for i, row in enumerate(reader, start=2):
+                entries.append(_entry(row, base, path, i))
+    elif fmt == "jsonl":
+        with open(path) as f:
+            for i, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise ManifestError(f"{path}:{i}: not JSON: {e}") from e
+                    entries.append(_entry(row, base, path, i))
+    else:
+        with open(path) as f:
+            lines = f.read().splitlines()
+        if not lines:
+            raise ManifestError(f"{path}: empty TSV manifest (the first line must be the root folder)")
+        root = Path(lines[0].strip())
+        if not root.is_absolute():
+            root = base / root
+        for i, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) < 2:
+                raise ManifestError(f"{path}:{i}: expected 'relpath<TAB>num_samples', got {line!r}")
+            try:
+                n = int(parts[1])
+            except ValueError as e:
+                raise ManifestError(f"{path}:{i}: num_samples {parts[1]!r} is not an integer") from e
+            if n < 0:
+                raise ManifestError(f"{path}:{i}: num_samples {n} is negative")
+            entries.append(ManifestEntry(fileid_of(parts[0]), str(_abs(root / parts[0])), n))
+    seen: set[str] = set()
+    for e in entries:
+        if e.fileid in seen:
+            raise ManifestError(f"{path}: file id {e.fileid!r} appears more than once")
+        seen.add(e.fileid)
+    return entries
+
+
+def _entry(row: dict, base: Path, path: Path, line: int) -> ManifestEntry:
+    try:
+        p = Path(str(row["path"]))
+        n = int(row["num_samples"])
+        fileid = str(row["fileid"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise ManifestError(f"{path}:{line}: bad row {row!r} ({type(e).__name__}: {e})") from e
+    if n < 0:
+        raise ManifestError(f"{path}:{line}: num_samples {n} is negative")
+    speaker = row.get("speaker")
+    speaker = None if speaker is None or speaker == "" else str(speaker)
+    return ManifestEntry(fileid, str(_abs(base / p)), n, speaker)
+
+
+def write_manifest(entries: list[ManifestEntry], path: str | os.PathLike, relative: bool = True) -> Path:
+    """Write ``entries`` in the format given by the suffix; paths relative to the manifest if possible."""
+    path = Path(path)
+    fmt = manifest_format(path)
+    base = _abs(path).parent
+
+    def rel(p: str) -> str:
+        if not relative:
+            return str(_abs(p))
+        try:
+            return os.path.relpath(_abs(p), base)
+        except ValueError:
+            return str(_abs(p))
+
+    with_speaker = any(e.speaker for e in entries)
+    f = io.StringIO(newline="")  # kept as written: csv ends its rows with CRLF, the other formats with LF
+    if fmt == "csv":
+        w = csv.writer(f)
+        w.writerow(["fileid", "path", "num_samples", *(["speaker"] if with_speaker else [])])
+        for e in entries:
+            speaker = [e.speaker or ""] if with_speaker else []
+            w.writerow([e.fileid, rel(e.path), e.num_samples, *speaker])
+    elif fmt == "jsonl":
+        for e in entries:
+            d = asdict(e)
+            d["path"] = rel(e.path)
+            if d["speaker"] is None:
+                d.pop("speaker")
+            f.write(json.dumps(d) + "\n")
+    else:
+        root = _tsv_root(entries, base)
+        f.write(f"{root}\n")
+        for e in entries:
+            f.write(f"{os.path.relpath(_abs(e.path), root)}\t{e.num_samples}\n")
+    with atomic_write(path, "wb") as out:
+        out.write(f.getvalue().encode())
+    return path
+
+
+def _abs(p: str | os.PathLike) -> Path:
+    """Absolute and normalised, symlinks kept: a symlink farm keeps its own names (and file ids)."""
+    return Path(os.path.abspath(p))
+
+
+def _tsv_root(entries: list[ManifestEntry], default: Path) -> Path:
+    """The root line of a TSV manifest: the folder that gives back every file id (a TSV stores no ids,
+    they are re-derived from the relative paths), else the files' deepest common folder."""
+    if not entries:
+        return default
+    roots = set()
+    for e in entries:
+        p = _abs(e.path)
+        parts = Path(e.fileid).parts
+        stem = p.with_suffix("").parts
+        if not parts or stem[-len(parts) :] != parts:
+            break
+        roots.add(Path(*stem[: -len(parts)]))
+    else:
+        if len(roots) == 1:
+            return roots.pop()
+    return Path(os.path.commonpath([str(_abs(e.path).parent) for e in entries]))
+
+
+AUDIO_EXTENSIONS = ("wav", "flac")
+
+
+class ScanResult(NamedTuple):
+    entries: list[ManifestEntry]
+    failures: list[tuple[str, str]]  # (path, reason) of files that could not be used
+
+
+def list_audio_files(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Path]:
+    """Every file under ``root`` whose extension (case-insensitive) is one of ``extensions``, sorted."""
+    exts = {"." + x.lower().lstrip(".") for x in extensions}
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        found.extend(Path(folder) / f for f in files if os.path.splitext(f)[1].lower() in exts)
+    return sorted(found)
+
+
+def no_audio_message(root: str | os.PathLike, extensions: Sequence[str], option: str = "--ext") -> str:
+    """Why a folder gave no audio: the extensions looked for, and the commonest other ones found there
+    (``.mp3`` files, say), with the option that reads them. Whether libsndfile decodes a format is
+    ``soundfile.available_formats()`` (MP3 needs libsndfile >= 1.1)."""
+    counts: Counter[str] = Counter()
+    for _, _, files in os.walk(root):
+        counts.update(os.path.splitext(f)[1].lower().lstrip(".") for f in files)
+    wanted = {x.lower().lstrip(".") for x in extensions}
+    others = [(x, n) for x, n in counts.most_common() if x and x not in wanted and x not in ("json", "txt")]
+    looked = ", ".join(f".{x}" for x in extensions)
+    if not others:
+        return f"no audio files ({looked}) under {root}"
+    shown = ", ".join(f"{n} .{x}" for x, n in others[:3])
+    return (f"no audio files with the extensions looked for ({looked}) under {root}, but {shown} files: "
+            f"pass {option} {','.join(x for x, _ in others[:1])} to read them")
+
+
+def resampled_length(num_samples: int, orig_rate: int, target_rate: int = SAMPLE_RATE) -> int:
+    """Samples after resampling ``num_samples`` from ``orig_rate`` to ``target_rate``.
+
+    This is soxr's length, round(n * target / orig) with halves rounded up, in exact integer arithmetic;
+    manifests use it to predict the length :func:`spidrkit.data.corpora.audio.load_audio` returns without
+    decoding the file (``load_audio`` enforces it).
+    """
+    if orig_rate == target_rate:
+        return int(num_samples)
+    return (2 * int(num_samples) * target_rate + orig_rate) // (2 * orig_rate)
+
+
+def scan_audio_dir(
+    root: str | os.PathLike,
+    extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
+    sample_rate: int = SAMPLE_RATE,
+    speaker_from_dir: int | None = None,
+    num_threads: int = 16,
+    progress: bool = True,
+) -> ScanResult:
+    """Manifest entries of all audio under ``root``, lengths read from the file headers only.
+
+    ``num_samples`` is the length at ``sample_rate`` (the resampled length for files at another rate,
+    as :func:`spidrkit.data.corpora.audio.load_audio` will return it). File ids are the paths relative to
+    ``root`` without extension. ``speaker_from_dir=N`` takes the speaker from the N-th folder below
+    ``root`` (1 = the top level, as in LibriSpeech's ``SPEAKER/CHAPTER/file.flac``). Headers are read on
+    ``num_threads`` threads; unreadable and empty files are returned in ``failures``, not raised.
+    """
+    import soundfile as sf
+    from tqdm import tqdm
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(f"no folder {root}")
+    paths = list_audio_files(root, extensions)
+    if speaker_from_dir is not None:
+        if speaker_from_dir < 1:
+            raise ManifestError("speaker_from_dir counts folders below the root from 1")
+        shallow = [p for p in paths if len(p.relative_to(root).parts) <= speaker_from_dir]
+        if shallow:
+            raise ManifestError(
+                f"{len(shallow)} files (e.g. {shallow[0]}) are not {speaker_from_dir} folder(s) deep, "
+                "so they have no speaker folder"
+            )
+
+    def info(p: Path) -> tuple[int, int] | str:
+        try:
+            i = sf.info(str(p))
+        except Exception as e:
+            return f"unreadable ({type(e).__name__}: {' '.join(str(e).split())})"
+        if i.frames <= 0:
+            return "empty (0 samples)"
+        return i.frames, i.samplerate
+
+    entries: list[ManifestEntry] = []
+    failures: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(max(1, num_threads)) as pool:
+        results = pool.map(info, paths)
+        for p, r in tqdm(zip(paths, results), total=len(paths), disable=not progress, unit="file",
+                         desc=f"reading headers under {root}"):
+            if isinstance(r, str):
+                failures.append((str(p), r))
+                continue
+            rel = p.relative_to(root)
+            speaker = rel.parts[speaker_from_dir - 1] if speaker_from_dir else None
+            n = resampled_length(r[0], r[1], sample_rate)
+            entries.append(ManifestEntry(fileid_of(str(rel)), str(_abs(p)), n, speaker))
+    first: dict[str, str] = {}
+    unique = []
+    for e in entries:  # a.wav and a.flac side by side would share the id "a": keep the first
+        if e.fileid in first:
+            failures.append((e.path, f"same file id {e.fileid!r} as {first[e.fileid]}"))
+        else:
+            first[e.fileid] = e.path
+            unique.append(e)
+    return ScanResult(unique, failures)

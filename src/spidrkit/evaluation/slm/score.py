@@ -1,0 +1,116 @@
+"""Zero-shot spoken language modelling scores: units of every benchmark audio, their LM log-likelihoods,
+the ZeroSpeech 2021 rules, a report and the ZeroSpeech submission files.
+
+:func:`evaluate_slm` reads a benchmark (:mod:`~spidrkit.evaluation.slm.bench`), extracts the units of its
+audio with an encoder (:mod:`~spidrkit.evaluation.slm.units`, in memory: codebook predictions of a layer,
+k-means units of a layer's features or of MFCC, or the gold phones of the split's alignments), scores them
+under a unit LM (:func:`spidrkit.lm.scoring.score`: token-normalised log-likelihood by default, the sum on request),
+applies the rules (:mod:`~spidrkit.evaluation.slm.rules`) to the splits that have a gold file, and writes
+(:mod:`~spidrkit.evaluation.slm.report`) ``OUT/report.json``, ``OUT/report.md`` and the submission
+``OUT/submission/{lexical,syntactic,storycloze}/<split>.txt`` + ``OUT/submission/meta.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from spidrkit.evaluation.slm.bench import Split, read_benchmark
+from spidrkit.evaluation.slm.rules import DEFAULT_BOOTSTRAP, pair_scores, summarize
+from spidrkit.evaluation.slm.units import (  # noqa: F401  (parse_units, SlmUnitsError: this module's API too)
+    SlmUnitsError,
+    UnitSpec,
+    check_units,
+    extract_units,
+    parse_units,
+    phone_units_of,
+)
+from spidrkit.lm.scoring import DEFAULT_BATCH_TOKENS, score
+from spidrkit.lm.vocab import UnitVocab
+
+
+def _score_split(split: Split, encoder: Any, spec: UnitSpec, lm: Any, vocab: UnitVocab, normalize: bool,
+                 batch_tokens: int, progress: bool, cache: dict | None = None,
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    items = split.items
+    t0 = time.perf_counter()
+
+    def tell(done: int) -> None:
+        if progress:
+            print(f"\r{split.task}/{split.split}: units of {done}/{len(items)} files", end="", file=sys.stderr)
+
+    key = (split.task, split.split, spec.describe(), id(encoder))
+    if cache is not None and key in cache:
+        units = cache[key]
+    elif spec.kind == "phones":
+        units = phone_units_of(split.folder, split.split, [it.filename for it in items])
+    else:
+        units = extract_units(encoder, spec, [it.path for it in items], [str(it.path) for it in items], tell)
+    if cache is not None:
+        cache[key] = units
+    t1 = time.perf_counter()
+    values = score(lm, vocab, units, normalize=normalize, batch_tokens=batch_tokens,
+                   names=[str(it.path) for it in items])
+    t2 = time.perf_counter()
+    if progress:
+        print(f"\r{split.task}/{split.split}: {len(items)} files: units {t1 - t0:.1f} s, LM {t2 - t1:.1f} s",
+              file=sys.stderr)
+    return dict(zip((it.filename for it in items), values)), {"units_s": t1 - t0, "lm_s": t2 - t1,
+                                                              "files": len(items)}
+
+
+def evaluate_slm(
+    benchmark: str | os.PathLike,
+    encoder: Any,
+    units: UnitSpec,
+    lm: Any,
+    vocab: UnitVocab,
+    output: str | os.PathLike,
+    *,
+    normalize: bool = True,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    n_bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    inputs: dict[str, Any] | None = None,
+    progress: bool = True,
+    splits: list[Split] | None = None,
+    units_cache: dict | None = None,
+) -> dict[str, Any]:
+    """Score every split of ``benchmark`` (see the module doc); returns the report's dictionary.
+
+    ``encoder``: ``None`` for ``phones``, a :class:`~spidrkit.evaluation.slm.units.MfccEncoder`, or a
+    SpidR-interface model in eval mode (``spidrkit.checkpoints.load(...).model``); ``lm``: a
+    ``transformers`` causal LM over ``vocab``'s tokens; ``inputs``: what produced them, for the report;
+    ``splits``: ``read_benchmark(benchmark)`` when the caller has read it already; ``units_cache``: a dict
+    the caller keeps across calls, so LMs (seeds) over the same units and encoder extract them once.
+    """
+    from spidrkit.evaluation.slm.report import write_outputs
+
+    splits = read_benchmark(benchmark) if splits is None else splits
+    check_units(units, encoder, vocab)
+    lm.eval()
+    results: dict[str, Any] = {}
+    scores: dict[tuple[str, str], dict[str, float]] = {}
+    timing: dict[str, Any] = {}
+    for split in splits:
+        key = f"{split.task}/{split.split}"
+        scores[split.task, split.split], timing[key] = _score_split(
+            split, encoder, units, lm, vocab, normalize, batch_tokens, progress, units_cache)
+        if split.gold:
+            pairs = pair_scores(split, scores[split.task, split.split])
+            results[key] = summarize(pairs, n_bootstrap, seed)
+    report = {
+        "command": "spidrkit evaluate slm",
+        "benchmark": str(benchmark),
+        "inputs": {**(inputs or {}), "units": units.describe()},
+        "scoring": {"normalize": normalize, "bootstrap": n_bootstrap, "seed": seed,
+                    "tokens": "bos + de-duplicated units + eos" if vocab.dedup else "bos + units + eos",
+                    "counted": "units and eos (bos given)", "vocab": {"k": vocab.k, "dedup": vocab.dedup}},
+        "splits": [{"task": s.task, "split": s.split, "files": len(s.items), "gold": s.gold} for s in splits],
+        "results": results,
+        "timing": timing,
+    }
+    report["outputs"] = write_outputs(output, splits, scores, report)
+    return report
