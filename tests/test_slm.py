@@ -349,8 +349,12 @@ def test_units_specification(models, tmp_path):
     with pytest.raises(SlmUnitsError, match="names no layer; pass --layer N"):
         parse_units(f"kmeans:{bare}")
     assert parse_units(f"kmeans:{bare}", layer=3).layer == 3
-    with pytest.raises(SlmUnitsError, match="must be codebook:L"):
+    with pytest.raises(SlmUnitsError, match="name the layer, as in codebook:6"):
         parse_units("codebook")
+    assert parse_units("codebook", layer=4).layer == 4
+    for bad in ("codebook:0", "codebook:x", "kmeans:", "phones:3", "bpe"):
+        with pytest.raises(SlmUnitsError, match="--units"):
+            parse_units(bad)
 
 
 def test_units_that_do_not_fit_the_encoder_or_the_lm_are_refused(models):

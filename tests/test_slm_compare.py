@@ -118,7 +118,10 @@ def test_cli_compares_existing_reports(tmp_path, capsys):
 
 
 def test_spread_takes_evenly_spaced_entries():
-    assert spread(list(range(10)), 4) == [0, 2, 5, 7] and spread([1, 2], 5) == [1, 2] and spread([3], None) == [3]
+    # the one rule (data.corpora.manifest.evenly_spaced): indices round(linspace(0, 9, 4)) = 0, 3, 6, 9
+    assert spread(list(range(10)), 4) == [0, 3, 6, 9] and spread([1, 2], 5) == [1, 2] and spread([3], None) == [3]
+    # 0, 4.5, 9 rounds half to even: 0, 4, 9; duplicates of a short list collapse
+    assert spread(list(range(10)), 3) == [0, 4, 9] and spread(["a", "b", "c"], 2) == ["a", "c"]
 
 
 def test_a_group_of_too_few_pair_ids_is_shown_as_such_not_as_a_score():

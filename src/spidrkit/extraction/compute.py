@@ -39,6 +39,7 @@ from spidrkit.extraction.plan import (
     plan_windows,
     whole_frames,
 )
+from spidrkit.extraction.unit_spec import parse_unit_syntax
 from spidrkit.models.interface import SpeechEncoder
 from spidrkit.models.signal import standardize
 
@@ -50,14 +51,15 @@ class NonFiniteFeaturesError(ExtractionError):
 
 
 def parse_units(units: str | None) -> tuple[str | None, str | None]:
-    """``None`` | ``"codebook"`` | ``"kmeans:PATH"`` -> (kind, path)."""
+    """``None`` | ``"codebook"`` | ``"kmeans:PATH"`` -> (kind, path), by the one ``--units`` grammar
+    (:mod:`spidrkit.extraction.unit_spec`); ``codebook:L`` is refused here: the caller's layers decide."""
     if units is None or units == "":
         return None, None
-    if units == "codebook":
-        return "codebook", None
-    if units.startswith("kmeans:") and len(units) > len("kmeans:"):
-        return "kmeans", units[len("kmeans:") :]
-    raise ExtractionError(f"units must be 'codebook' or 'kmeans:PATH', got {units!r}")
+    syntax = parse_unit_syntax(units, ("codebook", "kmeans"), ExtractionError)
+    if syntax.layer is not None:
+        raise ExtractionError(f"units {units!r}: give the layer with layers (--layers {syntax.layer}) and "
+                              f"units='codebook'")
+    return syntax.kind, syntax.path
 
 
 @dataclass

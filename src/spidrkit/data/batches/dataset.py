@@ -28,7 +28,7 @@ import torch.utils.data
 from spidrkit.config import SAMPLE_RATE, DataConfig
 from spidrkit.data.batches.sampler import BucketBatchSampler
 from spidrkit.data.corpora.audio import AudioError, load_audio, standardize
-from spidrkit.data.corpora.manifest import ManifestEntry
+from spidrkit.data.corpora.manifest import ManifestEntry, evenly_spaced
 from spidrkit.io import temp_path
 
 logger = logging.getLogger(__name__)
@@ -296,9 +296,7 @@ class ValidLoader:
         pin_memory: bool | None = None,
     ) -> None:
         batches = sampler.epoch_batches(0)
-        picks = range(len(batches))
-        if max_batches is not None and max_batches < len(batches):
-            picks = np.unique(np.linspace(0, len(batches) - 1, max_batches).round().astype(int)).tolist()
+        picks = evenly_spaced(range(len(batches)), max_batches)
         self.keys = [(0, p, batches[p]) for p in picks]
         self.dataset = dataset
         self.num_workers = num_workers

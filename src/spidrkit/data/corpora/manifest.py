@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from spidrkit.config import SAMPLE_RATE
 from spidrkit.errors import InputError
 from spidrkit.io import atomic_write
@@ -37,6 +39,17 @@ class ManifestEntry:
 
 class ManifestError(InputError):
     pass
+
+
+def evenly_spaced[T](items: Sequence[T], n: int | None) -> list[T]:
+    """At most ``n`` of ``items``, evenly spaced in their order, first and last included (the one selection
+    rule of every ``--max-files``: the sweep, the probe, the corpus units of ``lm units``, validation batches).
+    ``n`` of None or at least ``len(items)`` keeps them all; callers refuse ``n < 1`` with their own flag."""
+    if n is None or n >= len(items):
+        return list(items)
+    if n < 1:
+        raise ValueError(f"evenly_spaced: n must be >= 1, got {n}")
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))]
 
 
 def manifest_format(path: str | os.PathLike) -> str:

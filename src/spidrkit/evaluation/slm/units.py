@@ -33,8 +33,10 @@ import numpy as np
 
 from spidrkit.config import SAMPLE_RATE
 from spidrkit.data.corpora.alignments import SILENCES, read_alignments
+from spidrkit.data.corpora.manifest import evenly_spaced
 from spidrkit.data.synth.flite import PHONES
 from spidrkit.errors import InputError
+from spidrkit.extraction.unit_spec import parse_unit_syntax
 from spidrkit.lm.vocab import UnitVocab
 from spidrkit.lm.vocab import dedup as dedup_units
 
@@ -90,35 +92,38 @@ class UnitSpec:
 def parse_units(text: str, layer: int | None = None, encoder: str | None = None) -> UnitSpec:
     """``phones``, ``codebook:L`` or ``kmeans:FILE`` (the layer from the centroids' sidecar, else ``layer``;
     none with ``encoder="mfcc"``)."""
-    kind, _, rest = text.partition(":")
-    if text == "phones":
+    syntax = parse_unit_syntax(text, error=SlmUnitsError)
+    if syntax.kind == "phones":
         return UnitSpec("phones", 0, k=len(PHONE_INVENTORY), source=text)
-    if kind == "codebook" and rest:
+    if syntax.kind == "codebook":
+        if syntax.layer is None and layer is None:
+            raise SlmUnitsError(f"--units {text}: name the layer, as in codebook:6 (or pass --layer N)")
+        if layer is not None and syntax.layer not in (None, layer):
+            raise SlmUnitsError(f"--units {text} names layer {syntax.layer}, --layer {layer}: give one")
         if encoder == MFCC:
             raise SlmUnitsError("--encoder mfcc has no codebook: use --units kmeans:FILE (centroids fitted on MFCC)")
-        try:
-            return UnitSpec("codebook", int(rest), source=text)
-        except ValueError:
-            raise SlmUnitsError(f"--units codebook:L takes a layer number, got {text!r}") from None
-    if kind == "kmeans" and rest:
-        from spidrkit.extraction.kmeans import KMeansModel
+        return UnitSpec("codebook", syntax.layer or layer, source=text)
+    return _kmeans_spec(syntax.path, layer, encoder)
 
-        km = KMeansModel.load(rest)
-        fitted = km.info.get("layer")
-        if encoder == MFCC:
-            if fitted is not None:
-                raise SlmUnitsError(f"{rest}: the centroids were fitted on layer {fitted} of "
-                                    f"{km.info.get('model') or 'an encoder'}, not on MFCC: pass that --encoder")
-            return UnitSpec("kmeans", 0, km, km.k, rest)
-        if km.info.get("model") == MFCC:
-            raise SlmUnitsError(f"{rest}: the centroids were fitted on MFCC: pass --encoder mfcc")
-        if layer is None and fitted is None:
-            raise SlmUnitsError(f"{rest}: the centroids' sidecar names no layer; pass --layer N")
-        if layer is not None and fitted is not None and int(fitted) != layer:
-            raise SlmUnitsError(f"{rest}: the centroids were fitted on layer {fitted}, not --layer {layer}")
-        return UnitSpec("kmeans", int(layer if layer is not None else fitted), km, km.k, rest)
-    raise SlmUnitsError(f"--units must be codebook:L (a layer), kmeans:FILE (centroids) or phones (gold phones), "
-                        f"got {text!r}")
+
+def _kmeans_spec(path: str, layer: int | None, encoder: str | None) -> UnitSpec:
+    """``kmeans:FILE``: the centroids, and the layer they were fitted on (their sidecar's, else ``layer``)."""
+    from spidrkit.extraction.kmeans import KMeansModel
+
+    km = KMeansModel.load(path)
+    fitted = km.info.get("layer")
+    if encoder == MFCC:
+        if fitted is not None:
+            raise SlmUnitsError(f"{path}: the centroids were fitted on layer {fitted} of "
+                                f"{km.info.get('model') or 'an encoder'}, not on MFCC: pass that --encoder")
+        return UnitSpec("kmeans", 0, km, km.k, path)
+    if km.info.get("model") == MFCC:
+        raise SlmUnitsError(f"{path}: the centroids were fitted on MFCC: pass --encoder mfcc")
+    if layer is None and fitted is None:
+        raise SlmUnitsError(f"{path}: the centroids' sidecar names no layer; pass --layer N")
+    if layer is not None and fitted is not None and int(fitted) != layer:
+        raise SlmUnitsError(f"{path}: the centroids were fitted on layer {fitted}, not --layer {layer}")
+    return UnitSpec("kmeans", int(layer if layer is not None else fitted), km, km.k, path)
 
 
 def load_encoder(name: str | None, units: UnitSpec, device: str = "cpu", *, variant: str | None = None,
@@ -232,9 +237,7 @@ def spread(entries: Sequence[Any], max_files: int | None) -> list[Any]:
     """At most ``max_files`` of ``entries``, evenly spaced (every voice of a manifest sorted by voice)."""
     if max_files is not None and max_files < 1:
         raise SlmUnitsError(f"--max-files {max_files}: give a number of utterances >= 1")
-    if max_files is None or len(entries) <= max_files:
-        return list(entries)
-    return [entries[i * len(entries) // max_files] for i in range(max_files)]
+    return evenly_spaced(entries, max_files)
 
 
 def corpus_entries(corpus: str | os.PathLike, split: str, max_files: int | None = None) -> list[Any]:
