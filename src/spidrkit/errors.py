@@ -30,6 +30,11 @@ class InputError(ValueError):
     """A user error: the message names the input and the fix (exit status 2)."""
 
 
+class Diverged(RuntimeError):
+    """Training stopped on non-finite losses or weights (pretraining and the unit LM alike); the message names
+    the last good checkpoint (exit status 3, :data:`EXIT_DIVERGED`)."""
+
+
 class TemporaryError(RuntimeError):
     """A failure that a later run of the same command may not meet (exit status 75)."""
 

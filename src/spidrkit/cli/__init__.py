@@ -12,6 +12,7 @@ import sys
 import threading
 
 from spidrkit.errors import (
+    EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     EXIT_IO,
     EXIT_OK,
@@ -19,6 +20,7 @@ from spidrkit.errors import (
     EXIT_TEMPFAIL,
     EXIT_TERMINATED,
     EXIT_USAGE,
+    Diverged,
     InputError,
     TemporaryError,
     Terminated,
@@ -112,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, UserError | InputError):
             _error_line(name, "error", e)
             return EXIT_USAGE
+        if isinstance(e, Diverged):
+            _error_line(name, "diverged", e)
+            return EXIT_DIVERGED
         if isinstance(e, TemporaryError):
             _error_line(name, "try again later", e)
             return EXIT_TEMPFAIL

@@ -24,7 +24,6 @@ import sys
 from typing import Any
 
 from spidrkit.cli.model_args import add_model_options
-from spidrkit.errors import EXIT_DIVERGED
 from spidrkit.io import read_sidecar
 
 
@@ -96,13 +95,9 @@ def _units(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.action == "units":
         return _units(args)
-    from spidrkit.lm.trainer import LMDiverged, train
+    from spidrkit.lm.trainer import train
 
-    try:
-        summary = train(args.units, args.run_dir, args.config, args.overrides, args.valid,
-                        progress=not args.no_progress, force=args.force)
-    except LMDiverged as e:
-        print(f"spidrkit lm: {' '.join(str(e).split())}", file=sys.stderr)
-        return EXIT_DIVERGED
+    summary = train(args.units, args.run_dir, args.config, args.overrides, args.valid,
+                    progress=not args.no_progress, force=args.force)
     print(json.dumps(summary))
     return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from spidrkit.cli import UserError
 from spidrkit.cli.config import add_config_arguments, config_from_args
-from spidrkit.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
+from spidrkit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def default_run_dir(config: str, variant: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.training.loop import TrainingDiverged, pretrain
+    from spidrkit.training.loop import pretrain
     from spidrkit.training.slurm import parse_slurm_spec, submit_slurm
 
     cfg = config_from_args(args)
@@ -73,11 +73,7 @@ def run(args: argparse.Namespace) -> int:
         job = submit_slurm(cfg.to_dict(), run_dir.resolve(), parse_slurm_spec(args.slurm), run_dir.name)
         print(f"submitted SLURM job {job.job_id}; run dir {run_dir}, logs in {run_dir / 'slurm'}", file=sys.stderr)
         return EXIT_OK
-    try:
-        summary = pretrain(cfg, run_dir, resume=not args.fresh, progress=not args.no_progress, force=args.force)
-    except TrainingDiverged as e:
-        print(f"spidrkit pretrain: {' '.join(str(e).split())}", file=sys.stderr)
-        return EXIT_DIVERGED
+    summary = pretrain(cfg, run_dir, resume=not args.fresh, progress=not args.no_progress, force=args.force)
     sig = summary.get("signal")
     status = f"{summary['status']} ({sig})" if sig else summary["status"]
     code = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}.get(sig, EXIT_OK)

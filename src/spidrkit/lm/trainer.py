@@ -28,7 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from spidrkit.config.errors import ConfigError
-from spidrkit.errors import Terminated
+from spidrkit.errors import Diverged, Terminated
 from spidrkit.io import (
     atomic_write,
     hold_lock,
@@ -55,7 +55,7 @@ from spidrkit.runtime import (
 CHECKPOINTS = "checkpoints"
 
 
-class LMDiverged(RuntimeError):
+class LMDiverged(Diverged):
     """The training loss became NaN or infinite (``spidrkit lm train`` exits 3; the newest checkpoint
     is intact)."""
 

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import torch
 
-from spidrkit.errors import LockHeldError, Terminated
+from spidrkit.errors import Diverged, LockHeldError, Terminated
 from spidrkit.io import hold_lock
 from spidrkit.runtime import all_reduce_sum, world
 
 LOCK_NAME = "run.lock"
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(Diverged):
     """Too many non-finite losses in a row, or non-finite weights; the message names the last good
     checkpoint (exit status 3, :data:`spidrkit.errors.EXIT_DIVERGED`)."""
 

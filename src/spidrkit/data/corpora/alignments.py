@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from spidrkit.config import SAMPLE_RATE
+from spidrkit.data.corpora.phones import SILENCES
 from spidrkit.errors import InputError
 from spidrkit.io import write_lines_atomic
 
@@ -42,7 +43,6 @@ Alignments = dict[str, list[Interval]]
 LABEL_RATE = 100  # frame labels: one per 10 ms
 
 ITEM_HEADER = ("#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker")
-SILENCES = frozenset({"SIL", "sil", "pau", "SPN", "spn", "sp", "<sil>", ""})
 TIME_DECIMALS = 4
 
 

@@ -1,4 +1,7 @@
-"""ARPAbet phone classes, in the order the figures show them (vowels, stops, fricatives, nasals, approximants)."""
+"""What spidrkit knows of phones, in one place: the labels that are not speech (:data:`SILENCES`), ARPAbet
+without stress (:func:`base_phone`), and the phone classes in the order the figures show them (vowels, stops,
+fricatives, nasals, approximants). The synthesisers' own phone sets and their maps to ARPAbet stay with the
+engines (:mod:`spidrkit.data.synth.flite`, :mod:`spidrkit.data.synth.engines`)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,10 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+
+# Labels of silence, pauses and noise in the alignments spidrkit reads (MFA, ZeroSpeech, flite, festival): never
+# an ABX item, a frame label of a unit LM's phone stream, or a t-SNE point.
+SILENCES = frozenset({"SIL", "sil", "pau", "SPN", "spn", "sp", "SP", "<sil>", "<SIL>", "NSN", "nsn", ""})
 
 # ARPAbet (stress digits removed) by phone class. Affricates (CH, JH) are grouped with the fricatives.
 PHONE_CLASSES: dict[str, tuple[str, ...]] = {

@@ -47,6 +47,7 @@ import torch
 
 from spidrkit.data.corpora.alignments import read_frame_labels
 from spidrkit.data.corpora.manifest import ManifestEntry, read_manifest
+from spidrkit.evaluation.metrics.bootstrap import percentile_interval, resample_indices
 from spidrkit.evaluation.metrics.units import pair_units_with_labels
 from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.evaluation.sweep.evalset import spread, train_subset
@@ -161,10 +162,8 @@ def bootstrap_ci(num: Sequence[float], den: Sequence[float], *, n_boot: int = BO
     num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
     if num.size == 0:
         raise ValueError("bootstrap of no utterance")
-    idx = np.random.default_rng(seed).integers(0, num.size, size=(n_boot, num.size))
-    stats = scale * num[idx].sum(1) / np.maximum(den[idx].sum(1), 1e-12)
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return [float(lo), float(hi)]
+    idx = resample_indices(num.size, n_boot, seed)
+    return list(percentile_interval(scale * num[idx].sum(1) / np.maximum(den[idx].sum(1), 1e-12)))
 
 
 def _fit_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: Sequence[np.ndarray], *, C: float,

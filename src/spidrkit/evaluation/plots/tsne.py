@@ -9,13 +9,13 @@ import numpy as np
 import torch
 
 from spidrkit.data.corpora.alignments import Interval, iter_intervals, read_alignment_table
-from spidrkit.data.corpora.phones import CLASS_COLOURS, CLASS_ORDER, base_phone, phone_class
+from spidrkit.data.corpora.phones import CLASS_COLOURS, CLASS_ORDER, SILENCES, base_phone, phone_class
 from spidrkit.evaluation.metrics.abx import FeatureSource
 from spidrkit.evaluation.metrics.word_map import read_words, segment_embeddings
 from spidrkit.evaluation.plots.figures import Figure, Panel, Series, pyplot, save_figure
 
 UNKNOWN_SPEAKER = "?"
-IGNORED_PHONES = ("SIL", "SP", "SPN", "<SIL>", "NSN")
+IGNORED_PHONES = tuple(sorted(SILENCES))
 
 
 def _groups(phones: Mapping[str, Sequence[Interval]], speakers: Mapping[str, str],

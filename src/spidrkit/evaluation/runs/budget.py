@@ -32,14 +32,13 @@ import numpy as np
 from spidrkit.checkpoints import load
 from spidrkit.checkpoints.run import latest_checkpoint, list_milestones, read_run_checkpoint
 from spidrkit.evaluation.metrics.abx import Speaker, abx_both
+from spidrkit.evaluation.metrics.bootstrap import LEVEL, percentile_interval, resample_indices
 from spidrkit.evaluation.runs.diagnostics import DEFAULT_MIN_FRAMES, diagnose
 from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.evaluation.sweep.evalset import EvalSet, load_eval_set
 from spidrkit.evaluation.sweep.features import baseline_outputs, model_outputs, random_like
 from spidrkit.evaluation.plots.layers import plot_budget_curve
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
-
-LEVEL = 0.95
 
 
 def fit_log_trend(minutes: Sequence[float], values: Sequence[float]) -> tuple[float, float]:
@@ -66,17 +65,10 @@ def crossing_time(minutes: Sequence[float], values: Sequence[float], target: flo
     "resamples", "never"}`` (``never``: the share of resamples that never reach the target)."""
     a, b = fit_log_trend(minutes, values)
     x, y = np.asarray(minutes, dtype=float), np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    times = []
-    for _ in range(resamples):
-        idx = rng.integers(0, len(x), len(x))
-        if np.ptp(x[idx]) == 0:
-            continue
-        times.append(_cross(*fit_log_trend(x[idx], y[idx]), target))
+    times = [_cross(*fit_log_trend(x[idx], y[idx]), target)
+             for idx in resample_indices(len(x), resamples, seed) if np.ptp(x[idx]) > 0]
     times_arr = np.asarray(times)
-    tail = (1 - level) / 2
-    low, high = (np.quantile(times_arr, [tail, 1 - tail], method="inverted_cdf") if len(times_arr)
-                 else (math.nan, math.nan))
+    low, high = percentile_interval(times_arr, level, method="inverted_cdf")
     return {"a": a, "b": b, "minutes": _cross(a, b, target), "low": float(low), "high": float(high),
             "level": level, "resamples": len(times_arr),
             "never": float(np.isinf(times_arr).mean()) if len(times_arr) else math.nan}

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spidrkit.evaluation.metrics.bootstrap import percentile_interval, resample_indices
 from spidrkit.evaluation.slm.bench import BenchmarkError, Split
 
 BANDS = (("oov", 0.0, 1.0), ("1-5", 1.0, 5.0), ("6-20", 5.0, 20.0), ("21-100", 20.0, 100.0),
@@ -101,10 +102,7 @@ def bootstrap(values: Sequence[float], n: int = DEFAULT_BOOTSTRAP, seed: int = 0
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0 or n < 1:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n, x.size))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+    return percentile_interval(x[resample_indices(x.size, n, seed)].mean(axis=1))
 
 
 def summarize(pairs: Sequence[PairScore], n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> dict:

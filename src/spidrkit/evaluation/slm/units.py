@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from spidrkit.config import SAMPLE_RATE
-from spidrkit.data.corpora.alignments import SILENCES, read_alignments
+from spidrkit.data.corpora.alignments import read_alignments
 from spidrkit.data.corpora.manifest import evenly_spaced
+from spidrkit.data.corpora.phones import SILENCES
 from spidrkit.data.synth.flite import PHONES
 from spidrkit.errors import InputError
 from spidrkit.extraction.unit_spec import parse_unit_syntax
