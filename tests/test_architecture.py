@@ -245,7 +245,8 @@ def test_extraction_and_evaluation_do_not_import_training():
 
 
 # the layers of docs/design.md: what each package may import (the package itself, ``spidrkit`` for
-# ``__version__``, ``spidrkit.errors`` and ``spidrkit.lazy`` are always allowed); demo and cli sit on top and may import anything
+# ``__version__``, ``spidrkit.errors`` and ``spidrkit.lazy`` are always allowed); demo and cli sit on top and may
+# import anything
 LAYERS = {
     "errors": set(),
     "lazy": set(),

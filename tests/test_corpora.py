@@ -22,6 +22,7 @@ from spidrkit.data.corpora.alignments import (
 from spidrkit.data.corpora.manifest import read_manifest
 from spidrkit.data.corpora.readers import (
     CorpusError,
+    FolderScan,
     folder_corpus,
     read_librilight,
     read_librispeech,
@@ -149,7 +150,8 @@ def test_folder_with_alignments_writes_the_evaluation_files(tmp_path, capsys):
         "two 0.0 0.1 SIL\ntwo 0.1 0.3 IY\ntwo 0.3 0.5 SIL\n"
         "ghost 0.0 1.0 SIL\n"
     )
-    result = folder_corpus(root, tmp_path / "out" / "corpus.csv", al, speaker_from_dir=1, progress=False)
+    scan = FolderScan(extensions=("wav", "flac", "ogg"), speaker_from_dir=1, progress=False)
+    result = folder_corpus(root, tmp_path / "out" / "corpus.csv", al, scan=scan)
     entries = {e.fileid: e for e in read_manifest(result.manifest)}
     assert {k: (e.num_samples, e.speaker) for k, e in entries.items()} == {
         "spkA/one": (16000, "spkA"), "spkB/two": (8000, "spkB"), "spkB/three": (4000, "spkB"),

@@ -180,7 +180,8 @@ def test_a_diverged_run_exits_3(units, tmp_path, capsys):
     args = [a for s in sets for a in ("--set", s)]
     assert main(["lm", "train", str(units), "--run-dir", str(tmp_path / "r"), "--no-progress", *args]) == 3
     err = capsys.readouterr().err.strip()
-    assert re.fullmatch(r"spidrkit lm: diverged: \S+: the training loss is (nan|inf) at update 2; lower optim.lr .*", err)
+    assert re.fullmatch(r"spidrkit lm: diverged: \S+: the training loss is (nan|inf) at update 2; lower optim.lr .*",
+                        err)
 
 
 def test_time_budget_stops_validates_and_checkpoints(units, tmp_path):

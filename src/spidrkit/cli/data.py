@@ -79,19 +79,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--threads", type=int, default=16, help="threads reading headers")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("folder", help="a manifest of any folder of audio, with optional phone alignments")
-    p.add_argument("root", type=Path, metavar="ROOT", help="folder searched recursively for audio")
+    p = sub.add_parser("folder", help="a manifest of any folder of audio, with optional phone alignments",
+                       description="List the audio of a folder, with lengths, as a manifest (CSV, fairseq TSV or "
+                       "JSONL by the suffix of -o); with --alignments, the evaluation files beside it. "
+                       "`spidrkit manifest DIR -o FILE` is the same command.")
+    add_folder_arguments(p)
+
+
+def add_folder_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``data folder`` (and of its alias ``manifest``)."""
+    from spidrkit.data.corpora.manifest import AUDIO_EXTENSIONS
+
+    p.add_argument("root", type=Path, metavar="DIR", help="folder searched recursively for audio")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="MANIFEST",
-                   help="manifest to write (.csv, .tsv, .jsonl)")
+                   help="manifest to write (.csv, .tsv as fairseq, .jsonl)")
     p.add_argument("--alignments", type=Path, default=None, metavar="FILE",
                    help="phone alignment ('file onset offset phone [speaker]') or 10 ms frame-label file")
     p.add_argument("--phone-map", type=Path, default=None, metavar="FILE",
                    help="'phone id' lines mapping the labels of --alignments (e.g. CPC's phones.txt)")
     p.add_argument("--speaker-from-dir", type=int, default=None, metavar="N",
-                   help="the N-th folder below ROOT names the speaker (1 = top level)")
-    p.add_argument("--ext", default=",".join(_folder_extensions()),
-                   help="comma-separated audio extensions (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=16, help="threads reading headers")
+                   help="the N-th folder below DIR names the speaker (1 = top level, as LibriSpeech)")
+    p.add_argument("--ext", default=",".join(AUDIO_EXTENSIONS),
+                   help="comma-separated audio extensions, case-insensitive (default: %(default)s)")
+    p.add_argument("--sample-rate", type=int, default=SAMPLE_RATE,
+                   help="rate the lengths are counted at (default: %(default)s, the model's)")
+    p.add_argument("--threads", type=int, default=min(32, (os.cpu_count() or 1) * 4),
+                   help="threads reading headers (default: %(default)s)")
+    p.add_argument("--absolute", action="store_true", help="write absolute paths (CSV, JSONL)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -114,12 +128,6 @@ def _add_synth_slm(sub, voices, default_voices) -> None:
     p.add_argument("--heldout-voice", default=DEFAULT_HELDOUT, metavar="VOICE",
                    help=f"reads the benchmarks but not the LM corpus; 'none' for none (default: {DEFAULT_HELDOUT})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _folder_extensions():
-    from spidrkit.data.corpora.readers import FOLDER_EXTENSIONS
-
-    return FOLDER_EXTENSIONS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -231,6 +239,27 @@ def _synth_slm(args) -> int:
     return 0
 
 
+def _positive(value: int, flag: str) -> int:
+    if value < 1:
+        raise UserError(f"{flag} {value}: give a number >= 1")
+    return value
+
+
+def _write_folder_sidecar(args, options, result) -> None:
+    """``MANIFEST``'s sidecar, and ``MANIFEST.skipped.tsv`` listing the files left out (if any)."""
+    from spidrkit.io import write_sidecar, write_text_atomic
+
+    failures = result.scan.failures
+    if failures:
+        skipped = args.output.with_name(args.output.name + ".skipped.tsv")
+        write_text_atomic(skipped, "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in failures))
+        print(f"{len(failures)} files skipped, listed in {skipped}", file=sys.stderr)
+    write_sidecar(args.output, kind="manifest", root=str(args.root.resolve()), extensions=list(options.extensions),
+                  sample_rate=options.sample_rate, num_files=len(result.scan.entries), num_skipped=len(failures),
+                  total_samples=sum(e.num_samples for e in result.scan.entries),
+                  speaker_from_dir=options.speaker_from_dir, alignments=str(args.alignments or "") or None)
+
+
 def _report_failures(failures) -> None:
     for path, reason in failures[:MAX_REPORTED]:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -257,16 +286,18 @@ def _corpus(args) -> int:
 
 
 def _folder(args) -> int:
-    from spidrkit.data.corpora.readers import folder_corpus, read_phone_map
+    from spidrkit.data.corpora.manifest import manifest_format, parse_extensions
+    from spidrkit.data.corpora.readers import FolderScan, folder_corpus, read_phone_map
 
-    extensions = tuple(x.strip().lower().lstrip(".") for x in args.ext.split(",") if x.strip())
-    if not extensions:
-        raise UserError("--ext lists no extension")
+    options = FolderScan(parse_extensions(args.ext), args.speaker_from_dir,
+                         _positive(args.sample_rate, "--sample-rate"), _positive(args.threads, "--threads"),
+                         not args.quiet, not args.absolute)
+    manifest_format(args.output)
     phone_map = read_phone_map(args.phone_map) if args.phone_map else None
-    result = folder_corpus(args.root, args.output, args.alignments, args.speaker_from_dir, extensions,
-                           phone_map, args.threads, not args.quiet)
+    result = folder_corpus(args.root, args.output, args.alignments, phone_map, options)
+    _write_folder_sidecar(args, options, result)
     _report_failures(result.scan.failures)
-    hours = sum(e.num_samples for e in result.scan.entries) / SAMPLE_RATE / 3600
+    hours = sum(e.num_samples for e in result.scan.entries) / options.sample_rate / 3600
     print(f"wrote {result.manifest}: {len(result.scan.entries)} files, {hours:.2f} h")
     if result.annotations:
         print(f"alignments for {len(result.scan.entries) - len(result.unaligned)} files: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from spidrkit.cli.model_args import add_model_options, model_source
+from spidrkit.data.corpora.manifest import AUDIO_EXTENSIONS, parse_extensions
 from spidrkit.extraction.extract import (
     DEFAULT_BATCH_SECONDS,
     DEFAULT_CONTEXT_SECONDS,
@@ -14,8 +15,8 @@ from spidrkit.extraction.extract import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", metavar="MANIFEST_OR_DIR", help="a manifest (.csv/.tsv/.jsonl) or a folder of audio")
-    parser.add_argument("--ext", default="wav,flac",
-                        help="audio extensions of a folder input, comma-separated (default: wav,flac; mp3 and "
+    parser.add_argument("--ext", default=",".join(AUDIO_EXTENSIONS),
+                        help="audio extensions of a folder input, comma-separated (default: %(default)s; mp3 and "
                         "ogg need a libsndfile that reads them)")
     parser.add_argument(
         "--model", required=True,
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from spidrkit.extraction.extract import extract
 
-    extensions = tuple(x.strip().lower().lstrip(".") for x in args.ext.split(",") if x.strip())
+    extensions = parse_extensions(args.ext)
     summary = extract(
         model_source(args.model, args), args.inputs, args.output, layers=args.layers or [6], units=args.units,
         fmt=args.fmt,

@@ -199,7 +199,15 @@ def _tsv_root(entries: list[ManifestEntry], default: Path) -> Path:
     return Path(os.path.commonpath([str(_abs(e.path).parent) for e in entries]))
 
 
-AUDIO_EXTENSIONS = ("wav", "flac")
+AUDIO_EXTENSIONS = ("wav", "flac")  # the default of every command; mp3 and ogg (--ext) need libsndfile >= 1.1
+
+
+def parse_extensions(text: str, flag: str = "--ext") -> tuple[str, ...]:
+    """``"wav, .FLAC"`` -> ``("wav", "flac")``: the audio extensions of a folder, as every command takes them."""
+    extensions = tuple(dict.fromkeys(x.strip().lower().lstrip(".") for x in text.split(",") if x.strip()))
+    if not extensions:
+        raise ManifestError(f"{flag} {text!r} lists no extension; give e.g. {flag} {','.join(AUDIO_EXTENSIONS)}")
+    return extensions
 
 
 class ScanResult(NamedTuple):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +32,16 @@ from spidrkit.data.corpora.alignments import (
     read_item_file,
     write_split_annotations,
 )
-from spidrkit.data.corpora.manifest import ManifestEntry, ScanResult, scan_audio_dir, write_manifest
+from spidrkit.data.corpora.manifest import (
+    AUDIO_EXTENSIONS,
+    ManifestEntry,
+    ScanResult,
+    no_audio_message,
+    scan_audio_dir,
+    write_manifest,
+)
 from spidrkit.errors import InputError
 
-FOLDER_EXTENSIONS = ("wav", "flac", "ogg", "mp3")
 _LIBRISPEECH_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 
@@ -176,25 +182,41 @@ class FolderCorpus:
     unmatched: list[str] = field(default_factory=list)  # aligned ids without audio
 
 
-def folder_corpus(root: str | os.PathLike, manifest: str | os.PathLike, alignments: str | os.PathLike | None = None,
-                  speaker_from_dir: int | None = None, extensions: Iterable[str] = FOLDER_EXTENSIONS,
-                  phone_map: Mapping[str, str] | None = None, threads: int = 16,
-                  progress: bool = True) -> FolderCorpus:
-    """Write a manifest of every audio file under ``root`` (file id: relative path without extension)
-    and, given a phone ``alignments`` file, the evaluation files beside it.
+@dataclass(frozen=True)
+class FolderScan:
+    """How ``folder_corpus`` reads a folder: the audio ``extensions``, the folder level that names the
+    speaker (``speaker_from_dir=N``: the N-th folder below the root), the rate lengths are counted at,
+    header-reading threads, a progress bar, and whether the manifest's paths are relative to it."""
 
-    ``speaker_from_dir=N``: the N-th folder below ``root`` names the speaker. ``alignments``: an alignment
-    or 10 ms frame-label file (see ``read_zerospeech_alignments``) whose ids are the file ids or the file
-    names; with it ``STEM_phones.txt``, ``STEM.item`` and ``STEM_frames.txt`` are written next to the
-    manifest (STEM: the manifest's path without suffix). Unreadable files are left out (``scan.failures``).
+    extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+    speaker_from_dir: int | None = None
+    sample_rate: int = SAMPLE_RATE
+    threads: int = 16
+    progress: bool = True
+    relative: bool = True
+
+
+def folder_corpus(root: str | os.PathLike, manifest: str | os.PathLike, alignments: str | os.PathLike | None = None,
+                  phone_map: Mapping[str, str] | None = None, scan: FolderScan = FolderScan()) -> FolderCorpus:
+    """Write a manifest of every audio file under ``root`` (file id: relative path without extension)
+    and, given a phone ``alignments`` file, the evaluation files beside it (``spidrkit data folder``, also
+    ``spidrkit manifest``).
+
+    ``alignments``: an alignment or 10 ms frame-label file (see ``read_zerospeech_alignments``) whose ids
+    are the file ids or the file names, labels mapped by ``phone_map``; with it ``STEM_phones.txt``,
+    ``STEM.item`` and ``STEM_frames.txt`` are written next to the manifest (STEM: the manifest's path
+    without suffix). Unreadable files are left out (``scan.failures``).
     """
+    options = scan
     manifest = Path(manifest)
-    scan = scan_audio_dir(root, tuple(extensions), SAMPLE_RATE, speaker_from_dir=speaker_from_dir,
-                          num_threads=threads, progress=progress)
+    scan = scan_audio_dir(root, options.extensions, options.sample_rate, speaker_from_dir=options.speaker_from_dir,
+                          num_threads=options.threads, progress=options.progress)
+    if not scan.entries and not scan.failures:
+        raise CorpusError(no_audio_message(root, options.extensions, "--ext"))
     if not scan.entries:
-        detail = f", e.g. {scan.failures[0][0]}: {scan.failures[0][1]}" if scan.failures else ""
-        raise CorpusError(f"{root}: no usable audio file ({', '.join(extensions)}){detail}")
-    result = FolderCorpus(write_manifest(scan.entries, manifest), scan)
+        detail = f", e.g. {scan.failures[0][0]}: {scan.failures[0][1]}"
+        raise CorpusError(f"{root}: no usable audio file ({', '.join(options.extensions)}){detail}")
+    result = FolderCorpus(write_manifest(scan.entries, manifest, relative=options.relative), scan)
     if alignments is None:
         return result
     if Path(alignments).suffix == ".item":
@@ -221,6 +243,6 @@ def folder_corpus(root: str | os.PathLike, manifest: str | os.PathLike, alignmen
         phones={u: iv for u, (iv, _) in matched.items()},
         speakers={u: s for u, (_, s) in matched.items()},
         num_samples={u: by_id[u].num_samples for u in matched},
-        sample_rate=SAMPLE_RATE,
+        sample_rate=options.sample_rate,
     )
     return result
