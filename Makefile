@@ -2,7 +2,10 @@
 VENV ?= .venv
 MINUTES ?= 24
 
-.PHONY: venv oracle demo test lint bench
+.PHONY: venv oracle demo test lint bench system
+
+# benchmarks/: timings, experiments/: the studies behind docs/, system/: the fault test (benchmarks/README.md)
+LINT_PATHS = src tests benchmarks experiments system hubconf.py
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -15,9 +18,16 @@ oracle: venv
 	@$(VENV)/bin/python -c "import importlib.metadata as m; assert m.version('spidr') == '0.2.0'" 2>/dev/null \
 		|| $(VENV)/bin/python -m pip install -q --no-deps spidr==0.2.0
 
+lint: venv
+	$(VENV)/bin/python -m ruff check $(LINT_PATHS)
+
 test: venv oracle
-	$(VENV)/bin/python -m ruff check src tests benchmarks hubconf.py
+	$(VENV)/bin/python -m ruff check $(LINT_PATHS)
 	$(VENV)/bin/python -m pytest -n 2 --durations=15 tests
 
 bench: venv
-	$(VENV)/bin/python benchmarks/train_step.py --config tiny
+	$(VENV)/bin/python benchmarks/train_step.py --config tiny --out runs/bench/train_step.jsonl
+
+# kill -9, SIGTERM and a full disk during pretraining and extraction, for real (a few minutes; not in `make test`)
+system: venv
+	$(VENV)/bin/python system/faults.py

@@ -4,8 +4,9 @@ One file at a time is what the reference release's extraction script does: decod
 save its features, next file. ``spidrkit.extract`` sorts the files by length and runs padded batches.
 Both include decoding and writing the features; both run in float32 (``--precision bf16`` for CUDA
 autocast in the batched run). The two are run alternately ``--repeats`` times and the best run of each
-is reported, so that load from other processes does not decide the comparison. The model has random
-weights (speed does not depend on them) and the audio is synthetic noise: no data, no download.
+(``seconds_min``) gives the rates, so that load from other processes does not decide the comparison. The
+model has random weights (speed does not depend on them) and the audio is synthetic noise: no data, no
+download. One row per device and mode (``benchmarks/harness.py``).
 
     python benchmarks/extract.py                       # BASE, 20 files of 4-12 s, CPU (and CUDA if present)
     python benchmarks/extract.py --config tiny --files 8 --device cpu
@@ -14,21 +15,21 @@ weights (speed does not depend on them) and the audio is synthetic noise: no dat
 from __future__ import annotations
 
 import argparse
-import platform
+import itertools
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from harness import Rows, add_out_argument, interleaved, row
 from spidrkit.config import SAMPLE_RATE, load_config
 from spidrkit.data.corpora.audio import load_audio
 from spidrkit.data.corpora.manifest import ManifestEntry
 from spidrkit.extraction.extract import extract
 from spidrkit.extraction.features_io import save_features
-from spidrkit.io import write_json_atomic
 from spidrkit.models.spidr import SpidR
 
 
@@ -50,8 +51,6 @@ def one_at_a_time(model: SpidR, entries: list[ManifestEntry], out: Path, layer: 
             wav = load_audio(e.path).to(device)
             feats = model.layer_outputs(wav, layers=[layer])[layer][0]
             save_features(out, e.fileid, feats)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def batched(model: SpidR, entries: list[ManifestEntry], out: Path, layer: int, device: torch.device,
@@ -59,49 +58,38 @@ def batched(model: SpidR, entries: list[ManifestEntry], out: Path, layer: int, d
     """spidrkit's way: length-sorted padded batches."""
     extract(model, entries, out, layers=[layer], batch_seconds=batch_seconds, device=device,
             precision=precision, progress=False)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
-def timed(fn, *args) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of ``fn(*args)``. On a shared machine the CPU time is
-    the steadier measure of the work done; the wall time is what a user waits."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn(*args)
-    return time.perf_counter() - wall, time.process_time() - cpu
+def fresh(folder: Path, prefix: str) -> Callable[[], Path]:
+    """A new output folder per call: extraction resumes, so a run into a used folder would skip its files."""
+    counter = itertools.count()
+    return lambda: folder / f"{prefix}-{next(counter)}"
 
 
-def run(args: argparse.Namespace) -> list[dict]:
-    torch.manual_seed(0)
-    cfg = load_config(args.config)
-    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        entries = make_corpus(tmp, args.files, args.min_seconds, args.max_seconds)
-        audio = sum(e.num_samples for e in entries) / SAMPLE_RATE
-        for name in devices:
-            device = torch.device(name)
-            model = SpidR(cfg.model).eval().to(device)
-            with torch.inference_mode():  # warm-up (kernels, allocator)
-                model.layer_outputs(torch.randn(2 * model.sample_rate, device=device), layers=[args.layer])
-            runs_single, runs_batched = [], []
-            for rep in range(args.repeats):  # interleaved, best of N: robust to load from other processes
-                runs_single.append(timed(one_at_a_time, model, entries, tmp / f"s-{name}-{rep}", args.layer, device))
-                runs_batched.append(timed(batched, model, entries, tmp / f"b-{name}-{rep}", args.layer, device,
-                                          args.batch_seconds, args.precision))
-            for mode, runs in (("one file at a time", runs_single), ("batched", runs_batched)):
-                secs = min(w for w, _ in runs)
-                cpu = min(c for _, c in runs)
-                results.append({
-                    "config": args.config, "device": name, "mode": mode, "files": len(entries),
-                    "audio_seconds": round(audio, 1), "wall_seconds": round(secs, 2),
-                    "audio_seconds_per_second": round(audio / secs, 2),
-                    "cpu_seconds": round(cpu, 2), "audio_seconds_per_cpu_second": round(audio / cpu, 2),
-                    "precision": args.precision if mode == "batched" else "fp32",
-                    "wall_runs_s": [round(w, 2) for w, _ in runs],
-                })
-    return results
+def device_rows(args: argparse.Namespace, entries: list[ManifestEntry], tmp: Path, name: str) -> list[dict]:
+    """Both modes on one device, interleaved (best of N: robust to load from other processes)."""
+    device = torch.device(name)
+    model = SpidR(load_config(args.config).model).eval().to(device)
+    with torch.inference_mode():  # warm-up (kernels, allocator)
+        model.layer_outputs(torch.randn(2 * model.sample_rate, device=device), layers=[args.layer])
+    single, many = fresh(tmp, f"s-{name}"), fresh(tmp, f"b-{name}")
+    timings = interleaved({
+        "one file at a time": lambda: one_at_a_time(model, entries, single(), args.layer, device),
+        "batched": lambda: batched(model, entries, many(), args.layer, device, args.batch_seconds, args.precision),
+    }, repeats=args.repeats, warmup=0, device=device)
+    audio = sum(e.num_samples for e in entries) / SAMPLE_RATE
+    rows = []
+    for mode, timing in timings.items():
+        best, cpu = timing.stats()["seconds_min"], min(timing.cpu)
+        rows.append(row("extract", f"{args.config} {name} {mode}", name, timing, config=args.config, mode=mode,
+                        files=len(entries), audio_seconds=round(audio, 1), audio_s_per_s=audio / best,
+                        cpu_seconds_min=cpu, audio_s_per_cpu_s=audio / cpu,
+                        precision=args.precision if mode == "batched" else "fp32"))
+    return rows
+
+
+COLUMNS = ["config", "device", "mode", "files", "audio_seconds", ("best wall s", "seconds_min"), "audio_s_per_s",
+           ("best CPU s", "cpu_seconds_min"), "audio_s_per_cpu_s", "precision"]
 
 
 def main() -> None:
@@ -116,21 +104,19 @@ def main() -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="for the batched run")
     p.add_argument("--repeats", type=int, default=2, help="runs per mode, interleaved; the best is reported")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--json", default=None, help="also write the results to this file")
+    add_out_argument(p)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = run(args)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads")
-    print(f"{'config':<8}{'device':<8}{'mode':<20}{'files':>6}{'audio s':>9}{'wall s':>8}{'audio s/s':>10}"
-          f"{'CPU s':>8}{'audio s/CPU s':>14}")
-    for r in results:
-        print(f"{r['config']:<8}{r['device']:<8}{r['mode']:<20}{r['files']:>6}{r['audio_seconds']:>9}"
-              f"{r['wall_seconds']:>8}{r['audio_seconds_per_second']:>10}{r['cpu_seconds']:>8}"
-              f"{r['audio_seconds_per_cpu_second']:>14}")
-    if args.json:
-        write_json_atomic(args.json, results)
+    torch.manual_seed(0)
+    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = Rows(args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        entries = make_corpus(Path(tmp), args.files, args.min_seconds, args.max_seconds)
+        for name in devices:
+            for r in device_rows(args, entries, Path(tmp), name):
+                rows.add(r)
+    rows.close(COLUMNS)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     bash benchmarks/gpu_check.sh            # all checks; without a GPU, the CPU-side ones (and says so)
     bash benchmarks/gpu_check.sh --cpu      # CPU-side checks only, even on a GPU machine
+    bash benchmarks/gpu_check.sh --out rows.jsonl   # the table, and its rows as JSON lines (benchmarks/harness.py)
 
 Every check runs in its own process under a time cap (a hang, a crash or an out-of-memory is a row of
 the table, not the end of the run), and the caps are cut to what is left of the total budget:
@@ -10,7 +11,8 @@ the table, not the end of the run), and the caps are cut to what is left of the 
 - ``cuda_vs_cpu``: BASE with random weights, a padded batch, fp32 with TF32 off: every layer's output and
   every head's posteriors on CUDA vs CPU, relative error (max |cuda - cpu| / max |cpu|) <= 1e-4;
 - ``train_step``: BASE, bf16 autocast + ``torch.compile``, 5 warm-up and 20 timed steps (the warm-up,
-  compilation included, reported apart): audio-s/s and MFU = 52 GFLOP x audio-s/s / dense bf16 peak,
+  compilation included, reported apart): audio-s/s and MFU = 52 GFLOP x audio-s/s / dense bf16 peak
+  (52 GFLOP: the analytic cost of a BASE step per second of audio, ``docs/design.md#performance``),
   also the analytic FLOPs (``models.flops``) against the dense and the measured matmul peak;
 - ``capturable``: the training step's CUDA-only path (capturable AdamW, learning rate as a device
   tensor, non-finite steps masked on the device): one step equals the CPU step, a NaN batch moves no
@@ -33,7 +35,6 @@ import importlib.util
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,6 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
 BUDGET_S = {True: 290.0, False: 330.0}  # with / without a GPU; process start-up and compilation included
 MIN_CAP_S = 10.0
 # name -> (cap in seconds on a GPU, cap on the CPU); the CPU caps allow for a loaded shared machine.
@@ -56,22 +56,16 @@ CHECKS = {  # in this order; the caps are maxima, cut to what is left of the bud
     "small_pretrain": (75, 75),  # 60 s of training when the budget allows
 }
 DENSE_BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # TFLOP/s, dense (no sparsity)
-ISSUE_GFLOP_PER_AUDIO_S = 52.0  # a BASE training step per second of audio (the issue's MFU convention)
-
-
-def bench_module(name: str):
-    """A sibling benchmark script (train_step.py, extract.py) imported by path: a benchmark may."""
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# the analytic cost of a BASE training step per second of audio (docs/design.md#performance): the MFU convention
+BASE_GFLOP_PER_AUDIO_S = 52.0
 
 
 def micro_config():
     """The CPU stand-in for ``small``: the code paths in seconds on a shared CPU, not its numbers."""
+    import train_step as ts
     from spidrkit.config import ModelConfig
 
-    cfg = bench_module("train_step").small_config()
+    cfg = ts.small_config()
     model = ModelConfig(conv_dim=32, dim=64, num_layers=2, num_heads=4, ffn_dim=128, num_codebooks=2,
                         codebook_size=32)
     return replace(cfg, model=model)
@@ -100,7 +94,8 @@ def no_tf32() -> None:
 def check_env(cuda: bool) -> dict:
     import torch
 
-    ts = bench_module("train_step")
+    import train_step as ts
+
     if not cuda:
         peak = ts.matmul_peak(torch.device("cpu"), torch.float32, n=1024, reps=5)
         return row("ok", f"torch {torch.__version__}, no GPU, {torch.get_num_threads()} threads; CPU fp32 "
@@ -160,10 +155,10 @@ def check_cuda_vs_cpu(cuda: bool) -> dict:
 def check_train_step(cuda: bool) -> dict:
     import torch
 
+    import train_step as ts
     from spidrkit.config import SAMPLE_RATE, load_config
     from spidrkit.models.flops import step_flops
 
-    ts = bench_module("train_step")
     if cuda:
         cfg = load_config("base")
         cfg = replace(cfg, train=replace(cfg.train, precision="bf16", compile=True, device="cuda"))
@@ -175,8 +170,9 @@ def check_train_step(cuda: bool) -> dict:
     t0 = time.perf_counter()
     r = ts.bench_one(cfg, device, batch, seconds, warmup, steps)
     wall = time.perf_counter() - t0
-    med = statistics.median(r["times"])
-    warm_s = wall - sum(r["times"])  # model build, compilation and the warm-up steps
+    timing = r["timing"]
+    med = timing.stats()["seconds_median"]
+    warm_s = wall - sum(timing.wall)  # model build, compilation and the warm-up steps
     asps = batch * seconds / med
     flops = step_flops(cfg.model, batch, int(seconds * SAMPLE_RATE))["total"]
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -184,9 +180,9 @@ def check_train_step(cuda: bool) -> dict:
     dense = dense_peak(torch.cuda.get_device_name(0)) if cuda else None
     parts = [f"{label}, {batch} x {seconds:g} s: {med * 1e3:.0f} ms/step, {rate(asps)} audio-s/s",
              f"build + {warmup} warm-up steps{' incl. compile' if cfg.train.compile else ''} {warm_s:.0f} s "
-             f"(first step {r['first']:.1f} s)"]
+             f"(first step {timing.first:.1f} s)"]
     if dense:
-        mfu = ISSUE_GFLOP_PER_AUDIO_S * 1e9 * asps / dense
+        mfu = BASE_GFLOP_PER_AUDIO_S * 1e9 * asps / dense
         parts.append(f"MFU {100 * mfu:.1f} % (52 GFLOP x audio-s/s / {dense / 1e12:.0f} TFLOP/s)")
         parts.append(f"analytic {flops / med / 1e12:.0f} TFLOP/s = {100 * flops / med / dense:.1f} % of dense")
     parts.append(f"{100 * flops / med / measured:.1f} % of measured matmul {measured / 1e12:.2f} TFLOP/s")
@@ -227,13 +223,13 @@ def check_capturable(cuda: bool) -> dict:
     import numpy as np
     import torch
 
+    import train_step as ts
     from spidrkit.config import OptimConfig
     from spidrkit.models.masking import sample_mask
     from spidrkit.models.spidr import SpidR
     from spidrkit.training.step import MicroBatch, Stepper
 
     no_tf32()
-    ts = bench_module("train_step")
     cfg = ts.small_config()
     cfg = replace(cfg, model=replace(cfg.model, dropout=0.0, attention_dropout=0.0, layerdrop=0.0),
                   optim=OptimConfig(warmup_steps=0, lr=1e-3, weight_decay=0.1),
@@ -278,12 +274,19 @@ def check_capturable(cuda: bool) -> dict:
                "step <= 1e-4 rel.; NaN step moves nothing", "cuda fp32")
 
 
+def once(fn, device) -> float:
+    """Wall seconds of one call of ``fn`` (the GPU synchronised around it)."""
+    from harness import timed
+
+    return timed(fn, repeats=1, warmup=0, device=device).stats()["seconds_min"]
+
+
 def check_extraction(cuda: bool) -> dict:
     import torch
 
+    import extract as ex
     from spidrkit.models.spidr import SpidR
 
-    ex = bench_module("extract")
     if cuda:
         model, files, low, high, dev = base_model(), 200, 2.0, 35.0, torch.device("cuda")
     else:
@@ -299,11 +302,11 @@ def check_extraction(cuda: bool) -> dict:
         audio = sum(e.num_samples for e in entries) / model.sample_rate
         with torch.inference_mode():
             model.layer_outputs(torch.randn(2 * model.sample_rate, device=dev), layers=[layer])
-        single, _ = ex.timed(ex.one_at_a_time, model, entries, tmp / "single", layer, dev)
-        batched, _ = ex.timed(ex.batched, model, entries, tmp / "batched", layer, dev, 120.0, "fp32")
+        single = once(lambda: ex.one_at_a_time(model, entries, tmp / "single", layer, dev), dev)
+        batched = once(lambda: ex.batched(model, entries, tmp / "batched", layer, dev, 120.0, "fp32"), dev)
         extra = ""
         if cuda:
-            bf16, _ = ex.timed(ex.batched, model, entries, tmp / "bf16", layer, dev, 120.0, "bf16")
+            bf16 = once(lambda: ex.batched(model, entries, tmp / "bf16", layer, dev, 120.0, "bf16"), dev)
             extra = f"; batched bf16 {rate(audio / bf16)} audio-s/s ({single / bf16:.1f}x)"
     ratio = single / batched
     text = (f"{files} files, {audio:,.0f} s of audio (written in {make_s:.0f} s): one at a time "
@@ -343,11 +346,12 @@ def check_small_pretrain(cuda: bool, seconds_left: float) -> dict:
     import numpy as np
     import torch
 
+    import train_step as ts
     from spidrkit.models.masking import sample_mask
     from spidrkit.models.spidr import SpidR
     from spidrkit.training.step import MicroBatch, Stepper
 
-    cfg = bench_module("train_step").small_config() if cuda else micro_config()
+    cfg = ts.small_config() if cuda else micro_config()
     dev = torch.device("cuda" if cuda else "cpu")
     batch, seconds, duration = (8, 8.0, min(60.0, seconds_left)) if cuda else (2, 2.0, min(15.0, seconds_left))
     cfg = replace(cfg, optim=replace(cfg.optim, warmup_steps=100, hold_steps=10**7),
@@ -456,7 +460,7 @@ def run_all(cuda: bool, budget: float) -> list[dict]:
             continue
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
             out = Path(f.name)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--out", str(out),
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--child-out", str(out),
                "--seconds-left", str(max(cap - 15, 5))] + ([] if cuda else ["--cpu"])
         try:
             proc = subprocess.run(cmd, timeout=cap, capture_output=True, text=True)
@@ -476,16 +480,26 @@ def run_all(cuda: bool, budget: float) -> list[dict]:
     return rows
 
 
+def bench_rows(rows: list[dict]) -> list[dict]:
+    """The checks as rows of the benchmarks' format (``benchmarks/harness.py``): one timed run each."""
+    import harness
+
+    return [harness.row("gpu_check", r["check"], r.get("device") or "-", harness.Timing(wall=[r["seconds"]]),
+                        status=r["status"], result=r["result"], target=r.get("target") or "-") for r in rows]
+
+
+TABLE = [("check", "case"), ("device", "device"), ("status", "status"), ("s", "seconds_median"),
+         ("result", "result"), ("target", "target")]
+
+
 def print_table(rows: list[dict], cuda: bool, total: float) -> None:
     import torch
 
+    from harness import markdown
+
     gpu = torch.cuda.get_device_name(0) if cuda else "none (CPU-side checks only)"
     print(f"\n## gpu_check: GPU {gpu}; torch {torch.__version__}; total {total:.0f} s\n")
-    print("| check | device | status | s | result | target |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['check']} | {r.get('device') or '-'} | {r['status']} | {r['seconds']:.0f} | "
-              f"{r['result']} | {r.get('target') or '-'} |")
+    print(markdown(bench_rows(rows), TABLE))
     skipped = [r["check"] for r in rows if r["status"] == "skipped"]
     if not cuda:
         print("\nNo GPU: cuda_vs_cpu and the CUDA parts of capturable were skipped; train_step, extraction "
@@ -499,17 +513,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu", action="store_true", help="CPU-side checks only, even with a GPU")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds for all checks (default 290 with a GPU, 330 without)")
+    p.add_argument("--out", metavar="FILE", help="also write the checks as JSON rows (benchmarks/harness.py) to FILE")
     p.add_argument("--child", help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--child-out", help=argparse.SUPPRESS)
     p.add_argument("--seconds-left", type=float, default=60.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     import torch
 
     cuda = torch.cuda.is_available() and not args.cpu
     if args.child:
-        return run_child(args.child, cuda, Path(args.out), args.seconds_left)
+        return run_child(args.child, cuda, Path(args.child_out), args.seconds_left)
     t = time.monotonic()
     rows = run_all(cuda, args.budget or BUDGET_S[cuda])
+    if args.out:
+        from harness import Rows
+
+        sink = Rows(args.out)
+        for r in bench_rows(rows):
+            sink.add(r)
     print_table(rows, cuda, time.monotonic() - t)
     return 0 if all(r["status"] in ("ok", "info", "note", "skipped") for r in rows) else 1
 

@@ -9,7 +9,7 @@ float32 rounding, count as equal). spidrkit's first loss already differs from th
 grow at the same rate: measured over 200 steps, spidrkit / control = 0.3 on one data order, 1.5 on
 another (docs/fidelity.md). A defect (a schedule, an EMA, a codebook update off by a step) shows at once as
 a difference of 1e-3 or more.
-The statistics over >= 300 steps and 5 data orders are ``benchmarks/trajectory.py`` (docs/fidelity.md).
+The statistics over >= 300 steps and 5 data orders are ``experiments/trajectory.py`` (docs/fidelity.md).
 """
 
 from __future__ import annotations

@@ -319,10 +319,10 @@ def test_phone_lm_trains_on_the_lm_corpus_phones_and_scores_every_task(built, tm
 
 
 def _slm_benchmark():
-    """benchmarks/slm.py as a module (the benchmarks are scripts, not a package)."""
+    """experiments/slm.py as a module (the experiments are scripts, not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("slm_benchmark", Path(__file__).parents[1] / "benchmarks" / "slm.py")
+    spec = importlib.util.spec_from_file_location("slm_benchmark", Path(__file__).parents[1] / "experiments" / "slm.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

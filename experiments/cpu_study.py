@@ -1,6 +1,6 @@
-"""CPU study of issue 14: ``tiny`` SpidR variants (arms) x seeds under one budget, tabulated.
+"""The CPU study (docs/cpu_study.md): ``tiny`` SpidR variants (arms) x seeds under one budget, tabulated.
 
-    python benchmarks/cpu_study.py OUT --corpus short=runs/demo/corpus --corpus long=runs/long/corpus \\
+    python experiments/cpu_study.py OUT --corpus short=runs/demo/corpus --corpus long=runs/long/corpus \\
         --minutes 15 --seeds 0 1 2 --threads 1 --parallel 2 [--arms baseline,long] [--plan]
 
 Each arm is a corpus choice (``short`` / ``long``: folders built by ``spidrkit data synth``, the long one with
@@ -66,10 +66,12 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     # mel frames are already phonetic (measured: random weights 21 % ABX across), as in BEST-RQ
     # codewords drawn from the first batch's targets: every codeword starts on the data (docs/method.md#codebook-update)
     "logmel_data_init": ("short", LOGMEL_DATA),
-    # issue 14's long runs, and item 4's SpidR vs DinoSR (the paper's Figure 2) on the demo's config: --minutes 90
+    # the 90-minute runs, SpidR vs DinoSR (the paper's Figure 2) on the demo's config: --minutes 90
+    # (docs/cpu_study.md#90-minutes-spidr-and-dinosr-on-the-demos-config)
     "logmel_data_init_90": ("short", [*LOGMEL_DATA, *LONG_RUN]),
     "dinosr_logmel_data_init_90": ("short", ["variant=dinosr", *LOGMEL_DATA, *LONG_RUN]),
-    # the issue's factors on the demo's config (the paper's front end sits at chance, so they show nothing there)
+    # teacher initialisation, crop length and width on the demo's config (the paper's front end sits at chance, so
+    # they show nothing there: docs/cpu_study.md#what-the-runs-show, findings 1 and 8)
     "logmel_data_init_teacher_independent": ("short", [*LOGMEL_DATA, "model.teacher_init=independent"]),
     "logmel_data_init_crop_2s": ("short", [*LOGMEL_DATA, "data.max_samples=32000"]),
     "logmel_data_init_width_384": ("short", [*LOGMEL_DATA, "model.dim=384", "model.ffn_dim=1536"]),

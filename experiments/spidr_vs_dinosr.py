@@ -1,14 +1,14 @@
 """SpidR vs DinoSR under the same budget and seed: codebook perplexity over training (the paper's Figure 2).
 
-    python benchmarks/spidr_vs_dinosr.py --corpus runs/demo/corpus --minutes 20 --out runs/stability
-    python benchmarks/spidr_vs_dinosr.py --corpus runs/demo/corpus --minutes 20 --only dinosr   # one arm
+    python experiments/spidr_vs_dinosr.py --corpus runs/demo/corpus --minutes 20 --out runs/stability
+    python experiments/spidr_vs_dinosr.py --corpus runs/demo/corpus --minutes 20 --only dinosr   # one arm
 
 Each arm pretrains the ``tiny`` config (variant spidr / dinosr, same seed, same data, same wall-time budget)
 into OUT/VARIANT, then the script overlays both runs' codebook and prediction perplexities in
 OUT/perplexity.png and prints, per run, the mean codebook perplexity of the last layers over the final
 quarter of training and its trend (slope over the second half). Run the arms in parallel with ``--only`` and
 OMP_NUM_THREADS=1 to share 2 cores fairly. ``--runs SPIDR_DIR DINOSR_DIR`` compares two runs trained elsewhere
-(e.g. the 90-minute arms of ``benchmarks/cpu_study.py``, docs/cpu_study.md) without training.
+(e.g. the 90-minute arms of ``experiments/cpu_study.py``, docs/cpu_study.md) without training.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """spidrkit against the authors' release over hundreds of training steps on speech, for several data orders.
 
-    python benchmarks/trajectory.py OUT [--steps 300] [--seeds 0 1 2 3 4] [--corpus DIR]
+    python experiments/trajectory.py OUT [--steps 300] [--seeds 0 1 2 3 4] [--corpus DIR]
 
 Training at this size is chaotic (``tests/test_parity_trajectory.py``): single trajectories part ways, so the
 question is whether the two implementations give the same *distribution* of trajectories. For each data-order
@@ -12,7 +12,7 @@ sudden drop), the mean loss over the last 50 steps and the final codebook perple
 assignments of a fixed set of speech frames, the smallest over the codebooks). An exact two-sample
 permutation test (every split of the 2 x seeds values) on each statistic compares spidrkit with the release,
 and the control with the release; ``OUT/trajectory.json``, ``OUT/trajectory.md`` and
-``OUT/trajectory.png`` (the loss curves).
+``OUT/trajectory.png`` (the loss curves). Results: docs/voices.md#engine (the method: docs/fidelity.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ extraction. Each scenario checks that nothing is lost: a rerun of the same comma
 uninterrupted run ends (the same model tensors, byte-equal feature files), and nothing truncated is left
 under a final name. Prints a table: case, outcome, data lost (must be "none"); exits 1 otherwise.
 
-    python benchmarks/faults.py [--keep DIR]
+    python system/faults.py [--keep DIR]      # or: make system (what CI can run; not part of make test)
 
 A few minutes on 2 cores: a tiny model (2 layers of width 64), 16 training steps on 24 generated one-second
 wavs, extraction of 160 wavs. The full disk is a tmpfs of 16 MB (``mount -t tmpfs``) filled to leave a

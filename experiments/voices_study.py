@@ -1,7 +1,7 @@
-"""The voices study (docs/voices.md): every finished run of ``benchmarks/cpu_study.py``'s ``voices_*`` arms,
+"""The voices study (docs/voices.md): every finished run of ``experiments/cpu_study.py``'s ``voices_*`` arms,
 swept on one evaluation corpus, with its across-speaker ABX split by voice pair.
 
-    python benchmarks/voices_study.py STUDY_OUT --corpus CORPUS [--arms voices_flite3,voices_many,...]
+    python experiments/voices_study.py STUDY_OUT --corpus CORPUS [--arms voices_flite3,voices_many,...]
         [--max-files 150]
 
 For each ``STUDY_OUT/runs/ARM/seedS`` with a ``result.json`` (training done), the last checkpoint is swept

@@ -1,10 +1,10 @@
-"""The sLM targets of issue 16, end to end on the synthetic benchmarks (``spidrkit data synth-slm``).
+"""The sLM study (docs/slm_study.md): its targets end to end on the synthetic benchmarks (``spidrkit data synth-slm``).
 
-    python benchmarks/slm.py OUT --checkpoint CKPT --sweep SWEEP/report.json   # the real measurement
-    python benchmarks/slm.py OUT --checkpoint random:tiny --layer 4 --pairs 20 --lm-hours 0.02 \\
-        --lm-set train.max_steps=5 --seeds 1 --threads 1 --bootstrap 50            # a smoke test
-    python benchmarks/slm.py OUT ... --plan                                        # the stages, an estimate
-    python benchmarks/slm.py OUT --sources phones --pairs 250 --threads 1          # topline + shuffled control only
+    python experiments/slm.py OUT --checkpoint CKPT --sweep SWEEP/report.json   # the real measurement
+    python experiments/slm.py OUT --checkpoint random:tiny --layer 4 --pairs 20 --lm-hours 0.02 \\
+        --lm-set train.max_steps=5 --seeds 1 --threads 1 --bootstrap 50             # a smoke test
+    python experiments/slm.py OUT ... --plan                                        # the stages, an estimate
+    python experiments/slm.py OUT --sources phones --pairs 250 --threads 1          # topline + shuffled control only
 
 Stages (each writes ``OUT/stages/NAME.json`` when done and is skipped when rerun; LM runs resume):
 

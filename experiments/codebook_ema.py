@@ -1,6 +1,6 @@
 """The codebook update alone, with a fixed teacher: how many codewords stay alive against the frames per update.
 
-    python benchmarks/codebook_ema.py --corpus runs/demo/corpus [--frontend logmel] [--frames 270 1080 6000]
+    python experiments/codebook_ema.py --corpus runs/demo/corpus [--frontend logmel] [--frames 270 1080 6000]
 
 The targets are the instance-normalised outputs of one layer of a ``tiny`` SpidR with RANDOM weights (its
 teacher, frozen: the targets never drift) on the train split of ``--corpus``. For each number of frames per
@@ -9,7 +9,8 @@ codewords drawn from the first batch), the EMA update of the model (:class:`spid
 decay ``--decay``) runs ``--updates`` times on B frames drawn at random; the perplexity and the active
 codewords over a fixed set of 10,000 frames are printed after 1, 10, 100 and the last update. It isolates the
 codebook's own dynamics from the teacher's (``docs/method.md#codebook-update``): the demo's steps update each
-codebook from ~270 masked frames, the paper's from ~6,000 per GPU.
+codebook from ~270 masked frames, the paper's from ~6,000 per GPU. Results: docs/cpu_study.md#what-the-runs-show
+(finding 4) and docs/method.md#codebook-update.
 """
 
 from __future__ import annotations
