@@ -1,4 +1,4 @@
-"""Every subcommand's --help renders: no literal '%%', a description, exit 0 (issue 26's first help defects)."""
+"""Every subcommand's --help renders: no literal '%%', a description, exit 0."""
 
 import contextlib
 import io

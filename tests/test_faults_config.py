@@ -1,4 +1,4 @@
-"""Faults of configs and checkpoints (issue 12): hostile pickles in both torch.save formats, a config that
+"""Faults of configs and checkpoints : hostile pickles in both torch.save formats, a config that
 contradicts the weights, a full disk during ``convert``. Each: the exit code, one stderr line naming the
 file, nothing left under the final name, and a rerun that writes the same bytes."""
 

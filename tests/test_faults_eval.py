@@ -1,4 +1,4 @@
-"""Bad evaluation inputs (issue 12, case 10): features of mixed widths, an item file without items, and ABX
+"""Bad evaluation inputs: features of mixed widths, an item file without items, and ABX
 scores that rest on a handful of cells: exit 2 with one line naming the input, or the counts and a warning."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Faults of extraction, k-means and manifests (issue 12): each case exits with its documented status, prints
+"""Faults of extraction, k-means and manifests: each case exits with its documented status, prints
 one stderr line naming the path or the input, leaves nothing partial under a final name, and a rerun of the
 same command completes with outputs byte-equal to a run that never failed."""
 

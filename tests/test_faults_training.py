@@ -1,4 +1,4 @@
-"""Faults around a pretraining run folder (issue 12): its lock, damaged checkpoints, a run that ends
+"""Faults around a pretraining run folder: its lock, damaged checkpoints, a run that ends
 before its first logging step, a full disk, Ctrl-C and SIGTERM, non-finite weights. Each case checks the
 exit status, the one stderr line, what is left in the folder and that a rerun ends where an
 uninterrupted run ends, bit for bit."""

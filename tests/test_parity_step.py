@@ -4,7 +4,7 @@ the ``base_release`` choices on small dimensions, CPU, fp32.
 The reference's step is driven as its ``train.py`` drives it: ``build_optimizer`` (one AdamW over every
 parameter but the teacher's, fused, weight decay on all), forward, ``loss.sum() * world / masked frames``,
 backward, ``clip_grad_norm_``, optimiser step, scheduler step, ``step += 1``, ``update_ema(step)``; its
-codebooks move inside each forward. Targets (issue 13): the loss within 1e-6 at every step, and for every
+codebooks move inside each forward. Targets (docs/fidelity.md): the loss within 1e-6 at every step, and for every
 tensor of the state dict (parameters, codebooks, teacher) |change(ours) - change(reference)| <=
 1e-4 |change(reference)| (norms over the tensor). Each ``base_release`` choice that a step can show is
 switched back to spidrkit's default once, and the same comparison must then fail: the test sees it.

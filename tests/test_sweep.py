@@ -447,7 +447,7 @@ def test_default_splits_fall_back_to_dev(corpus, tmp_path):
         sweep(small_model(), only_dev, tmp_path / "out", kmeans_k=4, progress=False)
 
 
-# ------------------------------------------------------------------------------ short runs (issue 12, case 5)
+# ------------------------------------------------------------------------------ short runs (too short to log)
 @needs_flite
 @pytest.mark.parametrize("records", [0, 1])
 def test_a_run_too_short_for_a_curve_gives_a_report_with_a_note(corpus, tmp_path, records):

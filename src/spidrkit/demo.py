@@ -88,8 +88,8 @@ def corpus_hours(minutes: float) -> float:
     return round(min(2.0, max(0.1, minutes / 10.0)), 2)
 
 
-# The demo's departures from the paper, two opt-in config values measured by benchmarks/cpu_study.py and
-# benchmarks/codebook_ema.py (docs/method.md#front-end, docs/method.md#codebook-update): a fixed log mel front end
+# The demo's departures from the paper, two opt-in config values measured by experiments/cpu_study.py and
+# experiments/codebook_ema.py (docs/method.md#front-end, docs/method.md#codebook-update): a fixed log mel front end
 # in place of the convolutional downsampler, whose random initial frames are at chance on ABX, with each band
 # normalised over the utterance (docs/voices.md: the arm that carried phones across voices best), and codewords
 # drawn from the first batch, since ~270 masked frames per update leave ~15 of 256 random codewords alive.
@@ -340,7 +340,7 @@ def _slm_stages(out: Path, corpus: Path, checkpoint: Path, results: dict[str, An
         notes = [f"LM: tiny, {lm_info['train_minutes']:g} min on the CPU ({lm_info['step']} updates), trained on the "
                  f"{label} units of {SLM_FILES['train']} utterances of the demo corpus's train split (in-vocab: "
                  "words of the benchmark's own LM corpus, not the demo corpus)",
-                 "MFCC-units LM: left out (no time in the demo's 40-minute split); benchmarks/slm.py compares "
+                 "MFCC-units LM: left out (no time in the demo's 40-minute split); experiments/slm.py compares "
                  "phones, MFCC, codebook and k-means units"]
         report = write_comparison(slm / "compare", scored, sweep=results, title="Spoken language modelling",
                                   notes=notes, extra={"lm": lm_info})

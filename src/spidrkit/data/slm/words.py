@@ -24,7 +24,7 @@ whose mean phone log-frequency in running speech (:meth:`NonWordMaker.unigram`: 
 texts like the LM's) is closest to the word's, taken alternately above and below the word's when candidates
 on that side exist (anagrams tie).
 
-Why (measured on the default set, 250 test pairs x 4 voices; ``benchmarks/slm.py --sources phones``, tiny
+Why (measured on the default set, 250 test pairs x 4 voices; ``experiments/slm.py --sources phones``, tiny
 LMs): with one random chunk substitution and no matching, flite's letter-to-sound rules give non-words full
 vowels where the lexicon has schwas, so a unigram model of the LM corpus told the word from its non-word in
 57 % of the test pairs and an LM trained on shuffled phones scored 60 % on sWUGGY instead of chance. Unigram

@@ -221,7 +221,7 @@ def plot_phone_given_code(
 
 
 
-# --------------------------------------------------------------------------- budget curve (issue 14)
+# --------------------------------------------------------------------------- budget curve (docs/cpu_study.md)
 def plot_budget_curve(points: Mapping[str, tuple[list[float], list[float]]], out_path: str | os.PathLike, *,
                       abx_lines: Mapping[str, float] | None = None, ppl_lines: Mapping[str, float] | None = None,
                       trend: tuple[list[float], list[float]] | None = None, title: str | None = None,

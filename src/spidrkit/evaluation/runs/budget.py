@@ -1,4 +1,4 @@
-"""The budget curve (issue 14): how a run's phonetic quality grows with training time, from its milestones.
+"""The budget curve (docs/cpu_study.md): how a run's phonetic quality grows with training time, from its milestones.
 
 :func:`budget_curve` evaluates every milestone checkpoint of a run (``RUN/milestones/minutes_*``, written
 with ``train.milestone_minutes``, see :mod:`spidrkit.training.milestones`) and its latest checkpoint:

@@ -1,4 +1,4 @@
-"""What a SpidR / DinoSR model's codebooks encode, over a FIXED evaluation set (issue 14).
+"""What a SpidR / DinoSR model's codebooks encode, over a FIXED evaluation set (docs/cpu_study.md).
 
 :func:`diagnose` runs the model on the first files (file-id order) of one split of an aligned corpus
 (``SPLIT.csv`` and ``SPLIT_frames.txt``, the layout of :mod:`spidrkit.data.synth.corpus`) until they hold

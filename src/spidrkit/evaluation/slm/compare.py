@@ -2,7 +2,7 @@
 shuffled-units control... each scored by the same scorer, in one table, with the paper's scatter of a unit
 source's ABX / PNMI against its sLM scores (``docs/design.md``, "Comparing unit LMs").
 
-Python API (the demo and ``benchmarks/slm.py`` call it; CLI ``spidrkit evaluate slm-compare BENCHMARK
+Python API (the demo and ``experiments/slm.py`` call it; CLI ``spidrkit evaluate slm-compare BENCHMARK
 ROWS.json [--sweep REPORT.json] -o OUT``):
 
 - :class:`CompareRow` (``label``, ``units``, ``lm``, ``encoder``, ``layer``, ``seed``; or ``report``: an
