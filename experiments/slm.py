@@ -43,8 +43,9 @@ from pathlib import Path
 import torch
 
 from spidrkit.data.slm.build import synthesize_slm
+from spidrkit.encoders.mfcc import SignalEncoder
 from spidrkit.evaluation.slm.compare import CompareRow, score_rows, write_comparison
-from spidrkit.evaluation.slm.units import MfccEncoder, fit_corpus_kmeans, parse_units, write_corpus_units
+from spidrkit.evaluation.slm.units import fit_corpus_kmeans, parse_units, write_corpus_units
 from spidrkit.io import read_metrics, write_json_atomic
 from spidrkit.lm import train
 
@@ -93,7 +94,7 @@ def make_units(args, out: Path, bench: Path, layers: tuple[int, int]) -> dict:
     layer, codebook = layers
     wanted = unit_sources(args)
     encoder = load(args.checkpoint).model.eval() if {"codebook", "kmeans"} & set(wanted) else None
-    mfcc = MfccEncoder()
+    mfcc = SignalEncoder("mfcc")
     fit = dict(seed=0, max_files=args.kmeans_files)
     files = {}
     km_mfcc = out / "units" / f"mfcc_k{args.k}.npy"
@@ -170,10 +171,10 @@ def score_all(args, out: Path, bench: Path, rows: list[CompareRow], lms: dict) -
 def unit_quality_points(args, bench: Path, units: dict, scores: dict) -> dict:
     """PNMI and one-hot ABX of each encoder source's dev units (the LM corpus), beside its mean sLM scores."""
     from spidrkit.data.corpora.alignments import read_frame_labels
+    from spidrkit.encoders.mfcc import FRAME_RATE
     from spidrkit.evaluation.metrics.discrete import frame_units
     from spidrkit.evaluation.metrics.units import unit_row
     from spidrkit.evaluation.slm.compare import plot_scatter
-    from spidrkit.evaluation.sweep.baselines import FRAME_RATE
 
     corpus = bench / "lm_train"
     labels = read_frame_labels(corpus / "dev_frames.txt")

@@ -8,19 +8,21 @@ import pytest
 import torch
 
 from spidrkit.config import ModelConfig
-from spidrkit.evaluation.sweep.baselines import (
+from spidrkit.encoders.mfcc import (
     HOP,
     N_FFT,
     WINDOW,
+    SignalEncoder,
     baseline_frames,
     dct_matrix,
     deltas,
-    extract_baseline,
     hop_length,
     log_mel,
     mfcc,
-    random_baseline,
+    mfcc_cmvn,
 )
+from spidrkit.evaluation.sweep.baselines import extract_baseline, random_baseline
+from spidrkit.models.interface import SpeechEncoder
 from spidrkit.models.layers import num_frames as downsampler_frames
 from spidrkit.models.spectral import hz_to_mel, mel_filterbank
 
@@ -160,3 +162,19 @@ def test_baselines_follow_the_callers_frame_rate():
     assert random_baseline(wav, dim=4, frame_rate=25.0).shape == (55, 4)
     with pytest.raises(ValueError, match="whole number"):
         mfcc(wav, frame_rate=33.0)
+
+
+def test_signal_encoder_is_a_speech_encoder_whose_batched_layer_equals_the_features():
+    enc = SignalEncoder("mfcc_cmvn")
+    assert isinstance(enc, SpeechEncoder) and (enc.num_layers, enc.dim, enc.frame_rate) == (1, 39, 50.0)
+    wavs = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([16000, 8000])
+    out = enc.layer_outputs(wavs, lengths)[1]
+    # 16000 samples: (16000 - 400) // 320 + 1 = 49 frames; 8000: 24, the rest of row 1 zeros
+    assert out.shape == (2, 49, 39) and enc.num_frames(8000) == 24
+    assert enc.num_frames(lengths).tolist() == [49, 24]
+    assert torch.equal(out[0], mfcc_cmvn(wavs[0])) and torch.equal(out[1, :24], mfcc_cmvn(wavs[1, :8000]))
+    assert out[1, 24:].abs().sum() == 0
+    assert torch.equal(SignalEncoder("log_mel").features(wavs[0]), log_mel(wavs[0]))
+    with pytest.raises(ValueError, match="choose from mfcc, mfcc_cmvn, log_mel"):
+        SignalEncoder("plp")

@@ -65,7 +65,7 @@ def test_phone_units_are_the_inventory_ids_without_silences_and_shuffle_permutes
 
 def test_mfcc_centroids_fitted_on_the_corpus_give_each_frame_its_nearest_centroid(corpus, tmp_path):
     from spidrkit.data.corpora.audio import load_audio
-    from spidrkit.evaluation.sweep.baselines import mfcc
+    from spidrkit.encoders.mfcc import mfcc
 
     centroids = tmp_path / "mfcc4"
     assert main(["kmeans", "fit-corpus", str(corpus), "--encoder", "mfcc", "-k", "4", "-o", str(centroids),

@@ -10,7 +10,7 @@ import torch
 from spidrkit.checkpoints import load_model
 from spidrkit.checkpoints.native import save_spidrkit
 from spidrkit.config import ConfigError, load_config
-from spidrkit.evaluation.sweep.baselines import log_mel
+from spidrkit.encoders.mfcc import log_mel
 from spidrkit.models.flops import step_flops
 from spidrkit.models.masking import sample_mask
 from spidrkit.models.spectral import LogMelFrontEnd, mel_filterbank, power_spectrum

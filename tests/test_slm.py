@@ -377,7 +377,7 @@ def test_mfcc_kmeans_units_score_through_the_same_scorer(models, tmp_path, capsy
     """--encoder mfcc --units kmeans:FILE: each file's score is the LM's score of the nearest centroids of its
     39-d MFCC; --units without an encoder, or a bare preset name as encoder, are clear errors (exit 2)."""
     from spidrkit.data.corpora.audio import load_audio
-    from spidrkit.evaluation.sweep.baselines import mfcc
+    from spidrkit.encoders.mfcc import mfcc
     from spidrkit.lm import load_lm
 
     bench = tmp_path / "bench"

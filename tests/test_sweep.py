@@ -125,7 +125,8 @@ def direct(swept, corpus) -> dict:
     """The inputs of every number of the full sweep, computed directly: features, codebook units and posteriors
     of every file (one file at a time, no batching), the random-weights model's features, the baselines."""
     from spidrkit.data.corpora.audio import load_audio
-    from spidrkit.evaluation.sweep.baselines import mfcc, random_baseline
+    from spidrkit.encoders.mfcc import mfcc
+    from spidrkit.evaluation.sweep.baselines import random_baseline
 
     entries = read_manifest(corpus / "dev.csv") + read_manifest(corpus / "heldout.csv")
     model = small_model()

@@ -80,7 +80,7 @@ def evaluate_slm(
 ) -> dict[str, Any]:
     """Score every split of ``benchmark`` (see the module doc); returns the report's dictionary.
 
-    ``encoder``: ``None`` for ``phones``, a :class:`~spidrkit.evaluation.slm.units.MfccEncoder`, or a
+    ``encoder``: ``None`` for ``phones``, a :class:`~spidrkit.encoders.mfcc.SignalEncoder`, or a
     SpidR-interface model in eval mode (``spidrkit.checkpoints.load(...).model``); ``lm``: a
     ``transformers`` causal LM over ``vocab``'s tokens; ``inputs``: what produced them, for the report;
     ``splits``: ``read_benchmark(benchmark)`` when the caller has read it already; ``units_cache``: a dict

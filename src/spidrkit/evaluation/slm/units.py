@@ -6,7 +6,7 @@ One :class:`UnitSpec` per source, so every LM of a comparison goes through the s
   size);
 - ``kmeans:FILE`` -- k-means centroids (``spidrkit kmeans fit``) applied to a layer's features (the layer
   from the centroids' sidecar or ``--layer``), or, with the encoder ``mfcc``, to the 39-d MFCC of
-  :mod:`spidrkit.evaluation.sweep.baselines` (the floor; layer 0);
+  :mod:`spidrkit.encoders.mfcc` (the floor; layer 0);
 - ``phones`` -- the gold phones of flite's alignments (the topline, no encoder): a benchmark split's
   ``SPLIT_phones.txt`` (beside ``gold.csv`` or beside the split folder), a corpus's ``SPLIT_phones.txt``
   for the LM's training. One phone per aligned interval, mapped through the fixed inventory
@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from spidrkit.config import SAMPLE_RATE
 from spidrkit.data.corpora.alignments import read_alignments
 from spidrkit.data.corpora.manifest import evenly_spaced
 from spidrkit.data.corpora.phones import SILENCES
 from spidrkit.data.synth.flite import PHONES
+from spidrkit.encoders.mfcc import SignalEncoder
 from spidrkit.errors import InputError
 from spidrkit.extraction.unit_spec import parse_unit_syntax
 from spidrkit.lm.vocab import UnitVocab
@@ -49,26 +49,6 @@ PHONE_ID = {p: i for i, p in enumerate(PHONE_INVENTORY)}
 
 class SlmUnitsError(InputError):
     """A units specification that does not fit the encoder or the LM."""
-
-
-class MfccEncoder:
-    """``--encoder mfcc``: no model, the 39-d MFCC (+ deltas) at 50 Hz of :func:`evaluation.baselines.mfcc`."""
-
-    name = MFCC
-    sample_rate = SAMPLE_RATE
-    dim = 39
-    num_layers = 0
-
-    def features(self, wav: Any) -> Any:
-        from spidrkit.evaluation.sweep.baselines import mfcc
-
-        return mfcc(wav)
-
-    def to(self, device: Any) -> MfccEncoder:
-        return self
-
-    def eval(self) -> MfccEncoder:
-        return self
 
 
 @dataclass
@@ -129,7 +109,7 @@ def _kmeans_spec(path: str, layer: int | None, encoder: str | None) -> UnitSpec:
 
 def load_encoder(name: str | None, units: UnitSpec, device: str = "cpu", *, variant: str | None = None,
                  normalization: str = "auto") -> tuple[Any, str]:
-    """``(encoder, model id)``: none for ``phones``, :class:`MfccEncoder` for ``mfcc``, else
+    """``(encoder, model id)``: none for ``phones``, :class:`~spidrkit.encoders.mfcc.SignalEncoder` for ``mfcc``, else
     :func:`spidrkit.checkpoints.load` with ``variant`` and ``normalization`` (random weights only on an explicit
     ``random:PRESET``)."""
     if (variant is not None or normalization != "auto") and (units.kind == "phones" or name == MFCC):
@@ -141,7 +121,7 @@ def load_encoder(name: str | None, units: UnitSpec, device: str = "cpu", *, vari
         raise SlmUnitsError(f"--units {units.source} needs --encoder (a checkpoint, a published model, mfcc, or "
                             "random:PRESET)")
     if name == MFCC:
-        return MfccEncoder(), MFCC
+        return SignalEncoder("mfcc"), MFCC
     from spidrkit.checkpoints import load
 
     loaded = load(name, device=device, variant=variant, normalization=normalization)
@@ -161,7 +141,7 @@ def check_units(spec: UnitSpec, encoder: Any, vocab: UnitVocab) -> None:
             raise SlmUnitsError(f"--units codebook:{spec.layer}: the encoder has codebooks on layers {layers}")
         k = getattr(getattr(encoder, "cfg", None), "codebook_size", None)
     elif spec.kind == "kmeans":
-        if not isinstance(encoder, MfccEncoder) and not 1 <= spec.layer <= encoder.num_layers:
+        if not isinstance(encoder, SignalEncoder) and not 1 <= spec.layer <= encoder.num_layers:
             raise SlmUnitsError(f"{spec.source}: layer {spec.layer} is not one of the encoder's layers "
                                 f"1..{encoder.num_layers}")
         if spec.kmeans.dim != encoder.dim:
@@ -217,7 +197,7 @@ def extract_units(encoder: Any, spec: UnitSpec, paths: Sequence[Path], names: Se
     from spidrkit.data.corpora.audio import load_audio
     from spidrkit.extraction.compute import compute, model_device
 
-    mfcc = isinstance(encoder, MfccEncoder)
+    mfcc = isinstance(encoder, SignalEncoder)
     kmeans = spec.kmeans.to("cpu" if mfcc else model_device(encoder)) if spec.kmeans is not None else None
     out: list[list[int]] = []
     for start in range(0, len(paths), FILES_PER_CHUNK):
@@ -306,7 +286,7 @@ def fit_corpus_kmeans(out: str | os.PathLike, corpus: str | os.PathLike, split: 
                       k: int, *, seed: int = 0, max_files: int | None = None, model: str = "",
                       progress: Callable[[int], None] | None = None) -> Path:
     """Fit ``k`` centroids (:func:`spidrkit.extraction.kmeans.fit_kmeans`) on the features of layer ``layer``
-    (or on MFCC with :class:`MfccEncoder`, layer 0) of ``max_files`` wavs (:func:`spread`) of ``corpus/SPLIT.csv``;
+    (or on MFCC with ``SignalEncoder("mfcc")``, layer 0) of ``max_files`` wavs (:func:`spread`) of ``corpus/SPLIT.csv``;
     saved to ``out`` with a sidecar naming the layer, so ``kmeans:OUT`` finds it. ``progress`` gets the number of
     files read so far."""
     from spidrkit.data.corpora.audio import load_audio
@@ -318,7 +298,7 @@ def fit_corpus_kmeans(out: str | os.PathLike, corpus: str | os.PathLike, split: 
     for start in range(0, len(entries), FILES_PER_CHUNK):
         chunk = entries[start : start + FILES_PER_CHUNK]
         wavs = [load_audio(e.path, encoder.sample_rate) for e in chunk]
-        if isinstance(encoder, MfccEncoder):
+        if isinstance(encoder, SignalEncoder):
             feats.update({e.fileid: encoder.features(w) for e, w in zip(chunk, wavs)})
         else:
             res = compute(encoder, wavs, [layer], names=[e.fileid for e in chunk])
@@ -326,6 +306,6 @@ def fit_corpus_kmeans(out: str | os.PathLike, corpus: str | os.PathLike, split: 
         if progress is not None:
             progress(len(feats))
     info = {"model": model or getattr(encoder, "name", ""), "fit_files": len(entries)}
-    if not isinstance(encoder, MfccEncoder):
+    if not isinstance(encoder, SignalEncoder):
         info["layer"] = layer
     return fit_kmeans(feats, k=k, seed=seed, progress=False, **info).save(out)
