@@ -44,7 +44,7 @@ SMALL = ["model.conv_dim=32", "model.dim=64", "model.num_layers=2", "model.num_h
 from test_sweep import corpus  # noqa: E402,F401  (the synthesized corpus, shared with the sweep tests)
 
 
-def test_budget_curve_of_a_tiny_run_folder(corpus, tmp_path, monkeypatch):  # noqa: F811
+def test_budget_curve_of_a_tiny_run_folder(corpus, tmp_path, monkeypatch, capsys):  # noqa: F811
     cfg = load_config("tiny", SMALL)
     run = tmp_path / "run"
     for i, (minutes, step) in enumerate(((1.0, 3), (4.0, 12))):
@@ -92,3 +92,16 @@ def test_budget_curve_of_a_tiny_run_folder(corpus, tmp_path, monkeypatch):  # no
     monkeypatch.setattr(budget_mod, "evaluate_point", no)
     again = budget_curve(run, corpus, tmp_path / "out", min_frames=300, resamples=100)
     assert [p["abx_across"] for p in again["points"]] == [p["abx_across"] for p in points]
+
+    # the CLI (spidrkit evaluate budget) prints the same table it writes; a bad number is refused before any work
+    from spidrkit.cli import main
+
+    assert main(["evaluate", "budget", str(run), "--corpus", str(corpus), "-o", str(tmp_path / "out"),
+                 "--min-frames", "300"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (tmp_path / "out" / "budget.md").read_text()
+    cli_points = json.loads((tmp_path / "out" / "budget.json").read_text())["points"]
+    assert [p["abx_across"] for p in cli_points] == [p["abx_across"] for p in points]
+    assert main(["evaluate", "budget", str(run), "--corpus", str(corpus), "-o", str(tmp_path / "o2"),
+                 "--max-files", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "spidrkit evaluate: error: --max-files 0: give a number of files >= 1"

@@ -58,15 +58,16 @@ def _add_frame_rate(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spidrkit.evaluation.sweep.run import (
-        DEFAULT_BASELINES,
-        DEFAULT_KMEANS_MAX_FRAMES,
-        DEFAULT_SPLITS,
-        SWEEP_BASELINES,
-    )
+    from spidrkit.cli.budget import add_budget_parser
+    from spidrkit.cli.slm import add_slm_parser
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for add in (_add_abx, _add_units, _add_map, _add_sweep, _add_probe, _add_plot_perplexity, add_budget_parser):
+        add(sub)
+    add_model_options(add_slm_parser(sub))
 
+
+def _add_abx(sub) -> None:
     p = sub.add_parser("abx", help="ABX error rate (%%) of features or units on an item file",
                        description="ABX phone discriminability (fastabx, triphones): within and/or across speaker.")
     p.add_argument("features", metavar="FEATURES", help="features folder, or with --units a units file")
@@ -81,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_frame_rate(p)
     p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
 
+
+def _add_units(sub) -> None:
     p = sub.add_parser("units", help="PNMI, purities, perplexity and bitrate of units against phone labels",
                        description="Quality of units against 100 Hz phone labels (see "
                        "spidrkit.evaluation.metrics.units for the pairing convention).")
@@ -94,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_frame_rate(p)
     p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
 
+
+def _add_map(sub) -> None:
     p = sub.add_parser("map", help="MAP@R over words (%%) of features",
                        description="Word discriminability: time-averaged features of every word occurrence, "
                        "cosine similarity, MAP@R (SpidR paper, eq. 5).")
@@ -103,6 +108,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     _add_frame_rate(p)
     p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
+
+
+def _add_sweep(sub) -> None:
+    from spidrkit.evaluation.sweep.run import (
+        DEFAULT_BASELINES,
+        DEFAULT_KMEANS_MAX_FRAMES,
+        DEFAULT_SPLITS,
+        SWEEP_BASELINES,
+    )
 
     p = sub.add_parser("sweep", help="every metric of every layer, baselines, figures and a report",
                        description="Layer sweep on an aligned corpus (spidrkit data synth layout): ABX within/"
@@ -139,6 +153,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+
+def _add_probe(sub) -> None:
     p = sub.add_parser("probe", help="linear phone and speaker probes of every layer",
                        description="Per layer, a logistic regression on the frames: phones (trained on the "
                        "training voices, scored on the held-out voice: accuracy and PER with bootstrap 95 % "
@@ -158,6 +174,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+
+def _add_plot_perplexity(sub) -> None:
     p = sub.add_parser("plot-perplexity", help="codebook and prediction perplexity over training (Figure 2)",
                        description="One line per layer, one line style per run.")
     p.add_argument("runs", nargs="+", metavar="METRICS_JSONL", help="metrics.jsonl of one or more training runs")
@@ -166,10 +184,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="run names (default: the runs' folder names)")
     p.add_argument("--codebook-size", type=int, default=None, metavar="V", help="draw the maximum V")
     p.add_argument("--title", default=None, help="figure title")
-
-    from spidrkit.cli.slm import add_slm_parser
-
-    add_model_options(add_slm_parser(sub))
 
 
 # ------------------------------------------------------------------------------------------- output
@@ -386,8 +400,14 @@ def _slm(args: argparse.Namespace) -> int:
     return run_slm(args)
 
 
+def _budget(args: argparse.Namespace) -> int:
+    from spidrkit.cli.budget import run_budget
+
+    return run_budget(args)
+
+
 ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "probe": _probe,
-           "plot-perplexity": _plot_perplexity, "slm": _slm, "slm-compare": _slm}
+           "plot-perplexity": _plot_perplexity, "slm": _slm, "slm-compare": _slm, "budget": _budget}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -218,24 +218,3 @@ def render_budget(result: dict[str, Any]) -> str:
                       f"{c['resamples']} bootstrap resamples; "
                       f"{c['never'] * 100:.0f} % never reach it)."]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m spidrkit.evaluation.runs.budget RUN CORPUS OUT [--max-files N] [--layers 1 2 ...] [--within]``."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m spidrkit.evaluation.runs.budget", description=budget_curve.__doc__)
-    p.add_argument("run"), p.add_argument("corpus"), p.add_argument("out")
-    p.add_argument("--max-files", type=int, default=None, help="files per split (default: all)")
-    p.add_argument("--layers", type=int, nargs="+", default=None, help="layers to choose from (default: all)")
-    p.add_argument("--min-frames", type=int, default=DEFAULT_MIN_FRAMES)
-    p.add_argument("--within", action="store_true", help="also within-speaker ABX at the chosen layer")
-    args = p.parse_args(argv)
-    res = budget_curve(args.run, args.corpus, args.out, layers=args.layers, max_files=args.max_files,
-                       min_frames=args.min_frames, speakers=("within", "across") if args.within else ("across",))
-    print(render_budget(json_safe({k: v for k, v in res.items() if k != "outputs"})), end="")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
