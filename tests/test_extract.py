@@ -269,3 +269,30 @@ def test_features_need_only_the_encoder_interface(corpus, tmp_path):
     # without provenance, an encoder that has no variant is named by its class and the hash of its weights
     extract(encoder, manifest, tmp_path / "g", layers=[1], progress=False)
     assert read_sidecar(tmp_path / "g")["model"] == f"framestats:{weights_sha256(encoder)}"
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("window_seconds", float("nan"), r"window_seconds \(--window-seconds\) must be a finite number > 0, got nan"),
+    ("window_seconds", float("inf"), r"window_seconds \(--window-seconds\) must be a finite number > 0, got inf"),
+    ("context_seconds", -3.0, r"context_seconds \(--context-seconds\) must be a finite number >= 0, got -3.0"),
+    ("batch_seconds", 0, r"batch_seconds \(--batch-seconds\) must be a finite number > 0, got 0"),
+    ("context_seconds", 30.0, r"window_seconds \(60\) must be more than twice context_seconds \(30\)"),
+    ("units", "codebook:6", r"units 'codebook:6': give the layer with layers \(--layers 6\)"),
+])
+def test_every_option_is_checked_before_the_model_or_the_inputs_are_read(tmp_path, option, value, message):
+    # neither the model nor the inputs exist: the option's error comes first
+    with pytest.raises(ExtractionError, match=message):
+        extract(tmp_path / "no.pt", tmp_path / "no_dir", tmp_path / "out", **{option: value})
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(TypeError, match="unknown option 'layer'; did you mean 'layers'"):
+        extract(tmp_path / "no.pt", tmp_path / "no_dir", tmp_path / "out", layer=3)
+
+
+def test_the_cli_refuses_a_nan_window_with_one_line_naming_the_flag(tmp_path, capsys):
+    from spidrkit.cli import main
+
+    assert main(["extract", str(tmp_path), "--model", "random:tiny", "-o", str(tmp_path / "o"),
+                 "--window-seconds", "nan"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("spidrkit extract: error: window_seconds (--window-seconds) must be a finite number > 0, "
+                   "got nan")

@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 
 from spidrkit.checkpoints import CheckpointInfo, Loaded, resolve_model
 from spidrkit.data.batches.dataset import SkipLog
-from spidrkit.data.corpora.manifest import AUDIO_EXTENSIONS, ManifestEntry
+from spidrkit.data.corpora.manifest import ManifestEntry
 from spidrkit.extraction.compute import compute, parse_units
 from spidrkit.extraction.features_io import is_done, layer_dirname, save_features
 from spidrkit.extraction.inputs import load_batches, resolve_inputs
@@ -65,6 +65,7 @@ from spidrkit.extraction.journal import (
     units_filename,
 )
 from spidrkit.extraction.kmeans import KMeansModel, warn_if_fit_elsewhere
+from spidrkit.extraction.options import UNIT_FILE_FORMATS, ExtractOptions, extract_options
 from spidrkit.extraction.plan import (
     DEFAULT_BATCH_SECONDS,
     DEFAULT_CONTEXT_SECONDS,
@@ -80,13 +81,12 @@ from spidrkit.runtime import LaunchError, parse_dtype, resolve_rank, select_devi
 
 __all__ = [
     "DEFAULT_BATCH_SECONDS", "DEFAULT_CONTEXT_SECONDS", "DEFAULT_WINDOW_SECONDS", "STANDARDIZATION", "UNITS_NAME",
-    "ExtractionError", "ExtractionSummary", "extract",
+    "ExtractOptions", "ExtractionError", "ExtractionSummary", "extract",
 ]
 
 STANDARDIZATION = "per utterance, over the whole file: mean 0, variance 1 (before any windowing)"
 RAW_INPUT = "none: the encoder reads the waveform as decoded"
 LOCK_NAME = "extract.lock"
-UNIT_FILE_FORMATS = ("txt", "jsonl")
 # sidecar keys that must agree for a resumed run to add to existing outputs
 _RESUME_KEYS = ("model", "kind", "layer", "unit_type", "k", "dtype", "format", "frame_rate")
 
@@ -200,174 +200,183 @@ def _units_format(entries: Sequence[ManifestEntry], fmt: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------------------- extract
-def extract(
-    model: SpeechEncoder | Loaded | str | os.PathLike,
-    inputs: str | os.PathLike | Sequence[ManifestEntry],
-    out_dir: str | os.PathLike,
-    layers: int | Sequence[int] = (6,),
-    units: str | None = None,
-    fmt: str = "pt",
-    dtype: torch.dtype | str = torch.float32,
-    batch_seconds: float = DEFAULT_BATCH_SECONDS,
-    device: str | torch.device | None = None,
-    precision: str = "auto",
-    window_seconds: float = DEFAULT_WINDOW_SECONDS,
-    context_seconds: float = DEFAULT_CONTEXT_SECONDS,
-    dedup: bool = False,
-    rank: int | None = None,
-    world_size: int | None = None,
-    variant: str | None = None,
-    num_workers: int | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    provenance: CheckpointInfo | None = None,
-    units_format: str | None = None,
-    skip_bad: bool = False,
-    force: bool = False,
-    extensions: Sequence[str] = AUDIO_EXTENSIONS,
-) -> ExtractionSummary:
-    """Extract features (``units=None``) or units of ``layers`` (1-based) for every file of ``inputs``.
+@dataclass
+class _Job:
+    """An extraction resolved: the model and where it runs, what it computes (kind, layers, centroids)."""
+
+    model: SpeechEncoder
+    info: CheckpointInfo
+    rank: int
+    world_size: int
+    device: torch.device
+    kind: str | None
+    layers: list[int]
+    kmeans: KMeansModel | None = None
+    k: int | None = None
+    unit_info: dict[str, str] = field(default_factory=dict)
+    dtype_name: str = "float32"
+    bf16: bool = False
+
+
+def _prepare(model: SpeechEncoder | Loaded | str | os.PathLike, provenance: CheckpointInfo | None,
+             opts: ExtractOptions) -> _Job:
+    rank, world_size, dev = _where(opts.rank, opts.world_size, opts.device)
+    model, info = resolve_model(model, provenance, dev, opts.variant)
+    kind, kmeans_path = parse_units(opts.units)
+    job = _Job(model, info, rank, world_size, dev, kind, _check_layers(model, opts.layers, kind),
+               dtype_name=_check_dtype(opts.dtype), bf16=_use_bf16(opts.precision, dev))
+    if kind == "codebook":
+        job.k = model.cfg.codebook_size
+    elif kind == "kmeans":
+        kmeans, job.unit_info = _load_kmeans(kmeans_path, model, job.layers, info.as_dict().get("model"))
+        job.k, job.kmeans = kmeans.k, kmeans.to(dev)
+    return job
+
+
+def _sidecar_info(job: _Job, opts: ExtractOptions, inputs: object, num_files: int, unit_fmt: str | None) -> dict:
+    """What every output folder's sidecar says (its layer added per folder)."""
+    features = job.kind is None
+    return {
+        **job.info.as_dict(), "kind": "features" if features else "units", "layers": job.layers,
+        "standardize": STANDARDIZATION if job.model.input_normalization == "standardize" else RAW_INPUT,
+        "unit_type": job.kind, "k": job.k, **job.unit_info, "dedup": None if features else opts.dedup,
+        "frame_rate": job.model.frame_rate, "sample_rate": job.model.sample_rate,
+        "dim": job.model.dim if features else None, "dtype": job.dtype_name if features else None,
+        "format": opts.fmt if features else unit_fmt, "precision": "bf16" if job.bf16 else "fp32",
+        "window_seconds": opts.window_seconds, "context_seconds": opts.context_seconds,
+        "inputs": str(inputs) if isinstance(inputs, str | os.PathLike) else f"{num_files} entries",
+        "num_files": num_files, "world_size": job.world_size,
+    }
+
+
+def _open_folders(out_dir: Path, job: _Job, opts: ExtractOptions, base_info: dict) -> tuple[dict, dict]:
+    """``({layer: folder}, {layer: sidecar info})``, each folder checked for resuming and given its sidecar."""
+    layers = job.layers
+    folders = {layer: out_dir if len(layers) == 1 else out_dir / layer_dirname(layer) for layer in layers}
+    infos = {layer: {**base_info, "layer": layer} for layer in layers}
+    for layer, folder in folders.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        if not opts.overwrite:
+            _check_resumable(folder, infos[layer])
+        if job.rank == 0:
+            write_sidecar(folder, **infos[layer])
+    return folders, infos
+
+
+def _todo(mine: list[ManifestEntry], job: _Job, opts: ExtractOptions, folders: dict, units_name: str) -> list:
+    """This rank's files that have no output yet (all of them with ``overwrite``)."""
+    if job.kind is None:
+        return [e for e in mine
+                if opts.overwrite or not all(is_done(folders[la], e.fileid, opts.fmt) for la in job.layers)]
+    done = set() if opts.overwrite else set.intersection(*(units_done(f, units_name) for f in folders.values()))
+    return [e for e in mine if e.fileid not in done]
+
+
+@dataclass
+class _Writers:
+    """Where a batch's outputs go: feature folders, or the units journals (and the skip log)."""
+
+    folders: dict[int, Path]
+    journals: dict[int, Any]
+    skip_log: SkipLog | None
+
+
+def _run_batches(job: _Job, opts: ExtractOptions, todo: list, writers: _Writers, summary: ExtractionSummary,
+                 bar: Any) -> None:
+    model, rate, start = job.model, job.model.sample_rate, time.perf_counter() - summary.wall_seconds
+    window, context = whole_frames(opts.window_seconds, model), whole_frames(opts.context_seconds, model)
+    budget = max(1, int(opts.batch_seconds * rate))
+    workers = opts.num_workers if opts.num_workers is not None else (4 if job.device.type == "cuda" else 0)
+    out_dtype = torch.float16 if job.dtype_name == "float16" else torch.float32
+    for batch, bad in load_batches(plan_batches(todo, budget, window), rate, workers, opts.skip_bad):
+        for e, reason in bad:
+            writers.skip_log.record(e.fileid, e.path, reason)
+            summary.bad.append(e.fileid)
+        usable = [(e, w) for e, w in batch if w.numel() >= model.min_samples]
+        summary.too_short += [e.fileid for e, w in batch if w.numel() < model.min_samples]
+        results = compute(model, [w for _, w in usable], job.layers, job.kind, job.kmeans, opts.batch_seconds,
+                          window / rate, context / rate, job.bf16, out_dtype,
+                          [e.fileid for e, _ in usable]) if usable else []
+        lines: dict[int, list[str]] = {la: [] for la in writers.journals}
+        for (e, wav), out in zip(usable, results):
+            for layer, value in out.items():
+                if job.kind is None:
+                    save_features(writers.folders[layer], e.fileid, value, opts.fmt, job.dtype_name)
+                else:
+                    lines[layer].append(journal_line(e.fileid, value.tolist()))
+            summary.audio_seconds += wav.numel() / rate
+            summary.files += 1
+        for layer, j in writers.journals.items():
+            j.write_lines(lines[layer])
+        bar.update(len(batch) + len(bad))
+        bar.set_postfix(speed=f"{summary.audio_seconds / (time.perf_counter() - start):.1f}x")
+
+
+def _warn_about_missing(summary: ExtractionSummary, job: _Job, skip_log: SkipLog | None, num_mine: int,
+                        inputs_name: str) -> None:
+    if summary.too_short:
+        warnings.warn(
+            f"{len(summary.too_short)} files are shorter than the model's {job.model.min_samples}-sample receptive "
+            f"field and have no output: {', '.join(summary.too_short[:5])}", stacklevel=3,
+        )
+    if summary.bad:
+        warnings.warn(f"{len(summary.bad)} files cannot be decoded and have no output; they are listed in "
+                      f"{skip_log.path}: {', '.join(summary.bad[:5])}", stacklevel=3)
+        if len(summary.bad) == num_mine and job.world_size == 1:
+            raise ExtractionError(f"no file of {inputs_name} can be decoded: each one is listed, with "
+                                  f"the reason, in {skip_log.path}")
+
+
+def extract(model: SpeechEncoder | Loaded | str | os.PathLike, inputs: str | os.PathLike | Sequence[ManifestEntry],
+            out_dir: str | os.PathLike, options: ExtractOptions | None = None, *,
+            provenance: CheckpointInfo | None = None, **overrides: Any) -> ExtractionSummary:
+    """Extract features or units for every file of ``inputs`` into ``out_dir`` (see the module doc).
 
     ``model``: a loaded model, or a checkpoint path, published name or ``random:PRESET`` for
-    :func:`~spidrkit.load_model` (with ``variant``). ``inputs``: a manifest, a folder of audio, or a list of
-    :class:`ManifestEntry`.
-    ``units``: ``"codebook"`` or ``"kmeans:PATH"``; ``dedup`` collapses repeated units (with durations).
-    ``fmt``/``dtype``: feature files as ``.pt`` or ``.npy``, float32 or float16. ``precision``: ``auto``
-    (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``. ``rank``/``world_size``: this process's
-    shard (default: from torchrun or SLURM variables). ``num_workers``: audio-decoding threads (default
-    0 on CPU, 4 on CUDA). Files already extracted are skipped unless ``overwrite``. ``units_format``:
-    ``"txt"``, ``"jsonl"`` or ``None`` (text unless a file id holds whitespace). ``skip_bad``: list the
-    files that cannot be decoded in ``OUT/skipped.tsv`` and extract the others (else the first one is an
-    error). ``force``: break the lock of another extraction into ``out_dir``. ``extensions``: those of a
-    folder's audio. See the module doc.
+    :func:`~spidrkit.load_model`. ``inputs``: a manifest, a folder of audio, or a list of
+    :class:`ManifestEntry`. ``options``: an :class:`~spidrkit.extraction.options.ExtractOptions`, and/or
+    its fields as keywords (``layers=[6], units="codebook", ...``); every option is checked before any
+    work. ``provenance``: the :class:`CheckpointInfo` of a model loaded elsewhere.
     """
+    opts = extract_options(options, **overrides)
     start_time = time.perf_counter()
-    rank, world_size, dev = _where(rank, world_size, device)
-    model, info = resolve_model(model, provenance, dev, variant)
-    kind, kmeans_path = parse_units(units)
-    layers = _check_layers(model, layers, kind)
-    if fmt not in ("pt", "npy"):
-        raise ExtractionError(f"format must be 'pt' or 'npy', got {fmt!r}")
-    dtype_name = _check_dtype(dtype)
-    bf16 = _use_bf16(precision, dev)
-    if window_seconds <= 2 * context_seconds:
-        raise ExtractionError("window_seconds must be more than twice context_seconds")
-    kmeans, k, unit_info = None, None, {}
-    if kind == "codebook":
-        k = model.cfg.codebook_size
-    elif kind == "kmeans":
-        kmeans, unit_info = _load_kmeans(kmeans_path, model, layers, info.as_dict().get("model"))
-        k, kmeans = kmeans.k, kmeans.to(dev)
-
-    entries = resolve_inputs(inputs, progress=progress and rank == 0, extensions=extensions)
-    unit_fmt = _units_format(entries, units_format) if kind else None
-    units_name = units_filename(unit_fmt) if kind else UNITS_NAME
+    job = _prepare(model, provenance, opts)
+    entries = resolve_inputs(inputs, progress=opts.progress and job.rank == 0, extensions=opts.extensions)
+    unit_fmt = _units_format(entries, opts.units_format) if job.kind else None
+    units_name = units_filename(unit_fmt) if job.kind else UNITS_NAME
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lock = (hold_lock(out_dir / LOCK_NAME, force=force, what=f"the extraction folder {out_dir}") if rank == 0
-            else contextlib.nullcontext())
+    lock = (hold_lock(out_dir / LOCK_NAME, force=opts.force, what=f"the extraction folder {out_dir}")
+            if job.rank == 0 else contextlib.nullcontext())
     with lock:  # one writer per folder (and per units merge): a second extraction into it is refused
-        if rank == 0:
+        if job.rank == 0:
             remove_stale_temps(out_dir)  # left by a writer killed mid-write
-        folders = {layer: out_dir if len(layers) == 1 else out_dir / layer_dirname(layer) for layer in layers}
-        base_info = {
-            **info.as_dict(),
-            "kind": "units" if kind else "features",
-            "layers": layers,
-            "standardize": STANDARDIZATION if model.input_normalization == "standardize" else RAW_INPUT,
-            "unit_type": kind,
-            "k": k,
-            **unit_info,
-            "dedup": dedup if kind else None,
-            "frame_rate": model.frame_rate,
-            "sample_rate": model.sample_rate,
-            "dim": model.dim if kind is None else None,
-            "dtype": dtype_name if kind is None else None,
-            "format": fmt if kind is None else unit_fmt,
-            "precision": "bf16" if bf16 else "fp32",
-            "window_seconds": window_seconds,
-            "context_seconds": context_seconds,
-            "inputs": str(inputs) if isinstance(inputs, str | os.PathLike) else f"{len(entries)} entries",
-            "num_files": len(entries),
-            "world_size": world_size,
-        }
-        infos = {layer: {**base_info, "layer": layer} for layer in layers}
-        for layer, folder in folders.items():
-            folder.mkdir(parents=True, exist_ok=True)
-            if not overwrite:
-                _check_resumable(folder, infos[layer])
-            if rank == 0:
-                write_sidecar(folder, **infos[layer])
-
-        mine = shard(entries, rank, world_size)
-        if kind is None:
-            todo = [e for e in mine if overwrite or not all(is_done(folders[la], e.fileid, fmt) for la in layers)]
-        else:
-            done = set() if overwrite else set.intersection(*(units_done(f, units_name) for f in folders.values()))
-            todo = [e for e in mine if e.fileid not in done]
-        summary = ExtractionSummary(skipped=len(mine) - len(todo), rank=rank, world_size=world_size)
-
-        rate = model.sample_rate
-        budget = max(1, int(batch_seconds * rate))
-        window = whole_frames(window_seconds, model)
-        context = whole_frames(context_seconds, model)
-        need = model.min_samples
-        workers = num_workers if num_workers is not None else (4 if dev.type == "cuda" else 0)
-        if kind and overwrite and rank == 0:
+        base_info = _sidecar_info(job, opts, inputs, len(entries), unit_fmt)
+        folders, infos = _open_folders(out_dir, job, opts, base_info)
+        mine = shard(entries, job.rank, job.world_size)
+        todo = _todo(mine, job, opts, folders, units_name)
+        summary = ExtractionSummary(skipped=len(mine) - len(todo), rank=job.rank, world_size=job.world_size,
+                                    wall_seconds=time.perf_counter() - start_time)
+        if job.kind and opts.overwrite and job.rank == 0:
             for f in folders.values():
                 (f / units_name).unlink(missing_ok=True)  # replaced, not merged with, by this run's units
-        journals = {la: open_journal(f, rank, world_size, overwrite) for la, f in folders.items()} if kind else {}
-        skip_log = SkipLog(out_dir) if skip_bad else None
-        bar = tqdm(total=len(mine), initial=summary.skipped, unit="file", desc=f"extracting (rank {rank})",
-                   disable=not progress or rank != 0)
+        journals = ({la: open_journal(f, job.rank, job.world_size, opts.overwrite) for la, f in folders.items()}
+                    if job.kind else {})
+        writers = _Writers(folders, journals, SkipLog(out_dir) if opts.skip_bad else None)
+        bar = tqdm(total=len(mine), initial=summary.skipped, unit="file", desc=f"extracting (rank {job.rank})",
+                   disable=not opts.progress or job.rank != 0)
         try:
-            for batch, bad in load_batches(plan_batches(todo, budget, window), rate, workers, skip_bad):
-                for e, reason in bad:
-                    skip_log.record(e.fileid, e.path, reason)
-                    summary.bad.append(e.fileid)
-                usable = []
-                for e, wav in batch:
-                    if wav.numel() < need:
-                        summary.too_short.append(e.fileid)
-                    else:
-                        usable.append((e, wav))
-                results = compute(
-                    model, [w for _, w in usable], layers, kind, kmeans, batch_seconds, window / rate, context / rate,
-                    bf16, torch.float16 if dtype_name == "float16" else torch.float32, [e.fileid for e, _ in usable],
-                ) if usable else []
-                lines: dict[int, list[str]] = {la: [] for la in journals}
-                for (e, wav), out in zip(usable, results):
-                    for layer, value in out.items():
-                        if kind is None:
-                            save_features(folders[layer], e.fileid, value, fmt, dtype_name)
-                        else:
-                            lines[layer].append(journal_line(e.fileid, value.tolist()))
-                    summary.audio_seconds += wav.numel() / rate
-                    summary.files += 1
-                for layer, j in journals.items():
-                    j.write_lines(lines[layer])
-                bar.update(len(batch) + len(bad))
-                bar.set_postfix(speed=f"{summary.audio_seconds / (time.perf_counter() - start_time):.1f}x")
+            _run_batches(job, opts, todo, writers, summary, bar)
         finally:
             bar.close()
             for j in journals.values():
                 j.close()
-        if summary.too_short:
-            warnings.warn(
-                f"{len(summary.too_short)} files are shorter than the model's {need}-sample receptive field and "
-                f"have no output: {', '.join(summary.too_short[:5])}", stacklevel=2,
-            )
-        if summary.bad:
-            warnings.warn(f"{len(summary.bad)} files cannot be decoded and have no output; they are listed in "
-                          f"{skip_log.path}: {', '.join(summary.bad[:5])}", stacklevel=2)
-            if len(summary.bad) == len(mine) and world_size == 1:
-                raise ExtractionError(f"no file of {base_info['inputs']} can be decoded: each one is listed, with "
-                                      f"the reason, in {skip_log.path}")
-        if kind:
-            finish_units(folders, infos, dedup, rank, world_size, units_name, force)
+        _warn_about_missing(summary, job, writers.skip_log, len(mine), base_info["inputs"])
+        if job.kind:
+            finish_units(folders, infos, opts.dedup, job.rank, job.world_size, units_name, opts.force)
         for layer, folder in folders.items():  # claim only what exists: the last rank writes the units
-            if kind is None or (folder / units_name).is_file():
-                summary.outputs[layer] = folder / units_name if kind else folder
+            if job.kind is None or (folder / units_name).is_file():
+                summary.outputs[layer] = folder / units_name if job.kind else folder
             else:
                 summary.pending[layer] = folder / units_name
         summary.wall_seconds = time.perf_counter() - start_time
