@@ -181,7 +181,8 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *
     from spidrkit.checkpoints.run import latest_checkpoint
     from spidrkit.data.synth.corpus import synthesize_corpus
     from spidrkit.evaluation.plots.perplexity import perplexity_note
-    from spidrkit.evaluation.sweep.run import DEFAULT_BASELINES, sweep
+    from spidrkit.evaluation.sweep.options import DEFAULT_BASELINES
+    from spidrkit.evaluation.sweep.run import sweep
     from spidrkit.training.loop import pretrain
 
     minutes, seed, variant = cfg.train.max_minutes, cfg.train.seed, cfg.variant

@@ -111,10 +111,10 @@ def _add_map(sub) -> None:
 
 
 def _add_sweep(sub) -> None:
-    from spidrkit.evaluation.sweep.run import (
+    from spidrkit.evaluation.sweep.evalset import DEFAULT_SPLITS
+    from spidrkit.evaluation.sweep.options import (
         DEFAULT_BASELINES,
         DEFAULT_KMEANS_MAX_FRAMES,
-        DEFAULT_SPLITS,
         SWEEP_BASELINES,
     )
 
@@ -346,20 +346,20 @@ def _map(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from spidrkit.evaluation.sweep.options import SweepOptions
     from spidrkit.evaluation.sweep.run import sweep
 
+    if args.label is not None and len(args.label) != len(args.model):
+        raise UserError(f"{len(args.model)} --model but {len(args.label)} --label: give one --label per --model")
+    options = SweepOptions(  # every option checked here, before a model or the corpus is read
+        splits=args.splits, layers=args.layers, kmeans_k=args.kmeans, kmeans_max_frames=args.kmeans_max_frames,
+        baselines=[] if args.baselines == ["none"] else args.baselines, posteriors=args.posteriors,
+        max_files=args.max_files, device=args.device, metrics_jsonl=args.metrics, run_labels=args.labels,
+        title=args.title, seed=args.seed, max_memory_gb=args.max_memory_gb, tsne_points=args.tsne_points,
+        progress=not args.quiet, probe=args.probe,
+        label=args.label if len(args.model) > 1 else (args.label or [None])[0])
     models = [model_source(m, args, args.device) for m in args.model]
-    if args.label is not None and len(args.label) != len(models):
-        raise UserError(f"{len(models)} --model but {len(args.label)} --label: give one --label per --model")
-    baselines = [] if args.baselines == ["none"] else args.baselines
-    results = sweep(
-        models if len(models) > 1 else models[0], args.corpus, args.output, splits=args.splits, layers=args.layers,
-        kmeans_k=args.kmeans, kmeans_max_frames=args.kmeans_max_frames, baselines=baselines,
-        posteriors=args.posteriors, max_files=args.max_files, device=args.device, metrics_jsonl=args.metrics,
-        run_labels=args.labels, title=args.title, seed=args.seed, max_memory_gb=args.max_memory_gb,
-        tsne_points=args.tsne_points, progress=not args.quiet, probe=args.probe,
-        label=args.label if len(models) > 1 else (args.label or [None])[0],
-    )
+    results = sweep(models if len(models) > 1 else models[0], args.corpus, args.output, options)
     from spidrkit.evaluation.sweep.report import summary_text
 
     print(summary_text(results))

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from spidrkit.config.validation import with_overrides
 from spidrkit.data.corpora.manifest import AUDIO_EXTENSIONS
 from spidrkit.extraction.compute import parse_units
 from spidrkit.extraction.plan import (
@@ -88,12 +87,6 @@ def _one_of(name: str, value: object, allowed: Sequence[str]) -> None:
 
 
 def extract_options(options: ExtractOptions | None = None, **overrides) -> ExtractOptions:
-    """``options`` (default: all defaults) with ``overrides`` of its fields; an unknown name is an error that
-    suggests the closest field."""
-    fields = [f.name for f in dataclasses.fields(ExtractOptions)]
-    for name in overrides:
-        if name not in fields:
-            close = difflib.get_close_matches(name, fields, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; options: {', '.join(fields)}"
-            raise TypeError(f"extract() got an unknown option {name!r}{hint}")
-    return dataclasses.replace(options or ExtractOptions(), **overrides)
+    """``options`` (default: all defaults) with ``overrides`` of its fields (:func:`~spidrkit.config.validation.
+    with_overrides`)."""
+    return with_overrides(ExtractOptions, options, overrides, "extract")

@@ -25,8 +25,10 @@ by ``max_memory_gb`` whatever the corpus size (see :mod:`~spidrkit.evaluation.sw
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,13 @@ from spidrkit.evaluation.sweep.evalset import (
     train_subset,
 )
 from spidrkit.evaluation.sweep.features import codebook_layers, layer_groups, random_like
+from spidrkit.evaluation.sweep.options import (
+    DEFAULT_KMEANS_MAX_FRAMES,
+    FEATURE_BASELINES,
+    SWEEP_BASELINES,
+    SweepOptions,
+    sweep_options,
+)
 from spidrkit.evaluation.sweep.report import best_layer_by_abx, sweep_results, write_sweep_report
 from spidrkit.evaluation.sweep.result import SweepResult
 from spidrkit.evaluation.sweep.scores import (
@@ -73,17 +82,6 @@ __all__ = ["DEFAULT_KMEANS_MAX_FRAMES", "DEFAULT_SPLITS", "FEATURE_BASELINES", "
            "UNIT_METRICS", "EvalSet", "SweepError", "SweepResult", "abx_both", "check_fileids", "layer_groups",
            "load_eval_set", "plot_runs_perplexity", "spread", "sweep", "sweep_models"]
 
-# baselines of the sweep; "random" is the model's architecture with random weights, "noise" Gaussian features
-SWEEP_BASELINES: dict[str, str] = {
-    "mfcc": "MFCC + deltas (39-d), 25 ms windows every 20 ms",
-    "mfcc_cmvn": "MFCC + deltas with per-utterance mean and variance normalisation (CMVN)",
-    "log_mel": "log mel spectrogram (80-d), 25 ms windows every 20 ms",
-    "noise": "Gaussian noise features of the model's width (chance level)",
-    "random": "the same architecture with random weights (seeded), every layer",
-}
-FEATURE_BASELINES = ("mfcc", "mfcc_cmvn", "log_mel", "noise")
-DEFAULT_BASELINES = ("mfcc", "mfcc_cmvn", "random")  # the floors, and the same model with random weights
-DEFAULT_KMEANS_MAX_FRAMES = 50_000
 PLOT_NAMES = {"layers": "layers.png", "phone_given_code": "phone_given_code.png", "tsne": "tsne.png",
               "perplexity": "perplexity.png"}
 MODEL_LABELS = {"spidr": "SpidR", "dinosr": "DinoSR"}
@@ -107,79 +105,64 @@ def _check_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
     return layers
 
 
-def _check_options(baselines: Sequence[str], kmeans_k: int | None,
-                   metrics_jsonl: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[Path]:
-    """Refuse bad options before any work; the metrics logs as a list."""
-    unknown = [b for b in baselines if b not in SWEEP_BASELINES]
-    if unknown:
-        raise SweepError(f"unknown baselines {unknown}; choose from {', '.join(SWEEP_BASELINES)}")
-    if kmeans_k is not None and (isinstance(kmeans_k, bool) or int(kmeans_k) < 2):
-        raise SweepError(f"kmeans_k must be an integer >= 2, got {kmeans_k!r}")
-    runs = [] if metrics_jsonl is None else [metrics_jsonl] if isinstance(metrics_jsonl, (str, os.PathLike)) \
-        else list(metrics_jsonl)
-    for r in runs:
-        if not Path(r).is_file():
-            raise SweepError(f"no metrics file at {r}")
-    return [Path(r) for r in runs]
-
-
 # ------------------------------------------------------------------------------------------- stages
-def _figures(out: Path, main: ModelSweep, random_layers: dict, baseline_rows: dict, *, label: str, title: str,
-             best_layer: int | None, best_codebook: int | None, runs: Sequence[Path], run_labels, model,
-             seed: int, watch: Stopwatch, notes: list[str]) -> dict[str, Figure]:
-    figures: dict[str, Figure] = {}
-    curves = {label: main.layers, **({"random init": random_layers} if random_layers else {})}
+def _figures(out: Path, prep: _Prepared, stages: _Stages, opts: SweepOptions, watch: Stopwatch,
+             notes: list[str]) -> dict[str, Figure]:
+    main, figures = stages.main, {}
+    curves = {prep.label: main.layers, **({"random init": stages.random_layers} if stages.random_layers else {})}
     figures["layers"] = plots.plot_layer_metrics(
-        curves, out / PLOT_NAMES["layers"], title=title,
-        baselines={k: v for k, v in baseline_rows.items() if k in FEATURE_BASELINES})
-    if best_codebook is not None:
+        curves, out / PLOT_NAMES["layers"], title=opts.title or f"{prep.label}: layer sweep on "
+        f"{', '.join(prep.splits)}", baselines={k: v for k, v in stages.baseline_rows.items()
+                                               if k in FEATURE_BASELINES})
+    if stages.best_codebook is not None:
         figures["phone_given_code"] = plots.plot_phone_given_code(
-            main.qualities[best_codebook], out / PLOT_NAMES["phone_given_code"],
-            title=f"P(phone | code), codebook of layer {best_codebook}")
-    if best_layer is not None and best_layer in main.embeddings:
-        emb, phones, speakers = main.embeddings[best_layer]
+            main.qualities[stages.best_codebook], out / PLOT_NAMES["phone_given_code"],
+            title=f"P(phone | code), codebook of layer {stages.best_codebook}")
+    if stages.best_layer is not None and stages.best_layer in main.embeddings:
+        emb, phones, speakers = main.embeddings[stages.best_layer]
         if len(phones) >= 5:
             with watch("tsne"):
-                figures["tsne"] = plots.plot_tsne(emb, phones, speakers, out / PLOT_NAMES["tsne"], seed=seed,
-                                                  title=f"t-SNE of phone embeddings, layer {best_layer}")
+                figures["tsne"] = plots.plot_tsne(emb, phones, speakers, out / PLOT_NAMES["tsne"], seed=opts.seed,
+                                                  title=f"t-SNE of phone embeddings, layer {stages.best_layer}")
+    runs, model = opts.runs, prep.model
     short = [note for note in map(perplexity_note, runs) if note]
     notes.extend(short)
     if runs and not short:  # a run too short for a curve: no figure, and the report's notes say why
         # the maximum V is drawn when the runs are of this model's architecture (same codebook layers)
         same = bool(codebook_layers(model)) and all(run_layers(r) == list(codebook_layers(model)) for r in runs)
         figures["perplexity"] = plot_runs_perplexity(
-            runs, out / PLOT_NAMES["perplexity"], labels=run_labels,
+            runs, out / PLOT_NAMES["perplexity"], labels=opts.run_labels,
             codebook_size=model.cfg.codebook_size if same else None, title="perplexity over training")
     return figures
 
 
-def _info(model, model_info, evalset: EvalSet, *, layers, baselines, kmeans_k, kmeans_max_frames, kmeans_files,
-          corpus_dir, splits, max_files, device, seed) -> dict[str, Any]:
+def _info(prep: _Prepared, opts: SweepOptions) -> dict[str, Any]:
+    model, evalset, seed = prep.model, prep.evalset, opts.seed
     cb_layers = list(codebook_layers(model))
     cfg = getattr(model, "cfg", None)
     codebooks = f", {cfg.num_codebooks} codebooks of {cfg.codebook_size} on layers {cb_layers}" if cb_layers else ""
     return {
-        **{k: v for k, v in model_info.as_dict().items() if v is not None},
+        **{k: v for k, v in prep.model_info.as_dict().items() if v is not None},
         "architecture": f"{model.num_layers} layers of width {model.dim}{codebooks}",
-        "layers": layers,
-        "codebook_layers": [la for la in layers if la in cb_layers],
-        "kmeans_k": kmeans_k,
-        "kmeans_fit": (f"{kmeans_max_frames} frames at most, from {kmeans_files} files of the train split "
-                       f"(seed {seed})") if kmeans_k else None,
-        "corpus": str(Path(corpus_dir).resolve()),
-        "splits": list(splits),
+        "layers": prep.layers,
+        "codebook_layers": [la for la in prep.layers if la in cb_layers],
+        "kmeans_k": opts.kmeans_k,
+        "kmeans_fit": (f"{opts.kmeans_max_frames} frames at most, from {len(prep.kmeans_entries)} files of the "
+                       f"train split (seed {seed})") if opts.kmeans_k else None,
+        "corpus": str(Path(prep.corpus_dir).resolve()),
+        "splits": list(prep.splits),
         "eval_files": len(evalset.entries),
         "eval_seconds": round(evalset.seconds(model.sample_rate), 1),
-        "max_files_per_split": max_files,
+        "max_files_per_split": opts.max_files,
         "abx_items": evalset.num_items,
         "speakers": evalset.speakers,
         "words": evalset.num_words,
-        "baselines": {b: SWEEP_BASELINES[b] for b in baselines},
+        "baselines": {b: SWEEP_BASELINES[b] for b in prep.baselines},
         "abx": "fastabx, triphones (same context), ZeroSpeech subsampling; angular for features, "
                "one-hot (identical) for units, symmetric KL for posteriors; error rate in %",
         "word_map": "MAP@R over words occurring twice or more, time-averaged features, cosine; in %",
         "frame_rate_hz": int(model.frame_rate) if float(model.frame_rate).is_integer() else float(model.frame_rate),
-        "device": str(device),
+        "device": str(opts.device),
         "seed": seed,
         "spidrkit": __version__,
         "torch": torch.__version__,
@@ -195,164 +178,169 @@ def _phone_given_code(main: ModelSweep, layer: int | None) -> dict[str, Any] | N
 
 
 # ------------------------------------------------------------------------------------------- driver
+@dataclass
+class _Prepared:
+    """A sweep resolved before any feature is computed: the model, its layers, the evaluation set."""
+
+    model: Any
+    model_info: Any
+    corpus_dir: str | os.PathLike
+    layers: list[int]
+    splits: list[str]
+    evalset: EvalSet
+    kmeans_entries: list
+    label: str
+    baselines: list[str]
+
+
+@dataclass
+class _Stages:
+    """What the per-layer stages gave: the model's rows, the baselines' rows, the random init's layers."""
+
+    main: ModelSweep
+    baseline_rows: dict[str, Any]
+    random_layers: dict[int, dict[str, Any]]
+    pairs: dict[str, dict[str, float]]
+    probe_info: dict[str, Any]
+    best: tuple | None = None
+    best_layer: int | None = None
+    best_codebook: int | None = None
+
+
+def _prepare(model, corpus_dir: str | os.PathLike, out: Path, opts: SweepOptions, watch: Stopwatch) -> _Prepared:
+    baselines = list(dict.fromkeys(opts.baselines or ()))
+    with watch("load_model"):
+        model, model_info = _resolve_model(model, opts.device)
+    if "random" in baselines and getattr(model, "cfg", None) is None:
+        raise SweepError(f"the random-weights baseline needs a model built from a config, not a "
+                         f"{type(model).__name__}")
+    layers = _check_layers(opts.layers, model.num_layers)
+    splits = resolve_splits(corpus_dir, opts.splits)
+    with watch("load_corpus"):
+        evalset = load_eval_set(corpus_dir, splits, out / "eval", opts.max_files)
+        kmeans_entries = (train_subset(corpus_dir, model, opts.kmeans_max_frames, opts.seed)
+                          if opts.kmeans_k else [])
+    label = opts.label or MODEL_LABELS.get(model_info.variant, model_info.variant)
+    return _Prepared(model, model_info, corpus_dir, layers, splits, evalset, kmeans_entries, label, baselines)
+
+
+def _stages(prep: _Prepared, opts: SweepOptions, out: Path, stage: Progress) -> _Stages:
+    """The model's layers, the feature floors, the random init's layers, the probes (each a bar step)."""
+    model, evalset, layers, seed = prep.model, prep.evalset, prep.layers, opts.seed
+    common = {"max_memory_gb": opts.max_memory_gb, "seed": seed, "device": opts.device}
+    kmeans = KMeansPlan(int(opts.kmeans_k), prep.kmeans_entries, opts.kmeans_max_frames, out / "kmeans",
+                        prep.model_info.model_id) if opts.kmeans_k else None
+    embeddings = tsne_per_phone(evalset.phones, evalset.speaker_of, opts.tsne_points) if opts.tsne_points else None
+    main = sweep_layers(model, evalset, layers, LayerPlan(True, opts.posteriors, kmeans, embeddings), stage,
+                        name="model", **common)
+    pairs: dict[str, dict[str, float]] = {}
+    rows = feature_baselines([b for b in prep.baselines if b in FEATURE_BASELINES], model, evalset, stage,
+                             seed=seed, device=opts.device, pairs=pairs)
+    random_layers: dict[int, dict[str, Any]] = {}
+    if "random" in prep.baselines:
+        random_sweep = sweep_layers(random_like(model, seed), evalset, layers, LayerPlan(codebook=False), stage,
+                                    name="random", **common)
+        random_layers = random_sweep.layers
+        best_random = best_layer_by_abx({str(k): v for k, v in random_layers.items()})
+        best_random_layer = int(best_random[0]) if best_random else layers[0]
+        rows[f"random init (L{best_random_layer})"] = random_layers[best_random_layer]
+        pairs[f"random init (L{best_random_layer})"] = random_sweep.voice_pairs.get(best_random_layer, {})
+    probe_info = {}
+    if opts.probe:
+        stage.bar.set_postfix_str("linear probes")
+        with stage.watch("probe"):
+            probe_info = add_probe_columns(model, prep.corpus_dir, layers, rows=main.layers, baseline_rows=rows,
+                                           random_rows=random_layers, max_files=opts.max_files,
+                                           progress=opts.progress, seed=seed, max_memory_gb=opts.max_memory_gb)
+    stages = _Stages(main, rows, random_layers, pairs, probe_info)
+    stages.best = best_layer_by_abx({str(k): v for k, v in main.layers.items()})
+    stages.best_layer = int(stages.best[0]) if stages.best else None
+    stages.best_codebook = (max(main.qualities, key=lambda la: main.qualities[la]["pnmi"])
+                            if main.qualities else None)
+    return stages
+
+
+def _result(prep: _Prepared, stages: _Stages, opts: SweepOptions, watch: Stopwatch, notes: list[str],
+            figures: dict[str, Figure]) -> SweepResult:
+    main, best_layer, pairs = stages.main, stages.best_layer, stages.pairs
+    info = {**_info(prep, opts), **main.abx_counts, **stages.probe_info}
+    if best_layer is not None:
+        pairs = {f"L{best_layer} (best)": main.voice_pairs.get(best_layer, {}), **pairs}
+    return SweepResult(
+        info=info, layers=main.layers, baselines=stages.baseline_rows,
+        units={**main.codebook, **main.posteriors, **main.kmeans}, best_layer=best_layer,
+        best_layer_mean_abx=stages.best[1] if stages.best else None, best_codebook_layer=stages.best_codebook,
+        random_init_layers=stages.random_layers, phone_given_code=_phone_given_code(main, stages.best_codebook),
+        voice_pairs=pair_table(pairs, seen_voices(prep.corpus_dir)),
+        timings_s=watch.rounded(), figures=figures, eval_dir=prep.evalset.root, notes=notes,
+        title=opts.title or f"{prep.label} layer sweep ({prep.model_info.model_id})",
+    )
+
+
+def _bar_steps(prep: _Prepared, opts: SweepOptions) -> int:
+    """Progress steps: loading, each layer pass, each floor, the random init's layers, the figures."""
+    cb_layers = [la for la in prep.layers if la in codebook_layers(prep.model)]
+    steps = 1 + len(prep.layers) + len(cb_layers) + (len(prep.layers) if opts.kmeans_k else 0) + 1
+    return steps + len([b for b in prep.baselines if b in FEATURE_BASELINES]) + (
+        len(prep.layers) if "random" in prep.baselines else 0)
+
+
 @threads_like_torch
-def sweep(
-    model,
-    corpus_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    splits: Sequence[str] | None = None,
-    layers: Sequence[int] | None = None,
-    kmeans_k: int | None = None,
-    kmeans_max_frames: int = DEFAULT_KMEANS_MAX_FRAMES,
-    baselines: Sequence[str] = DEFAULT_BASELINES,
-    posteriors: bool = False,
-    max_files: int | None = None,
-    device: str = "cpu",
-    metrics_jsonl: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
-    run_labels: Sequence[str] | None = None,
-    title: str | None = None,
-    seed: int = 0,
-    max_memory_gb: float = 4.0,
-    tsne_points: int = 1000,
-    progress: bool = True,
-    notes: Sequence[str] = (),
-    probe: bool = False,
-    label: str | Sequence[str | None] | None = None,
-) -> dict[str, Any]:
-    """Evaluate every layer of ``model`` on the ``splits`` of ``corpus_dir``; write the report and figures.
+def sweep(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, options: SweepOptions | None = None,
+          **overrides: Any) -> dict[str, Any]:
+    """Evaluate every layer of ``model`` on the splits of ``corpus_dir``; write the report, then the figures.
 
     :param model: a :class:`~spidrkit.models.interface.SpeechEncoder` such as
-        :class:`~spidrkit.models.spidr.SpidR` (moved to ``device``, as ``Module.to`` does), a
-        :class:`~spidrkit.checkpoints.Loaded`, a checkpoint path, a published name or ``random:PRESET``.
+        :class:`~spidrkit.models.spidr.SpidR` (moved to the device, as ``Module.to`` does), a
+        :class:`~spidrkit.checkpoints.Loaded`, a checkpoint path, a published name or ``random:PRESET``; or a
+        list of them (a multi-model report, :func:`sweep_models`; ``label`` then a list).
     :param corpus_dir: an aligned corpus (see :mod:`~spidrkit.evaluation.sweep.evalset`); ``train`` is needed
-        only for k-means.
+        only for k-means and the probes.
     :param out_dir: receives ``report.json``, ``report.md``, the PNG figures, ``eval/`` (the merged
         annotations) and, with ``kmeans_k``, ``kmeans/`` (the centroids of every layer).
-    :param splits: the evaluation splits, merged (default: ``dev`` and ``heldout``, or ``dev`` alone, with a
-        warning, for a corpus built without a held-out voice).
-    :param layers: 1-based layers to evaluate (default: all).
-    :param kmeans_k: also fit k-means with this many centroids on every layer (on at most
-        ``kmeans_max_frames`` frames of the train split) and score its units.
-    :param baselines: any of :data:`SWEEP_BASELINES` (``mfcc``, ``log_mel``, ``noise``, ``random``).
-    :param posteriors: also score the codebook heads' posteriors (ABX with the symmetric KL divergence).
-    :param max_files: at most this many files per split (evenly spaced in file-id order).
-    :param metrics_jsonl: one or more training runs' ``metrics.jsonl`` for the perplexity figure, labelled by
-        ``run_labels`` (default: their folder names). A log with fewer than 2 perplexity records (a run that
-        ended before its second logging step) gives no figure and a note in the report, not an error.
-    :param notes: sentences for the report's notes (e.g. why a figure is missing), before the sweep's own
-        (a perplexity figure not drawn, ABX on fewer than :data:`MIN_ABX_CELLS` cells).
-    :param max_memory_gb: bound on the features held in memory at once.
-    :param tsne_points: about this many phone instances in the t-SNE figure (0: no figure); the paper's 10
-        per speaker and phone, fewer when that would exceed it (t-SNE time grows quickly with the points).
-    :param probe: also the linear phone and speaker probes (:mod:`~spidrkit.evaluation.metrics.probe`) of every layer
-        and baseline: columns ``probe_acc``, ``probe_per``, ``speaker_acc`` (intervals ``*_ci`` in the JSON)
-        and a panel of the layers figure. Needs the corpus' ``train`` (or ``dev``) and ``heldout`` splits.
-    :param label: the model's name in tables and figures (default: from its provenance, e.g. SpidR).
-    :param model: also a list of models (a multi-model report, :func:`sweep_models`; ``label`` then a list).
+    :param options: a :class:`~spidrkit.evaluation.sweep.options.SweepOptions`, and/or its fields as keywords,
+        each checked before the model or the corpus is read: ``splits`` (merged; default ``dev`` and
+        ``heldout``, or ``dev`` alone with a warning), ``layers`` (1-based; default all), ``kmeans_k`` (also
+        k-means units of every layer, fitted on at most ``kmeans_max_frames`` frames of the train split),
+        ``baselines`` (any of :data:`SWEEP_BASELINES`), ``posteriors`` (ABX of the codebook heads' posteriors,
+        symmetric KL), ``max_files`` (per split, evenly spaced in file-id order), ``metrics_jsonl`` /
+        ``run_labels`` (training logs for the perplexity figure; one too short for a curve gives a note, not
+        an error), ``notes`` (sentences for the report), ``max_memory_gb`` (features held at once),
+        ``tsne_points`` (phone instances in the t-SNE figure; 0: none), ``probe`` (linear phone and speaker
+        probes, :mod:`~spidrkit.evaluation.metrics.probe`), ``label`` (the model's name in tables).
     :returns: the results as written in ``report.json["results"]`` (:func:`~spidrkit.evaluation.sweep.report.
-        sweep_results` of the :class:`SweepResult`: ``info``, ``layers``, ``baselines``, ``units``,
-        ``best_layer``, ``timings_s``...), plus ``outputs``: the paths written (each figure as a path-like
+        sweep_results`), plus ``outputs``: the paths written (each figure as a path-like
         :class:`~spidrkit.evaluation.plots.figures.Figure`, which also holds the data it draws).
     """
+    opts = sweep_options(options, **overrides)
     if isinstance(model, list | tuple) and not isinstance(model, Loaded):  # (a Loaded is a named tuple)
-        return sweep_models(model, corpus_dir, out_dir, labels=label, splits=splits, layers=layers,
-                            kmeans_k=kmeans_k, kmeans_max_frames=kmeans_max_frames, baselines=baselines,
-                            posteriors=posteriors, max_files=max_files, device=device, metrics_jsonl=metrics_jsonl,
-                            run_labels=run_labels, title=title, seed=seed, max_memory_gb=max_memory_gb,
-                            tsne_points=tsne_points, progress=progress, notes=notes, probe=probe)
-    watch = Stopwatch()
+        return sweep_models(model, corpus_dir, out_dir, dataclasses.replace(opts, label=None), labels=opts.label)
+    watch, out, figure_notes = Stopwatch(), Path(out_dir), []
     with watch("total"):
-        out = Path(out_dir)
-        baselines = list(dict.fromkeys(baselines or ()))
-        runs = _check_options(baselines, kmeans_k, metrics_jsonl)
-        with watch("load_model"):
-            model, model_info = _resolve_model(model, device)
-        if "random" in baselines and getattr(model, "cfg", None) is None:
-            raise SweepError(f"the random-weights baseline needs a model built from a config, not a "
-                             f"{type(model).__name__}")
-        layers = _check_layers(layers, model.num_layers)
-        splits = resolve_splits(corpus_dir, splits)
-        with watch("load_corpus"):
-            evalset = load_eval_set(corpus_dir, splits, out / "eval", max_files)
-            kmeans_entries = train_subset(corpus_dir, model, kmeans_max_frames, seed) if kmeans_k else []
-        label = label or MODEL_LABELS.get(model_info.variant, model_info.variant)
-        cb_layers = [la for la in layers if la in codebook_layers(model)]
-        feature_kinds = [b for b in baselines if b in FEATURE_BASELINES]
-
-        # per-layer steps; each model pass adds its own step when the layer groups are known
-        steps = 1 + len(layers) + len(cb_layers) + (len(layers) if kmeans_k else 0) + 1
-        steps += len(feature_kinds) + (len(layers) if "random" in baselines else 0)
-        bar = tqdm(total=steps, desc="sweep", unit="step", disable=not progress)
-        stage = Progress(watch, bar, progress)
-        sweep_options = {"max_memory_gb": max_memory_gb, "seed": seed, "device": device}
-        notes = list(notes)
+        prep = _prepare(model, corpus_dir, out, opts, watch)
+        bar = tqdm(total=_bar_steps(prep, opts), desc="sweep", unit="step", disable=not opts.progress)
         try:
             bar.update(1)
-            kmeans = KMeansPlan(int(kmeans_k), kmeans_entries, kmeans_max_frames, out / "kmeans",
-                                model_info.model_id) if kmeans_k else None
-            embeddings = tsne_per_phone(evalset.phones, evalset.speaker_of, tsne_points) if tsne_points else None
-            main = sweep_layers(model, evalset, layers, LayerPlan(True, posteriors, kmeans, embeddings), stage,
-                                name="model", **sweep_options)
-            pairs: dict[str, dict[str, float]] = {}
-            baseline_rows = feature_baselines(feature_kinds, model, evalset, stage, seed=seed, device=device,
-                                               pairs=pairs)
-            random_layers: dict[int, dict[str, Any]] = {}
-            if "random" in baselines:
-                random_sweep = sweep_layers(random_like(model, seed), evalset, layers, LayerPlan(codebook=False),
-                                            stage, name="random", **sweep_options)
-                random_layers = random_sweep.layers
-                best_random = best_layer_by_abx({str(k): v for k, v in random_layers.items()})
-                best_random_layer = int(best_random[0]) if best_random else layers[0]
-                baseline_rows[f"random init (L{best_random_layer})"] = random_layers[best_random_layer]
-                pairs[f"random init (L{best_random_layer})"] = random_sweep.voice_pairs.get(best_random_layer, {})
-            probe_info = {}
-            if probe:
-                bar.set_postfix_str("linear probes")
-                with watch("probe"):
-                    probe_info = add_probe_columns(model, corpus_dir, layers, rows=main.layers,
-                                                   baseline_rows=baseline_rows, random_rows=random_layers,
-                                                   max_files=max_files, progress=progress, seed=seed,
-                                                   max_memory_gb=max_memory_gb)
-
-            best = best_layer_by_abx({str(k): v for k, v in main.layers.items()})
-            best_layer = int(best[0]) if best else None
-            best_codebook = max(main.qualities, key=lambda la: main.qualities[la]["pnmi"]) if main.qualities else None
+            stages = _stages(prep, opts, out, Progress(watch, bar, opts.progress))
+            cells = [w for w in (few_cells_warning(k[4:-6], n, stages.main.abx_counts[k[:-6] + "_triplets"])
+                                 for k, n in stages.main.abx_counts.items() if k.endswith("_cells") and n) if w]
+            # the results reach disk before any figure is drawn: a figure that fails loses no number
+            write_sweep_report(out, _result(prep, stages, opts, watch, [*opts.notes, *cells], {}))
             bar.set_postfix_str("figures")
             with watch("plots"):
-                figures = _figures(out, main, random_layers, baseline_rows, label=label,
-                                   title=title or f"{label}: layer sweep on {', '.join(splits)}",
-                                   best_layer=best_layer, best_codebook=best_codebook, runs=runs,
-                                   run_labels=run_labels, model=model, seed=seed, watch=watch, notes=notes)
+                figures = _figures(out, prep, stages, opts, watch, figure_notes)
             bar.update(1)
         finally:
             bar.close()
-        info = _info(model, model_info, evalset, layers=layers, baselines=baselines, kmeans_k=kmeans_k,
-                     kmeans_max_frames=kmeans_max_frames, kmeans_files=len(kmeans_entries), corpus_dir=corpus_dir,
-                     splits=splits, max_files=max_files, device=device, seed=seed)
-        info.update(main.abx_counts)
-        info.update(probe_info)
-        if best_layer is not None:
-            pairs = {f"L{best_layer} (best)": main.voice_pairs.get(best_layer, {}), **pairs}
-        notes += [w for w in (few_cells_warning(k[4:-6], n, main.abx_counts[k[:-6] + "_triplets"])
-                              for k, n in main.abx_counts.items() if k.endswith("_cells") and n) if w]
-    result = SweepResult(
-        info=info, layers=main.layers, baselines=baseline_rows,
-        units={**main.codebook, **main.posteriors, **main.kmeans}, best_layer=best_layer,
-        best_layer_mean_abx=best[1] if best else None, best_codebook_layer=best_codebook,
-        random_init_layers=random_layers, phone_given_code=_phone_given_code(main, best_codebook),
-        voice_pairs=pair_table(pairs, seen_voices(corpus_dir)),
-        timings_s=watch.rounded(), figures=figures, eval_dir=evalset.root, notes=notes,
-        title=title or f"{label} layer sweep ({model_info.model_id})",
-    )
+    result = _result(prep, stages, opts, watch, [*opts.notes, *figure_notes, *cells], figures)
     json_path, md_path = write_sweep_report(out, result)
-    outputs = {"report_json": json_path, "report_md": md_path, "eval": evalset.root, **result.figures}
+    outputs = {"report_json": json_path, "report_md": md_path, "eval": prep.evalset.root, **result.figures}
     return {**sweep_results(result), "outputs": outputs}
 
 
-def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-                 labels: Sequence[str | None] | None = None, title: str | None = None,
-                 device: str = "cpu", **options) -> dict[str, Any]:
+def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                 options: SweepOptions | None = None, *, labels: Sequence[str | None] | None = None,
+                 **overrides: Any) -> dict[str, Any]:
     """Several models side by side (the paper's Figure 7): each of ``models`` (anything :func:`sweep` takes)
     swept with the same ``options`` on the same evaluation set into ``OUT/models/LABEL/`` (its own complete
     single-model report), and ONE report in ``OUT``: ``results`` = ``{"info", "models": {label: that model's
@@ -364,6 +352,8 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
     """
     from spidrkit.evaluation.sweep.report import COMPARISON_METRICS, compare_models, render_comparison, write_report
 
+    opts = sweep_options(options, **overrides)
+    device, title = opts.device, opts.title
     models = list(models)
     labels = [None] * len(models) if labels is None else [labels] if isinstance(labels, str) else list(labels)
     if not models or len(labels) != len(models):
@@ -378,9 +368,9 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
     for name, model in zip(names, loaded):
         folder = out / "models" / ("".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model")
         with watch(name):
-            kept = [b for b in options.get("baselines", DEFAULT_BASELINES)  # random weights need a config
+            kept = [b for b in opts.baselines  # random weights need a config
                     if b != "random" or getattr(model.model, "cfg", None) is not None]
-            res = sweep(model, corpus_dir, folder, label=name, device=device, **{**options, "baselines": kept})
+            res = sweep(model, corpus_dir, folder, dataclasses.replace(opts, label=name, baselines=kept, title=None))
         res["report"] = os.path.relpath(res.pop("outputs")["report_md"], out)
         results[name] = res
     comparison = compare_models(results)
