@@ -252,14 +252,16 @@ LAYERS = {
     "config": set(),
     "io": set(),
     "runtime": set(),
+    "retry": set(),
+    "hub": {"retry"},
     "models": {"config"},
-    "encoders": {"models", "config", "io", "runtime"},
-    "checkpoints": {"encoders", "models", "config", "io", "runtime"},
-    "data": {"models", "config", "io", "runtime"},
-    "extraction": {"checkpoints", "encoders", "data", "models", "config", "io", "runtime"},
-    "lm": {"extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime"},
-    "evaluation": {"lm", "extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime"},
-    "training": {"checkpoints", "data", "models", "config", "io", "runtime"},
+    "encoders": {"models", "config", "io", "runtime", "hub", "retry"},
+    "checkpoints": {"encoders", "models", "config", "io", "runtime", "hub", "retry"},
+    "data": {"models", "config", "io", "runtime", "hub", "retry"},
+    "extraction": {"checkpoints", "encoders", "data", "models", "config", "io", "runtime", "hub", "retry"},
+    "lm": {"extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime", "hub", "retry"},
+    "evaluation": {"lm", "extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime", "hub", "retry"},
+    "training": {"checkpoints", "data", "models", "config", "io", "runtime", "hub", "retry"},
 }
 
 

@@ -75,6 +75,12 @@ def cache(tmp_path, monkeypatch, published):
     return tmp_path / "cache"
 
 
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch):
+    """Retries without their pauses (the retry helper is timed in tests/test_hub.py)."""
+    monkeypatch.setattr("spidrkit.retry.FIRST_DELAY_S", 0.0)
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
