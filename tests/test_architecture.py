@@ -245,7 +245,8 @@ def test_extraction_and_evaluation_do_not_import_training():
 
 
 # the layers of docs/design.md: what each package may import (the package itself, ``spidrkit`` for
-# ``__version__``, ``spidrkit.errors`` and ``spidrkit.lazy`` are always allowed); demo and cli sit on top and may import anything
+# ``__version__``, ``spidrkit.errors`` and ``spidrkit.lazy`` are always allowed); demo and cli sit on top and may
+# import anything. ``retry`` (backoff) and ``hub`` (the Hugging Face Hub) are base modules like ``io``.
 LAYERS = {
     "errors": set(),
     "lazy": set(),
@@ -260,7 +261,8 @@ LAYERS = {
     "data": {"models", "config", "io", "runtime", "hub", "retry"},
     "extraction": {"checkpoints", "encoders", "data", "models", "config", "io", "runtime", "hub", "retry"},
     "lm": {"extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime", "hub", "retry"},
-    "evaluation": {"lm", "extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime", "hub", "retry"},
+    "evaluation": {"lm", "extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime", "hub",
+                   "retry"},
     "training": {"checkpoints", "data", "models", "config", "io", "runtime", "hub", "retry"},
 }
 

@@ -216,16 +216,19 @@ def _upload_error(repo_id: str, error: Exception) -> HubError | None:
     return None
 
 
-def upload(folder: str | os.PathLike, repo_id: str, *, private: bool = False, message: str = "spidrkit push") -> str:
-    """Create the model repo ``repo_id`` when it is missing (``private`` then), commit the files of ``folder`` to
-    its main branch; returns the commit's address. The token: ``HF_TOKEN`` (or a saved login)."""
+def upload(folder: str | os.PathLike, repo_id: str, files: list[str], *, private: bool = False,
+           message: str = "spidrkit push") -> str:
+    """Create the model repo ``repo_id`` when it is missing (``private`` then), commit the ``files`` of ``folder``
+    (names or ``fnmatch`` patterns) to its main branch; returns the commit's address. The token: ``HF_TOKEN``
+    (or a saved login)."""
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint())
 
     def once() -> str:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=message)
+        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=message,
+                                 allow_patterns=files)
         return str(getattr(info, "commit_url", None) or f"{endpoint()}/{repo_id}")
 
     try:

@@ -20,10 +20,10 @@ FIRST_DELAY_S = 1.0  # the pause before the second try; doubled before each late
 
 def with_retries[T](fn: Callable[[], T], transient: Callable[[BaseException], bool], what: str, *,
                     attempts: int | None = None, first_delay: float | None = None,
-                    sleep: Callable[[float], None] = time.sleep) -> T:
+                    sleep: Callable[[float], None] | None = None) -> T:
     """``fn()``, tried again after ``first_delay``, ``2 * first_delay``, ... seconds while it raises an exception
     that ``transient`` accepts, ``attempts`` tries in all (defaults: :data:`ATTEMPTS`, :data:`FIRST_DELAY_S`).
-    Each retry is logged (``what`` names the operation)."""
+    Each retry is logged (``what`` names the operation); ``sleep`` defaults to :func:`time.sleep`."""
     attempts = ATTEMPTS if attempts is None else attempts
     delay = FIRST_DELAY_S if first_delay is None else first_delay
     for attempt in range(1, max(attempts, 1) + 1):
@@ -32,8 +32,8 @@ def with_retries[T](fn: Callable[[], T], transient: Callable[[BaseException], bo
         except Exception as e:
             if attempt >= attempts or not transient(e):
                 raise
-            logger.warning("%s failed (%s); try %d of %d in %.1f s", what, " ".join(str(e).split()),
+            logger.warning("%s failed (%s); try %d of %d in %g s", what, " ".join(str(e).split())[:300],
                            attempt + 1, attempts, delay)
-            sleep(delay)
+            (sleep or time.sleep)(delay)
             delay *= 2
     raise AssertionError("unreachable")  # the loop returns or raises

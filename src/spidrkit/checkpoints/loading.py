@@ -91,16 +91,17 @@ def load_checkpoint(
     TOML file) supplies what the weights of a foreign file cannot tell (strides, heads, dropouts).
     """
     path = Path(path)
-    return _from_raw(path, _read(path), variant, config)
+    return from_raw(path, read_raw(path), variant, config)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_raw(path: Path) -> dict[str, Any]:
     """The raw content of a spidrkit model directory or of a checkpoint file (no code runs)."""
     return read_model_dir(path) if is_model_dir(path) else read_checkpoint(path)
 
 
-def _from_raw(path: Path, raw: dict[str, Any], variant: str | None, config: Config | str | os.PathLike | None
-              ) -> tuple[Config, dict[str, torch.Tensor], CheckpointInfo]:
+def from_raw(path: Path, raw: dict[str, Any], variant: str | None, config: Config | str | os.PathLike | None
+             ) -> tuple[Config, dict[str, torch.Tensor], CheckpointInfo]:
+    """:func:`load_checkpoint` of what :func:`read_raw` read from ``path``."""
     model_dir = is_model_dir(path)
     base = _as_config(config)
     sd = state_dict_of(raw)
@@ -304,13 +305,13 @@ def _load_local(p: Path, name: str, device: str | torch.device, variant: str | N
         p = latest
     if p.suffix == ".toml" and p.is_file():
         raise _not_a_model(name)
-    raw = _read(p)
+    raw = read_raw(p)
     sd = state_dict_of(raw)
     if fairseq_family(raw, sd) is not None:
         model = _encoder(lambda: load_fairseq_encoder(raw, sd, p, normalization), str(p), variant, config)
         return Loaded(model.to(device), CheckpointInfo("fairseq", model.family, str(p.resolve()), file_sha256(p)))
     _spidr_normalization(normalization, p)
-    cfg, sd, info = _from_raw(p, raw, variant, config)
+    cfg, sd, info = from_raw(p, raw, variant, config)
     model = build_model(cfg, sd, str(p))
     return Loaded(model.to(device), info)
 

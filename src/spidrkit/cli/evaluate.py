@@ -109,7 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "across and word MAP per layer, codebook (and k-means) units, baselines, figures; writes "
                        "OUT/report.json and OUT/report.md.")
     p.add_argument("--model", required=True, action="append",
-                   help="checkpoint or model directory, a published model (spidr_base, ...), or "
+                   help="checkpoint or model directory, a published model (spidr_base, ...), a Hub repo id "
+                   "(OWNER/NAME[@REVISION]), or "
                    "random:PRESET_OR_TOML (RANDOM weights, for testing only); repeat it to compare several models")
     p.add_argument("--label", action="append", default=None, metavar="NAME",
                    help="name of each --model in tables and figures, in order (default: from its provenance)")
