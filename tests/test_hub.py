@@ -19,6 +19,7 @@ from hub_standin import StandInHub
 from spidrkit.checkpoints import CheckpointError, load, push
 from spidrkit.checkpoints.run import FORMAT, checkpoint_path, save_checkpoint
 from spidrkit.cli import main as cli_main
+from spidrkit.cli.slm import load_unit_lm
 from spidrkit.config import load_config
 from spidrkit.encoders import HFEncoder
 from spidrkit.extraction.features_io import iter_feature_files, load_features
@@ -290,6 +291,8 @@ def test_a_unit_lm_by_repo_id_a_model_folder_or_a_run(hf, tmp_path):
     assert (info["path"], info["which"], info["step"]) == (f"hf://someuser/unit-lm@{folder_commit}", "repo", 5)
     _, _, info = load_lm("someuser/unit-lm-run", which="last")
     assert (info["path"], info["step"]) == (f"hf://someuser/unit-lm-run@{run_commit}/last", 7)
+    _, _, info = load_unit_lm("someuser/unit-lm-run")  # what `evaluate slm --lm` loads: the run's best/
+    assert (info["path"], info["step"]) == (f"hf://someuser/unit-lm-run@{run_commit}/best", 5)
     with pytest.raises(CheckpointError, match=r"a unit language model folder \(spidrkit lm train\): pass it to --lm"):
         load("someuser/unit-lm")
 
