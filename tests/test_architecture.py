@@ -246,21 +246,24 @@ def test_extraction_and_evaluation_do_not_import_training():
 
 # the layers of docs/design.md: what each package may import (the package itself, ``spidrkit`` for
 # ``__version__``, ``spidrkit.errors`` and ``spidrkit.lazy`` are always allowed); demo and cli sit on top and may
-# import anything
+# import anything. ``retry`` (backoff) and ``hub`` (the Hugging Face Hub) are base modules like ``io``.
 LAYERS = {
     "errors": set(),
     "lazy": set(),
     "config": set(),
     "io": set(),
     "runtime": set(),
+    "retry": set(),
+    "hub": {"retry"},
     "models": {"config"},
-    "encoders": {"models", "config", "io", "runtime"},
-    "checkpoints": {"encoders", "models", "config", "io", "runtime"},
-    "data": {"models", "config", "io", "runtime"},
-    "extraction": {"checkpoints", "encoders", "data", "models", "config", "io", "runtime"},
-    "lm": {"extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime"},
-    "evaluation": {"lm", "extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime"},
-    "training": {"checkpoints", "data", "models", "config", "io", "runtime"},
+    "encoders": {"models", "config", "io", "runtime", "hub", "retry"},
+    "checkpoints": {"encoders", "models", "config", "io", "runtime", "hub", "retry"},
+    "data": {"models", "config", "io", "runtime", "hub", "retry"},
+    "extraction": {"checkpoints", "encoders", "data", "models", "config", "io", "runtime", "hub", "retry"},
+    "lm": {"extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime", "hub", "retry"},
+    "evaluation": {"lm", "extraction", "checkpoints", "encoders", "data", "models", "config", "io", "runtime", "hub",
+                   "retry"},
+    "training": {"checkpoints", "data", "models", "config", "io", "runtime", "hub", "retry"},
 }
 
 

@@ -32,10 +32,15 @@ SMALL = ["model.conv_dim=32", "model.dim=128", "model.num_heads=2", "model.ffn_d
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves the files of ``server.root`` (``Range: bytes=N-`` honoured), counting the requests."""
+    """Serves the files of ``server.root`` (``Range: bytes=N-`` honoured), counting the requests; the next
+    ``server.fail`` requests get HTTP 503."""
 
     def do_GET(self):
         self.server.requests.append((self.path, self.headers.get("Range")))
+        if self.server.fail:
+            self.server.fail -= 1
+            self.send_error(503, "Service Unavailable")
+            return
         path = self.server.root / self.path.lstrip("/")
         if not path.is_file():
             self.send_error(404, "Not Found")
@@ -59,7 +64,7 @@ def published(tmp_path_factory):
     model = SpidR(load_config("tiny", SMALL).model).eval()
     torch.save({"model": model.state_dict()}, root / "spidr_base.pt")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.root, server.requests = root, []
+    server.root, server.requests, server.fail = root, [], 0
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", server, model
@@ -72,7 +77,14 @@ def cache(tmp_path, monkeypatch, published):
     monkeypatch.setenv("SPIDRKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SPIDRKIT_WEIGHTS_URL", published[0])
     published[1].requests.clear()
+    published[1].fail = 0
     return tmp_path / "cache"
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch):
+    """Retries without their pauses (the retry helper is timed in tests/test_hub.py)."""
+    monkeypatch.setattr("spidrkit.retry.FIRST_DELAY_S", 0.0)
 
 
 def _closed_port() -> int:
@@ -166,6 +178,40 @@ def test_no_network_says_the_url_the_error_and_where_to_place_the_file(cache, mo
         f"network, download it elsewhere and place it at {target} (or set SPIDRKIT_CACHE to the folder holding "
         "dinosr_base_original.ckpt)")
     assert not target.exists() and not (cache / "dinosr_base_original.ckpt.part").exists()
+
+
+def test_a_server_error_is_retried_with_backoff(cache, published, monkeypatch):
+    sleeps = []
+    monkeypatch.setattr("spidrkit.retry.FIRST_DELAY_S", 0.25)
+    monkeypatch.setattr("time.sleep", sleeps.append)
+    published[1].fail = 2
+    target = fetch_weights("spidr_base", progress=False)
+    assert published[1].requests == [("/spidr_base.pt", None)] * 3 and sleeps == [0.25, 0.5]
+    assert target.read_bytes() == (published[1].root / "spidr_base.pt").read_bytes()
+    published[1].fail = 3  # every try fails: one line, exit 75 (try again later)
+    with pytest.raises(WeightsUnavailableError, match=r"cannot download .*/dinosr_base_reproduced.pt \(HTTP 503 "):
+        fetch_weights("dinosr_base_reproduced", progress=False)
+    assert len(published[1].requests) == 6
+
+
+def test_a_pinned_sha256_is_checked_before_the_file_enters_the_cache(cache, published, monkeypatch):
+    from dataclasses import replace
+
+    good = hashlib.sha256((published[1].root / "spidr_base.pt").read_bytes()).hexdigest()
+    spec = NAMED_WEIGHTS["spidr_base"]
+    monkeypatch.setitem(NAMED_WEIGHTS, "spidr_base", replace(spec, sha256="0" * 64))
+    with pytest.raises(CheckpointError) as e:
+        fetch_weights("spidr_base", progress=False)
+    assert str(e.value) == (
+        f"{published[0]}/spidr_base.pt: the download's SHA-256 {good} differs from the published {'0' * 64}; it was "
+        "deleted: the server gave another file (check SPIDRKIT_WEIGHTS_URL), try again later")
+    assert sorted(p.name for p in cache.iterdir()) == []  # no file, no .part: nothing under a final name
+    monkeypatch.setitem(NAMED_WEIGHTS, "spidr_base", replace(spec, sha256=good))
+    target = fetch_weights("spidr_base", progress=False)
+    assert json.loads((cache / "weights.json").read_text())["spidr_base.pt"]["sha256"] == good
+    target.write_bytes(target.read_bytes()[:-1] + b"x")  # later loads check the pinned digest too
+    with pytest.raises(CheckpointError, match=f"differs from {good} \\(published\\)"):
+        fetch_weights("spidr_base", progress=False)
 
 
 def test_a_missing_file_on_the_server_is_a_usage_error(cache, published):

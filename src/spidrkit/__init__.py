@@ -4,6 +4,7 @@ The Python API mirrors the ``spidrkit`` command line::
 
     import spidrkit
     model, info = spidrkit.load("spidr_base")             # published weights (cached, verified), or a file
+    model, info = spidrkit.load("OWNER/NAME")             # a Hugging Face Hub repo (docs/hub.md)
     feats = model.layer_outputs(wav, layers=[6])[6]        # (B, T, 768) at 50 Hz, layers 1-based
     out = spidrkit.speech_to_units(model, wav, layer=6)    # {"dense": (T, D), "units": (N,), "durations": (N,)}
     spidrkit.extract(model, "dev.csv", "feats/", layers=[6], units="codebook", provenance=info)
@@ -28,6 +29,7 @@ _LAZY = {
     "load": "spidrkit.checkpoints",
     "load_model": "spidrkit.checkpoints",
     "convert": "spidrkit.checkpoints",
+    "push": "spidrkit.checkpoints",
     "fetch_weights": "spidrkit.checkpoints",
     "NAMED_WEIGHTS": "spidrkit.checkpoints",
     "SpeechEncoder": "spidrkit.models.interface",

@@ -6,6 +6,8 @@ spidrkit formats, provenance, writing spidrkit files, and pretraining-run checkp
 - :func:`convert` rewrites any of them as a self-describing spidrkit ``.pt`` / ``.safetensors`` file or
   model directory (``config.json`` + ``model.safetensors``);
 - :func:`fetch_weights`: the published checkpoints by name (:data:`NAMED_WEIGHTS`), cached and verified;
+- :func:`push`: a model as a Hugging Face Hub repo (model folder + model card); :func:`load` reads it back by
+  repo id (``docs/hub.md``);
 - :mod:`spidrkit.checkpoints.run`: the checkpoints of a pretraining run (atomic, pruned, resumable);
 - :class:`CheckpointError`: the one error of all of the above.
 
@@ -13,7 +15,8 @@ Modules: :mod:`~.reading` (files in, no code run), :mod:`~.contents` (state dict
 checkpoint), :mod:`~.released` (architecture from shapes), :mod:`~.fairseq` (original DinoSR, bias
 folding), :mod:`~.native` (spidrkit files and model directories in and out), :mod:`~.named` (published
 weights: download, cache, hashes), :mod:`~.provenance` (:class:`CheckpointInfo`,
-:class:`Loaded`, weight hashes), :mod:`~.loading` (the entry points), :mod:`~.run` (run checkpoints).
+:class:`Loaded`, weight hashes), :mod:`~.loading` (the entry points), :mod:`~.run` (run checkpoints),
+:mod:`~.publish` and :mod:`~.card` (``spidrkit push`` and its model card).
 """
 
 from spidrkit.checkpoints.errors import CheckpointError
@@ -30,6 +33,7 @@ from spidrkit.checkpoints.loading import (
 from spidrkit.checkpoints.named import NAMED_WEIGHTS, WeightsUnavailableError, cache_dir, fetch_weights
 from spidrkit.checkpoints.native import is_model_dir, save_model_dir, save_spidrkit
 from spidrkit.checkpoints.provenance import CheckpointInfo, Loaded, model_info, weights_sha256
+from spidrkit.checkpoints.publish import Pushed, push
 from spidrkit.checkpoints.reading import read_checkpoint
 from spidrkit.checkpoints.released import infer_model_config
 
@@ -39,6 +43,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointInfo",
     "Loaded",
+    "Pushed",
     "WeightsUnavailableError",
     "build_model",
     "cache_dir",
@@ -52,6 +57,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "model_info",
+    "push",
     "read_checkpoint",
     "resolve_model",
     "save_model_dir",

@@ -14,8 +14,11 @@ What is understood (``docs/formats.md``):
   (:data:`RANDOM_PREFIX`). A bare preset name is an error: it used to give random weights silently.
 - other encoders (:mod:`spidrkit.encoders`, returned as an :class:`~spidrkit.encoders.HFEncoder`): a Hugging
   Face model directory (``config.json`` with ``model_type`` hubert / wav2vec2 / wavlm / data2vec-audio, and
-  its weights), a Hub name ``owner/name`` (when the network or the cache allows), and the original fairseq
-  HuBERT / wav2vec 2.0 checkpoints.
+  its weights) and the original fairseq HuBERT / wav2vec 2.0 checkpoints;
+- a Hugging Face Hub repo id (``OWNER/NAME``, ``OWNER/NAME@REVISION`` or ``hf://...``, :mod:`spidrkit.hub`)
+  holding a spidrkit model directory or a ``transformers`` encoder: fetched into the Hugging Face cache, then
+  loaded as the local directory (provenance ``hf://OWNER/NAME@COMMIT``). A name that is none of the above and
+  looks like a path is "no such file or folder".
 
 Files are read without executing any of their code (:mod:`~spidrkit.checkpoints.reading`). Provenance is
 returned beside the model (:class:`~spidrkit.checkpoints.provenance.Loaded`), never attached to it.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +58,12 @@ from spidrkit.encoders import (
     HFEncoder,
     fairseq_family,
     hf_model_type,
+    hub_directory,
     load_directory,
     load_fairseq_encoder,
-    load_hub,
-    looks_like_hub_name,
 )
 from spidrkit.encoders.pretrained import weights_file
+from spidrkit.hub import HubError, HubRef, commit_of, hub_ref, looks_like_path, missing_path
 from spidrkit.io import file_sha256
 from spidrkit.models.spidr import SpidR
 
@@ -87,16 +91,17 @@ def load_checkpoint(
     TOML file) supplies what the weights of a foreign file cannot tell (strides, heads, dropouts).
     """
     path = Path(path)
-    return _from_raw(path, _read(path), variant, config)
+    return from_raw(path, read_raw(path), variant, config)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_raw(path: Path) -> dict[str, Any]:
     """The raw content of a spidrkit model directory or of a checkpoint file (no code runs)."""
     return read_model_dir(path) if is_model_dir(path) else read_checkpoint(path)
 
 
-def _from_raw(path: Path, raw: dict[str, Any], variant: str | None, config: Config | str | os.PathLike | None
-              ) -> tuple[Config, dict[str, torch.Tensor], CheckpointInfo]:
+def from_raw(path: Path, raw: dict[str, Any], variant: str | None, config: Config | str | os.PathLike | None
+             ) -> tuple[Config, dict[str, torch.Tensor], CheckpointInfo]:
+    """:func:`load_checkpoint` of what :func:`read_raw` read from ``path``."""
     model_dir = is_model_dir(path)
     base = _as_config(config)
     sd = state_dict_of(raw)
@@ -200,16 +205,38 @@ def _weights_id(file: Path | None, model: torch.nn.Module) -> str:
     return file_sha256(file) if file is not None and file.suffix != ".json" else weights_sha256(model)
 
 
-def _foreign(p: Path, name: str, variant, config, normalization: str) -> Loaded | None:
-    """A Hugging Face model directory or Hub name (source ``"transformers"``), else ``None``."""
+def _foreign(p: Path, variant, config, normalization: str) -> Loaded | None:
+    """A Hugging Face model directory (source ``"transformers"``), else ``None``."""
     if p.is_dir() and hf_model_type(p) is not None:
         enc = _encoder(lambda: load_directory(p, normalization), str(p), variant, config)
         info = CheckpointInfo("transformers", enc.family, str(p.resolve()), _weights_id(weights_file(p), enc))
         return Loaded(enc, info)
-    if not p.exists() and name not in PRESETS and looks_like_hub_name(name):
-        enc, folder = _encoder(lambda: load_hub(name, normalization), name, variant, config)
-        return Loaded(enc, CheckpointInfo("transformers", enc.family, name, _weights_id(weights_file(folder), enc)))
     return None
+
+
+def _hub_or_missing(name: str, revision: str | None) -> HubRef:
+    """What a name that is no local file or folder means: a preset (an error saying so), a Hub repo, or a
+    missing path (an error saying so)."""
+    if name in PRESETS:
+        raise _not_a_model(name)
+    try:
+        ref = hub_ref(name, revision)
+    except HubError as e:
+        raise CheckpointError(str(e)) from e
+    if ref is not None:
+        return ref
+    if revision is not None:
+        raise CheckpointError(f"revision={revision!r} applies to a Hub repo id (OWNER/NAME), not to {name}")
+    hint = "" if looks_like_path(name) or "/" in name else (
+        f" (a published model is one of {', '.join(NAMED_WEIGHTS)}; a Hub repo is OWNER/NAME)")
+    raise CheckpointError(missing_path(name) + hint)
+
+
+def _fetch(ref: HubRef) -> Path:
+    try:
+        return hub_directory(ref)
+    except HubError as e:
+        raise CheckpointError(str(e)) from e
 
 
 def _spidr_normalization(normalization: str, source: object) -> None:
@@ -226,13 +253,15 @@ def load(
     variant: str | None = None,
     config: Config | str | os.PathLike | None = None,
     normalization: str = "auto",
+    revision: str | None = None,
 ) -> Loaded:
     """A SpidR/DinoSR model in eval mode on ``device`` and its provenance, from any supported checkpoint
     or model directory (see the module doc), a training run folder (its latest checkpoint), a published
-    model's name (``spidr_base``...: downloaded once, verified at every load), or ``random:PRESET_OR_TOML``
-    (random weights, only on this explicit request).
+    model's name (``spidr_base``...: downloaded once, verified at every load), a Hugging Face Hub repo id
+    (``OWNER/NAME``, at ``revision`` or ``OWNER/NAME@REVISION``; ``docs/hub.md``), or
+    ``random:PRESET_OR_TOML`` (random weights, only on this explicit request).
 
-    A Hugging Face model directory, a Hub name or a fairseq HuBERT / wav2vec 2.0 checkpoint gives an
+    A Hugging Face model directory (local or on the Hub) or a fairseq HuBERT / wav2vec 2.0 checkpoint gives an
     :class:`~spidrkit.encoders.HFEncoder` (source ``"transformers"`` or ``"fairseq"``, variant its family);
     ``normalization`` (``auto``, ``raw``, ``standardize``, ``preprocessor``) is its input normalisation.
 
@@ -240,44 +269,58 @@ def load(
     on (``provenance=``) to what writes outputs, so their sidecars name the checkpoint.
     """
     name = str(path_or_name)
-    p = Path(path_or_name)
-    if name.startswith(RANDOM_PREFIX) and not p.exists():
+    p = Path(path_or_name).expanduser()
+    if name.startswith(RANDOM_PREFIX) and not p.exists() and revision is None:
         _spidr_normalization(normalization, name)
         model, info = _random_model(name, variant)
         return Loaded(model.to(device), info)
-    if name in NAMED_WEIGHTS and not p.exists():
+    if name in NAMED_WEIGHTS and not p.exists() and revision is None:
         p, variant = fetch_weights(name), variant or NAMED_WEIGHTS[name].variant
-    foreign = _foreign(p, name, variant, config, normalization)
+    ref = None
+    if revision is not None or not p.exists():
+        ref = _hub_or_missing(name, revision)
+        p = _fetch(ref)
+    loaded = _load_local(p, name, device, variant, config, normalization)
+    return loaded if ref is None else Loaded(loaded.model, replace(loaded.info, path=ref.uri(commit_of(p))))
+
+
+def _no_checkpoints(p: Path) -> CheckpointError:
+    if (p / "config.json").is_file() and (p / "vocab.json").is_file():
+        return CheckpointError(f"{p} is a unit language model folder (spidrkit lm train): pass it to --lm "
+                               "(spidrkit.lm.load_lm), not as a speech model")
+    return CheckpointError(f"{p} is a folder without checkpoints (expected a run dir with checkpoints/, or a model "
+                           "directory with config.json and model.safetensors)")
+
+
+def _load_local(p: Path, name: str, device: str | torch.device, variant: str | None,
+                config: Config | str | os.PathLike | None, normalization: str) -> Loaded:
+    """:func:`load` of a local file or folder ``p`` (``name``: as the caller gave it)."""
+    foreign = _foreign(p, variant, config, normalization)
     if foreign is not None:
         return Loaded(foreign.model.to(device), foreign.info)
     if p.is_dir() and not is_model_dir(p):  # a training run folder: its latest checkpoint
         latest = latest_checkpoint(p)
         if latest is None:
-            raise CheckpointError(f"{p} is a folder without checkpoints (expected a run dir with checkpoints/, or "
-                                  "a model directory with config.json and model.safetensors)")
+            raise _no_checkpoints(p)
         p = latest
-    if (not p.exists() and name in PRESETS) or (p.suffix == ".toml" and p.is_file()):
+    if p.suffix == ".toml" and p.is_file():
         raise _not_a_model(name)
-    raw = _read(p)
+    raw = read_raw(p)
     sd = state_dict_of(raw)
     if fairseq_family(raw, sd) is not None:
         model = _encoder(lambda: load_fairseq_encoder(raw, sd, p, normalization), str(p), variant, config)
         return Loaded(model.to(device), CheckpointInfo("fairseq", model.family, str(p.resolve()), file_sha256(p)))
     _spidr_normalization(normalization, p)
-    cfg, sd, info = _from_raw(p, raw, variant, config)
+    cfg, sd, info = from_raw(p, raw, variant, config)
     model = build_model(cfg, sd, str(p))
     return Loaded(model.to(device), info)
 
 
-def load_model(
-    path_or_name: str | os.PathLike,
-    device: str | torch.device = "cpu",
-    variant: str | None = None,
-    config: Config | str | os.PathLike | None = None,
-    normalization: str = "auto",
-) -> SpidR | HFEncoder:
+def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu", variant: str | None = None,
+               config: Config | str | os.PathLike | None = None, normalization: str = "auto",
+               revision: str | None = None) -> SpidR | HFEncoder:
     """The model of :func:`load`, without its provenance."""
-    return load(path_or_name, device, variant, config, normalization).model
+    return load(path_or_name, device, variant, config, normalization, revision).model
 
 
 def resolve_model(

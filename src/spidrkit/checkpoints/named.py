@@ -8,14 +8,19 @@ the cache folder (:func:`cache_dir`: ``$SPIDRKIT_CACHE``, else ``$XDG_CACHE_HOME
   HTTP ``Range`` request when the server honours it, else restarts), then the file is renamed to its final
   name: a final name is always a whole file. One process downloads a given file at a time
   (``NAME.lock``, :func:`spidrkit.io.hold_lock`; another one waiting on it is told to try again later).
-- **Verified**: the SHA-256 of the file is recorded at its first download in ``weights.json`` beside it
-  (or pinned here, ``sha256=``), and checked at every later load; a mismatch is a :class:`CheckpointError`
-  naming the file and both hashes ("delete it to download again"). A file placed in the cache by hand is
-  recorded the first time it is used.
-- **Offline**: no network (connection refused, DNS failure, timeout, a server error) is a
-  :class:`WeightsUnavailableError` (a :class:`~spidrkit.errors.TemporaryError`: exit 75, "try again
-  later") whose one line gives the URL, the error, and where to place the file by hand. An HTTP client
-  error (404: the release moved) is a :class:`CheckpointError` (exit 2): retrying will not help.
+- **Verified**: a digest pinned in :data:`PUBLISHED_SHA256` is checked on the ``.part`` *before* it gets its
+  final name: a mismatch deletes the download and is a :class:`CheckpointError` naming the URL and both
+  hashes. None of the three is pinned yet (spidrkit has not had the released files to hash: see
+  ``docs/hub.md``); until one is, the SHA-256 of the file is recorded at its first download in
+  ``weights.json`` beside it (trust on first use). Either way it is checked at every later load; a mismatch
+  is a :class:`CheckpointError` naming the file and both hashes ("delete it to download again"). A file
+  placed in the cache by hand is recorded the first time it is used.
+- **Retried**: a transient failure (connection refused, DNS failure, timeout, a server error, a download cut
+  short) is tried again with exponential backoff (:mod:`spidrkit.retry`), resuming from the ``.part``.
+- **Offline**: when the tries are spent, no network is a :class:`WeightsUnavailableError` (a
+  :class:`~spidrkit.errors.TemporaryError`: exit 75, "try again later") whose one line gives the URL, the
+  error, and where to place the file by hand. An HTTP client error (404: the release moved) is a
+  :class:`CheckpointError` (exit 2), not retried: retrying will not help.
 - ``$SPIDRKIT_WEIGHTS_URL`` (or ``base_url=``) replaces the folder of every URL (a mirror; the tests'
   local server): the file name stays the release's.
 """
@@ -32,6 +37,7 @@ from pathlib import Path
 from spidrkit.checkpoints.errors import CheckpointError
 from spidrkit.errors import TemporaryError
 from spidrkit.io import file_sha256, hold_lock, write_json_atomic
+from spidrkit.retry import with_retries
 
 RECORD_NAME = "weights.json"
 TIMEOUT_SECONDS = 30.0
@@ -52,13 +58,23 @@ class NamedWeights:
         return name + Path(self.url).suffix
 
 
+# The full SHA-256 of each released file, checked before a download is moved into the cache. None: not known
+# to spidrkit yet (recorded at the first download instead); pin it here once hashed from the release.
+PUBLISHED_SHA256: dict[str, str | None] = {
+    "spidr_base": None,
+    "dinosr_base_reproduced": None,
+    "dinosr_base_original": None,
+}
 _FAIR = "https://dl.fbaipublicfiles.com/shared/devai/assets/models"
 NAMED_WEIGHTS: dict[str, NamedWeights] = {
-    "spidr_base": NamedWeights(f"{_FAIR}/spidr_base.pt", "spidr", "SpidR Base (LibriSpeech 960 h), the authors'"),
+    "spidr_base": NamedWeights(f"{_FAIR}/spidr_base.pt", "spidr", "SpidR Base (LibriSpeech 960 h), the authors'",
+                               PUBLISHED_SHA256["spidr_base"]),
     "dinosr_base_reproduced": NamedWeights(f"{_FAIR}/dinosr_base_reproduced.pt", "dinosr",
-                                           "DinoSR Base reproduced by the SpidR authors"),
+                                           "DinoSR Base reproduced by the SpidR authors",
+                                           PUBLISHED_SHA256["dinosr_base_reproduced"]),
     "dinosr_base_original": NamedWeights("https://data.csail.mit.edu/placesaudio/dinosr/dinosr.ckpt", "dinosr",
-                                         "the original DinoSR Base (fairseq checkpoint)"),
+                                         "the original DinoSR Base (fairseq checkpoint)",
+                                         PUBLISHED_SHA256["dinosr_base_original"]),
 }
 
 
@@ -126,8 +142,20 @@ def _offline(url: str, error: object, target: Path) -> WeightsUnavailableError:
     )
 
 
-def _download(url: str, target: Path, progress: bool) -> None:
-    """``url`` -> ``target`` through ``target.part`` (resumed when the server honours ``Range``), renamed."""
+def _check_part(part: Path, url: str, expected: str | None) -> None:
+    """The finished ``.part`` against the pinned SHA-256: a mismatch deletes it (it never gets a final name)."""
+    if expected is None:
+        return
+    sha = _sha256(part)
+    if sha != expected:
+        part.unlink()
+        raise CheckpointError(f"{url}: the download's SHA-256 {sha} differs from the published {expected}; it was "
+                              "deleted: the server gave another file (check SPIDRKIT_WEIGHTS_URL), try again later")
+
+
+def _download(url: str, target: Path, progress: bool, expected: str | None = None) -> None:
+    """``url`` -> ``target`` through ``target.part`` (resumed when the server honours ``Range``), checked against
+    ``expected`` (a pinned SHA-256), renamed."""
     from tqdm.auto import tqdm
 
     part = target.with_name(target.name + ".part")
@@ -138,7 +166,7 @@ def _download(url: str, target: Path, progress: bool) -> None:
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # the part is already whole (or longer): start again
             part.unlink()
-            return _download(url, target, progress)
+            return _download(url, target, progress, expected)
         if 400 <= e.code < 500:
             raise CheckpointError(f"cannot download {url}: HTTP {e.code} {e.reason}; place the file by hand "
                                   f"at {target}") from e
@@ -165,12 +193,14 @@ def _download(url: str, target: Path, progress: bool) -> None:
             bar.close()
     if total is not None and part.stat().st_size != total:
         raise _offline(url, f"got {part.stat().st_size} of {total} bytes; the next load resumes", target)
+    _check_part(part, url, expected)
     os.replace(part, target)
 
 
 def fetch_weights(name: str, base_url: str | None = None, progress: bool = True) -> Path:
     """The local file of the named checkpoint ``name`` (:data:`NAMED_WEIGHTS`): downloaded into
-    :func:`cache_dir` the first time (its SHA-256 recorded), verified every time."""
+    :func:`cache_dir` the first time (transient failures retried with backoff; checked against its pinned
+    SHA-256 before it is moved there, else its SHA-256 recorded), verified every time."""
     if name not in NAMED_WEIGHTS:
         raise CheckpointError(f"no published weights named {name!r}; known: {', '.join(NAMED_WEIGHTS)}")
     spec = NAMED_WEIGHTS[name]
@@ -181,9 +211,10 @@ def fetch_weights(name: str, base_url: str | None = None, progress: bool = True)
         folder.mkdir(parents=True, exist_ok=True)
         with hold_lock(folder / (target.name + ".lock"), what=f"the download of {target}"):
             if not target.is_file():  # (another process may have finished it meanwhile)
-                _download(url, target, progress)
-                if spec.sha256 is None:  # recorded now, verified from the next load on
-                    _record(folder, target.name, _sha256(target), url, "downloaded")
-                    return target
+                with_retries(lambda: _download(url, target, progress, spec.sha256),
+                             lambda e: isinstance(e, WeightsUnavailableError), f"downloading {url}")
+                # recorded now (already checked when pinned), verified from the next load on
+                _record(folder, target.name, spec.sha256 or _sha256(target), url, "downloaded")
+                return target
     _verify(target, spec, url)
     return target

@@ -182,6 +182,8 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The raw content of a checkpoint file (``.pt``/``.ckpt``... or ``.safetensors``), executing no code."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no such file or folder: {path}")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     raw = _read_safetensors(path) if path.suffix == ".safetensors" else _torch_load(path)

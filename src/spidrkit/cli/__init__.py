@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("spidrkit.cli.data", "build the aligned synthetic corpus; read LibriSpeech/Libri-Light/ZeroSpeech"),
     "extract": ("spidrkit.cli.extract", "extract features or units from audio with a model"),
     "convert": ("spidrkit.cli.convert", "convert a checkpoint (released, fairseq, spidrkit) to a spidrkit file"),
+    "push": ("spidrkit.cli.push", "publish a model on the Hugging Face Hub: its model folder and model card"),
     "kmeans": ("spidrkit.cli.kmeans", "fit or apply k-means on extracted features"),
     "units": ("spidrkit.cli.units", "export units for other toolkits (fairseq .km + .tsv + dict.km.txt)"),
     "evaluate": ("spidrkit.cli.evaluate", "ABX, PNMI, word MAP, layer sweeps and plots"),

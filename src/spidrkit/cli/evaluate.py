@@ -123,7 +123,8 @@ def _add_sweep(sub) -> None:
                        "across and word MAP per layer, codebook (and k-means) units, baselines, figures; writes "
                        "OUT/report.json and OUT/report.md.")
     p.add_argument("--model", required=True, action="append",
-                   help="checkpoint or model directory, a published model (spidr_base, ...), or "
+                   help="checkpoint or model directory, a published model (spidr_base, ...), a Hub repo id "
+                   "(OWNER/NAME[@REVISION]), or "
                    "random:PRESET_OR_TOML (RANDOM weights, for testing only); repeat it to compare several models")
     p.add_argument("--label", action="append", default=None, metavar="NAME",
                    help="name of each --model in tables and figures, in order (default: from its provenance)")

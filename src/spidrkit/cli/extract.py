@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True,
         help="checkpoint (released, fairseq DinoSR, spidrkit .pt/.safetensors or model directory), a published "
-        "model (spidr_base, dinosr_base_reproduced, dinosr_base_original: downloaded once, verified), or "
+        "model (spidr_base, dinosr_base_reproduced, dinosr_base_original: downloaded once, verified), a Hugging "
+        "Face Hub repo id (OWNER/NAME[@REVISION]: a pushed spidrkit model or a transformers encoder), or "
         "random:PRESET_OR_TOML (RANDOM weights, for testing only)",
     )
     add_model_options(parser)

@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     corpus.add_argument("corpus", metavar="CORPUS", help="a folder with SPLIT.csv (a manifest)")
     corpus.add_argument("--split", default="train", help="the split (default: train)")
     corpus.add_argument("--encoder", required=True, metavar="MODEL",
-                        help="a checkpoint or published model, 'mfcc', or random:PRESET (RANDOM weights, for tests)")
+                        help="a checkpoint, published model or Hub repo id (OWNER/NAME[@REVISION]), 'mfcc', or "
+                        "random:PRESET (RANDOM weights, for tests)")
     corpus.add_argument("--layer", type=int, default=None, metavar="N", help="the layer (1-based; not with mfcc)")
     corpus.add_argument("-k", "--k", type=int, default=256, help="number of centroids (default: 256)")
     corpus.add_argument("--max-files", type=int, default=None, metavar="N",

@@ -22,8 +22,9 @@ def add_unit_source(p: argparse.ArgumentParser) -> None:
     """``--encoder``, ``--units`` and ``--layer``: the source of the units (:func:`~spidrkit.evaluation.slm.units.
     parse_units`, :func:`~spidrkit.evaluation.slm.units.load_encoder`), for ``evaluate slm`` and ``lm units``."""
     p.add_argument("--encoder", default=None, metavar="MODEL",
-                   help="the units' encoder: a checkpoint or published model, 'mfcc' (MFCC features, with "
-                   "kmeans:FILE), or random:PRESET (RANDOM weights, for tests); not needed with --units phones")
+                   help="the units' encoder: a checkpoint, published model or Hub repo id (OWNER/NAME[@REVISION]), "
+                   "'mfcc' (MFCC features, with kmeans:FILE), or random:PRESET (RANDOM weights, for tests); not "
+                   "needed with --units phones")
     p.add_argument("--units", required=True, metavar="phones|codebook:L|kmeans:FILE",
                    help="gold phones of SPLIT_phones.txt (topline; silences dropped, 39 ARPAbet phones), codebook "
                    "predictions of layer L, or k-means centroids (their sidecar names the layer)")
@@ -41,7 +42,9 @@ def add_slm_parser(sub: Any) -> Any:
     p.add_argument("benchmark", metavar="BENCHMARK",
                    help="folder with lexical/, syntactic/, storycloze/ ({dev,test}/*.wav + gold.csv) or sSC/, tSC/")
     add_unit_source(p)
-    p.add_argument("--lm", required=True, metavar="RUN", help="unit LM run folder (spidrkit lm train)")
+    p.add_argument("--lm", required=True, metavar="RUN",
+                   help="unit LM run folder (spidrkit lm train), its model folder, or a Hugging Face Hub repo id "
+                   "holding one (OWNER/NAME[@REVISION])")
     p.add_argument("--unnormalized", action="store_true",
                    help="sum of the token log-probabilities (default: divided by the number of predicted tokens)")
     p.add_argument("-o", "--output", default="slm_eval", metavar="OUT", help="output folder (default: slm_eval)")
@@ -69,7 +72,7 @@ def add_slm_parser(sub: Any) -> Any:
 
 
 def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
-    """The unit LM of a run folder (its ``best/`` model), ``(model, vocab, info)``."""
+    """The unit LM of a run folder (its ``best/`` model), a model folder or a Hub repo, ``(model, vocab, info)``."""
     from spidrkit.lm import load_lm
 
     return load_lm(run, which="best")

@@ -4,24 +4,21 @@ A model directory holds ``config.json`` (``model_type`` one of :data:`~spidrkit.
 its weights (``model.safetensors``, ``pytorch_model.bin`` or a sharded index); a fine-tuned model's
 directory (``HubertForCTC``...) loads too: its encoder weights are taken, its head ignored. Every encoder
 weight must be in the files: a directory that would leave weights at their random init is refused. A Hub
-name (``owner/name``) is fetched into the Hugging Face cache when the network allows (``HF_HUB_OFFLINE=1``
-uses the cache only); otherwise one error says so. ``preprocessor_config.json`` is read only for
-``normalization="preprocessor"``.
+repo (:func:`hub_directory`) is fetched into the Hugging Face cache by :mod:`spidrkit.hub`, then loaded as a
+local directory. ``preprocessor_config.json`` is read only for ``normalization="preprocessor"``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from spidrkit.encoders.hf import FAMILIES, EncoderError, HFEncoder, model_class
+from spidrkit.hub import HubRef, commit_of, snapshot
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
-_NOT_HUB_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".toml", ".json")
-_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _OPTIONAL_KEYS = ("masked_spec_embed",)  # used only when masking in training
 
 
@@ -37,12 +34,6 @@ def hf_model_type(folder: Path) -> str | None:
     data = _read_json(Path(folder) / "config.json")
     kind = data.get("model_type") if isinstance(data, dict) else None
     return kind if kind in FAMILIES else None
-
-
-def looks_like_hub_name(text: str) -> bool:
-    """``owner/name`` without a file suffix (a path that does not exist is not taken for a Hub name when it
-    names a checkpoint file, e.g. ``runs/x.pt``)."""
-    return bool(_HUB_NAME.fullmatch(text)) and not text.lower().endswith(_NOT_HUB_SUFFIXES)
 
 
 def weights_file(folder: Path) -> Path | None:
@@ -78,26 +69,11 @@ def load_directory(folder: str | Path, normalization: str = "auto", where: str |
     return HFEncoder(model.float(), normalization, preprocessor)
 
 
-def _snapshot(name: str, patterns: list[str]) -> Path:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(name, allow_patterns=patterns))
-    except Exception as e:  # offline, unknown repository, gated, HTTP errors: all mean "not reachable here"
-        raise EncoderError(f"cannot reach the Hugging Face Hub for {name}: {type(e).__name__}: "
-                           f"{' '.join(str(e).split())}; pass a local model directory") from e
-
-
-def hub_directory(name: str) -> Path:
-    """The local snapshot of Hub model ``name`` (configs and weights), fetched into the Hugging Face cache
-    when needed: safetensors when the repository has them, else ``pytorch_model.bin``."""
-    folder = _snapshot(name, ["*.json", "model*.safetensors"])
-    if weights_file(folder) is None:
-        folder = _snapshot(name, ["*.json", "pytorch_model*.bin"])
+def hub_directory(ref: HubRef) -> Path:
+    """The local snapshot of a Hub model repo (configs and weights: a spidrkit model directory, a ``transformers``
+    model), fetched into the Hugging Face cache when needed (:func:`spidrkit.hub.snapshot`): safetensors when the
+    repo has them, else the ``pytorch_model.bin`` of a ``transformers`` model."""
+    folder = snapshot(ref, ["*.json", "model*.safetensors"])
+    if weights_file(folder) is None and hf_model_type(folder) is not None:
+        folder = snapshot(HubRef(ref.repo_id, commit_of(folder)), ["*.json", "pytorch_model*.bin"])
     return folder
-
-
-def load_hub(name: str, normalization: str = "auto") -> tuple[HFEncoder, Path]:
-    """The :class:`HFEncoder` of Hub model ``name`` and its local snapshot directory."""
-    folder = hub_directory(name)
-    return load_directory(folder, normalization, where=name), folder

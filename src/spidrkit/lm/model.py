@@ -1,7 +1,7 @@
 """The unit LM itself: a ``transformers`` OPT causal LM sized by :class:`~spidrkit.lm.config.LMModelConfig`,
 saved as a model folder (``save_pretrained``: ``config.json``, ``model.safetensors``) with the vocabulary
 (``vocab.json``) and a sidecar (``spidrkit.json``: step, validation loss), and loaded back by
-:func:`load_lm`."""
+:func:`load_lm` (from a local folder, or from a Hugging Face Hub repo holding one: ``docs/hub.md``)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ from transformers import OPTConfig, OPTForCausalLM
 from transformers.utils import logging as hf_logging
 
 from spidrkit.errors import InputError
+from spidrkit.hub import HubError, commit_of, hub_ref, missing_path, snapshot
 from spidrkit.io import fsync_dir, read_sidecar, write_sidecar
 from spidrkit.lm.config import LMModelConfig
 from spidrkit.lm.vocab import BOS, EOS, PAD, UnitVocab
 
 WHICH = ("best", "last")
+HUB_FILES = ["*.json", "*.safetensors"]  # what a unit LM repo needs (a model folder, or a run's best/ and last/)
 
 
 class LMError(InputError):
@@ -72,12 +74,31 @@ def save_model_dir(model: OPTForCausalLM, vocab: UnitVocab, folder: str | os.Pat
     return folder
 
 
+def _local(run_dir: str | os.PathLike, revision: str | None) -> tuple[Path, str | None]:
+    """The local folder of ``run_dir`` and, for a Hub repo id (fetched into the Hugging Face cache), its
+    ``hf://OWNER/NAME@COMMIT``."""
+    path = Path(run_dir).expanduser()
+    if path.exists() and revision is None:
+        return path, None
+    try:
+        ref = hub_ref(str(run_dir), revision)
+        if ref is None:
+            raise LMError(f"revision={revision!r} applies to a Hub repo id (OWNER/NAME), not to {run_dir}"
+                          if revision is not None else missing_path(str(run_dir)))
+        folder = snapshot(ref, HUB_FILES)
+    except HubError as e:
+        raise LMError(str(e)) from e
+    return folder, ref.uri(commit_of(folder))
+
+
 def load_lm(run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu",
-            ) -> tuple[OPTForCausalLM, UnitVocab, dict[str, Any]]:
+            revision: str | None = None) -> tuple[OPTForCausalLM, UnitVocab, dict[str, Any]]:
     """``(model, vocab, info)`` of a unit LM run folder: its ``best/`` (lowest validation loss) or
-    ``last/`` model, in eval mode on ``device``; ``run_dir`` may also be a model folder itself. ``info``:
-    the model folder's sidecar (``step``, ``valid_loss``, ``k``...) plus ``which`` and ``path``."""
-    run_dir = Path(run_dir)
+    ``last/`` model, in eval mode on ``device``; ``run_dir`` may also be a model folder itself, or a Hugging
+    Face Hub repo id holding either (``OWNER/NAME``, at ``revision`` or ``OWNER/NAME@REVISION``). ``info``:
+    the model folder's sidecar (``step``, ``valid_loss``, ``k``...) plus ``which`` and ``path`` (a Hub repo:
+    ``hf://OWNER/NAME@COMMIT[/which]``)."""
+    run_dir, uri = _local(run_dir, revision)
     if (run_dir / "config.json").is_file() and (run_dir / "vocab.json").is_file():
         folder = run_dir
     else:
@@ -97,4 +118,7 @@ def load_lm(run_dir: str | os.PathLike, which: str = "best", device: str | torch
         info = read_sidecar(folder)
     except (FileNotFoundError, ValueError):
         info = {}
-    return model, vocab, {**info, "which": folder.name, "path": str(folder)}
+    if uri is None:
+        return model, vocab, {**info, "which": folder.name, "path": str(folder)}
+    which = "repo" if folder == run_dir else folder.name  # (a snapshot folder is named after its commit)
+    return model, vocab, {**info, "which": which, "path": uri + ("" if folder == run_dir else f"/{which}")}

@@ -83,7 +83,8 @@ def score_rows(benchmark: str | os.PathLike, rows: Sequence[CompareRow], out_dir
             if key not in encoders:
                 encoders[key] = load_encoder(row.encoder, spec, device)
             encoder, model_id = encoders[key]
-            lm, vocab, info = load_lm(row.lm, "best" if (Path(row.lm) / "best").is_dir() else "last", device)
+            only_last = (Path(row.lm) / "last").is_dir() and not (Path(row.lm) / "best").is_dir()
+            lm, vocab, info = load_lm(row.lm, "last" if only_last else "best", device)  # (or a Hub repo)
             inputs = {"encoder": model_id, "lm": str(row.lm), "lm_info": info, "label": row.label, "seed": row.seed}
             evaluate_slm(benchmark, encoder, spec, lm, vocab, folder, n_bootstrap=n_bootstrap, progress=progress,
                          splits=splits, units_cache=cache, inputs=inputs)
