@@ -368,12 +368,13 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from spidrkit.evaluation.metrics.probe import MAX_TRAIN_FRAMES, probe
+    from spidrkit.evaluation.metrics.probe import MAX_TRAIN_FRAMES, ProbeOptions, probe
 
-    results = probe(model_source(args.model, args, args.device), args.corpus, args.output, layers=args.layers,
-                    baselines=[] if args.baselines == ["none"] else args.baselines, max_files=args.max_files,
-                    max_train_frames=args.max_train_frames or MAX_TRAIN_FRAMES, seed=args.seed, device=args.device,
-                    progress=not args.quiet)
+    options = ProbeOptions(  # checked before the model is read
+        layers=args.layers, baselines=[] if args.baselines == ["none"] else args.baselines, max_files=args.max_files,
+        max_train_frames=args.max_train_frames or MAX_TRAIN_FRAMES, seed=args.seed, device=args.device,
+        progress=not args.quiet)
+    results = probe(model_source(args.model, args, args.device), args.corpus, args.output, options)
 
     from spidrkit.evaluation.sweep.report import summary_text
 

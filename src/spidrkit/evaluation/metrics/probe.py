@@ -307,48 +307,91 @@ def probe_info(pset: ProbeSet, *, C: float, max_train_frames: int, n_boot: int, 
 
 
 # ------------------------------------------------------------------------------------------- driver
+PROBE_BASELINES = ("mfcc", "log_mel", "noise", "random")
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """Every option of :func:`probe` (and of the sweep's probe columns), checked when built: the 1-based
+    ``layers`` (default all), the ``baselines`` (``mfcc``, ``log_mel``, ``noise``: rows; ``random``: the
+    architecture with random weights, every layer), the splits (``train_split`` default ``train``, else
+    ``dev``), at most ``max_files`` test files and ``max_train_frames`` training frames, the regularisation
+    ``C``, ``n_boot`` bootstrap resamples, the ``seed``, the ``device`` and memory bound, a progress bar."""
+
+    layers: Sequence[int] | None = None
+    baselines: Sequence[str] = ("mfcc", "random")
+    train_split: str | None = None
+    test_split: str = "heldout"
+    max_files: int | None = None
+    max_train_frames: int = MAX_TRAIN_FRAMES
+    C: float = PROBE_C
+    n_boot: int = BOOTSTRAP
+    seed: int = 0
+    device: str = "cpu"
+    max_memory_gb: float = 4.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.baselines if b not in PROBE_BASELINES]
+        if unknown:
+            raise SweepError(f"unknown probe baselines {unknown}; choose from {', '.join(PROBE_BASELINES)}")
+        for name in ("max_files", "max_train_frames", "n_boot"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise SweepError(f"{name} (--{name.replace('_', '-')}) must be >= 1, got {value!r}")
+        if not self.C > 0:
+            raise SweepError(f"C must be > 0, got {self.C!r}")
+
+    @property
+    def fit(self) -> dict[str, Any]:
+        """The options every probe fit takes."""
+        return {"C": self.C, "max_train_frames": self.max_train_frames, "n_boot": self.n_boot, "seed": self.seed}
+
+
+def _probe_layers_of(model, options: ProbeOptions) -> list[int]:
+    layers = options.layers
+    layers = list(range(1, model.num_layers + 1)) if layers is None else sorted(set(int(x) for x in layers))
+    if not layers or not all(1 <= la <= model.num_layers for la in layers):
+        raise SweepError(f"layers {layers} out of range: the model has layers 1..{model.num_layers} (1-based)")
+    if "random" in options.baselines and getattr(model, "cfg", None) is None:
+        raise SweepError(f"the random-weights baseline needs a model built from a config, not a "
+                         f"{type(model).__name__}; drop it (baselines)")
+    return layers
+
+
 @threads_like_torch
-def probe(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
-          layers: Sequence[int] | None = None, baselines: Sequence[str] = ("mfcc", "random"),
-          train_split: str | None = None, test_split: str = "heldout", max_files: int | None = None,
-          max_train_frames: int = MAX_TRAIN_FRAMES, C: float = PROBE_C, n_boot: int = BOOTSTRAP, seed: int = 0,
-          device: str = "cpu", max_memory_gb: float = 4.0, progress: bool = True) -> dict[str, Any]:
+def probe(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+          options: ProbeOptions | None = None, **overrides: Any) -> dict[str, Any]:
     """Phone and speaker probes of every layer of ``model`` (a SpeechEncoder, a ``Loaded``, a checkpoint path
     or a name :func:`spidrkit.checkpoints.load` accepts) on ``corpus_dir`` (see the module docstring), and of
-    the ``baselines`` (``mfcc``, ``log_mel``, ``noise``: rows; ``random``: the architecture with random
-    weights, every layer, its best layer also a row). With ``out_dir``: ``report.json`` + ``report.md``.
+    the baselines; ``options``: a :class:`ProbeOptions` and/or its fields as keywords. With ``out_dir``:
+    ``report.json`` + ``report.md``.
 
     Returns ``{"info", "layers": {layer: row}, "baselines": {name: row}, "best_layer"}`` (the layer of
     highest phone accuracy), plus ``random_init_layers`` with ``random``.
     """
     from spidrkit import __version__
     from spidrkit.checkpoints import resolve_model
+    from spidrkit.config.validation import with_overrides
     from spidrkit.evaluation.sweep.features import random_like
     from spidrkit.evaluation.sweep.report import write_report
 
-    unknown = [b for b in baselines if b not in ("mfcc", "log_mel", "noise", "random")]
-    if unknown:
-        raise SweepError(f"unknown probe baselines {unknown}; choose from mfcc, log_mel, noise, random")
-    model, model_info = resolve_model(model, device=device)
-    layers = list(range(1, model.num_layers + 1)) if layers is None else sorted(set(int(x) for x in layers))
-    if not layers or not all(1 <= la <= model.num_layers for la in layers):
-        raise SweepError(f"layers {layers} out of range: the model has layers 1..{model.num_layers} (1-based)")
-    if "random" in baselines and getattr(model, "cfg", None) is None:
-        raise SweepError(f"the random-weights baseline needs a model built from a config, not a "
-                         f"{type(model).__name__}; drop it (baselines)")
-    pset = load_probe_set(corpus_dir, model, train_split=train_split, test_split=test_split,
-                          max_train_frames=max_train_frames, max_files=max_files, seed=seed)
-    options = {"C": C, "max_train_frames": max_train_frames, "n_boot": n_boot, "seed": seed}
-    rows = probe_layers(model, pset, layers, max_memory_gb=max_memory_gb, progress=progress, **options)
-    base = {k: probe_baseline(k, model, pset, progress=progress, **options) for k in baselines if k != "random"}
+    opts = with_overrides(ProbeOptions, options, overrides, "probe")
+    model, model_info = resolve_model(model, device=opts.device)
+    layers = _probe_layers_of(model, opts)
+    pset = load_probe_set(corpus_dir, model, train_split=opts.train_split, test_split=opts.test_split,
+                          max_train_frames=opts.max_train_frames, max_files=opts.max_files, seed=opts.seed)
+    rows = probe_layers(model, pset, layers, max_memory_gb=opts.max_memory_gb, progress=opts.progress, **opts.fit)
+    base = {k: probe_baseline(k, model, pset, progress=opts.progress, **opts.fit)
+            for k in opts.baselines if k != "random"}
     results: dict[str, Any] = {
         "info": {**{k: v for k, v in model_info.as_dict().items() if v is not None},
                  "corpus": str(Path(corpus_dir).resolve()), "layers": layers,
-                 **probe_info(pset, **options), "frame_rate_hz": model.frame_rate, "spidrkit": __version__},
+                 **probe_info(pset, **opts.fit), "frame_rate_hz": model.frame_rate, "spidrkit": __version__},
         "layers": rows, "baselines": base, "best_layer": max(rows, key=lambda la: rows[la]["probe_acc"])}
-    if "random" in baselines:
-        rand = probe_layers(random_like(model, seed), pset, layers, max_memory_gb=max_memory_gb,
-                            progress=progress, **options)
+    if "random" in opts.baselines:
+        rand = probe_layers(random_like(model, opts.seed), pset, layers, max_memory_gb=opts.max_memory_gb,
+                            progress=opts.progress, **opts.fit)
         best = max(rand, key=lambda la: rand[la]["probe_acc"])
         base[f"random init (L{best})"] = rand[best]
         results["random_init_layers"] = rand
@@ -358,23 +401,33 @@ def probe(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     return results
 
 
-def add_probe_columns(model, corpus_dir: str | os.PathLike, layers: Sequence[int], *, rows: dict[int, dict],
-                      baseline_rows: dict[str, dict], random_rows: dict[int, dict], max_files: int | None,
-                      seed: int, max_memory_gb: float, progress: bool) -> dict[str, Any]:
-    """The sweep's probe columns: added in place to the rows of its layers, of its signal-processing / noise
-    baselines (``baseline_rows`` named ``mfcc``, ``log_mel``, ``noise``) and of its random-weights layers
-    (``random_rows``, when given); returns the ``info`` entry that says what they rest on."""
+@dataclass
+class ProbeRows:
+    """The sweep's rows that receive probe columns (in place): its layers', its signal-processing / noise
+    baselines' (named ``mfcc``, ``log_mel``, ``noise``) and its random-weights layers' (when given)."""
+
+    layers: dict[int, dict]
+    baselines: dict[str, dict]
+    random_layers: dict[int, dict]
+
+
+def add_probe_columns(model, corpus_dir: str | os.PathLike, layers: Sequence[int], rows: ProbeRows,
+                      options: ProbeOptions) -> dict[str, Any]:
+    """The sweep's probe columns, added in place to ``rows``; returns the ``info`` entry that says what they
+    rest on (only ``max_files``, ``seed``, ``max_memory_gb`` and ``progress`` of ``options`` are read: the fit
+    uses the defaults)."""
     from spidrkit.evaluation.sweep.features import random_like
 
-    options = {"C": PROBE_C, "max_train_frames": MAX_TRAIN_FRAMES, "n_boot": BOOTSTRAP, "seed": seed}
-    pset = load_probe_set(corpus_dir, model, max_files=max_files, seed=seed, max_train_frames=MAX_TRAIN_FRAMES)
-    for layer, row in probe_layers(model, pset, layers, max_memory_gb=max_memory_gb, progress=progress,
-                                   **options).items():
-        rows[layer].update(row)
-    for kind in [k for k in baseline_rows if k in ("mfcc", "log_mel", "noise")]:
-        baseline_rows[kind].update(probe_baseline(kind, model, pset, progress=progress, **options))
-    if random_rows:
-        for layer, row in probe_layers(random_like(model, seed), pset, list(random_rows),
-                                       max_memory_gb=max_memory_gb, progress=progress, **options).items():
-            random_rows[layer].update(row)  # the baseline row "random init (Lk)" is one of these dicts
-    return probe_info(pset, **options)
+    fit = ProbeOptions(seed=options.seed).fit
+    pset = load_probe_set(corpus_dir, model, max_files=options.max_files, seed=options.seed,
+                          max_train_frames=MAX_TRAIN_FRAMES)
+    common = {"max_memory_gb": options.max_memory_gb, "progress": options.progress, **fit}
+    for layer, row in probe_layers(model, pset, layers, **common).items():
+        rows.layers[layer].update(row)
+    for kind in [k for k in rows.baselines if k in ("mfcc", "log_mel", "noise")]:
+        rows.baselines[kind].update(probe_baseline(kind, model, pset, progress=options.progress, **fit))
+    if rows.random_layers:
+        for layer, row in probe_layers(random_like(model, options.seed), pset, list(rows.random_layers),
+                                       **common).items():
+            rows.random_layers[layer].update(row)  # the baseline row "random init (Lk)" is one of these dicts
+    return probe_info(pset, **fit)

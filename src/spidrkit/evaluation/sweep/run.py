@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from spidrkit import __version__
 from spidrkit.checkpoints import Loaded, resolve_model
 from spidrkit.evaluation.metrics.abx import abx_both, few_cells_warning, pair_table
-from spidrkit.evaluation.metrics.probe import add_probe_columns
+from spidrkit.evaluation.metrics.probe import ProbeOptions, ProbeRows, add_probe_columns
 from spidrkit.evaluation.metrics.units import UNIT_METRICS
 from spidrkit.evaluation.plots import layers as plots
 from spidrkit.evaluation.plots.figures import Figure
@@ -228,18 +228,18 @@ def _stages(prep: _Prepared, opts: SweepOptions, out: Path, stage: Progress) -> 
     """The model's layers, the feature floors, the random init's layers, the probes (each a bar step)."""
     model, evalset, layers, seed = prep.model, prep.evalset, prep.layers, opts.seed
     common = {"max_memory_gb": opts.max_memory_gb, "seed": seed, "device": opts.device}
+    random_plan = LayerPlan(codebook=False, **common)
     kmeans = KMeansPlan(int(opts.kmeans_k), prep.kmeans_entries, opts.kmeans_max_frames, out / "kmeans",
                         prep.model_info.model_id) if opts.kmeans_k else None
     embeddings = tsne_per_phone(evalset.phones, evalset.speaker_of, opts.tsne_points) if opts.tsne_points else None
-    main = sweep_layers(model, evalset, layers, LayerPlan(True, opts.posteriors, kmeans, embeddings), stage,
-                        name="model", **common)
+    main = sweep_layers(model, evalset, layers, LayerPlan(True, opts.posteriors, kmeans, embeddings, **common),
+                        stage, name="model")
     pairs: dict[str, dict[str, float]] = {}
     rows = feature_baselines([b for b in prep.baselines if b in FEATURE_BASELINES], model, evalset, stage,
                              seed=seed, device=opts.device, pairs=pairs)
     random_layers: dict[int, dict[str, Any]] = {}
     if "random" in prep.baselines:
-        random_sweep = sweep_layers(random_like(model, seed), evalset, layers, LayerPlan(codebook=False), stage,
-                                    name="random", **common)
+        random_sweep = sweep_layers(random_like(model, seed), evalset, layers, random_plan, stage, name="random")
         random_layers = random_sweep.layers
         best_random = best_layer_by_abx({str(k): v for k, v in random_layers.items()})
         best_random_layer = int(best_random[0]) if best_random else layers[0]
@@ -249,9 +249,9 @@ def _stages(prep: _Prepared, opts: SweepOptions, out: Path, stage: Progress) -> 
     if opts.probe:
         stage.bar.set_postfix_str("linear probes")
         with stage.watch("probe"):
-            probe_info = add_probe_columns(model, prep.corpus_dir, layers, rows=main.layers, baseline_rows=rows,
-                                           random_rows=random_layers, max_files=opts.max_files,
-                                           progress=opts.progress, seed=seed, max_memory_gb=opts.max_memory_gb)
+            probe_info = add_probe_columns(model, prep.corpus_dir, layers, ProbeRows(main.layers, rows, random_layers),
+                                           ProbeOptions(max_files=opts.max_files, seed=seed,
+                                                        max_memory_gb=opts.max_memory_gb, progress=opts.progress))
     stages = _Stages(main, rows, random_layers, pairs, probe_info)
     stages.best = best_layer_by_abx({str(k): v for k, v in main.layers.items()})
     stages.best_layer = int(stages.best[0]) if stages.best else None

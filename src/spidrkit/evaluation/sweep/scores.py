@@ -81,6 +81,9 @@ class LayerPlan:
     posteriors: bool = False  # and their posteriors
     kmeans: KMeansPlan | None = None
     embeddings: int | None = None  # phone instances per speaker and phone for the t-SNE (None: none)
+    max_memory_gb: float = 4.0  # features held in memory at once
+    seed: int = 0  # of k-means and the t-SNE's sample
+    device: str | None = None  # where ABX, MAP and k-means run
 
 
 @dataclass
@@ -118,66 +121,85 @@ def bytes_per_layer(model, evalset: EvalSet, plan: LayerPlan, with_codebooks: bo
 
 
 def sweep_layers(model, evalset: EvalSet, layers: Sequence[int], plan: LayerPlan, progress: Progress, *,
-                 name: str, max_memory_gb: float, seed: int, device: str | None) -> ModelSweep:
+                 name: str) -> ModelSweep:
     """Every per-layer metric of ``model`` (see the module docstring); ``name`` prefixes the timings."""
-    watch, bar, rate = progress.watch, progress.bar, model.frame_rate
     with_codebooks = set(codebook_layers(model)) & set(layers) if plan.codebook else set()
     result = ModelSweep()
-    groups = layer_groups(layers, bytes_per_layer(model, evalset, plan, bool(with_codebooks)), max_memory_gb)
-    bar.total += len(groups)  # one step per model pass
-    bar.refresh()
-    km = plan.kmeans
+    groups = layer_groups(layers, bytes_per_layer(model, evalset, plan, bool(with_codebooks)), plan.max_memory_gb)
+    progress.bar.total += len(groups)  # one step per model pass
+    progress.bar.refresh()
     for group in groups:
-        bar.set_postfix_str(f"{name}: features of layers {group}")
-        with watch(f"{name}_features"):
-            feats = model_outputs(model, evalset.entries, group, desc=f"{name} layers {group}", progress=progress.show)
-        cb_group = [la for la in group if la in with_codebooks]
-        cb_units, cb_probs = {}, {}
-        if cb_group:
-            with watch("codebook_units"):
-                cb_units = model_outputs(model, evalset.entries, cb_group, units="codebook",
-                                         desc=f"codebook units {cb_group}", progress=progress.show)
-                if plan.posteriors:
-                    cb_probs = codebook_posteriors(model, evalset.entries, cb_group, progress=progress.show)
-        train_feats = {}
-        if km:
-            with watch("kmeans_features"):
-                train_feats = model_outputs(model, km.entries, group, desc=f"k-means fit set {group}",
-                                            progress=progress.show)
-        bar.update(1)
+        outputs = _group_outputs(model, evalset, group, with_codebooks, plan, progress, name)
+        progress.bar.update(1)
         for layer in group:
-            x = feats.pop(layer)
-            bar.set_postfix_str(f"{name}: layer {layer} ABX")
-            with watch(f"{name}_abx"):
-                row = abx_both(x, evalset.item_file, frame_rate=rate, device=device, with_counts=True,
-                               with_pairs=True)
-                counts = {k: row.pop(k) for k in list(row) if k.endswith(("_cells", "_triplets"))}
-                result.voice_pairs[layer] = row.pop("abx_across_pairs", {})
-                result.abx_counts = result.abx_counts or counts  # the same items for every layer
-            bar.set_postfix_str(f"{name}: layer {layer} MAP")
-            with watch(f"{name}_map"):
-                row["map"] = word_map_or_none(x, evalset.words, frame_rate=rate, device=device)
-            result.layers[layer] = row
-            if plan.embeddings:
-                with watch("phone_embeddings"):
-                    result.embeddings[layer] = phone_embeddings(
-                        x, evalset.phones, evalset.speaker_of, frame_rate=rate,
-                        per_speaker_and_phone=plan.embeddings, seed=seed, progress=False)
-            bar.update(1)
-            if layer in cb_units:
-                bar.set_postfix_str(f"codebook units of layer {layer}")
-                with watch("codebook_metrics"):
-                    _codebook_rows(result, layer, cb_units.pop(layer), cb_probs.pop(layer, None), evalset,
-                                   rate=rate, device=device)
-                bar.update(1)
-            if km:
-                bar.set_postfix_str(f"k-means {km.k} on layer {layer}")
-                with watch("kmeans"):
-                    result.kmeans[f"kmeans{km.k} L{layer}"] = _kmeans_row(
-                        km, layer, train_feats.pop(layer), x, evalset, rate=rate, seed=seed, device=device)
-                bar.update(1)
-            del x
+            _layer_rows(result, model, layer, outputs, evalset, plan, progress, name)
     return result
+
+
+@dataclass
+class _GroupOutputs:
+    """One model pass over a group of layers: features, codebook units and posteriors, k-means fit features."""
+
+    feats: dict
+    cb_units: dict
+    cb_probs: dict
+    train_feats: dict
+
+
+def _group_outputs(model, evalset: EvalSet, group: list[int], with_codebooks: set[int], plan: LayerPlan,
+                   progress: Progress, name: str) -> _GroupOutputs:
+    watch, show = progress.watch, progress.show
+    progress.bar.set_postfix_str(f"{name}: features of layers {group}")
+    with watch(f"{name}_features"):
+        feats = model_outputs(model, evalset.entries, group, desc=f"{name} layers {group}", progress=show)
+    cb_group = [la for la in group if la in with_codebooks]
+    cb_units, cb_probs, train_feats = {}, {}, {}
+    if cb_group:
+        with watch("codebook_units"):
+            cb_units = model_outputs(model, evalset.entries, cb_group, units="codebook",
+                                     desc=f"codebook units {cb_group}", progress=show)
+            if plan.posteriors:
+                cb_probs = codebook_posteriors(model, evalset.entries, cb_group, progress=show)
+    if plan.kmeans:
+        with watch("kmeans_features"):
+            train_feats = model_outputs(model, plan.kmeans.entries, group, desc=f"k-means fit set {group}",
+                                        progress=show)
+    return _GroupOutputs(feats, cb_units, cb_probs, train_feats)
+
+
+def _layer_rows(result: ModelSweep, model, layer: int, outputs: _GroupOutputs, evalset: EvalSet, plan: LayerPlan,
+                progress: Progress, name: str) -> None:
+    """ABX, MAP (and embeddings, codebook and k-means rows) of one layer into ``result``."""
+    watch, bar, rate, device, km = progress.watch, progress.bar, model.frame_rate, plan.device, plan.kmeans
+    x = outputs.feats.pop(layer)
+    bar.set_postfix_str(f"{name}: layer {layer} ABX")
+    with watch(f"{name}_abx"):
+        row = abx_both(x, evalset.item_file, frame_rate=rate, device=device, with_counts=True, with_pairs=True)
+        counts = {k: row.pop(k) for k in list(row) if k.endswith(("_cells", "_triplets"))}
+        result.voice_pairs[layer] = row.pop("abx_across_pairs", {})
+        result.abx_counts = result.abx_counts or counts  # the same items for every layer
+    bar.set_postfix_str(f"{name}: layer {layer} MAP")
+    with watch(f"{name}_map"):
+        row["map"] = word_map_or_none(x, evalset.words, frame_rate=rate, device=device)
+    result.layers[layer] = row
+    if plan.embeddings:
+        with watch("phone_embeddings"):
+            result.embeddings[layer] = phone_embeddings(
+                x, evalset.phones, evalset.speaker_of, frame_rate=rate,
+                per_speaker_and_phone=plan.embeddings, seed=plan.seed, progress=False)
+    bar.update(1)
+    if layer in outputs.cb_units:
+        bar.set_postfix_str(f"codebook units of layer {layer}")
+        with watch("codebook_metrics"):
+            _codebook_rows(result, layer, outputs.cb_units.pop(layer), outputs.cb_probs.pop(layer, None), evalset,
+                           rate=rate, device=device)
+        bar.update(1)
+    if km:
+        bar.set_postfix_str(f"k-means {km.k} on layer {layer}")
+        with watch("kmeans"):
+            result.kmeans[f"kmeans{km.k} L{layer}"] = _kmeans_row(
+                km, layer, outputs.train_feats.pop(layer), x, evalset, rate=rate, seed=plan.seed, device=device)
+        bar.update(1)
 
 
 def _codebook_rows(result: ModelSweep, layer: int, units: dict[str, torch.Tensor], probs: dict | None,
