@@ -296,3 +296,26 @@ def test_the_cli_refuses_a_nan_window_with_one_line_naming_the_flag(tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert err == ("spidrkit extract: error: window_seconds (--window-seconds) must be a finite number > 0, "
                    "got nan")
+
+
+def test_adding_other_inputs_to_an_extraction_folder_is_refused(tmp_path, capsys):
+    """An extraction folder has an identity (its config and the digest of its inputs): `extract a -o F` then
+    `extract trunc -o F` is refused naming both inputs, and F keeps the first extraction intact."""
+    from spidrkit.cli import main
+
+    a, trunc = tmp_path / "a", tmp_path / "trunc"
+    for folder, names in ((a, ("u1", "u2")), (trunc, ("u1",))):
+        folder.mkdir()
+        for name in names:
+            sf.write(folder / f"{name}.wav", np.random.default_rng(0).standard_normal(16000) * 0.1, 16000)
+    out = tmp_path / "F"
+    cmd = ["extract", "--model", "random:tiny", "--units", "codebook", "--quiet", "-o", str(out)]
+    assert main([*cmd[:1], str(a), *cmd[1:]]) == 0
+    before = (out / "units.txt").read_text()
+    assert main([*cmd[:1], str(trunc), *cmd[1:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"inputs: {a} (2 files) there, {trunc} (1 files) now" in err[0]
+    assert (out / "units.txt").read_text() == before and sorted(l.split()[0] for l in before.splitlines()) == [
+        "u1", "u2"]
+    assert main([*cmd[:1], str(trunc), *cmd[1:], "--overwrite"]) == 0  # the way to start the folder anew
+    assert [l.split()[0] for l in (out / "units.txt").read_text().splitlines()] == ["u1"]

@@ -39,6 +39,7 @@ Features need only the encoder interface (``docs/design.md``, "Encoders"): its g
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 import warnings
@@ -88,7 +89,7 @@ STANDARDIZATION = "per utterance, over the whole file: mean 0, variance 1 (befor
 RAW_INPUT = "none: the encoder reads the waveform as decoded"
 LOCK_NAME = "extract.lock"
 # sidecar keys that must agree for a resumed run to add to existing outputs
-_RESUME_KEYS = ("model", "kind", "layer", "unit_type", "k", "dtype", "format", "frame_rate")
+_RESUME_KEYS = ("model", "kind", "layer", "unit_type", "k", "dtype", "format", "frame_rate", "inputs_sha256")
 
 
 @dataclass
@@ -130,7 +131,9 @@ def _check_resumable(folder: Path, info: dict[str, Any]) -> None:
     old = read_sidecar(folder)
     diff = [k for k in _RESUME_KEYS if k in old and old.get(k) != info.get(k)]
     if diff:
-        shown = ", ".join(f"{k}: {old.get(k)!r} there, {info.get(k)!r} now" for k in diff)
+        shown = ", ".join(f"{k}: {old.get(k)!r} there, {info.get(k)!r} now" if k != "inputs_sha256" else
+                          f"inputs: {old.get('inputs')} ({old.get('num_files')} files) there, {info.get('inputs')} "
+                          f"({info.get('num_files')} files) now" for k in diff)
         raise ExtractionError(
             f"{folder} holds outputs of another extraction ({shown}); write to another folder, or pass "
             "overwrite=True (--overwrite) to replace them"
@@ -233,9 +236,18 @@ def _prepare(model: SpeechEncoder | Loaded | str | os.PathLike, provenance: Chec
     return job
 
 
-def _sidecar_info(job: _Job, opts: ExtractOptions, inputs: object, num_files: int, unit_fmt: str | None) -> dict:
+def inputs_sha256(entries: Sequence[ManifestEntry]) -> str:
+    """The identity of an extraction's inputs: a digest of every (file id, path) in file-id order."""
+    digest = hashlib.sha256()
+    for e in sorted(entries, key=lambda e: e.fileid):
+        digest.update(f"{e.fileid}\t{e.path}\n".encode())
+    return digest.hexdigest()
+
+
+def _sidecar_info(job: _Job, opts: ExtractOptions, inputs: object, entries: Sequence[ManifestEntry],
+                  unit_fmt: str | None) -> dict:
     """What every output folder's sidecar says (its layer added per folder)."""
-    features = job.kind is None
+    features, num_files, inputs_digest = job.kind is None, len(entries), inputs_sha256(entries)
     return {
         **job.info.as_dict(), "kind": "features" if features else "units", "layers": job.layers,
         "standardize": STANDARDIZATION if job.model.input_normalization == "standardize" else RAW_INPUT,
@@ -245,7 +257,7 @@ def _sidecar_info(job: _Job, opts: ExtractOptions, inputs: object, num_files: in
         "format": opts.fmt if features else unit_fmt, "precision": "bf16" if job.bf16 else "fp32",
         "window_seconds": opts.window_seconds, "context_seconds": opts.context_seconds,
         "inputs": str(inputs) if isinstance(inputs, str | os.PathLike) else f"{num_files} entries",
-        "num_files": num_files, "world_size": job.world_size,
+        "num_files": num_files, "inputs_sha256": inputs_digest, "world_size": job.world_size,
     }
 
 
@@ -351,7 +363,7 @@ def extract(model: SpeechEncoder | Loaded | str | os.PathLike, inputs: str | os.
     with lock:  # one writer per folder (and per units merge): a second extraction into it is refused
         if job.rank == 0:
             remove_stale_temps(out_dir)  # left by a writer killed mid-write
-        base_info = _sidecar_info(job, opts, inputs, len(entries), unit_fmt)
+        base_info = _sidecar_info(job, opts, inputs, entries, unit_fmt)
         folders, infos = _open_folders(out_dir, job, opts, base_info)
         mine = shard(entries, job.rank, job.world_size)
         todo = _todo(mine, job, opts, folders, units_name)
