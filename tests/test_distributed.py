@@ -63,6 +63,7 @@ def _rank_main(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, o
         cleanup_distributed()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_two_gloo_processes_equal_one_process_with_two_micro_batches(tmp_path):
     # Equal-length files (crops are then the identity), 2 per batch, 4 batches an epoch: rank r of 2 takes
@@ -200,6 +201,7 @@ def _lm_rank_main(rank: int, world: int, port: int, units: str, valid: str, run_
         cleanup_distributed()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_two_gloo_unit_lm_processes_equal_one_process_with_two_micro_batches(tmp_path):
     """Utterances of unequal lengths (padded rows: the two ranks predict different numbers of tokens): rank r of

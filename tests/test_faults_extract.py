@@ -151,6 +151,7 @@ def test_second_extraction_into_a_locked_folder_exits_75(setup, tmp_path, capsys
     assert (out / "units.txt").read_bytes() == ref.read_bytes()
 
 
+@pytest.mark.slow
 def test_two_concurrent_unsharded_extractions(setup, tmp_path):
     _, ckpt, corpus, ref = setup
     out = tmp_path / "o"

@@ -42,6 +42,7 @@ def relative(a: list[float], b: list[float]) -> np.ndarray:
     return np.abs(np.asarray(a) - np.asarray(b)) / np.abs(np.asarray(b))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_spidrkit_stays_as_close_to_the_release_as_the_release_moved_by_1e_7_does(speech):
     cfg = load_config("base_release", TRAJECTORY, variant="spidr")

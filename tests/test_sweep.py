@@ -170,6 +170,7 @@ def _unit_row(units: dict, ev: Path) -> dict:
             **{k: q[k] for k in UNIT_METRICS}}
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_feature_tables_equal_the_metric_functions(swept, direct):
     """Every layer of the model and of the random-weights model, and every feature baseline: ABX within,
@@ -191,6 +192,7 @@ def test_feature_tables_equal_the_metric_functions(swept, direct):
     assert res["baselines"][f"random init (L{random_best})"] == res["random_init_layers"][random_best]
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_unit_tables_equal_the_metric_functions(swept, direct):
     """Codebook units, their posteriors and the k-means units (with the centroids the sweep saved): ABX and
@@ -230,6 +232,7 @@ def test_unit_tables_equal_the_metric_functions(swept, direct):
     assert pgc["matrix"] == np.round(q["phone_given_code"], 5).tolist()
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_report_info(swept, small_checkpoint, speech_corpus):
     from spidrkit.io import file_sha256
@@ -250,6 +253,7 @@ def test_report_info(swept, small_checkpoint, speech_corpus):
     assert res["timings_s"]["total"] >= sum(v for k, v in res["timings_s"].items() if k.endswith("_abx"))
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_report_figures_draw_the_tables(swept):
     """Each figure shows the report's numbers: the layer curves and baseline lines, the heat map of the best
@@ -290,6 +294,7 @@ def test_report_figures_draw_the_tables(swept):
     assert codebook.get("spidr layer 3").y == tuple(ppl["codebook_ppl"][:, 1])
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_layer_groups_give_the_same_numbers(swept, speech_corpus, tmp_path):
     """One layer per model pass (a tiny memory bound) changes nothing but the time."""
@@ -447,6 +452,7 @@ def compared(speech_corpus, small_checkpoint, tmp_path_factory) -> tuple[Path, d
     return out, results, pickle.loads((out / "figures.pkl").read_bytes())
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_several_models_nest_one_report_each(compared):
     out, res, _ = compared
@@ -463,6 +469,7 @@ def test_several_models_nest_one_report_each(compared):
     assert "## phone probe accuracy (%)" in md and "| layer | small | SpidR | *mfcc* |" in md
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_comparison_tables_and_figures_are_the_models_numbers(compared):
     out, res, figures = compared
@@ -483,6 +490,7 @@ def test_comparison_tables_and_figures_are_the_models_numbers(compared):
         assert figures[metric].path == out / f"{metric}.png" and figures[metric].path.is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_probe_columns_equal_the_probe(compared, small_checkpoint, speech_corpus, tmp_path):
     """The sweep's probe columns are the numbers of ``probe()``; each interval holds its estimate; the layers

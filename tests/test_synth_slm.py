@@ -156,6 +156,7 @@ def test_cli_on_a_finished_folder_renders_nothing(built, capsys):
 # --- the plan (no audio) ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_default_size_has_1000_pairs_per_task_and_30_percent_absent_words(default_plan):
     _, items = default_plan
@@ -166,6 +167,7 @@ def test_default_size_has_1000_pairs_per_task_and_30_percent_absent_words(defaul
     assert 0.3 <= absent_share(items, "dev") < 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_default_plan_does_not_overlap_the_whole_lm_pool(default_plan):
     plan, _ = default_plan
@@ -175,6 +177,7 @@ def test_default_plan_does_not_overlap_the_whole_lm_pool(default_plan):
     _assert_disjoint(plan.lm_pool, texts, nonwords)
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_nonwords_have_their_words_phone_count_and_differ(default_plan):
     _, items = default_plan
@@ -190,6 +193,7 @@ def test_nonwords_have_their_words_phone_count_and_differ(default_plan):
     assert len({p[0]["word"] for p in by_id.values()}) == len(by_id)  # every non-word once
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_a_bag_of_phones_model_does_not_tell_words_from_nonwords(default_plan):
     """The shortcut a shuffled-units LM takes: a unigram of running speech (phones of LM-like texts drawn apart
@@ -240,6 +244,7 @@ def test_an_anagram_is_preferred_to_any_other_candidate():
         assert maker.make("pen") != "nep"  # a non-word is used once
 
 
+@pytest.mark.slow
 @pytest.mark.needs_flite
 def test_nonwords_match_their_words_phone_bags(default_plan):
     """Share of test pairs whose non-word is an anagram of its word (pronounced phones): 135 / 250 = 54.0 % at

@@ -235,6 +235,7 @@ def test_corrupt_and_empty_files_are_skipped_and_stereo_44k_is_used(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- learning
+@pytest.mark.slow
 def test_loss_falls_over_200_steps(syllables, tmp_path):
     cfg = train_config(syllables, "train.max_steps=200", "train.log_every=10", "train.checkpoint_every=1000")
     out = pretrain(cfg, tmp_path, progress=False)
