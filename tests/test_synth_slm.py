@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import pickle
 import random
 from collections import Counter
 from pathlib import Path
@@ -26,6 +27,7 @@ from spidrkit.data.slm_plan import (
     words_of,
 )
 from spidrkit.data.slm_words import NonWordMaker, bag_distance, metatheses, phonotactics_ok
+from support import built_once
 
 VOICES = ("slt", "kal16")
 HELDOUT = "kal16"
@@ -57,11 +59,17 @@ def built(flite, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def default_plan():
-    """The default-size plan (no audio) with frequencies from the default LM corpus."""
-    plan = plan_slm()
-    counts = word_counts(lm_train_texts(plan.lm_pool, ("awb", "rms", "slt"), 1.0, 0))
-    return plan, with_frequencies(plan.items, counts)
+def default_plan(tmp_path_factory):
+    """The default-size plan (no audio) with frequencies from the default LM corpus: about a minute of CPU,
+    spent by the first xdist worker that needs it; the other reads its pickle."""
+    with built_once(tmp_path_factory, "default_slm_plan") as folder:
+        cached = folder / "plan.pkl"
+        if not cached.is_file():
+            plan = plan_slm()
+            counts = word_counts(lm_train_texts(plan.lm_pool, ("awb", "rms", "slt"), 1.0, 0))
+            folder.mkdir(parents=True, exist_ok=True)
+            cached.write_bytes(pickle.dumps((plan, with_frequencies(plan.items, counts))))
+        return pickle.loads(cached.read_bytes())
 
 
 # --- the rendered folder ------------------------------------------------------------------------------
