@@ -30,7 +30,7 @@ def test_headline_needs_both_numbers():
     assert _headline({**results, "layers": {2: {"abx_across": None}}}) == ""
 
 
-# the demo shrunk to seconds: a 3-layer, 64-wide model, 30 steps (or 0.5 min), 0.03 h of speech, a 0.02 min LM
+# the demo, shrunk: a 3-layer, 64-wide model, 30 steps (or 0.5 min), 0.03 h of speech, a 0.02 min LM
 SMALL = ("model.conv_dim=32", "model.dim=64", "model.num_heads=2", "model.ffn_dim=128", "model.num_layers=3",
          "model.num_codebooks=2", "model.codebook_size=32", "data.max_batch_samples=64000",
          "train.log_every=5", "train.checkpoint_every=20", "train.valid_every=20", "train.valid_batches=2",
