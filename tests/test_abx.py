@@ -7,73 +7,34 @@ import pytest
 import torch
 
 from spidrkit.evaluation.metrics.abx import FeatureDir, abx, abx_units, units_as_indices
-
-PHONES = ["AA", "IY", "S", "T", "M", "L"]
-CONTEXTS = [("B", "D"), ("K", "G"), ("P", "N"), ("F", "V")]
-SPEAKERS = ["spk1", "spk2"]
-RATE = 50
-ITEM_FRAMES = 4  # every item spans 4 frames at 50 Hz (80 ms)
-INSTANCES = 8
-
-
-def _corpus(tmp_path):
-    """An item file and the phone id of every 50 Hz frame of every utterance.
-
-    One utterance per (speaker, instance); items are laid end to end with one frame of gap.
-    """
-    rows, frame_phones = [], {}
-    for spk in SPEAKERS:
-        for inst in range(INSTANCES):
-            utt = f"{spk}-{inst}"
-            phones = []
-            for ctx in CONTEXTS:
-                for p, phone in enumerate(PHONES):
-                    start = len(phones) + 1
-                    phones += [-1] + [p] * ITEM_FRAMES
-                    onset, offset = start / RATE, (start + ITEM_FRAMES) / RATE
-                    rows.append(f"{utt} {onset:.2f} {offset:.2f} {phone} {ctx[0]} {ctx[1]} {spk}")
-            frame_phones[utt] = np.asarray([*phones, -1])
-    item = tmp_path / "triphones.item"
-    item.write_text("#file onset offset #phone prev-phone next-phone speaker\n" + "\n".join(rows) + "\n")
-    return item, frame_phones
-
-
-def _one_hot(phones: np.ndarray) -> torch.Tensor:
-    x = torch.zeros(len(phones), len(PHONES) + 1)
-    x[torch.arange(len(phones)), torch.as_tensor(phones) + 1] = 1.0  # silence gets its own dimension
-    return x
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return _corpus(tmp_path_factory.mktemp("abx"))
+from support import PHONES, RATE, one_hot
 
 
 @pytest.mark.parametrize("speaker", ["within", "across"])
-def test_one_hot_phone_features_are_perfect(corpus, speaker):
-    item, frame_phones = corpus
-    feats = {utt: _one_hot(p) for utt, p in frame_phones.items()}
+def test_one_hot_phone_features_are_perfect(triphones, speaker):
+    item, frame_phones = triphones
+    feats = {utt: one_hot(p) for utt, p in frame_phones.items()}
     assert abx(feats, item, speaker=speaker, frequency=RATE, progress=False, device="cpu") == 0.0
 
 
-def test_posteriors_with_kl_symmetric(corpus):
-    item, frame_phones = corpus
-    feats = {utt: torch.softmax(5 * _one_hot(p), dim=1) for utt, p in frame_phones.items()}
+def test_posteriors_with_kl_symmetric(triphones):
+    item, frame_phones = triphones
+    feats = {utt: torch.softmax(5 * one_hot(p), dim=1) for utt, p in frame_phones.items()}
     assert abx(feats, item, distance="kl_symmetric", frequency=RATE, progress=False, device="cpu") == 0.0
 
 
 @pytest.mark.parametrize("speaker", ["within", "across"])
-def test_random_features_are_at_chance(corpus, speaker):
-    item, frame_phones = corpus
+def test_random_features_are_at_chance(triphones, speaker):
+    item, frame_phones = triphones
     gen = torch.Generator().manual_seed(0)
     feats = {utt: torch.randn(len(p), 16, generator=gen) for utt, p in frame_phones.items()}
     score = abx(feats, item, speaker=speaker, frequency=RATE, progress=False, device="cpu")
     assert 47.0 <= score <= 53.0
 
 
-def test_folder_equals_mapping_and_units_equal_one_hot(corpus, tmp_path):
+def test_folder_equals_mapping_and_units_equal_one_hot(triphones, tmp_path):
     """Features read from DIR/<fileid>.pt score like the same mapping; units score like one-hot angular."""
-    item, frame_phones = corpus
+    item, frame_phones = triphones
     rng = np.random.default_rng(1)
     # noisy units: the phone id 70 % of the time, a random unit otherwise -> an error rate strictly in (0, 50)
     units = {
@@ -101,9 +62,9 @@ def test_folder_equals_mapping_and_units_equal_one_hot(corpus, tmp_path):
 
 
 @pytest.mark.parametrize("speaker", ["within", "across"])
-def test_identical_features_tie_everywhere(corpus, speaker):
+def test_identical_features_tie_everywhere(triphones, speaker):
     """Every frame the same vector: every A/B comparison is a tie, counted 1/2, so ABX is exactly 50 %."""
-    item, frame_phones = corpus
+    item, frame_phones = triphones
     feats = {utt: torch.ones(len(p), 3) for utt, p in frame_phones.items()}
     assert abx(feats, item, speaker=speaker, frequency=RATE, progress=False, device="cpu") == 50.0
 
@@ -117,22 +78,22 @@ def test_frame_rates_go_to_fastabx_exactly():
         fastabx_frequency(0)
 
 
-def test_abx_both_reports_an_empty_condition_as_none(tmp_path):
+def test_abx_both_reports_an_empty_condition_as_none(triphones, tmp_path):
     """One speaker only: no across-speaker triplet exists; abx_both says None (with a warning), not an error."""
     from spidrkit.evaluation.metrics.abx import abx_both
 
-    item, frame_phones = _corpus(tmp_path)
+    item, frame_phones = triphones
     one = tmp_path / "one_speaker.item"
     lines = item.read_text().splitlines()
     one.write_text("\n".join([lines[0], *(line for line in lines[1:] if line.endswith("spk1"))]) + "\n")
-    feats = {utt: _one_hot(p) for utt, p in frame_phones.items()}
+    feats = {utt: one_hot(p) for utt, p in frame_phones.items()}
     with pytest.warns(UserWarning, match="ABX across speaker .*no triplet to score"):
         row = abx_both(feats, one, frame_rate=RATE, device="cpu")
     assert row == {"abx_within": 0.0, "abx_across": None}
 
 
-def test_bad_inputs(corpus, tmp_path):
-    item, frame_phones = corpus
+def test_bad_inputs(triphones, tmp_path):
+    item, frame_phones = triphones
     with pytest.raises(FileNotFoundError):
         abx(tmp_path / "missing", item, frequency=RATE)
     with pytest.raises(FileNotFoundError):

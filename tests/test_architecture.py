@@ -347,6 +347,26 @@ def test_no_block_of_six_lines_repeated():
     )
 
 
+def imported_test_modules(source: str) -> set[str]:
+    """The ``test_*`` modules that ``source`` imports (absolute imports, anywhere in it)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return {n for n in names if n.split(".")[0].startswith("test_")}
+
+
+def test_no_test_module_imports_another():
+    """Shared fixtures live in tests/conftest.py, shared helpers in tests/support.py (or oracle.py)."""
+    tests = Path(__file__).resolve().parent
+    found = {p.name: sorted(imported_test_modules(p.read_text())) for p in sorted(tests.glob("*.py"))}
+    assert {name: mods for name, mods in found.items() if mods} == {}
+    assert imported_test_modules("import test_training\nfrom test_sweep import corpus\nfrom support import MICRO\n"
+                                 "def f():\n    import test_abx.x\n") == {"test_training", "test_sweep", "test_abx.x"}
+
+
 # ----------------------------------------------------------------------------------------------- the walker's own tests
 def _graph(**modules: str) -> dict[str, dict[str, int]]:
     """Synthetic package: keyword ``pkg__sub`` is module ``pkg.sub``; ``pkg__sub___init`` a package."""
@@ -389,12 +409,12 @@ def test_walker_resolves_relative_and_importlib_imports():
 
 def test_walker_applies_the_direction_rules():
     g = _graph(
-        spidrkit__models__m="def f():\n    import spidrkit.data.audio\n",
+        spidrkit__models__m="def f():\n    import spidrkit.data.corpora.audio\n",
         spidrkit__data__audio="",
         spidrkit__evaluation__e="from spidrkit.models import m\n",
         spidrkit__models___init="",
     )
-    assert forbidden_arrows(g, FORBIDDEN) == ["spidrkit.models.m -> spidrkit.data.audio (line 2)"]
+    assert forbidden_arrows(g, FORBIDDEN) == ["spidrkit.models.m -> spidrkit.data.corpora.audio (line 2)"]
 
 
 def test_duplicate_finder_reports_copies_and_ignores_trivia():

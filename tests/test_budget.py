@@ -41,10 +41,8 @@ SMALL = ["model.conv_dim=32", "model.dim=64", "model.num_layers=2", "model.num_h
          "model.pos_conv_groups=4", "model.num_codebooks=2", "model.codebook_size=32"]
 
 
-from test_sweep import corpus  # noqa: E402,F401  (the synthesized corpus, shared with the sweep tests)
-
-
-def test_budget_curve_of_a_tiny_run_folder(corpus, tmp_path, monkeypatch, capsys):  # noqa: F811
+@pytest.mark.needs_flite
+def test_budget_curve_of_a_tiny_run_folder(speech_corpus, tmp_path, monkeypatch, capsys):
     cfg = load_config("tiny", SMALL)
     run = tmp_path / "run"
     for i, (minutes, step) in enumerate(((1.0, 3), (4.0, 12))):
@@ -56,7 +54,7 @@ def test_budget_curve_of_a_tiny_run_folder(corpus, tmp_path, monkeypatch, capsys
         save_checkpoint(path, state)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = budget_curve(run, corpus, tmp_path / "out", min_frames=300, resamples=100)
+        res = budget_curve(run, speech_corpus, tmp_path / "out", min_frames=300, resamples=100)
     points = res["points"]
     assert [p["name"] for p in points] == ["minutes_1_step_00000003", "final"]
     assert [p["step"] for p in points] == [3, 12]
@@ -65,7 +63,7 @@ def test_budget_curve_of_a_tiny_run_folder(corpus, tmp_path, monkeypatch, capsys
     from spidrkit.checkpoints import load_model
 
     model = load_model(points[0]["checkpoint"])
-    feats = model_outputs(model, budget_mod.load_eval_set(corpus, ["dev", "heldout"], tmp_path / "e").entries,
+    feats = model_outputs(model, budget_mod.load_eval_set(speech_corpus, ["dev", "heldout"], tmp_path / "e").entries,
                           [1, 2], progress=False)
     dev = {la: abx_both(feats[la], tmp_path / "out" / "eval_dev" / "eval.item", frame_rate=model.frame_rate,
                         speakers=("across",))["abx_across"] for la in (1, 2)}
@@ -90,18 +88,18 @@ def test_budget_curve_of_a_tiny_run_folder(corpus, tmp_path, monkeypatch, capsys
         raise AssertionError("evaluated again")
 
     monkeypatch.setattr(budget_mod, "evaluate_point", no)
-    again = budget_curve(run, corpus, tmp_path / "out", min_frames=300, resamples=100)
+    again = budget_curve(run, speech_corpus, tmp_path / "out", min_frames=300, resamples=100)
     assert [p["abx_across"] for p in again["points"]] == [p["abx_across"] for p in points]
 
     # the CLI (spidrkit evaluate budget) prints the same table it writes; a bad number is refused before any work
     from spidrkit.cli import main
 
-    assert main(["evaluate", "budget", str(run), "--corpus", str(corpus), "-o", str(tmp_path / "out"),
+    assert main(["evaluate", "budget", str(run), "--corpus", str(speech_corpus), "-o", str(tmp_path / "out"),
                  "--min-frames", "300"]) == 0
     printed = capsys.readouterr().out
     assert printed == (tmp_path / "out" / "budget.md").read_text()
     cli_points = json.loads((tmp_path / "out" / "budget.json").read_text())["points"]
     assert [p["abx_across"] for p in cli_points] == [p["abx_across"] for p in points]
-    assert main(["evaluate", "budget", str(run), "--corpus", str(corpus), "-o", str(tmp_path / "o2"),
+    assert main(["evaluate", "budget", str(run), "--corpus", str(speech_corpus), "-o", str(tmp_path / "o2"),
                  "--max-files", "0"]) == 2
     assert capsys.readouterr().err.strip() == "spidrkit evaluate: error: --max-files 0: give a number of files >= 1"

@@ -1,7 +1,6 @@
 """The main job end to end, shrunk: corpus -> pretraining -> sweep -> report (the issue's integration test)."""
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -31,15 +30,28 @@ def test_headline_needs_both_numbers():
     assert _headline({**results, "layers": {2: {"abx_across": None}}}) == ""
 
 
-@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (sudo apt-get install flite)")
-def test_demo_end_to_end(tmp_path):
+# the demo, shrunk: a 3-layer, 64-wide model, 30 steps (or 0.5 min), 0.03 h of speech, a 0.02 min LM
+SMALL = ("model.conv_dim=32", "model.dim=64", "model.num_heads=2", "model.ffn_dim=128", "model.num_layers=3",
+         "model.num_codebooks=2", "model.codebook_size=32", "data.max_batch_samples=64000",
+         "train.log_every=5", "train.checkpoint_every=20", "train.valid_every=20", "train.valid_batches=2",
+         "train.max_steps=30", "data.num_workers=0")
+SHRUNK = dict(minutes=0.5, hours=0.03, kmeans_k=8, overrides=SMALL, progress=False, slm_minutes=0.02, slm_pairs=2)
+
+
+@pytest.mark.slow
+@pytest.mark.needs_flite
+def test_demo_end_to_end_and_its_rerun(tmp_path):
+    """One demo run checked stage by stage, then the same command again: it resumes (two runs are the test)."""
     out = tmp_path / "demo"
-    small = ("model.conv_dim=32", "model.dim=64", "model.num_heads=2", "model.ffn_dim=128", "model.num_layers=3",
-             "model.num_codebooks=2", "model.codebook_size=32", "data.max_batch_samples=64000",
-             "train.log_every=5", "train.checkpoint_every=20", "train.valid_every=20", "train.valid_batches=2",
-             "train.max_steps=30", "data.num_workers=0")
-    result = run_demo(out, minutes=0.5, hours=0.03, kmeans_k=8, overrides=small, progress=False, slm_minutes=0.02,
-                      slm_pairs=2)
+    result = run_demo(out, **SHRUNK)
+    info = json.loads((out / "demo.json").read_text())
+    _check_report_and_stages(out, result, info)
+    across = _check_numbers_are_the_metric_functions(out, result, info)
+    _check_slm_stage(out, result, across)
+    _check_a_rerun_resumes(out, result, info)
+
+
+def _check_report_and_stages(out, result, info) -> None:
     report = (out / "report.md").read_text()
     assert report.startswith("# spidrkit demo report")
     heldout = ("kal16", "ked") if missing("festival") is None else ("kal16",)  # a voice and, if it can, an engine
@@ -49,7 +61,6 @@ def test_demo_end_to_end(tmp_path):
     outputs = result["results"]["outputs"]
     for name in ("layers", "phone_given_code", "tsne", "perplexity"):
         assert outputs[name].path == out / f"{name}.png" and outputs[name].path.read_bytes()[:4] == b"\x89PNG"
-    info = json.loads((out / "demo.json").read_text())
     assert info["training"]["step"] >= 1 and info["training"]["status"] in ("completed", "time_budget")
     assert list(info["timings_s"]) == [
         f"1/6 corpus: 0.03 h of speech from {', '.join(voices)} ({', '.join(heldout)} held out)",
@@ -65,7 +76,9 @@ def test_demo_end_to_end(tmp_path):
         "minutes_0.0417", "minutes_0.1042", "minutes_0.2083", "minutes_0.4167"}
     assert "## Budget curve" in report and (out / "budget" / "budget.png").is_file()
 
-    # the numbers are those of the metric functions on the trained checkpoint's features
+
+def _check_numbers_are_the_metric_functions(out, result, info) -> float:
+    """The best layer's across-speaker ABX is that of abx() on the trained checkpoint's features; returned."""
     res = result["results"]
     layers, best = res["layers"], res["best_layer"]
     assert list(layers) == [1, 2, 3]
@@ -76,29 +89,46 @@ def test_demo_end_to_end(tmp_path):
     across = abx(feats, out / "eval" / "eval.item", speaker="across", frequency=model.frame_rate, progress=False)
     assert layers[best]["abx_across"] == pytest.approx(across, abs=1e-6)
     mfcc = res["baselines"]["mfcc"]["abx_across"]
-    verdict = "beats" if layers[best]["abx_across"] < mfcc else "does not beat"
-    assert (f"**Best layer {best}: across-speaker ABX {layers[best]['abx_across']:.2f} % vs MFCC {mfcc:.2f} %: "
-            f"the pretrained model {verdict} MFCC.**") in report
-    # the sLM stage: a tiny LM on k-means units of the best layer (the sweep's centroids), stopped by its budget,
-    # scored on the 2 pair ids per task of each split, its table at the end of the report
-    slm = result["slm"]
+    reported = layers[best]["abx_across"]
+    verdict = "beats" if reported < mfcc else "does not beat"
+    assert (f"**Best layer {best}: across-speaker ABX {reported:.2f} % vs MFCC {mfcc:.2f} %: "
+            f"the pretrained model {verdict} MFCC.**") in (out / "report.md").read_text()
+    return across
+
+
+def _check_slm_stage(out, result, across: float) -> None:
+    """A tiny LM on k-means units of the best layer (the sweep's centroids), stopped by its budget, scored on
+    the 2 pair ids per task of each split, its table at the end of the report, its point on the ABX scatter."""
+    from spidrkit.extraction.units import read_units
+
+    slm, best = result["slm"], result["results"]["best_layer"]
     label = f"SpidR k-means L{best}"
     assert slm["rows"][0]["units"] == str(out / "kmeans" / f"kmeans8_layer{best:02d}.npy").join(("kmeans:", ""))
     assert slm["lm"]["stopped"] == "max_minutes" and slm["lm"]["step"] >= 1
-    from spidrkit.extraction.units import read_units
-
     n_train = len(read_manifest(out / "corpus" / "train.csv"))
     assert len(read_units(out / "slm" / "units_train.txt")) == min(1000, n_train)
     assert {m: c["pairs"] for m, c in slm["table"][label].items()} == {"swuggy_all": 2, "swuggy_in_vocab":
                                                                       slm["table"][label]["swuggy_in_vocab"]["pairs"],
                                                                       "sblimp": 2, "tsc": 2}
-    assert slm["scatter"][0]["abx_across"] == layers[best]["abx_across"]
+    assert slm["scatter"][0]["abx_across"] == pytest.approx(across, abs=1e-6)  # abx() of the best layer
+    report = (out / "report.md").read_text()
     assert "## Spoken language modelling" in report and f"| {label} | " in report
-    # a second run finds everything done: the corpus is kept and training resumes from its checkpoint
-    again = run_demo(out, minutes=0.5, hours=0.03, kmeans_k=8, overrides=small, progress=False, slm_minutes=0.02,
-                     slm_pairs=2)
+
+
+def _check_a_rerun_resumes(out, result, info) -> None:
+    """The same command again finds everything done: the corpus is kept, training resumes from its checkpoint
+    (no step logged twice), the finished LM is kept, not trained again."""
+    from spidrkit.io import read_metrics
+
+    corpus = {p: p.stat().st_mtime_ns for p in (out / "corpus").rglob("*.wav")}
+    again = run_demo(out, **SHRUNK)
+    assert {p: p.stat().st_mtime_ns for p in (out / "corpus").rglob("*.wav")} == corpus
+    steps = [r["step"] for r in read_metrics(out / "pretrain_spidr", "train")]
+    assert steps and steps == sorted(set(steps))
     assert again["demo"]["training"]["step"] >= info["training"]["step"]
-    assert again["slm"]["lm"] == slm["lm"]  # the finished LM is kept, not trained again
+    if info["training"]["status"] == "completed":  # train.max_steps reached: nothing left to train
+        assert again["demo"]["training"]["step"] == info["training"]["step"]
+    assert again["slm"]["lm"] == result["slm"]["lm"]
 
 
 def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeypatch):

@@ -29,8 +29,8 @@ def missing_modules(rows: dict[str, str], src: Path = SRC) -> list[str]:
         name = path.stem
         if name == "__init__":
             continue
-        if package not in rows or f"`{name}`" not in rows[package] and not (
-                name == "__main__" and "`__main__`" in rows.get(package, "")):
+        if package not in rows or (f"`{name}`" not in rows[package] and not (
+                name == "__main__" and "`__main__`" in rows.get(package, ""))):
             missing.append(f"{package}.{name}")
     return missing
 

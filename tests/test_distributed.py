@@ -63,6 +63,8 @@ def _rank_main(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, o
         cleanup_distributed()
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_two_gloo_processes_equal_one_process_with_two_micro_batches(tmp_path):
     # Equal-length files (crops are then the identity), 2 per batch, 4 batches an epoch: rank r of 2 takes
     # batches r, r + 2, ...; one process with grad_accum = 2 takes batches 2s and 2s + 1 at step s, with the
@@ -93,7 +95,6 @@ def test_two_gloo_processes_equal_one_process_with_two_micro_batches(tmp_path):
     for k in rank0:  # student, teacher, heads and codebooks: bit for bit the same on both ranks
         assert torch.equal(rank0[k], rank1[k]), k
 
-    torch.set_num_threads(1)
     single_cfg = load_config("tiny", [*over, "train.grad_accum=2"])
     single = Trainer(single_cfg, tmp_path / "single", progress=False)
     single.run()
@@ -200,6 +201,8 @@ def _lm_rank_main(rank: int, world: int, port: int, units: str, valid: str, run_
         cleanup_distributed()
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_two_gloo_unit_lm_processes_equal_one_process_with_two_micro_batches(tmp_path):
     """Utterances of unequal lengths (padded rows: the two ranks predict different numbers of tokens): rank r of
     2 takes micro-batch 2s + r at update s, one process with grad_accum = 2 takes 2s and 2s + 1. The update
@@ -214,7 +217,6 @@ def test_two_gloo_unit_lm_processes_equal_one_process_with_two_micro_batches(tmp
     valid = write_units(tmp_path / "valid.txt", {"v0": [1, 2, 3, 4], "v1": [5, 6, 7, 0, 1, 2]}, k=8)
     mp.start_processes(_lm_rank_main, args=(2, free_port(), str(units), str(valid), str(tmp_path / "ddp")),
                        nprocs=2, join=True, start_method="spawn")
-    torch.set_num_threads(1)
     train_lm([units], tmp_path / "one", "tiny", [*LM_SMALL, "train.grad_accum=2"], valid=[valid], progress=False)
 
     ddp, one = load_lm(tmp_path / "ddp", "last")[0].state_dict(), load_lm(tmp_path / "one", "last")[0].state_dict()

@@ -268,14 +268,12 @@ def test_extract_cli_writes_the_wrappers_features(tmp_path):
                      "-o", str(tmp_path / "r"), "--quiet"]) == 2
 
 
-from test_sweep import corpus  # noqa: E402,F401  (the synthesized corpus, shared with the sweep tests)
-
-
 @pytest.mark.slow
-def test_sweep_cli_evaluates_a_hubert_directory(corpus, tmp_path):  # noqa: F811
+@pytest.mark.needs_flite
+def test_sweep_cli_evaluates_a_hubert_directory(speech_corpus, tmp_path):
     base_layout_hubert(tmp_path / "hubert")
     out = tmp_path / "sweep"
-    assert cli_main(["evaluate", "sweep", "--model", str(tmp_path / "hubert"), "--corpus", str(corpus), "-o",
+    assert cli_main(["evaluate", "sweep", "--model", str(tmp_path / "hubert"), "--corpus", str(speech_corpus), "-o",
                      str(out), "--baselines", "mfcc,random", "--kmeans", "8", "--max-files", "6",
                      "--quiet"]) == 0
     res = json.loads((out / "report.json").read_text())["results"]

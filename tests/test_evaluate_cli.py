@@ -229,27 +229,26 @@ def test_plot_perplexity(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------- probe, several models
-from test_sweep import checkpoint, corpus, needs_flite  # noqa: E402, F401  (the sweep tests' shared fixtures)
 
 
-@needs_flite
-def test_probe_cli(corpus, checkpoint, tmp_path, capsys):  # noqa: F811
+@pytest.mark.needs_flite
+def test_probe_cli(speech_corpus, small_checkpoint, tmp_path, capsys):
     out = tmp_path / "probe"
-    code, printed, _ = run_cli(["probe", "--model", str(checkpoint), "--corpus", str(corpus),
+    code, printed, _ = run_cli(["probe", "--model", str(small_checkpoint), "--corpus", str(speech_corpus),
                                 "--layers", "1,3", "--baselines", "mfcc", "-o", str(out), "--quiet"], capsys)
     assert code == 0
     res = json.loads((out / "report.json").read_text())["results"]
     assert list(res["layers"]) == ["1", "3"] and list(res["baselines"]) == ["mfcc"]
     assert f"{res['layers']['3']['probe_acc']:.2f}" in printed and "best layer by phone accuracy" in printed
-    code, _, err = run_cli(["probe", "--model", str(checkpoint), "--corpus", str(corpus),
+    code, _, err = run_cli(["probe", "--model", str(small_checkpoint), "--corpus", str(speech_corpus),
                             "--layers", "9", "--quiet"], capsys)
     assert code == 2 and "out of range" in err
 
 
-@needs_flite
-def test_sweep_cli_of_several_models(corpus, checkpoint, tmp_path, capsys):  # noqa: F811
+@pytest.mark.needs_flite
+def test_sweep_cli_of_several_models(speech_corpus, small_checkpoint, tmp_path, capsys):
     out = tmp_path / "many"
-    args = ["sweep", "--model", str(checkpoint), "--model", str(checkpoint), "--corpus", str(corpus),
+    args = ["sweep", "--model", str(small_checkpoint), "--model", str(small_checkpoint), "--corpus", str(speech_corpus),
             "-o", str(out), "--layers", "2", "--baselines", "mfcc", "--max-files", "4", "--tsne-points", "0",
             "--quiet"]
     code, printed, _ = run_cli([*args, "--label", "a", "--label", "b"], capsys)

@@ -11,7 +11,6 @@ import torch
 
 from spidrkit.checkpoints import weights_sha256
 from spidrkit.cli import main as cli_main
-from spidrkit.config import load_config
 from spidrkit.data.corpora.audio import load_audio
 from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
 from spidrkit.extraction.compute import compute
@@ -23,15 +22,7 @@ from spidrkit.extraction.units import read_units
 from spidrkit.io import file_sha256, read_sidecar
 from spidrkit.models.spidr import SpidR
 
-# narrower than the tiny preset (the downsampler dominates CPU time), same structure
-MICRO = ["model.conv_dim=32", "model.dim=64", "model.num_layers=6", "model.num_heads=2", "model.ffn_dim=128"]
-DIM = 64
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return SpidR(load_config("tiny", MICRO).model).eval()
+DIM = 64  # the width of conftest.micro_model
 
 
 @pytest.fixture(scope="module")
@@ -62,20 +53,20 @@ def _assert_same_features(dir_a, dir_b) -> None:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)
 
 
-def test_batched_equals_one_file_at_a_time(model, corpus, tmp_path):
+def test_batched_equals_one_file_at_a_time(micro_model, corpus, tmp_path):
     entries, manifest = corpus
     assert [len(b) for b in plan_batches(entries, 6 * 16000, 30 * 16000)] == [3, 1, 1, 2]  # really batched
-    summary = extract(model, manifest, tmp_path / "out", layers=[2, 5], batch_seconds=6, progress=False)
+    summary = extract(micro_model, manifest, tmp_path / "out", layers=[2, 5], batch_seconds=6, progress=False)
     assert (summary.files, summary.skipped) == (7, 0)
     side = read_sidecar(tmp_path / "out" / "layer_05")  # a model without a file: identified by its weights
     identity = (side["layer"], side["checkpoint_format"], side["model"])
-    assert identity == (5, "in-memory", f"spidr:{weights_sha256(model)}")
+    assert identity == (5, "in-memory", f"spidr:{weights_sha256(micro_model)}")
     for layer in (2, 5):
         got = _features(tmp_path / "out" / f"layer_{layer:02d}")
         assert sorted(got) == sorted(e.fileid for e in entries)
         for e in entries:
-            ref = model.layer_outputs(load_audio(e.path), layers=[layer])[layer][0]  # standardised inside
-            assert got[e.fileid].shape == (model.num_frames(e.num_samples), DIM)
+            ref = micro_model.layer_outputs(load_audio(e.path), layers=[layer])[layer][0]  # standardised inside
+            assert got[e.fileid].shape == (micro_model.num_frames(e.num_samples), DIM)
             torch.testing.assert_close(got[e.fileid], ref, atol=1e-4, rtol=0)
 
 
@@ -87,28 +78,28 @@ def test_one_batching_rule_packs_longest_first_with_bounded_padding():
     assert pack([300, 20], 100) == [[0], [1]]  # longer than the budget: alone
 
 
-def test_windows_tile_the_file_on_frame_boundaries(model):
+def test_windows_tile_the_file_on_frame_boundaries(micro_model):
     n = 20 * 16000 + 777
-    total = model.num_frames(n)
-    pieces = plan_windows(n, model, 4 * 16000, 16000)
+    total = micro_model.num_frames(n)
+    pieces = plan_windows(n, micro_model, 4 * 16000, 16000)
     assert total == 1002 and len(pieces) == 11  # cores of 2 s (100 frames), the last one 2 frames
     cores = [(a, b) for _, _, a, b in pieces]
     assert cores[0][0] == 0 and cores[-1][1] == total
     assert all(cores[i][1] == cores[i + 1][0] for i in range(len(cores) - 1))
     for start, end, a, b in pieces:
         assert start % 320 == 0 and start // 320 <= a
-        assert model.num_frames(end - start) == min(total, b + 50) - start // 320  # exactly the frames needed
+        assert micro_model.num_frames(end - start) == min(total, b + 50) - start // 320  # exactly the frames needed
         assert a - start // 320 == min(a, 50)  # 1 s (50 frames) of context where the file has it
-    assert plan_windows(16000, model, 4 * 16000, 16000) == [(0, 16000, 0, 49)]
+    assert plan_windows(16000, micro_model, 4 * 16000, 16000) == [(0, 16000, 0, 49)]
 
 
-def test_windowed_equals_whole_file_away_from_edges(model):
+def test_windowed_equals_whole_file_away_from_edges(micro_model):
     """With attention made local (its output projection zeroed, so only the 45-frame positional
     convolution and the downsampler mix frames), a 1 s context makes windowed extraction equal to
     whole-file extraction: this checks the frame alignment, the stitching and the whole-file
     standardisation (the DC offset changes every second, so per-window statistics would differ)."""
-    local = SpidR(model.cfg).eval()
-    local.load_state_dict(model.state_dict())
+    local = SpidR(micro_model.cfg).eval()
+    local.load_state_dict(micro_model.state_dict())
     with torch.no_grad():
         for block in local.student.layers:
             block.attention.proj.weight.zero_()
@@ -127,50 +118,50 @@ def test_windowed_equals_whole_file_away_from_edges(model):
     assert max(end - start for start, end, _, _ in plan_windows(n, local, 4 * 16000, 16000)) <= 4 * 16000 + 80
 
 
-def test_resumed_extraction_equals_uninterrupted(model, corpus, tmp_path):
+def test_resumed_extraction_equals_uninterrupted(micro_model, corpus, tmp_path):
     entries, manifest = corpus
     full = tmp_path / "full"
-    extract(model, manifest, full, layers=[3], progress=False)
+    extract(micro_model, manifest, full, layers=[3], progress=False)
     part = tmp_path / "part"
-    extract(model, entries[:3], part, layers=[3], progress=False)  # "killed" after three files
+    extract(micro_model, entries[:3], part, layers=[3], progress=False)  # "killed" after three files
     first = {p.name: p.stat().st_mtime_ns for p in part.rglob("*.pt")}
-    summary = extract(model, manifest, part, layers=[3], progress=False)
+    summary = extract(micro_model, manifest, part, layers=[3], progress=False)
     assert (summary.files, summary.skipped) == (4, 3)
     assert {p.name: p.stat().st_mtime_ns for p in part.rglob("*.pt") if p.name in first} == first  # not redone
     _assert_same_features(full, part)
     # units: a finished run on two files, then a crash that left a journal with one line and a torn one
     u = part / "u"
-    extract(model, entries[:2], u, layers=[4], units="codebook", progress=False)
-    third = compute(model, [load_audio(entries[2].path)], [4], units="codebook")[0][4].tolist()
+    extract(micro_model, entries[:2], u, layers=[4], units="codebook", progress=False)
+    third = compute(micro_model, [load_audio(entries[2].path)], [4], units="codebook")[0][4].tolist()
     (u / "units.part0-of-1.partial.jsonl").write_text(
         json.dumps({"utt": entries[2].fileid, "units": third}) + "\n" + '{"utt": "spk0/utt6", "units": [1, 2'
     )
-    summary = extract(model, manifest, u, layers=[4], units="codebook", progress=False)
+    summary = extract(micro_model, manifest, u, layers=[4], units="codebook", progress=False)
     assert (summary.skipped, summary.files) == (3, 4)
-    extract(model, manifest, full / "u", layers=[4], units="codebook", progress=False)
+    extract(micro_model, manifest, full / "u", layers=[4], units="codebook", progress=False)
     assert read_units(u / "units.txt") == read_units(full / "u" / "units.txt")
     assert not list(u.glob("units.part*"))
 
 
-def test_two_ranks_write_disjoint_halves_of_one_output(model, corpus, tmp_path, monkeypatch):
+def test_two_ranks_write_disjoint_halves_of_one_output(micro_model, corpus, tmp_path, monkeypatch):
     entries, manifest = corpus
     halves = [{e.fileid for e in shard(entries, r, 2)} for r in (0, 1)]
     assert not halves[0] & halves[1] and halves[0] | halves[1] == {e.fileid for e in entries}
     single = tmp_path / "single"
-    extract(model, manifest, single, layers=[2], progress=False)
-    extract(model, manifest, single / "u", layers=[3, 6], units="codebook", dedup=True, progress=False)
+    extract(micro_model, manifest, single, layers=[2], progress=False)
+    extract(micro_model, manifest, single / "u", layers=[3, 6], units="codebook", dedup=True, progress=False)
     multi = tmp_path / "multi"
-    s0 = extract(model, manifest, multi, layers=[2], rank=0, world_size=2, progress=False)
-    s1 = extract(model, manifest, multi, layers=[2], rank=1, world_size=2, progress=False)
+    s0 = extract(micro_model, manifest, multi, layers=[2], rank=0, world_size=2, progress=False)
+    s1 = extract(micro_model, manifest, multi, layers=[2], rank=1, world_size=2, progress=False)
     assert (s0.files, s1.files) == (len(halves[0]), len(halves[1]))
     _assert_same_features(single, multi)
     with monkeypatch.context() as env:  # as under torchrun
         for name, value in {"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}.items():
             env.setenv(name, value)
-        s1 = extract(model, manifest, multi / "u", layers=[3, 6], units="codebook", dedup=True, progress=False)
+        s1 = extract(micro_model, manifest, multi / "u", layers=[3, 6], units="codebook", dedup=True, progress=False)
     assert s1.rank == 1 and s1.files == len(halves[1])
     assert not (multi / "u" / "layer_03" / "units.txt").exists()  # rank 0 is not done yet: no merge
-    extract(model, manifest, multi / "u", layers=[3, 6], units="codebook", dedup=True, rank=0, world_size=2,
+    extract(micro_model, manifest, multi / "u", layers=[3, 6], units="codebook", dedup=True, rank=0, world_size=2,
             progress=False)
     for layer in ("layer_03", "layer_06"):
         merged = read_units(multi / "u" / layer / "units.txt")
@@ -178,32 +169,32 @@ def test_two_ranks_write_disjoint_halves_of_one_output(model, corpus, tmp_path, 
         assert all(u.durations is not None for u in merged.values())  # de-duplicated
 
 
-def test_units_are_the_heads_argmax_or_the_nearest_centroid(model, corpus, tmp_path):
+def test_units_are_the_heads_argmax_or_the_nearest_centroid(micro_model, corpus, tmp_path):
     entries, manifest = corpus
-    extract(model, manifest, tmp_path / "cb", layers=[4], units="codebook", progress=False)
+    extract(micro_model, manifest, tmp_path / "cb", layers=[4], units="codebook", progress=False)
     units = read_units(tmp_path / "cb" / "units.txt")
     e = entries[1]
-    pred = model.codebook_predictions(load_audio(e.path), layers=[4])[4]
+    pred = micro_model.codebook_predictions(load_audio(e.path), layers=[4])[4]
     assert units[e.fileid].frames() == pred.units[0].tolist()
     assert read_sidecar(tmp_path / "cb" / "units.txt")["k"] == 256
     # k-means on layer 5: the units are the nearest centroids of the layer's features
-    feats = model.layer_outputs(load_audio(e.path), layers=[5])[5][0]
+    feats = micro_model.layer_outputs(load_audio(e.path), layers=[5])[5][0]
     km = KMeansModel(feats[torch.randperm(len(feats))[:8]].clone(), {"layer": 5})
     km.save(tmp_path / "km.npy")
-    extract(model, manifest, tmp_path / "km", layers=[5], units=f"kmeans:{tmp_path / 'km.npy'}", progress=False)
+    extract(micro_model, manifest, tmp_path / "km", layers=[5], units=f"kmeans:{tmp_path / 'km.npy'}", progress=False)
     got = read_units(tmp_path / "km" / "units.txt")[e.fileid].frames()
     dist = torch.cdist(feats, km.centroids)
     assert got == dist.argmin(1).tolist() and len(set(got)) > 1
     side = read_sidecar(tmp_path / "km")
     assert (side["unit_type"], side["k"], side["kmeans_sha256"]) == ("kmeans", 8, file_sha256(tmp_path / "km.npy"))
     with pytest.raises(ExtractionError, match="codebook layers \\[2\\] out of range"):
-        extract(model, manifest, tmp_path / "bad", layers=[2], units="codebook", progress=False)
+        extract(micro_model, manifest, tmp_path / "bad", layers=[2], units="codebook", progress=False)
 
 
-def test_sidecar_says_what_produced_the_features(model, corpus, tmp_path):
+def test_sidecar_says_what_produced_the_features(micro_model, corpus, tmp_path):
     _, manifest = corpus
     ckpt = tmp_path / "model.pt"
-    torch.save({"model": model.state_dict()}, ckpt)
+    torch.save({"model": micro_model.state_dict()}, ckpt)
     assert cli_main(["extract", str(manifest), "--model", str(ckpt), "--layer", "3", "-o", str(tmp_path / "f"),
                      "--float16", "--format", "npy", "--quiet"]) == 0
     side = read_sidecar(tmp_path / "f")

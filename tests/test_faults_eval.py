@@ -11,18 +11,18 @@ import torch
 from spidrkit.cli import main
 from spidrkit.evaluation.metrics.abx import MIN_ABX_CELLS, abx_both, abx_score
 from spidrkit.extraction.features_io import save_features
-from test_abx import RATE, _corpus, _one_hot
+from support import RATE, one_hot
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """The triphone corpus of test_abx (2 speakers, 6 phones in 4 contexts), its one-hot features as a folder,
-    and an item file keeping the phones AA and IY in one context (4 cells per speaker condition)."""
+def data(triphones, tmp_path_factory):
+    """The triphone corpus (conftest.triphones: 2 speakers, 6 phones in 4 contexts), its one-hot features as a
+    folder, and an item file keeping the phones AA and IY in one context (4 cells per speaker condition)."""
     root = tmp_path_factory.mktemp("faults_eval")
-    item, frame_phones = _corpus(root)
+    item, frame_phones = triphones
     feats = root / "features"
     for utt, phones in frame_phones.items():
-        save_features(feats, utt, _one_hot(phones))
+        save_features(feats, utt, one_hot(phones))
     lines = item.read_text().splitlines()
     few = root / "few.item"
     few.write_text("\n".join([lines[0], *(x for x in lines[1:] if x.split()[4] == "B" and x.split()[3] in
@@ -64,7 +64,7 @@ def test_an_item_file_without_items_is_named(data, tmp_path, capsys):
 
 
 def test_scores_come_with_their_cells_and_triplets(data):
-    feats = {utt: _one_hot(p) for utt, p in data["phones"].items()}
+    feats = {utt: one_hot(p) for utt, p in data["phones"].items()}
     within = abx_score(feats, data["item"], speaker="within", frequency=RATE, progress=False)
     across = abx_score(feats, data["item"], speaker="across", frequency=RATE, progress=False)
     assert (within.error, within.cells, within.triplets) == (0.0, 240, 107520)

@@ -20,7 +20,6 @@ import torch
 
 import spidrkit.io as sio
 from spidrkit.cli import main as cli_main
-from spidrkit.config import load_config
 from spidrkit.data.batches.dataset import read_skipped
 from spidrkit.data.corpora.audio import TruncatedAudioWarning, load_audio
 from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
@@ -32,26 +31,23 @@ from spidrkit.extraction.units import read_units
 from spidrkit.io import hold_lock, read_sidecar
 from spidrkit.models.spidr import SpidR
 
-MICRO = ["model.conv_dim=32", "model.dim=64", "model.num_layers=6", "model.num_heads=2", "model.ffn_dim=128"]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 UNITS = ["--layer", "4", "--units", "codebook", "--batch-seconds", "1.5", "--quiet"]  # one 1.2 s file a batch
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A micro model saved as a checkpoint, eight 1.2 s files in a folder, and the units of a clean run."""
+def setup(micro_model, tmp_path_factory):
+    """The micro model saved as a checkpoint, eight 1.2 s files in a folder, and the units of a clean run."""
     root = tmp_path_factory.mktemp("faults")
-    torch.manual_seed(0)
-    model = SpidR(load_config("tiny", MICRO).model).eval()
     ckpt = root / "model.pt"
-    torch.save({"model": model.state_dict()}, ckpt)
+    torch.save({"model": micro_model.state_dict()}, ckpt)
     rng = np.random.default_rng(0)
     corpus = root / "corpus"
     corpus.mkdir()
     for i in range(8):
         sf.write(corpus / f"u{i}.wav", (0.1 * rng.standard_normal(19200)).astype(np.float32), 16000)
     assert cli_main(["extract", str(corpus), "--model", str(ckpt), *UNITS, "-o", str(root / "ref")]) == 0
-    return model, ckpt, corpus, root / "ref" / "units.txt"
+    return micro_model, ckpt, corpus, root / "ref" / "units.txt"
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, list[str]]:
@@ -155,6 +151,7 @@ def test_second_extraction_into_a_locked_folder_exits_75(setup, tmp_path, capsys
     assert (out / "units.txt").read_bytes() == ref.read_bytes()
 
 
+@pytest.mark.slow
 def test_two_concurrent_unsharded_extractions(setup, tmp_path):
     _, ckpt, corpus, ref = setup
     out = tmp_path / "o"

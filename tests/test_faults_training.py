@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import test_training
 from spidrkit.checkpoints.run import list_checkpoints, prune_checkpoints, save_checkpoint
 from spidrkit.checkpoints.run import read_run_checkpoint as load_checkpoint
 from spidrkit.cli import main as cli_main
@@ -26,12 +25,10 @@ from spidrkit.io import read_metrics
 from spidrkit.training.logging import MetricsLog
 from spidrkit.training.loop import Trainer, pretrain
 from spidrkit.training.runfolder import LOCK_NAME, NonFiniteWeights
+from support import RESUME, final_model, train_config
 
-# the corpus, the config helper and the 12-step reference run of the training tests
-RESUME, config, final_model = test_training.RESUME, test_training.config, test_training.final_model
-corpus, reference_run = test_training.corpus, test_training.reference_run
-
-_one_thread = test_training._one_thread  # autouse: one intra-op thread, as in the training tests
+# one intra-op thread, as in the training tests (their corpus and 12-step reference run are conftest fixtures)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sidecar(run_dir: Path) -> dict:
@@ -57,9 +54,9 @@ def temp_files(run_dir: Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------------------- case 3: lock
-def test_a_live_lock_refuses_a_second_run_force_breaks_it_a_stale_one_is_taken_over(corpus, tmp_path, capsys):
+def test_a_live_lock_refuses_a_second_run_force_breaks_it_a_stale_one_is_taken_over(syllables, tmp_path, capsys):
     cfg_file = tmp_path / "run.toml"
-    cfg_file.write_text(config(corpus, "train.max_steps=1").to_toml())
+    cfg_file.write_text(train_config(syllables, "train.max_steps=1").to_toml())
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     lock = run_dir / LOCK_NAME
@@ -83,7 +80,7 @@ def test_a_live_lock_refuses_a_second_run_force_breaks_it_a_stale_one_is_taken_o
     dead.wait()
     lock.write_text(json.dumps({**holder, "pid": dead.pid}) + "\n")
     with pytest.warns(UserWarning, match=r"taking over the lock of pid \d+ on .*\(that process is gone\)"):
-        out = pretrain(config(corpus, "train.max_steps=2"), run_dir, progress=False)
+        out = pretrain(train_config(syllables, "train.max_steps=2"), run_dir, progress=False)
     assert (out["step"], out["steps_run"]) == (2, 1) and not lock.exists()
 
 
@@ -98,25 +95,25 @@ def test_rotation_never_counts_a_damaged_checkpoint(tmp_path):
     assert (tmp_path / "checkpoints" / "step_00000012.pt.corrupt").is_file()
 
 
-def test_resume_past_a_corrupt_newest_checkpoint_keeps_the_two_newest_good_ones(corpus, reference_run, tmp_path):
+def test_resume_past_a_corrupt_newest_checkpoint_keeps_the_two_newest_good_ones(syllables, reference_run, tmp_path):
     run_dir = tmp_path / "run"
-    pretrain(config(corpus, *RESUME, "train.max_steps=12"), run_dir, progress=False)
+    pretrain(train_config(syllables, *RESUME, "train.max_steps=12"), run_dir, progress=False)
     assert [s for s, _ in list_checkpoints(run_dir)] == [8, 12]
     damaged = run_dir / "checkpoints" / "step_00000012.pt"
     damaged.write_bytes(b"\0" * 1000)
 
-    out = pretrain(config(corpus, *RESUME, "train.max_steps=10"), run_dir, progress=False)  # resumes at 8
+    out = pretrain(train_config(syllables, *RESUME, "train.max_steps=10"), run_dir, progress=False)  # resumes at 8
     assert (out["status"], out["step"], out["steps_run"]) == ("completed", 10, 2)
     assert [s for s, _ in list_checkpoints(run_dir)] == [8, 10]  # the damaged one set aside, not counted
     assert (run_dir / "checkpoints" / "step_00000012.pt.corrupt").read_bytes() == b"\0" * 1000
-    out = pretrain(config(corpus, *RESUME, "train.max_steps=12"), run_dir, progress=False)
+    out = pretrain(train_config(syllables, *RESUME, "train.max_steps=12"), run_dir, progress=False)
     assert [s for s, _ in list_checkpoints(run_dir)] == [10, 12]
     assert_equal_weights(final_model(run_dir), final_model(reference_run))
 
 
 # ---------------------------------------------------------------------- case 5: a run shorter than log_every
-def test_a_run_stopped_before_its_first_logging_step_writes_its_final_record(corpus, tmp_path, capsys):
-    cfg = config(corpus, "train.max_steps=50", "train.log_every=50", "train.max_minutes=1e-9")
+def test_a_run_stopped_before_its_first_logging_step_writes_its_final_record(syllables, tmp_path, capsys):
+    cfg = train_config(syllables, "train.max_steps=50", "train.log_every=50", "train.max_minutes=1e-9")
     cfg_file = tmp_path / "run.toml"
     cfg_file.write_text(cfg.to_toml())
     assert cli_main(cli_args(cfg_file, tmp_path / "run")) == 0
@@ -150,8 +147,8 @@ def test_metrics_write_on_a_full_disk_leaves_no_torn_line(tmp_path, monkeypatch)
 
 
 def test_full_disk_at_a_checkpoint_exits_74_and_a_rerun_matches_the_uninterrupted_run(
-        corpus, reference_run, tmp_path, monkeypatch, capsys):
-    cfg = config(corpus, *RESUME, "train.max_steps=12")
+        syllables, reference_run, tmp_path, monkeypatch, capsys):
+    cfg = train_config(syllables, *RESUME, "train.max_steps=12")
     cfg_file = tmp_path / "run.toml"
     cfg_file.write_text(cfg.to_toml())
     run_dir = tmp_path / "run"
@@ -201,9 +198,9 @@ def test_full_disk_at_a_checkpoint_exits_74_and_a_rerun_matches_the_uninterrupte
 
 
 @pytest.mark.parametrize("name", ["config.toml", "spidrkit.json"])
-def test_full_disk_on_the_config_or_the_sidecar_exits_74_naming_it(name, corpus, tmp_path, monkeypatch, capsys):
+def test_full_disk_on_the_config_or_the_sidecar_exits_74_naming_it(name, syllables, tmp_path, monkeypatch, capsys):
     cfg_file = tmp_path / "run.toml"
-    cfg_file.write_text(config(corpus, "train.max_steps=1").to_toml())
+    cfg_file.write_text(train_config(syllables, "train.max_steps=1").to_toml())
     run_dir = tmp_path / "run"
     fsync = os.fsync
 
@@ -226,8 +223,8 @@ def test_full_disk_on_the_config_or_the_sidecar_exits_74_naming_it(name, corpus,
 @pytest.mark.parametrize(("sig", "code", "status"), [(signal.SIGINT, EXIT_INTERRUPTED, "interrupted"),
                                                     (signal.SIGTERM, EXIT_TERMINATED, "preempted")])
 def test_sigint_and_sigterm_save_a_checkpoint_exit_130_and_143_and_the_run_resumes(
-        sig, code, status, corpus, reference_run, tmp_path, monkeypatch, capsys):
-    cfg = config(corpus, *RESUME, "train.max_steps=12", "train.log_every=50")
+        sig, code, status, syllables, reference_run, tmp_path, monkeypatch, capsys):
+    cfg = train_config(syllables, *RESUME, "train.max_steps=12", "train.log_every=50")
     cfg_file = tmp_path / "run.toml"
     cfg_file.write_text(cfg.to_toml())
     run_dir = tmp_path / "run"
@@ -259,13 +256,13 @@ def test_sigint_and_sigterm_save_a_checkpoint_exit_130_and_143_and_the_run_resum
 
 
 # ------------------------------------------------------------------------- case 8: non-finite weights
-def test_nonfinite_weights_are_never_written_to_a_checkpoint(corpus, tmp_path):
+def test_nonfinite_weights_are_never_written_to_a_checkpoint(syllables, tmp_path):
     def poison_at_3(trainer, step):
         if step == 3:
             with torch.no_grad():
                 next(trainer.model.parameters()).view(-1)[0] = float("nan")
 
-    cfg = config(corpus, "train.max_steps=12", "train.checkpoint_every=2")
+    cfg = train_config(syllables, "train.max_steps=12", "train.checkpoint_every=2")
     with pytest.raises(NonFiniteWeights, match=r"^step 4: .*non-finite .*step_00000002\.pt \(step 2\)"):
         Trainer(cfg, tmp_path, progress=False, on_step=poison_at_3).run()
     assert [s for s, _ in list_checkpoints(tmp_path)] == [2] and temp_files(tmp_path) == []
@@ -282,7 +279,7 @@ def test_a_manifest_of_unusable_files_exits_2_naming_it(tmp_path, capsys):
         bad.append(ManifestEntry(f"b{i}", str(tmp_path / f"b{i}.wav"), 16000))
     manifest = write_manifest(bad, tmp_path / "bad.csv")
     cfg_file = tmp_path / "run.toml"
-    cfg_file.write_text(config(manifest, "train.max_steps=2").to_toml())
+    cfg_file.write_text(train_config(manifest, "train.max_steps=2").to_toml())
     assert cli_main(cli_args(cfg_file, tmp_path / "run")) == 2
     (line,) = error_lines(capsys.readouterr().err)
     assert line.startswith(f"spidrkit pretrain: error: {manifest}: a whole epoch of batches held no usable file")

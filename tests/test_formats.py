@@ -22,15 +22,7 @@ from spidrkit.extraction.speech_units import speech_to_units
 from spidrkit.extraction.unit_exports import export_km, read_km
 from spidrkit.extraction.units import Units, UnitsError, expand, read_units, write_units
 from spidrkit.io import file_sha256
-from spidrkit.models.spidr import SpidR
-
-MICRO = ["model.conv_dim=32", "model.dim=64", "model.num_layers=6", "model.num_heads=2", "model.ffn_dim=128"]
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return SpidR(load_config("tiny", MICRO).model).eval()
+from support import MICRO
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +38,9 @@ def corpus(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------------------- model directory
-def test_model_directory_round_trip(model, tmp_path, capsys):
+def test_model_directory_round_trip(micro_model, tmp_path, capsys):
     cfg = load_config("tiny", MICRO)
-    torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "step": 12}, tmp_path / "run.pt")
+    torch.save({"model": micro_model.state_dict(), "config": cfg.to_dict(), "step": 12}, tmp_path / "run.pt")
     assert cli_main(["convert", str(tmp_path / "run.pt"), str(tmp_path / "dir") + "/"]) == 0
     folder = tmp_path / "dir"
     assert capsys.readouterr().out.startswith(f"wrote {folder}/: spidr, 6 layers x 64 (2 heads), 4 codebooks of 256")
@@ -61,7 +53,7 @@ def test_model_directory_round_trip(model, tmp_path, capsys):
     loaded, info = load(folder)
     assert (info.source, info.step, info.path, info.config) == ("spidrkit", 12, str(folder.resolve()), cfg)
     assert info.sha256 == file_sha256(folder / "model.safetensors")
-    for k, v in model.state_dict().items():
+    for k, v in micro_model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
     # the same weights give the same bytes; a directory converts back to a file
     with pytest.raises(CheckpointError, match="pass --force"):  # an existing model folder is not replaced silently
@@ -115,33 +107,33 @@ def test_km_export_exact_contents(tmp_path, corpus, capsys):
 
 
 # ------------------------------------------------------------------------------- dense -> units -> durations
-def test_speech_to_units_matches_extract(model, corpus, tmp_path):
+def test_speech_to_units_matches_extract(micro_model, corpus, tmp_path):
     entries, manifest = corpus
-    extract(model, manifest, tmp_path / "cb", layers=[5], units="codebook", progress=False)
+    extract(micro_model, manifest, tmp_path / "cb", layers=[5], units="codebook", progress=False)
     torch.manual_seed(3)
     kmeans = KMeansModel(torch.randn(7, 64))
     kpath = kmeans.save(tmp_path / "c.npy")
-    extract(model, manifest, tmp_path / "km", layers=[4], units=f"kmeans:{kpath}", progress=False)
+    extract(micro_model, manifest, tmp_path / "km", layers=[4], units=f"kmeans:{kpath}", progress=False)
     by_codebook, by_kmeans = read_units(tmp_path / "cb" / "units.txt"), read_units(tmp_path / "km" / "units.txt")
     for e in entries:
         wav = load_audio(e.path)
-        frames = int(model.num_frames(wav.numel()))
-        out = speech_to_units(model, wav, layer=5, units="codebook", dedup=False, sample_rate=16000)
+        frames = int(micro_model.num_frames(wav.numel()))
+        out = speech_to_units(micro_model, wav, layer=5, units="codebook", dedup=False, sample_rate=16000)
         assert sorted(out) == ["dense", "durations", "units"]
         assert out["dense"].shape == (frames, 64) and out["units"].dtype == torch.long
         assert out["units"].tolist() == by_codebook[e.fileid].frames() and out["durations"].tolist() == [1] * frames
-        dd = speech_to_units(model, e.path, layer=5)  # a path; dedup by default
+        dd = speech_to_units(micro_model, e.path, layer=5)  # a path; dedup by default
         assert int(dd["durations"].sum()) == frames == dd["dense"].shape[0]
         assert expand(dd["units"], dd["durations"]) == by_codebook[e.fileid].frames()
         assert torch.equal(dd["dense"], out["dense"])
         assert all(a != b for a, b in zip(dd["units"].tolist(), dd["units"].tolist()[1:]))
-        km = speech_to_units(model, wav.numpy(), layer=4, units=f"kmeans:{kpath}")
+        km = speech_to_units(micro_model, wav.numpy(), layer=4, units=f"kmeans:{kpath}")
         assert expand(km["units"], km["durations"]) == by_kmeans[e.fileid].frames()
-        assert torch.equal(speech_to_units(model, wav, layer=4, units=kmeans)["units"], km["units"])
+        assert torch.equal(speech_to_units(micro_model, wav, layer=4, units=kmeans)["units"], km["units"])
     with pytest.raises(ExtractionError, match="the waveform is at 8000 Hz, the model reads 16000 Hz"):
-        speech_to_units(model, wav, sample_rate=8000)
+        speech_to_units(micro_model, wav, sample_rate=8000)
     with pytest.raises(ExtractionError, match="codebook units need a SpidR/DinoSR model and a codebook layer, not "
                        "layer 2 of a SpidR"):
-        speech_to_units(model, wav, layer=2)
+        speech_to_units(micro_model, wav, layer=2)
     with pytest.raises(ExtractionError, match="layer 7 out of range; valid"):
-        speech_to_units(model, wav, layer=7)
+        speech_to_units(micro_model, wav, layer=7)

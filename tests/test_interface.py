@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -23,7 +25,16 @@ def test_spidr_is_a_speech_encoder(model):
     assert isinstance(model, SpeechEncoder)
     assert (model.sample_rate, model.frame_rate, model.num_layers, model.dim) == (16000, 50.0, 3, 64)
     assert model.input_normalization == "standardize"
-    assert SAMPLE_RATE == 16000 and ModelConfig().frame_rate == 50.0
+
+
+def test_the_frame_rate_is_the_frames_a_second_of_audio_adds(model):
+    """frame_rate against the encoder's output: two seconds of audio give frame_rate more frames than one."""
+    with torch.inference_mode():
+        frames = [model.layer_outputs(torch.randn(seconds * SAMPLE_RATE), layers=[1])[1].shape[-2]
+                  for seconds in (1, 2)]
+    assert frames == [49, 99]  # floor((L - 400) / 320) + 1
+    assert frames[1] - frames[0] == model.frame_rate == SAMPLE_RATE / math.prod(model.cfg.conv_strides)
+    assert ModelConfig().frame_rate == model.frame_rate  # BASE has the same strides
 
 
 def test_geometry_follows_the_strides():

@@ -25,12 +25,7 @@ SMALL = ["model.num_layers=1", "model.dim=32", "model.num_heads=2", "model.ffn_d
          "optim.warmup_steps=10", "optim.lr=3e-3", "train.batch_size=8", "lm.valid_fraction=0.1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

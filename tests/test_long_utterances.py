@@ -17,21 +17,16 @@ from spidrkit.data.corpora.alignments import read_alignment_table, read_item_fil
 from spidrkit.data.corpora.manifest import read_manifest
 from spidrkit.data.synth import corpus as synth
 from spidrkit.data.synth import long as synth_long
-from spidrkit.data.synth.flite import flite_available
 from spidrkit.data.synth.plan import plan_corpus
 from spidrkit.data.synth.render import render_part
 from spidrkit.data.synth.sentences import load_sentences
-
-needs_flite = pytest.mark.skipif(not flite_available(), reason="flite is not installed (sudo apt-get install flite)")
 
 LONG = dict(voices=("awb", "slt", "kal16"), hours=0.03, seed=3, heldout_voice="kal16", workers=1, progress=False)
 RANGE = (5.0, 12.0)  # wider than the longest sentence + a pause: lengths are guaranteed in range
 
 
 @pytest.fixture(scope="module")
-def long_corpus(tmp_path_factory) -> Path:
-    if not flite_available():
-        pytest.skip("flite is not installed")
+def long_corpus(flite, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("long") / "corpus"
     return synth.synthesize_corpus(out, utterance_seconds=RANGE, dev_fraction=0.3, **LONG)
 
@@ -68,7 +63,7 @@ def _pause_tolerance(level_lsb: float, n: int) -> float:
     return 6 * math.sqrt((4 * level_lsb**2 * (1 + 1 / 12) + 2 * (1 + 1 / 12) ** 2) / n)
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_joined_utterances_are_their_sentences_shifted_with_noise_pauses(long_corpus):
     plans = {p.utt: p for p in plan_corpus(load_sentences(), LONG["voices"], LONG["hours"], LONG["seed"],
                                             LONG["heldout_voice"], 0.3)}
@@ -97,7 +92,7 @@ def test_joined_utterances_are_their_sentences_shifted_with_noise_pauses(long_co
     assert pauses_checked >= 5
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_long_corpus_files_splits_and_speakers(long_corpus):
     texts = {}
     for split in ("train", "dev", "heldout"):
@@ -120,7 +115,7 @@ def test_long_corpus_files_splits_and_speakers(long_corpus):
     assert sidecar["settings"]["utterance_seconds"] == list(RANGE)
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_long_build_resumes_and_grows_as_a_prefix(long_corpus, tmp_path):
     """A plan for fewer hours gives the first utterances of a plan for more, byte for byte."""
     small = synth.synthesize_corpus(tmp_path / "small", utterance_seconds=RANGE, dev_fraction=0.3,
@@ -141,7 +136,7 @@ def _corpus_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_default_corpus_is_byte_identical_to_the_single_sentence_builder(tmp_path):
     """Digest of every file (wavs, records, manifests, alignments, items, frames) of this corpus as built
     before long utterances existed (commit 2732826)."""
@@ -153,7 +148,7 @@ def test_default_corpus_is_byte_identical_to_the_single_sentence_builder(tmp_pat
     assert _corpus_digest(explicit) == _corpus_digest(off)
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_interrupted_long_build_resumes_to_the_same_bytes(long_corpus, tmp_path, monkeypatch):
     calls, interrupt = [], [True]
     real = synth_long.render_part
@@ -177,7 +172,7 @@ def test_interrupted_long_build_resumes_to_the_same_bytes(long_corpus, tmp_path,
     assert _corpus_digest(resumed) == _corpus_digest(long_corpus)
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_cli_option(tmp_path, capsys):
     from spidrkit.cli import main as cli_main
 

@@ -32,12 +32,7 @@ VISIBLE = ["optim.lr=1e-3", "optim.warmup_steps=0", "optim.hold_steps=1000000", 
 VARIANTS = ("spidr", "dinosr")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def changes_mismatch(init: dict, ours: dict, ref: dict, rtol: float = 1e-4) -> list[str]:

@@ -20,7 +20,6 @@ import torch
 
 from oracle import TRAJECTORY, speech_batches, trajectories
 from spidrkit.config import load_config
-from spidrkit.data.synth.flite import flite_available
 
 STEPS = 160
 DIVERGED = 1e-2  # relative loss difference at which the control counts as parted
@@ -29,9 +28,7 @@ CHAOS = 4.0  # the spread of one chaotic draw against another (measured 0.3-1.5,
 
 
 @pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    if not flite_available():
-        pytest.skip("flite is not installed (sudo apt-get install flite)")
+def speech(flite, tmp_path_factory):
     from spidrkit.data.corpora.audio import load_audio
     from spidrkit.data.corpora.manifest import read_manifest
     from spidrkit.data.synth.corpus import synthesize_corpus
@@ -45,8 +42,9 @@ def relative(a: list[float], b: list[float]) -> np.ndarray:
     return np.abs(np.asarray(a) - np.asarray(b)) / np.abs(np.asarray(b))
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_spidrkit_stays_as_close_to_the_release_as_the_release_moved_by_1e_7_does(speech):
-    torch.set_num_threads(1)
     cfg = load_config("base_release", TRAJECTORY, variant="spidr")
     (ours, ref, ctl), _ = trajectories(cfg, speech_batches(speech, STEPS, seed=0))
     d_ours, d_ctl = relative(ours, ref), relative(ctl, ref)

@@ -17,8 +17,7 @@ def test_exponential_teacher_freezes_when_gap_below_1e7():
     t = teacher_freeze_step(cfg)
     assert t == math.floor(10000 * math.log(1e-3 / 1e-7)) + 1 == 92104
     assert teacher_decay(t, cfg) == 1.0 and teacher_decay(t + 5000, cfg) == 1.0
-    assert 1 - teacher_decay(t - 1, cfg) == pytest.approx(1e-3 * math.exp(-(t - 1) / 1e4))
-    assert 1 - teacher_decay(t - 1, cfg) >= 1e-7
+    assert 1 - teacher_decay(t - 1, cfg) == pytest.approx(1e-3 * math.exp(-(t - 1) / 1e4))  # still >= 1e-7
     assert teacher_freeze_step(TeacherConfig(timescale=20000.0)) == 184207  # the release's default T
 
 

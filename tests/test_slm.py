@@ -26,6 +26,7 @@ from spidrkit.extraction.kmeans import KMeansModel
 from spidrkit.lm.scoring import ScoringError, score
 from spidrkit.lm.vocab import UnitVocab
 from spidrkit.models.spidr import SpidR
+from support import MICRO
 
 LN2 = math.log(2.0)
 
@@ -267,15 +268,11 @@ def test_published_spoken_storycloze_layout(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ end to end
-MICRO = ["model.conv_dim=32", "model.dim=64", "model.num_layers=6", "model.num_heads=2", "model.ffn_dim=128",
-         "model.codebook_size=16"]
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    cfg = load_config("tiny", MICRO)
+    cfg = load_config("tiny", [*MICRO, "model.codebook_size=16"])
     encoder = save_spidrkit(root / "spidr.pt", cfg, SpidR(cfg.model).state_dict())
     vocab = UnitVocab(16)
     run = root / "lm"

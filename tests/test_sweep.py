@@ -4,10 +4,7 @@ grouping, and the ``evaluate sweep`` CLI."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import pickle
 import warnings
 from pathlib import Path
@@ -16,33 +13,20 @@ import numpy as np
 import pytest
 import torch
 
-from spidrkit.config import load_config
 from spidrkit.data.corpora.manifest import ManifestEntry, read_manifest
-from spidrkit.data.synth.flite import flite_available
-from spidrkit.evaluation.sweep import run as sweep_mod
 from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.evaluation.sweep.evalset import check_fileids, load_eval_set, spread
 from spidrkit.evaluation.sweep.features import layer_groups
+from spidrkit.evaluation.sweep import run as sweep_mod
 from spidrkit.evaluation.sweep.run import sweep
-from spidrkit.models.spidr import SpidR
+from support import built_once, small_model
 
-needs_flite = pytest.mark.skipif(not flite_available(), reason="flite is not installed (sudo apt-get install flite)")
-
-# a 3-layer, 64-wide SpidR: codebooks on layers 2 and 3 (small enough for a sweep in seconds)
-OVERRIDES = ["model.conv_dim=32", "model.dim=64", "model.num_layers=3", "model.num_heads=2", "model.ffn_dim=128",
-             "model.pos_conv_groups=4", "model.num_codebooks=2", "model.codebook_size=32"]
 K = 8
 RATE = 50  # the small model's frame rate
 
 
 def mean_abx(row) -> float:
     return (row["abx_within"] + row["abx_across"]) / 2
-
-
-def small_model(seed: int = 1, overrides: tuple[str, ...] = ()) -> SpidR:
-    cfg = load_config("tiny", [*OVERRIDES, *overrides])
-    torch.manual_seed(seed)
-    return SpidR(cfg.model).eval()
 
 
 def assert_rows_equal(got: dict, expected: dict) -> None:
@@ -62,48 +46,8 @@ def write_metrics(path: Path, layers, scale: float) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def built_once(tmp_path_factory, name: str):
-    """A folder shared by the pytest-xdist workers of this session, and a lock: the expensive fixtures are
-    built by the first worker that needs them and read by the others."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    with open(shared / f"{name}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield shared / name
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    if not flite_available():
-        pytest.skip("flite is not installed")
-    from spidrkit.data.synth.corpus import synthesize_corpus
-
-    with built_once(tmp_path_factory, "sweep_corpus") as root:
-        if not (root / "done").is_file():
-            # ~2 minutes of speech: train + dev from awb and slt, kal16 held out (reads the dev sentences)
-            synthesize_corpus(root, voices=("awb", "slt", "kal16"), hours=0.025, seed=2, heldout_voice="kal16",
-                              dev_fraction=0.35, workers=2, progress=False)
-            (root / "done").touch()
-    return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    from spidrkit.checkpoints import save_spidrkit
-
-    with built_once(tmp_path_factory, "sweep_ckpt") as root:
-        path = root / "small.pt"
-        if not path.is_file():
-            save_spidrkit(path, load_config("tiny", OVERRIDES), small_model().state_dict())
-    return path
-
-
-@pytest.fixture(scope="module")
-def swept(corpus, checkpoint, tmp_path_factory) -> tuple[Path, dict]:
+def swept(speech_corpus, small_checkpoint, tmp_path_factory) -> tuple[Path, dict]:
     """The full sweep (every option on), run once: its folder and report.json's results."""
     with built_once(tmp_path_factory, "sweep_report") as out:
         if not (out / "report.json").is_file():
@@ -111,7 +55,7 @@ def swept(corpus, checkpoint, tmp_path_factory) -> tuple[Path, dict]:
                     for name, scale in (("spidr", 2.5), ("dinosr", 1.5))]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                returned = sweep(checkpoint, corpus, out, kmeans_k=K, kmeans_max_frames=3000,
+                returned = sweep(small_checkpoint, speech_corpus, out, kmeans_k=K, kmeans_max_frames=3000,
                                  baselines=("mfcc", "noise", "random"), posteriors=True, metrics_jsonl=runs,
                                  progress=False)
             assert set(returned["outputs"]) == {"report_json", "report_md", "eval", *sweep_mod.PLOT_NAMES}
@@ -121,14 +65,14 @@ def swept(corpus, checkpoint, tmp_path_factory) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="module")
-def direct(swept, corpus) -> dict:
+def direct(swept, speech_corpus) -> dict:
     """The inputs of every number of the full sweep, computed directly: features, codebook units and posteriors
     of every file (one file at a time, no batching), the random-weights model's features, the baselines."""
     from spidrkit.data.corpora.audio import load_audio
     from spidrkit.encoders.mfcc import mfcc
     from spidrkit.evaluation.sweep.baselines import random_baseline
 
-    entries = read_manifest(corpus / "dev.csv") + read_manifest(corpus / "heldout.csv")
+    entries = read_manifest(speech_corpus / "dev.csv") + read_manifest(speech_corpus / "heldout.csv")
     model = small_model()
     random_model = small_model(seed=0)  # the sweep's "random" baseline: the architecture seeded with its seed 0
     d: dict = {"feats": {la: {} for la in (1, 2, 3)}, "random": {la: {} for la in (1, 2, 3)},
@@ -171,39 +115,39 @@ def test_check_fileids_names_the_missing():
         check_fileids(["a", "x", "y"], {"a"}, "the item file", "the features")
 
 
-@needs_flite
-def test_eval_set_merges_splits(corpus, tmp_path):
+@pytest.mark.needs_flite
+def test_eval_set_merges_splits(speech_corpus, tmp_path):
     from spidrkit.data.corpora.alignments import read_frame_labels, read_item_file
 
-    ev = load_eval_set(corpus, ["dev", "heldout"], tmp_path / "eval")
-    dev, held = read_manifest(corpus / "dev.csv"), read_manifest(corpus / "heldout.csv")
+    ev = load_eval_set(speech_corpus, ["dev", "heldout"], tmp_path / "eval")
+    dev, held = read_manifest(speech_corpus / "dev.csv"), read_manifest(speech_corpus / "heldout.csv")
     assert {e.fileid for e in ev.entries} == {e.fileid for e in dev + held}
-    n_items = len(read_item_file(corpus / "dev.item")) + len(read_item_file(corpus / "heldout.item"))
+    n_items = len(read_item_file(speech_corpus / "dev.item")) + len(read_item_file(speech_corpus / "heldout.item"))
     assert ev.num_items == n_items == len(read_item_file(ev.item_file))
     assert ev.speakers == ["awb", "kal16", "slt"]
     assert read_frame_labels(tmp_path / "eval" / "eval_frames.txt") == ev.frame_labels
 
-    small = load_eval_set(corpus, ["dev", "heldout"], tmp_path / "small", max_files=2)
+    small = load_eval_set(speech_corpus, ["dev", "heldout"], tmp_path / "small", max_files=2)
     assert len(small.entries) == 4
     kept = {e.fileid for e in small.entries}
     assert {it.file for it in read_item_file(small.item_file)} == kept
     assert set(small.words) <= kept and set(small.frame_labels) == kept and set(small.speaker_of) == kept
 
     with pytest.raises(SweepError, match="test.csv not found"):
-        load_eval_set(corpus, ["test"], tmp_path / "bad")
+        load_eval_set(speech_corpus, ["test"], tmp_path / "bad")
 
 
-@needs_flite
-def test_bad_options_are_refused_early(corpus, tmp_path):
+@pytest.mark.needs_flite
+def test_bad_options_are_refused_early(speech_corpus, tmp_path):
     model = small_model()
     with pytest.raises(SweepError, match="out of range"):
-        sweep(model, corpus, tmp_path, layers=[0, 4], progress=False)
+        sweep(model, speech_corpus, tmp_path, layers=[0, 4], progress=False)
     with pytest.raises(SweepError, match="unknown baselines"):
-        sweep(model, corpus, tmp_path, baselines=["hubert"], progress=False)
+        sweep(model, speech_corpus, tmp_path, baselines=["hubert"], progress=False)
     with pytest.raises(SweepError, match="kmeans_k"):
-        sweep(model, corpus, tmp_path, kmeans_k=1, progress=False)
+        sweep(model, speech_corpus, tmp_path, kmeans_k=1, progress=False)
     with pytest.raises(SweepError, match="no metrics file"):
-        sweep(model, corpus, tmp_path, metrics_jsonl=tmp_path / "none.jsonl", progress=False)
+        sweep(model, speech_corpus, tmp_path, metrics_jsonl=tmp_path / "none.jsonl", progress=False)
 
 
 # ------------------------------------------------------------------------------------------- the sweep
@@ -227,7 +171,8 @@ def _unit_row(units: dict, ev: Path) -> dict:
             **{k: q[k] for k in UNIT_METRICS}}
 
 
-@needs_flite
+@pytest.mark.slow
+@pytest.mark.needs_flite
 def test_feature_tables_equal_the_metric_functions(swept, direct):
     """Every layer of the model and of the random-weights model, and every feature baseline: ABX within,
     across and word MAP are those of abx / word_map on the same features; the best layers follow."""
@@ -248,7 +193,8 @@ def test_feature_tables_equal_the_metric_functions(swept, direct):
     assert res["baselines"][f"random init (L{random_best})"] == res["random_init_layers"][random_best]
 
 
-@needs_flite
+@pytest.mark.slow
+@pytest.mark.needs_flite
 def test_unit_tables_equal_the_metric_functions(swept, direct):
     """Codebook units, their posteriors and the k-means units (with the centroids the sweep saved): ABX and
     unit quality are those of abx_units / abx / unit_quality on the same units."""
@@ -287,17 +233,19 @@ def test_unit_tables_equal_the_metric_functions(swept, direct):
     assert pgc["matrix"] == np.round(q["phone_given_code"], 5).tolist()
 
 
-@needs_flite
-def test_report_info(swept, checkpoint, corpus):
+@pytest.mark.slow
+@pytest.mark.needs_flite
+def test_report_info(swept, small_checkpoint, speech_corpus):
     from spidrkit.io import file_sha256
 
     _, res = swept
     info = res["info"]
-    assert info["checkpoint_sha256"] == file_sha256(checkpoint) and info["model"].endswith(file_sha256(checkpoint))
+    digest = file_sha256(small_checkpoint)
+    assert info["checkpoint_sha256"] == digest and info["model"].endswith(digest)
     assert info["layers"] == [1, 2, 3] and info["codebook_layers"] == [2, 3] and info["kmeans_k"] == K
     assert info["splits"] == ["dev", "heldout"] and info["speakers"] == ["awb", "kal16", "slt"]
     assert info["frame_rate_hz"] == RATE == small_model().frame_rate
-    entries = read_manifest(corpus / "dev.csv") + read_manifest(corpus / "heldout.csv")
+    entries = read_manifest(speech_corpus / "dev.csv") + read_manifest(speech_corpus / "heldout.csv")
     assert info["eval_files"] == len(entries)
     assert info["eval_seconds"] == round(sum(e.num_samples for e in entries) / 16000, 1)
     assert info["architecture"] == "3 layers of width 64, 2 codebooks of 32 on layers [2, 3]"
@@ -306,7 +254,8 @@ def test_report_info(swept, checkpoint, corpus):
     assert res["timings_s"]["total"] >= sum(v for k, v in res["timings_s"].items() if k.endswith("_abx"))
 
 
-@needs_flite
+@pytest.mark.slow
+@pytest.mark.needs_flite
 def test_report_figures_draw_the_tables(swept):
     """Each figure shows the report's numbers: the layer curves and baseline lines, the heat map of the best
     codebook layer, the t-SNE of the best layer's phones, the runs' perplexities."""
@@ -346,13 +295,14 @@ def test_report_figures_draw_the_tables(swept):
     assert codebook.get("spidr layer 3").y == tuple(ppl["codebook_ppl"][:, 1])
 
 
-@needs_flite
-def test_layer_groups_give_the_same_numbers(swept, corpus, tmp_path):
+@pytest.mark.slow
+@pytest.mark.needs_flite
+def test_layer_groups_give_the_same_numbers(swept, speech_corpus, tmp_path):
     """One layer per model pass (a tiny memory bound) changes nothing but the time."""
     _, results = swept
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        again = sweep(small_model(), corpus, tmp_path, layers=[1, 3], baselines=(), max_memory_gb=1e-9,
+        again = sweep(small_model(), speech_corpus, tmp_path, layers=[1, 3], baselines=(), max_memory_gb=1e-9,
                       tsne_points=0, progress=False)
     assert set(again["layers"]) == {1, 3}
     for layer in (1, 3):
@@ -367,8 +317,8 @@ def test_layer_groups_give_the_same_numbers(swept, corpus, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["layers.png", "phone_given_code.png"]
 
 
-@needs_flite
-def test_the_model_frame_rate_is_used_throughout(corpus, tmp_path):
+@pytest.mark.needs_flite
+def test_the_model_frame_rate_is_used_throughout(speech_corpus, tmp_path):
     """A model at 100 Hz (one stride-2 layer fewer): its features are sliced at 100 Hz by ABX and word MAP, its
     units paired with one label frame each, and the report says 100 Hz."""
     from spidrkit.data.corpora.alignments import read_frame_labels
@@ -381,13 +331,14 @@ def test_the_model_frame_rate_is_used_throughout(corpus, tmp_path):
     assert model.frame_rate == 100
     # the baselines' frames are not a 100 Hz model's: refused rather than misread
     with pytest.raises(SweepError, match=r"mfcc baseline gives \d+ frames for \w+ where the model gives \d+ \(at 100"):
-        sweep(model, corpus, tmp_path, layers=[3], baselines=("mfcc",), tsne_points=0, max_files=8, progress=False)
-    res = sweep(model, corpus, tmp_path, layers=[3], baselines=(), tsne_points=0, max_files=8, progress=False)
+        sweep(model, speech_corpus, tmp_path, layers=[3], baselines=("mfcc",), tsne_points=0, max_files=8,
+              progress=False)
+    res = sweep(model, speech_corpus, tmp_path, layers=[3], baselines=(), tsne_points=0, max_files=8, progress=False)
     assert res["info"]["frame_rate_hz"] == 100
     ev = tmp_path / "eval"
     feats, units = {}, {}
     with torch.inference_mode():
-        for e in load_eval_set(corpus, ["dev", "heldout"], tmp_path / "again", max_files=8).entries:
+        for e in load_eval_set(speech_corpus, ["dev", "heldout"], tmp_path / "again", max_files=8).entries:
             wav = load_audio(e.path)
             feats[e.fileid] = model.layer_outputs(wav, layers=[3])[3][0]
             units[e.fileid] = model.codebook_predictions(wav, layers=[3])[3].units[0].numpy()
@@ -400,12 +351,12 @@ def test_the_model_frame_rate_is_used_throughout(corpus, tmp_path):
     assert res["units"]["codebook L3"]["bitrate"] == pytest.approx(q["bitrate"], abs=1e-9)
 
 
-@needs_flite
-def test_sweep_cli(corpus, checkpoint, tmp_path, capsys):
+@pytest.mark.needs_flite
+def test_sweep_cli(speech_corpus, small_checkpoint, tmp_path, capsys):
     from spidrkit.cli import main
 
     out = tmp_path / "cli"
-    code = main(["evaluate", "sweep", "--model", str(checkpoint), "--corpus", str(corpus), "-o", str(out),
+    code = main(["evaluate", "sweep", "--model", str(small_checkpoint), "--corpus", str(speech_corpus), "-o", str(out),
                  "--layers", "3", "--baselines", "mfcc", "--max-files", "8", "--quiet"])
     assert code == 0
     res = json.loads((out / "report.json").read_text())["results"]
@@ -414,21 +365,21 @@ def test_sweep_cli(corpus, checkpoint, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"{res['layers']['3']['abx_across']:.2f}" in printed and "best layer by mean ABX: 3" in printed
 
-    assert main(["evaluate", "sweep", "--model", str(checkpoint), "--corpus", str(tmp_path / "nowhere"),
+    assert main(["evaluate", "sweep", "--model", str(small_checkpoint), "--corpus", str(tmp_path / "nowhere"),
                  "-o", str(out), "--quiet"]) == 2
     assert "no corpus folder" in capsys.readouterr().err
-    assert main(["evaluate", "sweep", "--model", str(checkpoint), "--corpus", str(corpus), "-o", str(out),
+    assert main(["evaluate", "sweep", "--model", str(small_checkpoint), "--corpus", str(speech_corpus), "-o", str(out),
                  "--layers", "7", "--quiet"]) == 2
     assert "out of range" in capsys.readouterr().err
 
 
-@needs_flite
-def test_default_splits_fall_back_to_dev(corpus, tmp_path):
+@pytest.mark.needs_flite
+def test_default_splits_fall_back_to_dev(speech_corpus, tmp_path):
     """A corpus built without a held-out voice has no heldout split: the default evaluates dev, with a warning."""
     only_dev = tmp_path / "corpus"
     only_dev.mkdir()
     for name in ("dev.csv", "dev.item", "dev_words.txt", "dev_phones.txt", "dev_frames.txt", "wav"):
-        (only_dev / name).symlink_to(corpus / name)
+        (only_dev / name).symlink_to(speech_corpus / name)
     with pytest.warns(UserWarning, match="evaluating on dev only"):
         res = sweep(small_model(), only_dev, tmp_path / "out", layers=[1], baselines=(), tsne_points=0,
                     max_files=6, progress=False)
@@ -449,9 +400,9 @@ def test_default_splits_fall_back_to_dev(corpus, tmp_path):
 
 
 # ------------------------------------------------------------------------------ short runs (too short to log)
-@needs_flite
+@pytest.mark.needs_flite
 @pytest.mark.parametrize("records", [0, 1])
-def test_a_run_too_short_for_a_curve_gives_a_report_with_a_note(corpus, tmp_path, records):
+def test_a_run_too_short_for_a_curve_gives_a_report_with_a_note(speech_corpus, tmp_path, records):
     """A metrics log of 0 or 1 records (pretraining ended before its second logging step): the report is
     written without the perplexity figure, and its notes (report.json and report.md) say why."""
     log = write_metrics(tmp_path / "run" / "metrics.jsonl", [2, 3], 1.0)
@@ -459,7 +410,7 @@ def test_a_run_too_short_for_a_curve_gives_a_report_with_a_note(corpus, tmp_path
     out = tmp_path / "out"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = sweep(small_model(), corpus, out, layers=[3], baselines=(), max_files=4, tsne_points=0,
+        result = sweep(small_model(), speech_corpus, out, layers=[3], baselines=(), max_files=4, tsne_points=0,
                        metrics_jsonl=log, progress=False)
     assert not (out / "perplexity.png").exists() and "perplexity" not in result["outputs"]
     plural = "" if records == 1 else "s"
@@ -487,13 +438,13 @@ def test_the_note_of_a_missing_log(tmp_path):
 
 # ------------------------------------------------------------------------------------------- probe, several models
 @pytest.fixture(scope="module")
-def compared(corpus, checkpoint, tmp_path_factory) -> tuple[Path, dict, dict]:
+def compared(speech_corpus, small_checkpoint, tmp_path_factory) -> tuple[Path, dict, dict]:
     """Two models of different depths (3 and 2 layers) with the probe, in one report."""
     with built_once(tmp_path_factory, "sweep_compared") as out:
         if not (out / "report.json").is_file():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                returned = sweep([checkpoint, small_model(2, ("model.num_layers=2",))], corpus, out,
+                returned = sweep([small_checkpoint, small_model(2, ("model.num_layers=2",))], speech_corpus, out,
                                  label=["small", None], probe=True, baselines=("mfcc", "random"), tsne_points=0,
                                  progress=False)
             figures = {k: v for k, v in returned["outputs"].items() if k not in ("report_json", "report_md")}
@@ -502,7 +453,8 @@ def compared(corpus, checkpoint, tmp_path_factory) -> tuple[Path, dict, dict]:
     return out, results, pickle.loads((out / "figures.pkl").read_bytes())
 
 
-@needs_flite
+@pytest.mark.slow
+@pytest.mark.needs_flite
 def test_several_models_nest_one_report_each(compared):
     out, res, _ = compared
     assert set(res) == {"info", "models", "comparison"}
@@ -518,7 +470,8 @@ def test_several_models_nest_one_report_each(compared):
     assert "## phone probe accuracy (%)" in md and "| layer | small | SpidR | *mfcc* |" in md
 
 
-@needs_flite
+@pytest.mark.slow
+@pytest.mark.needs_flite
 def test_comparison_tables_and_figures_are_the_models_numbers(compared):
     out, res, figures = compared
     tables, lines = res["comparison"]["tables"], res["comparison"]["baselines"]
@@ -538,8 +491,9 @@ def test_comparison_tables_and_figures_are_the_models_numbers(compared):
         assert figures[metric].path == out / f"{metric}.png" and figures[metric].path.is_file()
 
 
-@needs_flite
-def test_probe_columns_equal_the_probe(compared, checkpoint, corpus, tmp_path):
+@pytest.mark.slow
+@pytest.mark.needs_flite
+def test_probe_columns_equal_the_probe(compared, small_checkpoint, speech_corpus, tmp_path):
     """The sweep's probe columns are the numbers of ``probe()``; each interval holds its estimate; the layers
     figure gets a probe panel."""
     from spidrkit.evaluation.metrics.probe import probe
@@ -547,7 +501,7 @@ def test_probe_columns_equal_the_probe(compared, checkpoint, corpus, tmp_path):
 
     _, res, _ = compared
     small = res["models"]["small"]
-    direct = probe(checkpoint, corpus, layers=[2], baselines=("mfcc",), progress=False)
+    direct = probe(small_checkpoint, speech_corpus, layers=[2], baselines=("mfcc",), progress=False)
     for key in ("probe_acc", "probe_acc_ci", "probe_per", "probe_per_ci", "speaker_acc", "speaker_acc_ci"):
         assert small["layers"]["2"][key] == pytest.approx(direct["layers"][2][key], abs=1e-9), key
         assert small["baselines"]["mfcc"][key] == pytest.approx(direct["baselines"]["mfcc"][key], abs=1e-9), key

@@ -23,22 +23,15 @@ from spidrkit.data.corpora.manifest import read_manifest
 from spidrkit.data.synth import corpus as synth
 from spidrkit.data.synth import plan as synth_plan
 from spidrkit.data.synth import render as synth_render
-from spidrkit.data.synth.flite import PHONES, Flite, FliteError, flite_available
+from spidrkit.data.synth.flite import PHONES, Flite, FliteError
 from spidrkit.data.synth.sentences import RESOURCE, generate_sentences, load_sentences, write_sentence_file
-
-needs_flite = pytest.mark.skipif(
-    not flite_available(),
-    reason="flite is not installed (sudo apt-get install flite; scripts/bootstrap.sh installs it as root)",
-)
 
 HELDOUT = "kal16"
 VOICES = ("awb", "rms", "slt", "kal16")
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    if not flite_available():
-        pytest.skip("flite is not installed (sudo apt-get install flite)")
+def corpus(flite, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "corpus"
     # ~40 s of speech in train + dev from 3 voices, built by 2 worker processes
     return synth.synthesize_corpus(out, voices=VOICES, hours=0.011, seed=3, heldout_voice=HELDOUT, workers=2,
@@ -93,7 +86,7 @@ def test_plan_splits_by_sentence_and_grows_as_a_prefix():
 # --- flite renderings ------------------------------------------------------------------------------------
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_same_sentence_two_voices_same_phones_and_words():
     text = "The quiet boy will measure the treasure, and Maria read a book."
     plans = [synth_plan.UtterancePlan(f"{v}_x", "train", v, 0, text, 11) for v in VOICES]
@@ -105,7 +98,7 @@ def test_same_sentence_two_voices_same_phones_and_words():
         assert [w for _, _, w in words] == _words_of(text)  # 'read' keeps its spelling (flite says 'red')
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_renderings_differ_with_the_seed_and_repeat_with_it():
     plan = synth_plan.UtterancePlan("slt_x", "train", "slt", 0, "Seven brown dogs ran across the old bridge.", 1)
     a, phones_a, _, pros_a = synth_render.render_utterance(plan)
@@ -125,7 +118,7 @@ def test_renderings_differ_with_the_seed_and_repeat_with_it():
     assert np.count_nonzero(a == 0) < 0.01 * len(a)  # dithered: no digital silence
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_unknown_voice_is_a_clear_error():
     with pytest.raises(FliteError, match="unknown flite voice"):
         Flite.instance().load_voice("nosuchvoice")
@@ -148,7 +141,7 @@ def test_missing_flite_says_how_to_install(monkeypatch, capsys, tmp_path):
 # --- the corpus on disk ----------------------------------------------------------------------------------
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_corpus_alignments_are_exact_and_complete(corpus):
     for split in ("train", "dev", "heldout"):
         entries = {e.fileid: e for e in read_manifest(corpus / f"{split}.csv")}
@@ -174,7 +167,7 @@ def test_corpus_alignments_are_exact_and_complete(corpus):
     assert len(PHONES) == 40  # 39 ARPAbet phones + SIL
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_silences_are_quiet_and_speech_is_not(corpus):
     """The alignment sits on the audio: pauses are >= 20 dB below the speech of the same file."""
     phones, _ = read_alignment_table(corpus / "train_phones.txt")
@@ -186,7 +179,7 @@ def test_silences_are_quiet_and_speech_is_not(corpus):
         assert 10 * np.log10(np.mean(speech**2) / np.mean(sil**2)) > 20
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_splits_speakers_and_sidecar(corpus):
     sidecar = json.loads((corpus / "spidrkit.json").read_text())
     splits = sidecar["splits"]
@@ -204,7 +197,7 @@ def test_splits_speakers_and_sidecar(corpus):
     assert 0.011 * 3600 * 0.7 < (splits["train"]["hours"] + splits["dev"]["hours"]) * 3600 < 0.011 * 3600 * 1.5
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_item_file_parses_with_fastabx_and_items_lie_inside_files(corpus):
     import fastabx
     import torch
@@ -234,7 +227,7 @@ def test_item_file_parses_with_fastabx_and_items_lie_inside_files(corpus):
         assert len(dataset.labels) == len(items)
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_frame_labels_file(corpus):
     frames = read_frame_labels(corpus / "dev_frames.txt")
     phones, _ = read_alignment_table(corpus / "dev_phones.txt")
@@ -254,7 +247,7 @@ def test_frame_labels_take_the_phone_at_each_frame_centre():
     assert frame_labels(iv, 3, rate=50) == ["A", "B", "C"]
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_worker_processes_render_what_one_process_renders(corpus):
     """Byte-identical audio whatever the process: the C library's rand() is re-seeded per utterance."""
     record = json.loads(next(iter(sorted((corpus / "records").glob("rms_*.json")))).read_text())
@@ -265,7 +258,7 @@ def test_worker_processes_render_what_one_process_renders(corpus):
     assert [list(p) for p in phones] == record["phones"]
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_resume_after_interruption_gives_the_same_corpus(tmp_path, monkeypatch):
     kwargs = dict(voices=("slt", "kal16"), hours=0.004, seed=5, workers=1, progress=False)
     whole = synth.synthesize_corpus(tmp_path / "whole", **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import pickle
 import random
 from collections import Counter
 from pathlib import Path
@@ -26,7 +27,7 @@ from spidrkit.data.slm.plan import (
     words_of,
 )
 from spidrkit.data.slm.words import NonWordMaker, bag_distance, metatheses, phonotactics_ok
-from spidrkit.data.synth.flite import flite_available
+from support import built_once
 
 VOICES = ("slt", "kal16")
 HELDOUT = "kal16"
@@ -37,8 +38,6 @@ COLUMNS = {
     "syntactic": ["id", "filename", "voice", "type", "subtype", "correct", "transcription"],
     "storycloze": ["id", "filename", "voice", "correct", "topic", "transcription"],
 }
-
-needs_flite = pytest.mark.skipif(not flite_available(), reason="flite is not installed (sudo apt-get install flite)")
 
 
 def _gold(root: Path, task: str, split: str) -> tuple[list[str], list[dict]]:
@@ -53,26 +52,30 @@ def _digests(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    if not flite_available():
-        pytest.skip("flite is not installed (sudo apt-get install flite)")
+def built(flite, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("slm") / "bench"
     return synthesize_slm(out, pairs=PAIRS, seed=3, workers=1, lm_hours=LM_HOURS, voices=VOICES,
                           heldout_voice=HELDOUT, progress=False)
 
 
 @pytest.fixture(scope="module")
-def default_plan():
-    """The default-size plan (no audio) with frequencies from the default LM corpus."""
-    plan = plan_slm()
-    counts = word_counts(lm_train_texts(plan.lm_pool, ("awb", "rms", "slt"), 1.0, 0))
-    return plan, with_frequencies(plan.items, counts)
+def default_plan(tmp_path_factory):
+    """The default-size plan (no audio) with frequencies from the default LM corpus: about a minute of CPU,
+    spent by the first xdist worker that needs it; the other reads its pickle."""
+    with built_once(tmp_path_factory, "default_slm_plan") as folder:
+        cached = folder / "plan.pkl"
+        if not cached.is_file():
+            plan = plan_slm()
+            counts = word_counts(lm_train_texts(plan.lm_pool, ("awb", "rms", "slt"), 1.0, 0))
+            folder.mkdir(parents=True, exist_ok=True)
+            cached.write_bytes(pickle.dumps((plan, with_frequencies(plan.items, counts))))
+        return pickle.loads(cached.read_bytes())
 
 
 # --- the rendered folder ------------------------------------------------------------------------------
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_gold_columns_are_exactly_zerospeech_and_every_row_has_its_wav(built):
     for task, columns in COLUMNS.items():
         for split in ("dev", "test"):
@@ -83,7 +86,7 @@ def test_gold_columns_are_exactly_zerospeech_and_every_row_has_its_wav(built):
             assert {r["correct"] for r in rows} == {"0", "1"}
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_each_id_has_both_items_in_every_voice_held_out_one_included(built):
     for task in COLUMNS:
         for split, ids in (("dev", 1), ("test", PAIRS)):
@@ -98,7 +101,7 @@ def test_each_id_has_both_items_in_every_voice_held_out_one_included(built):
     assert speakers == {"slt"}  # the held-out voice reads no LM text
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_frequency_is_the_count_in_the_lm_training_texts(built):
     text = (built / "lm_train" / "train_text.txt").read_text().splitlines()
     counts = Counter(w for line in text for w in words_of(line.split(" ", 1)[1]))
@@ -110,7 +113,7 @@ def test_frequency_is_the_count_in_the_lm_training_texts(built):
     assert sum(counts[w] == 0 for w in words.values()) / len(words) >= 0.3
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_no_benchmark_sentence_story_or_nonword_in_the_lm_corpus(built):
     lm = [line.split(" ", 1)[1] for s in ("train", "dev")
           for line in (built / "lm_train" / f"{s}_text.txt").read_text().splitlines()]
@@ -134,7 +137,7 @@ def _assert_disjoint(lm_texts, bench_texts, nonwords):
     assert not set(nonwords) & lm_words
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_rebuild_resumes_to_identical_bytes_and_other_settings_are_refused(built, tmp_path):
     before = _digests(built)
     _, rows = _gold(built, "storycloze", "test")
@@ -149,7 +152,7 @@ def test_rebuild_resumes_to_identical_bytes_and_other_settings_are_refused(built
                        heldout_voice=HELDOUT, progress=False)
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_cli_on_a_finished_folder_renders_nothing(built, capsys):
     argv = ["data", "synth-slm", str(built), "--pairs", str(PAIRS), "--seed", "3", "--workers", "1",
             "--lm-hours", str(LM_HOURS), "--voices", *VOICES, "--heldout-voice", HELDOUT, "--quiet"]
@@ -161,7 +164,8 @@ def test_cli_on_a_finished_folder_renders_nothing(built, capsys):
 # --- the plan (no audio) ------------------------------------------------------------------------------
 
 
-@needs_flite
+@pytest.mark.slow
+@pytest.mark.needs_flite
 def test_default_size_has_1000_pairs_per_task_and_30_percent_absent_words(default_plan):
     _, items = default_plan
     for task in COLUMNS:
@@ -171,7 +175,8 @@ def test_default_size_has_1000_pairs_per_task_and_30_percent_absent_words(defaul
     assert 0.3 <= absent_share(items, "dev") < 1.0
 
 
-@needs_flite
+@pytest.mark.slow
+@pytest.mark.needs_flite
 def test_default_plan_does_not_overlap_the_whole_lm_pool(default_plan):
     plan, _ = default_plan
     assert len(plan.lm_pool) == LM_POOL
@@ -180,7 +185,8 @@ def test_default_plan_does_not_overlap_the_whole_lm_pool(default_plan):
     _assert_disjoint(plan.lm_pool, texts, nonwords)
 
 
-@needs_flite
+@pytest.mark.slow
+@pytest.mark.needs_flite
 def test_nonwords_have_their_words_phone_count_and_differ(default_plan):
     _, items = default_plan
     lexical = [dict(i.fields) | {"id": (i.split, i.id), "correct": i.correct} for i in items if i.task == "lexical"]
@@ -195,7 +201,8 @@ def test_nonwords_have_their_words_phone_count_and_differ(default_plan):
     assert len({p[0]["word"] for p in by_id.values()}) == len(by_id)  # every non-word once
 
 
-@needs_flite
+@pytest.mark.slow
+@pytest.mark.needs_flite
 def test_a_bag_of_phones_model_does_not_tell_words_from_nonwords(default_plan):
     """The shortcut a shuffled-units LM takes: a unigram of running speech (phones of LM-like texts drawn apart
     from those the non-words were matched on) prefers the word in about half of the test pairs (binomial
@@ -236,7 +243,7 @@ def test_bag_distance_and_metatheses_by_hand():
     assert [phonotactics_ok(p.split()) for p in ("D AY HH", "T R NG", "B OW W", "S AY Y", "NG AA")] == [False] * 5
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_an_anagram_is_preferred_to_any_other_candidate():
     """"pen" (P EH N) -> "nep" (N EH P), its first metathesis, whatever the generator: an exact phone bag."""
     for seed in range(3):
@@ -245,7 +252,8 @@ def test_an_anagram_is_preferred_to_any_other_candidate():
         assert maker.make("pen") != "nep"  # a non-word is used once
 
 
-@needs_flite
+@pytest.mark.slow
+@pytest.mark.needs_flite
 def test_nonwords_match_their_words_phone_bags(default_plan):
     """Share of test pairs whose non-word is an anagram of its word (pronounced phones): 135 / 250 = 54.0 % at
     the defaults (0.4 % with substitutions alone, SLM_VERSION 2), no pair more than one phone apart (up to 4
@@ -262,7 +270,7 @@ def test_nonwords_match_their_words_phone_bags(default_plan):
     assert max(distances) <= 2
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_plan_is_deterministic_for_a_seed():
     a, b, c = plan_slm(3, seed=1), plan_slm(3, seed=1), plan_slm(3, seed=2)
     assert a.items == b.items and a.lm_pool == b.lm_pool
@@ -286,7 +294,7 @@ def test_every_minimal_pair_type_differs_and_topics_have_their_own_words():
 # --- the phone topline end to end ---------------------------------------------------------------------
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_phone_lm_trains_on_the_lm_corpus_phones_and_scores_every_task(built, tmp_path):
     """corpus phones -> units file (39 ids, silences dropped) -> lm train -> evaluate slm --units phones."""
     from spidrkit.data.corpora.alignments import read_alignments
@@ -367,7 +375,7 @@ def test_benchmark_topline_ceiling_splits_all_into_in_vocab_and_oov_pairs():
     assert bench.topline_ceiling(everything_known) is None  # no OOV pair: nothing caps "all"
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_benchmark_sources_phones_makes_the_phone_and_shuffled_units_without_an_encoder(built, tmp_path):
     from argparse import Namespace
 
@@ -386,7 +394,7 @@ def test_benchmark_sources_phones_makes_the_phone_and_shuffled_units_without_an_
     assert not list(tmp_path.glob("units/*.npy"))
 
 
-@needs_flite
+@pytest.mark.needs_flite
 def test_benchmark_unit_quality_reads_each_sources_dev_units_against_the_lm_corpus_phones(built, tmp_path):
     """The quality stage scores the units the LMs read (the LM corpus's dev split) against its frame labels:
     units that are the phones themselves (every other 100 Hz label: 50 Hz) get the PNMI of their pairs with the

@@ -42,63 +42,13 @@ from spidrkit.training.logging import MetricsLog
 from spidrkit.training.loop import MaskHook, Trainer, TrainingDiverged, pretrain
 from spidrkit.training.resume import config_changes
 from spidrkit.training.step import MicroBatch, Stepper
+from support import RESUME, TRAIN_SMALL, final_model, syllable_corpus, train_config
 
-SMALL = [
-    "model.conv_dim=32", "model.dim=64", "model.num_layers=2", "model.num_heads=2", "model.ffn_dim=128",
-    "model.num_codebooks=2", "model.codebook_size=16", "data.num_workers=0", "data.max_batch_samples=32000",
-    "optim.warmup_steps=20", "teacher.timescale=100",
-]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models on a shared 2-core machine: one intra-op thread is faster and deterministic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def syllable_corpus(root: Path, n_files: int = 16, seconds: float = 1.0, seed: int = 0) -> list[ManifestEntry]:
-    """Files made of a few repeated synthetic 'syllables' (harmonic tones with fixed spectra, 80-200 ms)."""
-    rng = np.random.default_rng(seed)
-    inventory = [(rng.uniform(100, 250), rng.uniform(0, 1, 6)) for _ in range(6)]
-    root.mkdir(parents=True, exist_ok=True)
-    entries = []
-    n = int(seconds * SR)
-    for i in range(n_files):
-        x = np.zeros(n)
-        pos = 0
-        while pos < n:
-            f0, weights = inventory[rng.integers(len(inventory))]
-            dur = int(rng.integers(1280, 3200))
-            t = np.arange(dur) / SR
-            seg = sum(w * np.sin(2 * np.pi * f0 * (h + 1) * t) for h, w in enumerate(weights)) * np.hanning(dur)
-            x[pos : pos + dur] = seg[: n - pos]
-            pos += dur
-        x += 0.01 * rng.standard_normal(n)
-        path = root / f"s{i:03d}.wav"
-        sf.write(path, (0.5 * x / np.abs(x).max()).astype(np.float32), SR)
-        entries.append(ManifestEntry(f"s{i:03d}", str(path), n))
-    return entries
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("corpus")
-    return write_manifest(syllable_corpus(root), root / "train.csv")
-
-
-def config(manifest: Path, *overrides: str):
-    return load_config("tiny", [*SMALL, f"data.train_manifest={manifest}", *overrides])
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(run_dir, "train")}
-
-
-def final_model(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(list_checkpoints(run_dir)[-1][1])["model"]
 
 
 def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -107,23 +57,6 @@ def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 # ------------------------------------------------------------------------------------------- resume
-# Dropout and layer drop on: the restored RNG states matter. 16 files, 2 per batch: 8 batches an epoch,
-# so 12 steps cross an epoch boundary.
-RESUME = ["model.dropout=0.1", "model.layerdrop=0.2", "train.log_every=1", "train.checkpoint_every=4",
-          "train.keep_checkpoints=2"]
-
-
-@pytest.fixture(scope="module")
-def reference_run(corpus, tmp_path_factory) -> Path:
-    """12 uninterrupted steps."""
-    run_dir = tmp_path_factory.mktemp("reference")
-    with torch.random.fork_rng():
-        torch.set_num_threads(1)
-        full = pretrain(config(corpus, *RESUME, "train.max_steps=12"), run_dir, progress=False)
-    assert full["status"] == "completed" and full["step"] == 12
-    return run_dir
-
-
 def assert_same_run(run_dir: Path, reference: Path) -> None:
     ref, got = losses(reference), losses(run_dir)
     assert sorted(ref) == sorted(got) == list(range(1, 13))  # no step logged twice after a resume
@@ -131,15 +64,15 @@ def assert_same_run(run_dir: Path, reference: Path) -> None:
     assert max_diff(final_model(run_dir), final_model(reference)) <= 1e-6
 
 
-def test_resume_after_stop_and_after_sigterm_matches_uninterrupted_run(corpus, reference_run, tmp_path):
+def test_resume_after_stop_and_after_sigterm_matches_uninterrupted_run(syllables, reference_run, tmp_path):
     over = RESUME
     # keep_checkpoints=2: the checkpoints of steps 8 and 12 remain
     assert [s for s, _ in list_checkpoints(reference_run)] == [8, 12]
 
     # (1) a run stopped at step 6 by max_steps, then the same run dir with max_steps = 12
-    first = pretrain(config(corpus, *over, "train.max_steps=6"), tmp_path / "b", progress=False)
+    first = pretrain(train_config(syllables, *over, "train.max_steps=6"), tmp_path / "b", progress=False)
     assert first["step"] == 6 and first["checkpoint"].endswith("step_00000006.pt")
-    second = pretrain(config(corpus, *over, "train.max_steps=12"), tmp_path / "b", progress=False)
+    second = pretrain(train_config(syllables, *over, "train.max_steps=12"), tmp_path / "b", progress=False)
     assert second["step"] == 12
 
     # (2) SIGTERM during step 5: the run finishes the step, checkpoints and stops; then it resumes
@@ -149,7 +82,7 @@ def test_resume_after_stop_and_after_sigterm_matches_uninterrupted_run(corpus, r
             os.kill(os.getpid(), signal.SIGTERM)
 
     previous = signal.getsignal(signal.SIGTERM)
-    cfg = config(corpus, *over, "train.max_steps=12")
+    cfg = train_config(syllables, *over, "train.max_steps=12")
     stopped = Trainer(cfg, tmp_path / "c", progress=False, on_step=sigterm_at_5).run()
     assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
     assert (stopped["status"], stopped["signal"], stopped["step"]) == ("preempted", "SIGTERM", 5)
@@ -164,7 +97,7 @@ def test_resume_after_stop_and_after_sigterm_matches_uninterrupted_run(corpus, r
     again = pretrain(cfg, tmp_path / "b", progress=False)
     assert again["step"] == 12 and len(losses(tmp_path / "b")) == 12
     with pytest.raises(CheckpointError, match="model.dim"):
-        pretrain(config(corpus, *over, "model.dim=32"), tmp_path / "b", progress=False)
+        pretrain(train_config(syllables, *over, "model.dim=32"), tmp_path / "b", progress=False)
     with pytest.raises(CheckpointError, match="already holds checkpoints"):
         pretrain(cfg, tmp_path / "b", resume=False, progress=False)
 
@@ -185,9 +118,9 @@ print(out["status"], out["step"], out["signal"])
 """
 
 
-def test_sigterm_to_the_process_group_of_a_run_with_loader_workers(corpus, reference_run, tmp_path):
+def test_sigterm_to_the_process_group_of_a_run_with_loader_workers(syllables, reference_run, tmp_path):
     # As SLURM does on pre-emption: SIGTERM to every process of the run, data-loader workers included.
-    cfg = config(corpus, *RESUME, "train.max_steps=12", "data.num_workers=1")
+    cfg = train_config(syllables, *RESUME, "train.max_steps=12", "data.num_workers=1")
     (tmp_path / "run.toml").write_text(cfg.to_toml())
     ready = tmp_path / "ready"
     proc = subprocess.Popen(
@@ -207,13 +140,13 @@ def test_sigterm_to_the_process_group_of_a_run_with_loader_workers(corpus, refer
     assert list_checkpoints(tmp_path / "run")[-1][0] == int(step)
     assert "exited unexpectedly" not in err and "killed by signal" not in err
     # resumed here without workers (no fork from the multi-threaded test process): same batches
-    resumed = pretrain(config(corpus, *RESUME, "train.max_steps=12"), tmp_path / "run", progress=False)
+    resumed = pretrain(train_config(syllables, *RESUME, "train.max_steps=12"), tmp_path / "run", progress=False)
     assert resumed["step"] == 12
     assert_same_run(tmp_path / "run", reference_run)
 
 
-def test_time_budget_stops_with_a_checkpoint(corpus, tmp_path):
-    cfg = config(corpus, "train.max_steps=50", "train.max_minutes=1e-9", "train.checkpoint_every=100")
+def test_time_budget_stops_with_a_checkpoint(syllables, tmp_path):
+    cfg = train_config(syllables, "train.max_steps=50", "train.max_minutes=1e-9", "train.checkpoint_every=100")
     out = pretrain(cfg, tmp_path, progress=False)
     assert (out["status"], out["step"]) == ("time_budget", 1)
     ckpt = load_checkpoint(out["checkpoint"])
@@ -221,11 +154,11 @@ def test_time_budget_stops_with_a_checkpoint(corpus, tmp_path):
     assert json.loads((tmp_path / "spidrkit.json").read_text())["status"] == "time_budget"
 
 
-def test_milestones_survive_pruning_and_resume(corpus, tmp_path, caplog):
+def test_milestones_survive_pruning_and_resume(syllables, tmp_path, caplog):
     from spidrkit.checkpoints.run import list_milestones
 
     keep = ["train.checkpoint_every=1", "train.keep_checkpoints=1", "train.log_every=2"]
-    out = pretrain(config(corpus, *keep, "train.max_steps=5", "train.milestone_steps=[2, 4]",
+    out = pretrain(train_config(syllables, *keep, "train.max_steps=5", "train.milestone_steps=[2, 4]",
                           "train.milestone_minutes=[1e-9, 1e-8]"), tmp_path, progress=False)
     assert out["step"] == 5 and [s for s, _ in list_checkpoints(tmp_path)] == [5]  # the rotation kept one
     # one minutes milestone a step: 1e-9 min at step 1, 1e-8 at step 2, with the step milestones 2 and 4
@@ -246,7 +179,7 @@ def test_milestones_survive_pruning_and_resume(corpus, tmp_path, caplog):
 
     # resume: the saved ones are not rewritten, 1e-7 min was passed before (skipped), step 7 is new
     with caplog.at_level(logging.WARNING, logger="spidrkit.training"):
-        pretrain(config(corpus, *keep, "train.max_steps=8", "train.milestone_steps=[2, 4, 7]",
+        pretrain(train_config(syllables, *keep, "train.max_steps=8", "train.milestone_steps=[2, 4, 7]",
                         "train.milestone_minutes=[1e-9, 1e-8, 1e-7]"), tmp_path, progress=False)
     again = list_milestones(tmp_path)
     assert [p.name for *_, p in again] == [*names, "steps_7_step_00000007.pt"]
@@ -257,12 +190,12 @@ def test_milestones_survive_pruning_and_resume(corpus, tmp_path, caplog):
 
 @pytest.mark.skipif(not os.environ.get("SPIDRKIT_TEST_COMPILE"),
                     reason="torch.compile on CPU takes minutes when its cache is cold; SPIDRKIT_TEST_COMPILE=1 runs it")
-def test_compiled_steps_match_eager_steps(corpus, tmp_path):
+def test_compiled_steps_match_eager_steps(syllables, tmp_path):
     # no dropout: compiled code draws its random numbers differently; layer drop (host RNG) stays on
     over = ["model.dropout=0.0", "model.attention_dropout=0.0", "model.layerdrop=0.2", "train.log_every=1",
             "train.max_steps=4"]
-    pretrain(config(corpus, *over), tmp_path / "eager", progress=False)
-    out = pretrain(config(corpus, *over, "train.compile=true"), tmp_path / "compiled", progress=False)
+    pretrain(train_config(syllables, *over), tmp_path / "eager", progress=False)
+    out = pretrain(train_config(syllables, *over, "train.compile=true"), tmp_path / "compiled", progress=False)
     assert out["step"] == 4
     ref, got = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
     assert sorted(got) == [1, 2, 3, 4] and max(abs(got[s] - ref[s]) for s in got) <= 1e-4
@@ -293,7 +226,7 @@ def test_corrupt_and_empty_files_are_skipped_and_stereo_44k_is_used(tmp_path):
                 seen.update(b["fileids"])
             return super().micro_batches(batches)
 
-    cfg = config(manifest, "train.max_steps=6")  # 8 files, about 2 per batch: every file is loaded
+    cfg = train_config(manifest, "train.max_steps=6")  # 8 files, about 2 per batch: every file is loaded
     out = Recording(cfg, tmp_path / "run", progress=False).run()
     assert out["status"] == "completed" and out["step"] == 6
     assert {row[0] for row in read_skipped(tmp_path / "run")} == {"corrupt", "empty"}
@@ -302,8 +235,9 @@ def test_corrupt_and_empty_files_are_skipped_and_stereo_44k_is_used(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- learning
-def test_loss_falls_over_200_steps(corpus, tmp_path):
-    cfg = config(corpus, "train.max_steps=200", "train.log_every=10", "train.checkpoint_every=1000")
+@pytest.mark.slow
+def test_loss_falls_over_200_steps(syllables, tmp_path):
+    cfg = train_config(syllables, "train.max_steps=200", "train.log_every=10", "train.checkpoint_every=1000")
     out = pretrain(cfg, tmp_path, progress=False)
     recs = read_metrics(tmp_path, "train")
     assert [r["step"] for r in recs] == list(range(10, 201, 10))
@@ -316,7 +250,7 @@ def test_loss_falls_over_200_steps(corpus, tmp_path):
 
 # ------------------------------------------------------------------------------------------- non-finite
 def tiny_stepper(**over):
-    cfg = load_config("tiny", [*SMALL, "model.dropout=0.0", *[f"{k}={v}" for k, v in over.items()]])
+    cfg = load_config("tiny", [*TRAIN_SMALL, "model.dropout=0.0", *[f"{k}={v}" for k, v in over.items()]])
     torch.manual_seed(0)
     model = SpidR(cfg.model)
     return model, Stepper(model, cfg, torch.device("cpu"))
@@ -346,7 +280,7 @@ def test_nonfinite_input_skips_the_step_and_counts_it():
                            model.state_dict()["student.layers.0.attention.qkv.weight"])
 
 
-def test_too_many_nonfinite_steps_stop_the_run_naming_the_last_good_checkpoint(corpus, tmp_path):
+def test_too_many_nonfinite_steps_stop_the_run_naming_the_last_good_checkpoint(syllables, tmp_path):
     class Poisoned(Trainer):
         def micro_batches(self, batches):
             mbs = super().micro_batches(batches)
@@ -354,7 +288,7 @@ def test_too_many_nonfinite_steps_stop_the_run_naming_the_last_good_checkpoint(c
                 mbs = [MicroBatch(torch.full_like(mb.wav, float("nan")), mb.mask) for mb in mbs]
             return mbs
 
-    cfg = config(corpus, "train.max_steps=20", "train.log_every=1", "train.checkpoint_every=2",
+    cfg = train_config(syllables, "train.max_steps=20", "train.log_every=1", "train.checkpoint_every=2",
                  "train.max_nonfinite=2")
     with pytest.raises(TrainingDiverged, match=r"2 non-finite losses in a row up to step 4.*step_00000002\.pt"):
         Poisoned(cfg, tmp_path, progress=False).run()
@@ -365,10 +299,10 @@ def test_too_many_nonfinite_steps_stop_the_run_naming_the_last_good_checkpoint(c
 
 
 # ------------------------------------------------------------------------------------------- metrics
-def test_metrics_validation_and_collapse_warning(corpus, tmp_path, caplog):
+def test_metrics_validation_and_collapse_warning(syllables, tmp_path, caplog):
     over = ["train.max_steps=6", "train.log_every=2", "train.valid_every=3", "train.valid_batches=3",
-            "model.dropout=0.1", "train.collapse_perplexity=100", f"data.valid_manifest={corpus}"]
-    cfg = config(corpus, *over)
+            "model.dropout=0.1", "train.collapse_perplexity=100", f"data.valid_manifest={syllables}"]
+    cfg = train_config(syllables, *over)
     trainer = Trainer(cfg, tmp_path, progress=False)
     with caplog.at_level(logging.WARNING, logger="spidrkit.training"):
         out = trainer.run()
@@ -455,12 +389,13 @@ def test_checkpoint_files_rng_and_config_changes(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- CLI
-def test_cli_pretrain_runs_resumes_and_reports_errors(corpus, tmp_path, capsys):
-    args = ["pretrain", "tiny", *[x for s in SMALL for x in ("--set", s)], "--set", f"data.train_manifest={corpus}",
-            "--set", "train.max_steps=2", "--run-dir", str(tmp_path / "run"), "--no-progress", "--quiet"]
+def test_cli_pretrain_runs_resumes_and_reports_errors(syllables, tmp_path, capsys):
+    args = ["pretrain", "tiny", *[x for s in TRAIN_SMALL for x in ("--set", s)],
+            "--set", f"data.train_manifest={syllables}", "--set", "train.max_steps=2",
+            "--run-dir", str(tmp_path / "run"), "--no-progress", "--quiet"]
     assert cli_main(args) == 0
     assert "completed at step 2/2" in capsys.readouterr().err
-    assert (tmp_path / "run" / "config.toml").read_text() == config(corpus, "train.max_steps=2").to_toml()
+    assert (tmp_path / "run" / "config.toml").read_text() == train_config(syllables, "train.max_steps=2").to_toml()
     side = json.loads((tmp_path / "run" / "spidrkit.json").read_text())
     assert side["status"] == "completed" and side["step"] == 2 and side["checkpoint"].endswith("step_00000002.pt")
     assert cli_main(args) == 0  # resumes: nothing left to do

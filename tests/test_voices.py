@@ -184,8 +184,8 @@ def test_festival_gives_contiguous_segments_and_words():
     assert abs(ends[-1] - len(r.samples) / r.sample_rate) < 0.05
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None or engines.missing("flite") is not None,
-                    reason="espeak-ng or flite is not installed")
+@pytest.mark.needs_flite
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_a_corpus_with_training_only_voices_lists_their_audio_but_no_alignments(tmp_path):
     from spidrkit.data.corpora.manifest import read_manifest
     from spidrkit.data.synth.corpus import synthesize_corpus
