@@ -409,12 +409,12 @@ def test_walker_resolves_relative_and_importlib_imports():
 
 def test_walker_applies_the_direction_rules():
     g = _graph(
-        spidrkit__models__m="def f():\n    import spidrkit.data.corpora.audio\n",
+        spidrkit__models__m="def f():\n    import spidrkit.data.audio\n",
         spidrkit__data__audio="",
         spidrkit__evaluation__e="from spidrkit.models import m\n",
         spidrkit__models___init="",
     )
-    assert forbidden_arrows(g, FORBIDDEN) == ["spidrkit.models.m -> spidrkit.data.corpora.audio (line 2)"]
+    assert forbidden_arrows(g, FORBIDDEN) == ["spidrkit.models.m -> spidrkit.data.audio (line 2)"]
 
 
 def test_duplicate_finder_reports_copies_and_ignores_trivia():

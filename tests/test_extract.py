@@ -118,26 +118,48 @@ def test_windowed_equals_whole_file_away_from_edges(micro_model):
     assert max(end - start for start, end, _, _ in plan_windows(n, local, 4 * 16000, 16000)) <= 4 * 16000 + 80
 
 
-def test_resumed_extraction_equals_uninterrupted(micro_model, corpus, tmp_path):
+def _killed_after(monkeypatch, name: str, calls: int) -> None:
+    """``spidrkit.extraction.extract.NAME`` raises on its call number ``calls + 1``, as a kill would stop it."""
+    import spidrkit.extraction.extract as ex
+
+    real, count = getattr(ex, name), iter(range(10**6))
+
+    def dying(*args, **kwargs):
+        if next(count) >= calls:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ex, name, dying)
+
+
+def test_resumed_extraction_equals_uninterrupted(micro_model, corpus, tmp_path, monkeypatch):
     entries, manifest = corpus
     full = tmp_path / "full"
     extract(micro_model, manifest, full, layers=[3], progress=False)
     part = tmp_path / "part"
-    extract(micro_model, entries[:3], part, layers=[3], progress=False)  # "killed" after three files
+    with monkeypatch.context() as m:
+        _killed_after(m, "save_features", 3)  # killed after three files
+        with pytest.raises(KeyboardInterrupt):
+            extract(micro_model, manifest, part, layers=[3], progress=False)
     first = {p.name: p.stat().st_mtime_ns for p in part.rglob("*.pt")}
+    assert len(first) == 3
     summary = extract(micro_model, manifest, part, layers=[3], progress=False)
     assert (summary.files, summary.skipped) == (4, 3)
     assert {p.name: p.stat().st_mtime_ns for p in part.rglob("*.pt") if p.name in first} == first  # not redone
     _assert_same_features(full, part)
-    # units: a finished run on two files, then a crash that left a journal with one line and a torn one
+    # units: killed after two one-file batches, then a journal line for a third file and a torn one
     u = part / "u"
-    extract(micro_model, entries[:2], u, layers=[4], units="codebook", progress=False)
-    third = compute(micro_model, [load_audio(entries[2].path)], [4], units="codebook")[0][4].tolist()
-    (u / "units.part0-of-1.partial.jsonl").write_text(
-        json.dumps({"utt": entries[2].fileid, "units": third}) + "\n" + '{"utt": "spk0/utt6", "units": [1, 2'
-    )
+    with monkeypatch.context() as m:
+        _killed_after(m, "compute", 2)
+        with pytest.raises(KeyboardInterrupt):
+            extract(micro_model, manifest, u, layers=[4], units="codebook", batch_seconds=0.5, progress=False)
+    done = [json.loads(line)["utt"] for line in (u / "units.part0-of-1.partial.jsonl").read_text().splitlines()]
+    third = next(e for e in entries if e.fileid not in done)
+    units = compute(micro_model, [load_audio(third.path)], [4], units="codebook")[0][4].tolist()
+    with (u / "units.part0-of-1.partial.jsonl").open("a") as f:
+        f.write(json.dumps({"utt": third.fileid, "units": units}) + "\n" + '{"utt": "spk0/utt6", "units": [1, 2')
     summary = extract(micro_model, manifest, u, layers=[4], units="codebook", progress=False)
-    assert (summary.skipped, summary.files) == (3, 4)
+    assert (len(done), summary.skipped, summary.files) == (2, 3, 4)
     extract(micro_model, manifest, full / "u", layers=[4], units="codebook", progress=False)
     assert read_units(u / "units.txt") == read_units(full / "u" / "units.txt")
     assert not list(u.glob("units.part*"))
