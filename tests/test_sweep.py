@@ -114,7 +114,8 @@ def swept(corpus, checkpoint, tmp_path_factory) -> tuple[Path, dict]:
                 returned = sweep(checkpoint, corpus, out, kmeans_k=K, kmeans_max_frames=3000,
                                  baselines=("mfcc", "noise", "random"), posteriors=True, metrics_jsonl=runs,
                                  progress=False)
-            assert set(returned["outputs"]) == {"report_json", "report_md", "eval", *sweep_mod.PLOT_NAMES}
+            assert set(returned["outputs"]) == {"report_json", "report_md", "report_html", "eval",
+                                                *sweep_mod.PLOT_NAMES}
             figures = {k: v for k, v in returned["outputs"].items() if k in sweep_mod.PLOT_NAMES}
             (out / "figures.pkl").write_bytes(pickle.dumps(figures))  # for the other test workers
     return out, json.loads((out / "report.json").read_text())["results"]

@@ -25,6 +25,7 @@ by ``max_memory_gb`` whatever the corpus size (see :mod:`~spidrkit.evaluation.sw
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,8 +41,7 @@ from spidrkit.evaluation.metrics.abx import abx_both, few_cells_warning, pair_ta
 from spidrkit.evaluation.metrics.probe import add_probe_columns
 from spidrkit.evaluation.metrics.units import UNIT_METRICS
 from spidrkit.evaluation.plots import layers as plots
-from spidrkit.evaluation.plots.figures import Figure
-from spidrkit.evaluation.plots.perplexity import perplexity_note, plot_runs_perplexity, run_layers
+from spidrkit.evaluation.plots.perplexity import plot_runs_perplexity
 from spidrkit.evaluation.plots.tsne import tsne_per_phone
 from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.evaluation.sweep.evalset import (
@@ -55,6 +55,7 @@ from spidrkit.evaluation.sweep.evalset import (
     train_subset,
 )
 from spidrkit.evaluation.sweep.features import codebook_layers, layer_groups, random_like
+from spidrkit.evaluation.sweep.figures import PLOT_NAMES, FigureInputs, draw_figures, runs_notes
 from spidrkit.evaluation.sweep.report import best_layer_by_abx, sweep_results, write_sweep_report
 from spidrkit.evaluation.sweep.result import SweepResult
 from spidrkit.evaluation.sweep.scores import (
@@ -84,8 +85,6 @@ SWEEP_BASELINES: dict[str, str] = {
 FEATURE_BASELINES = ("mfcc", "mfcc_cmvn", "log_mel", "noise")
 DEFAULT_BASELINES = ("mfcc", "mfcc_cmvn", "random")  # the floors, and the same model with random weights
 DEFAULT_KMEANS_MAX_FRAMES = 50_000
-PLOT_NAMES = {"layers": "layers.png", "phone_given_code": "phone_given_code.png", "tsne": "tsne.png",
-              "perplexity": "perplexity.png"}
 MODEL_LABELS = {"spidr": "SpidR", "dinosr": "DinoSR"}
 
 
@@ -124,35 +123,6 @@ def _check_options(baselines: Sequence[str], kmeans_k: int | None,
 
 
 # ------------------------------------------------------------------------------------------- stages
-def _figures(out: Path, main: ModelSweep, random_layers: dict, baseline_rows: dict, *, label: str, title: str,
-             best_layer: int | None, best_codebook: int | None, runs: Sequence[Path], run_labels, model,
-             seed: int, watch: Stopwatch, notes: list[str]) -> dict[str, Figure]:
-    figures: dict[str, Figure] = {}
-    curves = {label: main.layers, **({"random init": random_layers} if random_layers else {})}
-    figures["layers"] = plots.plot_layer_metrics(
-        curves, out / PLOT_NAMES["layers"], title=title,
-        baselines={k: v for k, v in baseline_rows.items() if k in FEATURE_BASELINES})
-    if best_codebook is not None:
-        figures["phone_given_code"] = plots.plot_phone_given_code(
-            main.qualities[best_codebook], out / PLOT_NAMES["phone_given_code"],
-            title=f"P(phone | code), codebook of layer {best_codebook}")
-    if best_layer is not None and best_layer in main.embeddings:
-        emb, phones, speakers = main.embeddings[best_layer]
-        if len(phones) >= 5:
-            with watch("tsne"):
-                figures["tsne"] = plots.plot_tsne(emb, phones, speakers, out / PLOT_NAMES["tsne"], seed=seed,
-                                                  title=f"t-SNE of phone embeddings, layer {best_layer}")
-    short = [note for note in map(perplexity_note, runs) if note]
-    notes.extend(short)
-    if runs and not short:  # a run too short for a curve: no figure, and the report's notes say why
-        # the maximum V is drawn when the runs are of this model's architecture (same codebook layers)
-        same = bool(codebook_layers(model)) and all(run_layers(r) == list(codebook_layers(model)) for r in runs)
-        figures["perplexity"] = plot_runs_perplexity(
-            runs, out / PLOT_NAMES["perplexity"], labels=run_labels,
-            codebook_size=model.cfg.codebook_size if same else None, title="perplexity over training")
-    return figures
-
-
 def _info(model, model_info, evalset: EvalSet, *, layers, baselines, kmeans_k, kmeans_max_frames, kmeans_files,
           corpus_dir, splits, max_files, device, seed) -> dict[str, Any]:
     cb_layers = list(codebook_layers(model))
@@ -318,35 +288,38 @@ def sweep(
             best = best_layer_by_abx({str(k): v for k, v in main.layers.items()})
             best_layer = int(best[0]) if best else None
             best_codebook = max(main.qualities, key=lambda la: main.qualities[la]["pnmi"]) if main.qualities else None
+            info = _info(model, model_info, evalset, layers=layers, baselines=baselines, kmeans_k=kmeans_k,
+                         kmeans_max_frames=kmeans_max_frames, kmeans_files=len(kmeans_entries),
+                         corpus_dir=corpus_dir, splits=splits, max_files=max_files, device=device, seed=seed)
+            info.update(main.abx_counts)
+            info.update(probe_info)
+            if best_layer is not None:
+                pairs = {f"L{best_layer} (best)": main.voice_pairs.get(best_layer, {}), **pairs}
+            notes += runs_notes(runs)
+            notes += [w for w in (few_cells_warning(k[4:-6], n, main.abx_counts[k[:-6] + "_triplets"])
+                                  for k, n in main.abx_counts.items() if k.endswith("_cells") and n) if w]
+            result = SweepResult(
+                info=info, layers=main.layers, baselines=baseline_rows,
+                units={**main.codebook, **main.posteriors, **main.kmeans}, best_layer=best_layer,
+                best_layer_mean_abx=best[1] if best else None, best_codebook_layer=best_codebook,
+                random_init_layers=random_layers, phone_given_code=_phone_given_code(main, best_codebook),
+                voice_pairs=pair_table(pairs, seen_voices(corpus_dir)), timings_s=watch.rounded(),
+                eval_dir=evalset.root, notes=notes, title=title or f"{label} layer sweep ({model_info.model_id})")
+            write_sweep_report(out, result, html=False)  # the numbers first: a figure that fails loses none
             bar.set_postfix_str("figures")
             with watch("plots"):
-                figures = _figures(out, main, random_layers, baseline_rows, label=label,
-                                   title=title or f"{label}: layer sweep on {', '.join(splits)}",
-                                   best_layer=best_layer, best_codebook=best_codebook, runs=runs,
-                                   run_labels=run_labels, model=model, seed=seed, watch=watch, notes=notes)
+                inputs = FigureInputs(main, random_layers, {k: v for k, v in baseline_rows.items()
+                                                            if k in FEATURE_BASELINES}, label,
+                                      title or f"{label}: layer sweep on {', '.join(splits)}", best_layer,
+                                      best_codebook, runs, run_labels)
+                figures = draw_figures(out, inputs, model, seed, watch)
             bar.update(1)
         finally:
             bar.close()
-        info = _info(model, model_info, evalset, layers=layers, baselines=baselines, kmeans_k=kmeans_k,
-                     kmeans_max_frames=kmeans_max_frames, kmeans_files=len(kmeans_entries), corpus_dir=corpus_dir,
-                     splits=splits, max_files=max_files, device=device, seed=seed)
-        info.update(main.abx_counts)
-        info.update(probe_info)
-        if best_layer is not None:
-            pairs = {f"L{best_layer} (best)": main.voice_pairs.get(best_layer, {}), **pairs}
-        notes += [w for w in (few_cells_warning(k[4:-6], n, main.abx_counts[k[:-6] + "_triplets"])
-                              for k, n in main.abx_counts.items() if k.endswith("_cells") and n) if w]
-    result = SweepResult(
-        info=info, layers=main.layers, baselines=baseline_rows,
-        units={**main.codebook, **main.posteriors, **main.kmeans}, best_layer=best_layer,
-        best_layer_mean_abx=best[1] if best else None, best_codebook_layer=best_codebook,
-        random_init_layers=random_layers, phone_given_code=_phone_given_code(main, best_codebook),
-        voice_pairs=pair_table(pairs, seen_voices(corpus_dir)),
-        timings_s=watch.rounded(), figures=figures, eval_dir=evalset.root, notes=notes,
-        title=title or f"{label} layer sweep ({model_info.model_id})",
-    )
+    result = dataclasses.replace(result, figures=figures, timings_s=watch.rounded())
     json_path, md_path = write_sweep_report(out, result)
-    outputs = {"report_json": json_path, "report_md": md_path, "eval": evalset.root, **result.figures}
+    outputs = {"report_json": json_path, "report_md": md_path, "report_html": md_path.with_suffix(".html"),
+               "eval": evalset.root, **result.figures}
     return {**sweep_results(result), "outputs": outputs}
 
 
@@ -384,9 +357,6 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
         res["report"] = os.path.relpath(res.pop("outputs")["report_md"], out)
         results[name] = res
     comparison = compare_models(results)
-    figures = {metric: plots.plot_metric_by_layer(
-        metric, table, out / f"{metric}.png", baselines=comparison["baselines"][metric],
-        title=f"{COMPARISON_METRICS[metric]} by layer") for metric, table in comparison["tables"].items()}
     first = results[names[0]]["info"]
     info = {"models": names, **{k: first.get(k) for k in ("corpus", "splits", "eval_files", "eval_seconds",
                                                           "abx_items", "speakers", "words", "probe")
@@ -395,6 +365,11 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
     notes = [f"{n} was evaluated on {results[n]['info'].get('eval_files')} files" for n in names
              if results[n]["info"].get("eval_files") != first.get("eval_files")]
     report = {"info": info, "models": results, "comparison": comparison, **({"notes": notes} if notes else {})}
-    json_path, md_path = write_report(out, report, list(figures.values()), render=render_comparison,
-                                      title=title or f"{', '.join(names)}: layer sweeps compared")
-    return {**report, "outputs": {"report_json": json_path, "report_md": md_path, **figures}}
+    title = title or f"{', '.join(names)}: layer sweeps compared"
+    write_report(out, report, render=render_comparison, title=title, html=False)  # the numbers, then the figures
+    figures = {metric: plots.plot_metric_by_layer(
+        metric, table, out / f"{metric}.png", baselines=comparison["baselines"][metric],
+        title=f"{COMPARISON_METRICS[metric]} by layer") for metric, table in comparison["tables"].items()}
+    json_path, md_path = write_report(out, report, list(figures.values()), render=render_comparison, title=title)
+    return {**report, "outputs": {"report_json": json_path, "report_md": md_path,
+                                  "report_html": md_path.with_suffix(".html"), **figures}}
