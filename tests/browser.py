@@ -33,6 +33,11 @@ def _missing() -> str | None:
     return None
 
 
+def available() -> bool:
+    """Whether a headless browser can run here."""
+    return _missing() is None
+
+
 def need_browser() -> None:
     """Skip the test (or fail it, when required) without a browser."""
     why = _missing()

@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 
+import browser
 from spidrkit.checkpoints import load_model
 from spidrkit.config import load_config
 from spidrkit.data.corpora.audio import load_audio
@@ -94,11 +95,21 @@ def test_demo_end_to_end(tmp_path):
                                                                       "sblimp": 2, "tsc": 2}
     assert slm["scatter"][0]["abx_across"] == layers[best]["abx_across"]
     assert "## Spoken language modelling" in report and f"| {label} | " in report
+    # the whole report as one page (every figure of the Markdown embedded, the budget curve included) and CSV
+    assert {"budget_curve.csv", "spoken_language_modelling.csv"} <= {p.name for p in (out / "tables").iterdir()}
+    assert "metrics_by_layer.csv" in json.loads((out / "tables" / "spidrkit.json").read_text())["tables"]
+    figures = report.count("\n![")
+    assert (out / "report.html").read_text().count('<img src="data:image/png;base64,') == figures >= 5
     # a second run finds everything done: the corpus is kept and training resumes from its checkpoint
     again = run_demo(out, minutes=0.5, hours=0.03, kmeans_k=8, overrides=small, progress=False, slm_minutes=0.02,
                      slm_pairs=2)
     assert again["demo"]["training"]["step"] >= info["training"]["step"]
     assert again["slm"]["lm"] == slm["lm"]  # the finished LM is kept, not trained again
+    if browser.available() or browser.REQUIRED:  # the page in a real browser (a missing one skips this part only)
+        with browser.chromium() as driver:
+            state = browser.load(driver, out / "report.html")
+        assert state["title"] == "spidrkit demo report" and state["fetched"] == 0
+        assert len(state["images"]) == figures and all(done and width > 0 for _, done, width in state["images"])
 
 
 def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeypatch):
