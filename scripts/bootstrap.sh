@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the project's virtual environment (.venv) with a Python >= 3.12, found on PATH first, then
-# through pyenv. Installs the corpus builder's synthesisers (flite, festival, espeak-ng) with apt-get when run
-# as root.
+# through pyenv. Installs the corpus builder's synthesisers (flite, festival, espeak-ng) and the tests' headless
+# browser (chromium, chromium-driver) with apt-get when run as root.
 # Idempotent: a second run only re-checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +52,19 @@ if [ -n "$(missing_tts)" ]; then
             || echo "[bootstrap] could not install every synthesiser ($(missing_tts | tr '\n' ' ')); the corpus uses the voices found" >&2
     else
         echo "[bootstrap] synthesisers missing: $(missing_tts | tr '\n' ' '); run 'sudo apt-get install $APT_VOICES' (flite at least)" >&2
+    fi
+fi
+# the headless browser of the report pages' tests (tests/browser.py: Debian's chromium and its driver, driven
+# by selenium; nothing is downloaded from a browser vendor); without it those tests are skipped (CI fails them)
+APT_BROWSER="chromium chromium-driver"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[bootstrap] installing the tests' headless browser with apt-get: $APT_BROWSER"
+        (DEBIAN_FRONTEND=noninteractive apt-get install -y -q $APT_BROWSER >/dev/null 2>&1 \
+            || (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $APT_BROWSER >/dev/null 2>&1)) \
+            || echo "[bootstrap] could not install $APT_BROWSER; the report pages' browser tests will be skipped" >&2
+    else
+        echo "[bootstrap] no headless browser for the report pages' tests: run 'sudo apt-get install $APT_BROWSER'" >&2
     fi
 fi
 echo "[bootstrap] ready: $VENV/bin/spidrkit"

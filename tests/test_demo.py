@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+import browser
 from spidrkit.checkpoints import load_model
 from spidrkit.config import load_config
 from spidrkit.data.corpora.audio import load_audio
@@ -48,6 +49,7 @@ def test_demo_end_to_end_and_its_rerun(tmp_path):
     _check_report_and_stages(out, result, info)
     across = _check_numbers_are_the_metric_functions(out, result, info)
     _check_slm_stage(out, result, across)
+    _check_the_page(out)
     _check_a_rerun_resumes(out, result, info)
 
 
@@ -129,6 +131,21 @@ def _check_a_rerun_resumes(out, result, info) -> None:
     if info["training"]["status"] == "completed":  # train.max_steps reached: nothing left to train
         assert again["demo"]["training"]["step"] == info["training"]["step"]
     assert again["slm"]["lm"] == result["slm"]["lm"]
+
+
+def _check_the_page(out) -> None:
+    """The whole report as one page (every figure of the Markdown embedded, the budget curve included) and CSV,
+    in a real browser when one is installed (a missing one skips this part only, unless CI requires it)."""
+    report = (out / "report.md").read_text()
+    assert {"budget_curve.csv", "spoken_language_modelling.csv"} <= {p.name for p in (out / "tables").iterdir()}
+    assert "metrics_by_layer.csv" in json.loads((out / "tables" / "spidrkit.json").read_text())["tables"]
+    figures = report.count("\n![")
+    assert (out / "report.html").read_text().count('<img src="data:image/png;base64,') == figures >= 5
+    if browser.available() or browser.REQUIRED:
+        with browser.chromium() as driver:
+            state = browser.load(driver, out / "report.html")
+        assert state["title"] == "spidrkit demo report" and state["fetched"] == 0
+        assert len(state["images"]) == figures and all(done and width > 0 for _, done, width in state["images"])
 
 
 def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeypatch):

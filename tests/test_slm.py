@@ -22,6 +22,7 @@ from spidrkit.config import load_config
 from spidrkit.evaluation.slm.bench import BenchmarkError, read_benchmark
 from spidrkit.evaluation.slm.rules import bootstrap, frequency_band, pair_scores, summarize
 from spidrkit.evaluation.slm.score import SlmUnitsError, parse_units
+from spidrkit.evaluation.slm.submission import validate_submission
 from spidrkit.extraction.kmeans import KMeansModel
 from spidrkit.lm.scoring import ScoringError, score
 from spidrkit.lm.vocab import UnitVocab
@@ -303,13 +304,28 @@ def test_evaluate_slm_end_to_end(models, tmp_path, capsys, monkeypatch):
     report = json.loads((out / "report.json").read_text())
     assert list(report["results"]) == ["lexical/dev", "syntactic/dev", "storycloze/dev"]
     assert report["scoring"]["normalize"] is True and report["inputs"]["units"] == "codebook:6"
-    sub = out / "submission"
+    sub, scores_dir = out / "submission", out / "scores"
     lines = (sub / "lexical" / "dev.txt").read_text().splitlines()
     assert [line.split()[0] for line in lines] == names_of(lexical)
-    assert [line.split()[0] for line in (sub / "lexical" / "test.txt").read_text().splitlines()] == ["x1", "x2"]
+    assert (scores_dir / "lexical" / "dev.txt").read_text() == (sub / "lexical" / "dev.txt").read_text()
+    assert [line.split()[0] for line in (scores_dir / "lexical" / "test.txt").read_text().splitlines()] == ["x1", "x2"]
+    assert [line.split()[0] for line in (scores_dir / "storycloze" / "dev.txt").read_text().splitlines()] == \
+        names_of(STORYCLOZE)
+    # the submission: syntactic has no test split, so the validator checks dev only (lexical/test.txt stays in
+    # scores/); StoryCloze is no ZeroSpeech 2021 track; the phonetic and semantic tracks are empty (skipped)
+    assert sorted(p.name for p in sub.iterdir()) == ["lexical", "meta.yaml", "phonetic", "semantic", "syntactic"]
+    assert [sorted(p.name for p in (sub / t).iterdir()) for t in ("lexical", "syntactic", "phonetic", "semantic")] \
+        == [["dev.txt"], ["dev.txt"], [], []]
+    assert report["submission"] == {
+        "splits": ["lexical/dev", "syntactic/dev"], "only_dev": True, "left_out": ["lexical/test", "storycloze/dev"],
+        "validate": f"zerospeech2021-validate DATASET {sub} --only-dev --no-phonetic --no-semantic"}
+    assert f"check it with: {report['submission']['validate']}" in printed
+    assert validate_submission(sub, {("lexical", "dev"): set(names_of(lexical)),
+                                     ("syntactic", "dev"): set(names_of(SYNTACTIC))}) == []
     meta = yaml.safe_load((sub / "meta.yaml").read_text())
-    assert set(meta) == {"author", "affiliation", "description", "open_source", "train_set", "gpu_budget",
-                         "parameters"}
+    assert set(meta) == {"author", "affiliation", "description", "open_source", "train_set", "visually_grounded",
+                         "gpu_budget", "parameters"}
+    assert meta["open_source"] is False and meta["visually_grounded"] is False
     # the report is the rules applied to the submitted scores
     scores = {name: float(value) for name, value in (line.split() for line in lines)}
     split = read_benchmark(bench / "lexical")[0]

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from spidrkit.data.corpora.manifest import ManifestEntry, read_manifest
+from spidrkit.evaluation.sweep import run as sweep_mod
 from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.evaluation.sweep.evalset import check_fileids, load_eval_set, spread
 from spidrkit.evaluation.sweep.features import layer_groups
-from spidrkit.evaluation.sweep import run as sweep_mod
 from spidrkit.evaluation.sweep.run import sweep
 from support import built_once, small_model
 
@@ -58,7 +58,8 @@ def swept(speech_corpus, small_checkpoint, tmp_path_factory) -> tuple[Path, dict
                 returned = sweep(small_checkpoint, speech_corpus, out, kmeans_k=K, kmeans_max_frames=3000,
                                  baselines=("mfcc", "noise", "random"), posteriors=True, metrics_jsonl=runs,
                                  progress=False)
-            assert set(returned["outputs"]) == {"report_json", "report_md", "eval", *sweep_mod.PLOT_NAMES}
+            assert set(returned["outputs"]) == {"report_json", "report_md", "report_html", "eval",
+                                                *sweep_mod.PLOT_NAMES}
             figures = {k: v for k, v in returned["outputs"].items() if k in sweep_mod.PLOT_NAMES}
             (out / "figures.pkl").write_bytes(pickle.dumps(figures))  # for the other test workers
     return out, json.loads((out / "report.json").read_text())["results"]
@@ -268,6 +269,7 @@ def test_report_figures_draw_the_tables(swept):
     assert sorted(report["plots"]) == sorted(sweep_mod.PLOT_NAMES.values())
     assert all(f"![{Path(p).stem}]({p})" in (out / "report.md").read_text() for p in report["plots"])
     assert {name: f.path for name, f in figures.items()} == {k: out / v for k, v in sweep_mod.PLOT_NAMES.items()}
+    assert (out / "report.html").read_text().count('<img src="data:image/png;base64,') == len(report["plots"])
 
     abx_panel, map_panel = figures["layers"].panels
     for model, table in (("SpidR", res["layers"]), ("random init", res["random_init_layers"])):
@@ -399,6 +401,27 @@ def test_default_splits_fall_back_to_dev(speech_corpus, tmp_path):
         sweep(small_model(), only_dev, tmp_path / "out", kmeans_k=4, progress=False)
 
 
+@pytest.mark.needs_flite
+def test_a_figure_that_fails_loses_no_number(speech_corpus, tmp_path, monkeypatch):
+    """The sweep writes report.json, report.md and the tables' CSV before it draws a figure: a figure that fails
+    leaves them on disk (and no page)."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("the figure failed")
+
+    monkeypatch.setattr(sweep_mod, "draw_figures", broken)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="the figure failed"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sweep(small_model(), speech_corpus, out, layers=[2], baselines=(), tsne_points=0, max_files=4, progress=False)
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["results"]["layers"]) == ["2"] and report["plots"] == []
+    row = report["results"]["layers"]["2"]
+    assert f"| 2 | {row['abx_within']:.2f} | {row['abx_across']:.2f} |" in (out / "report.md").read_text()
+    assert (out / "tables" / "metrics_by_layer.csv").read_text().splitlines()[1].startswith(
+        f"2,{row['abx_within']:.2f},{row['abx_across']:.2f},")
+    assert not (out / "report.html").exists() and not (out / "layers.png").exists()
+
+
 # ------------------------------------------------------------------------------ short runs (too short to log)
 @pytest.mark.needs_flite
 @pytest.mark.parametrize("records", [0, 1])
@@ -447,7 +470,8 @@ def compared(speech_corpus, small_checkpoint, tmp_path_factory) -> tuple[Path, d
                 returned = sweep([small_checkpoint, small_model(2, ("model.num_layers=2",))], speech_corpus, out,
                                  label=["small", None], probe=True, baselines=("mfcc", "random"), tsne_points=0,
                                  progress=False)
-            figures = {k: v for k, v in returned["outputs"].items() if k not in ("report_json", "report_md")}
+            figures = {k: v for k, v in returned["outputs"].items()
+                       if k not in ("report_json", "report_md", "report_html")}
             (out / "figures.pkl").write_bytes(pickle.dumps(figures))
     results = json.loads((out / "report.json").read_text())["results"]
     return out, results, pickle.loads((out / "figures.pkl").read_bytes())
@@ -468,6 +492,13 @@ def test_several_models_nest_one_report_each(compared):
     assert res["models"]["small"]["info"]["eval_files"] == res["models"]["SpidR"]["info"]["eval_files"]
     md = (out / "report.md").read_text()
     assert "## phone probe accuracy (%)" in md and "| layer | small | SpidR | *mfcc* |" in md
+    # the page: a figure per metric embedded, the models' own pages linked, a CSV per table
+    page = (out / "report.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') == len(res["comparison"]["tables"]) == 6
+    assert all(f'href="models/{label}/report.html"' in page for label in ("small", "SpidR"))
+    assert sorted(p.stem for p in (out / "tables").glob("*.csv")) == sorted([
+        "models", "abx_within_speaker", "abx_across_speakers", "word_map", "phone_probe_accuracy", "phone_probe_per",
+        "speaker_probe_accuracy"])
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@
   5. spoken language modelling (:func:`_slm_stages`): a small synthetic sLM benchmark, the pretrained model's
      units of the corpus's train split, a ``tiny`` unit LM trained for ``slm_minutes``, its sWUGGY /
      sBLIMP / tSC scores;
-  6. writes ``OUT/report.md`` (and ``report.json``) with tables and plots.
+  6. writes ``OUT/report.md`` (and ``report.json``) with tables and plots, every table as ``OUT/tables/NAME.csv``
+     and ``OUT/report.html``, the same report as one page with its figures embedded.
 Every stage resumes: running the same command again after an interruption redoes only what is missing.
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 from spidrkit.config import ModelConfig, load_config
 from spidrkit.data.synth.engines import ALL_VOICES
 from spidrkit.errors import InputError, Terminated
+from spidrkit.evaluation.pages import write_html, write_tables
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
 from spidrkit.runtime import Stopwatch
 
@@ -171,7 +173,9 @@ def run_demo(
     write_json_atomic(out / "demo.json", demo_info)
     _prepend_summary(out / "report.md", demo_info, results)
     _append_slm(out / "report.md", slm)
-    print(f"\nreport: {out / 'report.md'}  ({timings['total'] / 60:.1f} min in all)")
+    write_tables(out / "report.md")  # every table as CSV, then the page with the figures
+    write_html(out / "report.md")
+    print(f"\nreport: {out / 'report.html'} (and report.md)  ({timings['total'] / 60:.1f} min in all)")
     return {"demo": demo_info, "results": results, "slm": slm}
 
 

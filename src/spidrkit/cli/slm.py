@@ -38,7 +38,8 @@ def add_slm_parser(sub: Any) -> Any:
         "slm", help="sWUGGY, sBLIMP and spoken StoryCloze scores of a unit LM (ZeroSpeech 2021 rules)",
         description="Units of every benchmark audio, their log-likelihood under a unit LM, the ZeroSpeech 2021 "
         "rules (1 / 0.5 on a tie / 0 per pair and voice, mean over voices then pairs), bootstrap 95 % intervals; "
-        "writes OUT/report.json, OUT/report.md and the submission OUT/submission/<task>/<split>.txt + meta.yaml.")
+        "writes OUT/scores/<task>/<split>.txt, OUT/report.json, OUT/report.md, OUT/tables/*.csv, OUT/report.html "
+        "and the ZeroSpeech 2021 submission folder OUT/submission/ (meta.yaml, lexical/, syntactic/).")
     p.add_argument("benchmark", metavar="BENCHMARK",
                    help="folder with lexical/, syntactic/, storycloze/ ({dev,test}/*.wav + gold.csv) or sSC/, tSC/")
     add_unit_source(p)
@@ -121,5 +122,8 @@ def run_slm(args: argparse.Namespace) -> int:
             print(f"{key:24s} {name:28s} {cell['score']:6.2f}  [{low:6.2f}, {high:6.2f}]  {cell['pairs']} pair ids")
     if not report["results"]:
         print("no split with a gold.csv: submission files only")
-    print(f"-> {report['outputs']['report_md']}, {report['outputs']['meta_yaml']}")
+    outputs, submission = report["outputs"], report["submission"]
+    print(f"-> {outputs['report_html']}, {outputs['report_md']}, {outputs['meta_yaml']}")
+    held = ", ".join(submission["splits"]) or "no lexical or syntactic split"
+    print(f"ZeroSpeech 2021 submission ({held}); check it with: {submission['validate']}")
     return 0

@@ -9,7 +9,8 @@
 - :func:`plot_layer_metrics`, :func:`plot_phone_given_code`, :func:`phone_embeddings`, :func:`plot_tsne`,
   :func:`plot_perplexity`, :func:`plot_runs_perplexity`: the paper's figures, each returning a :class:`Figure`
   (its path and the data drawn);
-- :func:`write_report`, :func:`write_sweep_report`: ``report.json`` + ``report.md``;
+- :func:`write_report`, :func:`write_sweep_report`: ``report.json`` + ``report.md``, then every table as
+  ``tables/NAME.csv`` and ``report.html`` (``spidrkit.evaluation.pages``);
 - ``spidrkit.evaluation.sweep.run.sweep`` (also ``spidrkit.sweep``): all of the above for every layer of a model on
   an aligned corpus, in stages: :func:`load_eval_set` (:class:`EvalSet`), the features
   (``spidrkit.evaluation.sweep.features``), the per-layer metrics (:func:`sweep_layers`), a :class:`SweepResult`.

@@ -397,7 +397,8 @@ def probe(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         results["random_init_layers"] = rand
     if out_dir is not None:
         json_path, md_path = write_report(out_dir, results, title=f"linear probes: {model_info.model_id}")
-        results["outputs"] = {"report_json": json_path, "report_md": md_path}
+        results["outputs"] = {"report_json": json_path, "report_md": md_path,
+                              "report_html": md_path.with_suffix(".html")}
     return results
 
 

@@ -172,18 +172,18 @@ def _write(out: Path, points: list[dict[str, Any]], base: dict[str, Any], *, res
     if crossing is not None:
         t = np.geomspace(min(p["minutes"] for p in curve), max(p["minutes"] for p in curve) * 4, 30)
         trend = (t.tolist(), (crossing["a"] + crossing["b"] * np.log(t)).tolist())
+    result = {"points": points, "mfcc": base["mfcc"], "random": rand, "crossing": crossing,
+              "abx": "across speaker, dev + heldout, layer chosen by across ABX on dev",
+              "trend": "ABX = a + b ln(minutes), least squares; interval: bootstrap over the milestones "
+                       f"({int(LEVEL * 100)} % percentile)"}
+    write_json_atomic(out / "budget.json", json_safe(result))
+    write_text_atomic(out / "budget.md", render_budget(json_safe(result)))  # the numbers before the figure
     xs = [p["minutes"] for p in curve]
     figure = plot_budget_curve(
         {"abx": (xs, [p["abx_across"] for p in curve]), "ppl": (xs, [p["min_codebook_ppl"] for p in curve])},
         out / "budget.png", trend=trend, title="budget curve",
         abx_lines={k: v for k, v in (("MFCC", mfcc), ("random weights", rand.get("abx_across"))) if v is not None},
         ppl_lines={"random weights": rand["min_codebook_ppl"]})
-    result = {"points": points, "mfcc": base["mfcc"], "random": rand, "crossing": crossing,
-              "abx": "across speaker, dev + heldout, layer chosen by across ABX on dev",
-              "trend": "ABX = a + b ln(minutes), least squares; interval: bootstrap over the milestones "
-                       f"({int(LEVEL * 100)} % percentile)"}
-    write_json_atomic(out / "budget.json", json_safe(result))
-    write_text_atomic(out / "budget.md", render_budget(json_safe(result)))
     return {**result, "outputs": {"json": out / "budget.json", "md": out / "budget.md", "figure": figure}}
 
 

@@ -16,7 +16,8 @@ ROWS.json [--sweep REPORT.json] -o OUT``):
 - :func:`scatter_points` -> one point per label with ``abx_within``, ``abx_across``, ``pnmi`` read from a
   sweep's ``report.json`` (``results.layers[L]``, ``results.baselines[name]``, ``results.units[row]``; see
   :func:`sweep_keys`) and the label's mean sLM scores; :func:`plot_scatter` draws them;
-- :func:`write_comparison` writes ``OUT/report.json``, ``OUT/report.md`` and ``OUT/slm_vs_abx.png``.
+- :func:`write_comparison` writes ``OUT/report.json``, ``OUT/report.md``, ``OUT/tables/*.csv``, then
+  ``OUT/slm_vs_abx.png`` and ``OUT/report.html``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from spidrkit.evaluation.pages import write_html, write_tables
 from spidrkit.evaluation.plots.figures import Figure, Panel, Series, pyplot, save_figure
 from spidrkit.evaluation.slm.rules import MIN_PAIRS
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
@@ -244,19 +246,26 @@ def render(table: Mapping[str, Mapping[str, Any]], points: Sequence[Mapping[str,
 def write_comparison(out_dir: str | os.PathLike, scored: Sequence[tuple[CompareRow, Mapping[str, Any]]], *,
                      sweep: str | os.PathLike | Mapping[str, Any] | None = None, title: str = "Unit LMs compared",
                      notes: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``OUT/report.json`` + ``OUT/report.md`` (+ ``OUT/slm_vs_abx.png`` when ``sweep`` gives points)."""
+    """``OUT/report.json``, ``OUT/report.md`` and ``OUT/tables/`` (the numbers, first), then ``OUT/slm_vs_abx.png``
+    when ``sweep`` gives points (the report files written again, linking it) and ``OUT/report.html``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table([(row.label, rep) for row, rep in scored])
     if sweep is not None and not isinstance(sweep, Mapping):
         sweep = json.loads(Path(sweep).read_text())
     points = scatter_points([r for r, _ in scored], table, sweep) if sweep is not None else []
-    plot = None
+    report = {"title": title, "table": table, "scatter": points, "plot": None, "notes": list(notes),
+              "rows": [asdict(r) for r, _ in scored], **(extra or {})}
+
+    def write(plot: str | None) -> None:
+        report["plot"] = plot
+        write_json_atomic(out / "report.json", json_safe(report))
+        write_text_atomic(out / "report.md", render(table, points, plot, title, notes))
+        write_tables(out / "report.md")
+
+    write(None)  # the numbers first: a figure that fails loses none
     if points:
         plot_scatter(points, out / "slm_vs_abx.png", title)
-        plot = "slm_vs_abx.png"
-    report = {"title": title, "table": table, "scatter": points, "plot": plot, "notes": list(notes),
-              "rows": [asdict(r) for r, _ in scored], **(extra or {})}
-    write_json_atomic(out / "report.json", json_safe(report))
-    write_text_atomic(out / "report.md", render(table, points, plot, title, notes))
+        write("slm_vs_abx.png")
+    write_html(out / "report.md")
     return report

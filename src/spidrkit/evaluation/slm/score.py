@@ -6,8 +6,9 @@ audio with an encoder (:mod:`~spidrkit.evaluation.slm.units`, in memory: codeboo
 k-means units of a layer's features or of MFCC, or the gold phones of the split's alignments), scores them
 under a unit LM (:func:`spidrkit.lm.scoring.score`: token-normalised log-likelihood by default, the sum on request),
 applies the rules (:mod:`~spidrkit.evaluation.slm.rules`) to the splits that have a gold file, and writes
-(:mod:`~spidrkit.evaluation.slm.report`) ``OUT/report.json``, ``OUT/report.md`` and the submission
-``OUT/submission/{lexical,syntactic,storycloze}/<split>.txt`` + ``OUT/submission/meta.yaml``.
+(:mod:`~spidrkit.evaluation.slm.report`) the scores of every audio ``OUT/scores/<task>/<split>.txt``,
+``OUT/report.json``, ``OUT/report.md``, ``OUT/tables/*.csv``, the ZeroSpeech 2021 submission folder
+``OUT/submission/`` (checked against the validator's rules) and ``OUT/report.html``.
 """
 
 from __future__ import annotations
@@ -112,5 +113,5 @@ def evaluate_slm(
         "results": results,
         "timing": timing,
     }
-    report["outputs"] = write_outputs(output, splits, scores, report)
+    report.update(write_outputs(output, splits, scores, report))
     return report

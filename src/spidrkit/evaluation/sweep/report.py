@@ -179,12 +179,16 @@ def write_report(
     plots: Sequence[str | os.PathLike] = (),
     title: str = "spidrkit evaluation",
     render=None,
+    html: bool = True,
 ) -> tuple[Path, Path]:
     """Write ``out_dir/report.json`` and ``out_dir/report.md`` (plots linked relative to ``out_dir``; the
-    Markdown by ``render(results, plots, title)``, default :func:`render_markdown`).
+    Markdown by ``render(results, plots, title)``, default :func:`render_markdown`), then every table as
+    ``out_dir/tables/NAME.csv`` and, with ``html``, ``out_dir/report.html`` (:mod:`spidrkit.evaluation.pages`).
 
-    Returns the two paths. The Markdown's sidecar records what produced it.
+    Returns the JSON and Markdown paths. The Markdown's sidecar records what produced it.
     """
+    from spidrkit.evaluation.pages import write_html, write_tables
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     missing = [str(p) for p in plots if not Path(p).is_file()]
@@ -200,6 +204,9 @@ def write_report(
     })
     write_text_atomic(md_path, (render or render_markdown)(results, rel, title))
     write_sidecar(md_path, report_json=json_path.name, title=title)
+    write_tables(md_path)
+    if html:
+        write_html(md_path)
     return json_path, md_path
 
 
@@ -226,9 +233,11 @@ def sweep_results(result: SweepResult) -> dict[str, Any]:
     return out
 
 
-def write_sweep_report(out_dir: str | os.PathLike, result: SweepResult) -> tuple[Path, Path]:
-    """``report.json`` and ``report.md`` of a sweep, its figures linked."""
-    return write_report(out_dir, sweep_results(result), [f.path for f in result.figures.values()], title=result.title)
+def write_sweep_report(out_dir: str | os.PathLike, result: SweepResult, html: bool = True) -> tuple[Path, Path]:
+    """``report.json``, ``report.md``, ``tables/`` and (with ``html``) ``report.html`` of a sweep, its figures
+    linked."""
+    return write_report(out_dir, sweep_results(result), [f.path for f in result.figures.values()], title=result.title,
+                        html=html)
 
 
 # ------------------------------------------------------------------------------------------- several models

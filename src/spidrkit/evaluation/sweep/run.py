@@ -43,7 +43,7 @@ from spidrkit.evaluation.metrics.probe import ProbeOptions, ProbeRows, add_probe
 from spidrkit.evaluation.metrics.units import UNIT_METRICS
 from spidrkit.evaluation.plots import layers as plots
 from spidrkit.evaluation.plots.figures import Figure
-from spidrkit.evaluation.plots.perplexity import perplexity_note, plot_runs_perplexity, run_layers
+from spidrkit.evaluation.plots.perplexity import plot_runs_perplexity
 from spidrkit.evaluation.plots.tsne import tsne_per_phone
 from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.evaluation.sweep.evalset import (
@@ -57,6 +57,7 @@ from spidrkit.evaluation.sweep.evalset import (
     train_subset,
 )
 from spidrkit.evaluation.sweep.features import codebook_layers, layer_groups, random_like
+from spidrkit.evaluation.sweep.figures import PLOT_NAMES, FigureInputs, draw_figures, runs_notes
 from spidrkit.evaluation.sweep.options import (
     DEFAULT_KMEANS_MAX_FRAMES,
     FEATURE_BASELINES,
@@ -82,8 +83,6 @@ __all__ = ["DEFAULT_KMEANS_MAX_FRAMES", "DEFAULT_SPLITS", "FEATURE_BASELINES", "
            "UNIT_METRICS", "EvalSet", "SweepError", "SweepResult", "abx_both", "check_fileids", "layer_groups",
            "load_eval_set", "plot_runs_perplexity", "spread", "sweep", "sweep_models"]
 
-PLOT_NAMES = {"layers": "layers.png", "phone_given_code": "phone_given_code.png", "tsne": "tsne.png",
-              "perplexity": "perplexity.png"}
 MODEL_LABELS = {"spidr": "SpidR", "dinosr": "DinoSR"}
 
 
@@ -106,36 +105,6 @@ def _check_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------- stages
-def _figures(out: Path, prep: _Prepared, stages: _Stages, opts: SweepOptions, watch: Stopwatch,
-             notes: list[str]) -> dict[str, Figure]:
-    main, figures = stages.main, {}
-    curves = {prep.label: main.layers, **({"random init": stages.random_layers} if stages.random_layers else {})}
-    figures["layers"] = plots.plot_layer_metrics(
-        curves, out / PLOT_NAMES["layers"], title=opts.title or f"{prep.label}: layer sweep on "
-        f"{', '.join(prep.splits)}", baselines={k: v for k, v in stages.baseline_rows.items()
-                                               if k in FEATURE_BASELINES})
-    if stages.best_codebook is not None:
-        figures["phone_given_code"] = plots.plot_phone_given_code(
-            main.qualities[stages.best_codebook], out / PLOT_NAMES["phone_given_code"],
-            title=f"P(phone | code), codebook of layer {stages.best_codebook}")
-    if stages.best_layer is not None and stages.best_layer in main.embeddings:
-        emb, phones, speakers = main.embeddings[stages.best_layer]
-        if len(phones) >= 5:
-            with watch("tsne"):
-                figures["tsne"] = plots.plot_tsne(emb, phones, speakers, out / PLOT_NAMES["tsne"], seed=opts.seed,
-                                                  title=f"t-SNE of phone embeddings, layer {stages.best_layer}")
-    runs, model = opts.runs, prep.model
-    short = [note for note in map(perplexity_note, runs) if note]
-    notes.extend(short)
-    if runs and not short:  # a run too short for a curve: no figure, and the report's notes say why
-        # the maximum V is drawn when the runs are of this model's architecture (same codebook layers)
-        same = bool(codebook_layers(model)) and all(run_layers(r) == list(codebook_layers(model)) for r in runs)
-        figures["perplexity"] = plot_runs_perplexity(
-            runs, out / PLOT_NAMES["perplexity"], labels=opts.run_labels,
-            codebook_size=model.cfg.codebook_size if same else None, title="perplexity over training")
-    return figures
-
-
 def _info(prep: _Prepared, opts: SweepOptions) -> dict[str, Any]:
     model, evalset, seed = prep.model, prep.evalset, opts.seed
     cb_layers = list(codebook_layers(model))
@@ -315,7 +284,7 @@ def sweep(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, opti
     opts = sweep_options(options, **overrides)
     if isinstance(model, list | tuple) and not isinstance(model, Loaded):  # (a Loaded is a named tuple)
         return sweep_models(model, corpus_dir, out_dir, dataclasses.replace(opts, label=None), labels=opts.label)
-    watch, out, figure_notes = Stopwatch(), Path(out_dir), []
+    watch, out = Stopwatch(), Path(out_dir)
     with watch("total"):
         prep = _prepare(model, corpus_dir, out, opts, watch)
         bar = tqdm(total=_bar_steps(prep, opts), desc="sweep", unit="step", disable=not opts.progress)
@@ -324,17 +293,23 @@ def sweep(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, opti
             stages = _stages(prep, opts, out, Progress(watch, bar, opts.progress))
             cells = [w for w in (few_cells_warning(k[4:-6], n, stages.main.abx_counts[k[:-6] + "_triplets"])
                                  for k, n in stages.main.abx_counts.items() if k.endswith("_cells") and n) if w]
-            # the results reach disk before any figure is drawn: a figure that fails loses no number
-            write_sweep_report(out, _result(prep, stages, opts, watch, [*opts.notes, *cells], {}))
+            notes = [*opts.notes, *runs_notes(opts.runs), *cells]
+            # the numbers reach disk before any figure is drawn: a figure that fails loses none
+            write_sweep_report(out, _result(prep, stages, opts, watch, notes, {}), html=False)
             bar.set_postfix_str("figures")
             with watch("plots"):
-                figures = _figures(out, prep, stages, opts, watch, figure_notes)
+                rows = {k: v for k, v in stages.baseline_rows.items() if k in FEATURE_BASELINES}
+                inputs = FigureInputs(stages.main, stages.random_layers, rows, prep.label,
+                                      opts.title or f"{prep.label}: layer sweep on {', '.join(prep.splits)}",
+                                      stages.best_layer, stages.best_codebook, opts.runs, opts.run_labels)
+                figures = draw_figures(out, inputs, prep.model, opts.seed, watch)
             bar.update(1)
         finally:
             bar.close()
-    result = _result(prep, stages, opts, watch, [*opts.notes, *figure_notes, *cells], figures)
+    result = _result(prep, stages, opts, watch, notes, figures)
     json_path, md_path = write_sweep_report(out, result)
-    outputs = {"report_json": json_path, "report_md": md_path, "eval": prep.evalset.root, **result.figures}
+    outputs = {"report_json": json_path, "report_md": md_path, "report_html": md_path.with_suffix(".html"),
+               "eval": prep.evalset.root, **result.figures}
     return {**sweep_results(result), "outputs": outputs}
 
 
@@ -374,9 +349,6 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
         res["report"] = os.path.relpath(res.pop("outputs")["report_md"], out)
         results[name] = res
     comparison = compare_models(results)
-    figures = {metric: plots.plot_metric_by_layer(
-        metric, table, out / f"{metric}.png", baselines=comparison["baselines"][metric],
-        title=f"{COMPARISON_METRICS[metric]} by layer") for metric, table in comparison["tables"].items()}
     first = results[names[0]]["info"]
     info = {"models": names, **{k: first.get(k) for k in ("corpus", "splits", "eval_files", "eval_seconds",
                                                           "abx_items", "speakers", "words", "probe")
@@ -385,6 +357,11 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
     notes = [f"{n} was evaluated on {results[n]['info'].get('eval_files')} files" for n in names
              if results[n]["info"].get("eval_files") != first.get("eval_files")]
     report = {"info": info, "models": results, "comparison": comparison, **({"notes": notes} if notes else {})}
-    json_path, md_path = write_report(out, report, list(figures.values()), render=render_comparison,
-                                      title=title or f"{', '.join(names)}: layer sweeps compared")
-    return {**report, "outputs": {"report_json": json_path, "report_md": md_path, **figures}}
+    title = title or f"{', '.join(names)}: layer sweeps compared"
+    write_report(out, report, render=render_comparison, title=title, html=False)  # the numbers, then the figures
+    figures = {metric: plots.plot_metric_by_layer(
+        metric, table, out / f"{metric}.png", baselines=comparison["baselines"][metric],
+        title=f"{COMPARISON_METRICS[metric]} by layer") for metric, table in comparison["tables"].items()}
+    json_path, md_path = write_report(out, report, list(figures.values()), render=render_comparison, title=title)
+    return {**report, "outputs": {"report_json": json_path, "report_md": md_path,
+                                  "report_html": md_path.with_suffix(".html"), **figures}}
