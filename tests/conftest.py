@@ -111,3 +111,26 @@ def reference_run(syllables, tmp_path_factory) -> Path:
         full = pretrain(train_config(syllables, *RESUME, "train.max_steps=12"), run_dir, progress=False)
     assert full["status"] == "completed" and full["step"] == 12
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def slm_models(tmp_path_factory):
+    """A tiny SpidR checkpoint (codebooks of 16), a unit LM run folder with its best/ model, centroids of
+    layer 6 (the spoken-LM tests)."""
+    from spidrkit.checkpoints import save_spidrkit
+    from spidrkit.config import load_config
+    from spidrkit.extraction.kmeans import KMeansModel
+    from spidrkit.lm.vocab import UnitVocab
+    from spidrkit.models.spidr import SpidR
+    from support import tiny_opt
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    cfg = load_config("tiny", [*MICRO, "model.codebook_size=16"])
+    encoder = save_spidrkit(root / "spidr.pt", cfg, SpidR(cfg.model).state_dict())
+    vocab = UnitVocab(16)
+    run = root / "lm"
+    tiny_opt(vocab, context=256, seed=2).save_pretrained(run / "best")  # a unit LM run folder's best/ model
+    vocab.save(run / "best")
+    centroids = KMeansModel(torch.randn(16, 64), {"layer": 6}).save(root / "C.npy")
+    return {"encoder": encoder, "lm": run, "centroids": centroids}

@@ -137,3 +137,70 @@ def train_config(manifest: Path, *overrides: str):
 def final_model(run_dir: Path) -> dict[str, torch.Tensor]:
     """The weights of the run's newest checkpoint."""
     return load_checkpoint(list_checkpoints(run_dir)[-1][1])["model"]
+
+
+# ------------------------------------------------------------------ spoken-LM benchmarks (test_slm, test_submission)
+LEXICAL = """id,filename,word,phones,correct,frequency,voice,length
+1,w1a,cat,k a t,1,10,A,3
+1,n1a,cag,k a g,0,0,A,3
+1,w1b,cat,k a t,1,10,B,3
+1,n1b,cag,k a g,0,0,B,3
+2,w2a,zyx,z y x,1,0,A,3
+2,n2a,zyv,z y v,0,0,A,3
+2,w2b,zyx,z y x,1,0,B,3
+2,n2b,zyv,z y v,0,0,B,3
+3,w3a,the,d e,1,150,A,2
+3,n3a,thu,d u,0,0,A,2
+4,w4a,dog,d o g,1,5,A,3
+4,n4a,dob,d o b,0,0,A,3
+4,w4b,dog,d o g,1,5,B,3
+4,n4b,dob,d o b,0,0,B,3
+4,w4c,dog,d o g,1,5,C,3
+4,n4c,dob,d o b,0,0,C,3
+5,w5a,sun,s u n,1,1,A,3
+5,n5a,sul,s u l,0,0,A,3
+"""
+SYNTACTIC = """id,filename,voice,type,subtype,correct,transcription
+s1,g1a,A,agreement,a1,1,the dogs bark
+s1,u1a,A,agreement,a1,0,the dogs barks
+s1,g1b,B,agreement,a1,1,the dogs bark
+s1,u1b,B,agreement,a1,0,the dogs barks
+s2,g2a,A,agreement,a2,1,a cat runs
+s2,u2a,A,agreement,a2,0,a cat run
+s3,g3a,A,order,o1,1,she saw it
+s3,u3a,A,order,o1,0,saw she it
+s3,g3b,B,order,o1,1,she saw it
+s3,u3b,B,order,o1,0,saw she it
+"""
+
+def write_split(folder: Path, gold: str | None, names, audio=None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if gold is not None:
+        (folder / "gold.csv").write_text(gold)
+    for i, name in enumerate(names):
+        path = folder / f"{name}.wav"
+        if audio is None:
+            path.write_bytes(b"")  # the readers only check that it exists
+        else:
+            sf.write(path, audio(i), 16000)
+    return folder
+
+
+def names_of(gold: str) -> list[str]:
+    return [line.split(",")[1] for line in gold.strip().splitlines()[1:]]
+
+
+def audio(i: int) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    return (0.1 * rng.standard_normal(4000 + 800 * (i % 3))).astype(np.float32)
+
+
+def tiny_opt(vocab, context: int = 64, seed: int = 0):
+    """A 2-layer, 16-wide OPT causal LM over ``vocab`` (seeded, eval mode)."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = OPTConfig(vocab_size=vocab.size, hidden_size=16, ffn_dim=32, num_hidden_layers=2, num_attention_heads=2,
+                    max_position_embeddings=context, word_embed_proj_dim=16, pad_token_id=0, bos_token_id=1,
+                    eos_token_id=2, dropout=0.0, attention_dropout=0.0)
+    return OPTForCausalLM(cfg).eval()

@@ -1,4 +1,5 @@
-"""The main job end to end, shrunk: corpus -> pretraining -> sweep -> report (the issue's integration test)."""
+"""The main job end to end, shrunk: corpus -> pretraining -> sweep -> report (the integration test of the
+README's first command)."""
 
 import json
 
@@ -149,7 +150,7 @@ def _check_the_page(out) -> None:
 
 
 def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeypatch):
-    """Pretraining that ended before its first logging step (issue 12, case 5): the sweep gets no metrics
+    """Pretraining that ended before its first logging step (a run too short to log): the sweep gets no metrics
     log and a note saying why, instead of a missing file."""
     import spidrkit.checkpoints.run as run_mod
     import spidrkit.data.synth.corpus as synth

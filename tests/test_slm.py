@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 import yaml
-from transformers import OPTConfig, OPTForCausalLM
 
-from spidrkit.checkpoints import save_spidrkit
 from spidrkit.cli import main
-from spidrkit.config import load_config
 from spidrkit.evaluation.slm.bench import BenchmarkError, read_benchmark
 from spidrkit.evaluation.slm.rules import bootstrap, frequency_band, pair_scores, summarize
 from spidrkit.evaluation.slm.score import SlmUnitsError, parse_units
@@ -26,8 +21,7 @@ from spidrkit.evaluation.slm.submission import validate_submission
 from spidrkit.extraction.kmeans import KMeansModel
 from spidrkit.lm.scoring import ScoringError, score
 from spidrkit.lm.vocab import UnitVocab
-from spidrkit.models.spidr import SpidR
-from support import MICRO
+from support import LEXICAL, SYNTACTIC, audio, names_of, tiny_opt, write_split
 
 LN2 = math.log(2.0)
 
@@ -67,14 +61,6 @@ def test_score_of_a_known_lm_normalised_and_summed():
     assert score(lm, UnitVocab(2, dedup=False), [[0, 0, 1]], normalize=False) == pytest.approx([-8 * LN2], abs=1e-6)
 
 
-def tiny_opt(vocab: UnitVocab, context: int = 64, seed: int = 0) -> OPTForCausalLM:
-    torch.manual_seed(seed)
-    cfg = OPTConfig(vocab_size=vocab.size, hidden_size=16, ffn_dim=32, num_hidden_layers=2, num_attention_heads=2,
-                    max_position_embeddings=context, word_embed_proj_dim=16, pad_token_id=0, bos_token_id=1,
-                    eos_token_id=2, dropout=0.0, attention_dropout=0.0)
-    return OPTForCausalLM(cfg).eval()
-
-
 def test_score_matches_a_hand_log_softmax_of_the_model_logits():
     vocab = UnitVocab(5)
     lm = tiny_opt(vocab)
@@ -109,26 +95,6 @@ def test_a_sequence_longer_than_the_context_is_one_clear_error():
 
 
 # ------------------------------------------------------------------------------------------------ rules
-LEXICAL = """id,filename,word,phones,correct,frequency,voice,length
-1,w1a,cat,k a t,1,10,A,3
-1,n1a,cag,k a g,0,0,A,3
-1,w1b,cat,k a t,1,10,B,3
-1,n1b,cag,k a g,0,0,B,3
-2,w2a,zyx,z y x,1,0,A,3
-2,n2a,zyv,z y v,0,0,A,3
-2,w2b,zyx,z y x,1,0,B,3
-2,n2b,zyv,z y v,0,0,B,3
-3,w3a,the,d e,1,150,A,2
-3,n3a,thu,d u,0,0,A,2
-4,w4a,dog,d o g,1,5,A,3
-4,n4a,dob,d o b,0,0,A,3
-4,w4b,dog,d o g,1,5,B,3
-4,n4b,dob,d o b,0,0,B,3
-4,w4c,dog,d o g,1,5,C,3
-4,n4c,dob,d o b,0,0,C,3
-5,w5a,sun,s u n,1,1,A,3
-5,n5a,sul,s u l,0,0,A,3
-"""
 LEXICAL_SCORES = {  # per voice: id 1: win, tie -> .75; id 2: lose, win -> .5; id 3: tie -> .5;
     "w1a": -1.0, "n1a": -2.0, "w1b": -3.0, "n1b": -3.0,  # id 4: win, lose, win -> 2/3; id 5: lose -> 0
     "w2a": -5.0, "n2a": -1.0, "w2b": -1.0, "n2b": -2.0,
@@ -136,18 +102,6 @@ LEXICAL_SCORES = {  # per voice: id 1: win, tie -> .75; id 2: lose, win -> .5; i
     "w4a": -1.0, "n4a": -1.5, "w4b": -2.0, "n4b": -1.0, "w4c": -0.5, "n4c": -0.6,
     "w5a": -9.0, "n5a": -8.0,
 }
-SYNTACTIC = """id,filename,voice,type,subtype,correct,transcription
-s1,g1a,A,agreement,a1,1,the dogs bark
-s1,u1a,A,agreement,a1,0,the dogs barks
-s1,g1b,B,agreement,a1,1,the dogs bark
-s1,u1b,B,agreement,a1,0,the dogs barks
-s2,g2a,A,agreement,a2,1,a cat runs
-s2,u2a,A,agreement,a2,0,a cat run
-s3,g3a,A,order,o1,1,she saw it
-s3,u3a,A,order,o1,0,saw she it
-s3,g3b,B,order,o1,1,she saw it
-s3,u3b,B,order,o1,0,saw she it
-"""
 SYNTACTIC_SCORES = {"g1a": -1.0, "u1a": -2.0, "g1b": -2.0, "u1b": -1.0, "g2a": -1.0, "u2a": -3.0,
                     "g3a": -2.0, "u3a": -2.0, "g3b": -1.0, "u3b": -2.5}  # s1 .5, s2 1, s3 .75
 STORYCLOZE = """id,filename,voice,correct,topic,transcription
@@ -159,23 +113,6 @@ t3,t3t,A,1,sea,the wave rolls. the gull cries.
 t3,t3f,A,0,sea,the wave rolls. the hen lays.
 """
 STORYCLOZE_SCORES = {"t1t": -1.0, "t1f": -2.0, "t2t": -3.0, "t2f": -2.0, "t3t": -1.0, "t3f": -1.0}
-
-
-def write_split(folder: Path, gold: str | None, names, audio=None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    if gold is not None:
-        (folder / "gold.csv").write_text(gold)
-    for i, name in enumerate(names):
-        path = folder / f"{name}.wav"
-        if audio is None:
-            path.write_bytes(b"")  # the readers only check that it exists
-        else:
-            sf.write(path, audio(i), 16000)
-    return folder
-
-
-def names_of(gold: str) -> list[str]:
-    return [line.split(",")[1] for line in gold.strip().splitlines()[1:]]
 
 
 @pytest.fixture
@@ -269,26 +206,7 @@ def test_published_spoken_storycloze_layout(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ end to end
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    cfg = load_config("tiny", [*MICRO, "model.codebook_size=16"])
-    encoder = save_spidrkit(root / "spidr.pt", cfg, SpidR(cfg.model).state_dict())
-    vocab = UnitVocab(16)
-    run = root / "lm"
-    tiny_opt(vocab, context=256, seed=2).save_pretrained(run / "best")  # a unit LM run folder's best/ model
-    vocab.save(run / "best")
-    centroids = KMeansModel(torch.randn(16, 64), {"layer": 6}).save(root / "C.npy")
-    return {"encoder": encoder, "lm": run, "centroids": centroids}
-
-
-def audio(i: int) -> np.ndarray:
-    rng = np.random.default_rng(i)
-    return (0.1 * rng.standard_normal(4000 + 800 * (i % 3))).astype(np.float32)
-
-
-def test_evaluate_slm_end_to_end(models, tmp_path, capsys, monkeypatch):
+def test_evaluate_slm_end_to_end(slm_models, tmp_path, capsys, monkeypatch):
     bench = tmp_path / "bench"
     lexical = LEXICAL
     write_split(bench / "lexical" / "dev", lexical, names_of(lexical), audio)
@@ -296,8 +214,8 @@ def test_evaluate_slm_end_to_end(models, tmp_path, capsys, monkeypatch):
     write_split(bench / "syntactic" / "dev", SYNTACTIC, names_of(SYNTACTIC), audio)
     write_split(bench / "storycloze" / "dev", STORYCLOZE, names_of(STORYCLOZE), audio)
     out = tmp_path / "out"
-    argv = ["evaluate", "slm", str(bench), "--encoder", str(models["encoder"]), "--units", "codebook:6", "--lm",
-            str(models["lm"]), "-o", str(out), "--bootstrap", "100", "--quiet"]
+    argv = ["evaluate", "slm", str(bench), "--encoder", str(slm_models["encoder"]), "--units", "codebook:6", "--lm",
+            str(slm_models["lm"]), "-o", str(out), "--bootstrap", "100", "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "lexical/dev" in printed and "in_vocab" in printed
@@ -334,7 +252,7 @@ def test_evaluate_slm_end_to_end(models, tmp_path, capsys, monkeypatch):
 
     # k-means units, summed log-likelihoods: every file's score is its normalised one times its predicted tokens
     out2 = tmp_path / "out2"
-    argv2 = [*argv[:5], "--units", f"kmeans:{models['centroids']}", "--lm", str(models["lm"]), "-o", str(out2),
+    argv2 = [*argv[:5], "--units", f"kmeans:{slm_models['centroids']}", "--lm", str(slm_models["lm"]), "-o", str(out2),
              "--unnormalized", "--quiet"]
     assert main(argv2) == 0
     assert json.loads((out2 / "report.json").read_text())["scoring"]["normalize"] is False
@@ -352,12 +270,12 @@ def test_evaluate_slm_layout_error_exits_2_before_loading_models(tmp_path, capsy
     assert len(err.splitlines()) == 1
 
 
-def test_units_specification(models, tmp_path):
+def test_units_specification(slm_models, tmp_path):
     assert parse_units("codebook:6").layer == 6
-    spec = parse_units(f"kmeans:{models['centroids']}")
+    spec = parse_units(f"kmeans:{slm_models['centroids']}")
     assert (spec.kind, spec.layer, spec.k) == ("kmeans", 6, 16)
     with pytest.raises(SlmUnitsError, match="fitted on layer 6, not --layer 4"):
-        parse_units(f"kmeans:{models['centroids']}", layer=4)
+        parse_units(f"kmeans:{slm_models['centroids']}", layer=4)
     bare = KMeansModel(torch.randn(4, 64)).save(tmp_path / "bare.npy")
     with pytest.raises(SlmUnitsError, match="names no layer; pass --layer N"):
         parse_units(f"kmeans:{bare}")
@@ -370,11 +288,11 @@ def test_units_specification(models, tmp_path):
             parse_units(bad)
 
 
-def test_units_that_do_not_fit_the_encoder_or_the_lm_are_refused(models):
+def test_units_that_do_not_fit_the_encoder_or_the_lm_are_refused(slm_models):
     from spidrkit.checkpoints import load
     from spidrkit.evaluation.slm.score import UnitSpec, check_units
 
-    encoder = load(models["encoder"]).model
+    encoder = load(slm_models["encoder"]).model
     check_units(parse_units("codebook:6"), encoder, UnitVocab(16))
     with pytest.raises(SlmUnitsError, match=r"^--units codebook:1: the encoder has codebooks on layers \[3, 4, 5, 6\]"):
         check_units(parse_units("codebook:1"), encoder, UnitVocab(16))
@@ -386,7 +304,7 @@ def test_units_that_do_not_fit_the_encoder_or_the_lm_are_refused(models):
         check_units(UnitSpec("kmeans", 6, KMeansModel(torch.randn(16, 32)), 16, "C.npy"), encoder, UnitVocab(16))
 
 
-def test_mfcc_kmeans_units_score_through_the_same_scorer(models, tmp_path, capsys):
+def test_mfcc_kmeans_units_score_through_the_same_scorer(slm_models, tmp_path, capsys):
     """--encoder mfcc --units kmeans:FILE: each file's score is the LM's score of the nearest centroids of its
     39-d MFCC; --units without an encoder, or a bare preset name as encoder, are clear errors (exit 2)."""
     from spidrkit.data.corpora.audio import load_audio
@@ -398,11 +316,12 @@ def test_mfcc_kmeans_units_score_through_the_same_scorer(models, tmp_path, capsy
     km = KMeansModel(torch.randn(16, 39) * 5, {"model": "mfcc"})
     path = km.save(tmp_path / "M.npy")
     out = tmp_path / "out"
-    base = ["evaluate", "slm", str(bench), "--lm", str(models["lm"]), "-o", str(out), "--bootstrap", "10", "--quiet"]
+    base = ["evaluate", "slm", str(bench), "--lm", str(slm_models["lm"]), "-o", str(out), "--bootstrap", "10",
+            "--quiet"]
     assert main([*base, "--encoder", "mfcc", "--units", f"kmeans:{path}"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["inputs"]["encoder"] == "mfcc" and report["inputs"]["units"] == f"kmeans:{path} (MFCC)"
-    lm, vocab, _ = load_lm(models["lm"])
+    lm, vocab, _ = load_lm(slm_models["lm"])
     names = names_of(SYNTACTIC)
     units = [km.predict(mfcc(load_audio(bench / "syntactic" / "dev" / f"{n}.wav"))).tolist() for n in names]
     expected = score(lm, vocab, units)
@@ -415,13 +334,13 @@ def test_mfcc_kmeans_units_score_through_the_same_scorer(models, tmp_path, capsy
     assert "'random:tiny' for a model with RANDOM weights" in capsys.readouterr().err
 
 
-def test_model_options_reach_the_encoder(models, tmp_path, capsys):
+def test_model_options_reach_the_encoder(slm_models, tmp_path, capsys):
     """--normalization / --variant of `evaluate slm` go to the encoder's loader: standardize is what a SpidR
     encoder reads anyway (same scores), raw is refused for it, and neither applies to mfcc (exit 2 each)."""
     bench = tmp_path / "bench"
     write_split(bench / "syntactic" / "dev", SYNTACTIC, names_of(SYNTACTIC), audio)
-    base = ["evaluate", "slm", str(bench), "--lm", str(models["lm"]), "--units", "codebook:6", "--bootstrap", "10",
-            "--quiet", "--encoder", str(models["encoder"])]
+    base = ["evaluate", "slm", str(bench), "--lm", str(slm_models["lm"]), "--units", "codebook:6", "--bootstrap", "10",
+            "--quiet", "--encoder", str(slm_models["encoder"])]
     assert main([*base, "-o", str(tmp_path / "a")]) == 0
     assert main([*base, "-o", str(tmp_path / "b"), "--normalization", "standardize"]) == 0
     a, b = ((tmp_path / x / "submission" / "syntactic" / "dev.txt").read_text() for x in "ab")

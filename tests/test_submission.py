@@ -14,13 +14,13 @@ import pytest
 from spidrkit.cli import main
 from spidrkit.evaluation.slm.report import write_submission
 from spidrkit.evaluation.slm.submission import submitted_splits, validate_submission, validator_options
-from test_slm import LEXICAL, SYNTACTIC, audio, models, names_of, write_split  # noqa: F401  (shared fixture)
+from support import LEXICAL, SYNTACTIC, audio, names_of, write_split
 
 TEST_NAMES = {"lexical": ["x1", "x2", "x3"], "syntactic": ["y1", "y2"]}
 
 
 @pytest.fixture(scope="module")
-def produced(models, tmp_path_factory) -> tuple[Path, dict, dict]:  # noqa: F811
+def produced(slm_models, tmp_path_factory) -> tuple[Path, dict, dict]:
     """``evaluate slm`` on lexical and syntactic dev (gold) and test (wavs only): the output folder, its
     report.json and the wav names of each (track, split)."""
     root = tmp_path_factory.mktemp("submission")
@@ -30,8 +30,8 @@ def produced(models, tmp_path_factory) -> tuple[Path, dict, dict]:  # noqa: F811
     for track, names in TEST_NAMES.items():
         write_split(bench / track / "test", None, names, audio)
     out = root / "out"
-    assert main(["evaluate", "slm", str(bench), "--encoder", str(models["encoder"]), "--units", "codebook:6",
-                 "--lm", str(models["lm"]), "-o", str(out), "--bootstrap", "10", "--quiet"]) == 0
+    assert main(["evaluate", "slm", str(bench), "--encoder", str(slm_models["encoder"]), "--units", "codebook:6",
+                 "--lm", str(slm_models["lm"]), "-o", str(out), "--bootstrap", "10", "--quiet"]) == 0
     expected = {("lexical", "dev"): set(names_of(LEXICAL)), ("syntactic", "dev"): set(names_of(SYNTACTIC)),
                 **{(t, "test"): set(n) for t, n in TEST_NAMES.items()}}
     return out, json.loads((out / "report.json").read_text()), expected
@@ -145,7 +145,7 @@ def test_the_submitted_splits_are_those_the_validator_checks_together():
                                                           "--no-semantic"]
 
 
-def test_a_submission_the_validator_would_refuse_is_a_defect_and_replaces_nothing(produced, models, tmp_path,  # noqa: F811
+def test_a_submission_the_validator_would_refuse_is_a_defect_and_replaces_nothing(produced, slm_models, tmp_path,
                                                                                    monkeypatch, capsys):
     out, _, _ = produced
     folder = shutil.copytree(out / "submission", tmp_path / "submission")
@@ -160,8 +160,8 @@ def test_a_submission_the_validator_would_refuse_is_a_defect_and_replaces_nothin
 
     monkeypatch.setattr(report_mod, "validate_submission", lambda folder, expected=None: ["a planted problem"])
     o = tmp_path / "o"
-    code = main(["evaluate", "slm", str(out.parent / "bench" / "syntactic"), "--encoder", str(models["encoder"]),
-                 "--units", "codebook:6", "--lm", str(models["lm"]), "-o", str(o), "--bootstrap", "10", "--quiet"])
+    code = main(["evaluate", "slm", str(out.parent / "bench" / "syntactic"), "--encoder", str(slm_models["encoder"]),
+                 "--units", "codebook:6", "--lm", str(slm_models["lm"]), "-o", str(o), "--bootstrap", "10", "--quiet"])
     err = capsys.readouterr().err
     assert code == 70 and "a planted problem" in err and "Traceback" not in err
     assert list(json.loads((o / "report.json").read_text())["results"]) == ["syntactic/dev"]
