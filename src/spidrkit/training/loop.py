@@ -148,9 +148,9 @@ class Trainer:
         state, strict = self.data_state
         try:
             self.loader = make_train_loader(
-                self.train_entries, cfg.data, self.rank, self.world_size, cfg.train.seed, self.run_dir,
-                collate_hook=train_hooks(cfg, self.rank, self.world_size), start_state=state, strict_resume=strict,
-            )
+                self.train_entries, cfg.data, rank=self.rank, world_size=self.world_size, seed=cfg.train.seed,
+                run_dir=self.run_dir, collate_hook=train_hooks(cfg, self.rank, self.world_size), start_state=state,
+                strict_resume=strict)
         except ValueError as e:  # no usable file, too few batches, a changed data set under a resume
             raise ManifestError(f"{cfg.data.train_manifest}: {e}") from e
         self.valid_loader = None
