@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from spidrkit.config.validation import with_overrides
 from spidrkit.extraction.plan import (
     DEFAULT_BATCH_SECONDS,
     DEFAULT_CONTEXT_SECONDS,
@@ -111,39 +112,51 @@ def normalize_input(model: SpeechEncoder, wav: torch.Tensor) -> torch.Tensor:
     return standardize(wav) if model.input_normalization == "standardize" else wav
 
 
+@dataclass(frozen=True)
+class ComputeOptions:
+    """How :func:`compute` runs: batches of at most ``batch_seconds`` of padded audio, waveforms longer than
+    ``window_seconds`` cut into windows with ``context_seconds`` of context on each side, ``bf16`` autocast,
+    and the ``out_dtype`` of features (units are always int64)."""
+
+    batch_seconds: float = DEFAULT_BATCH_SECONDS
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    context_seconds: float = DEFAULT_CONTEXT_SECONDS
+    bf16: bool = False
+    out_dtype: torch.dtype = torch.float32
+
+
 def compute(
     model: SpeechEncoder,
     wavs: Sequence[torch.Tensor],
     layers: Sequence[int],
     units: str | None = None,
     kmeans: Any = None,
-    batch_seconds: float = DEFAULT_BATCH_SECONDS,
-    window_seconds: float = DEFAULT_WINDOW_SECONDS,
-    context_seconds: float = DEFAULT_CONTEXT_SECONDS,
-    bf16: bool = False,
-    out_dtype: torch.dtype = torch.float32,
     names: Sequence[str] | None = None,
+    options: ComputeOptions | None = None,
+    **overrides: Any,
 ) -> list[dict[int, torch.Tensor]]:
     """The outputs of raw waveforms at ``model.sample_rate`` (not yet standardised), in memory, on the CPU.
 
     Returns, per waveform, ``{layer: (T, D) features}`` (``units=None``) or ``{layer: (T,) LongTensor}``
     (``units="codebook"``, or ``"kmeans"`` with ``kmeans`` a fitted :class:`KMeansModel`). Each waveform
     is standardised whole, cut into windows when longer than ``window_seconds``, and the pieces of all
-    waveforms are batched by length under ``batch_seconds`` of padded audio. Non-finite outputs raise
+    waveforms are batched by length under ``batch_seconds`` of padded audio (``options``: a
+    :class:`ComputeOptions`, and/or its fields as keywords). Non-finite outputs raise
     :class:`NonFiniteFeaturesError` naming the waveform (``names[i]``, else its index) and the layer.
     """
-    task = _Task(list(layers), units, kmeans, bf16)
+    o = with_overrides(ComputeOptions, options, overrides, "compute")
+    task = _Task(list(layers), units, kmeans, o.bf16)
     device = model_device(model)
-    window = whole_frames(window_seconds, model)
-    context = whole_frames(context_seconds, model)
-    budget = max(1, int(batch_seconds * model.sample_rate))
+    window = whole_frames(o.window_seconds, model)
+    context = whole_frames(o.context_seconds, model)
+    budget = max(1, int(o.batch_seconds * model.sample_rate))
     stride = frame_stride(model)
     inputs = [normalize_input(model, w) for w in wavs]
     outputs: list[dict[int, torch.Tensor]] = []
     pieces: list[tuple[int, tuple[int, int, int, int]]] = []
     for i, w in enumerate(inputs):
         total = int(model.num_frames(w.numel()))
-        shape, dtype = ((total, model.dim), out_dtype) if units is None else ((total,), torch.long)
+        shape, dtype = ((total, model.dim), o.out_dtype) if units is None else ((total,), torch.long)
         outputs.append({layer: torch.empty(shape, dtype=dtype) for layer in layers})
         pieces.extend((i, seg) for seg in plan_windows(w.numel(), model, window, context))
     for indices in pack([end - start for _, (start, end, _, _) in pieces], budget):

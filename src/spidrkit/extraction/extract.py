@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from spidrkit.checkpoints import CheckpointInfo, Loaded, resolve_model
 from spidrkit.data.batches.dataset import SkipLog
 from spidrkit.data.corpora.manifest import ManifestEntry
-from spidrkit.extraction.compute import compute, parse_units
+from spidrkit.extraction.compute import ComputeOptions, compute, parse_units
 from spidrkit.extraction.features_io import is_done, layer_dirname, save_features
 from spidrkit.extraction.inputs import load_batches, resolve_inputs
 from spidrkit.extraction.journal import (
@@ -300,15 +300,16 @@ def _run_batches(job: _Job, opts: ExtractOptions, todo: list, writers: _Writers,
     budget = max(1, int(opts.batch_seconds * rate))
     workers = opts.num_workers if opts.num_workers is not None else (4 if job.device.type == "cuda" else 0)
     out_dtype = torch.float16 if job.dtype_name == "float16" else torch.float32
+    how = ComputeOptions(batch_seconds=opts.batch_seconds, window_seconds=window / rate,
+                         context_seconds=context / rate, bf16=job.bf16, out_dtype=out_dtype)
     for batch, bad in load_batches(plan_batches(todo, budget, window), rate, workers, opts.skip_bad):
         for e, reason in bad:
             writers.skip_log.record(e.fileid, e.path, reason)
             summary.bad.append(e.fileid)
         usable = [(e, w) for e, w in batch if w.numel() >= model.min_samples]
         summary.too_short += [e.fileid for e, w in batch if w.numel() < model.min_samples]
-        results = compute(model, [w for _, w in usable], job.layers, job.kind, job.kmeans, opts.batch_seconds,
-                          window / rate, context / rate, job.bf16, out_dtype,
-                          [e.fileid for e, _ in usable]) if usable else []
+        results = compute(model, [w for _, w in usable], job.layers, job.kind, job.kmeans,
+                          [e.fileid for e, _ in usable], how) if usable else []
         lines: dict[int, list[str]] = {la: [] for la in writers.journals}
         for (e, wav), out in zip(usable, results):
             for layer, value in out.items():

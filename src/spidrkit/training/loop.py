@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from spidrkit.checkpoints.run import FORMAT, checkpoint_path, list_checkpoints, prune_checkpoints, save_checkpoint
+from spidrkit.checkpoints.run import FORMAT, checkpoint_path, prune_checkpoints, save_checkpoint
 from spidrkit.config import Config
 from spidrkit.data.batches.dataset import Batch, make_train_loader, make_valid_loader
 from spidrkit.data.corpora.manifest import ManifestError, read_manifest
@@ -74,7 +74,7 @@ from spidrkit.training.masks import MaskHook, train_hooks
 from spidrkit.training.milestones import Milestones, write_milestone
 from spidrkit.training.preemption import REQUEUE_SIGNALS, StopSignals, loader_batches
 from spidrkit.training.resume import checkpoint_rng, find_checkpoint, restore_data_and_rng
-from spidrkit.training.runfolder import TrainingDiverged, check_finite_weights, end_status, run_lock
+from spidrkit.training.runfolder import TrainingDiverged, check_finite_weights, check_loss_streak, end_status, run_lock
 from spidrkit.training.step import MicroBatch, Stepper, compile_model
 from spidrkit.training.validation import validation_record, validation_totals
 
@@ -148,9 +148,9 @@ class Trainer:
         state, strict = self.data_state
         try:
             self.loader = make_train_loader(
-                self.train_entries, cfg.data, self.rank, self.world_size, cfg.train.seed, self.run_dir,
-                collate_hook=train_hooks(cfg, self.rank, self.world_size), start_state=state, strict_resume=strict,
-            )
+                self.train_entries, cfg.data, rank=self.rank, world_size=self.world_size, seed=cfg.train.seed,
+                run_dir=self.run_dir, collate_hook=train_hooks(cfg, self.rank, self.world_size), start_state=state,
+                strict_resume=strict)
         except ValueError as e:  # no usable file, too few batches, a changed data set under a resume
             raise ManifestError(f"{cfg.data.train_manifest}: {e}") from e
         self.valid_loader = None
@@ -198,62 +198,22 @@ class Trainer:
         if step >= cfg.max_steps:
             logger.info("step %d >= train.max_steps=%d: nothing to do", step, cfg.max_steps)
             return self._finish("completed", step)
-        self._loaders()
-        self.tensorboard = TensorBoard(self.run_dir, enabled=self.is_main, purge_step=step + 1)
-        meter = IntervalMeter()
-        vote, milestone_vote = StopVote(self.device), StopVote(self.device)
-        self.t_start = time.monotonic()
-        interval_start, pauses = time.perf_counter(), Stopwatch()  # pauses: validation and checkpoints
-        saved_at = self.start_step if self.resumed_from else -1
+        self._start(step)
         status, stop_signal = "completed", None
-
-        def log(bar: Any) -> None:
-            nonlocal interval_start, pauses
-            t = time.perf_counter()
-            self._log(step, meter, t - interval_start - sum(pauses.seconds.values()), bar)
-            meter.reset()
-            interval_start, pauses = t, Stopwatch()
-            budget_total(bar, cfg, step - self.start_step, time.monotonic() - self.t_start)
-
         with StopSignals() as signals, logging_redirect_tqdm():
             bar = progress_bar(cfg.max_steps, step, self.progress and self.is_main)
             it = loader_batches(self.loader)
             try:
                 while step < cfg.max_steps:
-                    batches = [self._next_batch(it) for _ in range(cfg.grad_accum)]
-                    metrics = self.stepper.step(self.micro_batches(batches))
-                    step = self.stepper.step_count
-                    meter.add(metrics, sum(b["wav"].numel() for b in batches))
-                    bar.update(1)
-                    if self.on_step is not None:
-                        self.on_step(self, step)
-
-                    if step % cfg.log_every == 0 or step == cfg.max_steps:
-                        log(bar)
-                    if self.valid_loader is not None and step % cfg.valid_every == 0:
-                        with pauses("validate"):
-                            self.validate(step)
-
-                    for kind, value in self.milestones.due(step, self.elapsed(), milestone_vote):
-                        with pauses("save"):
-                            write_milestone(self.run_dir, self.metrics, kind, value, self._state(step))
-                    over_time = cfg.max_minutes > 0 and time.monotonic() - self.t_start > 60 * cfg.max_minutes
-                    stop = vote(signals.received is not None or over_time)  # the same answer on every rank
-                    if stop and meter.steps:  # the end of a run always writes its training record
-                        log(bar)
-                    if stop or step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                        with pauses("save"):
-                            self.save(step)
-                        saved_at = step
-                    if stop:
-                        stop_signal = signals.received
-                        status = ("time_budget" if over_time and stop_signal is None  # else a signal, maybe
-                                  else "interrupted" if stop_signal == "SIGINT" else "preempted")  # another rank's
+                    step = self._train_step(it, bar)
+                    stop = self._after_step(step, bar, signals)
+                    if stop is not None:
+                        status, stop_signal = stop
                         break
                 if status == "completed":
                     if self.valid_loader is not None and step % cfg.valid_every != 0:
                         self.validate(step)
-                    if saved_at != step:
+                    if self.saved_at != step:
                         self.save(step)
             finally:
                 bar.close()
@@ -264,11 +224,62 @@ class Trainer:
         barrier()
         return self._finish(status, step, stop_signal)
 
+    def _start(self, step: int) -> None:
+        """The loaders, the TensorBoard writer, the stop votes and the clocks of a run going on from ``step``."""
+        self._loaders()
+        self.tensorboard = TensorBoard(self.run_dir, enabled=self.is_main, purge_step=step + 1)
+        self.meter = IntervalMeter()
+        self.stop_vote, self.milestone_vote = StopVote(self.device), StopVote(self.device)
+        self.t_start = time.monotonic()
+        self.interval_start, self.pauses = time.perf_counter(), Stopwatch()  # pauses: validation and checkpoints
+        self.saved_at = self.start_step if self.resumed_from else -1
+
+    def _train_step(self, it: Iterator[Batch], bar: Any) -> int:
+        """One optimiser step on the next ``train.grad_accum`` batches; returns the step count."""
+        batches = [self._next_batch(it) for _ in range(self.cfg.train.grad_accum)]
+        metrics = self.stepper.step(self.micro_batches(batches))
+        step = self.stepper.step_count
+        self.meter.add(metrics, sum(b["wav"].numel() for b in batches))
+        bar.update(1)
+        if self.on_step is not None:
+            self.on_step(self, step)
+        return step
+
+    def _after_step(self, step: int, bar: Any, signals: StopSignals) -> tuple[str, str | None] | None:
+        """The records, validation, milestones and checkpoint due at ``step``; ``(status, signal)`` when the run
+        stops here (a signal or ``train.max_minutes``, the same answer on every rank), else None."""
+        cfg = self.cfg.train
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            self._log(step, bar)
+        if self.valid_loader is not None and step % cfg.valid_every == 0:
+            with self.pauses("validate"):
+                self.validate(step)
+        for kind, value in self.milestones.due(step, self.elapsed(), self.milestone_vote):
+            with self.pauses("save"):
+                write_milestone(self.run_dir, self.metrics, kind, value, self._state(step))
+        over_time = cfg.max_minutes > 0 and time.monotonic() - self.t_start > 60 * cfg.max_minutes
+        stop = self.stop_vote(signals.received is not None or over_time)  # the same answer on every rank
+        if stop and self.meter.steps:  # the end of a run always writes its training record
+            self._log(step, bar)
+        if stop or step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+            with self.pauses("save"):
+                self.save(step)
+            self.saved_at = step
+        if not stop:
+            return None
+        stop_signal = signals.received
+        return ("time_budget" if over_time and stop_signal is None  # else a signal, maybe another rank's
+                else "interrupted" if stop_signal == "SIGINT" else "preempted"), stop_signal
+
     def elapsed(self) -> float:
         """Training wall time of the run so far, earlier invocations included."""
         return self.elapsed_before + time.monotonic() - self.t_start
 
-    def _log(self, step: int, meter: IntervalMeter, seconds: float, bar: Any) -> None:
+    def _log(self, step: int, bar: Any) -> None:
+        """The training record of the interval ending at ``step`` (its time less validation and checkpoints);
+        then a new interval starts."""
+        t, meter = time.perf_counter(), self.meter
+        seconds = t - self.interval_start - sum(self.pauses.seconds.values())
         summary = meter.summary()
         counters = torch.stack([self.stepper.consecutive_nonfinite, self.stepper.total_nonfinite]).tolist()
         samples = all_reduce_sum(torch.tensor([float(meter.samples)], device=self.device)).item()
@@ -284,21 +295,10 @@ class Trainer:
                             audio_s_per_s=f"{record['audio_seconds_per_second']:.1f}", refresh=False)
             logger.info(format_record(record))
             self.collapse.check(step, record["codebook_ppl"])
-        self._check_nonfinite(step, int(counters[0]))
-
-    def _check_nonfinite(self, step: int, consecutive: int) -> None:
-        limit = self.cfg.train.max_nonfinite
-        if limit <= 0 or consecutive < limit:
-            return
-        raise TrainingDiverged(
-            f"{consecutive} non-finite losses in a row up to step {step} (train.max_nonfinite={limit}); "
-            f"stopping. The last good checkpoint is {self._last_good(step - consecutive)}. Lower optim.lr or "
-            "use train.precision='fp32', then resume from it (move newer checkpoints away)."
-        )
-
-    def _last_good(self, up_to: int | None = None) -> str:
-        good = [(s, p) for s, p in list_checkpoints(self.run_dir) if up_to is None or s <= up_to]
-        return f"{good[-1][1]} (step {good[-1][0]})" if good else "none (the run diverged before its first checkpoint)"
+        check_loss_streak(self.run_dir, self.cfg.train.max_nonfinite, step, int(counters[0]))
+        meter.reset()
+        self.interval_start, self.pauses = t, Stopwatch()
+        budget_total(bar, self.cfg.train, step - self.start_step, time.monotonic() - self.t_start)
 
     # ------------------------------------------------------------------ validation
     def validate(self, step: int) -> dict[str, Any]:
@@ -328,8 +328,8 @@ class Trainer:
     def save(self, step: int) -> Path | None:
         """Write the checkpoint of ``step`` (rank 0) with every rank's data and RNG states."""
         consecutive = int(self.stepper.consecutive_nonfinite.item())
-        self._check_nonfinite(step, consecutive)
-        check_finite_weights(self.model, step, self._last_good())  # the same weights, the same answer on every rank
+        check_loss_streak(self.run_dir, self.cfg.train.max_nonfinite, step, consecutive)
+        check_finite_weights(self.model, step, self.run_dir)  # the same weights, the same answer on every rank
         state = self._state(step)
         if state is None:
             return None

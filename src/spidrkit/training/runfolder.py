@@ -9,6 +9,8 @@ that keep a bad state out of a checkpoint.
   ``diverged``, ``failed`` (any other error, with its one-line ``error``).
 - **Finite weights** (:func:`check_finite_weights`): a checkpoint is never written from weights holding
   NaN or infinities; checked only when writing, so training keeps no host synchronisation per step.
+- **Non-finite losses** (:func:`check_loss_streak`): ``train.max_nonfinite`` of them in a row stop the run;
+  both checks name the last good checkpoint (:func:`last_good_checkpoint`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from spidrkit.checkpoints.run import list_checkpoints
 from spidrkit.errors import Diverged, LockHeldError, Terminated
 from spidrkit.io import hold_lock
 from spidrkit.runtime import all_reduce_sum, world
@@ -71,9 +74,10 @@ def end_status(error: BaseException) -> tuple[str, str | None]:
     return "failed", None
 
 
-def check_finite_weights(model: torch.nn.Module, step: int, last_good: str) -> None:
-    """Raise :class:`NonFiniteWeights` naming the step and the first bad tensor when a floating-point
-    parameter or buffer of ``model`` is not finite (one host synchronisation, at checkpoint time)."""
+def check_finite_weights(model: torch.nn.Module, step: int, run_dir: str | os.PathLike) -> None:
+    """Raise :class:`NonFiniteWeights` naming the step, the first bad tensor and the last good checkpoint of
+    ``run_dir`` when a floating-point parameter or buffer of ``model`` is not finite (one host
+    synchronisation, at checkpoint time)."""
     tensors = [(k, v) for k, v in model.state_dict().items() if v.is_floating_point()]
     if not tensors:
         return
@@ -84,5 +88,24 @@ def check_finite_weights(model: torch.nn.Module, step: int, last_good: str) -> N
     raise NonFiniteWeights(
         f"step {step}: the model's weights hold non-finite values ({bad[0]}"
         f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): refusing to write that checkpoint. The last "
-        f"good checkpoint is {last_good}. Lower optim.lr or use train.precision='fp32', then resume from it."
+        f"good checkpoint is {last_good_checkpoint(run_dir)}. Lower optim.lr or use train.precision='fp32', then "
+        "resume from it."
+    )
+
+
+def last_good_checkpoint(run_dir: str | os.PathLike, up_to: int | None = None) -> str:
+    """The newest checkpoint of ``run_dir`` (of step ``up_to`` at most) and its step, for an error message."""
+    good = [(s, p) for s, p in list_checkpoints(run_dir) if up_to is None or s <= up_to]
+    return f"{good[-1][1]} (step {good[-1][0]})" if good else "none (the run diverged before its first checkpoint)"
+
+
+def check_loss_streak(run_dir: str | os.PathLike, limit: int, step: int, consecutive: int) -> None:
+    """Raise :class:`TrainingDiverged` once ``consecutive`` non-finite losses in a row up to ``step`` reach
+    ``limit`` (``train.max_nonfinite``; 0: never), naming the last checkpoint before them."""
+    if limit <= 0 or consecutive < limit:
+        return
+    raise TrainingDiverged(
+        f"{consecutive} non-finite losses in a row up to step {step} (train.max_nonfinite={limit}); "
+        f"stopping. The last good checkpoint is {last_good_checkpoint(run_dir, step - consecutive)}. Lower "
+        "optim.lr or use train.precision='fp32', then resume from it (move newer checkpoints away)."
     )

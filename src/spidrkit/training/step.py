@@ -64,6 +64,25 @@ def compile_model(model: SpidR, recompile_limit: int = 64) -> None:
         layer.compile(dynamic=True)
 
 
+def _step_metrics(red: dict[str, torch.Tensor], loss_value: torch.Tensor, grad_norm: torch.Tensor,
+                  finite: torch.Tensor, lr: float, beta: float) -> dict[str, torch.Tensor]:
+    """What a step reports, as tensors (nothing waits on the device): from the reduced statistics ``red``."""
+    cb_ppl, pred_ppl = step_perplexities(red)
+    per_layer_ce = red["ce_sum"] / red["num_masked"].clamp_min(1.0)
+    return {
+        "loss": loss_value,
+        "loss_per_layer": per_layer_ce,
+        "accuracy": red["correct"] / red["num_masked"].clamp_min(1.0),
+        "codebook_ppl": cb_ppl,
+        "prediction_ppl": pred_ppl,
+        "grad_norm": grad_norm,
+        "masked_fraction": red["num_masked"] / red["frames"].clamp_min(1.0),
+        "finite": finite,
+        "lr": torch.tensor(lr, dtype=torch.float64),
+        "teacher_decay": torch.tensor(beta, dtype=torch.float64),
+    }
+
+
 class Stepper:
     """Owns the optimiser and the DDP wrapper of a SpidR model; ``step`` runs one training step."""
 
@@ -153,10 +172,35 @@ class Stepper:
         total_masked = all_reduce_sum(local_masked.clone()).clamp_min(1.0)
         scale = self.world_size / (K * total_masked)  # DDP averages gradients over ranks
 
+        per_micro_batch = cfg.train.codebook_update == "per_micro_batch"
+        acc = self._forward_backward(micro_batches, masks, scale, per_micro_batch)
+        red = all_reduce_dict(acc)  # one all-reduce for the codebook statistics and the metrics
+
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_norm, foreach=True)
+        loss_value = red["ce_sum"].sum() / (K * red["num_masked"].clamp_min(1.0))
+        finite = torch.isfinite(loss_value) & torch.isfinite(grad_norm)
+
+        if not per_micro_batch:  # a non-finite step contributes no statistics (zero counts: no codeword moves)
+            self._update_codebooks(red, finite)
+        lr = learning_rate(self.step_count, cfg.optim)
+        self._optimizer_step(params, finite, lr)
+
+        beta = teacher_decay(self.step_count + cfg.teacher.decay_offset, cfg.teacher)
+        if self.capturable or bool(finite):
+            self.model.update_teacher(beta)
+        self.step_count += 1
+        self.model.current_step.fill_(self.step_count)
+        return _step_metrics(red, loss_value, grad_norm, finite, lr, beta)
+
+    def _forward_backward(self, micro_batches: list[MicroBatch], masks: list[torch.Tensor], scale: torch.Tensor,
+                          per_micro_batch: bool) -> dict[str, torch.Tensor]:
+        """Forward and backward of each micro-batch (gradients all-reduced by DDP after the last one only), the
+        loss scaled by ``scale``; returns this rank's summed statistics and metrics (``frames`` among them). With
+        ``per_micro_batch`` the codebooks move after each forward, from its statistics all-reduced over ranks."""
         acc: dict[str, torch.Tensor] = {
             "frames": torch.tensor(float(sum(m.numel() for m in masks))).to(self.device, non_blocking=True)
         }
-        per_micro_batch = cfg.train.codebook_update == "per_micro_batch"
         for i, (mb, mask) in enumerate(zip(micro_batches, masks)):
             wav = mb.wav.to(self.device, non_blocking=True)
             perturbed = {k: v.to(self.device, non_blocking=True) for k, v in
@@ -173,19 +217,11 @@ class Stepper:
             for k in ("ce_sum", "num_masked", "sums", "counts", "correct", "prob_sum"):
                 v = out[k].detach().float()
                 acc[k] = acc[k] + v if k in acc else v
+        return acc
 
-        red = all_reduce_dict(acc)  # one all-reduce for the codebook statistics and the metrics
-
-        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_norm, foreach=True)
-        loss_value = red["ce_sum"].sum() / (K * red["num_masked"].clamp_min(1.0))
-        finite = torch.isfinite(loss_value) & torch.isfinite(grad_norm)
-
-        if not per_micro_batch:  # a non-finite step contributes no statistics (zero counts: no codeword moves)
-            self._update_codebooks(red, finite)
-
-        # Optimiser step, skipped when not finite.
-        lr = learning_rate(self.step_count, cfg.optim)
+    def _optimizer_step(self, params: list[torch.Tensor], finite: torch.Tensor, lr: float) -> None:
+        """The AdamW step at ``lr``, skipped when not ``finite`` (on CUDA, on the device: zero gradients and a zero
+        learning rate), then the gradients cleared and the non-finite counters updated."""
         if self.capturable:
             for p in params:
                 p.grad.copy_(torch.where(finite, p.grad, torch.zeros_like(p.grad)))
@@ -199,27 +235,6 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         self.consecutive_nonfinite = (self.consecutive_nonfinite + 1) * (~finite).float()
         self.total_nonfinite = self.total_nonfinite + (~finite).float()
-
-        beta = teacher_decay(self.step_count + cfg.teacher.decay_offset, cfg.teacher)
-        if self.capturable or bool(finite):
-            self.model.update_teacher(beta)
-        self.step_count += 1
-        self.model.current_step.fill_(self.step_count)
-
-        cb_ppl, pred_ppl = step_perplexities(red)
-        per_layer_ce = red["ce_sum"] / red["num_masked"].clamp_min(1.0)
-        return {
-            "loss": loss_value,
-            "loss_per_layer": per_layer_ce,
-            "accuracy": red["correct"] / red["num_masked"].clamp_min(1.0),
-            "codebook_ppl": cb_ppl,
-            "prediction_ppl": pred_ppl,
-            "grad_norm": grad_norm,
-            "masked_fraction": red["num_masked"] / red["frames"].clamp_min(1.0),
-            "finite": finite,
-            "lr": torch.tensor(lr, dtype=torch.float64),
-            "teacher_decay": torch.tensor(beta, dtype=torch.float64),
-        }
 
     def _init_codebooks(self, micro_batches: list[MicroBatch], masks: list[torch.Tensor]) -> None:
         """``model.codebook_init = "data"``: the codewords drawn from this first step's teacher targets

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 import torch.utils.data
 
 from spidrkit.config import SAMPLE_RATE, DataConfig
+from spidrkit.config.validation import with_overrides
 from spidrkit.data.batches.sampler import BucketBatchSampler
 from spidrkit.data.corpora.audio import AudioError, load_audio, standardize
 from spidrkit.data.corpora.manifest import ManifestEntry, evenly_spaced
@@ -323,35 +325,43 @@ def _sampler(entries: Sequence[ManifestEntry], cfg: DataConfig, **kw: Any) -> Bu
     )
 
 
-def make_train_loader(
-    entries: Sequence[ManifestEntry],
-    cfg_data: DataConfig,
-    rank: int = 0,
-    world_size: int = 1,
-    seed: int = 0,
-    run_dir: str | os.PathLike | None = None,
-    collate_hook: CollateHook | None = None,
-    start_state: dict[str, Any] | None = None,
-    *,
-    pin_memory: bool | None = None,
-    strict_resume: bool = True,
-) -> TrainLoader:
+@dataclass(frozen=True)
+class TrainLoaderOptions:
+    """Where one process's training batches come from (:func:`make_train_loader`): its ``rank`` of
+    ``world_size``, the shuffles' and crops' ``seed``, ``run_dir`` (for ``skipped.tsv``), a ``collate_hook``,
+    ``start_state`` (a :meth:`TrainLoader.state_dict` to resume from; ``strict_resume``: a changed data set is
+    an error, not a fresh epoch) and ``pin_memory`` (default: when CUDA is available)."""
+
+    rank: int = 0
+    world_size: int = 1
+    seed: int = 0
+    run_dir: str | os.PathLike | None = None
+    collate_hook: CollateHook | None = None
+    start_state: dict[str, Any] | None = None
+    pin_memory: bool | None = None
+    strict_resume: bool = True
+
+
+def make_train_loader(entries: Sequence[ManifestEntry], cfg_data: DataConfig,
+                      options: TrainLoaderOptions | None = None, **overrides: Any) -> TrainLoader:
     """The training batches of ``rank`` out of ``world_size``, forever, resumable from ``start_state``
-    (a :meth:`TrainLoader.state_dict`). Bad files are listed in ``run_dir/skipped.tsv``."""
-    sampler = _sampler(entries, cfg_data, seed=seed, rank=rank, world_size=world_size, shuffle=True)
-    if start_state is not None:
-        sampler.load_state_dict(start_state, strict=strict_resume)
+    (a :meth:`TrainLoader.state_dict`). Bad files are listed in ``run_dir/skipped.tsv``. ``options``: a
+    :class:`TrainLoaderOptions`, and/or its fields as keywords."""
+    o = with_overrides(TrainLoaderOptions, options, overrides, "make_train_loader")
+    sampler = _sampler(entries, cfg_data, seed=o.seed, rank=o.rank, world_size=o.world_size, shuffle=True)
+    if o.start_state is not None:
+        sampler.load_state_dict(o.start_state, strict=o.strict_resume)
     audio = AudioDataset(entries, cfg_data.sample_rate, cfg_data.standardize, cfg_data.min_samples)
     dataset = BatchDataset(
         audio,
         sampler.crop_cap,
-        seed=seed,
-        rank=rank,
+        seed=o.seed,
+        rank=o.rank,
         random_crop=True,
-        skip_log=SkipLog(run_dir),
-        collate_hook=collate_hook,
+        skip_log=SkipLog(o.run_dir),
+        collate_hook=o.collate_hook,
     )
-    return TrainLoader(sampler, dataset, cfg_data.num_workers, pin_memory)
+    return TrainLoader(sampler, dataset, cfg_data.num_workers, o.pin_memory)
 
 
 def make_valid_loader(

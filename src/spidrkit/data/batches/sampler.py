@@ -16,10 +16,44 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch.utils.data
+
+from spidrkit.config.validation import with_overrides
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """How a :class:`BucketBatchSampler` forms and deals its batches, checked when built: the padded-sample
+    budget of a batch (``max_batch_samples``, required), ``num_buckets`` length buckets, files shorter than
+    ``min_samples`` dropped, crops capped at ``max_samples`` (default: the budget), the shuffles' ``seed``,
+    this process's ``rank`` of ``world_size``, and ``shuffle`` (off: one fixed order, for validation)."""
+
+    max_batch_samples: int
+    num_buckets: int = 1000
+    min_samples: int = 0
+    max_samples: int | None = None
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    shuffle: bool = True
+
+    def __post_init__(self) -> None:
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={self.rank}, world_size={self.world_size}")
+        if self.max_batch_samples < 1 or self.num_buckets < 1:
+            raise ValueError("max_batch_samples and num_buckets must be >= 1")
+
+
+def sampler_options(options: SamplerOptions | None = None, **overrides: Any) -> SamplerOptions:
+    """``options`` with ``overrides`` of its fields (:func:`~spidrkit.config.validation.with_overrides`); without
+    ``options``, the fields as keywords (``max_batch_samples`` among them)."""
+    if options is None:
+        return SamplerOptions(**overrides)
+    return with_overrides(SamplerOptions, options, overrides, "BucketBatchSampler")
 
 
 class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
@@ -34,39 +68,25 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
     file, fits the budget; the dataset must crop with :attr:`crop_cap`.
     """
 
-    def __init__(
-        self,
-        lengths: Sequence[int] | np.ndarray,
-        *,
-        max_batch_samples: int,
-        num_buckets: int = 1000,
-        min_samples: int = 0,
-        max_samples: int | None = None,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        shuffle: bool = True,
-    ) -> None:
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if max_batch_samples < 1 or num_buckets < 1:
-            raise ValueError("max_batch_samples and num_buckets must be >= 1")
+    def __init__(self, lengths: Sequence[int] | np.ndarray, options: SamplerOptions | None = None,
+                 **overrides: Any) -> None:
+        opts = sampler_options(options, **overrides)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         if self.lengths.ndim != 1:
             raise ValueError("lengths must be a 1-D sequence of sample counts")
-        self.max_batch_samples = int(max_batch_samples)
-        self.min_samples = int(min_samples)
-        self.max_samples = int(max_samples) if max_samples is not None else self.max_batch_samples
+        self.max_batch_samples = int(opts.max_batch_samples)
+        self.min_samples = int(opts.min_samples)
+        self.max_samples = int(opts.max_samples) if opts.max_samples is not None else self.max_batch_samples
         self.crop_cap = min(self.max_samples, self.max_batch_samples)
-        self.seed = int(seed)
-        self.rank = rank
-        self.world_size = world_size
-        self.shuffle = shuffle
+        self.seed = int(opts.seed)
+        self.rank = opts.rank
+        self.world_size = opts.world_size
+        self.shuffle = opts.shuffle
 
         kept = np.flatnonzero(self.lengths >= self.min_samples)
         self.num_dropped = len(self.lengths) - len(kept)
         order = kept[np.argsort(self.lengths[kept], kind="stable")]
-        self.num_buckets = min(num_buckets, max(len(order), 1))
+        self.num_buckets = min(opts.num_buckets, max(len(order), 1))
         self.buckets = np.array_split(order, self.num_buckets)
         self._capped = np.minimum(self.lengths, self.crop_cap)
         self._lengths_digest = hashlib.sha256(self.lengths.tobytes()).hexdigest()[:16]

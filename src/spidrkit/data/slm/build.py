@@ -36,10 +36,14 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from spidrkit.config import SAMPLE_RATE
+from spidrkit.config.validation import with_overrides
 from spidrkit.data.corpora.alignments import write_split_annotations
 from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
 from spidrkit.data.slm.plan import (
@@ -155,42 +159,69 @@ def _write_split(root: Path, task: str, split: str, items: list[Item]) -> dict:
             "wavs": len(items), "hours": round(seconds / 3600, 4)}
 
 
-def synthesize_slm(out_dir: str | os.PathLike, pairs: int = DEFAULT_PAIRS, seed: int = 0, workers: int = 2,
-                   lm_hours: float = DEFAULT_LM_HOURS, voices=DEFAULT_VOICES,
-                   heldout_voice: str | None = DEFAULT_HELDOUT, noise: tuple[float, float] | None = DEFAULT_NOISE,
-                   progress: bool = True) -> Path:
-    """Build (or finish building) the three benchmarks and the LM corpus in ``out_dir``; return it.
+@dataclass(frozen=True)
+class SlmOptions:
+    """Every option of :func:`synthesize_slm` (``spidrkit data synth-slm``): ``pairs`` pair ids per task in test
+    (dev gets a fifth, at least 1), each read by every voice; ``lm_hours``: speech in ``lm_train`` (train +
+    dev), read by ``voices`` except ``heldout_voice``; ``workers``: processes; ``noise``: the SNR range (dB)
+    of the light background noise, None for none."""
 
-    ``pairs``: pair ids per task in test (dev gets a fifth, at least 1), each read by every voice;
-    ``lm_hours``: speech in ``lm_train`` (train + dev), read by ``voices`` except ``heldout_voice``.
-    Raises ``FliteError`` (with the install command) without flite, ``InputError`` on bad arguments or
-    on a folder built with other settings.
-    """
-    out_dir = Path(out_dir)
+    pairs: int = DEFAULT_PAIRS
+    seed: int = 0
+    workers: int = 2
+    lm_hours: float = DEFAULT_LM_HOURS
+    voices: Sequence[str] = DEFAULT_VOICES
+    heldout_voice: str | None = DEFAULT_HELDOUT
+    noise: tuple[float, float] | None = DEFAULT_NOISE
+    progress: bool = True
+
+
+def slm_options(options: SlmOptions | None = None, **overrides: Any) -> SlmOptions:
+    """``options`` (default: all defaults) with ``overrides`` of its fields (:func:`~spidrkit.config.validation.
+    with_overrides`)."""
+    return with_overrides(SlmOptions, options, overrides, "synthesize_slm")
+
+
+def _voices(voices: Sequence[str], heldout_voice: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Every voice (once) and the LM corpus's voices (all but the held-out one); each voice loaded, so that a
+    missing flite fails early, with the install hint."""
     voices = tuple(dict.fromkeys(voices))
     if heldout_voice is not None and heldout_voice not in voices:
         raise InputError(f"held-out voice {heldout_voice!r} is not among the voices {', '.join(voices)}")
     train_voices = tuple(v for v in voices if v != heldout_voice)
     if not train_voices:
         raise InputError("no voice is left for the LM corpus once the held-out voice is removed")
-    for v in voices:  # fail early, with the install hint, without flite
+    for v in voices:
         Flite.instance().load_voice(v)
-    noise = tuple(float(x) for x in noise) if noise else None
+    return voices, train_voices
+
+
+def synthesize_slm(out_dir: str | os.PathLike, options: SlmOptions | None = None, **overrides: Any) -> Path:
+    """Build (or finish building) the three benchmarks and the LM corpus in ``out_dir``; return it.
+
+    ``options``: an :class:`SlmOptions` (what each does), and/or its fields as keywords (``pairs=250,
+    seed=0, ...``). Raises ``FliteError`` (with the install command) without flite, ``InputError`` on bad
+    arguments or on a folder built with other settings.
+    """
+    o = slm_options(options, **overrides)
+    out_dir = Path(out_dir)
+    voices, train_voices = _voices(o.voices, o.heldout_voice)
+    noise = tuple(float(x) for x in o.noise) if o.noise else None
     start = time.perf_counter()
-    plan = plan_slm(pairs, seed, voices)
-    counts = word_counts(lm_train_texts(plan.lm_pool, train_voices, lm_hours, seed))
+    plan = plan_slm(o.pairs, o.seed, voices)
+    counts = word_counts(lm_train_texts(plan.lm_pool, train_voices, o.lm_hours, o.seed))
     items = with_frequencies(plan.items, counts)
     if absent_share(items) < MIN_ABSENT_SHARE:
         raise InputError(f"only {absent_share(items):.0%} of the test words are absent from the LM corpus "
-                         f"(lm_hours={lm_hours}); use fewer lm_hours")
-    settings = {"slm_version": SLM_VERSION, "pairs": pairs, "seed": seed, "voices": list(voices),
-                "heldout_voice": heldout_voice, "noise_snr_db": list(noise) if noise else None}
+                         f"(lm_hours={o.lm_hours}); use fewer lm_hours")
+    settings = {"slm_version": SLM_VERSION, "pairs": o.pairs, "seed": o.seed, "voices": list(voices),
+                "heldout_voice": o.heldout_voice, "noise_snr_db": list(noise) if noise else None}
     out_dir.mkdir(parents=True, exist_ok=True)
     with exclusive(out_dir):
         check_settings(out_dir, settings)
-        synthesize_corpus(out_dir / LM_DIR, voices=train_voices, hours=lm_hours, seed=seed, heldout_voice=None,
-                          dev_fraction=0.1, workers=workers, noise=noise, sentences=plan.lm_pool, progress=progress)
-        rendered = _render_missing(out_dir, items, noise, workers, progress)
+        synthesize_corpus(out_dir / LM_DIR, voices=train_voices, hours=o.lm_hours, seed=o.seed, heldout_voice=None,
+                          dev_fraction=0.1, workers=o.workers, noise=noise, sentences=plan.lm_pool, progress=o.progress)
+        rendered = _render_missing(out_dir, items, noise, o.workers, o.progress)
         tasks = {t: {s: _write_split(out_dir, t, s, [i for i in items if (i.task, i.split) == (t, s)])
                      for s in SPLITS} for t in TASKS}
     lm_info = json.loads((out_dir / LM_DIR / "spidrkit.json").read_text())["splits"]
@@ -198,7 +229,7 @@ def synthesize_slm(out_dir: str | os.PathLike, pairs: int = DEFAULT_PAIRS, seed:
         out_dir,
         kind="synthetic sLM benchmarks",
         synthesiser="flite (CMU), in-process",
-        settings={**settings, "lm_hours": lm_hours},
+        settings={**settings, "lm_hours": o.lm_hours},
         gold_columns={t: list(c) for t, c in GOLD_COLUMNS.items()},
         tasks=tasks,
         lexical_absent_share={s: round(absent_share(items, s), 4) for s in SPLITS},

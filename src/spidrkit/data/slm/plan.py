@@ -77,14 +77,22 @@ def _filename(seed: int, task: str, split: str, pid: int, voice: str, correct: i
     return hashlib.sha256(f"{seed}:{task}:{split}:{pid}:{voice}:{correct}".encode()).hexdigest()[:12]
 
 
-def _items(seed: int, task: str, split: str, pid: int, voices, good: str, bad: str,
-           good_fields=(), bad_fields=()) -> list[Item]:
+@dataclass(frozen=True)
+class _Side:
+    """One side of a pair: its text and its other gold columns."""
+
+    text: str
+    fields: tuple[tuple[str, str], ...] = ()
+
+
+def _items(seed: int, task: str, split: str, pid: int, voices, good: _Side, bad: _Side) -> list[Item]:
+    """The items of pair ``pid``: its ``good`` (correct 1) and ``bad`` (0) side read by every voice."""
     out = []
     for voice in voices:
-        for correct, text, fields in ((1, good, good_fields), (0, bad, bad_fields)):
+        for correct, side in ((1, good), (0, bad)):
             name = _filename(seed, task, split, pid, voice, correct)
-            out.append(Item(task, split, pid, voice, correct, text, name,
-                            utterance_seed(seed, f"{task}/{name}"), tuple(fields)))
+            out.append(Item(task, split, pid, voice, correct, side.text, name,
+                            utterance_seed(seed, f"{task}/{name}"), tuple(side.fields)))
     return out
 
 
@@ -116,9 +124,9 @@ def _lexical(seed: int, sizes: dict[str, int], voices) -> tuple[list[Item], list
                 raise InputError(f"pairs={sizes['test']} asks for more words than the vocabulary has; use fewer pairs")
             (w, nw), (_, pw), (_, pn) = pair, maker.pronunciation(pair[0]), maker.pronunciation(pair[1])
             nonwords.append(nw)
-            items += _items(seed, "lexical", split, pid, voices, w, nw,
-                            (("word", w), ("phones", " ".join(pw)), ("length", str(len(pw)))),
-                            (("word", nw), ("phones", " ".join(pn)), ("length", str(len(pn)))))
+            items += _items(seed, "lexical", split, pid, voices,
+                            _Side(w, (("word", w), ("phones", " ".join(pw)), ("length", str(len(pw))))),
+                            _Side(nw, (("word", nw), ("phones", " ".join(pn)), ("length", str(len(pn))))))
     return items, nonwords
 
 
@@ -138,7 +146,7 @@ def _syntactic(seed: int, sizes: dict[str, int], voices, seen: set[str]) -> list
                 raise InputError(f"pairs={sizes['test']}: the grammar ran out of distinct {kind}/{subtype} pairs")
             seen.update(pair)
             fields = (("type", kind), ("subtype", subtype))
-            items += _items(seed, "syntactic", split, pid, voices, *pair, fields, fields)
+            items += _items(seed, "syntactic", split, pid, voices, _Side(pair[0], fields), _Side(pair[1], fields))
     return items
 
 
@@ -157,8 +165,9 @@ def _storycloze(seed: int, sizes: dict[str, int], voices, seen: set[str]) -> lis
                     break
             seen.update([*context, good, bad])
             story = " ".join(context)
-            items += _items(seed, "storycloze", split, pid, voices, f"{story} {good}", f"{story} {bad}",
-                            (("topic", topic.name),), (("topic", topic.name),))
+            fields = (("topic", topic.name),)
+            items += _items(seed, "storycloze", split, pid, voices, _Side(f"{story} {good}", fields),
+                            _Side(f"{story} {bad}", fields))
     return items
 
 

@@ -61,6 +61,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from spidrkit.config import SAMPLE_RATE
 from spidrkit.data.corpora.alignments import write_split_annotations
@@ -68,8 +69,9 @@ from spidrkit.data.corpora.manifest import ManifestEntry, write_manifest
 from spidrkit.data.synth import engines
 from spidrkit.data.synth.flite import PHONES
 from spidrkit.data.synth.long import join_stream, parse_seconds_range, streams
+from spidrkit.data.synth.options import CorpusOptions, corpus_options, snr_range
 from spidrkit.data.synth.plan import UtterancePlan, heldout_list, plan_corpus
-from spidrkit.data.synth.render import DEFAULT_NOISE, render_utterance
+from spidrkit.data.synth.render import DEFAULT_NOISE, render_utterance  # noqa: F401 (DEFAULT_NOISE: the CLI's)
 from spidrkit.data.synth.sentences import load_sentences
 from spidrkit.io import (
     atomic_write,
@@ -218,54 +220,43 @@ def resolve_voices(voices="all", heldout_voice=None) -> tuple[tuple[str, ...], d
     return voices, {}
 
 
-def synthesize_corpus(out_dir: str | os.PathLike, voices="all", hours: float = 2.0, seed: int = 0,
-                      heldout_voice: str | None = None, dev_fraction: float = 0.1, workers: int = 2,
-                      noise: tuple[float, float] | None = DEFAULT_NOISE, sentences: list[str] | None = None,
-                      progress: bool = True, utterance_seconds: tuple[float, float] | str | None = None) -> Path:
+def synthesize_corpus(out_dir: str | os.PathLike, options: CorpusOptions | None = None, **overrides: Any) -> Path:
     """Build (or finish building) the aligned corpus in ``out_dir`` and return ``out_dir``.
 
-    ``voices``: corpus voices (:data:`spidrkit.data.synth.engines.VOICES`) or ``"all"`` (default: every voice whose
-    synthesiser is installed; a missing one is a warning); ``heldout_voice``: one of them or several (a list or
-    ``"kal16,ked"``), kept out of train/dev and read into the ``heldout`` split; voices without alignments
-    read train only; ``hours``: speech in train + dev; ``noise``: the SNR
-    range (dB) of the light background noise, None for none; ``workers``: processes; ``sentences``: a
-    sentence list instead of the shipped one; ``utterance_seconds``: (low, high) or ``"8-20"`` joins
-    consecutive sentences of one voice into utterances of that length with pauses
-    (:mod:`spidrkit.data.synth.long`), None (default) keeps one sentence per utterance. Re-running with the
-    same arguments finishes an interrupted build (finished utterances are kept) and leaves a finished one
-    unchanged; a different ``hours`` grows or cuts the corpus in place (the utterances both plans share are
-    not redone); other changed arguments on an existing corpus are an error. Raises ``FliteError`` (with
-    the install command) when flite is missing.
+    ``options``: a :class:`~spidrkit.data.synth.options.CorpusOptions` (what each option does), and/or its
+    fields as keywords (``voices=("awb", "slt"), hours=2.0, ...``). Re-running with the same arguments
+    finishes an interrupted build (finished utterances are kept) and leaves a finished one unchanged; a
+    different ``hours`` grows or cuts the corpus in place (the utterances both plans share are not redone);
+    other changed arguments on an existing corpus are an error. Raises ``FliteError`` (with the install
+    command) when flite is missing.
     """
+    o = corpus_options(options, **overrides)
     out_dir = Path(out_dir)
-    custom_sentences = sentences is not None
-    sentences = list(sentences) if custom_sentences else load_sentences()
-    noise = tuple(float(x) for x in noise) if noise else None
-    if noise and (len(noise) != 2 or noise[0] > noise[1]):
-        raise ValueError(f"noise must be an SNR range (low, high) in dB, got {noise}")
-    utterance_seconds = parse_seconds_range(utterance_seconds)
-    voices, absent = resolve_voices(voices, heldout_voice)  # fails early, with the install command
+    custom_sentences = o.sentences is not None
+    sentences = list(o.sentences) if custom_sentences else load_sentences()
+    noise, utterance_seconds = snr_range(o.noise), parse_seconds_range(o.utterance_seconds)
+    voices, absent = resolve_voices(o.voices, o.heldout_voice)  # fails early, with the install command
     for v, why in absent.items():
         warnings.warn(f"voice {v} left out: {why}", stacklevel=2)
-    plans = plan_corpus(sentences, voices, hours, seed, heldout_voice, dev_fraction)
+    plans = plan_corpus(sentences, voices, o.hours, o.seed, o.heldout_voice, o.dev_fraction)
     if utterance_seconds and not all(engines.VOICES[v].aligned for v in voices):
         raise ValueError("long utterances (utterance_seconds) need voices with alignments: "
                          + ", ".join(v for v in voices if engines.VOICES[v].aligned))
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences, utterance_seconds)
+    settings = _settings(voices, o.seed, o.heldout_voice, o.dev_fraction, noise, sentences, utterance_seconds)
     with exclusive(out_dir):
         check_settings(out_dir, settings)
         if utterance_seconds:
-            totals, rendered_this_run = _build_long(out_dir, plans, seed, noise, utterance_seconds, workers,
-                                                    progress)
+            totals, rendered_this_run = _build_long(out_dir, plans, o.seed, noise, utterance_seconds, o.workers,
+                                                    o.progress)
         else:
-            totals, rendered_this_run = _build(out_dir, plans, noise, workers, progress)
+            totals, rendered_this_run = _build(out_dir, plans, noise, o.workers, o.progress)
     write_sidecar(
         out_dir,
         kind="synthetic aligned corpus",
         synthesiser=", ".join(sorted({engines.VOICES[v].engine for v in voices})),
         voices_missing=absent,
-        settings={**settings, "hours": hours},
+        settings={**settings, "hours": o.hours},
         sentences="user-supplied" if custom_sentences else "spidrkit/resources/sentences.txt (CC0)",
         sample_rate=SAMPLE_RATE,
         frame_rate=LABEL_RATE,

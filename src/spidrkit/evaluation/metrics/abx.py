@@ -29,6 +29,7 @@ The item file has the ZeroSpeech columns ``#file onset offset #phone prev-phone 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ from typing import Any, Literal
 
 import torch
 
+from spidrkit.config.validation import with_overrides
 from spidrkit.errors import InputError
 from spidrkit.evaluation.metrics.discrete import UnitSource, frame_units, units_as_indices
 from spidrkit.extraction.features_io import iter_feature_files
@@ -66,6 +68,32 @@ class ABXScore:
     cells: int
     triplets: int
     pairs: dict[str, float] | None = None  # across speakers: the error of each voice pair "a|b" (sorted)
+
+
+@dataclass(frozen=True)
+class ABXOptions:
+    """How :func:`abx_score` scores, checked when built.
+
+    ``speaker``: ``"within"`` (A, B, X from one speaker) or ``"across"`` (X from another speaker). ``context``:
+    ``"within"`` (triphones: A, B, X share prev/next phones) or ``"any"``. ``distance``: ``"angular"`` for
+    features, ``"kl_symmetric"`` for posteriors, ``"identical"`` for discrete units (features of shape (T, 1)
+    holding unit indices, or one-hot (T, V)). ``max_size_group``, ``max_x_across``, ``seed``: the ZeroSpeech
+    subsampling (10 and 5 in the original code). ``device``: fastabx's (None: its default)."""
+
+    speaker: Speaker = "within"
+    context: Context = "within"
+    distance: Distance = "angular"
+    max_size_group: int | None = 10
+    max_x_across: int | None = 5
+    seed: int = 0
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.speaker not in ("within", "across"):
+            raise ValueError(f"speaker must be 'within' or 'across', not {self.speaker!r}")
+        if self.context not in ("within", "any"):
+            raise ValueError(f"context must be 'within' or 'any', not {self.context!r}")
 
 
 class FeatureDir(Mapping[str, torch.Tensor]):
@@ -197,49 +225,32 @@ def abx(features: FeatureSource, item_file: str | os.PathLike, **kwargs) -> floa
     return abx_score(features, item_file, **kwargs).error
 
 
-def abx_score(
-    features: FeatureSource,
-    item_file: str | os.PathLike,
-    *,
-    speaker: Speaker = "within",
-    context: Context = "within",
-    distance: Distance = "angular",
-    frequency: float,
-    max_size_group: int | None = 10,
-    max_x_across: int | None = 5,
-    seed: int = 0,
-    device: str | None = None,
-    progress: bool = True,
-) -> ABXScore:
+def abx_score(features: FeatureSource, item_file: str | os.PathLike, options: ABXOptions | None = None, *,
+              frequency: float, **overrides: Any) -> ABXScore:
     """ABX error rate in percent (0 = perfect, 50 = chance), as in ZeroSpeech 2021 / the SpidR paper, with
     the number of cells scored (those with at least one triplet) and of triplets in them.
 
     :param features: a folder of ``<fileid>.pt`` tensors (T, D) or a mapping ``{fileid: tensor}``.
     :param item_file: ZeroSpeech item file (``#file onset offset #phone prev-phone next-phone speaker``).
-    :param speaker: ``"within"`` (A, B, X from one speaker) or ``"across"`` (X from another speaker).
-    :param context: ``"within"`` (triphones: A, B, X share prev/next phones) or ``"any"``.
-    :param distance: ``"angular"`` for features, ``"kl_symmetric"`` for posteriors, ``"identical"`` for
-        discrete units (features of shape (T, 1) holding unit indices, or one-hot (T, V)).
+    :param options: an :class:`ABXOptions` (speaker, context, distance, subsampling, device, progress), and/or
+        its fields as keywords (``speaker="across", distance="identical"``).
     :param frequency: frame rate of the features in Hz (the model's ``frame_rate``).
-    :param max_size_group, max_x_across, seed: ZeroSpeech subsampling (10 and 5 in the original code).
     """
     from fastabx import Score, Subsampler, Task
 
+    o = with_overrides(ABXOptions, options, overrides, "abx_score")
+    speaker, context, distance = o.speaker, o.context, o.distance
     item_file = Path(item_file)
     check_item_file(item_file)
-    if speaker not in ("within", "across"):
-        raise ValueError(f"speaker must be 'within' or 'across', not {speaker!r}")
-    if context not in ("within", "any"):
-        raise ValueError(f"context must be 'within' or 'any', not {context!r}")
     triphone = ["prev-phone", "next-phone"] if context == "within" else []
     if speaker == "within":
         by, across = [*triphone, "speaker"], None
     else:
         by, across = triphone or None, ["speaker"]
-    dataset = _dataset(features, item_file, frequency, distance, device, progress)
-    subsampler = Subsampler(max_size_group, max_x_across if speaker == "across" else None, seed)
+    dataset = _dataset(features, item_file, frequency, distance, o.device, o.progress)
+    subsampler = Subsampler(o.max_size_group, o.max_x_across if speaker == "across" else None, o.seed)
     task = Task(dataset, on="#phone", by=by, across=across, subsampler=subsampler)
-    score = Score(task, distance, progress=progress)
+    score = Score(task, distance, progress=o.progress)
     levels = ([("next-phone", "prev-phone")] if context == "within" else []) + ["speaker"]
     error = 100.0 * score.collapse(levels=levels)
     scored = score.cells.filter(score.cells["size"] > 0)
@@ -323,23 +334,26 @@ def few_cells_warning(speaker: str, cells: int, triplets: int) -> str | None:
             "the error rate is not reliable; evaluate on more items")
 
 
-def abx_both(features: FeatureSource, item_file: str | os.PathLike, *, frame_rate: float,
-             distance: Distance = "angular", context: Context = "within", device: str | None = None,
-             speakers: Sequence[Speaker] = ("within", "across"), with_counts: bool = False,
-             with_pairs: bool = False) -> dict[str, Any]:
-    """``{"abx_within": %, "abx_across": %}`` of :func:`abx` (``context="within"``: triphones) at
-    ``frame_rate``; ``None`` (and a warning) for a condition where no triplet can be formed. A score on fewer
+def abx_both(features: FeatureSource, item_file: str | os.PathLike, options: ABXOptions | None = None, *,
+             frame_rate: float, speakers: Sequence[Speaker] = ("within", "across"), with_counts: bool = False,
+             with_pairs: bool = False, **overrides: Any) -> dict[str, Any]:
+    """``{"abx_within": %, "abx_across": %}`` of :func:`abx_score` (``context="within"``: triphones) at
+    ``frame_rate``, one score per speaker condition of ``speakers``; ``options`` and the keywords are
+    :class:`ABXOptions` fields (``distance``, ``context``, ``device``, ...; no progress bars unless asked), the
+    ``speaker`` aside. ``None`` (and a warning) for a condition where no triplet can be formed. A score on fewer
     than :data:`MIN_ABX_CELLS` cells is kept, with a warning. ``with_counts`` adds ``abx_within_cells``,
     ``abx_within_triplets`` (and the same for across): what each score rests on (0 for a condition without
     triplets). ``with_pairs`` adds ``abx_across_pairs``: :func:`voice_pairs` (empty without triplets)."""
+    if "speaker" in overrides:
+        raise TypeError("abx_both() scores each condition of speakers=(...); it takes no speaker")
+    o = with_overrides(ABXOptions, options or ABXOptions(progress=False), overrides, "abx_both")
     out: dict[str, Any] = {}
     for speaker in speakers:
         key = f"abx_{speaker}"
         try:
-            s = abx_score(features, item_file, speaker=speaker, context=context, distance=distance,
-                          frequency=frame_rate, device=device, progress=False)
+            s = abx_score(features, item_file, dataclasses.replace(o, speaker=speaker), frequency=frame_rate)
         except empty_task_errors() as e:
-            warnings.warn(f"ABX {speaker} speaker ({distance}): no triplet to score ({type(e).__name__}); "
+            warnings.warn(f"ABX {speaker} speaker ({o.distance}): no triplet to score ({type(e).__name__}); "
                           "reported as None", stacklevel=2)
             s = ABXScore(None, 0, 0)  # type: ignore[arg-type]
         else:
