@@ -45,7 +45,7 @@ import torch
 from spidrkit.data.slm.build import synthesize_slm
 from spidrkit.encoders.mfcc import SignalEncoder
 from spidrkit.evaluation.slm.compare import CompareRow, score_rows, write_comparison
-from spidrkit.evaluation.slm.units import fit_corpus_kmeans, parse_units, write_corpus_units
+from spidrkit.evaluation.slm.units import CorpusSplit, fit_corpus_kmeans, parse_units, write_corpus_units
 from spidrkit.io import read_metrics, write_json_atomic
 from spidrkit.lm import train
 
@@ -95,14 +95,15 @@ def make_units(args, out: Path, bench: Path, layers: tuple[int, int]) -> dict:
     wanted = unit_sources(args)
     encoder = load(args.checkpoint).model.eval() if {"codebook", "kmeans"} & set(wanted) else None
     mfcc = SignalEncoder("mfcc")
-    fit = dict(seed=0, max_files=args.kmeans_files)
+    fit = dict(seed=0)
+    train = CorpusSplit(corpus, "train", args.kmeans_files)
     files = {}
     km_mfcc = out / "units" / f"mfcc_k{args.k}.npy"
     km_spidr = out / "units" / f"spidr_L{layer}_k{args.k}.npy"
     if "mfcc" in wanted and not km_mfcc.is_file():
-        fit_corpus_kmeans(km_mfcc, corpus, "train", mfcc, 0, args.k, model="mfcc", **fit)
+        fit_corpus_kmeans(km_mfcc, train, mfcc, 0, args.k, model="mfcc", **fit)
     if "kmeans" in wanted and not km_spidr.is_file():
-        fit_corpus_kmeans(km_spidr, corpus, "train", encoder, layer, args.k, model=args.checkpoint, **fit)
+        fit_corpus_kmeans(km_spidr, train, encoder, layer, args.k, model=args.checkpoint, **fit)
     specs = {"phones": lambda: (parse_units("phones"), None),
              "mfcc": lambda: (parse_units(f"kmeans:{km_mfcc}", encoder="mfcc"), mfcc),
              "codebook": lambda: (parse_units(f"codebook:{codebook}"), encoder),
@@ -112,14 +113,14 @@ def make_units(args, out: Path, bench: Path, layers: tuple[int, int]) -> dict:
         for split in ("train", "dev"):
             path = out / "units" / f"{name}_{split}.txt"
             if not path.is_file():
-                write_corpus_units(path, corpus, split, spec, enc, model=args.checkpoint if enc else "")
+                write_corpus_units(path, CorpusSplit(corpus, split), spec, enc, model=args.checkpoint if enc else "")
             files[f"{name}_{split}"] = str(path)
     base = args.shuffled_of
     for split in ("train", "dev"):
         path = out / "units" / f"shuffled_{split}.txt"
         if not path.is_file():
             spec, enc = specs[base]
-            write_corpus_units(path, corpus, split, spec, enc, shuffle_seed=0)
+            write_corpus_units(path, CorpusSplit(corpus, split), spec, enc, shuffle_seed=0)
         files[f"shuffled_{split}"] = str(path)
     return {"layer": layer, "codebook_layer": codebook, "files": files, "sources": list(args.sources),
             "units": {n: s.describe() for n, (s, _) in specs.items()},

@@ -12,7 +12,7 @@ from spidrkit.config import load_config
 from spidrkit.data.corpora.audio import load_audio
 from spidrkit.data.corpora.manifest import read_manifest
 from spidrkit.data.synth.engines import available_voices, missing
-from spidrkit.demo import DEMO_POOL, _headline, corpus_hours, run_demo
+from spidrkit.demo import DEMO_POOL, DemoOptions, _headline, corpus_hours, run_demo
 from spidrkit.evaluation.metrics.abx import abx
 
 
@@ -166,7 +166,7 @@ def test_a_run_without_a_metrics_log_gives_a_note_not_an_error(tmp_path, monkeyp
     monkeypatch.setattr(sweep_mod, "sweep", lambda *a, **k: seen.update(k) or {})
     run_dir = tmp_path / "run"
     _run_stages(tmp_path, tmp_path / "corpus", run_dir, Stopwatch(), demo_config(tmp_path / "corpus", 0.1, 0),
-                hours=0.01, kmeans_k=8, workers=1, progress=False)
+                DemoOptions(hours=0.01, kmeans_k=8, workers=1, progress=False))
     assert seen["metrics_jsonl"] is None
     assert seen["notes"] == [f"no perplexity figure: the run wrote no metrics log ({run_dir / 'metrics.jsonl'}): "
                              "it ended before its first logging step"]
@@ -189,8 +189,8 @@ def test_the_stages_name_what_the_config_trains_not_the_arguments(tmp_path, monk
     monkeypatch.setattr(sweep_mod, "sweep", lambda *a, **k: seen.update(k) or {})
     cfg = demo_config(tmp_path / "corpus", 0.1, 0, "spidr",
                       ("train.max_minutes=0.3", "train.seed=7", "variant=dinosr"))
-    _run_stages(tmp_path, tmp_path / "corpus", tmp_path / "run", Stopwatch(), cfg, hours=0.01, kmeans_k=8,
-                workers=1, progress=False)
+    _run_stages(tmp_path, tmp_path / "corpus", tmp_path / "run", Stopwatch(), cfg,
+                DemoOptions(hours=0.01, kmeans_k=8, workers=1, progress=False))
     assert trained == [cfg]
     assert list(cfg.train.milestone_minutes) == milestone_minutes(0.3)
     assert seen["corpus_seed"] == 7

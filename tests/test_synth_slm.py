@@ -299,13 +299,13 @@ def test_phone_lm_trains_on_the_lm_corpus_phones_and_scores_every_task(built, tm
     """corpus phones -> units file (39 ids, silences dropped) -> lm train -> evaluate slm --units phones."""
     from spidrkit.data.corpora.alignments import read_alignments
     from spidrkit.evaluation.slm.score import evaluate_slm
-    from spidrkit.evaluation.slm.units import PHONE_INVENTORY, parse_units, write_corpus_units
+    from spidrkit.evaluation.slm.units import PHONE_INVENTORY, CorpusSplit, parse_units, write_corpus_units
     from spidrkit.extraction.units import read_units
     from spidrkit.io import read_sidecar
     from spidrkit.lm import load_lm, train
 
     spec = parse_units("phones")
-    path = write_corpus_units(tmp_path / "phones.txt", built / "lm_train", "train", spec)
+    path = write_corpus_units(tmp_path / "phones.txt", CorpusSplit(built / "lm_train", "train"), spec)
     aligned = read_alignments(built / "lm_train" / "train_phones.txt")
     phones = {u: [iv.label for iv in ivs if iv.label != "SIL"] for u, ivs in aligned.items()}
     units = read_units(path)

@@ -19,15 +19,18 @@ Every stage resumes: running the same command again after an interruption redoes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spidrkit.config import ModelConfig, load_config
+from spidrkit.config.validation import with_overrides
 from spidrkit.data.synth.engines import ALL_VOICES
 from spidrkit.errors import InputError, Terminated
 from spidrkit.evaluation.pages import write_html, write_tables
@@ -130,38 +133,48 @@ def _stage(name: str, watch: Stopwatch) -> Iterator[None]:
     print(f"    {name}: {watch.seconds[name]:.0f} s", flush=True)
 
 
-def run_demo(
-    out_dir: str | os.PathLike = "runs/demo",
-    minutes: float = DEFAULT_MINUTES,
-    hours: float | None = None,
-    seed: int = 0,
-    variant: str = "spidr",
-    kmeans_k: int = 100,
-    workers: int = 2,
-    overrides: tuple[str, ...] = (),
-    progress: bool = True,
-    slm_minutes: float = SLM_MINUTES,
-    slm_pairs: int = SLM_PAIRS,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DemoOptions:
+    """Every option of :func:`run_demo` (and of ``spidrkit demo``): the training budget in ``minutes``, the
+    corpus's ``hours`` (default: :func:`corpus_hours` of the budget), the ``seed``, the ``variant``, the sweep's
+    ``kmeans_k``, corpus ``workers``, config ``overrides`` (``section.key=value``, which win over the options
+    above), a progress bar, the unit LM's budget ``slm_minutes`` (0: no sLM stage) and its benchmark's
+    ``slm_pairs``."""
+
+    minutes: float = DEFAULT_MINUTES
+    hours: float | None = None
+    seed: int = 0
+    variant: str = "spidr"
+    kmeans_k: int = 100
+    workers: int = 2
+    overrides: tuple[str, ...] = ()
+    progress: bool = True
+    slm_minutes: float = SLM_MINUTES
+    slm_pairs: int = SLM_PAIRS
+
+
+def run_demo(out_dir: str | os.PathLike = "runs/demo", options: DemoOptions | None = None,
+             **changes: Any) -> dict[str, Any]:
     """Run the whole demo into ``out_dir``; returns the report's dict (also in ``OUT/report.json``).
-    ``slm_minutes``: the unit LM's training budget (0: no sLM stage); ``slm_pairs``: its benchmark's size."""
+    ``options``: a :class:`DemoOptions` and/or its fields as keywords (``run_demo(out, minutes=24)``)."""
+    opts = with_overrides(DemoOptions, options, changes, "run_demo")
     out = Path(out_dir)
     watch = Stopwatch()
     corpus = out / "corpus"
-    cfg = demo_config(corpus, minutes, seed, variant, overrides)  # a bad --set fails before any stage runs
+    # a bad --set fails before any stage runs
+    cfg = demo_config(corpus, opts.minutes, opts.seed, opts.variant, opts.overrides)
     # what trains is the config's: a `--set train.max_minutes=` / `train.seed=` / `variant=` wins over the arguments
     minutes, seed, variant = cfg.train.max_minutes, cfg.train.seed, cfg.variant
     if minutes <= 0:
         raise InputError(f"train.max_minutes={minutes:g}: the demo trains for a wall-time budget; set it above 0")
-    hours = corpus_hours(minutes) if hours is None else hours
+    hours = corpus_hours(minutes) if opts.hours is None else opts.hours
+    opts = dataclasses.replace(opts, minutes=minutes, seed=seed, variant=variant, hours=hours)
     run_dir = out / f"pretrain_{variant}"
     out.mkdir(parents=True, exist_ok=True)
     with watch("total"):
-        summary, checkpoint, results = _run_stages(out, corpus, run_dir, watch, cfg, hours=hours, kmeans_k=kmeans_k,
-                                                   workers=workers, progress=progress)
+        summary, checkpoint, results = _run_stages(out, corpus, run_dir, watch, cfg, opts)
         budget = budget_stage(out, corpus, run_dir, watch)
-        slm = _slm_stages(out, corpus, checkpoint, results, watch, minutes=slm_minutes, pairs=slm_pairs, seed=seed,
-                          workers=workers, progress=progress)
+        slm = _slm_stages(out, corpus, checkpoint, results, watch, opts)
     timings = watch.rounded(1)  # the stages, then "total" (timed last)
     voices, heldout = demo_voices()
     demo_info = {
@@ -179,8 +192,7 @@ def run_demo(
     return {"demo": demo_info, "results": results, "slm": slm}
 
 
-def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *, hours: float, kmeans_k: int,
-                workers: int, progress: bool):
+def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, opts: DemoOptions):
     """Corpus, pretraining (``cfg``: :func:`demo_config`), sweep: ``(training summary, checkpoint, sweep results)``."""
     from spidrkit.checkpoints.run import latest_checkpoint
     from spidrkit.data.synth.corpus import synthesize_corpus
@@ -189,7 +201,8 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, *
     from spidrkit.evaluation.sweep.run import sweep
     from spidrkit.training.loop import pretrain
 
-    minutes, seed, variant = cfg.train.max_minutes, cfg.train.seed, cfg.variant
+    minutes, seed, variant, progress = cfg.train.max_minutes, cfg.train.seed, cfg.variant, opts.progress
+    hours, kmeans_k, workers = opts.hours, opts.kmeans_k, opts.workers
 
     voices, heldout = demo_voices()
     with _stage(f"1/6 corpus: {hours} h of speech from {', '.join(voices)} ({', '.join(heldout)} held out)", watch):
@@ -303,17 +316,18 @@ def demo_units(out: Path, results: dict[str, Any]) -> tuple[str, int | None]:
     return f"codebook:{int(layer)}", None
 
 
-def _slm_stages(out: Path, corpus: Path, checkpoint: Path, results: dict[str, Any], watch: Stopwatch, *,
-                minutes: float, pairs: int, seed: int, workers: int, progress: bool) -> dict[str, Any] | None:
+def _slm_stages(out: Path, corpus: Path, checkpoint: Path, results: dict[str, Any], watch: Stopwatch,
+                opts: DemoOptions) -> dict[str, Any] | None:
     """sLM: the units of :data:`SLM_FILES` utterances of the corpus and the LM, ``minutes`` for both (the LM
     trains for what the units left, at least :data:`SLM_MIN_TRAIN_MINUTES` or ``minutes``; once: a finished LM is kept),
     then the benchmark and the scores (``OUT/slm/compare/report.{md,json}``, with the ABX/PNMI vs sLM table).
-    ``None`` if ``minutes`` is 0."""
+    ``None`` if ``minutes`` (``opts.slm_minutes``) is 0."""
+    minutes, pairs, seed, workers, progress = opts.slm_minutes, opts.slm_pairs, opts.seed, opts.workers, opts.progress
     if minutes <= 0:
         return None
     from spidrkit.data.slm.build import synthesize_slm
     from spidrkit.evaluation.slm.compare import CompareRow, score_rows, write_comparison
-    from spidrkit.evaluation.slm.units import load_encoder, parse_units, write_corpus_units
+    from spidrkit.evaluation.slm.units import CorpusSplit, load_encoder, parse_units, write_corpus_units
     from spidrkit.lm import train
 
     slm = out / "slm"
@@ -328,7 +342,8 @@ def _slm_stages(out: Path, corpus: Path, checkpoint: Path, results: dict[str, An
             encoder, model_id = load_encoder(str(checkpoint), spec)
             for split, path in files.items():
                 if not path.is_file():
-                    write_corpus_units(path, corpus, split, spec, encoder, model=model_id, max_files=SLM_FILES[split])
+                    source = CorpusSplit(corpus, split, SLM_FILES[split])
+                    write_corpus_units(path, source, spec, encoder, model=model_id)
             budget = max(min(SLM_MIN_TRAIN_MINUTES, minutes), minutes - (time.monotonic() - started) / 60)
             summary = train([files["train"]], slm / "lm", "tiny", [
                 f"train.max_minutes={budget:.3f}", "train.max_steps=1000000", "optim.schedule=constant",

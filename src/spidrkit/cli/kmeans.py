@@ -110,7 +110,15 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _fit_corpus(args: argparse.Namespace) -> int:
-    from spidrkit.evaluation.slm.units import MFCC, UnitSpec, corpus_entries, files_bar, fit_corpus_kmeans, load_encoder
+    from spidrkit.evaluation.slm.units import (
+        MFCC,
+        CorpusSplit,
+        UnitSpec,
+        corpus_entries,
+        files_bar,
+        fit_corpus_kmeans,
+        load_encoder,
+    )
 
     if args.encoder == MFCC and args.layer is not None:
         raise UserError("--encoder mfcc has no layers: leave out --layer")
@@ -123,8 +131,8 @@ def _fit_corpus(args: argparse.Namespace) -> int:
     if args.encoder != MFCC and not 1 <= layer <= encoder.num_layers:
         raise UserError(f"--layer {layer}: the encoder has layers 1..{encoder.num_layers}")
     with files_bar(total, "features", enabled=not args.quiet) as bar:
-        path = fit_corpus_kmeans(args.output, args.corpus, args.split, encoder, layer, args.k, seed=args.seed,
-                                 max_files=args.max_files, model=model_id, progress=bar)
+        path = fit_corpus_kmeans(args.output, CorpusSplit(args.corpus, args.split, args.max_files), encoder, layer,
+                                 args.k, seed=args.seed, model=model_id, progress=bar)
     model = KMeansModel.load(path)
     where = "MFCC" if layer == 0 else f"layer {layer}"
     print(f"k={model.k} dim={model.dim} on {where} of {total} files -> {path}", file=sys.stderr)

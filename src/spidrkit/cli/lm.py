@@ -71,6 +71,7 @@ def add_units_parser(sub: Any) -> None:
 
 def _units(args: argparse.Namespace) -> int:
     from spidrkit.evaluation.slm.units import (
+        CorpusSplit,
         corpus_entries,
         files_bar,
         load_encoder,
@@ -84,8 +85,8 @@ def _units(args: argparse.Namespace) -> int:
     encoder, model_id = load_encoder(args.encoder, spec, args.device, variant=args.variant,
                                      normalization=args.normalization)
     with files_bar(total, "units", enabled=total > 0 and not args.quiet) as bar:
-        path = write_corpus_units(args.output, args.corpus, args.split, spec, encoder, shuffle_seed=args.shuffle,
-                                  model=model_id, progress=bar, max_files=args.max_files)
+        path = write_corpus_units(args.output, CorpusSplit(args.corpus, args.split, args.max_files), spec, encoder,
+                                  shuffle_seed=args.shuffle, model=model_id, progress=bar)
     info = read_sidecar(path)
     print(f"{spec.describe()}{' shuffled' if args.shuffle is not None else ''}, k={info.get('k')} -> {path}",
           file=sys.stderr)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from spidrkit.config.validation import with_overrides
 from spidrkit.evaluation.slm.bench import Split, read_benchmark
 from spidrkit.evaluation.slm.rules import DEFAULT_BOOTSTRAP, pair_scores, summarize
 from spidrkit.evaluation.slm.units import (  # noqa: F401  (parse_units, SlmUnitsError: this module's API too)
@@ -32,10 +34,27 @@ from spidrkit.lm.scoring import DEFAULT_BATCH_TOKENS, score
 from spidrkit.lm.vocab import UnitVocab
 
 
-def _score_split(split: Split, encoder: Any, spec: UnitSpec, lm: Any, vocab: UnitVocab, normalize: bool,
-                 batch_tokens: int, progress: bool, cache: dict | None = None,
-                 ) -> tuple[dict[str, float], dict[str, float]]:
-    items = split.items
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How :func:`evaluate_slm` scores: token-``normalize``d log-likelihoods, LM batches of ``batch_tokens``,
+    ``n_bootstrap`` resamples (``seed``), ``inputs`` (what produced the encoder and LM, for the report), a
+    progress line; ``splits``: ``read_benchmark(benchmark)`` when the caller has read it already;
+    ``units_cache``: a dict the caller keeps across calls, so LMs (seeds) over the same units and encoder
+    extract them once."""
+
+    normalize: bool = True
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
+    n_bootstrap: int = DEFAULT_BOOTSTRAP
+    seed: int = 0
+    inputs: dict[str, Any] | None = None
+    progress: bool = True
+    splits: list[Split] | None = None
+    units_cache: dict | None = None
+
+
+def _score_split(split: Split, encoder: Any, spec: UnitSpec, lm: Any, vocab: UnitVocab,
+                 opts: ScoringOptions) -> tuple[dict[str, float], dict[str, float]]:
+    items, progress, cache = split.items, opts.progress, opts.units_cache
     t0 = time.perf_counter()
 
     def tell(done: int) -> None:
@@ -52,7 +71,7 @@ def _score_split(split: Split, encoder: Any, spec: UnitSpec, lm: Any, vocab: Uni
     if cache is not None:
         cache[key] = units
     t1 = time.perf_counter()
-    values = score(lm, vocab, units, normalize=normalize, batch_tokens=batch_tokens,
+    values = score(lm, vocab, units, normalize=opts.normalize, batch_tokens=opts.batch_tokens,
                    names=[str(it.path) for it in items])
     t2 = time.perf_counter()
     if progress:
@@ -62,34 +81,20 @@ def _score_split(split: Split, encoder: Any, spec: UnitSpec, lm: Any, vocab: Uni
                                                               "files": len(items)}
 
 
-def evaluate_slm(
-    benchmark: str | os.PathLike,
-    encoder: Any,
-    units: UnitSpec,
-    lm: Any,
-    vocab: UnitVocab,
-    output: str | os.PathLike,
-    *,
-    normalize: bool = True,
-    batch_tokens: int = DEFAULT_BATCH_TOKENS,
-    n_bootstrap: int = DEFAULT_BOOTSTRAP,
-    seed: int = 0,
-    inputs: dict[str, Any] | None = None,
-    progress: bool = True,
-    splits: list[Split] | None = None,
-    units_cache: dict | None = None,
-) -> dict[str, Any]:
+def evaluate_slm(benchmark: str | os.PathLike, encoder: Any, units: UnitSpec, lm: Any, vocab: UnitVocab,
+                 output: str | os.PathLike, options: ScoringOptions | None = None, **changes: Any) -> dict[str, Any]:
     """Score every split of ``benchmark`` (see the module doc); returns the report's dictionary.
 
     ``encoder``: ``None`` for ``phones``, a :class:`~spidrkit.encoders.mfcc.SignalEncoder`, or a
     SpidR-interface model in eval mode (``spidrkit.checkpoints.load(...).model``); ``lm``: a
-    ``transformers`` causal LM over ``vocab``'s tokens; ``inputs``: what produced them, for the report;
-    ``splits``: ``read_benchmark(benchmark)`` when the caller has read it already; ``units_cache``: a dict
-    the caller keeps across calls, so LMs (seeds) over the same units and encoder extract them once.
+    ``transformers`` causal LM over ``vocab``'s tokens; ``options``: a :class:`ScoringOptions` and/or its fields as
+    keywords.
     """
+    opts = with_overrides(ScoringOptions, options, changes, "evaluate_slm")
+    normalize, n_bootstrap, seed = opts.normalize, opts.n_bootstrap, opts.seed
     from spidrkit.evaluation.slm.report import write_outputs
 
-    splits = read_benchmark(benchmark) if splits is None else splits
+    splits = read_benchmark(benchmark) if opts.splits is None else opts.splits
     check_units(units, encoder, vocab)
     lm.eval()
     results: dict[str, Any] = {}
@@ -97,15 +102,14 @@ def evaluate_slm(
     timing: dict[str, Any] = {}
     for split in splits:
         key = f"{split.task}/{split.split}"
-        scores[split.task, split.split], timing[key] = _score_split(
-            split, encoder, units, lm, vocab, normalize, batch_tokens, progress, units_cache)
+        scores[split.task, split.split], timing[key] = _score_split(split, encoder, units, lm, vocab, opts)
         if split.gold:
             pairs = pair_scores(split, scores[split.task, split.split])
             results[key] = summarize(pairs, n_bootstrap, seed)
     report = {
         "command": "spidrkit evaluate slm",
         "benchmark": str(benchmark),
-        "inputs": {**(inputs or {}), "units": units.describe()},
+        "inputs": {**(opts.inputs or {}), "units": units.describe()},
         "scoring": {"normalize": normalize, "bootstrap": n_bootstrap, "seed": seed,
                     "tokens": "bos + de-duplicated units + eos" if vocab.dedup else "bos + units + eos",
                     "counted": "units and eos (bos given)", "vocab": {"k": vocab.k, "dedup": vocab.dedup}},

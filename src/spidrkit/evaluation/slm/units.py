@@ -263,13 +263,24 @@ def shuffle_units(units: Mapping[str, Sequence[int]], seed: int = 0, dedup: bool
     return out
 
 
-def write_corpus_units(out: str | os.PathLike, corpus: str | os.PathLike, split: str, spec: UnitSpec,
-                       encoder: Any = None, *, shuffle_seed: int | None = None, model: str = "",
-                       progress: Callable[[int], None] | None = None, max_files: int | None = None) -> Path:
+@dataclass(frozen=True)
+class CorpusSplit:
+    """A split of a corpus folder (``CORPUS/SPLIT.csv``, a manifest; ``SPLIT_phones.txt`` for phones), at most
+    ``max_files`` of its utterances, evenly spaced."""
+
+    corpus: str | os.PathLike
+    split: str = "train"
+    max_files: int | None = None
+
+
+def write_corpus_units(out: str | os.PathLike, source: CorpusSplit, spec: UnitSpec, encoder: Any = None, *,
+                       shuffle_seed: int | None = None, model: str = "",
+                       progress: Callable[[int], None] | None = None) -> Path:
     """The units of a corpus split as a units file for ``spidrkit lm train`` (sidecar: ``k``, the source,
     ``shuffled``); ``shuffle_seed``: the shuffled-units control of :func:`shuffle_units`."""
     from spidrkit.extraction.units import write_units
 
+    corpus, split, max_files = source.corpus, source.split, source.max_files
     if spec.kind != "phones":
         check_units(spec, encoder, UnitVocab(spec.k or getattr(getattr(encoder, "cfg", None), "codebook_size", 1)))
     units = corpus_units(corpus, split, spec, encoder, progress, max_files)
@@ -282,18 +293,17 @@ def write_corpus_units(out: str | os.PathLike, corpus: str | os.PathLike, split:
                        shuffle_seed=shuffle_seed, **extra)
 
 
-def fit_corpus_kmeans(out: str | os.PathLike, corpus: str | os.PathLike, split: str, encoder: Any, layer: int,
-                      k: int, *, seed: int = 0, max_files: int | None = None, model: str = "",
-                      progress: Callable[[int], None] | None = None) -> Path:
+def fit_corpus_kmeans(out: str | os.PathLike, source: CorpusSplit, encoder: Any, layer: int, k: int, *,
+                      seed: int = 0, model: str = "", progress: Callable[[int], None] | None = None) -> Path:
     """Fit ``k`` centroids (:func:`spidrkit.extraction.kmeans.fit_kmeans`) on the features of layer ``layer``
-    (or on MFCC with ``SignalEncoder("mfcc")``, layer 0) of ``max_files`` wavs (:func:`spread`) of ``corpus/SPLIT.csv``;
+    (or on MFCC with ``SignalEncoder("mfcc")``, layer 0) of the wavs of ``source`` (:func:`spread`);
     saved to ``out`` with a sidecar naming the layer, so ``kmeans:OUT`` finds it. ``progress`` gets the number of
     files read so far."""
     from spidrkit.data.corpora.audio import load_audio
     from spidrkit.extraction.compute import compute
     from spidrkit.extraction.kmeans import fit_kmeans
 
-    entries = corpus_entries(corpus, split, max_files)
+    entries = corpus_entries(source.corpus, source.split, source.max_files)
     feats = {}
     for start in range(0, len(entries), FILES_PER_CHUNK):
         chunk = entries[start : start + FILES_PER_CHUNK]
