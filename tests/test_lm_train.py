@@ -123,7 +123,7 @@ def test_config_presets_and_errors_name_the_key(tmp_path):
         ("lm.batching=stream", "lm.batching: must be one of 'pad', 'pack', got 'stream'"),
         ("lm.colour=1", "unknown key 'lm.colour'; known keys in [lm]: batching, dedup, k, valid_fraction"),
         ("train.compile=3", "train.compile: expected true or false, got 3"),
-        ("train.max_minutes=-1", "train.max_minutes: must be a finite number >= 0, got -1.0"),
+        ("train.max_minutes=-1", "train.max_minutes: must be a finite number in [0, 525600], got -1.0"),
     ]:
         with pytest.raises(ConfigError) as e:
             load_lm_config("tiny", [override])

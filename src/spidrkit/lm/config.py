@@ -91,25 +91,49 @@ class LMTrainConfig:
         check_section("train", self, LM_RULES, LM_CROSS_RULES)
 
 
+# Memory-sized maxima: a value past one of them cannot be trained (it would ask for more memory than any
+# machine has, or break the run folder's layout) and is refused with its key before any tensor is made.
+MAX_LAYERS = 256  # decoders with the most layers published have about 100-130
+MAX_DIM = 32_768  # the widest published decoders use 12k-18k; one 32k x 32k matrix is already 4 GiB in fp32
+MAX_HEADS = 1024  # a head of 32 dims at MAX_DIM
+MAX_FFN = 4 * MAX_DIM  # OPT's ratio (ffn_dim = 4 x dim) at MAX_DIM
+MAX_CONTEXT = 131_072  # tokens per sequence: 128k positions; OPT-125M uses 2048, a 50 Hz utterance of 40 s is 2000
+MAX_K = 1 << 20  # units: a million embeddings; speech unit inventories are 50-2048, codebooks at most 65536
+MAX_BATCH = 65_536  # sequences per micro-batch and process: 64k rows of even 2 tokens fill no GPU; OPT used 16
+MAX_ACCUM = 65_536  # micro-batches per update: a larger update is a batch no one trains with, and takes as long
+MAX_STEPS = 99_999_999  # checkpoint names hold 8 digits (checkpoints/step_XXXXXXXX.pt): they sort as they count
+MAX_CHECKPOINTS = 1000  # each is the whole training state (weights + AdamW: 3x the model): 1000 fill any disk
+MAX_MINUTES = 525_600.0  # a year of wall time
+# tokens per micro-batch (train.batch_size x model.context): the logits alone are tokens x (k + 4) floats in
+# fp32, 2^24 tokens are 64 GiB per thousand units, more than one GPU holds; OPT-125M's recipe: 16 x 2048 = 2^15
+MAX_BATCH_TOKENS = 1 << 24
+STEPS = Integer(0, MAX_STEPS)
+
 LM_RULES: dict[str, dict[str, Rule]] = {
-    "model": {"num_layers": Integer(1), "dim": Integer(1), "num_heads": Integer(1), "ffn_dim": Integer(1),
-              "context": Integer(2), "dropout": PROBABILITY, "attention_dropout": PROBABILITY},
-    "lm": {"k": Integer(0), "dedup": Free(), "valid_fraction": PROBABILITY, "batching": Choice(("pad", "pack"))},
+    "model": {"num_layers": Integer(1, MAX_LAYERS), "dim": Integer(1, MAX_DIM), "num_heads": Integer(1, MAX_HEADS),
+              "ffn_dim": Integer(1, MAX_FFN), "context": Integer(2, MAX_CONTEXT), "dropout": PROBABILITY,
+              "attention_dropout": PROBABILITY},
+    "lm": {"k": Integer(0, MAX_K), "dedup": Free(), "valid_fraction": PROBABILITY,
+           "batching": Choice(("pad", "pack"))},
     "optim": {"lr": Number(0.0, lo_open=True), "betas": Free(), "eps": Number(0.0, lo_open=True),
-              "weight_decay": Number(0.0), "clip_norm": Number(0.0), "warmup_steps": Integer(0),
+              "weight_decay": Number(0.0), "clip_norm": Number(0.0), "warmup_steps": STEPS,
               "schedule": Choice(("linear", "cosine", "constant")), "final_lr_scale": Number(0.0, 1.0)},
-    "train": {"batch_size": Integer(1), "grad_accum": Integer(1), "max_steps": Integer(1),
-              "max_minutes": Number(0.0),
+    "train": {"batch_size": Integer(1, MAX_BATCH), "grad_accum": Integer(1, MAX_ACCUM),
+              "max_steps": Integer(1, MAX_STEPS), "max_minutes": Number(0.0, MAX_MINUTES),
               "seed": Integer(0, MAX_SEED), "device": Choice(("auto", "cpu", "cuda")),
-              "precision": Choice(("auto", "bf16", "fp32")), "compile": Free(), "log_every": Integer(1),
-              "valid_every": Integer(0), "valid_batches": Integer(0), "checkpoint_every": Integer(1),
-              "keep_checkpoints": Integer(1)},
+              "precision": Choice(("auto", "bf16", "fp32")), "compile": Free(), "log_every": Integer(1, MAX_STEPS),
+              "valid_every": STEPS, "valid_batches": Integer(0, MAX_STEPS * MAX_ACCUM),
+              "checkpoint_every": Integer(1, MAX_STEPS), "keep_checkpoints": Integer(1, MAX_CHECKPOINTS)},
 }
 LM_CROSS_RULES: tuple[CrossRule, ...] = (
     CrossRule("lm_dim_by_heads", "model", lambda m: None if m.dim % m.num_heads == 0 else (
         f"model.num_heads: must divide model.dim ({m.dim}), got {m.num_heads}")),
     CrossRule("lm_betas", "optim", lambda o: None if all(PROBABILITY.ok(b) for b in o.betas) else (
         f"optim.betas: must be two numbers in [0, 1), got {list(o.betas)}")),
+    CrossRule("lm_batch_tokens", "", lambda c: None if c.train.batch_size * c.model.context <= MAX_BATCH_TOKENS else (
+        f"train.batch_size: train.batch_size x model.context (tokens per micro-batch) must be <= "
+        f"{MAX_BATCH_TOKENS}, got {c.train.batch_size} x {c.model.context}; lower train.batch_size and raise "
+        f"train.grad_accum")),
 )
 
 
@@ -119,6 +143,11 @@ class LMConfig:
     lm: LMDataConfig = field(default_factory=LMDataConfig)
     optim: LMOptimConfig = field(default_factory=LMOptimConfig)
     train: LMTrainConfig = field(default_factory=LMTrainConfig)
+
+    def __post_init__(self) -> None:
+        for cross in LM_CROSS_RULES:
+            if not cross.section and (message := cross.check(self)):
+                raise ConfigError(message)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {f.name: {k: (list(v) if isinstance(v, tuple) else v)
