@@ -74,8 +74,15 @@ def add_slm_parser(sub: Any) -> Any:
 
 def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
     """The unit LM of a run folder (its ``best/`` model), a model folder or a Hub repo, ``(model, vocab, info)``."""
-    from spidrkit.lm import load_lm
+    from pathlib import Path
 
+    from spidrkit.lm import load_lm
+    from spidrkit.lm.model import LMError
+
+    folder = Path(run).expanduser()
+    if (folder / "last").is_dir() and not (folder / "best").is_dir() and not (folder / "config.json").is_file():
+        raise LMError(f"{folder}: that run had no validation data, so it has no best/ model; score its last model "
+                      f"with --lm {folder / 'last'}")
     return load_lm(run, which="best")
 
 

@@ -97,7 +97,8 @@ def load_lm(run_dir: str | os.PathLike, which: str = "best", device: str | torch
     ``last/`` model, in eval mode on ``device``; ``run_dir`` may also be a model folder itself, or a Hugging
     Face Hub repo id holding either (``OWNER/NAME``, at ``revision`` or ``OWNER/NAME@REVISION``). ``info``:
     the model folder's sidecar (``step``, ``valid_loss``, ``k``...) plus ``which`` and ``path`` (a Hub repo:
-    ``hf://OWNER/NAME@COMMIT[/which]``)."""
+    ``hf://OWNER/NAME@COMMIT[/which]``). A run trained without validation data has no ``best/``: load it
+    with ``which="last"`` (or ``load_lm(RUN / "last")``, the model folder)."""
     run_dir, uri = _local(run_dir, revision)
     if (run_dir / "config.json").is_file() and (run_dir / "vocab.json").is_file():
         folder = run_dir
@@ -106,8 +107,9 @@ def load_lm(run_dir: str | os.PathLike, which: str = "best", device: str | torch
             raise LMError(f"which: expected one of {', '.join(WHICH)}, got {which!r}")
         folder = run_dir / which
     if not (folder / "config.json").is_file():
-        hint = ("that run had no validation data; load which='last'" if which == "best" and
-                (run_dir / "last").is_dir() else "train one with `spidrkit lm train UNITS --run-dir DIR`")
+        hint = (f"that run had no validation data, so no best/ model: its last model is {run_dir / 'last'}"
+                if which == "best" and (run_dir / "last").is_dir()
+                else "train one with `spidrkit lm train UNITS --run-dir DIR`")
         raise LMError(f"{folder}: no unit LM model folder here ({hint})")
     vocab = UnitVocab.load(folder)
     with _quiet_transformers():
