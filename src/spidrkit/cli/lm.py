@@ -3,16 +3,19 @@
     spidrkit lm units CORPUS [--split train] --units phones|codebook:L|kmeans:FILE [--encoder MODEL|mfcc]
                       [--layer N] [--shuffle SEED] [--max-files N] -o UNITS.txt
     spidrkit lm train UNITS... [--config opt125m|tiny|FILE.toml] [--set section.key=value ...] --run-dir DIR
-                      [--valid UNITS ...] [--force] [--no-progress]
+                      [--valid UNITS ...] [--fresh] [--force] [--no-progress]
     torchrun --nproc-per-node 8 $(which spidrkit) lm train UNITS --config opt125m --run-dir DIR
 
 UNITS: unit files as `spidrkit extract` or `spidrkit lm units` write them (units.txt, units.jsonl) or
 fairseq .km files. `lm units` gives a corpus split's units from any source the sLM scorer reads: gold
 phones (the topline), MFCC k-means (the floor: centroids from `spidrkit kmeans fit-corpus`), an encoder's
 codebook or k-means units, or any of them shuffled within each utterance (the control).
-Run `lm train` again to resume. Exit status: 0 when done; 2 for an error in the config or the
-units; 3 when the training loss became NaN or infinite; 74 for an I/O error; 75 when another live
-process holds RUN_DIR/run.lock (--force breaks it); 130 / 143 after Ctrl-C / SIGTERM, once the
+Run `lm train` again to resume: a run folder resumes only with the config and the units (training and
+validation files' contents) it was started with; --fresh deletes its checkpoints, best/, last/ and
+metrics and starts it anew. Validation units that are also training units are refused.
+Exit status: 0 when done; 2 for an error in the config or the units (or a resume with other ones); 3
+when the training loss became NaN or infinite; 74 for an I/O error; 75 when another live process holds
+RUN_DIR/run.lock (--force breaks it); 130 / 143 after Ctrl-C / SIGTERM, once the
 checkpoint of the last completed step is written.
 """
 
@@ -40,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", required=True, metavar="DIR", help="the run folder (an existing run is resumed)")
     p.add_argument("--valid", nargs="+", default=None, metavar="UNITS",
                    help="validation units files (default: a seeded lm.valid_fraction of the utterances)")
+    p.add_argument("--fresh", action="store_true", help="start the run folder anew: delete its checkpoints, best/, "
+                   "last/ and metrics first (a run resumes only with its own config and units)")
     p.add_argument("--force", action="store_true", help="break the run folder's lock (RUN_DIR/run.lock)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_units_parser(sub)
@@ -96,8 +101,11 @@ def _units(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.action == "units":
         return _units(args)
+    from spidrkit.lm.identity import start_anew
     from spidrkit.lm.trainer import train
 
+    if args.fresh:
+        start_anew(args.run_dir, force=args.force)
     summary = train(args.units, args.run_dir, args.config, args.overrides, args.valid,
                     progress=not args.no_progress, force=args.force)
     print(json.dumps(summary))

@@ -6,6 +6,8 @@ causal LMs), their training and scoring (``docs/design.md``, "Unit language mode
   :func:`load_lm_config`);
 - :mod:`~spidrkit.lm.data`: unit files in (``extract``'s text/JSONL, fairseq ``.km``), batches out;
 - :mod:`~spidrkit.lm.model`: the OPT model, its folders, :func:`load_lm`;
+- :mod:`~spidrkit.lm.identity`: a run folder's identity (its inputs' digests), :func:`start_anew`
+  (``--fresh``), the refusal of validation data that is also training data;
 - :mod:`~spidrkit.lm.trainer`: :func:`train` (``spidrkit lm train``).
 
 The names below are imported on first use (``transformers`` is heavy).
@@ -23,6 +25,7 @@ _LAZY = {
     "load_lm": "spidrkit.lm.model",
     "LMError": "spidrkit.lm.model",
     "train": "spidrkit.lm.trainer",
+    "start_anew": "spidrkit.lm.identity",
 }
 
 __all__ = sorted(_LAZY)

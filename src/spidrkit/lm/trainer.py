@@ -40,6 +40,7 @@ from spidrkit.io import (
 )
 from spidrkit.lm.config import LMConfig, LMOptimConfig, load_lm_config
 from spidrkit.lm.data import IGNORE, Batcher, choose_k, encode_corpus, read_corpus, split_valid, valid_batches
+from spidrkit.lm.identity import RunInputs, check_disjoint, check_same_run, run_inputs
 from spidrkit.lm.model import build_model, save_model_dir
 from spidrkit.lm.vocab import UnitVocab, VocabError
 from spidrkit.runtime import (
@@ -130,17 +131,18 @@ def evaluate(model: Any, batches: Sequence[dict[str, torch.Tensor]], device: tor
 class _Run:
     """The state of one training process; :meth:`loop` runs it."""
 
-    def __init__(self, cfg: LMConfig, run_dir: Path, units: Sequence[Any], valid: Sequence[Any] | None,
-                 progress: bool, callback: Callable[[int], None] | None) -> None:
+    def __init__(self, cfg: LMConfig, run_dir: Path, inputs: RunInputs, progress: bool,
+                 callback: Callable[[int], None] | None) -> None:
         self.cfg, self.run_dir, self.progress, self.callback = cfg, run_dir, progress, callback
         t = cfg.train
         self.device = select_device(t.device, detect_env().local_rank)
         self.world = _join_process_group(self.device)
         self.rank = dist.get_rank() if process_group_active() else 0
         self.bf16 = t.precision == "bf16" or (t.precision == "auto" and self.device.type == "cuda")
-        train_corpus, stated = read_corpus(units)
-        if valid:
-            valid_corpus, stated_v = read_corpus(valid)
+        train_corpus, stated = read_corpus(inputs.units)
+        if inputs.valid_units:
+            valid_corpus, stated_v = read_corpus(inputs.valid_units)
+            check_disjoint([u for u, _ in train_corpus], [u for u, _ in valid_corpus], inputs.valid_units)
             stated = stated if stated_v is None else stated_v if stated is None or stated == stated_v else -1
             if stated == -1:
                 raise VocabError("the training and validation units files were made with different k")
@@ -153,10 +155,9 @@ class _Run:
         self.valid = valid_batches(valid_seqs, t.batch_size, cfg.model.context)
         if t.valid_batches:
             self.valid = self.valid[: t.valid_batches]
-        self.data_info = {"units": [str(u) for u in units], "valid_units": [str(v) for v in valid or []],
-                          "k": self.vocab.k, "dedup": self.vocab.dedup, "train_utterances": len(train_corpus),
-                          "valid_utterances": len(valid_corpus), "train_tokens": sum(map(len, train_seqs)),
-                          "valid_tokens": sum(map(len, valid_seqs))}
+        self.data_info = {**inputs.sidecar(), "k": self.vocab.k, "dedup": self.vocab.dedup,
+                          "train_utterances": len(train_corpus), "valid_utterances": len(valid_corpus),
+                          "train_tokens": sum(map(len, train_seqs)), "valid_tokens": sum(map(len, valid_seqs))}
         seed_everything(t.seed)
         self.raw = build_model(cfg.model, self.vocab).to(self.device)
         self.optimizer = _optimizer(self.raw, cfg.optim)
@@ -314,17 +315,23 @@ def train(units: Sequence[str | os.PathLike], run_dir: str | os.PathLike, config
     run_dir}``. ``config``: a preset name (``opt125m``, ``tiny``), a TOML file or an :class:`LMConfig`, then
     ``overrides`` (``section.key=value``). ``valid``: validation units files (default: a seeded
     ``lm.valid_fraction`` of the utterances). ``callback(step)`` runs after every update (progress, tests).
-    A resumed run must have the same config as the run folder's ``config.toml``."""
+    A resumed run must have the same config as the run folder's ``config.toml`` and the same inputs (the
+    training and validation units files' contents, the sidecar's digests): :func:`spidrkit.lm.start_anew`
+    (``--fresh``) empties a run folder to train it anew. Validation data that is also training data is
+    refused (:class:`~spidrkit.lm.identity.LeakedValidation`)."""
     cfg = config if isinstance(config, LMConfig) else load_lm_config(config, list(overrides))
     run_dir = Path(run_dir)
+    inputs = run_inputs(units, valid)
     if (run_dir / "config.toml").is_file() and _checkpoint_paths(run_dir):
         stored = load_lm_config(run_dir / "config.toml")
         if stored != cfg:
             raise ConfigError(f"{run_dir} holds a run with another config ({_first_difference(stored, cfg)}); "
-                              "resume with the same config or choose a new --run-dir")
+                              f"resume with the same config, use another --run-dir, or --fresh to start {run_dir} "
+                              "anew")
+        check_same_run(run_dir, inputs)
     main = detect_env().rank == 0
     with hold_lock(run_dir / "run.lock", force=force, what="this unit LM run") if main else contextlib.nullcontext():
-        run = _Run(cfg, run_dir, list(units), list(valid) if valid else None, progress, callback)
+        run = _Run(cfg, run_dir, inputs, progress, callback)
         if run.rank == 0:
             write_text_atomic(run_dir / "config.toml", cfg.to_toml())
             run.vocab.save(run_dir)
