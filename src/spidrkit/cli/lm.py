@@ -96,8 +96,10 @@ def _units(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.action == "units":
         return _units(args)
+    from spidrkit.io import check_output_dir
     from spidrkit.lm.trainer import train
 
+    check_output_dir(args.run_dir, "--run-dir")
     summary = train(args.units, args.run_dir, args.config, args.overrides, args.valid,
                     progress=not args.no_progress, force=args.force)
     print(json.dumps(summary))
