@@ -50,6 +50,30 @@ class MetricsFormatError(InputError):
     """A metrics log line that is neither JSON nor a torn last line."""
 
 
+class OutputPathError(InputError):
+    """An output folder argument that cannot be one: an existing file, below a file, or where spidrkit may not
+    write."""
+
+
+def check_output_dir(path: str | os.PathLike, flag: str = "-o") -> Path:
+    """``path`` as a folder a command may write, checked BEFORE any work (``flag``: the argument, for the
+    message): an existing file, a file among its parents or a folder without write access is one
+    :class:`OutputPathError` saying which."""
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"{flag} {path}: is a file, not a folder; give a folder path")
+    parent = out
+    while not parent.exists():
+        if parent.parent == parent:
+            return out
+        parent = parent.parent
+    if parent != out and not parent.is_dir():
+        raise OutputPathError(f"{flag} {path}: {parent} is a file, not a folder; give a path below a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{flag} {path}: no write access to {parent}; fix its access or give another folder")
+    return out
+
+
 # --------------------------------------------------------------------------------------- atomic writes
 def temp_path(path: str | os.PathLike) -> Path:
     """The hidden temporary name :func:`atomic_write` uses for ``path`` in this process."""

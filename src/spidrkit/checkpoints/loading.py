@@ -161,8 +161,19 @@ def build_model(cfg: Config, sd: Mapping[str, torch.Tensor], where: str = "check
         if wrong:
             parts.append(f"wrong shapes: {listing(wrong)}")
         raise CheckpointError(f"{where} does not fit a {cfg.variant} model: " + "; ".join(parts))
+    _check_float_weights(sd, expected, where)
     model.load_state_dict({k: sd[k] for k in expected}, strict=True)
     return model.eval()
+
+
+def _check_float_weights(sd: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], where: str) -> None:
+    """Integer or bool tensors where the model holds float weights: :class:`CheckpointError` naming the first
+    (``load_state_dict`` would cast them without a word); integer entries of the model (``current_step``) stay."""
+    bad = [k for k, v in expected.items() if v.is_floating_point() and not sd[k].is_floating_point()]
+    if bad:
+        more = f" (and {len(bad) - 1} more: {listing(bad[1:])})" if len(bad) > 1 else ""
+        raise CheckpointError(f"{where}: tensor {bad[0]!r} is {str(sd[bad[0]].dtype).removeprefix('torch.')}, not "
+                              f"float weights{more}; these are not trained weights (re-export the checkpoint)")
 
 
 def _random_model(spec: str, variant: str | None) -> tuple[SpidR, CheckpointInfo]:

@@ -135,7 +135,12 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.data.corpora.manifest import ManifestError
     from spidrkit.data.corpora.readers import CorpusError
     from spidrkit.data.synth.flite import FliteError
+    from spidrkit.io import check_output_dir
 
+    if args.action in ("synth", "synth-slm"):
+        check_output_dir(args.out, "OUT")
+    elif args.action in ("librispeech", "librilight"):
+        check_output_dir(args.output, "-o")
     try:
         actions = {"synth": _synth, "synth-slm": _synth_slm, "librispeech": _corpus, "librilight": _corpus,
                    "folder": _folder, "voices": _voices}

@@ -25,7 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.cli import UserError
     from spidrkit.config import ConfigError
     from spidrkit.demo import run_demo
+    from spidrkit.io import check_output_dir
 
+    check_output_dir(args.out, "--out")
     if args.minutes <= 0:
         raise UserError("--minutes must be > 0")
     try:

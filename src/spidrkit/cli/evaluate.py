@@ -412,6 +412,13 @@ ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "probe": 
            "plot-perplexity": _plot_perplexity, "slm": _slm, "slm-compare": _slm, "budget": _budget}
 
 
+OUTPUT_FOLDERS = ("sweep", "probe", "slm", "slm-compare", "budget")  # actions whose -o is a folder
+
+
 def run(args: argparse.Namespace) -> int:
     # typed errors of the library (SweepError, CheckpointError...) are InputErrors: cli.main prints them, exit 2
+    if args.action in OUTPUT_FOLDERS and args.output is not None:
+        from spidrkit.io import check_output_dir
+
+        check_output_dir(args.output, "-o")  # before any model, corpus or benchmark is read
     return ACTIONS[args.action](args)

@@ -58,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.extraction.extract import extract
+    from spidrkit.io import check_output_dir
 
+    check_output_dir(args.output, "-o")
     extensions = parse_extensions(args.ext)
     summary = extract(
         model_source(args.model, args), args.inputs, args.output, layers=args.layers or [6], units=args.units,

@@ -101,9 +101,11 @@ def _units(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.action == "units":
         return _units(args)
+    from spidrkit.io import check_output_dir
     from spidrkit.lm.identity import start_anew
     from spidrkit.lm.trainer import train
 
+    check_output_dir(args.run_dir, "--run-dir")
     if args.fresh:
         start_anew(args.run_dir, force=args.force)
     summary = train(args.units, args.run_dir, args.config, args.overrides, args.valid,

@@ -57,11 +57,13 @@ def default_run_dir(config: str, variant: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spidrkit.io import check_output_dir
     from spidrkit.training.loop import pretrain
     from spidrkit.training.slurm import parse_slurm_spec, submit_slurm
 
     cfg = config_from_args(args)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config, cfg.variant)
+    check_output_dir(run_dir, "--run-dir")
     if not cfg.data.train_manifest:
         raise UserError("no training data: set data.train_manifest in the config or --set data.train_manifest=PATH")
     logging.basicConfig(

@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.checkpoints.publish import CARD, push
+    from spidrkit.io import check_output_dir
 
+    if args.output is not None:
+        check_output_dir(args.output, "--output")
     done = push(args.source, args.repo_id, private=args.private, reports=args.reports, output=args.output,
                 dry_run=args.dry_run, variant=args.variant, force=args.force)
     for path in done.other_checkpoint_reports:

@@ -91,15 +91,18 @@ def run_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from spidrkit.errors import InputError
-    from spidrkit.evaluation.slm.compare import CompareRow, format_cell, score_rows, write_comparison
+    from spidrkit.evaluation.slm.compare import CompareError, CompareRow, format_cell, score_rows, write_comparison
 
     try:
         rows = [CompareRow(**r) for r in json.loads(Path(args.rows).read_text())]
     except (OSError, ValueError, TypeError) as e:
         raise InputError(f"{args.rows}: expected a JSON list of {{label, units, lm, encoder, layer, seed, report}} "
                          f"objects ({e})") from None
-    scored = score_rows(args.benchmark, rows, args.output, n_bootstrap=args.bootstrap, device=args.device)
-    report = write_comparison(args.output, scored, sweep=args.sweep)
+    try:  # every row is checked (fields, files, benchmark, settings) before any scoring
+        scored = score_rows(args.benchmark, rows, args.output, n_bootstrap=args.bootstrap, device=args.device)
+        report = write_comparison(args.output, scored, sweep=args.sweep)
+    except CompareError as e:
+        raise CompareError(f"{args.rows}: {e}") from None
     for label, row in report["table"].items():
         print(f"{label:24s} " + "  ".join(f"{m} {format_cell(c)}" for m, c in row.items()))
     print(f"-> {Path(args.output) / 'report.md'}")

@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.extraction.unit_exports import export_km
+    from spidrkit.io import check_output_dir
 
+    check_output_dir(args.output, "-o")
     paths = export_km(args.units, args.output, args.manifest, args.name, args.dedup, args.k)
     lines = paths["km"].read_text().count("\n")
     print(f"wrote {paths['tsv']}, {paths['km']} ({lines} utterances) and {paths['dict']}")

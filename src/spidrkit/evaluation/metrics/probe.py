@@ -78,6 +78,15 @@ class ProbeSet:
     test_split: str
 
 
+def _check_phone_classes(corpus: Path, split: str, classes: set[str]) -> None:
+    """A phone probe of fewer than 2 classes scores 100 % whatever the features: :class:`SweepError` instead."""
+    if len(classes) < 2:
+        shown = f" ({', '.join(sorted(classes))})" if classes else ""
+        raise SweepError(f"{corpus / (split + '_frames.txt')}: the probe's {split} files have {len(classes)} phone "
+                         f"class{'' if len(classes) == 1 else 'es'}{shown}; a phone probe needs 2 or more "
+                         "(give a corpus of several phones)")
+
+
 def load_probe_set(corpus_dir: str | os.PathLike, model, *, train_split: str | None = None,
                    test_split: str = "heldout", max_train_frames: int = MAX_TRAIN_FRAMES,
                    max_files: int | None = None, seed: int = 0) -> ProbeSet:
@@ -100,6 +109,8 @@ def load_probe_set(corpus_dir: str | os.PathLike, model, *, train_split: str | N
     test = spread(read_manifest(corpus / f"{test_split}.csv"), max_files)
     labels = {**read_frame_labels(corpus / f"{train_split}_frames.txt"),
               **read_frame_labels(corpus / f"{test_split}_frames.txt")}
+    for split, entries in ((train_split, train), (test_split, test)):
+        _check_phone_classes(corpus, split, {p for e in entries for p in labels.get(e.fileid, ())})
     speaker_of = {e.fileid: e.speaker or "?" for e in (*train, *test)}
     return ProbeSet(train, test, labels, speaker_of, train_split, test_split)
 

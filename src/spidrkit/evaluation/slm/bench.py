@@ -155,3 +155,20 @@ def read_benchmark(root: str | Path) -> list[Split]:
         raise BenchmarkError(f"{root}: no benchmark task (expected {', '.join(f'{t}/' for t in TASKS)} with "
                              f"dev/ or test/ splits, or the spoken StoryCloze folders sSC/, tSC/)")
     return out
+
+
+def benchmark_record(root: str | Path, splits: list[Split]) -> dict:
+    """What an ``evaluate slm`` report records of its benchmark: the folder as given, ``benchmark_id`` (a hash of
+    every split's task, name, audio names and gold.csv bytes: the same benchmark copied elsewhere keeps it) and
+    ``splits`` (task, split, files, gold); ``slm-compare`` refuses reports of different benchmarks by them."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for s in splits:
+        digest.update(f"{s.task}/{s.split}:{len(s.items)}\n".encode())
+        digest.update("\n".join(sorted(it.filename for it in s.items)).encode())
+        gold = s.folder / GOLD
+        if s.gold and gold.is_file():
+            digest.update(gold.read_bytes())
+    return {"benchmark": str(root), "benchmark_id": digest.hexdigest()[:16],
+            "splits": [{"task": s.task, "split": s.split, "files": len(s.items), "gold": s.gold} for s in splits]}

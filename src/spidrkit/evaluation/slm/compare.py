@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from spidrkit.errors import InputError
 from spidrkit.evaluation.pages import write_html, write_tables
 from spidrkit.evaluation.plots.figures import Figure, Panel, Series, pyplot, save_figure
-from spidrkit.evaluation.slm.rules import MIN_PAIRS
+from spidrkit.evaluation.slm.rules import DEFAULT_BOOTSTRAP, MIN_PAIRS
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
 
 METRICS = {"swuggy_all": ("lexical", "all", "sWUGGY all"),
@@ -59,8 +60,116 @@ class CompareRow:
     report: str | None = None
 
 
+class CompareError(InputError):
+    """A row of a comparison that cannot be scored or compared: a missing field or file, a report of another
+    benchmark, or seeds of one label scored with other settings."""
+
+
+SETTINGS = ("normalize", "bootstrap")  # scoring settings that must agree between the seeds of one label
+
+
+def _name(i: int, row: CompareRow) -> str:
+    return f"row {i} ({row.label!r})"
+
+
+def check_row(i: int, row: CompareRow) -> None:
+    """One row's fields and files (``report``, else ``units`` and ``lm``): :class:`CompareError` naming the row."""
+    from spidrkit.evaluation.slm.units import parse_units
+    from spidrkit.hub import hub_ref
+
+    if row.report:
+        if not Path(row.report).is_file():
+            raise CompareError(f"{_name(i, row)}: report {row.report}: no such file (an `evaluate slm` report.json)")
+        return
+    for field in ("units", "lm"):
+        if not getattr(row, field):
+            raise CompareError(f"{_name(i, row)}: no {field!r} (give units and lm, or report: an existing report.json)")
+    if not Path(row.lm).exists() and hub_ref(str(row.lm)) is None:
+        raise CompareError(f"{_name(i, row)}: lm {row.lm}: no such folder (a `spidrkit lm train` run folder)")
+    try:
+        parse_units(row.units, row.layer, row.encoder)
+    except InputError as e:
+        raise CompareError(f"{_name(i, row)}: {e}") from None
+
+
+def _read_report(i: int, row: CompareRow, path: Path) -> dict:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CompareError(f"{_name(i, row)}: {path}: not an `evaluate slm` report.json ({e})") from None
+    if not isinstance(report, dict):
+        raise CompareError(f"{_name(i, row)}: {path}: not an `evaluate slm` report.json (not a JSON object)")
+    return report
+
+
+def _benchmark_of(report: Mapping[str, Any]) -> tuple[Any, Any]:
+    splits = report.get("splits")
+    signature = (tuple(sorted((s.get("task"), s.get("split"), s.get("files")) for s in splits))
+                 if isinstance(splits, list) else None)
+    return report.get("benchmark_id"), signature
+
+
+def _same_benchmark(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    (id_a, sig_a), (id_b, sig_b) = _benchmark_of(a), _benchmark_of(b)
+    if id_a and id_b:
+        return id_a == id_b
+    return sig_a is None or sig_b is None or sig_a == sig_b
+
+
+def check_comparable(entries: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
+    """``(name, label, report)`` entries (a report, or what a row will record once scored): every one of one
+    benchmark (``benchmark_id``, else its splits), and the seeds of one label scored alike (:data:`SETTINGS`);
+    else one :class:`CompareError` naming the two entries and what differs."""
+    first: tuple[str, Mapping[str, Any]] | None = None
+    by_label: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for name, label, report in entries:
+        if first is None and any(_benchmark_of(report)):
+            first = (name, report)
+        elif first is not None and not _same_benchmark(first[1], report):
+            raise CompareError(f"{name} was scored on benchmark {report.get('benchmark')}, {first[0]} on "
+                               f"{first[1].get('benchmark')} (other files or gold): compare scores of one benchmark")
+        scoring = report.get("scoring") or {}
+        if label not in by_label:
+            by_label[label] = (name, scoring)
+            continue
+        other_name, other = by_label[label]
+        for key in SETTINGS:
+            if key in scoring and key in other and scoring[key] != other[key]:
+                raise CompareError(f"{name} and {other_name} share the label {label!r} but were scored with "
+                                   f"{key}={scoring[key]} and {key}={other[key]}: give them different labels or "
+                                   "score them alike")
+
+
+def check_rows(benchmark: str | os.PathLike, rows: Sequence[CompareRow], out_dir: str | os.PathLike, *,
+               n_bootstrap: int = DEFAULT_BOOTSTRAP) -> None:
+    """Every row before any scoring (:func:`check_row`, then :func:`check_comparable` of the reports written and
+    of what the rows to score will record: ``benchmark`` scored with ``n_bootstrap`` resamples, normalised)."""
+    from spidrkit.evaluation.slm.bench import benchmark_record, read_benchmark
+
+    if not rows:
+        raise CompareError("no rows to compare (a JSON list of {label, units, lm, encoder, layer, seed, report})")
+    pending, entries = [], []
+    for i, row in enumerate(rows):
+        check_row(i, row)
+        path = Path(row.report) if row.report else _row_folder(out_dir, i, row) / "report.json"
+        if path.is_file():
+            entries.append((f"{_name(i, row)} ({path})", row.label, _read_report(i, row, path)))
+        else:
+            pending.append((i, row))
+    if pending or Path(benchmark).is_dir():
+        bench = {**benchmark_record(benchmark, read_benchmark(benchmark)),
+                 "scoring": {"normalize": True, "bootstrap": n_bootstrap}}
+        entries.insert(0, (f"BENCHMARK {benchmark}", "", {k: v for k, v in bench.items() if k != "scoring"}))
+        entries += [(_name(i, row), row.label, bench) for i, row in pending]
+    check_comparable(entries)
+
+
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "row"
+
+
+def _row_folder(out_dir: str | os.PathLike, i: int, row: CompareRow) -> Path:
+    return Path(out_dir) / "rows" / f"{i:02d}_{_slug(row.label)}"
 
 
 def score_rows(benchmark: str | os.PathLike, rows: Sequence[CompareRow], out_dir: str | os.PathLike, *,
@@ -71,12 +180,13 @@ def score_rows(benchmark: str | os.PathLike, rows: Sequence[CompareRow], out_dir
     from spidrkit.evaluation.slm.units import load_encoder, parse_units
     from spidrkit.lm import load_lm
 
+    check_rows(benchmark, rows, out_dir, n_bootstrap=n_bootstrap)
     splits = None  # read when a row needs scoring
     encoders: dict[tuple[str | None, str], tuple[Any, str]] = {}
     out: list[tuple[CompareRow, dict]] = []
     cache: dict = {}  # units of a (split, source, encoder), shared by the LM seeds
     for i, row in enumerate(rows):
-        folder = Path(out_dir) / "rows" / f"{i:02d}_{_slug(row.label)}"
+        folder = _row_folder(out_dir, i, row)
         path = Path(row.report) if row.report else folder / "report.json"
         if not path.is_file():
             splits = read_benchmark(benchmark) if splits is None else splits
@@ -248,6 +358,7 @@ def write_comparison(out_dir: str | os.PathLike, scored: Sequence[tuple[CompareR
                      notes: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``OUT/report.json``, ``OUT/report.md`` and ``OUT/tables/`` (the numbers, first), then ``OUT/slm_vs_abx.png``
     when ``sweep`` gives points (the report files written again, linking it) and ``OUT/report.html``."""
+    check_comparable([(_name(i, row), row.label, rep) for i, (row, rep) in enumerate(scored)])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table([(row.label, rep) for row, rep in scored])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spidrkit.config.validation import with_overrides
-from spidrkit.evaluation.slm.bench import Split, read_benchmark
+from spidrkit.evaluation.slm.bench import Split, benchmark_record, read_benchmark
 from spidrkit.evaluation.slm.rules import DEFAULT_BOOTSTRAP, pair_scores, summarize
 from spidrkit.evaluation.slm.units import (  # noqa: F401  (parse_units, SlmUnitsError: this module's API too)
     SlmUnitsError,
@@ -108,12 +108,11 @@ def evaluate_slm(benchmark: str | os.PathLike, encoder: Any, units: UnitSpec, lm
             results[key] = summarize(pairs, n_bootstrap, seed)
     report = {
         "command": "spidrkit evaluate slm",
-        "benchmark": str(benchmark),
+        **benchmark_record(benchmark, splits),
         "inputs": {**(opts.inputs or {}), "units": units.describe()},
         "scoring": {"normalize": normalize, "bootstrap": n_bootstrap, "seed": seed,
                     "tokens": "bos + de-duplicated units + eos" if vocab.dedup else "bos + units + eos",
                     "counted": "units and eos (bos given)", "vocab": {"k": vocab.k, "dedup": vocab.dedup}},
-        "splits": [{"task": s.task, "split": s.split, "files": len(s.items), "gold": s.gold} for s in splits],
         "results": results,
         "timing": timing,
     }
