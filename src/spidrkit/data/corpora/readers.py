@@ -34,6 +34,7 @@ from spidrkit.data.corpora.alignments import (
 )
 from spidrkit.data.corpora.manifest import ManifestEntry, ScanResult, scan_audio_dir, write_manifest
 from spidrkit.errors import InputError
+from spidrkit.text_in import read_lines
 
 FOLDER_EXTENSIONS = ("wav", "flac", "ogg", "mp3")
 _LIBRISPEECH_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)$")
@@ -118,7 +119,7 @@ def write_split_manifests(scans: Mapping[str, ScanResult], out_dir: str | os.Pat
 def read_phone_map(path: str | os.PathLike) -> dict[str, str]:
     """A phone map ``id -> phone`` from lines 'phone id' or 'id phone' (e.g. CPC's phones.txt)."""
     out = {}
-    for i, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for i, line in enumerate(read_lines(path, AlignmentError), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -132,11 +133,7 @@ def read_phone_map(path: str | os.PathLike) -> dict[str, str]:
 
 def _is_frame_file(path: Path) -> bool:
     """Alignment lines have 4 or 5 fields; frame-label lines have one per 10 ms frame."""
-    with open(path) as f:
-        for _, line in zip(range(20), f):
-            if len(line.split()) > 5:
-                return True
-    return False
+    return any(len(line.split()) > 5 for line in read_lines(path, AlignmentError)[:20])
 
 
 def read_zerospeech_alignments(path: str | os.PathLike, phone_map: Mapping[str, str] | None = None,
