@@ -56,10 +56,10 @@ _BYTE_EDITS = st.sampled_from(("truncate", "insert", "overwrite"))
 _RANDOM_BYTES = st.binary(max_size=300)
 
 
-def _replace_token(draw, text: str) -> str:
+def _replace_token(draw, text: str, new: st.SearchStrategy[str] = _NEW_TOKEN) -> str:
     tokens = _TOKEN.split(text)
     i = draw(st.integers(0, len(tokens) - 1))
-    tokens[i] = draw(_NEW_TOKEN)
+    tokens[i] = draw(new)
     return "".join(tokens)
 
 
@@ -123,6 +123,32 @@ def mutated_bytes(seeds: Sequence[str], text: st.SearchStrategy[str] | None = No
         return out
 
     return data()
+
+
+# what an .npy header may say wrongly: dtypes numpy refuses without pickle or that are not floats, shapes
+_NPY_TOKENS = st.one_of(st.sampled_from((
+    "'<f8'", "'>f4'", "'|O'", "'<c8'", "'|V4'", "'<U2'", "'<M8[s]'", "'|b1'", "'<f2'", "0", "-1", "99999999999",
+    "()", "(0,)", "(1,)", "True", "1.5", "None", "[3]", "(2, 2, 2)",
+)), _NEW_TOKEN)
+
+
+def mutate_npy(data: bytes) -> st.SearchStrategy[bytes]:
+    """``data`` (an ``.npy`` file, or any binary file) with a token of its ``.npy`` header replaced (the header
+    length kept consistent, so that numpy parses the edited header) and/or a few byte edits."""
+
+    @st.composite
+    def edited(draw) -> bytes:
+        out = data
+        if out.startswith(b"\x93NUMPY\x01") and draw(st.booleans()):
+            end = out.index(b"\n", 10) + 1
+            text = _replace_token(draw, out[10:end].decode("latin-1"), _NPY_TOKENS).rstrip("\n") + "\n"
+            header = text.encode("latin-1", errors="replace")[:65535]
+            out = out[:8] + len(header).to_bytes(2, "little") + header + out[end:]
+        for _ in range(draw(st.integers(0, 2))):
+            out = _mutate_bytes(draw, out)
+        return out
+
+    return edited()
 
 
 # JSON values with nasty leaves: NaN, infinities, huge and negative numbers, odd strings, nesting
