@@ -19,7 +19,9 @@ tests/test_fuzz_*.py`` (README, "Tests").
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
+import json
 import math
 import os
 import re
@@ -185,6 +187,71 @@ def mutated_records(valid: Sequence[dict[str, Any]], values: st.SearchStrategy[A
                 out.pop(draw(names), None)
             else:
                 out[draw(extra if op == 1 else names)] = draw(values)
+        return out
+
+    return edited()
+
+
+# TOML values that break a config key's checks (tomllib reads datetimes, huge integers, nan and inf as well)
+TOML_NASTY = st.sampled_from((
+    math.nan, math.inf, -math.inf, -1, 0, 1, 1.5, 1e300, 10**30, -(10**30), True, False, "", "x", "nan", "1", [],
+    [1], [1, 2], [0.5, 2.0], [[1]], ["a"], [1.5, "a"], {"a": 1}, {}, dt.datetime(2020, 1, 1), dt.date(2020, 1, 1),
+))
+
+
+def toml_text(doc: dict[str, Any]) -> str:
+    """``doc`` as TOML (keys quoted, nested dicts as tables, dicts in lists inline): what the fuzz tests need."""
+    plain = {k: v for k, v in doc.items() if not isinstance(v, dict)}
+    out = [f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in plain.items()]
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            out.append(_toml_table([str(k)], v))
+    return "\n".join(out) + "\n"
+
+
+def _toml_table(path: list[str], table: dict[str, Any]) -> str:
+    lines = ["[" + ".".join(json.dumps(p) for p in path) + "]"]
+    lines += [f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    lines += [_toml_table([*path, str(k)], v) for k, v in table.items() if isinstance(v, dict)]
+    return "\n".join(lines)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
+    if isinstance(v, int | dt.date):
+        return v.isoformat() if isinstance(v, dt.date) else str(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    return json.dumps(str(v))
+
+
+def mutated_tables(valid: Sequence[dict[str, Any]], values: st.SearchStrategy[Any],
+                   sections: Sequence[str], keys: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """One of the ``valid`` documents (section -> key -> value) with one to three edits: a value of a section
+    replaced by a draw of ``values`` (the key one of ``keys``, known or not), a section replaced by a value or
+    dropped, a top-level key set (``preset``, ``variant``...)."""
+    doc = st.sampled_from(valid)
+    section = st.sampled_from(sections)
+    key = st.sampled_from(keys)
+
+    @st.composite
+    def edited(draw) -> dict[str, Any]:
+        out = {k: dict(v) if isinstance(v, dict) else v for k, v in draw(doc).items()}
+        for _ in range(draw(st.integers(1, 3))):
+            name, op = draw(section), draw(st.integers(0, 5))
+            if op == 0:
+                out[name] = draw(values)
+            elif op == 1:
+                out.pop(name, None)
+            else:
+                table = out.setdefault(name, {})
+                if isinstance(table, dict):
+                    table[draw(key)] = draw(values)
         return out
 
     return edited()
