@@ -18,6 +18,7 @@ tests/test_fuzz_*.py`` (README, "Tests").
 
 from __future__ import annotations
 
+import copy
 import csv
 import datetime as dt
 import io
@@ -180,13 +181,13 @@ def mutated_records(valid: Sequence[dict[str, Any]], values: st.SearchStrategy[A
 
     @st.composite
     def edited(draw) -> dict[str, Any]:
-        out = dict(draw(record))
+        out = copy.deepcopy(draw(record))
         for _ in range(draw(st.integers(1, 2))):
             op = draw(st.integers(0, 5))
             if op == 0:
                 out.pop(draw(names), None)
             else:
-                out[draw(extra if op == 1 else names)] = draw(values)
+                out[draw(extra if op == 1 else names)] = copy.deepcopy(draw(values))
         return out
 
     return edited()
@@ -241,17 +242,17 @@ def mutated_tables(valid: Sequence[dict[str, Any]], values: st.SearchStrategy[An
 
     @st.composite
     def edited(draw) -> dict[str, Any]:
-        out = {k: dict(v) if isinstance(v, dict) else v for k, v in draw(doc).items()}
+        out = copy.deepcopy(draw(doc))
         for _ in range(draw(st.integers(1, 3))):
             name, op = draw(section), draw(st.integers(0, 5))
             if op == 0:
-                out[name] = draw(values)
+                out[name] = copy.deepcopy(draw(values))  # (never edit the shared constants of a strategy)
             elif op == 1:
                 out.pop(name, None)
             else:
                 table = out.setdefault(name, {})
                 if isinstance(table, dict):
-                    table[draw(key)] = draw(values)
+                    table[draw(key)] = copy.deepcopy(draw(values))
         return out
 
     return edited()
