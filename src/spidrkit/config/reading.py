@@ -34,7 +34,6 @@ import tomllib
 import types
 import typing
 import warnings
-from collections.abc import Iterator
 from dataclasses import fields, replace
 from importlib import resources
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Any
 from spidrkit.config.errors import ConfigError
 from spidrkit.config.schema import SECTIONS, VARIANTS, Config, variant_of, with_variant
 from spidrkit.config.validation import HEADS, SCHEDULES
+from spidrkit.errors import naming
 from spidrkit.text_in import read_text
 
 PRESETS = ("base", "base_release", "tiny")
@@ -199,16 +199,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
 
 
-@contextlib.contextmanager
-def naming_file(source: str | Path, presets) -> Iterator[None]:
+def naming_file(source: str | Path, presets) -> contextlib.AbstractContextManager:
     """Config errors raised in the block start with the file they come from (``FILE: section.key: ...``);
     those of a preset (``source`` one of ``presets``) are left as they are."""
-    try:
-        yield
-    except ConfigError as e:
-        if (isinstance(source, str) and source in presets) or str(e).startswith(f"{source}: "):
-            raise
-        raise ConfigError(f"{source}: {e}") from None
+    return contextlib.nullcontext() if isinstance(source, str) and source in presets else naming(source)
 
 
 def preset_path(name: str) -> Path:
