@@ -1,6 +1,7 @@
-"""Fuzzed readers of configs and logs: pretraining and unit LM TOML configs, and the metrics log
-(``metrics.jsonl``, which ``evaluate plot-perplexity`` reads): a valid result or an InputError naming the file,
-never another exception (``tests/fuzzing.py``)."""
+"""Fuzzed readers of configs, logs and JSON inputs: pretraining and unit LM TOML configs, the metrics log
+(``metrics.jsonl``, which ``evaluate plot-perplexity`` reads), the rows and sweep report of ``evaluate
+slm-compare``, a unit LM run's vocabulary: a valid result or an InputError naming the file, never another
+exception (``tests/fuzzing.py``)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ from fuzzing import (
 )
 from spidrkit.config import Config, load_config
 from spidrkit.config.reading import preset_path
+from spidrkit.evaluation.slm.compare import CompareRow, read_rows, read_sweep, scatter_points
 from spidrkit.io import read_metrics
 from spidrkit.lm.config import LMConfig, load_lm_config
+from spidrkit.lm.vocab import UnitVocab
 
 SCRATCH = Scratch()
 TINY = preset_path("tiny").read_text()
@@ -87,3 +90,47 @@ def test_metrics_log(data):
     path = SCRATCH.write("run/metrics.jsonl", data)
     records = outcome(lambda: read_metrics(path), path)
     assert records is None or all(isinstance(r, dict) and "format_version" in r for r in records)
+
+
+# --- the other JSON inputs: slm-compare rows and sweep report, an LM run's vocabulary ---------------------------
+ROWS = mutated_records(({"label": "a", "units": "codebook:6", "lm": "runs/lm", "encoder": "ckpt.pt"},
+                        {"label": "b", "units": "phones", "lm": "runs/lm2", "layer": None, "seed": 1}),
+                       st.one_of(JSON_NASTY, JSON), ("report", "extra"))
+ROW_FILES = st.one_of(st.lists(st.one_of(ROWS, ROWS, JSON), max_size=3).map(json.dumps), JSON_NASTY_LINES)
+SWEEPS = mutated_records(({"results": {"layers": {"6": {"abx_within": 5.0, "abx_across": 7.0}},
+                                       "units": {"codebook L6": {"pnmi": 0.4}}}},),
+                         st.one_of(JSON_NASTY, JSON), ("layers",))
+COMPARED = [CompareRow("a", "codebook:6", "lm", "ckpt.pt"), CompareRow("b", "kmeans:C.npy", "lm", "ckpt.pt", 6),
+            CompareRow("c", "codebook:2", "lm", "mfcc")]
+
+
+@FUZZ
+@given(data=ROW_FILES)
+@example(data='[{"label": "a", "units": 6}]')  # a number for units: was passed on (AttributeError later)
+@example(data="[" * 3000)  # was RecursionError
+def test_compare_rows(data):
+    path = SCRATCH.write("rows.json", data)
+    rows = outcome(lambda: read_rows(path), path)
+    assert rows is None or all(isinstance(r, CompareRow) and isinstance(r.label, str) for r in rows)
+
+
+@FUZZ
+@given(data=st.one_of(SWEEPS.map(json.dumps), JSON.map(json.dumps), JSON_NASTY_LINES))
+@example(data='{"results": {"layers": [1, 2]}}')  # was AttributeError ('list' object has no attribute 'get')
+def test_sweep_report(data):
+    path = SCRATCH.write("sweep.json", data)
+    points = outcome(lambda: scatter_points(COMPARED, {}, read_sweep(path)), path)
+    assert points is None or all(p["abx_across"] is None or isinstance(p["abx_across"], float) for p in points)
+
+
+VOCABS = mutated_records(({"k": 8, "dedup": True, "pad": 0, "bos": 1, "eos": 2, "offset": 3},), JSON_NASTY)
+
+
+@FUZZ
+@given(data=st.one_of(VOCABS.map(json.dumps), JSON_NASTY_LINES))
+@example(data='{"k": "x", "pad": 0, "bos": 1, "eos": 2, "offset": 3}')  # was ValueError
+@example(data="[1]")  # was AttributeError
+def test_lm_vocabulary(data):
+    path = SCRATCH.write("lmrun/vocab.json", data)
+    vocab = outcome(lambda: UnitVocab.load(path.parent), path)
+    assert vocab is None or (type(vocab.k) is int and vocab.k >= 1)

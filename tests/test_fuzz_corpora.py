@@ -9,7 +9,11 @@ import io
 import json
 import math
 import os
+import warnings
 
+import numpy as np
+import soundfile as sf
+import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -21,13 +25,16 @@ from fuzzing import (
     JSON_NASTY_LINES,
     Scratch,
     csv_tables,
+    mutate_npy,
     mutated_bytes,
     mutated_records,
     outcome,
 )
 from spidrkit.data.corpora.alignments import ITEM_HEADER, read_alignment_table, read_frame_labels, read_item_file
+from spidrkit.data.corpora.audio import load_audio
 from spidrkit.data.corpora.manifest import ManifestEntry, read_manifest
 from spidrkit.data.corpora.readers import read_phone_map, read_zerospeech_alignments
+from spidrkit.data.synth.sentences import load_sentences
 from spidrkit.evaluation.metrics.abx import read_abx_labels
 from spidrkit.evaluation.slm.bench import read_benchmark
 from spidrkit.evaluation.slm.rules import pair_scores, summarize
@@ -237,3 +244,48 @@ def test_a_gold_csv_with_a_bom_reads_its_header(tmp_path):
     (split,) = read_benchmark(tmp_path)
     assert [(it.filename, it.pair, it.correct) for it in split.items] == [
         ("a", "1", True), ("b", "1", False), ("c", "2", True), ("d", "2", False)]
+
+
+# --- audio ---------------------------------------------------------------------------------------------------
+def _audio(samples: np.ndarray, rate: int, fmt: str, subtype: str) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+_TONE = np.sin(np.arange(400) / 5.0).astype(np.float32) * 0.5
+AUDIO_SEEDS = (_audio(_TONE, 16000, "WAV", "PCM_16"), _audio(np.stack([_TONE, _TONE], 1), 8000, "WAV", "FLOAT"),
+               _audio(_TONE, 22050, "FLAC", "PCM_16"))
+# the fields of a canonical WAV header: channels, sample rate, byte rate, block align, bits, data size
+WAV_FIELDS = st.sampled_from(((22, 2), (24, 4), (28, 4), (32, 2), (34, 2), (40, 4)))
+WAV_VALUES = st.sampled_from((0, 1, 2, 3, 7, 255, 65535, 2**31 - 1, 2**32 - 1))
+
+
+@st.composite
+def audio_files(draw) -> bytes:
+    """A short WAV or FLAC file with a header field of the WAV set to an odd value, bytes edited, or cut."""
+    data = draw(st.sampled_from(AUDIO_SEEDS))
+    if data[:4] == b"RIFF" and draw(st.booleans()):
+        (at, size), value = draw(WAV_FIELDS), draw(WAV_VALUES)
+        data = data[:at] + (value % 2 ** (8 * size)).to_bytes(size, "little") + data[at + size:]
+    return draw(mutate_npy(data)) if draw(st.integers(0, 2)) == 0 else data
+
+
+@FUZZ
+@given(data=st.one_of(audio_files(), st.binary(max_size=100)), suffix=st.sampled_from(("wav", "flac")))
+@example(data=AUDIO_SEEDS[0][:24] + (1).to_bytes(4, "little") + AUDIO_SEEDS[0][28:], suffix="wav")  # 1 Hz
+def test_audio_file(data, suffix):
+    path = SCRATCH.write(f"a.{suffix}", data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (truncated files and conversions warn)
+        x = outcome(lambda: load_audio(path), path)
+    assert x is None or (x.ndim == 1 and x.numel() > 0 and bool(torch.isfinite(x).all()))
+
+
+@FUZZ
+@given(data=mutated_bytes(("# the sentences\nThe cat sat.\n\nA dog ran home.\n",)))
+@example(data=b"The cat sat.\n\xe9t\xe9\n")  # Latin-1: was UnicodeDecodeError
+def test_sentence_list(data):
+    path = SCRATCH.write("sentences.txt", data)
+    sentences = outcome(lambda: load_sentences(path), path)
+    assert sentences is None or all(s and s == s.strip() and not s.startswith("#") for s in sentences)
