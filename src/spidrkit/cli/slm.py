@@ -76,19 +76,14 @@ def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from spidrkit.errors import InputError
-    from spidrkit.evaluation.slm.compare import CompareRow, format_cell, score_rows, write_comparison
+    from spidrkit.evaluation.slm.compare import format_cell, read_rows, read_sweep, score_rows, write_comparison
 
-    try:
-        rows = [CompareRow(**r) for r in json.loads(Path(args.rows).read_text())]
-    except (OSError, ValueError, TypeError) as e:
-        raise InputError(f"{args.rows}: expected a JSON list of {{label, units, lm, encoder, layer, seed, report}} "
-                         f"objects ({e})") from None
+    rows = read_rows(args.rows)
+    sweep = read_sweep(args.sweep) if args.sweep else None  # read before the hours of scoring
     scored = score_rows(args.benchmark, rows, args.output, n_bootstrap=args.bootstrap, device=args.device)
-    report = write_comparison(args.output, scored, sweep=args.sweep)
+    report = write_comparison(args.output, scored, sweep=sweep)
     for label, row in report["table"].items():
         print(f"{label:24s} " + "  ".join(f"{m} {format_cell(c)}" for m, c in row.items()))
     print(f"-> {Path(args.output) / 'report.md'}")

@@ -11,12 +11,13 @@ uses the cache only); otherwise one error says so. ``preprocessor_config.json`` 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from spidrkit.encoders.hf import FAMILIES, EncoderError, HFEncoder, model_class
+from spidrkit.errors import InputError
+from spidrkit.text_in import parse_json, read_text
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -27,8 +28,8 @@ _OPTIONAL_KEYS = ("masked_spec_embed",)  # used only when masking in training
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return parse_json(read_text(path), str(path))
+    except (OSError, InputError):
         return None
 
 
