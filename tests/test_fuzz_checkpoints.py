@@ -8,6 +8,7 @@ import io
 import json
 import struct
 
+import pytest
 import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -18,6 +19,8 @@ from spidrkit.checkpoints import load_checkpoint
 from spidrkit.checkpoints.native import DIR_CONFIG, DIR_WEIGHTS
 from spidrkit.config import Config, load_config
 
+# malformed inputs make readers warn (odd pickle protocols, conversions, stale settings): not the point here
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SCRATCH = Scratch()
 
 

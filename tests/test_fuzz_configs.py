@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import tomllib
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -32,6 +33,8 @@ from spidrkit.io import read_metrics
 from spidrkit.lm.config import LMConfig, load_lm_config
 from spidrkit.lm.vocab import UnitVocab
 
+# malformed inputs make readers warn (odd pickle protocols, conversions, stale settings): not the point here
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SCRATCH = Scratch()
 TINY = preset_path("tiny").read_text()
 LM_TINY = preset_path("lm_tiny").read_text()

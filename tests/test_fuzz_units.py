@@ -9,6 +9,7 @@ import json
 import pickle
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -31,6 +32,8 @@ from spidrkit.extraction.units import Units, read_units
 from spidrkit.io import read_sidecar
 from spidrkit.lm.data import read_corpus
 
+# malformed inputs make readers warn (odd pickle protocols, conversions, stale settings): not the point here
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SCRATCH = Scratch()
 MAX_INT64 = 2**63 - 1
 TEXT_SEEDS = ("u1 1 2 3 3\nu2 0\nempty\n", "a/b 1*2 2*3 3*1\nc 7*1\n")

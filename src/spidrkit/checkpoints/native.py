@@ -84,7 +84,8 @@ def stored_config(raw: Mapping[str, Any], variant: str | None, path: Path) -> Co
     except ConfigError as e:
         raise CheckpointError(f"{path}: its stored config is invalid: {e}") from e
     for w in caught:
-        warnings.warn(f"{path}: {w.message}", w.category, stacklevel=3)
+        message = str(w.message)  # (the stored-settings warning names the file already)
+        warnings.warn(message if str(path) in message else f"{path}: {message}", w.category, stacklevel=3)
     if variant is None or variant == cfg.variant:
         return cfg
     try:
