@@ -70,6 +70,7 @@ def test_config_file(data):
 @FUZZ
 @given(data=mutated_bytes(LM_SEEDS, LM_DOCS))
 @example(data=b"[optim]\nbetas = [0.9, " + b"[" * 3000)  # was RecursionError
+@example(data=b"preset = " + b"9" * 5000 + b"\n")  # was ValueError (digits limit; found by a 4,000-example run)
 def test_lm_config_file(data):
     path = SCRATCH.write("lm.toml", data)
     cfg = outcome(lambda: load_lm_config(path), path)

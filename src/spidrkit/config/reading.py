@@ -155,7 +155,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     raw = raw.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except (tomllib.TOMLDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # (TOMLDecodeError is a ValueError)
         value = raw  # bare strings: --set data.train_manifest=/path/train.csv
     return key, value
 
@@ -193,7 +193,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     text = read_text(path, ConfigError)
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except ValueError as e:  # tomllib.TOMLDecodeError, and an integer of more digits than Python converts
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
     except RecursionError:
         raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
