@@ -114,14 +114,14 @@ def read_alignment_table(path: str | os.PathLike) -> tuple[Alignments, dict[str,
     first = True
     for i, fields in _data_lines(path):
         if len(fields) < 4:
-            raise AlignmentError(f"{path}:{i}: expected 'utt onset offset label [speaker]', got {fields}")
+            raise AlignmentError(f"{path}:{i}: expected 'utt onset offset label [speaker]', got {str(fields)[:120]}")
         try:
             on, off = float(fields[1]), float(fields[2])
         except ValueError as e:
             if first:  # a header line such as 'file onset offset phone'
                 first = False
                 continue
-            raise AlignmentError(f"{path}:{i}: onset/offset are not numbers: {fields[1:3]}") from e
+            raise AlignmentError(f"{path}:{i}: onset/offset are not numbers: {str(fields[1:3])[:80]}") from e
         first = False
         on, off = _checked_times(on, off, path, i)
         out.setdefault(fields[0], []).append(Interval(on, off, fields[3]))
@@ -250,18 +250,18 @@ def read_item_file(path: str | os.PathLike) -> list[Item]:
     lines = read_lines(path, AlignmentError)
     header = lines[0].split() if lines else []
     if header[:3] != ["#file", "onset", "offset"] or len(header) < 7:
-        raise AlignmentError(f"{path}:1: first line must be '{' '.join(ITEM_HEADER)}', got {header}")
+        raise AlignmentError(f"{path}:1: first line must be '{' '.join(ITEM_HEADER)}', got {str(header)[:120]}")
     items = []
     for i, line in enumerate(lines[1:], start=2):
         fields = line.split()
         if not fields:
             continue
         if len(fields) < 7:
-            raise AlignmentError(f"{path}:{i}: expected 7 fields, got {fields}")
+            raise AlignmentError(f"{path}:{i}: expected 7 fields, got {str(fields)[:120]}")
         try:
             on, off = float(fields[1]), float(fields[2])
         except ValueError as e:
-            raise AlignmentError(f"{path}:{i}: onset/offset are not numbers: {fields[1:3]}") from e
+            raise AlignmentError(f"{path}:{i}: onset/offset are not numbers: {str(fields[1:3])[:80]}") from e
         on, off = _checked_times(on, off, path, i)
         items.append(Item(fields[0], on, off, fields[3], fields[4], fields[5], fields[6]))
     return items

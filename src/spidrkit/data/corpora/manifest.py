@@ -128,7 +128,7 @@ def _read_tsv(path: Path, base: Path) -> list[ManifestEntry]:
             continue
         parts = line.split("\t")
         if len(parts) < 2 or not parts[0].strip():
-            raise ManifestError(f"{path}:{i}: expected 'relpath<TAB>num_samples', got {line!r}")
+            raise ManifestError(f"{path}:{i}: expected 'relpath<TAB>num_samples', got {line!r:.80}")
         n = _num_samples(parts[1], path, i)
         entries.append(ManifestEntry(_fileid(parts[0], path, i), str(_abs(root / parts[0])), n))
     return entries
@@ -142,7 +142,7 @@ def _num_samples(value: object, path: Path, line: int) -> int:
         with contextlib.suppress(ValueError):  # not digits (or more than Python converts): refused below
             value = int(value)
     if type(value) is not int:
-        raise ManifestError(f"{path}:{line}: num_samples {value!r} is not an integer")
+        raise ManifestError(f"{path}:{line}: num_samples {value!r:.40} is not an integer")
     if value < 0:
         raise ManifestError(f"{path}:{line}: num_samples {value} is negative")
     return value
@@ -154,18 +154,19 @@ def _fileid(relpath: str, path: Path, line: int) -> str:
     except ValueError:  # no file name to take the id from ('', '/', '..')
         fileid = ""
     if fileid in ("", ".", ".."):
-        raise ManifestError(f"{path}:{line}: {relpath!r} is not the path of a file")
+        raise ManifestError(f"{path}:{line}: {relpath!r:.80} is not the path of a file")
     return fileid
 
 
 def _entry(row: object, base: Path, path: Path, line: int) -> ManifestEntry:
     if not isinstance(row, dict):
-        raise ManifestError(f"{path}:{line}: bad row {row!r} (expected an object with fileid, path and num_samples)")
+        raise ManifestError(f"{path}:{line}: bad row {row!r:.80} (expected an object with fileid, path and "
+                            "num_samples)")
     if missing := [k for k in ("fileid", "path", "num_samples") if k not in row]:
-        raise ManifestError(f"{path}:{line}: bad row {row!r} (no {', '.join(missing)})")
+        raise ManifestError(f"{path}:{line}: bad row {row!r:.80} (no {', '.join(missing)})")
     fileid, file, speaker = (_text(row.get(k)) for k in ("fileid", "path", "speaker"))
     if not fileid or not file or "\0" in file or (speaker is None and row.get("speaker") not in (None, "")):
-        raise ManifestError(f"{path}:{line}: bad row {row!r} (fileid and path must be non-empty text, path "
+        raise ManifestError(f"{path}:{line}: bad row {row!r:.80} (fileid and path must be non-empty text, path "
                             "without NUL, speaker text or empty)")
     return ManifestEntry(fileid, str(_abs(base / file)), _num_samples(row["num_samples"], path, line), speaker)
 

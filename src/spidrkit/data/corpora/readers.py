@@ -124,7 +124,7 @@ def read_phone_map(path: str | os.PathLike) -> dict[str, str]:
         if not fields or fields[0].startswith("#"):
             continue
         if len(fields) != 2:
-            raise AlignmentError(f"{path}:{i}: expected 'phone id', got {line!r}")
+            raise AlignmentError(f"{path}:{i}: expected 'phone id', got {line!r:.80}")
         a, b = fields
         phone, ident = (a, b) if b.lstrip("-").isdigit() else (b, a)
         out[ident] = phone

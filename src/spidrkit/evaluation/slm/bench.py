@@ -93,10 +93,10 @@ def _gold_item(task: str, folder: Path, row: dict, where: str) -> Item:
         raise BenchmarkError(f"{where}: more cells than the header's columns (quote a cell that holds a comma)")
     row = {k.strip(): (v or "").strip() for k, v in row.items()}
     if row["correct"] not in ("0", "1"):
-        raise BenchmarkError(f"{where}: 'correct' must be 0 or 1, got {row['correct']!r}")
+        raise BenchmarkError(f"{where}: 'correct' must be 0 or 1, got {row['correct']!r:.40}")
     wav = folder / f"{row['filename']}.wav"
     if not _is_file(wav):
-        raise BenchmarkError(f"{where}: no audio {wav} for the file {row['filename']!r}")
+        raise BenchmarkError(f"{where}: no audio {wav} for the file {row['filename']!r:.80}")
     extra = {k: row[k] for k in COLUMNS[task] if k not in ("id", "filename", "voice", "correct")}
     return Item(row["filename"], wav, row["id"], row["voice"], row["correct"] == "1", extra)
 
