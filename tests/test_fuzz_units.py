@@ -158,6 +158,7 @@ CENTROID_SIDECARS = st.one_of(st.none(), mutated_records(({"k": 4, "dim": 3, "la
 @example(data=b"PK\x03\x04" + b"\0" * 40, sidecar=None)  # a broken zip: was zipfile.BadZipFile
 @example(data=_npy(np.ones((4, 3), np.float32)).replace(b"(4, 3)", b"(9999999999, 3)"), sidecar=None)
 @example(data=_npy(np.ones((4, 3), np.float32)), sidecar="[1]")  # was ValueError from read_sidecar
+@example(data=_npy(np.full((2, 5), -1e300)), sidecar=None)  # float64 past float32: loaded as -inf (a 10,000 run)
 def test_centroids(data, sidecar):
     path = SCRATCH.write("c/C.npy", data)
     side = path.with_name("C.npy.json")

@@ -265,8 +265,10 @@ class KMeansModel:
                               "fit`") from error
         if c.ndim != 2 or not np.issubdtype(c.dtype, np.floating) or min(c.shape) < 1:
             raise KMeansError(f"{path}: expected float centroids (k, D), k and D >= 1, got {c.dtype} {c.shape}")
+        with np.errstate(over="ignore"):
+            c = c.astype(np.float32)  # (what the model holds: a float64 beyond float32's range becomes inf)
         if not np.isfinite(c).all():
-            raise KMeansError(f"{path}: centroids hold NaN or infinite values; fit them again")
+            raise KMeansError(f"{path}: centroids hold NaN or infinite values (as float32); fit them again")
         info = _own_info(read_sidecar(path)) if sidecar_path(path).is_file() else {}
         for key, n in zip(("k", "dim"), c.shape):
             if info.get(key, n) != n:
