@@ -1,3 +1,4 @@
+import re
 import warnings
 from dataclasses import fields, replace
 
@@ -371,10 +372,11 @@ def test_variant_tables_apply_whenever_the_variant_is_chosen(tmp_path):
     own.write_text('preset = "tiny"\n[dinosr.teacher]\nbeta0 = 0.995\n')
     assert load_config(own).teacher.beta0 == 0.99 and load_config(own, variant="dinosr").teacher.beta0 == 0.995
     own.write_text('preset = "tiny"\n[dinosr.modle]\nlayerdrop = 0.1\n')
-    with pytest.raises(ConfigError, match=r"^unknown section 'modle'; known sections: variant, model, "):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(own))}: unknown section 'modle'; known sections: "):
         load_config(own)
     own.write_text('preset = "tiny"\ndinosr = 3\n')
-    with pytest.raises(ConfigError, match=r"^\[dinosr\] must be a table of sections \(e.g. \[dinosr.model\]\), got 3$"):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(own))}: \[dinosr\] must be a table of sections "
+                                          r"\(e.g. \[dinosr.model\]\), got 3$"):
         load_config(own)
 
 

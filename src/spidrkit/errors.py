@@ -16,6 +16,9 @@ is a defect of spidrkit: :data:`EXIT_SOFTWARE`, with the traceback under ``--deb
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 EXIT_OK = 0
 EXIT_USAGE = 2  # a user error: bad input, bad option, bad config
 EXIT_DIVERGED = 3  # pretraining stopped on too many non-finite losses in a row
@@ -46,3 +49,15 @@ class LockHeldError(TemporaryError):
 class Terminated(BaseException):
     """Raised in the main thread on SIGTERM by commands without a handler of their own, so that ``finally``
     blocks run before the process exits with status 143."""
+
+
+@contextlib.contextmanager
+def naming(source: object) -> Iterator[None]:
+    """:class:`InputError` raised in the block names ``source`` (the file being read): ``SOURCE: message``, of
+    the same class, unless the message names it already."""
+    try:
+        yield
+    except InputError as e:
+        if str(source) in str(e):
+            raise
+        raise type(e)(f"{source}: {e}") from e

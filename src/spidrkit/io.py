@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from spidrkit.errors import InputError, LockHeldError
+from spidrkit.text_in import parse_json, read_text
 
 SIDECAR_NAME = "spidrkit.json"
 SIDECAR_VERSION = 1
@@ -72,6 +73,10 @@ def check_output_dir(path: str | os.PathLike, flag: str = "-o") -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputPathError(f"{flag} {path}: no write access to {parent}; fix its access or give another folder")
     return out
+
+
+class SidecarError(InputError):
+    """A sidecar that is not a JSON object."""
 
 
 # --------------------------------------------------------------------------------------- atomic writes
@@ -323,13 +328,14 @@ def write_sidecar(output: str | os.PathLike, **info: Any) -> Path:
 
 
 def read_sidecar(output: str | os.PathLike) -> dict[str, Any]:
-    """The sidecar of ``output``; one written before sidecars were versioned reads as version 0."""
+    """The sidecar of ``output``; one written before sidecars were versioned reads as version 0. One that is
+    not a JSON object is a :class:`SidecarError` naming it."""
     path = sidecar_path(output)
     if not path.is_file():
         raise FileNotFoundError(f"no sidecar {path} next to {output}")
-    record = json.loads(path.read_text())
+    record = parse_json(read_text(path, SidecarError), str(path), SidecarError)
     if not isinstance(record, dict):
-        raise ValueError(f"{path}: a sidecar is a JSON object")
+        raise SidecarError(f"{path}: a sidecar is a JSON object (remove the file, or write the output again)")
     record.setdefault("sidecar_version", 0)
     return record
 
@@ -355,17 +361,17 @@ def read_metrics(run_or_file: str | os.PathLike, split: str | None = None) -> li
     path = metrics_path(run_or_file)
     if not path.is_file():
         return []
-    lines = path.read_text().splitlines()
+    lines = read_text(path, MetricsFormatError).splitlines()
     out = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
+            record = parse_json(line, f"{path}:{i}", MetricsFormatError)
+        except MetricsFormatError:
             if i == len(lines):
                 break  # torn by a crash while writing
-            raise MetricsFormatError(f"{path}:{i}: not a JSON record ({e})") from e
+            raise
         if not isinstance(record, dict):
             raise MetricsFormatError(f"{path}:{i}: not a JSON object")
         record.setdefault("format_version", 0)

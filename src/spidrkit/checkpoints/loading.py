@@ -26,6 +26,7 @@ returned beside the model (:class:`~spidrkit.checkpoints.provenance.Loaded`), ne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Mapping
@@ -63,6 +64,7 @@ from spidrkit.encoders import (
     load_fairseq_encoder,
 )
 from spidrkit.encoders.pretrained import weights_file
+from spidrkit.errors import naming
 from spidrkit.hub import HubError, HubRef, commit_of, hub_ref, looks_like_path, missing_path
 from spidrkit.io import file_sha256
 from spidrkit.models.spidr import SpidR
@@ -91,7 +93,8 @@ def load_checkpoint(
     TOML file) supplies what the weights of a foreign file cannot tell (strides, heads, dropouts).
     """
     path = Path(path)
-    return from_raw(path, read_raw(path), variant, config)
+    with naming(path):
+        return from_raw(path, read_raw(path), variant, config)
 
 
 def read_raw(path: Path) -> dict[str, Any]:
@@ -105,7 +108,12 @@ def from_raw(path: Path, raw: dict[str, Any], variant: str | None, config: Confi
     model_dir = is_model_dir(path)
     base = _as_config(config)
     sd = state_dict_of(raw)
-    if raw.get("format") == "spidrkit" or is_spidrkit_config(raw.get("config")):
+    native = raw.get("format") == "spidrkit" or is_spidrkit_config(raw.get("config"))
+    if (native or not is_fairseq_state_dict(sd)) and (bad := [k for k, v in sd.items()
+                                                                if not isinstance(v, torch.Tensor)]):
+        # (a fairseq state dict keeps non-tensor entries, e.g. '_ema', which its mapping drops)
+        raise CheckpointError(f"{path}: state dict entry {bad[0]!r} is a {type(sd[bad[0]]).__name__}, not a tensor")
+    if native:
         source, cfg = "spidrkit", stored_config(raw, variant, path)
         if base is not None:
             told = {k: getattr(cfg.model, k) for k in (*WEIGHT_FIELDS, "conv_strides", "num_heads")}
@@ -117,7 +125,8 @@ def from_raw(path: Path, raw: dict[str, Any], variant: str | None, config: Confi
         source, cfg = "released", released_config(raw, sd, variant, base, path)
     step = raw.get("step") if isinstance(raw.get("step"), int) else None
     if step is None and isinstance(sd.get("current_step"), torch.Tensor):
-        step = int(sd["current_step"].reshape(-1)[0])
+        with contextlib.suppress(IndexError, ValueError, RuntimeError, OverflowError):  # empty, NaN: no step
+            step = int(sd["current_step"].reshape(-1)[0])
     sha = file_sha256(path / DIR_WEIGHTS if model_dir else path)
     info = CheckpointInfo(source, cfg.variant, str(path.resolve()), sha, step, cfg)
     return cfg, sd, info

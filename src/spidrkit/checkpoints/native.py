@@ -15,6 +15,7 @@ needed). A Hugging Face model directory has ``model_type`` in its ``config.json`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -28,6 +29,7 @@ from spidrkit.checkpoints.errors import CheckpointError
 from spidrkit.checkpoints.provenance import CheckpointInfo
 from spidrkit.config import Config, ConfigError, config_from_dict, with_variant
 from spidrkit.io import atomic_write, write_json_atomic
+from spidrkit.text_in import parse_json, read_text
 
 FORMAT_VERSION = 1
 DIR_CONFIG = "config.json"
@@ -55,13 +57,24 @@ def _config_of_weights(stored: Mapping[str, Any], path: Path) -> Config:
         return cfg
 
 
+def stored_int(value: Any, key: str, path: Path) -> int:
+    """An integer entry of a file (``version``, ``step``), stored as a number or as text (safetensors metadata)."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):  # not an integer's text: refused below
+            value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise CheckpointError(f"{path}: its {key!r} entry must be an integer, got {str(value)[:40]!r}; the file is "
+                              "damaged or was not written by spidrkit")
+    return value
+
+
 def stored_config(raw: Mapping[str, Any], variant: str | None, path: Path) -> Config:
     """The config stored in a spidrkit file (training checkpoint or converted file); ``variant``, when
     given and different, replaces the stored switches (with a warning)."""
     stored = raw.get("config")
     if not is_spidrkit_config(stored):
         raise CheckpointError(f"{path}: a spidrkit file without its 'config' entry")
-    version = int(raw.get("version", FORMAT_VERSION))
+    version = stored_int(raw.get("version", FORMAT_VERSION), "version", path)
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: spidrkit file version {version} is newer than this spidrkit reads")
     try:
@@ -71,7 +84,8 @@ def stored_config(raw: Mapping[str, Any], variant: str | None, path: Path) -> Co
     except ConfigError as e:
         raise CheckpointError(f"{path}: its stored config is invalid: {e}") from e
     for w in caught:
-        warnings.warn(f"{path}: {w.message}", w.category, stacklevel=3)
+        message = str(w.message)  # (the stored-settings warning names the file already)
+        warnings.warn(message if str(path) in message else f"{path}: {message}", w.category, stacklevel=3)
     if variant is None or variant == cfg.variant:
         return cfg
     try:
@@ -129,8 +143,8 @@ def is_model_dir(path: str | os.PathLike) -> bool:
     if not cfg.is_file():
         return False
     try:
-        data = json.loads(cfg.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = parse_json(read_text(cfg, CheckpointError), str(cfg), CheckpointError)
+    except (OSError, CheckpointError):
         return False
     return isinstance(data, dict) and data.get("format") == "spidrkit"
 
@@ -159,10 +173,9 @@ def read_model_dir(folder: str | os.PathLike) -> dict[str, Any]:
     """The raw content of a model directory, as :func:`~spidrkit.checkpoints.reading.read_checkpoint`
     gives a file's: ``{"format", "version", "config", "model"[, "step"]}``."""
     folder = Path(folder)
-    try:
-        meta = json.loads((folder / DIR_CONFIG).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{folder / DIR_CONFIG}: not a readable JSON config ({e})") from e
+    meta = parse_json(read_text(folder / DIR_CONFIG, CheckpointError), str(folder / DIR_CONFIG), CheckpointError)
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{folder / DIR_CONFIG}: not a spidrkit model config (a JSON object)")
     weights = folder / DIR_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{folder}: a spidrkit model directory without its {DIR_WEIGHTS}")

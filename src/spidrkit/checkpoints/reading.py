@@ -10,7 +10,6 @@ code of theirs, and any other global (a custom class) makes the load fail with :
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import pickletools
@@ -22,7 +21,8 @@ from typing import Any, BinaryIO
 import torch
 
 from spidrkit.checkpoints.errors import CheckpointError
-from spidrkit.checkpoints.native import FORMAT_VERSION
+from spidrkit.checkpoints.native import FORMAT_VERSION, stored_int
+from spidrkit.text_in import parse_json
 
 # Modules whose pickled objects are training metadata in fairseq checkpoints; replaced by inert stubs.
 _METADATA_MODULES = ("argparse", "omegaconf", "numpy", "fairseq", "hydra", "typing", "pathlib", "enum")
@@ -167,15 +167,12 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
     out: dict[str, Any] = {"model": tensors}
     if "config" in metadata:
-        try:
-            out["config"] = json.loads(metadata["config"])
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{path}: the 'config' metadata is not JSON ({e})") from e
+        out["config"] = parse_json(metadata["config"], f"{path}: the 'config' metadata", CheckpointError)
     if metadata.get("format"):
         out["format"] = metadata["format"]
-        out["version"] = int(metadata.get("version", FORMAT_VERSION))
+        out["version"] = stored_int(metadata.get("version", FORMAT_VERSION), "version", path)
     if metadata.get("step"):
-        out["step"] = int(metadata["step"])
+        out["step"] = stored_int(metadata["step"], "step", path)
     return out
 
 

@@ -87,20 +87,22 @@ def load_unit_lm(run: str) -> tuple[Any, Any, dict]:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from spidrkit.errors import InputError
-    from spidrkit.evaluation.slm.compare import CompareError, CompareRow, format_cell, score_rows, write_comparison
+    from spidrkit.evaluation.slm.compare import (
+        CompareError,
+        format_cell,
+        read_rows,
+        read_sweep,
+        score_rows,
+        write_comparison,
+    )
 
-    try:
-        rows = [CompareRow(**r) for r in json.loads(Path(args.rows).read_text())]
-    except (OSError, ValueError, TypeError) as e:
-        raise InputError(f"{args.rows}: expected a JSON list of {{label, units, lm, encoder, layer, seed, report}} "
-                         f"objects ({e})") from None
+    rows = read_rows(args.rows)
+    sweep = read_sweep(args.sweep) if args.sweep else None  # read before the hours of scoring
     try:  # every row is checked (fields, files, benchmark, settings) before any scoring
         scored = score_rows(args.benchmark, rows, args.output, n_bootstrap=args.bootstrap, device=args.device)
-        report = write_comparison(args.output, scored, sweep=args.sweep)
+        report = write_comparison(args.output, scored, sweep=sweep)
     except CompareError as e:
         raise CompareError(f"{args.rows}: {e}") from None
     for label, row in report["table"].items():

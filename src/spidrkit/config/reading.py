@@ -29,6 +29,7 @@ later ``--set model.heads=per_layer`` changes one of them (the variant then foll
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 import types
 import typing
@@ -41,6 +42,8 @@ from typing import Any
 from spidrkit.config.errors import ConfigError
 from spidrkit.config.schema import SECTIONS, VARIANTS, Config, variant_of, with_variant
 from spidrkit.config.validation import HEADS, SCHEDULES
+from spidrkit.errors import naming
+from spidrkit.text_in import read_text
 
 PRESETS = ("base", "base_release", "tiny")
 _LABELS = {variant_of(h, s) for h in HEADS for s in SCHEDULES}
@@ -152,7 +155,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     raw = raw.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (ValueError, RecursionError):  # (TOMLDecodeError is a ValueError)
         value = raw  # bare strings: --set data.train_manifest=/path/train.csv
     return key, value
 
@@ -185,11 +188,21 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The table of a TOML file (UTF-8, a BOM allowed); malformed TOML is a :class:`ConfigError` naming the
+    file and, from tomllib, the line."""
+    text = read_text(path, ConfigError)
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
+        return tomllib.loads(text)
+    except ValueError as e:  # tomllib.TOMLDecodeError, and an integer of more digits than Python converts
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+
+
+def naming_file(source: str | Path, presets) -> contextlib.AbstractContextManager:
+    """Config errors raised in the block start with the file they come from (``FILE: section.key: ...``);
+    those of a preset (``source`` one of ``presets``) are left as they are."""
+    return contextlib.nullcontext() if isinstance(source, str) and source in presets else naming(source)
 
 
 def preset_path(name: str) -> Path:
@@ -218,7 +231,8 @@ def load_config(
     (``variant = "dinosr"``) sets the heads and the teacher schedule before the file's own keys.
     """
     data = read_source(source, PRESETS)
-    cfg, tables = _from_file_data(data)
+    with naming_file(source, PRESETS):
+        cfg, tables = _from_file_data(data)
     rest = []
     for text in overrides:  # ``--set variant=NAME`` wins over ``--variant`` (the last one given wins)
         key, value = parse_override(text)
@@ -239,7 +253,8 @@ def _select_variant(cfg: Config, variant: Any, tables: dict[str, dict[str, Any]]
 def variant_tables(source: str | Path) -> dict[str, dict[str, Any]]:
     """The variant tables of a preset name or TOML file, its parents' included ({} when none)."""
     path = preset_path(source) if isinstance(source, str) and source in PRESETS else Path(source)
-    return _from_file_data(read_toml(path))[1]
+    with naming_file(source, PRESETS):
+        return _from_file_data(read_toml(path))[1]
 
 
 def _from_file_data(data: dict[str, Any]) -> tuple[Config, dict[str, dict[str, Any]]]:
@@ -257,6 +272,7 @@ def _from_file_data(data: dict[str, Any]) -> tuple[Config, dict[str, dict[str, A
     else:
         cfg, tables = Config(), {}
     chosen = data.get("variant")
+    chosen = chosen if isinstance(chosen, str) else None  # (another type is refused by from_dict below)
     if chosen in VARIANTS:
         cfg = _select_variant(cfg, chosen, tables)
     cfg = from_dict(data, cfg)

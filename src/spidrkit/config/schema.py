@@ -230,7 +230,7 @@ SECTIONS = {f.name: f.type for f in fields(Config)}
 
 def with_variant(cfg: Config, variant: str) -> Config:
     """Set the two switches that separate SpidR from DinoSR (heads and teacher schedule)."""
-    if variant not in VARIANTS:
+    if not isinstance(variant, str) or variant not in VARIANTS:
         raise ConfigError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
     heads, schedule = VARIANTS[variant]
     return replace(cfg, model=replace(cfg.model, heads=heads), teacher=replace(cfg.teacher, schedule=schedule))

@@ -10,12 +10,13 @@ local directory. ``preprocessor_config.json`` is read only for ``normalization="
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from spidrkit.encoders.hf import FAMILIES, EncoderError, HFEncoder, model_class
+from spidrkit.errors import InputError
 from spidrkit.hub import HubRef, commit_of, snapshot
+from spidrkit.text_in import parse_json, read_text
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -24,8 +25,8 @@ _OPTIONAL_KEYS = ("masked_spec_embed",)  # used only when masking in training
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return parse_json(read_text(path), str(path))
+    except (OSError, InputError):
         return None
 
 

@@ -108,6 +108,18 @@ def is_done(dir: str | os.PathLike, fileid: str, fmt: str = "pt") -> bool:
     return feature_path(dir, fileid, fmt).is_file()
 
 
+def load_array(path: str | os.PathLike) -> np.ndarray:
+    """The plain array of an ``.npy`` file, executing no code (no pickles) and allocating no more than the file
+    holds: the file is memory-mapped first, so a header that claims a larger shape fails instead of allocating
+    it. Any parse failure (numpy's ValueError, EOFError, a tokenizer error of the header, a broken zip...) is
+    raised as is for the caller to name the file; an archive (``.npz``, a torch zip) is a ``ValueError``."""
+    a = np.load(path, mmap_mode="r", allow_pickle=False)
+    if not isinstance(a, np.ndarray):  # a .npz or a zip (a torch .pt file) loads as an archive
+        a.close()
+        raise ValueError("an archive (.npz or a zip such as a torch checkpoint), not an .npy array")
+    return np.array(a)
+
+
 def load_features(path: str | os.PathLike) -> torch.Tensor:
     """Load one feature file (``.pt`` or ``.npy``) as a ``(T, D)`` CPU tensor, executing no code."""
     path = Path(path)
@@ -116,7 +128,7 @@ def load_features(path: str | os.PathLike) -> torch.Tensor:
         if suffix == "pt":
             x = torch.load(path, map_location="cpu", weights_only=True)
         elif suffix == "npy":
-            x = torch.from_numpy(np.load(path, allow_pickle=False))
+            x = torch.from_numpy(load_array(path))
         else:
             raise FeatureError(f"{path}: not a feature file (expected .pt or .npy)")
     except FileNotFoundError:

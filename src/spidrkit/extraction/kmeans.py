@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spidrkit.errors import InputError
-from spidrkit.extraction.features_io import iter_feature_files, load_features
+from spidrkit.extraction.features_io import iter_feature_files, load_array, load_features
 from spidrkit.io import atomic_write, read_sidecar, sidecar_path, write_sidecar
 
 BACKENDS = ("auto", "faiss", "sklearn")
@@ -249,23 +249,36 @@ class KMeansModel:
         """Read centroids saved by :meth:`save` (the sidecar is optional); no code is executed."""
         path = find_centroids(path)
         try:
-            c = np.load(path, allow_pickle=False)
-        except (ValueError, EOFError) as e:  # numpy's own advice (to unpickle) is not repeated
-            raise KMeansError(f"{path}: not a centroids .npy file (not a plain numpy array: refused); pass the "
-                              "C.npy written by `spidrkit kmeans fit`") from e
-        if not isinstance(c, np.ndarray):  # a .npz or a zip (a torch .pt checkpoint) loads as an archive
-            c.close()
-            raise KMeansError(f"{path}: not a centroids file (an archive, e.g. a model checkpoint); pass the "
-                              "C.npy written by `spidrkit kmeans fit`")
-        if c.ndim != 2 or not np.issubdtype(c.dtype, np.floating):
-            raise KMeansError(f"{path}: expected float centroids (k, D), got {c.dtype} {c.shape}")
+            c = load_array(path)
+        except OSError as e:
+            if e.errno is not None:  # the disk or the permissions, not the content
+                raise
+            error: Exception = e
+        except Exception as e:  # numpy's parse errors; its own advice (to unpickle) is not repeated
+            error = e
+        else:
+            error = None
+        if error is not None:
+            why = "an archive, e.g. a model checkpoint" if _starts_with(path, b"PK\x03\x04") else (
+                f"not a plain numpy array: {type(error).__name__}")
+            raise KMeansError(f"{path}: not a centroids file ({why}); pass the C.npy written by `spidrkit kmeans "
+                              "fit`") from error
+        if c.ndim != 2 or not np.issubdtype(c.dtype, np.floating) or min(c.shape) < 1:
+            raise KMeansError(f"{path}: expected float centroids (k, D), k and D >= 1, got {c.dtype} {c.shape}")
+        with np.errstate(over="ignore"):
+            c = c.astype(np.float32)  # (what the model holds: a float64 beyond float32's range becomes inf)
         if not np.isfinite(c).all():
-            raise KMeansError(f"{path}: centroids hold NaN or infinite values; fit them again")
+            raise KMeansError(f"{path}: centroids hold NaN or infinite values (as float32); fit them again")
         info = _own_info(read_sidecar(path)) if sidecar_path(path).is_file() else {}
         for key, n in zip(("k", "dim"), c.shape):
             if info.get(key, n) != n:
                 raise KMeansError(f"{path}: sidecar says {key}={info[key]}, the array has shape {c.shape}")
         return cls(torch.from_numpy(c), info)
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(magic)) == magic
 
 
 def centroids_path(path: str | os.PathLike) -> Path:

@@ -24,8 +24,9 @@ from typing import Any
 
 from spidrkit.data.corpora.manifest import ManifestEntry, read_manifest, write_manifest
 from spidrkit.extraction.inputs import resolve_inputs
-from spidrkit.extraction.units import Units, UnitsError, deduplicate, read_units
+from spidrkit.extraction.units import Units, UnitsError, deduplicate, km_units, read_units
 from spidrkit.io import read_sidecar, sidecar_path, write_lines_atomic, write_sidecar
+from spidrkit.text_in import read_lines
 
 EXPORT_FORMATS = ("km",)
 DICT_NAME = "dict.km.txt"
@@ -97,16 +98,8 @@ def read_km(km: str | os.PathLike, tsv: str | os.PathLike | None = None) -> dict
     if not km.is_file():
         raise UnitsError(f"no .km file at {km}")
     entries = read_manifest(tsv)
-    lines = km.read_text().split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = read_lines(km, UnitsError)
     if len(lines) != len(entries):
         raise UnitsError(f"{km}: {len(lines)} lines but {len(entries)} utterances in {tsv}: one line per "
                          "utterance of the manifest, in its order")
-    out = {}
-    for i, (e, line) in enumerate(zip(entries, lines), 1):
-        try:
-            out[e.fileid] = Units([int(t) for t in line.split()])
-        except ValueError as err:
-            raise UnitsError(f"{km}:{i}: bad unit ({err})") from err
-    return out
+    return {e.fileid: Units(km_units(line, f"{km}:{i}")) for i, (e, line) in enumerate(zip(entries, lines), 1)}

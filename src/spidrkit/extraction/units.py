@@ -27,6 +27,7 @@ import torch
 
 from spidrkit.errors import InputError
 from spidrkit.io import write_lines_atomic, write_sidecar
+from spidrkit.text_in import parse_json, read_lines
 
 UNIT_FORMATS = ("txt", "jsonl")
 
@@ -130,6 +131,35 @@ def write_units(
     return path
 
 
+MAX_UNIT = 2**63 - 1  # units and durations are int64 once in numpy
+MAX_FRAMES = 10**8  # frames of one utterance (23 days at 50 Hz): durations beyond are not the runs of an utterance
+
+
+def _checked(units: list[int], durations: list[int] | None, where: str) -> Units:
+    """``Units`` once ``units`` are indices in [0, 2**63) and ``durations`` (if any) one per unit, each >= 1
+    frame, adding up to at most :data:`MAX_FRAMES`; else a :class:`UnitsError` starting with ``where``."""
+    if bad := [u for u in units if not 0 <= u <= MAX_UNIT]:
+        raise UnitsError(f"{where}: units are cluster indices, integers in [0, 2**63), got {bad[0]}")
+    if durations is None:
+        return Units(units)
+    if len(durations) != len(units) or any(n < 1 for n in durations):
+        raise UnitsError(f"{where}: need one duration >= 1 frame per unit ({len(units)} units, "
+                         f"{len(durations)} durations)")
+    if sum(durations) > MAX_FRAMES:
+        raise UnitsError(f"{where}: the durations add up to {sum(durations)} frames, more than {MAX_FRAMES}: "
+                         "not the runs of one utterance")
+    return Units(units, durations)
+
+
+def km_units(line: str, where: str) -> list[int]:
+    """The units of one line of a fairseq ``.km`` file (integers separated by spaces)."""
+    try:
+        units = [int(t) for t in line.split()]
+    except ValueError:
+        raise UnitsError(f"{where}: a .km line holds integer units only, got {line.strip()[:40]!r}") from None
+    return _checked(units, None, where).units
+
+
 def _parse_text_line(line: str, where: str) -> tuple[str, Units]:
     utt, *tokens = line.split()
     starred = sum("*" in t for t in tokens)
@@ -137,31 +167,29 @@ def _parse_text_line(line: str, where: str) -> tuple[str, Units]:
         raise UnitsError(f"{where}: mixes 'unit' and 'unit*duration' tokens")
     try:
         if not starred:
-            return utt, Units([int(t) for t in tokens])
+            return utt, _checked([int(t) for t in tokens], None, where)
         pairs = [t.split("*") for t in tokens]
         units, durations = [int(u) for u, _ in pairs], [int(n) for _, n in pairs]
     except ValueError as e:
         raise UnitsError(f"{where}: bad unit token ({e})") from e
-    if min(durations) < 1:
-        raise UnitsError(f"{where}: durations must be >= 1 frame")
-    return utt, Units(units, durations)
+    return utt, _checked(units, durations, where)
+
+
+def _int_list(value: object, what: str, where: str) -> list[int]:
+    if not isinstance(value, list) or any(type(x) is not int for x in value):
+        raise UnitsError(f"{where}: {what} must be a list of integers, got {str(value)[:60]}")
+    return value
 
 
 def _parse_json_line(line: str, where: str) -> tuple[str, Units]:
-    try:
-        record = json.loads(line)
-        utt, units, durations = record["utt"], record["units"], record.get("durations")
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise UnitsError(f"{where}: expected {{'utt': ..., 'units': [...]}} ({e})") from e
-    if not isinstance(utt, str):
-        raise UnitsError(f"{where}: 'utt' must be a string")
-    u = _as_int_array(units, f"{where}: units").tolist()
-    if durations is None:
-        return utt, Units(u)
-    d = _as_int_array(durations, f"{where}: durations").tolist()
-    if len(d) != len(u) or (d and min(d) < 1):
-        raise UnitsError(f"{where}: need one duration >= 1 per unit ({len(u)} units, {len(d)} durations)")
-    return utt, Units(u, d)
+    record = parse_json(line, where, UnitsError)
+    if not isinstance(record, dict) or "utt" not in record or "units" not in record:
+        raise UnitsError(f"{where}: expected {{'utt': ..., 'units': [...]}}, got {line.strip()[:60]}")
+    utt, durations = record["utt"], record.get("durations")
+    if not isinstance(utt, str) or not utt:
+        raise UnitsError(f"{where}: 'utt' must be a non-empty string")
+    units = _int_list(record["units"], "units", where)
+    return utt, _checked(units, None if durations is None else _int_list(durations, "durations", where), where)
 
 
 def read_units(path: str | os.PathLike, fmt: str | None = None) -> dict[str, Units]:
@@ -175,13 +203,12 @@ def read_units(path: str | os.PathLike, fmt: str | None = None) -> dict[str, Uni
     fmt = units_format(path, fmt)
     parse = _parse_json_line if fmt == "jsonl" else _parse_text_line
     out: dict[str, Units] = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            utt, units = parse(line, where)
-            if utt in out:
-                raise UnitsError(f"{where}: utterance {utt!r} appears twice")
-            out[utt] = units
+    for lineno, line in enumerate(read_lines(path, UnitsError), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        utt, units = parse(line, where)
+        if utt in out:
+            raise UnitsError(f"{where}: utterance {utt!r} appears twice")
+        out[utt] = units
     return out

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.config.errors import ConfigError
-from spidrkit.config.reading import build_section, nest_overrides, preset_path, read_source, read_toml
+from spidrkit.config.reading import build_section, naming_file, nest_overrides, preset_path, read_source, read_toml
 from spidrkit.config.validation import MAX_SEED, Choice, CrossRule, Free, Integer, Number, Rule, check_section
 from spidrkit.config.writing import toml_sections
 
@@ -189,4 +189,6 @@ def load_lm_config(source: str | Path = "opt125m", overrides: list[str] | tuple[
     """A preset name (``opt125m``, ``tiny``) or a TOML file, then ``section.key=value`` overrides."""
     data = read_source(source, LM_PRESETS, prefix="lm_", what="unit LM config")
     nested, _ = nest_overrides(overrides)
-    return lm_config_from_dict(nested, _from_file(data))
+    with naming_file(source, LM_PRESETS):
+        cfg = _from_file(data)
+    return lm_config_from_dict(nested, cfg)

@@ -25,38 +25,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spidrkit.extraction.units import UnitsError, read_units
+from spidrkit.extraction.units import UnitsError, km_units, read_units
 from spidrkit.io import read_sidecar
 from spidrkit.lm.vocab import PAD, UnitVocab
+from spidrkit.text_in import read_lines
 
 IGNORE = -100
 Corpus = list[tuple[str, list[int]]]  # (utterance id, frame-level units)
 
 
 def _read_km(path: Path) -> Corpus:
-    out: Corpus = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append((f"{path.name}:{lineno}", [int(t) for t in line.split()]))
-            except ValueError:
-                raise UnitsError(f"{path}:{lineno}: a .km line holds integer units only, got "
-                                 f"{line.strip()[:40]!r}") from None
-    return out
+    return [(f"{path.name}:{i}", km_units(line, f"{path}:{i}"))
+            for i, line in enumerate(read_lines(path, UnitsError), 1) if line.strip()]
 
 
 def _k_of_file(path: Path) -> int | None:
     """The ``k`` recorded beside a units file: its sidecar's ``k``, or the entries of a fairseq dict."""
     if path.suffix == ".km":
         d = path.with_name("dict.km.txt")
-        return sum(1 for line in d.read_text().splitlines() if line.strip()) if d.is_file() else None
-    try:
-        k = read_sidecar(path).get("k")
-    except (FileNotFoundError, ValueError):
-        return None
-    return k if isinstance(k, int) and not isinstance(k, bool) else None
+        k = sum(1 for line in read_lines(d, UnitsError) if line.strip()) if d.is_file() else None
+    else:
+        try:
+            k = read_sidecar(path).get("k")
+        except (FileNotFoundError, ValueError):  # no sidecar, or not one spidrkit wrote (SidecarError)
+            return None
+    return k if isinstance(k, int) and not isinstance(k, bool) and k >= 1 else None
 
 
 def read_corpus(paths: Sequence[str | os.PathLike]) -> tuple[Corpus, int | None]:

@@ -9,7 +9,6 @@ and ``eos``; a log-likelihood sums those ``n + 1`` terms, and its token-normalis
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from spidrkit.errors import InputError
 from spidrkit.io import write_json_atomic
+from spidrkit.text_in import parse_json, read_text
 
 PAD, BOS, EOS = 0, 1, 2
 OFFSET = 3
@@ -71,12 +71,12 @@ class UnitVocab:
     @classmethod
     def load(cls, folder: str | os.PathLike) -> UnitVocab:
         path = Path(folder) / VOCAB_NAME
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise VocabError(f"{path}: no vocabulary (a unit LM run folder holds {VOCAB_NAME})") from None
-        except json.JSONDecodeError as e:
-            raise VocabError(f"{path}: not JSON ({e})") from e
+        if not path.is_file():
+            raise VocabError(f"{path}: no vocabulary (a unit LM run folder holds {VOCAB_NAME})")
+        data = parse_json(read_text(path, VocabError), str(path), VocabError)
+        if not isinstance(data, dict) or not isinstance(data.get("k"), int) or isinstance(data["k"], bool) \
+                or data["k"] < 1:
+            raise VocabError(f"{path}: not a unit LM vocabulary (a JSON object with k >= 1)")
         if (data.get("pad"), data.get("bos"), data.get("eos"), data.get("offset")) != (PAD, BOS, EOS, OFFSET):
             raise VocabError(f"{path}: special tokens differ from this spidrkit's (pad 0, bos 1, eos 2, offset 3)")
-        return cls(int(data["k"]), bool(data.get("dedup", True)))
+        return cls(data["k"], bool(data.get("dedup", True)))

@@ -29,6 +29,7 @@ from spidrkit.config import SAMPLE_RATE
 from spidrkit.data.corpora.phones import SILENCES
 from spidrkit.errors import InputError
 from spidrkit.io import write_lines_atomic
+from spidrkit.text_in import read_lines
 
 
 class Interval(NamedTuple):
@@ -71,11 +72,19 @@ def _data_lines(path: Path):
     """(line number, fields) of the non-blank, non-comment lines of a text file."""
     if not path.is_file():
         raise AlignmentError(f"no file at {path}")
-    with open(path) as f:
-        for i, line in enumerate(f, start=1):
-            s = line.strip()
-            if s and not s.startswith("#"):
-                yield i, s.split()
+    for i, line in enumerate(read_lines(path, AlignmentError), start=1):
+        s = line.strip()
+        if s and not s.startswith("#"):
+            yield i, s.split()
+
+
+def _checked_times(on: float, off: float, path: Path, line: int) -> tuple[float, float]:
+    """``(onset, offset)`` in seconds: finite, onset >= 0 and offset >= onset, else an AlignmentError."""
+    if not (math.isfinite(on) and math.isfinite(off)) or on < 0:
+        raise AlignmentError(f"{path}:{line}: onset/offset must be finite times in seconds >= 0, got {on} {off}")
+    if off < on:
+        raise AlignmentError(f"{path}:{line}: offset {off} before onset {on}")
+    return on, off
 
 
 # --- alignment files -----------------------------------------------------------------------------------
@@ -105,17 +114,16 @@ def read_alignment_table(path: str | os.PathLike) -> tuple[Alignments, dict[str,
     first = True
     for i, fields in _data_lines(path):
         if len(fields) < 4:
-            raise AlignmentError(f"{path}:{i}: expected 'utt onset offset label [speaker]', got {fields}")
+            raise AlignmentError(f"{path}:{i}: expected 'utt onset offset label [speaker]', got {str(fields)[:120]}")
         try:
             on, off = float(fields[1]), float(fields[2])
         except ValueError as e:
             if first:  # a header line such as 'file onset offset phone'
                 first = False
                 continue
-            raise AlignmentError(f"{path}:{i}: onset/offset are not numbers: {fields[1:3]}") from e
+            raise AlignmentError(f"{path}:{i}: onset/offset are not numbers: {str(fields[1:3])[:80]}") from e
         first = False
-        if off < on:
-            raise AlignmentError(f"{path}:{i}: offset {off} before onset {on}")
+        on, off = _checked_times(on, off, path, i)
         out.setdefault(fields[0], []).append(Interval(on, off, fields[3]))
         if len(fields) >= 5:
             speakers[fields[0]] = fields[4]
@@ -239,22 +247,23 @@ def read_item_file(path: str | os.PathLike) -> list[Item]:
     path = Path(path)
     if not path.is_file():
         raise AlignmentError(f"no item file at {path}")
-    with open(path) as f:
-        header = f.readline().split()
-        if header[:3] != ["#file", "onset", "offset"] or len(header) < 7:
-            raise AlignmentError(f"{path}: first line must be '{' '.join(ITEM_HEADER)}', got {header}")
-        items = []
-        for i, line in enumerate(f, start=2):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) < 7:
-                raise AlignmentError(f"{path}:{i}: expected 7 fields, got {fields}")
-            try:
-                on, off = float(fields[1]), float(fields[2])
-            except ValueError as e:
-                raise AlignmentError(f"{path}:{i}: onset/offset are not numbers: {fields[1:3]}") from e
-            items.append(Item(fields[0], on, off, fields[3], fields[4], fields[5], fields[6]))
+    lines = read_lines(path, AlignmentError)
+    header = lines[0].split() if lines else []
+    if header[:3] != ["#file", "onset", "offset"] or len(header) < 7:
+        raise AlignmentError(f"{path}:1: first line must be '{' '.join(ITEM_HEADER)}', got {str(header)[:120]}")
+    items = []
+    for i, line in enumerate(lines[1:], start=2):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 7:
+            raise AlignmentError(f"{path}:{i}: expected 7 fields, got {str(fields)[:120]}")
+        try:
+            on, off = float(fields[1]), float(fields[2])
+        except ValueError as e:
+            raise AlignmentError(f"{path}:{i}: onset/offset are not numbers: {str(fields[1:3])[:80]}") from e
+        on, off = _checked_times(on, off, path, i)
+        items.append(Item(fields[0], on, off, fields[3], fields[4], fields[5], fields[6]))
     return items
 
 

@@ -9,6 +9,7 @@ Relative paths are resolved against the manifest's folder (CSV, JSONL) or the ro
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,6 +26,7 @@ import numpy as np
 from spidrkit.config import SAMPLE_RATE
 from spidrkit.errors import InputError
 from spidrkit.io import atomic_write
+from spidrkit.text_in import parse_json, read_lines, read_text
 
 FORMATS = ("csv", "tsv", "jsonl")
 
@@ -70,50 +72,13 @@ def fileid_of(relpath: str) -> str:
 
 
 def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
+    """The entries of a CSV, fairseq TSV or JSONL manifest (UTF-8, a BOM allowed); a malformed line is a
+    :class:`ManifestError` naming the file and the line."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"no manifest at {path}")
-    fmt = manifest_format(path)
-    base = _abs(path).parent
-    entries: list[ManifestEntry] = []
-    if fmt == "csv":
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            missing = {"fileid", "path", "num_samples"} - set(reader.fieldnames or [])
-            if missing:
-                raise ManifestError(f"{path}: CSV header lacks {', '.join(sorted(missing))}")
-            for i, row in enumerate(reader, start=2):
-                entries.append(_entry(row, base, path, i))
-    elif fmt == "jsonl":
-        with open(path) as f:
-            for i, line in enumerate(f, start=1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise ManifestError(f"{path}:{i}: not JSON: {e}") from e
-                    entries.append(_entry(row, base, path, i))
-    else:
-        with open(path) as f:
-            lines = f.read().splitlines()
-        if not lines:
-            raise ManifestError(f"{path}: empty TSV manifest (the first line must be the root folder)")
-        root = Path(lines[0].strip())
-        if not root.is_absolute():
-            root = base / root
-        for i, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) < 2:
-                raise ManifestError(f"{path}:{i}: expected 'relpath<TAB>num_samples', got {line!r}")
-            try:
-                n = int(parts[1])
-            except ValueError as e:
-                raise ManifestError(f"{path}:{i}: num_samples {parts[1]!r} is not an integer") from e
-            if n < 0:
-                raise ManifestError(f"{path}:{i}: num_samples {n} is negative")
-            entries.append(ManifestEntry(fileid_of(parts[0]), str(_abs(root / parts[0])), n))
+    read = {"csv": _read_csv, "jsonl": _read_jsonl, "tsv": _read_tsv}[manifest_format(path)]
+    entries = read(path, _abs(path).parent)
     seen: set[str] = set()
     for e in entries:
         if e.fileid in seen:
@@ -122,18 +87,95 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
     return entries
 
 
-def _entry(row: dict, base: Path, path: Path, line: int) -> ManifestEntry:
+def _read_csv(path: Path, base: Path) -> list[ManifestEntry]:
+    reader = csv.DictReader(io.StringIO(read_text(path, ManifestError), newline=""))
+    entries = []
     try:
-        p = Path(str(row["path"]))
-        n = int(row["num_samples"])
-        fileid = str(row["fileid"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise ManifestError(f"{path}:{line}: bad row {row!r} ({type(e).__name__}: {e})") from e
-    if n < 0:
-        raise ManifestError(f"{path}:{line}: num_samples {n} is negative")
-    speaker = row.get("speaker")
-    speaker = None if speaker is None or speaker == "" else str(speaker)
-    return ManifestEntry(fileid, str(_abs(base / p)), n, speaker)
+        fields = reader.fieldnames or []
+        missing = {"fileid", "path", "num_samples"} - set(fields)
+        if missing:
+            raise ManifestError(f"{path}: CSV header lacks {', '.join(sorted(missing))}")
+        if twice := sorted({f for f in fields if fields.count(f) > 1}):
+            raise ManifestError(f"{path}:1: the CSV header names {', '.join(map(repr, twice))} more than once")
+        for row in reader:
+            if None in row:
+                raise ManifestError(f"{path}:{reader.line_num}: more cells than the {len(fields)} columns of the "
+                                    "header (quote a cell that holds a comma)")
+            entries.append(_entry(row, base, path, reader.line_num))
+    except csv.Error as e:
+        raise ManifestError(f"{path}:{reader.line_num}: not CSV ({e})") from None
+    return entries
+
+
+def _read_jsonl(path: Path, base: Path) -> list[ManifestEntry]:
+    entries = []
+    for i, line in enumerate(read_lines(path, ManifestError), start=1):
+        if line.strip():
+            entries.append(_entry(parse_json(line, f"{path}:{i}", ManifestError), base, path, i))
+    return entries
+
+
+def _read_tsv(path: Path, base: Path) -> list[ManifestEntry]:
+    lines = read_lines(path, ManifestError)
+    if not lines or not lines[0].strip():
+        raise ManifestError(f"{path}: empty TSV manifest (the first line must be the root folder)")
+    root = Path(lines[0].strip())
+    if not root.is_absolute():
+        root = base / root
+    entries = []
+    for i, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2 or not parts[0].strip():
+            raise ManifestError(f"{path}:{i}: expected 'relpath<TAB>num_samples', got {line!r:.80}")
+        n = _num_samples(parts[1], path, i)
+        entries.append(ManifestEntry(_fileid(parts[0], path, i), str(_abs(root / parts[0])), n))
+    return entries
+
+
+def _num_samples(value: object, path: Path, line: int) -> int:
+    """A count of samples: an integer >= 0 (a JSON number or its text), else a :class:`ManifestError`."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):  # not digits (or more than Python converts): refused below
+            value = int(value)
+    if type(value) is not int:
+        raise ManifestError(f"{path}:{line}: num_samples {value!r:.40} is not an integer")
+    if value < 0:
+        raise ManifestError(f"{path}:{line}: num_samples {value} is negative")
+    return value
+
+
+def _fileid(relpath: str, path: Path, line: int) -> str:
+    try:
+        fileid = fileid_of(relpath)
+    except ValueError:  # no file name to take the id from ('', '/', '..')
+        fileid = ""
+    if fileid in ("", ".", ".."):
+        raise ManifestError(f"{path}:{line}: {relpath!r:.80} is not the path of a file")
+    return fileid
+
+
+def _entry(row: object, base: Path, path: Path, line: int) -> ManifestEntry:
+    if not isinstance(row, dict):
+        raise ManifestError(f"{path}:{line}: bad row {row!r:.80} (expected an object with fileid, path and "
+                            "num_samples)")
+    if missing := [k for k in ("fileid", "path", "num_samples") if k not in row]:
+        raise ManifestError(f"{path}:{line}: bad row {row!r:.80} (no {', '.join(missing)})")
+    fileid, file, speaker = (_text(row.get(k)) for k in ("fileid", "path", "speaker"))
+    if not fileid or not file or "\0" in file or (speaker is None and row.get("speaker") not in (None, "")):
+        raise ManifestError(f"{path}:{line}: bad row {row!r:.80} (fileid and path must be non-empty text, path "
+                            "without NUL, speaker text or empty)")
+    return ManifestEntry(fileid, str(_abs(base / file)), _num_samples(row["num_samples"], path, line), speaker)
+
+
+def _text(value: object) -> str | None:
+    """A cell as text: a string (empty: None) or an integer (JSON ids such as 19), else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) and value else None
 
 
 def write_manifest(entries: list[ManifestEntry], path: str | os.PathLike, relative: bool = True) -> Path:
@@ -270,7 +312,6 @@ def scan_audio_dir(
     ``root`` (1 = the top level, as in LibriSpeech's ``SPEAKER/CHAPTER/file.flac``). Headers are read on
     ``num_threads`` threads; unreadable and empty files are returned in ``failures``, not raised.
     """
-    import soundfile as sf
     from tqdm import tqdm
 
     root = Path(root)
@@ -287,19 +328,10 @@ def scan_audio_dir(
                 "so they have no speaker folder"
             )
 
-    def info(p: Path) -> tuple[int, int] | str:
-        try:
-            i = sf.info(str(p))
-        except Exception as e:
-            return f"unreadable ({type(e).__name__}: {' '.join(str(e).split())})"
-        if i.frames <= 0:
-            return "empty (0 samples)"
-        return i.frames, i.samplerate
-
     entries: list[ManifestEntry] = []
     failures: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max(1, num_threads)) as pool:
-        results = pool.map(info, paths)
+        results = pool.map(_header_of, paths)
         for p, r in tqdm(zip(paths, results), total=len(paths), disable=not progress, unit="file",
                          desc=f"reading headers under {root}"):
             if isinstance(r, str):
@@ -309,12 +341,31 @@ def scan_audio_dir(
             speaker = rel.parts[speaker_from_dir - 1] if speaker_from_dir else None
             n = resampled_length(r[0], r[1], sample_rate)
             entries.append(ManifestEntry(fileid_of(str(rel)), str(_abs(p)), n, speaker))
+    return ScanResult(*_first_of_each_id(entries, failures))
+
+
+def _header_of(p: Path) -> tuple[int, int] | str:
+    """``(frames, sample rate)`` from a file's header, or why it cannot be used."""
+    import soundfile as sf
+
+    try:
+        i = sf.info(str(p))
+    except Exception as e:
+        return f"unreadable ({type(e).__name__}: {' '.join(str(e).split())})"
+    if i.frames <= 0:
+        return "empty (0 samples)"
+    return i.frames, i.samplerate
+
+
+def _first_of_each_id(entries: list[ManifestEntry], failures: list[tuple[str, str]]
+                      ) -> tuple[list[ManifestEntry], list[tuple[str, str]]]:
+    """a.wav and a.flac side by side would share the id "a": the first is kept, the others are failures."""
     first: dict[str, str] = {}
     unique = []
-    for e in entries:  # a.wav and a.flac side by side would share the id "a": keep the first
+    for e in entries:
         if e.fileid in first:
             failures.append((e.path, f"same file id {e.fileid!r} as {first[e.fileid]}"))
         else:
             first[e.fileid] = e.path
             unique.append(e)
-    return ScanResult(unique, failures)
+    return unique, failures

@@ -41,6 +41,7 @@ from spidrkit.data.corpora.manifest import (
     write_manifest,
 )
 from spidrkit.errors import InputError
+from spidrkit.text_in import read_lines
 
 _LIBRISPEECH_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
@@ -124,12 +125,12 @@ def write_split_manifests(scans: Mapping[str, ScanResult], out_dir: str | os.Pat
 def read_phone_map(path: str | os.PathLike) -> dict[str, str]:
     """A phone map ``id -> phone`` from lines 'phone id' or 'id phone' (e.g. CPC's phones.txt)."""
     out = {}
-    for i, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for i, line in enumerate(read_lines(path, AlignmentError), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
         if len(fields) != 2:
-            raise AlignmentError(f"{path}:{i}: expected 'phone id', got {line!r}")
+            raise AlignmentError(f"{path}:{i}: expected 'phone id', got {line!r:.80}")
         a, b = fields
         phone, ident = (a, b) if b.lstrip("-").isdigit() else (b, a)
         out[ident] = phone
@@ -138,11 +139,7 @@ def read_phone_map(path: str | os.PathLike) -> dict[str, str]:
 
 def _is_frame_file(path: Path) -> bool:
     """Alignment lines have 4 or 5 fields; frame-label lines have one per 10 ms frame."""
-    with open(path) as f:
-        for _, line in zip(range(20), f):
-            if len(line.split()) > 5:
-                return True
-    return False
+    return any(len(line.split()) > 5 for line in read_lines(path, AlignmentError)[:20])
 
 
 def read_zerospeech_alignments(path: str | os.PathLike, phone_map: Mapping[str, str] | None = None,

@@ -45,6 +45,7 @@ from spidrkit.data.synth.lexicon import (
     third_person,
 )
 from spidrkit.io import write_text_atomic
+from spidrkit.text_in import read_text
 
 DEFAULT_COUNT = 6000
 DEFAULT_SEED = 2025
@@ -261,5 +262,5 @@ def load_sentences(path: str | os.PathLike | None = None) -> list[str]:
     if path is None:
         text = resources.files("spidrkit").joinpath("resources", RESOURCE).read_text()
     else:
-        text = Path(path).read_text()
+        text = read_text(path)
     return [s.strip() for s in text.splitlines() if s.strip() and not s.lstrip().startswith("#")]

@@ -54,6 +54,7 @@ FeatureSource = str | os.PathLike | Mapping[str, torch.Tensor]
 # (<= 10 items per group) 50 cells hold a few hundred triplets at least, while a handful of cells can give
 # 0 % or 100 % by chance. The ZeroSpeech / LibriSpeech dev sets give tens of thousands of cells.
 MIN_ABX_CELLS = 50
+ITEM_COLUMNS = ("#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker")
 
 
 class ABXInputError(InputError):
@@ -187,17 +188,41 @@ def check_item_file(item_file: Path) -> None:
                             "line per phone instance (#file onset offset #phone prev-phone next-phone speaker)")
 
 
+def read_abx_labels(item_file: str | os.PathLike):
+    """The items of an item file as fastabx reads them (a polars DataFrame, onset and offset as decimals),
+    checked: the ZeroSpeech columns, one item at least, times that are numbers with onset <= offset. A file
+    that fastabx cannot parse is an :class:`ABXInputError` naming it."""
+    import polars as pl
+    from fastabx.dataset import read_labels
+
+    item_file = Path(item_file)
+    check_item_file(item_file)
+    fix = f"an item file has the columns {' '.join(ITEM_COLUMNS)}, one item a line"
+    try:
+        labels = read_labels(item_file, "#file", "onset", "offset")
+    except Exception as e:  # polars' parse errors, fastabx's own; the file is the cause
+        raise ABXInputError(f"{item_file}: not an item file fastabx reads ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:200]}); {fix}") from None
+    if missing := [c for c in ITEM_COLUMNS if c not in labels.columns]:
+        raise ABXInputError(f"{item_file}: no column {', '.join(missing)}; {fix}")
+    bad = labels.with_row_index("item", 1).filter(
+        pl.any_horizontal(pl.col(*ITEM_COLUMNS).is_null()) | (pl.col("onset") > pl.col("offset")))
+    if bad.height or not labels.height:
+        where = f"item {bad['item'][0]} is incomplete or ends before it starts" if bad.height else "no item"
+        raise ABXInputError(f"{item_file}: {where}; {fix}, onset and offset in seconds, onset <= offset")
+    return labels
+
+
 def _dataset(features: FeatureSource, item_file: Path, frequency: float, distance: Distance,
              device: str | None, progress: bool):
     """A fastabx Dataset holding the item frames of ``features`` (a folder or a mapping)."""
     from fastabx import Dataset, InMemoryAccessor
-    from fastabx.dataset import load_data_from_item, read_labels
+    from fastabx.dataset import load_data_from_item
     from fastabx.utils import resolve_device
 
     transform = _feature_transform(distance)
     feats = load_features(features)
-    check_item_file(item_file)
-    labels = read_labels(item_file, "#file", "onset", "offset")
+    labels = read_abx_labels(item_file)
     resolved = resolve_device(device)
     first: dict[str, tuple[str, int]] = {}
 

@@ -22,11 +22,13 @@ submission files but not evaluated. ``BENCHMARK`` may also be one task folder, o
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spidrkit.errors import InputError
+from spidrkit.text_in import read_text
 
 TASKS = ("lexical", "syntactic", "storycloze")
 SPLITS = ("dev", "test")
@@ -68,26 +70,42 @@ class Split:
 
 def _read_gold(task: str, folder: Path) -> list[Item]:
     path = folder / GOLD
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(read_text(path, BenchmarkError), newline=""))
+    try:
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in COLUMNS[task] if c not in header]
         if missing:
             raise BenchmarkError(f"{path}: no column {', '.join(repr(c) for c in missing)} (a {task} gold.csv has "
                                  f"the columns {', '.join(COLUMNS[task])})")
-        items = []
-        for line, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            if row["correct"] not in ("0", "1"):
-                raise BenchmarkError(f"{path}, line {line}: 'correct' must be 0 or 1, got {row['correct']!r}")
-            wav = folder / f"{row['filename']}.wav"
-            if not wav.is_file():
-                raise BenchmarkError(f"{path}, line {line}: no audio {wav} for the file {row['filename']!r}")
-            extra = {k: row[k] for k in COLUMNS[task] if k not in ("id", "filename", "voice", "correct")}
-            items.append(Item(row["filename"], wav, row["id"], row["voice"], row["correct"] == "1", extra))
+        if twice := sorted({h for h in header if header.count(h) > 1}):
+            raise BenchmarkError(f"{path}:1: the header names {', '.join(map(repr, twice))} more than once")
+        items = [_gold_item(task, folder, row, f"{path}, line {reader.line_num}") for row in reader]
+    except csv.Error as e:
+        raise BenchmarkError(f"{path}, line {reader.line_num}: not CSV ({e})") from None
     if not items:
         raise BenchmarkError(f"{path}: no rows")
     return items
+
+
+def _gold_item(task: str, folder: Path, row: dict, where: str) -> Item:
+    """One row of a gold file (``where``: the file and line, for the messages)."""
+    if None in row:
+        raise BenchmarkError(f"{where}: more cells than the header's columns (quote a cell that holds a comma)")
+    row = {k.strip(): (v or "").strip() for k, v in row.items()}
+    if row["correct"] not in ("0", "1"):
+        raise BenchmarkError(f"{where}: 'correct' must be 0 or 1, got {row['correct']!r:.40}")
+    wav = folder / f"{row['filename']}.wav"
+    if not _is_file(wav):
+        raise BenchmarkError(f"{where}: no audio {wav} for the file {row['filename']!r:.80}")
+    extra = {k: row[k] for k in COLUMNS[task] if k not in ("id", "filename", "voice", "correct")}
+    return Item(row["filename"], wav, row["id"], row["voice"], row["correct"] == "1", extra)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system: no such file either
+        return False
 
 
 def _read_wavs(folder: Path) -> list[Item]:

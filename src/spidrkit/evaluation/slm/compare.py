@@ -37,6 +37,7 @@ from spidrkit.evaluation.pages import write_html, write_tables
 from spidrkit.evaluation.plots.figures import Figure, Panel, Series, pyplot, save_figure
 from spidrkit.evaluation.slm.rules import DEFAULT_BOOTSTRAP, MIN_PAIRS
 from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
+from spidrkit.text_in import parse_json, read_text
 
 METRICS = {"swuggy_all": ("lexical", "all", "sWUGGY all"),
            "swuggy_in_vocab": ("lexical", "in_vocab", "sWUGGY in-vocab"),
@@ -162,6 +163,32 @@ def check_rows(benchmark: str | os.PathLike, rows: Sequence[CompareRow], out_dir
         entries.insert(0, (f"BENCHMARK {benchmark}", "", {k: v for k, v in bench.items() if k != "scoring"}))
         entries += [(_name(i, row), row.label, bench) for i, row in pending]
     check_comparable(entries)
+ROW_FIELDS = {"label": str, "units": str, "lm": str, "encoder": str | None, "layer": int | None, "seed": int | None,
+              "report": str | None}
+
+
+def read_rows(path: str | os.PathLike) -> list[CompareRow]:
+    """The rows of a ``ROWS.json`` file: a JSON list of objects with the fields of :class:`CompareRow` (``label``
+    required), each of its type; anything else is an :class:`InputError` naming the file and the row."""
+    data = parse_json(read_text(path), str(path))
+    fix = "expected a JSON list of {label, units, lm, encoder, layer, seed, report} objects"
+    if not isinstance(data, list) or not data:
+        raise InputError(f"{path}: {fix}")
+    for i, row in enumerate(data, 1):
+        bad = [k for k, v in row.items() if k not in ROW_FIELDS or isinstance(v, bool)
+               or not isinstance(v, ROW_FIELDS[k])] if isinstance(row, dict) else ["(not an object)"]
+        if bad or "label" not in row:
+            raise InputError(f"{path}: row {i}: {', '.join(map(str, bad)) or 'no label'}; {fix} (strings; "
+                             "layer and seed integers; null where unused)")
+    return [CompareRow(**row) for row in data]
+
+
+def read_sweep(path: str | os.PathLike) -> dict[str, Any]:
+    """A sweep's ``report.json`` (a JSON object; its ``results`` are looked up by :func:`scatter_points`)."""
+    data = parse_json(read_text(path), str(path))
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a sweep report (a JSON object with 'results'); pass a sweep's report.json")
+    return data
 
 
 def _slug(label: str) -> str:
@@ -277,20 +304,25 @@ def _lookup(results: Mapping[str, Any], key: str | None, metric: str) -> float |
     if key is None:
         return None
     section, _, name = key.partition("/")
-    rows = results.get(section) or {}
+    rows = _mapping(results.get(section))
     if "*" in name:
         pattern = re.compile("^" + ".*".join(map(re.escape, name.split("*"))) + "$")
         name = next((n for n in rows if pattern.match(str(n))), "")
-    row = rows.get(name) or (rows.get(int(name)) if str(name).isdigit() else None) or {}  # JSON or int keys
+    row = _mapping(rows.get(name) or (rows.get(int(name)) if str(name).isdigit() else None))  # JSON or int keys
     value = row.get(metric)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _mapping(value: Any) -> Mapping[Any, Any]:
+    """``value`` if it is a mapping, else empty (a sweep report whose results are not laid out as expected)."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def scatter_points(rows: Sequence[CompareRow], table: Mapping[str, Mapping[str, Mapping[str, Any]]],
                    sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One point per label that the sweep measured: its ABX (within, across), PNMI and mean sLM scores.
     ``sweep``: a sweep's ``report.json`` (its ``results``) or the results themselves."""
-    results = sweep.get("results", sweep)
+    results = _mapping(sweep.get("results", sweep))
     points, seen = [], set()
     for row in rows:
         if row.label in seen:
@@ -363,7 +395,7 @@ def write_comparison(out_dir: str | os.PathLike, scored: Sequence[tuple[CompareR
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table([(row.label, rep) for row, rep in scored])
     if sweep is not None and not isinstance(sweep, Mapping):
-        sweep = json.loads(Path(sweep).read_text())
+        sweep = read_sweep(sweep)
     points = scatter_points([r for r, _ in scored], table, sweep) if sweep is not None else []
     report = {"title": title, "table": table, "scatter": points, "plot": None, "notes": list(notes),
               "rows": [asdict(r) for r, _ in scored], **(extra or {})}
