@@ -18,6 +18,7 @@ tests/test_fuzz_*.py`` (README, "Tests").
 
 from __future__ import annotations
 
+import atexit
 import copy
 import csv
 import datetime as dt
@@ -26,6 +27,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -291,6 +293,7 @@ class Scratch:
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="spidrkit-fuzz-"))
+        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
 
     def write(self, name: str, data: bytes | str) -> Path:
         path = self.root / name
