@@ -294,8 +294,9 @@ class _Writers:
 
 
 def _run_batches(job: _Job, opts: ExtractOptions, todo: list, writers: _Writers, summary: ExtractionSummary,
-                 bar: Any) -> None:
-    model, rate, start = job.model, job.model.sample_rate, time.perf_counter() - summary.wall_seconds
+                 bar: Any, start_time: float) -> None:
+    """Every batch of ``todo`` computed and written; the bar's speed counts from ``start_time``."""
+    model, rate = job.model, job.model.sample_rate
     window, context = whole_frames(opts.window_seconds, model), whole_frames(opts.context_seconds, model)
     budget = max(1, int(opts.batch_seconds * rate))
     workers = opts.num_workers if opts.num_workers is not None else (4 if job.device.type == "cuda" else 0)
@@ -322,7 +323,7 @@ def _run_batches(job: _Job, opts: ExtractOptions, todo: list, writers: _Writers,
         for layer, j in writers.journals.items():
             j.write_lines(lines[layer])
         bar.update(len(batch) + len(bad))
-        bar.set_postfix(speed=f"{summary.audio_seconds / (time.perf_counter() - start):.1f}x")
+        bar.set_postfix(speed=f"{summary.audio_seconds / (time.perf_counter() - start_time):.1f}x")
 
 
 def _warn_about_missing(summary: ExtractionSummary, job: _Job, skip_log: SkipLog | None, num_mine: int,
@@ -368,8 +369,7 @@ def extract(model: SpeechEncoder | Loaded | str | os.PathLike, inputs: str | os.
         folders, infos = _open_folders(out_dir, job, opts, base_info)
         mine = shard(entries, job.rank, job.world_size)
         todo = _todo(mine, job, opts, folders, units_name)
-        summary = ExtractionSummary(skipped=len(mine) - len(todo), rank=job.rank, world_size=job.world_size,
-                                    wall_seconds=time.perf_counter() - start_time)
+        summary = ExtractionSummary(skipped=len(mine) - len(todo), rank=job.rank, world_size=job.world_size)
         if job.kind and opts.overwrite and job.rank == 0:
             for f in folders.values():
                 (f / units_name).unlink(missing_ok=True)  # replaced, not merged with, by this run's units
@@ -379,7 +379,7 @@ def extract(model: SpeechEncoder | Loaded | str | os.PathLike, inputs: str | os.
         bar = tqdm(total=len(mine), initial=summary.skipped, unit="file", desc=f"extracting (rank {job.rank})",
                    disable=not opts.progress or job.rank != 0)
         try:
-            _run_batches(job, opts, todo, writers, summary, bar)
+            _run_batches(job, opts, todo, writers, summary, bar, start_time)
         finally:
             bar.close()
             for j in journals.values():
