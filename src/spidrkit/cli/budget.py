@@ -9,6 +9,7 @@ import argparse
 
 
 def add_budget_parser(sub) -> argparse.ArgumentParser:
+    from spidrkit.cli.arg_types import layer_list
     from spidrkit.evaluation.runs.budget import DEFAULT_MIN_FRAMES
 
     p = sub.add_parser("budget", help="ABX of a run's milestone checkpoints against training time",
@@ -20,22 +21,12 @@ def add_budget_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True, metavar="DIR", help="aligned corpus folder (dev, heldout splits)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
     p.add_argument("--max-files", type=int, default=None, metavar="N", help="files per split (default: all)")
-    p.add_argument("--layers", type=_layers, default=None, metavar="1,2,...",
+    p.add_argument("--layers", type=layer_list, default=None, metavar="1,2,...",
                    help="layers to choose from (default: all)")
     p.add_argument("--min-frames", type=int, default=DEFAULT_MIN_FRAMES, metavar="N",
                    help="shortest utterance kept, in frames (default: %(default)s)")
     p.add_argument("--within", action="store_true", help="also within-speaker ABX at the chosen layer")
     return p
-
-
-def _layers(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer numbers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected layer numbers >= 1, got {text!r}")
-    return values
 
 
 def run_budget(args: argparse.Namespace) -> int:

@@ -32,26 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.cli import UserError
+from spidrkit.cli.arg_types import layer_list, name_list
 from spidrkit.cli.model_args import add_model_options, model_source
 
 DISTANCES = ("angular", "kl_symmetric", "identical")
 
 
 # ------------------------------------------------------------------------------------------- parser
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one layer")
-    return values
-
-
-def _name_list(text: str) -> list[str]:
-    return [x for x in text.replace(" ", "").split(",") if x]
-
-
 def _add_frame_rate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame-rate", type=float, default=None, metavar="HZ",
                    help="frames per second of the inputs (default: from their sidecar, else the default model's)")
@@ -91,7 +78,7 @@ def _add_units(sub) -> None:
     p.add_argument("labels", metavar="LABELS", help="frame labels at 100 Hz: 'utt l1 l2 ...' per line")
     p.add_argument("--pairing", choices=("both", "center"), default="both",
                    help="both: each unit frame with its two label frames (default); center: with the middle one")
-    p.add_argument("--ignore", type=_name_list, default=[], metavar="L1,L2",
+    p.add_argument("--ignore", type=name_list, default=[], metavar="L1,L2",
                    help="labels left out of the phone metrics, e.g. SIL (default: none, as in the paper)")
     p.add_argument("--plot", metavar="PNG", help="also draw the P(phone | code) heat map")
     _add_frame_rate(p)
@@ -133,19 +120,19 @@ def _add_sweep(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
     p.add_argument("--probe", action="store_true",
                    help="also the linear phone and speaker probes of every layer (needs train and heldout splits)")
-    p.add_argument("--splits", type=_name_list, default=None, metavar="S1,S2",
+    p.add_argument("--splits", type=name_list, default=None, metavar="S1,S2",
                    help=f"evaluation splits, merged (default: {','.join(DEFAULT_SPLITS)}, or dev alone when the "
                    "corpus has no held-out voice)")
-    p.add_argument("--layers", type=_int_list, default=None, metavar="1,2,...", help="1-based (default: all)")
+    p.add_argument("--layers", type=layer_list, default=None, metavar="1,2,...", help="1-based (default: all)")
     p.add_argument("--kmeans", type=int, default=None, metavar="K", help="also k-means units with K centroids")
     p.add_argument("--kmeans-max-frames", type=int, default=DEFAULT_KMEANS_MAX_FRAMES, metavar="N",
                    help=f"k-means fit sample from the train split (default: {DEFAULT_KMEANS_MAX_FRAMES})")
-    p.add_argument("--baselines", type=_name_list, default=list(DEFAULT_BASELINES), metavar="B1,B2",
+    p.add_argument("--baselines", type=name_list, default=list(DEFAULT_BASELINES), metavar="B1,B2",
                    help=f"any of {','.join(SWEEP_BASELINES)}, or 'none' (default: mfcc,mfcc_cmvn,random)")
     p.add_argument("--posteriors", action="store_true", help="also ABX of the codebook posteriors (symmetric KL)")
     p.add_argument("--metrics", nargs="+", default=None, metavar="METRICS_JSONL",
                    help="training runs' metrics.jsonl for the perplexity figure")
-    p.add_argument("--labels", type=_name_list, default=None, metavar="L1,L2", help="names of the --metrics runs")
+    p.add_argument("--labels", type=name_list, default=None, metavar="L1,L2", help="names of the --metrics runs")
     p.add_argument("--max-files", type=int, default=None, metavar="N", help="at most N files per split")
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--seed", type=int, default=0, help="seed of k-means, the random model, subsampling")
@@ -165,8 +152,8 @@ def _add_probe(sub) -> None:
     add_model_options(p)
     p.add_argument("--corpus", required=True, metavar="DIR", help="corpus folder (train or dev, and heldout)")
     p.add_argument("-o", "--output", default=None, metavar="OUT", help="also write OUT/report.json and report.md")
-    p.add_argument("--layers", type=_int_list, default=None, metavar="1,2,...", help="1-based (default: all)")
-    p.add_argument("--baselines", type=_name_list, default=["mfcc", "random"], metavar="B1,B2",
+    p.add_argument("--layers", type=layer_list, default=None, metavar="1,2,...", help="1-based (default: all)")
+    p.add_argument("--baselines", type=name_list, default=["mfcc", "random"], metavar="B1,B2",
                    help="any of mfcc,log_mel,noise,random, or 'none' (default: mfcc,random)")
     p.add_argument("--max-files", type=int, default=None, metavar="N", help="at most N test files")
     p.add_argument("--max-train-frames", type=int, default=None, metavar="N",
@@ -181,7 +168,7 @@ def _add_plot_perplexity(sub) -> None:
                        description="One line per layer, one line style per run.")
     p.add_argument("runs", nargs="+", metavar="METRICS_JSONL", help="metrics.jsonl of one or more training runs")
     p.add_argument("-o", "--output", required=True, metavar="PNG", help="output image")
-    p.add_argument("--labels", type=_name_list, default=None, metavar="L1,L2",
+    p.add_argument("--labels", type=name_list, default=None, metavar="L1,L2",
                    help="run names (default: the runs' folder names)")
     p.add_argument("--codebook-size", type=int, default=None, metavar="V", help="draw the maximum V")
     p.add_argument("--title", default=None, help="figure title")
