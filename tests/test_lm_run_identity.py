@@ -69,7 +69,7 @@ def test_resume_with_other_units_is_refused_and_fresh_starts_anew(tmp_path, caps
     before = _state(run)
     assert "checkpoints/step_00000003.pt" in before
     du, do, dv = file_sha256(u), file_sha256(other), file_sha256(v)
-    fix = f"use another --run-dir, or --fresh to start {run} anew"
+    fix = f"use another run folder, or --fresh to start {run} anew"
     assert _cli(other, "--run-dir", run) == 2
     assert _err(capsys) == (f"spidrkit lm: error: {run} was trained on {u} (sha256 {du}), not {other} "
                             f"(sha256 {do}): {fix}")
@@ -78,7 +78,7 @@ def test_resume_with_other_units_is_refused_and_fresh_starts_anew(tmp_path, caps
                             f"utterances, not {v} (sha256 {dv}): {fix}")
     assert _cli(u, "--run-dir", run, "--set", "optim.lr=1e-3") == 2
     assert _err(capsys) == (f"spidrkit lm: error: {run} holds a run with another config (optim.lr = 0.002 there, "
-                            f"0.001 now); resume with the same config, use another --run-dir, or --fresh to start "
+                            f"0.001 now); resume with the same config, use another run folder, or --fresh to start "
                             f"{run} anew")
     assert _state(run) == before  # nothing lost, nothing written
     moved = shutil.copy(u, tmp_path / "moved.txt")  # the same contents elsewhere: the same run, resumed

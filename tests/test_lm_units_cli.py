@@ -103,7 +103,7 @@ def test_encoder_kmeans_units_equal_what_extract_writes(corpus, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["lm", "units", "{corpus}", "--units", "kmeans:{mfcc}", "-o", "{out}"], "fitted on MFCC: pass --encoder mfcc"),
+    (["lm", "units", "{corpus}", "--units", "kmeans:{mfcc}", "-o", "{out}"], "fitted on MFCC: pass --model mfcc"),
     (["lm", "units", "{corpus}", "--encoder", "mfcc", "--units", "codebook:3", "-o", "{out}"], "has no codebook"),
     (["lm", "units", "{corpus}", "--split", "dev", "--encoder", "mfcc", "--units", "kmeans:{mfcc}", "-o", "{out}"],
      "no manifest at"),

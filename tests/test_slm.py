@@ -274,10 +274,10 @@ def test_units_specification(slm_models, tmp_path):
     assert parse_units("codebook:6").layer == 6
     spec = parse_units(f"kmeans:{slm_models['centroids']}")
     assert (spec.kind, spec.layer, spec.k) == ("kmeans", 6, 16)
-    with pytest.raises(SlmUnitsError, match="fitted on layer 6, not --layer 4"):
+    with pytest.raises(SlmUnitsError, match="fitted on layer 6, not --layers 4"):
         parse_units(f"kmeans:{slm_models['centroids']}", layer=4)
     bare = KMeansModel(torch.randn(4, 64)).save(tmp_path / "bare.npy")
-    with pytest.raises(SlmUnitsError, match="names no layer; pass --layer N"):
+    with pytest.raises(SlmUnitsError, match="names no layer; pass --layers N"):
         parse_units(f"kmeans:{bare}")
     assert parse_units(f"kmeans:{bare}", layer=3).layer == 3
     with pytest.raises(SlmUnitsError, match="name the layer, as in codebook:6"):
@@ -329,7 +329,7 @@ def test_mfcc_kmeans_units_score_through_the_same_scorer(slm_models, tmp_path, c
     assert [float(got[n]) for n in names] == pytest.approx(expected, abs=1e-5)
     capsys.readouterr()
     assert main([*base, "--units", "codebook:6"]) == 2
-    assert "needs --encoder" in capsys.readouterr().err
+    assert "needs --model" in capsys.readouterr().err
     assert main([*base, "--encoder", "tiny", "--units", "codebook:6"]) == 2
     assert "'random:tiny' for a model with RANDOM weights" in capsys.readouterr().err
 

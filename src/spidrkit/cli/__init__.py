@@ -5,7 +5,6 @@ Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import signal
 import sys

@@ -42,7 +42,7 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         blocks = re.split(r"\n\s*\n", text.strip("\n"))
-        out = [block if "\n" in block else super(HelpFormatter, self)._fill_text(block, width, indent)
+        out = [block if "\n" in block or block.startswith(EXAMPLE) else super()._fill_text(block, width, indent)
                for block in blocks]
         return "\n\n".join(out)
 
@@ -57,13 +57,13 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.late_checks: list[Callable[[Parser, argparse.Namespace], None]] = []
 
-    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 (argparse's signature)
+    def parse_known_args(self, args=None, namespace=None):
         namespace, extras = super().parse_known_args(args, namespace)
         for check in self.late_checks:
             check(self, namespace)
         return namespace, extras
 
-    def error(self, message: str):  # noqa: ANN201
+    def error(self, message: str):
         found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if found:
             choices = re.findall(r"'([^']*)'", found.group(2))
@@ -123,7 +123,7 @@ class Deprecated(argparse.Action):
         super().__init__(option_strings, dest, **kwargs)
         self.new, self.mode, self.advice = new, mode, advice
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
         warned = parser.__dict__.setdefault("warned", set())
         if option_string not in warned:
             warned.add(option_string)
@@ -155,16 +155,17 @@ def add_model(parser: argparse.ArgumentParser, required: bool = False, help: str
 
 
 def add_output(parser: Parser, metavar: str, help: str, *, required: bool = False, default: str | None = None,
-               old: Sequence[str] = (), positional: bool = False) -> None:
+               old: Sequence[str] = (), positional: bool = False, type: Callable[[str], Any] | None = None) -> None:
     """``-o/--output PATH``; ``old`` spellings are hidden aliases; ``positional``: a trailing positional
     ``OUT`` (the command's former form) still works, hidden. Required-ness is checked after parsing, so any
     spelling satisfies it."""
-    parser.add_argument("-o", "--output", default=default, metavar=metavar,
+    parser.add_argument("-o", "--output", default=default, metavar=metavar, type=type,
                         help=f"{help} (required)" if required else help)
     for flag in old:
-        parser.add_argument(flag, dest="output", action=Deprecated, new="-o/--output")
+        parser.add_argument(flag, dest="output", action=Deprecated, new="-o/--output", type=type)
     if positional:
-        parser.add_argument("output_positional", nargs="?", default=None, metavar=metavar, help=argparse.SUPPRESS)
+        parser.add_argument("output_positional", nargs="?", default=None, metavar=metavar, type=type,
+                            help=argparse.SUPPRESS)
 
     def check(p: Parser, args: argparse.Namespace) -> None:
         late = getattr(args, "output_positional", None) if positional else None

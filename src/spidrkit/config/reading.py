@@ -91,7 +91,8 @@ def build_section(cls: type, values: dict[str, Any], section: str, base: Any) ->
     for k, v in values.items():
         if k not in known:
             hint = did_you_mean(f"{section}.{k}", [f"{section}.{n}" for n in sorted(known)])
-            raise ConfigError(f"unknown key '{section}.{k}'{hint}; known keys in [{section}]: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown key '{section}.{k}'{hint}; known keys in [{section}]: "
+                              f"{', '.join(sorted(known))}")
         changes[k] = _coerce(v, hints[k], f"{section}.{k}")
     return replace(base, **changes)
 
