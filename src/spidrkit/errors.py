@@ -64,8 +64,8 @@ def naming(source: object) -> Iterator[None]:
         raise type(e)(f"{source}: {e}") from e
 
 
-def did_you_mean(name: str, known: Iterable[str]) -> str:
+def did_you_mean(name: str, known: Iterable[str], prefix: str = "") -> str:
     """``"; did you mean 'x'?"`` naming the closest of ``known`` to a mistyped ``name`` (a subcommand, a
-    config key, an option), or ``""`` when none is close."""
+    config key, an option), shown after ``prefix`` (``"optim."``), or ``""`` when none is close."""
     close = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return f"; did you mean {prefix + close[0]!r}?" if close else ""

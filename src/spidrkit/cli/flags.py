@@ -145,13 +145,23 @@ MODEL_HELP = ("a checkpoint (released, fairseq DinoSR, spidrkit .pt/.safetensors
               "encoder), or random:PRESET_OR_TOML (RANDOM weights, for testing only)")
 
 
-def add_model(parser: argparse.ArgumentParser, required: bool = False, help: str = MODEL_HELP,
-              repeat: bool = False) -> None:
+def add_model(parser: Parser, required: bool = False, help: str = MODEL_HELP, repeat: bool = False) -> None:
     """``--model MODEL`` (``repeat``: one per model, in order); ``--encoder`` is its old spelling."""
-    parser.add_argument("--model", required=required, metavar="MODEL", default=None,
-                        action="append" if repeat else "store", help=help)
+    parser.add_argument("--model", metavar="MODEL", default=None, action="append" if repeat else "store",
+                        help=f"{help} (required)" if required else help)
     parser.add_argument("--encoder", dest="model", action=Deprecated, new="--model",
                         mode="append" if repeat else "store")
+    if required:
+        parser.late_checks.append(_required("model", "--model"))
+
+
+def _required(dest: str, flag: str) -> Callable[[Parser, argparse.Namespace], None]:
+    """A check that ``dest`` was given under any of its spellings (argparse's ``required`` knows only one)."""
+    def check(p: Parser, args: argparse.Namespace) -> None:
+        if getattr(args, dest, None) is None:
+            p.error(f"the following arguments are required: {flag}")
+
+    return check
 
 
 def add_output(parser: Parser, metavar: str, help: str, *, required: bool = False, default: str | None = None,
@@ -175,10 +185,10 @@ def add_output(parser: Parser, metavar: str, help: str, *, required: bool = Fals
             args.output = late
         if positional:
             del args.output_positional
-        if required and args.output is None:
-            p.error("the following arguments are required: -o/--output")
 
     parser.late_checks.append(check)
+    if required:
+        parser.late_checks.append(_required("output", "-o/--output"))
 
 
 def add_layers(parser: argparse.ArgumentParser, help: str, single: bool = False) -> None:

@@ -90,7 +90,7 @@ def build_section(cls: type, values: dict[str, Any], section: str, base: Any) ->
     changes = {}
     for k, v in values.items():
         if k not in known:
-            hint = did_you_mean(f"{section}.{k}", [f"{section}.{n}" for n in sorted(known)])
+            hint = did_you_mean(k, sorted(known), prefix=f"{section}.")
             raise ConfigError(f"unknown key '{section}.{k}'{hint}; known keys in [{section}]: "
                               f"{', '.join(sorted(known))}")
         changes[k] = _coerce(v, hints[k], f"{section}.{k}")
