@@ -214,7 +214,7 @@ def test_evaluate_slm_end_to_end(slm_models, tmp_path, capsys, monkeypatch):
     write_split(bench / "syntactic" / "dev", SYNTACTIC, names_of(SYNTACTIC), audio)
     write_split(bench / "storycloze" / "dev", STORYCLOZE, names_of(STORYCLOZE), audio)
     out = tmp_path / "out"
-    argv = ["evaluate", "slm", str(bench), "--encoder", str(slm_models["encoder"]), "--units", "codebook:6", "--lm",
+    argv = ["evaluate", "slm", str(bench), "--model", str(slm_models["encoder"]), "--units", "codebook:6", "--lm",
             str(slm_models["lm"]), "-o", str(out), "--bootstrap", "100", "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -262,7 +262,7 @@ def test_evaluate_slm_end_to_end(slm_models, tmp_path, capsys, monkeypatch):
 
 def test_evaluate_slm_layout_error_exits_2_before_loading_models(tmp_path, capsys):
     write_split(tmp_path / "lexical" / "dev", LEXICAL.replace("frequency", "freq"), names_of(LEXICAL))
-    code = main(["evaluate", "slm", str(tmp_path), "--encoder", "nowhere.pt", "--units", "codebook:6", "--lm",
+    code = main(["evaluate", "slm", str(tmp_path), "--model", "nowhere.pt", "--units", "codebook:6", "--lm",
                  "nowhere"])
     err = capsys.readouterr().err.strip()
     assert code == 2
@@ -318,7 +318,7 @@ def test_mfcc_kmeans_units_score_through_the_same_scorer(slm_models, tmp_path, c
     out = tmp_path / "out"
     base = ["evaluate", "slm", str(bench), "--lm", str(slm_models["lm"]), "-o", str(out), "--bootstrap", "10",
             "--quiet"]
-    assert main([*base, "--encoder", "mfcc", "--units", f"kmeans:{path}"]) == 0
+    assert main([*base, "--model", "mfcc", "--units", f"kmeans:{path}"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["inputs"]["encoder"] == "mfcc" and report["inputs"]["units"] == f"kmeans:{path} (MFCC)"
     lm, vocab, _ = load_lm(slm_models["lm"])
@@ -330,7 +330,7 @@ def test_mfcc_kmeans_units_score_through_the_same_scorer(slm_models, tmp_path, c
     capsys.readouterr()
     assert main([*base, "--units", "codebook:6"]) == 2
     assert "needs --model" in capsys.readouterr().err
-    assert main([*base, "--encoder", "tiny", "--units", "codebook:6"]) == 2
+    assert main([*base, "--model", "tiny", "--units", "codebook:6"]) == 2
     assert "'random:tiny' for a model with RANDOM weights" in capsys.readouterr().err
 
 
@@ -340,7 +340,7 @@ def test_model_options_reach_the_encoder(slm_models, tmp_path, capsys):
     bench = tmp_path / "bench"
     write_split(bench / "syntactic" / "dev", SYNTACTIC, names_of(SYNTACTIC), audio)
     base = ["evaluate", "slm", str(bench), "--lm", str(slm_models["lm"]), "--units", "codebook:6", "--bootstrap", "10",
-            "--quiet", "--encoder", str(slm_models["encoder"])]
+            "--quiet", "--model", str(slm_models["encoder"])]
     assert main([*base, "-o", str(tmp_path / "a")]) == 0
     assert main([*base, "-o", str(tmp_path / "b"), "--normalization", "standardize"]) == 0
     a, b = ((tmp_path / x / "submission" / "syntactic" / "dev.txt").read_text() for x in "ab")

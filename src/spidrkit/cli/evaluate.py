@@ -275,7 +275,7 @@ def _abx(args: argparse.Namespace) -> int:
     units = args.units_flag or Path(args.features).is_file()
     if units:
         if args.distance not in (None, "identical"):
-            raise UserError("--units are compared with the identical distance (one-hot units); drop --distance")
+            raise UserError("a units file is compared with the identical distance (one-hot units); drop --distance")
         features, distance, source = units_as_indices(_read_units(args.features)), "identical", "the units file"
     else:
         features, distance, source = _feature_folder(args.features), args.distance or "angular", "the features"

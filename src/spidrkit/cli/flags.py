@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from spidrkit.errors import did_you_mean
+from spidrkit.errors import InputError, did_you_mean
 
 DEFAULT_DEVICE = "auto"
 DEVICE_HELP = "auto (cuda when a GPU is visible, else cpu), cpu, cuda or cuda:N"
@@ -203,10 +203,8 @@ def add_layers(parser: argparse.ArgumentParser, help: str, single: bool = False)
 
 def one_layer(layers: list[int] | None) -> int | None:
     """The layer of a command that takes one (``--layers N``), or ``None``."""
-    from spidrkit.cli import UserError
-
     if layers is not None and len(layers) != 1:
-        raise UserError(f"--layers {','.join(map(str, layers))}: this command takes one layer, e.g. --layers 6")
+        raise InputError(f"--layers {','.join(map(str, layers))}: this command takes one layer, e.g. --layers 6")
     return None if layers is None else layers[0]
 
 
@@ -226,7 +224,6 @@ def resolve_device(args: argparse.Namespace) -> None:
 def units_type(accepted: Sequence[str]) -> Callable[[str], str]:
     """An argparse type checking a ``--units`` text by the one grammar
     (:func:`spidrkit.extraction.unit_spec.parse_unit_syntax`); the text itself is kept."""
-    from spidrkit.errors import InputError
     from spidrkit.extraction.unit_spec import parse_unit_syntax
 
     def units(text: str) -> str:
