@@ -1,7 +1,7 @@
 """``spidrkit evaluate``: ABX, unit quality (PNMI...), word MAP, the whole layer sweep, perplexity plots.
 
-    spidrkit evaluate abx FEATURES ITEM [--speaker within|across|both] [--distance angular|kl_symmetric|identical]
-                                        [--units] [--context within|any] [-o OUT.json]  (with its cells and
+    spidrkit evaluate abx FEATURES|UNITS ITEM [--speaker within|across|both] [--distance angular|kl_symmetric]
+                                        [--context within|any] [-o OUT.json]  (with its cells and
                           triplets; below 50 cells, a warning: the number is not reliable)
     spidrkit evaluate units UNITS LABELS [--pairing both|center] [--ignore SIL] [--plot PNG] [-o OUT.json]
     spidrkit evaluate map FEATURES WORDS [--min-occurrences 2] [-o OUT.json]
@@ -10,7 +10,8 @@
                             [--max-files N]   (several --model: one report comparing them, see docs/formats.md)
     spidrkit evaluate probe --model M --corpus DIR [--layers 1,2,...] [--baselines mfcc,random] [-o OUT]
     spidrkit evaluate plot-perplexity RUN1/metrics.jsonl [RUN2/metrics.jsonl] -o PNG [--labels spidr,dinosr]
-    spidrkit evaluate slm BENCHMARK --encoder MODEL --units codebook:L|kmeans:FILE --lm RUN [--unnormalized] [-o OUT]
+    spidrkit evaluate slm BENCHMARK --model MODEL --units codebook:L|kmeans:FILE --lm RUN [--unnormalized] [-o OUT]
+    spidrkit evaluate budget RUN --corpus DIR -o OUT [--layers 1,2,...]
 
 FEATURES is a folder of ``<fileid>.pt``/``.npy`` tensors (T, D) (``spidrkit extract``); UNITS a units file
 (``spidrkit extract --units`` or ``spidrkit kmeans apply``); ITEM a ZeroSpeech item file; LABELS phone labels
