@@ -1,4 +1,4 @@
-"""The flags every subcommand shares, each with one spelling, one default and one meaning (``docs/cli.md``):
+"""The flags every subcommand shares, each with one spelling, one default and one meaning (README, "Commands"):
 ``--model``, ``-o/--output``, ``--layers``, ``--device``, ``--units`` and the global ``--quiet``,
 ``--no-progress`` and ``--debug``; old spellings (``--encoder``, ``--out``, ``--run-dir``, ``--layer``) are
 hidden aliases that still work for one release and print one warning line. Also the parser class of the
