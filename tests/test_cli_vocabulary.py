@@ -82,6 +82,10 @@ def test_every_subcommand_has_a_description_an_example_and_help_that_renders(pro
     assert parser.description and len(parser.description) > 20, f"{prog}: no description"
     text = parser.format_help()
     assert "%%" not in text and "%(" not in text and f"usage: {prog}" in " ".join(text.split())
+    formatter = parser._get_formatter()
+    for action in visible(parser):  # every default shown, by the help text or by the formatter
+        if action.default not in (None, False, [], argparse.SUPPRESS):
+            assert "default" in formatter._get_help_string(action).lower(), f"{prog} {action.option_strings}"
     if leaf:
         examples = [line for line in (parser.epilog or "").splitlines() if line.startswith("example: ")]
         assert len(examples) == 1 and examples[0].startswith(f"example: {prog}"), f"{prog}: {examples}"
