@@ -11,7 +11,7 @@ venv:
 	@bash scripts/bootstrap.sh
 
 demo: venv
-	$(VENV)/bin/spidrkit demo --minutes $(MINUTES) --out runs/demo
+	$(VENV)/bin/spidrkit demo --minutes $(MINUTES) -o runs/demo
 
 # the authors' release as a test oracle for the parity tests (tests/oracle.py); never imported by spidrkit
 oracle: venv

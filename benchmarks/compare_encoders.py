@@ -6,7 +6,7 @@ probes) on CPU, in one measured call of ``spidrkit.evaluation.sweep.run.sweep([.
     python benchmarks/compare_encoders.py DIR [--corpus DIR] [--max-files N] [--kmeans K] [--model PATH ...]
 
 ``--corpus``: an aligned corpus with a held-out voice (default: ``DIR/corpus``, built with
-``spidrkit data synth DIR/corpus --hours 0.3 --heldout-voice kal16`` when absent; flite needed). The
+``spidrkit data synth -o DIR/corpus --hours 0.3 --heldout-voice kal16`` when absent; flite needed). The
 ``transformers`` directories are loaded back through ``spidrkit.load`` (layer L = ``hidden_states[L]``);
 ``--model`` adds any model ``sweep`` accepts.
 Rows (``benchmarks/harness.py``): the sweep's wall time (one run) with the baselines' phone probes, then each
@@ -73,7 +73,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     corpus = args.corpus or args.folder / "corpus"
     if not (corpus / "heldout.csv").is_file():
-        subprocess.run([sys.executable, "-m", "spidrkit.cli", "data", "synth", str(corpus), "--hours", "0.3",
+        subprocess.run([sys.executable, "-m", "spidrkit.cli", "data", "synth", "-o", str(corpus), "--hours", "0.3",
                         "--heldout-voice", "kal16", "--quiet"], check=True)
     torch.manual_seed(0)
     spidr = SpidR(load_config("tiny").model).eval()  # random weights: a trained checkpoint goes in --model

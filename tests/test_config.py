@@ -372,7 +372,8 @@ def test_variant_tables_apply_whenever_the_variant_is_chosen(tmp_path):
     own.write_text('preset = "tiny"\n[dinosr.teacher]\nbeta0 = 0.995\n')
     assert load_config(own).teacher.beta0 == 0.99 and load_config(own, variant="dinosr").teacher.beta0 == 0.995
     own.write_text('preset = "tiny"\n[dinosr.modle]\nlayerdrop = 0.1\n')
-    with pytest.raises(ConfigError, match=rf"^{re.escape(str(own))}: unknown section 'modle'; known sections: "):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(own))}: unknown section 'modle'; "
+                       r"did you mean 'model'\?; known sections: "):
         load_config(own)
     own.write_text('preset = "tiny"\ndinosr = 3\n')
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(own))}: \[dinosr\] must be a table of sections "

@@ -210,7 +210,7 @@ def test_a_demo_stopped_by_a_signal_stops_after_saving(signal, code, tmp_path, m
     monkeypatch.setattr(synth, "synthesize_corpus", lambda *a, **k: None)
     monkeypatch.setattr(loop, "pretrain", lambda cfg, run_dir, **k: {"status": "interrupted", "signal": signal})
     monkeypatch.setattr(sweep_mod, "sweep", lambda *a, **k: swept.append(1))
-    assert cli_main(["demo", "--minutes", "0.1", "--out", str(tmp_path / "demo"), "--quiet"]) == code
+    assert cli_main(["demo", "--minutes", "0.1", "-o", str(tmp_path / "demo"), "--quiet"]) == code
     assert swept == []
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"spidrkit demo: {'interrupted' if signal == 'SIGINT' else 'terminated'}")

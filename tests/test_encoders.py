@@ -241,7 +241,7 @@ def test_extract_cli_writes_the_wrappers_features(tmp_path):
         sf.write(tmp_path / f"u{i}.wav", (0.1 * rng.standard_normal(n)).astype(np.float32), 16000)
         entries.append(ManifestEntry(f"u{i}", str(tmp_path / f"u{i}.wav"), n))
     manifest = write_manifest(entries, tmp_path / "m.csv")
-    assert cli_main(["extract", str(manifest), "--model", str(tmp_path / "hubert"), "--layer", "2",
+    assert cli_main(["extract", str(manifest), "--model", str(tmp_path / "hubert"), "--layers", "2",
                      "-o", str(tmp_path / "f"), "--quiet"]) == 0
     feats = {fid: load_features(p) for fid, p in iter_feature_files(tmp_path / "f")}
     enc = HFEncoder(model)
@@ -251,10 +251,10 @@ def test_extract_cli_writes_the_wrappers_features(tmp_path):
             torch.testing.assert_close(feats[e.fileid], enc.layer_outputs(wav, layers=[2])[2][0], atol=1e-5, rtol=0)
     side = read_sidecar(tmp_path / "f")
     assert (side["variant"], side["checkpoint_format"], side["frame_rate"]) == ("hubert", "transformers", 50.0)
-    assert cli_main(["extract", str(manifest), "--model", str(tmp_path / "hubert"), "--layer", "2",
+    assert cli_main(["extract", str(manifest), "--model", str(tmp_path / "hubert"), "--layers", "2",
                      "--units", "codebook", "-o", str(tmp_path / "u"), "--quiet"]) == 2
     # --normalization: the same model reading standardised audio gives the standardised wrapper's features
-    assert cli_main(["extract", str(manifest), "--model", str(tmp_path / "hubert"), "--layer", "2",
+    assert cli_main(["extract", str(manifest), "--model", str(tmp_path / "hubert"), "--layers", "2",
                      "--normalization", "standardize", "-o", str(tmp_path / "s"), "--quiet"]) == 0
     standardized = {fid: load_features(p) for fid, p in iter_feature_files(tmp_path / "s")}
     enc = HFEncoder(model, normalization="standardize")

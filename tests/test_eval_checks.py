@@ -117,8 +117,8 @@ def test_compare_checks_every_row_before_scoring(tmp_path, capsys, row, tail):
     ["evaluate", "probe", "--model", "M", "--corpus", "C", "-o", "{out}"],
     ["evaluate", "budget", "RUN", "--corpus", "C", "-o", "{out}"],
     ["extract", "--model", "M", "IN", "-o", "{out}"],
-    ["lm", "train", "UNITS", "--run-dir", "{out}"],
-    ["data", "synth", "{out}"],
+    ["lm", "train", "UNITS", "-o", "{out}"],
+    ["data", "synth", "-o", "{out}"],
     ["units", "export", "UNITS", "-o", "{out}"],
 ])
 def test_an_output_folder_that_is_a_file_is_refused_first(tmp_path, capsys, args):

@@ -121,7 +121,7 @@ def test_the_frame_rate_comes_from_the_option_or_the_sidecar(data, capsys, tmp_p
 
 def test_abx_of_units(data, capsys, tmp_path):
     out = tmp_path / "u.json"
-    code, printed, _ = run_cli(["abx", data["units"], data["item"], "--units", "--speaker", "within", "-o", out],
+    code, printed, _ = run_cli(["abx", data["units"], data["item"], "--speaker", "within", "-o", out],
                                capsys)
     assert code == 0
     expected = abx_units(data["units"], data["item"], speaker="within", frequency=RATE, progress=False)
@@ -129,7 +129,7 @@ def test_abx_of_units(data, capsys, tmp_path):
     assert json.loads(out.read_text())["results"]["distance"] == "identical"
     assert f"{expected:.2f}" in printed
 
-    code, _, err = run_cli(["abx", data["units"], data["item"], "--units", "--distance", "angular"], capsys)
+    code, _, err = run_cli(["abx", data["units"], data["item"], "--distance", "angular"], capsys)
     assert code == 2 and "identical" in err
 
 
@@ -169,15 +169,18 @@ def test_clear_errors(data, capsys, tmp_path):
     assert code == 2 and "no item file" in err
     code, _, err = run_cli(["abx", tmp_path / "nofeatures", data["item"]], capsys)
     assert code == 2 and "no features folder" in err
-    code, _, err = run_cli(["abx", data["units"], data["item"]], capsys)
-    assert code == 2 and "--units" in err
+    code, by_file, err = run_cli(["abx", data["units"], data["item"]], capsys)  # a FEATURES file: a units file
+    assert code == 0 and "deprecated" not in err
+    code, by_flag, flag_err = run_cli(["abx", data["units"], data["item"], "--units"], capsys)  # the old flag
+    assert code == 0 and by_flag == by_file and flag_err == ("spidrkit: warning: evaluate abx --units is deprecated: "
+                                                             "a FEATURES file is read as a units file\n" + err)
 
     # an item file naming utterances the features do not have
     item = tmp_path / "other.item"
     item.write_text(data["item"].read_text().replace("utt03 ", "utt99 "))
     code, _, err = run_cli(["abx", data["features"], item], capsys)
     assert code == 2 and "missing from the features" in err and "utt99" in err
-    code, _, err = run_cli(["abx", data["units"], item, "--units"], capsys)
+    code, _, err = run_cli(["abx", data["units"], item], capsys)
     assert code == 2 and "missing from the units file" in err
 
     labels = tmp_path / "labels.txt"

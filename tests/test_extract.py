@@ -217,7 +217,7 @@ def test_sidecar_says_what_produced_the_features(micro_model, corpus, tmp_path):
     _, manifest = corpus
     ckpt = tmp_path / "model.pt"
     torch.save({"model": micro_model.state_dict()}, ckpt)
-    assert cli_main(["extract", str(manifest), "--model", str(ckpt), "--layer", "3", "-o", str(tmp_path / "f"),
+    assert cli_main(["extract", str(manifest), "--model", str(ckpt), "--layers", "3", "-o", str(tmp_path / "f"),
                      "--float16", "--format", "npy", "--quiet"]) == 0
     side = read_sidecar(tmp_path / "f")
     expect = {
@@ -233,7 +233,7 @@ def test_sidecar_says_what_produced_the_features(micro_model, corpus, tmp_path):
     # resuming into it with other settings is refused rather than mixing two runs
     with pytest.raises(ExtractionError, match="dtype: 'float16' there, 'float32' now"):
         extract(str(ckpt), manifest, tmp_path / "f", layers=[3], fmt="npy", progress=False)
-    assert cli_main(["extract", str(manifest), "--model", str(ckpt), "--layer", "3", "-o", str(tmp_path / "f"),
+    assert cli_main(["extract", str(manifest), "--model", str(ckpt), "--layers", "3", "-o", str(tmp_path / "f"),
                      "--quiet", "--format", "npy"]) == 2
 
 

@@ -32,7 +32,7 @@ from spidrkit.io import hold_lock, read_sidecar
 from spidrkit.models.spidr import SpidR
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-UNITS = ["--layer", "4", "--units", "codebook", "--batch-seconds", "1.5", "--quiet"]  # one 1.2 s file a batch
+UNITS = ["--layers", "4", "--units", "codebook", "--batch-seconds", "1.5", "--quiet"]  # one 1.2 s file a batch
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,7 @@ def test_full_disk_while_writing_features_then_rerun(setup, tmp_path, capsys, di
     _, ckpt, corpus, _ = setup
     few = write_manifest([ManifestEntry(f"u{i}", str(corpus / f"u{i}.wav"), 19200) for i in range(3)],
                          tmp_path / "few.csv")
-    args = ["extract", few, "--model", ckpt, "--layer", "2", "--batch-seconds", "1.5", "--quiet"]
+    args = ["extract", few, "--model", ckpt, "--layers", "2", "--batch-seconds", "1.5", "--quiet"]
     assert _cli(capsys, *args, "-o", tmp_path / "ref")[0] == 0
     disk_full("u*.pt")
     rc, _, err = _cli(capsys, *args, "-o", tmp_path / "o")
@@ -225,7 +225,7 @@ def test_full_disk_while_writing_centroids_or_a_manifest(setup, tmp_path, capsys
     _, ckpt, corpus, _ = setup
     few = write_manifest([ManifestEntry(f"u{i}", str(corpus / f"u{i}.wav"), 19200) for i in range(3)],
                          tmp_path / "few.csv")
-    assert _cli(capsys, "extract", few, "--model", ckpt, "--layer", "2", "--quiet", "-o", tmp_path / "f")[0] == 0
+    assert _cli(capsys, "extract", few, "--model", ckpt, "--layers", "2", "--quiet", "-o", tmp_path / "f")[0] == 0
     fit = ["kmeans", "fit", tmp_path / "f", "-k", "4", "--backend", "sklearn", "--niter", "5", "--quiet"]
     assert _cli(capsys, *fit, "-o", tmp_path / "ref.npy")[0] == 0
     disk_full("C.npy")
@@ -328,14 +328,14 @@ def test_centroids_of_another_model_warn_and_a_checkpoint_is_not_centroids(setup
     KMeansModel(torch.randn(4, 64), {"layer": 4, "model": "spidr:0123456789abcdef"}).save(tmp_path / "C.npy")
     with pytest.warns(UserWarning, match="features have model='spidr:.*', the centroids were fit on "
                                          "model='spidr:0123456789abcdef'"):
-        rc, _, _ = _cli(capsys, "extract", corpus, "--model", ckpt, "--layer", "4", "--units",
+        rc, _, _ = _cli(capsys, "extract", corpus, "--model", ckpt, "--layers", "4", "--units",
                         f"kmeans:{tmp_path / 'C.npy'}", "--quiet", "-o", tmp_path / "o")
     assert rc == 0
-    rc, _, err = _cli(capsys, "extract", corpus, "--model", ckpt, "--layer", "4", "--units", f"kmeans:{ckpt}",
+    rc, _, err = _cli(capsys, "extract", corpus, "--model", ckpt, "--layers", "4", "--units", f"kmeans:{ckpt}",
                       "--quiet", "-o", tmp_path / "o2")
     _one_line(err, str(ckpt), "not a centroids file")
     assert rc == EXIT_USAGE
-    assert _cli(capsys, "extract", corpus, "--model", ckpt, "--layer", "4", "--quiet", "-o", tmp_path / "f")[0] == 0
+    assert _cli(capsys, "extract", corpus, "--model", ckpt, "--layers", "4", "--quiet", "-o", tmp_path / "f")[0] == 0
     rc, _, err = _cli(capsys, "kmeans", "apply", tmp_path / "f", "--centroids", ckpt, "--quiet",
                       "-o", tmp_path / "u.txt")
     _one_line(err, str(ckpt), "not a centroids file")

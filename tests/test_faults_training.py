@@ -41,7 +41,7 @@ def assert_equal_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 
 
 def cli_args(cfg_file: Path, run_dir: Path, *extra: str) -> list[str]:
-    return ["pretrain", str(cfg_file), "--run-dir", str(run_dir), "--no-progress", "--quiet", *extra]
+    return ["pretrain", str(cfg_file), "-o", str(run_dir), "--no-progress", "--quiet", *extra]
 
 
 def error_lines(err: str) -> list[str]:

@@ -154,7 +154,7 @@ def test_extract_by_repo_id_writes_the_features_of_the_folder(hf, tmp_path):
     for i in range(2):
         sf.write(tmp_path / "wavs" / f"u{i}.wav", 0.1 * rng.standard_normal(6000).astype(np.float32), 16000)
     for name, model in (("hub", REPO), ("local", str(tmp_path / "dir"))):
-        assert cli_main(["extract", str(tmp_path / "wavs"), "--model", model, "--layer", "3", "--quiet", "-o",
+        assert cli_main(["extract", str(tmp_path / "wavs"), "--model", model, "--layers", "3", "--quiet", "-o",
                          str(tmp_path / name)]) == 0
     a = dict(iter_feature_files(tmp_path / "hub"))
     b = dict(iter_feature_files(tmp_path / "local"))

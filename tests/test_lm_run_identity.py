@@ -69,23 +69,23 @@ def test_resume_with_other_units_is_refused_and_fresh_starts_anew(tmp_path, caps
     before = _state(run)
     assert "checkpoints/step_00000003.pt" in before
     du, do, dv = file_sha256(u), file_sha256(other), file_sha256(v)
-    fix = f"use another --run-dir, or --fresh to start {run} anew"
-    assert _cli(other, "--run-dir", run) == 2
+    fix = f"use another run folder, or --fresh to start {run} anew"
+    assert _cli(other, "-o", run) == 2
     assert _err(capsys) == (f"spidrkit lm: error: {run} was trained on {u} (sha256 {du}), not {other} "
                             f"(sha256 {do}): {fix}")
-    assert _cli(u, "--run-dir", run, "--valid", v) == 2
+    assert _cli(u, "-o", run, "--valid", v) == 2
     assert _err(capsys) == (f"spidrkit lm: error: {run} was validated on a held-out lm.valid_fraction of its training "
                             f"utterances, not {v} (sha256 {dv}): {fix}")
-    assert _cli(u, "--run-dir", run, "--set", "optim.lr=1e-3") == 2
+    assert _cli(u, "-o", run, "--set", "optim.lr=1e-3") == 2
     assert _err(capsys) == (f"spidrkit lm: error: {run} holds a run with another config (optim.lr = 0.002 there, "
-                            f"0.001 now); resume with the same config, use another --run-dir, or --fresh to start "
+                            f"0.001 now); resume with the same config, use another run folder, or --fresh to start "
                             f"{run} anew")
     assert _state(run) == before  # nothing lost, nothing written
     moved = shutil.copy(u, tmp_path / "moved.txt")  # the same contents elsewhere: the same run, resumed
-    assert _cli(moved, "--run-dir", run) == 0
+    assert _cli(moved, "-o", run) == 0
     capsys.readouterr()
     assert read_sidecar(run)["resumed_from"] == 3 and load_lm(run, "last")[2]["step"] == 6
-    assert _cli(other, "--run-dir", run, "--fresh", "--valid", v) == 0
+    assert _cli(other, "-o", run, "--fresh", "--valid", v) == 0
     side = read_sidecar(run)
     assert (side["units"], side["units_sha256"], side["valid_units"], side["valid_units_sha256"]) == (
         [str(other)], [do], [str(v)], [dv])
@@ -98,21 +98,21 @@ def test_validation_data_that_is_training_data_is_refused(tmp_path, capsys):
     u = _units(tmp_path / "U.txt", "u")
     copy = shutil.copy(u, tmp_path / "copy.txt")
     run = tmp_path / "R"
-    assert _cli(u, u, "--run-dir", run) == 2
+    assert _cli(u, u, "-o", run) == 2
     assert _err(capsys) == f"spidrkit lm: error: {u}: given twice as training units (the same file as {u}); " \
         "give each units file once"
-    assert _cli(u, copy, "--run-dir", run) == 2
+    assert _cli(u, copy, "-o", run) == 2
     assert _err(capsys) == f"spidrkit lm: error: {copy}: given twice as training units (the same contents as {u}); " \
         "give each units file once"
     for valid, how in [(u, "the same file"), (copy, "the same contents")]:
-        assert _cli(u, "--run-dir", run, "--valid", valid) == 2
+        assert _cli(u, "-o", run, "--valid", valid) == 2
         assert _err(capsys) == (f"spidrkit lm: error: {valid}: the --valid units are also training units ({how} as "
                                 f"{u}), so best/ would be chosen on training data; validate on another file, or omit "
                                 "--valid to hold out lm.valid_fraction of the utterances")
     rng = random.Random(5)  # other units, but two utterance ids of U.txt among them
     write_units(tmp_path / "V.txt", {i: [rng.randrange(K) for _ in range(9)] for i in ("u007", "u003", "x1")},
                 dedup=False, k=K)
-    assert _cli(u, "--run-dir", run, "--valid", tmp_path / "V.txt") == 2
+    assert _cli(u, "-o", run, "--valid", tmp_path / "V.txt") == 2
     assert _err(capsys) == (f"spidrkit lm: error: {tmp_path / 'V.txt'}: 2 validation utterance(s) are also "
                             "training utterances (e.g. 'u003'), so best/ would be chosen on training data; validate "
                             "on utterances the LM does not train on")
@@ -132,7 +132,7 @@ def test_validation_data_that_is_training_data_is_refused(tmp_path, capsys):
 ])
 def test_memory_sized_config_values_are_refused_naming_the_key(tmp_path, capsys, override, message):
     u = _units(tmp_path / "U.txt", "u")
-    assert main(["lm", "train", str(u), "--run-dir", str(tmp_path / "R"), "--config", "opt125m",
+    assert main(["lm", "train", str(u), "-o", str(tmp_path / "R"), "--config", "opt125m",
                  "--set", override]) == 2
     assert _err(capsys) == f"spidrkit lm: error: {message}"
     assert not (tmp_path / "R").exists()

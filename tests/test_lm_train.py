@@ -159,12 +159,12 @@ def test_km_files_and_batches(tmp_path):
 
 def test_cli_exit_codes(tmp_path, capsys):
     (tmp_path / "bad.txt").write_text("utt1 1 2 x\n")
-    assert main(["lm", "train", str(tmp_path / "bad.txt"), "--run-dir", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert main(["lm", "train", str(tmp_path / "bad.txt"), "-o", str(tmp_path / "r"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"spidrkit lm: error: {tmp_path / 'bad.txt'}:1")
-    assert main(["lm", "train", str(tmp_path / "none.txt"), "--run-dir", str(tmp_path / "r")]) == 2
+    assert main(["lm", "train", str(tmp_path / "none.txt"), "-o", str(tmp_path / "r")]) == 2
     assert capsys.readouterr().err.strip() == f"spidrkit lm: error: no units file at {tmp_path / 'none.txt'}"
-    assert main(["lm", "train", str(tmp_path / "bad.txt"), "--run-dir", str(tmp_path / "r"),
+    assert main(["lm", "train", str(tmp_path / "bad.txt"), "-o", str(tmp_path / "r"),
                  "--set", "optim.lr=0"]) == 2
     assert capsys.readouterr().err.strip() == "spidrkit lm: error: optim.lr: must be a finite number > 0, got 0.0"
 
@@ -173,7 +173,7 @@ def test_a_diverged_run_exits_3(units, tmp_path, capsys):
     sets = [*SMALL, "optim.lr=1e30", "optim.warmup_steps=0", "optim.clip_norm=0", "train.max_steps=4",
             "train.log_every=2"]
     args = [a for s in sets for a in ("--set", s)]
-    assert main(["lm", "train", str(units), "--run-dir", str(tmp_path / "r"), "--no-progress", *args]) == 3
+    assert main(["lm", "train", str(units), "-o", str(tmp_path / "r"), "--no-progress", *args]) == 3
     err = capsys.readouterr().err.strip()
     assert re.fullmatch(r"spidrkit lm: diverged: \S+: the training loss is (nan|inf) at update 2; lower optim.lr .*",
                         err)

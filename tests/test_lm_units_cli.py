@@ -68,14 +68,14 @@ def test_mfcc_centroids_fitted_on_the_corpus_give_each_frame_its_nearest_centroi
     from spidrkit.encoders.mfcc import mfcc
 
     centroids = tmp_path / "mfcc4"
-    assert main(["kmeans", "fit-corpus", str(corpus), "--encoder", "mfcc", "-k", "4", "-o", str(centroids),
+    assert main(["kmeans", "fit-corpus", str(corpus), "--model", "mfcc", "-k", "4", "-o", str(centroids),
                  "--quiet"]) == 0
     c = np.load(f"{centroids}.npy")
     info = read_sidecar(f"{centroids}.npy")
     assert c.shape == (4, 39) and info["model"] == "mfcc" and info.get("layer") is None and info["fit_files"] == 3
 
     out = tmp_path / "mfcc.txt"
-    assert main(["lm", "units", str(corpus), "--encoder", "mfcc", "--units", f"kmeans:{centroids}.npy",
+    assert main(["lm", "units", str(corpus), "--model", "mfcc", "--units", f"kmeans:{centroids}.npy",
                  "-o", str(out), "--quiet"]) == 0
     expected = {}
     for utt in ("u1", "u2", "u3"):
@@ -89,13 +89,13 @@ def test_mfcc_centroids_fitted_on_the_corpus_give_each_frame_its_nearest_centroi
 def test_encoder_kmeans_units_equal_what_extract_writes(corpus, tmp_path):
     """The same centroids on the same layer: `lm units` and `extract --units kmeans:C` agree frame by frame."""
     centroids = tmp_path / "c8"
-    assert main(["kmeans", "fit-corpus", str(corpus), "--encoder", "random:tiny", "--layer", "2", "-k", "8",
+    assert main(["kmeans", "fit-corpus", str(corpus), "--model", "random:tiny", "--layers", "2", "-k", "8",
                  "-o", str(centroids), "--quiet"]) == 0
     assert read_sidecar(f"{centroids}.npy")["layer"] == 2
     out = tmp_path / "lm_units.txt"
-    assert main(["lm", "units", str(corpus), "--encoder", "random:tiny", "--units", f"kmeans:{centroids}.npy",
+    assert main(["lm", "units", str(corpus), "--model", "random:tiny", "--units", f"kmeans:{centroids}.npy",
                  "-o", str(out), "--quiet"]) == 0
-    assert main(["extract", str(corpus / "train.csv"), "--model", "random:tiny", "--layer", "2", "--units",
+    assert main(["extract", str(corpus / "train.csv"), "--model", "random:tiny", "--layers", "2", "--units",
                  f"kmeans:{centroids}.npy", "-o", str(tmp_path / "extracted"), "--quiet"]) == 0
     extracted = _units(next((tmp_path / "extracted").rglob("units.txt")))
     assert _units(out) == extracted and set(extracted) == {"u1", "u2", "u3"}
@@ -103,18 +103,18 @@ def test_encoder_kmeans_units_equal_what_extract_writes(corpus, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["lm", "units", "{corpus}", "--units", "kmeans:{mfcc}", "-o", "{out}"], "fitted on MFCC: pass --encoder mfcc"),
-    (["lm", "units", "{corpus}", "--encoder", "mfcc", "--units", "codebook:3", "-o", "{out}"], "has no codebook"),
-    (["lm", "units", "{corpus}", "--split", "dev", "--encoder", "mfcc", "--units", "kmeans:{mfcc}", "-o", "{out}"],
+    (["lm", "units", "{corpus}", "--units", "kmeans:{mfcc}", "-o", "{out}"], "fitted on MFCC: pass --model mfcc"),
+    (["lm", "units", "{corpus}", "--model", "mfcc", "--units", "codebook:3", "-o", "{out}"], "has no codebook"),
+    (["lm", "units", "{corpus}", "--split", "dev", "--model", "mfcc", "--units", "kmeans:{mfcc}", "-o", "{out}"],
      "no manifest at"),
     (["lm", "units", "{corpus}", "--units", "phones", "--max-files", "0", "-o", "{out}"], "--max-files 0"),
-    (["kmeans", "fit-corpus", "{corpus}", "--encoder", "mfcc", "--layer", "3", "-o", "{out}"], "leave out --layer"),
-    (["kmeans", "fit-corpus", "{corpus}", "--encoder", "mfcc", "--variant", "spidr", "-o", "{out}"],
+    (["kmeans", "fit-corpus", "{corpus}", "--model", "mfcc", "--layers", "3", "-o", "{out}"], "leave out --layers"),
+    (["kmeans", "fit-corpus", "{corpus}", "--model", "mfcc", "--variant", "spidr", "-o", "{out}"],
      "not to mfcc: leave them out"),
-    (["kmeans", "fit-corpus", "{corpus}", "--encoder", "random:tiny", "--layer", "2", "--max-files", "0", "-o",
+    (["kmeans", "fit-corpus", "{corpus}", "--model", "random:tiny", "--layers", "2", "--max-files", "0", "-o",
       "{out}"], "--max-files 0"),
-    (["kmeans", "fit-corpus", "{corpus}", "--encoder", "random:tiny", "-o", "{out}"], "--layer N"),
-    (["kmeans", "fit-corpus", "{corpus}", "--encoder", "random:tiny", "--layer", "9", "-o", "{out}"],
+    (["kmeans", "fit-corpus", "{corpus}", "--model", "random:tiny", "-o", "{out}"], "--layers N"),
+    (["kmeans", "fit-corpus", "{corpus}", "--model", "random:tiny", "--layers", "9", "-o", "{out}"],
      "layers 1..6"),
 ])
 def test_bad_inputs_exit_2_with_one_line_naming_the_fix(corpus, tmp_path, capsys, args, message):

@@ -227,7 +227,7 @@ def test_extract_with_a_named_model_and_offline_exit_codes(cache, published, tmp
     rng = np.random.default_rng(0)
     for i in range(2):
         sf.write(corpus / f"u{i}.wav", 0.1 * rng.standard_normal(16000).astype(np.float32), 16000)
-    args = ["extract", str(corpus), "--model", "spidr_base", "--layer", "2", "--quiet", "-o"]
+    args = ["extract", str(corpus), "--model", "spidr_base", "--layers", "2", "--quiet", "-o"]
     assert cli_main([*args, str(tmp_path / "f")]) == 0
     assert sorted(p.name for p in (tmp_path / "f").glob("*.pt")) == ["u0.pt", "u1.pt"]
     port = _closed_port()

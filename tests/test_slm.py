@@ -214,7 +214,7 @@ def test_evaluate_slm_end_to_end(slm_models, tmp_path, capsys, monkeypatch):
     write_split(bench / "syntactic" / "dev", SYNTACTIC, names_of(SYNTACTIC), audio)
     write_split(bench / "storycloze" / "dev", STORYCLOZE, names_of(STORYCLOZE), audio)
     out = tmp_path / "out"
-    argv = ["evaluate", "slm", str(bench), "--encoder", str(slm_models["encoder"]), "--units", "codebook:6", "--lm",
+    argv = ["evaluate", "slm", str(bench), "--model", str(slm_models["encoder"]), "--units", "codebook:6", "--lm",
             str(slm_models["lm"]), "-o", str(out), "--bootstrap", "100", "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -262,7 +262,7 @@ def test_evaluate_slm_end_to_end(slm_models, tmp_path, capsys, monkeypatch):
 
 def test_evaluate_slm_layout_error_exits_2_before_loading_models(tmp_path, capsys):
     write_split(tmp_path / "lexical" / "dev", LEXICAL.replace("frequency", "freq"), names_of(LEXICAL))
-    code = main(["evaluate", "slm", str(tmp_path), "--encoder", "nowhere.pt", "--units", "codebook:6", "--lm",
+    code = main(["evaluate", "slm", str(tmp_path), "--model", "nowhere.pt", "--units", "codebook:6", "--lm",
                  "nowhere"])
     err = capsys.readouterr().err.strip()
     assert code == 2
@@ -274,10 +274,10 @@ def test_units_specification(slm_models, tmp_path):
     assert parse_units("codebook:6").layer == 6
     spec = parse_units(f"kmeans:{slm_models['centroids']}")
     assert (spec.kind, spec.layer, spec.k) == ("kmeans", 6, 16)
-    with pytest.raises(SlmUnitsError, match="fitted on layer 6, not --layer 4"):
+    with pytest.raises(SlmUnitsError, match="fitted on layer 6, not --layers 4"):
         parse_units(f"kmeans:{slm_models['centroids']}", layer=4)
     bare = KMeansModel(torch.randn(4, 64)).save(tmp_path / "bare.npy")
-    with pytest.raises(SlmUnitsError, match="names no layer; pass --layer N"):
+    with pytest.raises(SlmUnitsError, match="names no layer; pass --layers N"):
         parse_units(f"kmeans:{bare}")
     assert parse_units(f"kmeans:{bare}", layer=3).layer == 3
     with pytest.raises(SlmUnitsError, match="name the layer, as in codebook:6"):
@@ -318,7 +318,7 @@ def test_mfcc_kmeans_units_score_through_the_same_scorer(slm_models, tmp_path, c
     out = tmp_path / "out"
     base = ["evaluate", "slm", str(bench), "--lm", str(slm_models["lm"]), "-o", str(out), "--bootstrap", "10",
             "--quiet"]
-    assert main([*base, "--encoder", "mfcc", "--units", f"kmeans:{path}"]) == 0
+    assert main([*base, "--model", "mfcc", "--units", f"kmeans:{path}"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["inputs"]["encoder"] == "mfcc" and report["inputs"]["units"] == f"kmeans:{path} (MFCC)"
     lm, vocab, _ = load_lm(slm_models["lm"])
@@ -329,8 +329,8 @@ def test_mfcc_kmeans_units_score_through_the_same_scorer(slm_models, tmp_path, c
     assert [float(got[n]) for n in names] == pytest.approx(expected, abs=1e-5)
     capsys.readouterr()
     assert main([*base, "--units", "codebook:6"]) == 2
-    assert "needs --encoder" in capsys.readouterr().err
-    assert main([*base, "--encoder", "tiny", "--units", "codebook:6"]) == 2
+    assert "needs --model" in capsys.readouterr().err
+    assert main([*base, "--model", "tiny", "--units", "codebook:6"]) == 2
     assert "'random:tiny' for a model with RANDOM weights" in capsys.readouterr().err
 
 
@@ -340,7 +340,7 @@ def test_model_options_reach_the_encoder(slm_models, tmp_path, capsys):
     bench = tmp_path / "bench"
     write_split(bench / "syntactic" / "dev", SYNTACTIC, names_of(SYNTACTIC), audio)
     base = ["evaluate", "slm", str(bench), "--lm", str(slm_models["lm"]), "--units", "codebook:6", "--bootstrap", "10",
-            "--quiet", "--encoder", str(slm_models["encoder"])]
+            "--quiet", "--model", str(slm_models["encoder"])]
     assert main([*base, "-o", str(tmp_path / "a")]) == 0
     assert main([*base, "-o", str(tmp_path / "b"), "--normalization", "standardize"]) == 0
     a, b = ((tmp_path / x / "submission" / "syntactic" / "dev.txt").read_text() for x in "ab")

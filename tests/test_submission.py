@@ -30,7 +30,7 @@ def produced(slm_models, tmp_path_factory) -> tuple[Path, dict, dict]:
     for track, names in TEST_NAMES.items():
         write_split(bench / track / "test", None, names, audio)
     out = root / "out"
-    assert main(["evaluate", "slm", str(bench), "--encoder", str(slm_models["encoder"]), "--units", "codebook:6",
+    assert main(["evaluate", "slm", str(bench), "--model", str(slm_models["encoder"]), "--units", "codebook:6",
                  "--lm", str(slm_models["lm"]), "-o", str(out), "--bootstrap", "10", "--quiet"]) == 0
     expected = {("lexical", "dev"): set(names_of(LEXICAL)), ("syntactic", "dev"): set(names_of(SYNTACTIC)),
                 **{(t, "test"): set(n) for t, n in TEST_NAMES.items()}}
@@ -160,7 +160,7 @@ def test_a_submission_the_validator_would_refuse_is_a_defect_and_replaces_nothin
 
     monkeypatch.setattr(report_mod, "validate_submission", lambda folder, expected=None: ["a planted problem"])
     o = tmp_path / "o"
-    code = main(["evaluate", "slm", str(out.parent / "bench" / "syntactic"), "--encoder", str(slm_models["encoder"]),
+    code = main(["evaluate", "slm", str(out.parent / "bench" / "syntactic"), "--model", str(slm_models["encoder"]),
                  "--units", "codebook:6", "--lm", str(slm_models["lm"]), "-o", str(o), "--bootstrap", "10", "--quiet"])
     err = capsys.readouterr().err
     assert code == 70 and "a planted problem" in err and "Traceback" not in err

@@ -392,7 +392,7 @@ def test_checkpoint_files_rng_and_config_changes(tmp_path):
 def test_cli_pretrain_runs_resumes_and_reports_errors(syllables, tmp_path, capsys):
     args = ["pretrain", "tiny", *[x for s in TRAIN_SMALL for x in ("--set", s)],
             "--set", f"data.train_manifest={syllables}", "--set", "train.max_steps=2",
-            "--run-dir", str(tmp_path / "run"), "--no-progress", "--quiet"]
+            "-o", str(tmp_path / "run"), "--no-progress", "--quiet"]
     assert cli_main(args) == 0
     assert "completed at step 2/2" in capsys.readouterr().err
     assert (tmp_path / "run" / "config.toml").read_text() == train_config(syllables, "train.max_steps=2").to_toml()
@@ -402,7 +402,7 @@ def test_cli_pretrain_runs_resumes_and_reports_errors(syllables, tmp_path, capsy
     assert len(read_metrics(tmp_path / "run", "train")) == 1
     assert cli_main([*args[:-2], "--set", "model.heads=sideways"]) == 2
     assert "model.heads" in capsys.readouterr().err
-    assert cli_main(["pretrain", "tiny", "--run-dir", str(tmp_path / "x")]) == 2  # no manifest
+    assert cli_main(["pretrain", "tiny", "-o", str(tmp_path / "x")]) == 2  # no manifest
 
 
 # ------------------------------------------------------------------------------------------- benchmark

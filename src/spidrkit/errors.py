@@ -17,7 +17,8 @@ is a defect of spidrkit: :data:`EXIT_SOFTWARE`, with the traceback under ``--deb
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import difflib
+from collections.abc import Iterable, Iterator
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # a user error: bad input, bad option, bad config
@@ -61,3 +62,10 @@ def naming(source: object) -> Iterator[None]:
         if str(source) in str(e):
             raise
         raise type(e)(f"{source}: {e}") from e
+
+
+def did_you_mean(name: str, known: Iterable[str], prefix: str = "") -> str:
+    """``"; did you mean 'x'?"`` naming the closest of ``known`` to a mistyped ``name`` (a subcommand, a
+    config key, an option), shown after ``prefix`` (``"optim."``), or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {prefix + close[0]!r}?" if close else ""

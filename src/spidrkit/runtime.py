@@ -128,6 +128,12 @@ def resolve_rank(rank: int | None = None, world_size: int | None = None) -> tupl
 
 
 # ---------------------------------------------------------------------------------------------- device
+def default_device_name() -> str:
+    """What ``auto`` means, everywhere (the CLI's ``--device`` default included): ``cuda`` when a GPU is
+    visible, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def select_device(name: str | torch.device | None = "auto", local_rank: int | None = None) -> torch.device:
     """The device to run on.
 
@@ -139,7 +145,7 @@ def select_device(name: str | torch.device | None = "auto", local_rank: int | No
     if isinstance(name, str) and name not in ("auto", "cpu") and not name.startswith("cuda"):
         raise LaunchError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = default_device_name()
     device = torch.device(name)
     if device.type == "cpu":
         return device

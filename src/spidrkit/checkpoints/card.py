@@ -177,7 +177,7 @@ def render_card(facts: CardFacts, figures: Sequence[ReportFigures] = ()) -> str:
              "push`.", ""]
     use = ["", "## Use", "", "```python", "import spidrkit", "", f'model, info = spidrkit.load("{repo}")  # or '
            f'"{repo}@REVISION"', "feats = model.layer_outputs(wav, layers=[6])[6]  # (B, T, dim), layers 1-based",
-           "```", "", "```sh", f"spidrkit extract wavs/ --model {repo} --layer 6 -o feats/", "```", ""]
+           "```", "", "```sh", f"spidrkit extract wavs/ --model {repo} --layers 6 -o feats/", "```", ""]
     config = ["## Config", "", "<details><summary>the full config (TOML)</summary>", "", "```toml",
               facts.cfg.to_toml().rstrip(), "```", "", "</details>", ""]
     return "\n".join(front + intro + _model_rows(facts) + _figure_lines(figures, model_ids(facts)) + use + config)

@@ -5,7 +5,6 @@ Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import signal
 import sys
@@ -24,6 +23,7 @@ from spidrkit.errors import (
     InputError,
     TemporaryError,
     Terminated,
+    did_you_mean,
 )
 
 # name -> (module, one-line help)
@@ -43,16 +43,55 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _top_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+# group -> its commands, in the order `spidrkit --help` lists them (a command in none is listed under "other")
+GROUPS: dict[str, tuple[str, ...]] = {
+    "start here": ("demo",),
+    "data": ("data", "manifest"),
+    "training": ("pretrain", "config"),
+    "extraction": ("extract", "kmeans", "units"),
+    "evaluation": ("evaluate",),
+    "language models": ("lm",),
+    "models": ("convert", "push"),
+}
+
+
+def _grouped_commands() -> str:
+    placed = [c for names in GROUPS.values() for c in names]
+    groups = {**GROUPS, "other": tuple(c for c in COMMANDS if c not in placed)}
+    lines = []
+    for group, names in groups.items():
+        names = tuple(n for n in names if n in COMMANDS)
+        if names:
+            lines += [f"{group}:", *(f"  {n:<10} {COMMANDS[n][1]}" for n in names), ""]
+    return "\n".join(lines)
+
+
+def _top_parser():
+    from spidrkit.cli.flags import Parser, add_global_flags
+
+    p = Parser(
         prog="spidrkit",
         description="SpidR / DinoSR speech models: pretrain, load, extract, evaluate.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n" + "\n".join(f"  {k:<10} {h}" for k, (_, h) in COMMANDS.items()),
+        epilog=_grouped_commands() + "\nexample: spidrkit demo -o runs/demo    (then: spidrkit COMMAND --help)",
     )
-    p.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="see below")
+    p.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="one of the commands below")
     p.add_argument("--version", action="version", version=_version())
+    add_global_flags(p)
     return p
+
+
+def build_parser(name: str):
+    """The parser of ``spidrkit NAME`` (with its actions' parsers below it), every shared flag in place."""
+    from spidrkit.cli.flags import Parser, add_global_flags, walk_parsers
+
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = Parser(prog=f"spidrkit {name}", description=help_text)
+    module.add_arguments(parser)
+    for _, p, leaf in walk_parsers(parser):
+        if leaf:
+            add_global_flags(p)
+    return parser
 
 
 def _version() -> str:
@@ -79,9 +118,10 @@ def _raise_terminated(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one ``spidrkit`` command; returns its exit status (README, "Exit codes"). ``--debug`` anywhere
     on the line shows the traceback of an error instead of the one-line message."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    from spidrkit.cli.flags import resolve_device, take_global_flags
+
+    argv, given = take_global_flags(list(sys.argv[1:] if argv is None else argv))
+    debug = given["--debug"]
     top = _top_parser()
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
@@ -90,14 +130,17 @@ def main(argv: list[str] | None = None) -> int:
         print(_version())
         return EXIT_OK
     if argv[0] not in COMMANDS:
-        top.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
+        top.error(f"unknown command {argv[0]!r}{did_you_mean(argv[0], list(COMMANDS))} (choose from "
+                  f"{', '.join(COMMANDS)})")
     name = argv[0]
-    module_name, help_text = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"spidrkit {name}", description=help_text,
-                                     epilog="--debug: show the traceback of an error")
-    module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
+    args = build_parser(name).parse_args(argv[1:])
+    args.quiet, args.no_progress, args.debug = given["--quiet"], given["--no-progress"], debug
+    if args.quiet:
+        import logging
+
+        logging.getLogger().setLevel(logging.WARNING)
+    resolve_device(args)
+    module = importlib.import_module(COMMANDS[name][0])
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)

@@ -9,20 +9,20 @@ import argparse
 
 
 def add_budget_parser(sub) -> argparse.ArgumentParser:
-    from spidrkit.cli.arg_types import layer_list
+    from spidrkit.cli.flags import add_layers, add_output
     from spidrkit.evaluation.runs.budget import DEFAULT_MIN_FRAMES
 
     p = sub.add_parser("budget", help="ABX of a run's milestone checkpoints against training time",
                        description="Across-speaker ABX of every minutes milestone of a pretraining run "
                        "(train.milestone_minutes) and its last checkpoint, at the layer chosen on the first "
-                       "split, with the fitted trend a + b ln(minutes) and when it reaches MFCC. "
-                       "Example: spidrkit evaluate budget runs/demo/run --corpus runs/demo/corpus -o runs/budget")
+                       "split, with the fitted trend a + b ln(minutes) and when it reaches MFCC.",
+                       epilog="example: spidrkit evaluate budget runs/demo/run --corpus runs/demo/corpus "
+                       "-o runs/budget")
     p.add_argument("run", metavar="RUN", help="pretraining run folder (with milestone checkpoints)")
     p.add_argument("--corpus", required=True, metavar="DIR", help="aligned corpus folder (dev, heldout splits)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    add_output(p, "OUT", "output folder", required=True)
     p.add_argument("--max-files", type=int, default=None, metavar="N", help="files per split (default: all)")
-    p.add_argument("--layers", type=layer_list, default=None, metavar="1,2,...",
-                   help="layers to choose from (default: all)")
+    add_layers(p, "1-based layers to choose from, comma-separated (default: all)")
     p.add_argument("--min-frames", type=int, default=DEFAULT_MIN_FRAMES, metavar="N",
                    help="shortest utterance kept, in frames (default: %(default)s)")
     p.add_argument("--within", action="store_true", help="also within-speaker ABX at the chosen layer")

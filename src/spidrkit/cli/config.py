@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "with the same --variant but without the --set overrides), one line per key: "
              "KEY  OTHER's value  this config's value",
     )
+    parser.epilog = "example: spidrkit config tiny --set optim.lr=1e-4 --diff base"
 
 
 def diff_lines(this: dict, other: dict, this_name: str, other_name: str) -> list[str]:

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli.flags import add_output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "input", metavar="IN", help="released SpidR/DinoSR file, fairseq DinoSR checkpoint, spidrkit file or model "
         "directory, or a published model's name (spidr_base, dinosr_base_reproduced, dinosr_base_original)"
     )
-    parser.add_argument("output", metavar="OUT",
-                        help="output: a folder (ending with '/', or existing) gets config.json + model.safetensors; "
-                        "a file .safetensors, else a torch .pt file")
+    add_output(parser, "OUT", "output: a folder (ending with '/', or existing) gets config.json + model.safetensors; "
+               "a file .safetensors, else a torch .pt file", required=True, positional=True)
     parser.add_argument("--variant", choices=["spidr", "dinosr"], default=None,
                         help="model variant, for files that do not say it (released files: default spidr)")
     parser.add_argument("--config", default=None, metavar="PRESET_OR_TOML",
                         help="config for what the weights cannot tell (conv strides, heads) of a foreign file")
     parser.add_argument("--force", action="store_true", help="replace an existing output")
+    parser.epilog = "example: spidrkit convert spidr_base -o models/spidr_base/"
 
 
 def run(args: argparse.Namespace) -> int:

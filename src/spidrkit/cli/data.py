@@ -1,10 +1,10 @@
 """``spidrkit data``: build the aligned synthetic corpus, or read a real one into manifests.
 
-- ``spidrkit data synth OUT [--voices ...] [--hours H] [--seed S] [--heldout-voice V] [--workers N]
+- ``spidrkit data synth -o OUT [--voices ...] [--hours H] [--seed S] [--heldout-voice V] [--workers N]
   [--utterance-seconds LOW-HIGH]``:
   a multi-speaker corpus read by flite, with exact phone and word alignments, triphone item files and
   10 ms frame labels (see :mod:`spidrkit.data.synth.corpus`). Re-running the same command resumes it.
-- ``spidrkit data synth-slm OUT [--pairs N] [--seed S] [--workers W] [--lm-hours H]``: synthetic sWUGGY-,
+- ``spidrkit data synth-slm -o OUT [--pairs N] [--seed S] [--workers W] [--lm-hours H]``: synthetic sWUGGY-,
   sBLIMP- and tSC-style benchmarks (ZeroSpeech gold.csv) and the LM's training corpus
   (see :mod:`spidrkit.data.slm.build`). Re-running the same command resumes it.
 - ``spidrkit data librispeech ROOT -o OUTDIR``: one manifest per split (OUTDIR/dev-clean.csv, ...).
@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 from spidrkit.cli import UserError
+from spidrkit.cli.flags import add_output, show_progress
 from spidrkit.config import SAMPLE_RATE
 
 MAX_REPORTED = 10
@@ -40,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("synth", help="build the aligned multi-speaker corpus (flite, festival, piper, espeak-ng)",
                        description="Build a multi-speaker English corpus: flite's and festival's voices with "
                        "their own phone and word alignments, piper's and espeak-ng's voices as training-only "
-                       "speech (no alignments). Re-running resumes. Example: spidrkit data synth corpus/ "
-                       "--hours 2 --heldout-voice kal16,ked")
-    p.add_argument("out", type=Path, metavar="OUT", help="output folder")
+                       "speech (no alignments). Re-running resumes.",
+                       epilog="example: spidrkit data synth -o corpus/ --hours 2 --heldout-voice kal16,ked")
+    add_output(p, "OUT", "output folder", required=True, positional=True, type=Path)
     p.add_argument("--voices", nargs="+", default=["all"], choices=["all", *VOICES], metavar="VOICE",
                    help="corpus voices, or 'all' (default): every voice whose synthesiser is installed; "
                    f"available: {' '.join(VOICES)}; 'spidrkit data voices' lists them")
@@ -60,29 +61,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--utterance-seconds", default=None, metavar="LOW-HIGH",
                    help="join consecutive sentences of one voice into utterances of LOW-HIGH seconds (e.g. 8-20) "
                    "with 0.15-0.6 s pauses of background noise (default: one sentence per utterance)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     _add_synth_slm(sub, VOICES, DEFAULT_VOICES)
     p = sub.add_parser("voices", help="the corpus voices, their engines and whether they are installed",
                        description="List the voices 'data synth' can use. --profile measures each installed one "
                        "(median F0, F1, F2, seconds per character, spectral envelope) and names the pairs that "
-                       "are one speaker (the known duplicates of other engines included when installed). "
-                       "Example: spidrkit data voices --profile")
+                       "are one speaker (the known duplicates of other engines included when installed).",
+                       epilog="example: spidrkit data voices --profile")
     p.add_argument("--profile", action="store_true", help="measure the installed voices (needs praat-parselmouth)")
 
     for name, what in (("librispeech", "split (dev-clean, train-clean-100, ...)"),
                        ("librilight", "subset (small, medium, large, ...)")):
-        p = sub.add_parser(name, help=f"one manifest per {what} of a {name} folder")
+        p = sub.add_parser(name, help=f"one manifest per {what} of a {name} folder",
+                           description=f"Write one manifest per {what} of a {name} folder, with lengths and "
+                           "speakers.", epilog=f"example: spidrkit data {name} /data/{name} -o manifests/")
         p.add_argument("root", type=Path, metavar="ROOT", help=f"the {name} folder, or one {what.split()[0]}")
-        p.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="manifest folder")
+        add_output(p, "OUTDIR", "manifest folder", required=True, type=Path)
         p.add_argument("--format", choices=["csv", "tsv", "jsonl"], default="csv", help="manifest format")
         p.add_argument("--threads", type=int, default=16, help="threads reading headers")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("folder", help="a manifest of any folder of audio, with optional phone alignments",
                        description="List the audio of a folder, with lengths, as a manifest (CSV, fairseq TSV or "
                        "JSONL by the suffix of -o); with --alignments, the evaluation files beside it. "
-                       "`spidrkit manifest DIR -o FILE` is the same command.")
+                       "`spidrkit manifest DIR -o FILE` is the same command.",
+                       epilog="example: spidrkit data folder wavs/ -o wavs.csv --alignments alignments.txt")
     add_folder_arguments(p)
 
 
@@ -91,8 +93,7 @@ def add_folder_arguments(p: argparse.ArgumentParser) -> None:
     from spidrkit.data.corpora.manifest import AUDIO_EXTENSIONS
 
     p.add_argument("root", type=Path, metavar="DIR", help="folder searched recursively for audio")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="MANIFEST",
-                   help="manifest to write (.csv, .tsv as fairseq, .jsonl)")
+    add_output(p, "MANIFEST", "manifest to write (.csv, .tsv as fairseq, .jsonl)", required=True, type=Path)
     p.add_argument("--alignments", type=Path, default=None, metavar="FILE",
                    help="phone alignment ('file onset offset phone [speaker]') or 10 ms frame-label file")
     p.add_argument("--phone-map", type=Path, default=None, metavar="FILE",
@@ -106,7 +107,6 @@ def add_folder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=min(32, (os.cpu_count() or 1) * 4),
                    help="threads reading headers (default: %(default)s)")
     p.add_argument("--absolute", action="store_true", help="write absolute paths (CSV, JSONL)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_synth_slm(sub, voices, default_voices) -> None:
@@ -114,8 +114,9 @@ def _add_synth_slm(sub, voices, default_voices) -> None:
 
     p = sub.add_parser("synth-slm", help="synthetic sWUGGY / sBLIMP / tSC benchmarks and their LM corpus",
                        description="Render sWUGGY-, sBLIMP- and tSC-style benchmarks (ZeroSpeech gold.csv) "
-                       "and the LM's training corpus with flite. Re-running resumes.")
-    p.add_argument("out", type=Path, metavar="OUT", help="output folder")
+                       "and the LM's training corpus with flite. Re-running resumes.",
+                       epilog="example: spidrkit data synth-slm -o slm_bench/ --pairs 100")
+    add_output(p, "OUT", "output folder", required=True, positional=True, type=Path)
     p.add_argument("--pairs", type=int, default=DEFAULT_PAIRS,
                    help=f"pair ids per task in test, each read by every voice; dev has a fifth "
                    f"(default: {DEFAULT_PAIRS})")
@@ -127,7 +128,6 @@ def _add_synth_slm(sub, voices, default_voices) -> None:
                    help=f"flite voices (default: {' '.join(default_voices)})")
     p.add_argument("--heldout-voice", default=DEFAULT_HELDOUT, metavar="VOICE",
                    help=f"reads the benchmarks but not the LM corpus; 'none' for none (default: {DEFAULT_HELDOUT})")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,9 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.data.synth.flite import FliteError
     from spidrkit.io import check_output_dir
 
-    if args.action in ("synth", "synth-slm"):
-        check_output_dir(args.out, "OUT")
-    elif args.action in ("librispeech", "librilight"):
+    if args.action in ("synth", "synth-slm", "librispeech", "librilight"):
         check_output_dir(args.output, "-o")
     try:
         actions = {"synth": _synth, "synth-slm": _synth_slm, "librispeech": _corpus, "librilight": _corpus,
@@ -207,9 +205,9 @@ def _synth(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = synthesize_corpus(
-            args.out, voices=voices, hours=args.hours, seed=args.seed, heldout_voice=args.heldout_voice,
+            args.output, voices=voices, hours=args.hours, seed=args.seed, heldout_voice=args.heldout_voice,
             dev_fraction=args.dev_fraction, workers=args.workers, noise=None if args.no_noise else tuple(args.snr),
-            progress=not args.quiet, utterance_seconds=args.utterance_seconds,
+            progress=show_progress(args), utterance_seconds=args.utterance_seconds,
         )
     for w in caught:
         print(f"spidrkit data synth: warning: {w.message}", file=sys.stderr)
@@ -230,8 +228,8 @@ def _synth_slm(args) -> int:
     from spidrkit.io import read_sidecar
 
     heldout = None if args.heldout_voice.lower() == "none" else args.heldout_voice
-    out = synthesize_slm(args.out, pairs=args.pairs, seed=args.seed, workers=args.workers, lm_hours=args.lm_hours,
-                         voices=tuple(args.voices), heldout_voice=heldout, progress=not args.quiet)
+    out = synthesize_slm(args.output, pairs=args.pairs, seed=args.seed, workers=args.workers, lm_hours=args.lm_hours,
+                         voices=tuple(args.voices), heldout_voice=heldout, progress=show_progress(args))
     info = read_sidecar(out)
     for task, splits in info["tasks"].items():
         print(f"{task}: " + ", ".join(f"{s} {t['pairs']} pairs ({t['ids']} ids), {t['hours'] * 60:.1f} min"
@@ -276,7 +274,7 @@ def _corpus(args) -> int:
     from spidrkit.data.corpora.readers import read_librilight, read_librispeech, write_split_manifests
 
     reader = read_librispeech if args.action == "librispeech" else read_librilight
-    scans = reader(args.root, threads=args.threads, progress=not args.quiet)
+    scans = reader(args.root, threads=args.threads, progress=show_progress(args))
     for scan in scans.values():
         _report_failures(scan.failures)
     written = write_split_manifests(scans, args.output, args.format)
@@ -296,7 +294,7 @@ def _folder(args) -> int:
 
     options = FolderScan(parse_extensions(args.ext), args.speaker_from_dir,
                          _positive(args.sample_rate, "--sample-rate"), _positive(args.threads, "--threads"),
-                         not args.quiet, not args.absolute)
+                         show_progress(args), not args.absolute)
     manifest_format(args.output)
     phone_map = read_phone_map(args.phone_map) if args.phone_map else None
     result = folder_corpus(args.root, args.output, args.alignments, phone_map, options)

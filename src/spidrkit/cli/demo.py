@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli.flags import add_output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=24.0, help="pretraining wall-time budget (default 24)")
-    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    add_output(parser, "DIR", "output folder", default="runs/demo", old=("--out",))
     parser.add_argument("--hours", type=float, default=None,
                         help="speech to synthesise (default: 2 h for 20 min, less for shorter runs)")
     parser.add_argument("--seed", type=int, default=0)
@@ -16,24 +18,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override the tiny config (repeatable)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--slm-minutes", type=float, default=4.0,
                         help="training budget of the unit LM of the sLM stage (default 4; 0: no sLM stage)")
+    parser.epilog = "example: spidrkit demo --minutes 24 -o runs/demo"
 
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.cli import UserError
+    from spidrkit.cli.flags import show_progress
     from spidrkit.config import ConfigError
     from spidrkit.demo import run_demo
     from spidrkit.io import check_output_dir
 
-    check_output_dir(args.out, "--out")
+    check_output_dir(args.output, "-o")
     if args.minutes <= 0:
         raise UserError("--minutes must be > 0")
     try:
-        run_demo(args.out, minutes=args.minutes, hours=args.hours, seed=args.seed, variant=args.variant,
+        run_demo(args.output, minutes=args.minutes, hours=args.hours, seed=args.seed, variant=args.variant,
                  kmeans_k=args.kmeans or None, workers=args.workers, overrides=tuple(args.overrides),
-                 progress=not args.quiet, slm_minutes=args.slm_minutes)
+                 progress=show_progress(args), slm_minutes=args.slm_minutes)
     except ConfigError as e:
         raise UserError(str(e)) from e
     return 0

@@ -1,7 +1,7 @@
 """``spidrkit evaluate``: ABX, unit quality (PNMI...), word MAP, the whole layer sweep, perplexity plots.
 
-    spidrkit evaluate abx FEATURES ITEM [--speaker within|across|both] [--distance angular|kl_symmetric|identical]
-                                        [--units] [--context within|any] [-o OUT.json]  (with its cells and
+    spidrkit evaluate abx FEATURES|UNITS ITEM [--speaker within|across|both] [--distance angular|kl_symmetric]
+                                        [--context within|any] [-o OUT.json]  (with its cells and
                           triplets; below 50 cells, a warning: the number is not reliable)
     spidrkit evaluate units UNITS LABELS [--pairing both|center] [--ignore SIL] [--plot PNG] [-o OUT.json]
     spidrkit evaluate map FEATURES WORDS [--min-occurrences 2] [-o OUT.json]
@@ -10,7 +10,8 @@
                             [--max-files N]   (several --model: one report comparing them, see docs/formats.md)
     spidrkit evaluate probe --model M --corpus DIR [--layers 1,2,...] [--baselines mfcc,random] [-o OUT]
     spidrkit evaluate plot-perplexity RUN1/metrics.jsonl [RUN2/metrics.jsonl] -o PNG [--labels spidr,dinosr]
-    spidrkit evaluate slm BENCHMARK --encoder MODEL --units codebook:L|kmeans:FILE --lm RUN [--unnormalized] [-o OUT]
+    spidrkit evaluate slm BENCHMARK --model MODEL --units codebook:L|kmeans:FILE --lm RUN [--unnormalized] [-o OUT]
+    spidrkit evaluate budget RUN --corpus DIR -o OUT [--layers 1,2,...]
 
 FEATURES is a folder of ``<fileid>.pt``/``.npy`` tensors (T, D) (``spidrkit extract``); UNITS a units file
 (``spidrkit extract --units`` or ``spidrkit kmeans apply``); ITEM a ZeroSpeech item file; LABELS phone labels
@@ -32,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.cli import UserError
-from spidrkit.cli.arg_types import layer_list, name_list
+from spidrkit.cli.arg_types import name_list
+from spidrkit.cli.flags import Deprecated, add_device, add_layers, add_model, add_output, show_progress
 from spidrkit.cli.model_args import add_model_options, model_source
 
 DISTANCES = ("angular", "kl_symmetric", "identical")
@@ -56,24 +58,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_abx(sub) -> None:
     p = sub.add_parser("abx", help="ABX error rate (%%) of features or units on an item file",
-                       description="ABX phone discriminability (fastabx, triphones): within and/or across speaker.")
-    p.add_argument("features", metavar="FEATURES", help="features folder, or with --units a units file")
+                       description="ABX phone discriminability (fastabx, triphones): within and/or across speaker, "
+                       "of a features folder or of a units file (one-hot units, identical distance).",
+                       epilog="example: spidrkit evaluate abx features/layer_06 corpus/dev.item -o abx.json")
+    p.add_argument("features", metavar="FEATURES", help="features folder, or a units file")
     p.add_argument("item", metavar="ITEM", help="ZeroSpeech item file (#file onset offset #phone ...)")
     p.add_argument("--speaker", choices=("within", "across", "both"), default="both", help="default: both")
     p.add_argument("--context", choices=("within", "any"), default="within",
                    help="within: A, B, X share their neighbours (triphones, default); any: no constraint")
     p.add_argument("--distance", choices=DISTANCES, default=None,
                    help="angular for features (default), kl_symmetric for posteriors, identical for units")
-    p.add_argument("--units", action="store_true", help="FEATURES is a units file (one-hot units, identical)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--units", dest="units_flag", action=Deprecated, mode="store_true",
+                   advice="spidrkit: warning: evaluate abx --units is deprecated: a FEATURES file is read as a "
+                   "units file")
+    add_device(p)
     _add_frame_rate(p)
-    p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
+    add_output(p, "JSON", "also write the results as JSON")
 
 
 def _add_units(sub) -> None:
     p = sub.add_parser("units", help="PNMI, purities, perplexity and bitrate of units against phone labels",
                        description="Quality of units against 100 Hz phone labels (see "
-                       "spidrkit.evaluation.metrics.units for the pairing convention).")
+                       "spidrkit.evaluation.metrics.units for the pairing convention).",
+                       epilog="example: spidrkit evaluate units features/units.txt corpus/dev_frames.txt --ignore SIL")
     p.add_argument("units", metavar="UNITS", help="units file (text or JSONL, frame-level or de-duplicated)")
     p.add_argument("labels", metavar="LABELS", help="frame labels at 100 Hz: 'utt l1 l2 ...' per line")
     p.add_argument("--pairing", choices=("both", "center"), default="both",
@@ -82,19 +89,20 @@ def _add_units(sub) -> None:
                    help="labels left out of the phone metrics, e.g. SIL (default: none, as in the paper)")
     p.add_argument("--plot", metavar="PNG", help="also draw the P(phone | code) heat map")
     _add_frame_rate(p)
-    p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
+    add_output(p, "JSON", "also write the results as JSON")
 
 
 def _add_map(sub) -> None:
     p = sub.add_parser("map", help="MAP@R over words (%%) of features",
                        description="Word discriminability: time-averaged features of every word occurrence, "
-                       "cosine similarity, MAP@R (SpidR paper, eq. 5).")
+                       "cosine similarity, MAP@R (SpidR paper, eq. 5).",
+                       epilog="example: spidrkit evaluate map features/layer_06 corpus/dev_words.txt")
     p.add_argument("features", metavar="FEATURES", help="features folder")
     p.add_argument("words", metavar="WORDS", help="word alignment: 'utt onset offset word [speaker]' per line")
     p.add_argument("--min-occurrences", type=int, default=2, help="drop rarer words first (default: 2)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    add_device(p)
     _add_frame_rate(p)
-    p.add_argument("-o", "--output", metavar="JSON", help="also write the results as JSON")
+    add_output(p, "JSON", "also write the results as JSON")
 
 
 def _add_sweep(sub) -> None:
@@ -108,22 +116,24 @@ def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="every metric of every layer, baselines, figures and a report",
                        description="Layer sweep on an aligned corpus (spidrkit data synth layout): ABX within/"
                        "across and word MAP per layer, codebook (and k-means) units, baselines, figures; writes "
-                       "OUT/report.json and OUT/report.md.")
-    p.add_argument("--model", required=True, action="append",
-                   help="checkpoint or model directory, a published model (spidr_base, ...), a Hub repo id "
-                   "(OWNER/NAME[@REVISION]), or "
-                   "random:PRESET_OR_TOML (RANDOM weights, for testing only); repeat it to compare several models")
+                       "OUT/report.json and OUT/report.md.",
+                       epilog="example: spidrkit evaluate sweep --model runs/tiny --corpus corpus/ -o sweep/ "
+                       "--kmeans 100")
+    add_model(p, required=True, repeat=True,
+              help="checkpoint or model directory, a published model (spidr_base, ...), a Hub repo id "
+              "(OWNER/NAME[@REVISION]), or random:PRESET_OR_TOML (RANDOM weights, for testing only); repeat it "
+              "to compare several models")
     p.add_argument("--label", action="append", default=None, metavar="NAME",
                    help="name of each --model in tables and figures, in order (default: from its provenance)")
     add_model_options(p)
     p.add_argument("--corpus", required=True, metavar="DIR", help="corpus folder (SPLIT.csv, SPLIT.item, ...)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    add_output(p, "OUT", "output folder", required=True)
     p.add_argument("--probe", action="store_true",
                    help="also the linear phone and speaker probes of every layer (needs train and heldout splits)")
     p.add_argument("--splits", type=name_list, default=None, metavar="S1,S2",
                    help=f"evaluation splits, merged (default: {','.join(DEFAULT_SPLITS)}, or dev alone when the "
                    "corpus has no held-out voice)")
-    p.add_argument("--layers", type=layer_list, default=None, metavar="1,2,...", help="1-based (default: all)")
+    add_layers(p, "1-based layers, comma-separated (default: all)")
     p.add_argument("--kmeans", type=int, default=None, metavar="K", help="also k-means units with K centroids")
     p.add_argument("--kmeans-max-frames", type=int, default=DEFAULT_KMEANS_MAX_FRAMES, metavar="N",
                    help=f"k-means fit sample from the train split (default: {DEFAULT_KMEANS_MAX_FRAMES})")
@@ -138,8 +148,7 @@ def _add_sweep(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of k-means, the random model, subsampling")
     p.add_argument("--max-memory-gb", type=float, default=4.0, help="features held in memory at once")
     p.add_argument("--tsne-points", type=int, default=1000, help="phone instances in the t-SNE figure (0: none)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device(p)
 
 
 def _add_probe(sub) -> None:
@@ -147,27 +156,30 @@ def _add_probe(sub) -> None:
                        description="Per layer, a logistic regression on the frames: phones (trained on the "
                        "training voices, scored on the held-out voice: accuracy and PER with bootstrap 95 % "
                        "intervals) and speakers (the training voices, split by utterance). See "
-                       "spidrkit.evaluation.metrics.probe.")
-    p.add_argument("--model", required=True, help="checkpoint or model folder")
+                       "spidrkit.evaluation.metrics.probe.",
+                       epilog="example: spidrkit evaluate probe --model runs/tiny --corpus corpus/ --layers 4,6 "
+                       "-o probe/")
+    add_model(p, required=True)
     add_model_options(p)
     p.add_argument("--corpus", required=True, metavar="DIR", help="corpus folder (train or dev, and heldout)")
-    p.add_argument("-o", "--output", default=None, metavar="OUT", help="also write OUT/report.json and report.md")
-    p.add_argument("--layers", type=layer_list, default=None, metavar="1,2,...", help="1-based (default: all)")
+    add_output(p, "OUT", "also write OUT/report.json and report.md")
+    add_layers(p, "1-based layers, comma-separated (default: all)")
     p.add_argument("--baselines", type=name_list, default=["mfcc", "random"], metavar="B1,B2",
                    help="any of mfcc,log_mel,noise,random, or 'none' (default: mfcc,random)")
     p.add_argument("--max-files", type=int, default=None, metavar="N", help="at most N test files")
     p.add_argument("--max-train-frames", type=int, default=None, metavar="N",
                    help="training frames per layer, at most (default: 20000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsampling, bootstrap and random model")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device(p)
 
 
 def _add_plot_perplexity(sub) -> None:
     p = sub.add_parser("plot-perplexity", help="codebook and prediction perplexity over training (Figure 2)",
-                       description="One line per layer, one line style per run.")
+                       description="One line per layer, one line style per run.",
+                       epilog="example: spidrkit evaluate plot-perplexity runs/spidr/metrics.jsonl "
+                       "runs/dinosr/metrics.jsonl -o perplexity.png")
     p.add_argument("runs", nargs="+", metavar="METRICS_JSONL", help="metrics.jsonl of one or more training runs")
-    p.add_argument("-o", "--output", required=True, metavar="PNG", help="output image")
+    add_output(p, "PNG", "output image", required=True)
     p.add_argument("--labels", type=name_list, default=None, metavar="L1,L2",
                    help="run names (default: the runs' folder names)")
     p.add_argument("--codebook-size", type=int, default=None, metavar="V", help="draw the maximum V")
@@ -213,7 +225,7 @@ def _feature_folder(path: str):
     p = Path(path)
     if p.is_file():
         raise UserError(f"{p} is a file; FEATURES must be a folder of <fileid>.pt/.npy tensors "
-                        "(for a units file, add --units)")
+                        "(a units file goes to evaluate abx or evaluate units)")
     try:
         return FeatureDir(p)
     except FileNotFoundError as e:
@@ -261,9 +273,10 @@ def _abx(args: argparse.Namespace) -> int:
 
     item = _need_file(args.item, "item file")
     files = {it.file for it in read_item_file(item)}
-    if args.units:
+    units = args.units_flag or Path(args.features).is_file()
+    if units:
         if args.distance not in (None, "identical"):
-            raise UserError("--units are compared with the identical distance (one-hot units); drop --distance")
+            raise UserError("a units file is compared with the identical distance (one-hot units); drop --distance")
         features, distance, source = units_as_indices(_read_units(args.features)), "identical", "the units file"
     else:
         features, distance, source = _feature_folder(args.features), args.distance or "angular", "the features"
@@ -281,7 +294,7 @@ def _abx(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"spidrkit evaluate abx: warning: {note}", file=sys.stderr)
     _write_json(args.output, "abx", {"features": args.features, "item": item}, {
-        **results, "distance": distance, "context": args.context, "units": bool(args.units),
+        **results, "distance": distance, "context": args.context, "units": bool(units),
         "min_cells": MIN_ABX_CELLS, "warnings": notes})
     return 0
 
@@ -344,7 +357,7 @@ def _sweep(args: argparse.Namespace) -> int:
         baselines=[] if args.baselines == ["none"] else args.baselines, posteriors=args.posteriors,
         max_files=args.max_files, device=args.device, metrics_jsonl=args.metrics, run_labels=args.labels,
         title=args.title, seed=args.seed, max_memory_gb=args.max_memory_gb, tsne_points=args.tsne_points,
-        progress=not args.quiet, probe=args.probe,
+        progress=show_progress(args), probe=args.probe,
         label=args.label if len(args.model) > 1 else (args.label or [None])[0])
     models = [model_source(m, args, args.device) for m in args.model]
     results = sweep(models if len(models) > 1 else models[0], args.corpus, args.output, options)
@@ -360,7 +373,7 @@ def _probe(args: argparse.Namespace) -> int:
     options = ProbeOptions(  # checked before the model is read
         layers=args.layers, baselines=[] if args.baselines == ["none"] else args.baselines, max_files=args.max_files,
         max_train_frames=args.max_train_frames or MAX_TRAIN_FRAMES, seed=args.seed, device=args.device,
-        progress=not args.quiet)
+        progress=show_progress(args))
     results = probe(model_source(args.model, args, args.device), args.corpus, args.output, options)
 
     from spidrkit.evaluation.sweep.report import summary_text

@@ -1,10 +1,10 @@
 """``spidrkit lm``: unit language models.
 
-    spidrkit lm units CORPUS [--split train] --units phones|codebook:L|kmeans:FILE [--encoder MODEL|mfcc]
-                      [--layer N] [--shuffle SEED] [--max-files N] -o UNITS.txt
-    spidrkit lm train UNITS... [--config opt125m|tiny|FILE.toml] [--set section.key=value ...] --run-dir DIR
+    spidrkit lm units CORPUS [--split train] --units phones|codebook:L|kmeans:FILE [--model MODEL|mfcc]
+                      [--layers N] [--shuffle SEED] [--max-files N] -o UNITS.txt
+    spidrkit lm train UNITS... [--config opt125m|tiny|FILE.toml] [--set section.key=value ...] -o RUN_DIR
                       [--valid UNITS ...] [--fresh] [--force] [--no-progress]
-    torchrun --nproc-per-node 8 $(which spidrkit) lm train UNITS --config opt125m --run-dir DIR
+    torchrun --nproc-per-node 8 $(which spidrkit) lm train UNITS --config opt125m -o RUN_DIR
 
 UNITS: unit files as `spidrkit extract` or `spidrkit lm units` write them (units.txt, units.jsonl) or
 fairseq .km files. `lm units` gives a corpus split's units from any source the sLM scorer reads: gold
@@ -23,30 +23,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
+from spidrkit.cli.flags import add_device, add_output, note, one_layer, show_progress
 from spidrkit.cli.model_args import add_model_options
 from spidrkit.io import read_sidecar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n\n", 1)[1]
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = sub.add_parser("train", help="train (or resume) a unit LM")
+    p = sub.add_parser("train", help="train (or resume) a unit LM",
+                       description="Train a unit language model (OPT) on units files; run it again to resume "
+                       "(the run folder resumes only with the config and units it was started with).",
+                       epilog="example: spidrkit lm train units/train.txt --config tiny -o runs/lm")
     p.add_argument("units", nargs="+", metavar="UNITS", help="training units files (.txt, .jsonl, .km)")
     p.add_argument("--config", default="tiny", help="preset (opt125m: the paper's; tiny: CPU-sized) or a TOML "
                    "file (default: tiny)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value (repeatable), e.g. --set train.max_steps=500")
-    p.add_argument("--run-dir", required=True, metavar="DIR", help="the run folder (an existing run is resumed)")
+    add_output(p, "RUN_DIR", "the run folder (an existing run is resumed)", required=True, old=("--run-dir",))
     p.add_argument("--valid", nargs="+", default=None, metavar="UNITS",
                    help="validation units files (default: a seeded lm.valid_fraction of the utterances)")
     p.add_argument("--fresh", action="store_true", help="start the run folder anew: delete its checkpoints, best/, "
                    "last/ and metrics first (a run resumes only with its own config and units)")
     p.add_argument("--force", action="store_true", help="break the run folder's lock (RUN_DIR/run.lock)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_units_parser(sub)
 
 
@@ -59,7 +60,8 @@ def add_units_parser(sub: Any) -> None:
         "units", help="a corpus split's units for `lm train`: gold phones, MFCC or encoder k-means, codebook",
         description="Write the units of CORPUS/SPLIT.csv's audio (or CORPUS/SPLIT_phones.txt's gold phones) as a "
         "units file with a sidecar giving k and the source, as `spidrkit evaluate slm` reads the same source. Train a "
-        "phone LM with --set lm.dedup=false (phones as they are; encoder units are de-duplicated by the LM).")
+        "phone LM with --set lm.dedup=false (phones as they are; encoder units are de-duplicated by the LM).",
+        epilog="example: spidrkit lm units corpus/ --model runs/tiny --units codebook:6 -o units/train.txt")
     p.add_argument("corpus", metavar="CORPUS", help="a folder with SPLIT.csv (a manifest; `spidrkit data synth`, "
                    "`data synth-slm`'s lm_train/) and, for phones, SPLIT_phones.txt")
     p.add_argument("--split", default="train", help="the split (default: train)")
@@ -68,9 +70,8 @@ def add_units_parser(sub: Any) -> None:
                    help="the shuffled-units control: each utterance's units permuted, seeded (encoder units "
                    "de-duplicated first)")
     p.add_argument("--max-files", type=int, default=None, metavar="N", help="at most N utterances, evenly spaced")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("-o", "--output", required=True, metavar="UNITS", help="units file (.txt or .jsonl)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device(p)
+    add_output(p, "UNITS", "units file (.txt or .jsonl)", required=True)
     add_model_options(p)
 
 
@@ -84,17 +85,16 @@ def _units(args: argparse.Namespace) -> int:
         write_corpus_units,
     )
 
-    spec = parse_units(args.units, args.layer, args.encoder)
+    spec = parse_units(args.units, one_layer(args.layers), args.model)
     # the manifest (and --max-files) before any model is loaded; gold phones need neither
     total = 0 if spec.kind == "phones" else len(corpus_entries(args.corpus, args.split, args.max_files))
-    encoder, model_id = load_encoder(args.encoder, spec, args.device, variant=args.variant,
+    encoder, model_id = load_encoder(args.model, spec, args.device, variant=args.variant,
                                      normalization=args.normalization)
-    with files_bar(total, "units", enabled=total > 0 and not args.quiet) as bar:
+    with files_bar(total, "units", enabled=total > 0 and show_progress(args)) as bar:
         path = write_corpus_units(args.output, CorpusSplit(args.corpus, args.split, args.max_files), spec, encoder,
                                   shuffle_seed=args.shuffle, model=model_id, progress=bar)
     info = read_sidecar(path)
-    print(f"{spec.describe()}{' shuffled' if args.shuffle is not None else ''}, k={info.get('k')} -> {path}",
-          file=sys.stderr)
+    note(args, f"{spec.describe()}{' shuffled' if args.shuffle is not None else ''}, k={info.get('k')} -> {path}")
     return 0
 
 
@@ -105,10 +105,10 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.lm.identity import start_anew
     from spidrkit.lm.trainer import train
 
-    check_output_dir(args.run_dir, "--run-dir")
+    check_output_dir(args.output, "-o")
     if args.fresh:
-        start_anew(args.run_dir, force=args.force)
-    summary = train(args.units, args.run_dir, args.config, args.overrides, args.valid,
-                    progress=not args.no_progress, force=args.force)
+        start_anew(args.output, force=args.force)
+    summary = train(args.units, args.output, args.config, args.overrides, args.valid,
+                    progress=show_progress(args), force=args.force)
     print(json.dumps(summary))
     return 0

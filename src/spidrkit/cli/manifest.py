@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from spidrkit.cli.data import add_folder_arguments
 
     add_folder_arguments(parser)
+    parser.description = (f"{parser.description}. " if parser.description else "") + __doc__.split("\n\n")[1]
+    parser.epilog = "example: spidrkit manifest wavs/ -o wavs.csv"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The options that say how a ``--model`` (or ``--encoder``) is loaded, shared by every command that takes one:
+"""The options that say how a ``--model`` is loaded, shared by every command that takes one:
 ``--variant`` (released SpidR/DinoSR files that do not say which they are) and ``--normalization`` (the input
 normalisation of a ``transformers`` / fairseq encoder: ``auto`` follows the family, see
 :mod:`spidrkit.encoders.hf`)."""

@@ -1,9 +1,11 @@
 """``spidrkit pretrain``: pretrain SpidR or DinoSR from a config; run it again to resume.
 
-    spidrkit pretrain CONFIG.toml [--variant spidr|dinosr] [--set section.key=value ...] [--run-dir DIR]
-    torchrun --nproc-per-node 8 $(which spidrkit) pretrain CONFIG.toml --run-dir DIR     # one node, 8 GPUs
-    srun --ntasks-per-node 8 spidrkit pretrain CONFIG.toml --run-dir DIR                 # SLURM, by hand
-    spidrkit pretrain CONFIG.toml --run-dir DIR --slurm nodes=2,gpus=8,partition=gpu,time=1440
+    spidrkit pretrain CONFIG.toml [--variant spidr|dinosr] [--set section.key=value ...] [-o RUN_DIR]
+    torchrun --nproc-per-node 8 $(which spidrkit) pretrain CONFIG.toml -o RUN_DIR     # one node, 8 GPUs
+    srun --ntasks-per-node 8 spidrkit pretrain CONFIG.toml -o RUN_DIR                 # SLURM, by hand
+    spidrkit pretrain CONFIG.toml -o RUN_DIR --slurm nodes=2,gpus=8,partition=gpu,time=1440
+
+example: spidrkit pretrain tiny --set data.train_manifest=corpus/train.csv -o runs/tiny
 
 Exit status: 0 when the run completed, stopped at its time budget (train.max_minutes) or was stopped by
 SIGUSR1/SIGUSR2 (SLURM's time-limit warning: the job is requeued); 130 after SIGINT (Ctrl-C) and 143
@@ -23,18 +25,15 @@ from pathlib import Path
 
 from spidrkit.cli import UserError
 from spidrkit.cli.config import add_config_arguments, config_from_args
+from spidrkit.cli.flags import add_output, note, show_progress
 from spidrkit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n\n", 1)[1]
     add_config_arguments(parser)
-    parser.add_argument(
-        "--run-dir", default=None, metavar="DIR",
-        help="where checkpoints, metrics and logs go (default: runs/<config name>-<variant>); "
-        "an existing run there is resumed",
-    )
+    add_output(parser, "RUN_DIR", "where checkpoints, metrics and logs go (default: runs/<config name>-<variant>); "
+               "an existing run there is resumed", old=("--run-dir",))
     parser.add_argument(
         "--fresh", action="store_true", help="refuse to resume: fail if the run dir already holds checkpoints"
     )
@@ -48,8 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="submit to SLURM with submitit instead of running here: nodes, gpus (per node), cpus (per task), "
         "time (minutes), partition, account, qos, constraint, mem, signal_delay (s); e.g. nodes=2,gpus=8",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--quiet", action="store_true", help="only warnings and errors in the log")
 
 
 def default_run_dir(config: str, variant: str) -> Path:
@@ -62,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.training.slurm import parse_slurm_spec, submit_slurm
 
     cfg = config_from_args(args)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config, cfg.variant)
-    check_output_dir(run_dir, "--run-dir")
+    run_dir = Path(args.output) if args.output else default_run_dir(args.config, cfg.variant)
+    check_output_dir(run_dir, "-o")
     if not cfg.data.train_manifest:
         raise UserError("no training data: set data.train_manifest in the config or --set data.train_manifest=PATH")
     logging.basicConfig(
@@ -73,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.slurm is not None:
         job = submit_slurm(cfg.to_dict(), run_dir.resolve(), parse_slurm_spec(args.slurm), run_dir.name)
-        print(f"submitted SLURM job {job.job_id}; run dir {run_dir}, logs in {run_dir / 'slurm'}", file=sys.stderr)
+        note(args, f"submitted SLURM job {job.job_id}; run dir {run_dir}, logs in {run_dir / 'slurm'}")
         return EXIT_OK
-    summary = pretrain(cfg, run_dir, resume=not args.fresh, progress=not args.no_progress, force=args.force)
+    summary = pretrain(cfg, run_dir, resume=not args.fresh, progress=show_progress(args), force=args.force)
     sig = summary.get("signal")
     status = f"{summary['status']} ({sig})" if sig else summary["status"]
     code = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}.get(sig, EXIT_OK)

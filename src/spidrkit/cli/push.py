@@ -2,13 +2,14 @@
 (:func:`spidrkit.checkpoints.publish.push`, ``docs/hub.md``).
 
     spidrkit push runs/base OWNER/NAME [--private] [--report sweep/report.json] [--report slm/report.json]
-    spidrkit push runs/base OWNER/NAME --dry-run --output DIR      # writes DIR/, uploads nothing
+    spidrkit push runs/base OWNER/NAME --dry-run -o DIR      # writes DIR/, uploads nothing
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+
+from spidrkit.cli.flags import add_output, note
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,12 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "PNMI or sLM scores go into the model card (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
                         help="write the model folder and its card to --output, upload nothing")
-    parser.add_argument("-o", "--output", default=None, metavar="DIR",
-                        help="where the model folder and card are written (needed with --dry-run; default: a "
-                        "temporary folder)")
+    add_output(parser, "DIR", "where the model folder and card are written (needed with --dry-run; default: a "
+               "temporary folder)")
     parser.add_argument("--variant", choices=("spidr", "dinosr"), default=None,
                         help="model variant, for released files that do not say it (default: spidr)")
     parser.add_argument("--force", action="store_true", help="replace the model files in an existing --output")
+    parser.epilog = "example: spidrkit push runs/tiny someuser/spidr-tiny --dry-run -o hub/spidr-tiny"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,12 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.io import check_output_dir
 
     if args.output is not None:
-        check_output_dir(args.output, "--output")
+        check_output_dir(args.output, "-o")
     done = push(args.source, args.repo_id, private=args.private, reports=args.reports, output=args.output,
                 dry_run=args.dry_run, variant=args.variant, force=args.force)
     for path in done.other_checkpoint_reports:
-        print(f"spidrkit push: note: {path} measured another checkpoint than the one pushed (the card says so)",
-              file=sys.stderr)
+        note(args, f"spidrkit push: note: {path} measured another checkpoint than the one pushed (the card says so)")
     if done.folder is not None:
         print(f"wrote {done.folder}/ (config.json, model.safetensors, {CARD}): model.safetensors SHA-256 {done.sha256}")
     if done.url is None:

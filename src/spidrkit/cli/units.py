@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli.flags import add_output
 from spidrkit.extraction.unit_exports import EXPORT_FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     export = sub.add_parser("export", help="write a units file as fairseq .km + .tsv + dict.km.txt",
-                            description="A units file of 'spidrkit extract --units' as fairseq label files.")
+                            description="A units file of 'spidrkit extract --units' as fairseq label files.",
+                            epilog="example: spidrkit units export features/units.txt --format km -o fairseq/")
     export.add_argument("units", metavar="UNITS", help="units file (units.txt or units.jsonl of spidrkit extract)")
     export.add_argument("--format", dest="fmt", choices=EXPORT_FORMATS, default="km", help="output format")
-    export.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    add_output(export, "DIR", "output folder", required=True)
     export.add_argument("--manifest", default=None, metavar="MANIFEST_OR_DIR",
                         help="what the units were extracted from (default: the inputs named by UNITS's sidecar)")
     export.add_argument("--name", default="train", help="split name: NAME.tsv and NAME.km (default: train)")

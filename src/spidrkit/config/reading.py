@@ -42,7 +42,7 @@ from typing import Any
 from spidrkit.config.errors import ConfigError
 from spidrkit.config.schema import SECTIONS, VARIANTS, Config, variant_of, with_variant
 from spidrkit.config.validation import HEADS, SCHEDULES
-from spidrkit.errors import naming
+from spidrkit.errors import did_you_mean, naming
 from spidrkit.text_in import read_text
 
 PRESETS = ("base", "base_release", "tiny")
@@ -90,9 +90,9 @@ def build_section(cls: type, values: dict[str, Any], section: str, base: Any) ->
     changes = {}
     for k, v in values.items():
         if k not in known:
-            raise ConfigError(
-                f"unknown key '{section}.{k}'; known keys in [{section}]: {', '.join(sorted(known))}"
-            )
+            hint = did_you_mean(k, sorted(known), prefix=f"{section}.")
+            raise ConfigError(f"unknown key '{section}.{k}'{hint}; known keys in [{section}]: "
+                              f"{', '.join(sorted(known))}")
         changes[k] = _coerce(v, hints[k], f"{section}.{k}")
     return replace(base, **changes)
 
@@ -101,7 +101,8 @@ def _apply_sections(data: dict[str, Any], base: Config) -> Config:
     changes: dict[str, Any] = {}
     for section, values in data.items():
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section '{section}'; known sections: variant, {', '.join(SECTIONS)}")
+            raise ConfigError(f"unknown section '{section}'{did_you_mean(section, SECTIONS)}; known sections: "
+                              f"variant, {', '.join(SECTIONS)}")
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] must be a table of keys, got {values!r}")
         cls = typing.get_type_hints(Config)[section]

@@ -303,12 +303,11 @@ def validate(cfg: Any) -> None:
 def with_overrides[T](cls: type[T], options: T | None, overrides: dict[str, Any], caller: str) -> T:
     """``options`` (default: ``cls()``) with ``overrides`` of its fields: the keyword form of a parameter object
     (``extract(..., layers=[6])``); an unknown name is a ``TypeError`` that suggests the closest field."""
-    import difflib
+    from spidrkit.errors import did_you_mean
 
     fields = [f.name for f in dataclasses.fields(cls)]
     for name in overrides:
         if name not in fields:
-            close = difflib.get_close_matches(name, fields, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; options: {', '.join(fields)}"
+            hint = did_you_mean(name, fields) or f"; options: {', '.join(fields)}"
             raise TypeError(f"{caller}() got an unknown option {name!r}{hint}")
     return dataclasses.replace(options or cls(), **overrides)

@@ -1,6 +1,6 @@
 """Signal-processing features as encoders: MFCC (39-d), MFCC + CMVN and log mel (80-d), at the model's frame
 rate, behind :class:`~spidrkit.models.interface.SpeechEncoder` (one "layer", layer 1) so that every command
-that reads an encoder can read them (the MFCC units of ``lm units --encoder mfcc``), and the sweep's floors
+that reads an encoder can read them (the MFCC units of ``lm units --model mfcc``), and the sweep's floors
 (:mod:`spidrkit.evaluation.sweep.baselines`).
 
 Frame alignment with the model: the SpidR downsampler (kernels 10, 3x4, 2x2; strides 5, 2x6) has a receptive

@@ -18,6 +18,7 @@ from spidrkit.config.errors import ConfigError
 from spidrkit.config.reading import build_section, naming_file, nest_overrides, preset_path, read_source, read_toml
 from spidrkit.config.validation import MAX_SEED, Choice, CrossRule, Free, Integer, Number, Rule, check_section
 from spidrkit.config.writing import toml_sections
+from spidrkit.errors import did_you_mean
 
 LM_PRESETS = ("opt125m", "tiny")
 PROBABILITY = Number(0.0, 1.0, hi_open=True)
@@ -168,7 +169,8 @@ def lm_config_from_dict(data: dict[str, Any], base: LMConfig | None = None) -> L
     changes = {}
     for section, values in data.items():
         if section not in LM_SECTIONS:
-            raise ConfigError(f"unknown section '{section}'; known sections of a unit LM config: "
+            raise ConfigError(f"unknown section '{section}'{did_you_mean(section, LM_SECTIONS)}; known sections of "
+                              "a unit LM config: "
                               f"{', '.join(LM_SECTIONS)}")
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] must be a table of keys, got {values!r}")

@@ -23,7 +23,7 @@ from spidrkit.errors import InputError
 from spidrkit.extraction.units import UnitsError
 from spidrkit.io import file_sha256, hold_lock, read_sidecar
 
-FRESH_HINT = "use another --run-dir, or --fresh to start {run} anew"
+FRESH_HINT = "use another run folder, or --fresh to start {run} anew"
 HELD_OUT = "a held-out lm.valid_fraction of its training utterances"
 
 

@@ -109,7 +109,7 @@ def load_lm(run_dir: str | os.PathLike, which: str = "best", device: str | torch
     if not (folder / "config.json").is_file():
         hint = (f"that run had no validation data, so no best/ model: its last model is {run_dir / 'last'}"
                 if which == "best" and (run_dir / "last").is_dir()
-                else "train one with `spidrkit lm train UNITS --run-dir DIR`")
+                else "train one with `spidrkit lm train UNITS -o RUN_DIR`")
         raise LMError(f"{folder}: no unit LM model folder here ({hint})")
     vocab = UnitVocab.load(folder)
     with _quiet_transformers():

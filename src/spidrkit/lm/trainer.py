@@ -1,4 +1,4 @@
-"""Training a unit LM: ``spidrkit lm train UNITS... --config opt125m|tiny --run-dir DIR`` and :func:`train`.
+"""Training a unit LM: ``spidrkit lm train UNITS... --config opt125m|tiny -o RUN_DIR`` and :func:`train`.
 
 The run folder (``docs/formats.md``, "Unit LM run folder"): ``config.toml``, ``vocab.json``,
 ``metrics.jsonl``, ``spidrkit.json`` (the run's sidecar), ``run.lock`` while it runs,
@@ -257,7 +257,7 @@ class _Run:
         loss = float(sums["loss"]) / max(tokens, 1)
         if not math.isfinite(loss):
             raise LMDiverged(f"{self.run_dir}: the training loss is {loss} at update {self.step}; lower optim.lr "
-                             "or raise optim.warmup_steps and train again in a new --run-dir")
+                             "or raise optim.warmup_steps and train again in a new run folder")
         self._log({"split": "train", "step": self.step, "loss": loss,
                    "lr": lr_at(self.cfg.optim, self.step - 1, self.cfg.train.max_steps), "tokens": self.tokens_seen,
                    "tokens_per_s": tokens / elapsed})
@@ -326,7 +326,7 @@ def train(units: Sequence[str | os.PathLike], run_dir: str | os.PathLike, config
         stored = load_lm_config(run_dir / "config.toml")
         if stored != cfg:
             raise ConfigError(f"{run_dir} holds a run with another config ({_first_difference(stored, cfg)}); "
-                              f"resume with the same config, use another --run-dir, or --fresh to start {run_dir} "
+                              f"resume with the same config, use another run folder, or --fresh to start {run_dir} "
                               "anew")
         check_same_run(run_dir, inputs)
     main = detect_env().rank == 0

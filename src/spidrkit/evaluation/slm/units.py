@@ -5,7 +5,7 @@ One :class:`UnitSpec` per source, so every LM of a comparison goes through the s
 - ``codebook:L`` -- the codebook predictions of layer ``L`` of a SpidR/DinoSR encoder (``k``: its codebook
   size);
 - ``kmeans:FILE`` -- k-means centroids (``spidrkit kmeans fit``) applied to a layer's features (the layer
-  from the centroids' sidecar or ``--layer``), or, with the encoder ``mfcc``, to the 39-d MFCC of
+  from the centroids' sidecar or ``--layers``), or, with the encoder ``mfcc``, to the 39-d MFCC of
   :mod:`spidrkit.encoders.mfcc` (the floor; layer 0);
 - ``phones`` -- the gold phones of flite's alignments (the topline, no encoder): a benchmark split's
   ``SPLIT_phones.txt`` (beside ``gold.csv`` or beside the split folder), a corpus's ``SPLIT_phones.txt``
@@ -78,11 +78,11 @@ def parse_units(text: str, layer: int | None = None, encoder: str | None = None)
         return UnitSpec("phones", 0, k=len(PHONE_INVENTORY), source=text)
     if syntax.kind == "codebook":
         if syntax.layer is None and layer is None:
-            raise SlmUnitsError(f"--units {text}: name the layer, as in codebook:6 (or pass --layer N)")
+            raise SlmUnitsError(f"--units {text}: name the layer, as in codebook:6 (or pass --layers N)")
         if layer is not None and syntax.layer not in (None, layer):
-            raise SlmUnitsError(f"--units {text} names layer {syntax.layer}, --layer {layer}: give one")
+            raise SlmUnitsError(f"--units {text} names layer {syntax.layer}, --layers {layer}: give one")
         if encoder == MFCC:
-            raise SlmUnitsError("--encoder mfcc has no codebook: use --units kmeans:FILE (centroids fitted on MFCC)")
+            raise SlmUnitsError("--model mfcc has no codebook: use --units kmeans:FILE (centroids fitted on MFCC)")
         return UnitSpec("codebook", syntax.layer or layer, source=text)
     return _kmeans_spec(syntax.path, layer, encoder)
 
@@ -96,14 +96,14 @@ def _kmeans_spec(path: str, layer: int | None, encoder: str | None) -> UnitSpec:
     if encoder == MFCC:
         if fitted is not None:
             raise SlmUnitsError(f"{path}: the centroids were fitted on layer {fitted} of "
-                                f"{km.info.get('model') or 'an encoder'}, not on MFCC: pass that --encoder")
+                                f"{km.info.get('model') or 'an encoder'}, not on MFCC: pass that --model")
         return UnitSpec("kmeans", 0, km, km.k, path)
     if km.info.get("model") == MFCC:
-        raise SlmUnitsError(f"{path}: the centroids were fitted on MFCC: pass --encoder mfcc")
+        raise SlmUnitsError(f"{path}: the centroids were fitted on MFCC: pass --model mfcc")
     if layer is None and fitted is None:
-        raise SlmUnitsError(f"{path}: the centroids' sidecar names no layer; pass --layer N")
+        raise SlmUnitsError(f"{path}: the centroids' sidecar names no layer; pass --layers N")
     if layer is not None and fitted is not None and int(fitted) != layer:
-        raise SlmUnitsError(f"{path}: the centroids were fitted on layer {fitted}, not --layer {layer}")
+        raise SlmUnitsError(f"{path}: the centroids were fitted on layer {fitted}, not --layers {layer}")
     return UnitSpec("kmeans", int(layer if layer is not None else fitted), km, km.k, path)
 
 
@@ -118,7 +118,7 @@ def load_encoder(name: str | None, units: UnitSpec, device: str = "cpu", *, vari
     if units.kind == "phones":
         return None, "gold phones"
     if name is None:
-        raise SlmUnitsError(f"--units {units.source} needs --encoder (a checkpoint, a published model, mfcc, or "
+        raise SlmUnitsError(f"--units {units.source} needs --model (a checkpoint, a published model, mfcc, or "
                             "random:PRESET)")
     if name == MFCC:
         return SignalEncoder("mfcc"), MFCC
