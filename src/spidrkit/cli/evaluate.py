@@ -34,6 +34,7 @@ from typing import Any
 from spidrkit.cli import UserError
 from spidrkit.cli.arg_types import layer_list, name_list
 from spidrkit.cli.model_args import add_model_options, model_source
+from spidrkit.tracking import REPORT_TO
 
 DISTANCES = ("angular", "kl_symmetric", "identical")
 
@@ -140,6 +141,9 @@ def _add_sweep(sub) -> None:
     p.add_argument("--tsne-points", type=int, default=1000, help="phone instances in the t-SNE figure (0: none)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--report-to", choices=REPORT_TO, default="none", help="also log the per-layer table to tensorboard "
+                   "or wandb (default: none), in --run-dir (a training run's folder) or else OUT")
+    p.add_argument("--run-dir", default=None, metavar="DIR", help="the run folder whose tracker gets the table")
 
 
 def _add_probe(sub) -> None:
@@ -344,7 +348,7 @@ def _sweep(args: argparse.Namespace) -> int:
         baselines=[] if args.baselines == ["none"] else args.baselines, posteriors=args.posteriors,
         max_files=args.max_files, device=args.device, metrics_jsonl=args.metrics, run_labels=args.labels,
         title=args.title, seed=args.seed, max_memory_gb=args.max_memory_gb, tsne_points=args.tsne_points,
-        progress=not args.quiet, probe=args.probe,
+        progress=not args.quiet, probe=args.probe, report_to=args.report_to, report_dir=args.run_dir,
         label=args.label if len(args.model) > 1 else (args.label or [None])[0])
     models = [model_source(m, args, args.device) for m in args.model]
     results = sweep(models if len(models) > 1 else models[0], args.corpus, args.output, options)

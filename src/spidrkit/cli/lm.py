@@ -28,6 +28,7 @@ from typing import Any
 
 from spidrkit.cli.model_args import add_model_options
 from spidrkit.io import read_sidecar
+from spidrkit.tracking import REPORT_TO, REPORT_TO_HELP, report_to_override
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true", help="start the run folder anew: delete its checkpoints, best/, "
                    "last/ and metrics first (a run resumes only with its own config and units)")
     p.add_argument("--force", action="store_true", help="break the run folder's lock (RUN_DIR/run.lock)")
+    p.add_argument("--report-to", choices=REPORT_TO, default=None, help=REPORT_TO_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_units_parser(sub)
 
@@ -108,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.run_dir, "--run-dir")
     if args.fresh:
         start_anew(args.run_dir, force=args.force)
-    summary = train(args.units, args.run_dir, args.config, args.overrides, args.valid,
+    overrides = args.overrides + report_to_override(args.report_to)
+    summary = train(args.units, args.run_dir, args.config, overrides, args.valid,
                     progress=not args.no_progress, force=args.force)
     print(json.dumps(summary))
     return 0

@@ -24,6 +24,7 @@ from pathlib import Path
 from spidrkit.cli import UserError
 from spidrkit.cli.config import add_config_arguments, config_from_args
 from spidrkit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
+from spidrkit.tracking import REPORT_TO, REPORT_TO_HELP, report_to_override
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="submit to SLURM with submitit instead of running here: nodes, gpus (per node), cpus (per task), "
         "time (minutes), partition, account, qos, constraint, mem, signal_delay (s); e.g. nodes=2,gpus=8",
     )
+    parser.add_argument("--report-to", choices=REPORT_TO, default=None, help=REPORT_TO_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors in the log")
 
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.training.loop import pretrain
     from spidrkit.training.slurm import parse_slurm_spec, submit_slurm
 
+    args.overrides += report_to_override(args.report_to)
     cfg = config_from_args(args)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config, cfg.variant)
     check_output_dir(run_dir, "--run-dir")
