@@ -65,13 +65,13 @@ def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def record_scalars(record: dict[str, Any], layers: Sequence[int] | None = None) -> dict[str, float]:
+def record_scalars(record: dict[str, Any], layers: Sequence[int] | None = None) -> dict[str, float | int]:
     """The scalars of a metrics record: ``SPLIT/KEY`` (a ``valid_`` prefix of a valid record's keys dropped),
     per-layer lists as ``SPLIT/KEY/layer_LL`` (``record["layers"]`` or ``layers``, else 1, 2, ...); ``None``,
     booleans and text are left out."""
     split = record.get("split", "train")
     layers = record.get("layers") or layers
-    out: dict[str, float] = {}
+    out: dict[str, float | int] = {}
     for key, value in record.items():
         if key in _NOT_SCALARS:
             continue
@@ -79,9 +79,9 @@ def record_scalars(record: dict[str, Any], layers: Sequence[int] | None = None) 
         if isinstance(value, list):
             for layer, v in zip(layers or range(1, len(value) + 1), value):
                 if _is_number(v):
-                    out[f"{name}/layer_{layer:02d}"] = float(v)
+                    out[f"{name}/layer_{layer:02d}"] = v
         elif _is_number(value):
-            out[name] = float(value)
+            out[name] = value
     return out
 
 
@@ -94,7 +94,7 @@ class Tracker:
 
     kind = "none"
 
-    def log_scalars(self, scalars: dict[str, float], step: int) -> None:
+    def log_scalars(self, scalars: dict[str, float | int], step: int) -> None:
         """Scalars at a step."""
 
     def log_config(self, config: dict[str, Any]) -> None:
@@ -124,7 +124,7 @@ class TensorBoardTracker(Tracker):
 
         self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=purge_step)
 
-    def log_scalars(self, scalars: dict[str, float], step: int) -> None:
+    def log_scalars(self, scalars: dict[str, float | int], step: int) -> None:
         for name, value in scalars.items():
             self.writer.add_scalar(name, value, step)
         self.writer.flush()
@@ -166,7 +166,7 @@ class WandbTracker(Tracker):
         self.run = wandb.init(dir=str(folder), project=os.environ.get("WANDB_PROJECT", "spidrkit"),
                               name=folder.resolve().name, group=folder.resolve().name, job_type=job)
 
-    def log_scalars(self, scalars: dict[str, float], step: int) -> None:
+    def log_scalars(self, scalars: dict[str, float | int], step: int) -> None:
         self.run.log(dict(scalars), step=step)
 
     def log_config(self, config: dict[str, Any]) -> None:
