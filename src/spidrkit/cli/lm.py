@@ -3,7 +3,7 @@
     spidrkit lm units CORPUS [--split train] --units phones|codebook:L|kmeans:FILE [--encoder MODEL|mfcc]
                       [--layer N] [--shuffle SEED] [--max-files N] -o UNITS.txt
     spidrkit lm train UNITS... [--config opt125m|tiny|FILE.toml] [--set section.key=value ...] --run-dir DIR
-                      [--valid UNITS ...] [--fresh] [--force] [--no-progress]
+                      [--valid UNITS ...] [--fresh] [--force] [--no-progress] [--report-to none|tensorboard|wandb]
     torchrun --nproc-per-node 8 $(which spidrkit) lm train UNITS --config opt125m --run-dir DIR
 
 UNITS: unit files as `spidrkit extract` or `spidrkit lm units` write them (units.txt, units.jsonl) or

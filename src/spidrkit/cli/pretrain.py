@@ -1,6 +1,7 @@
 """``spidrkit pretrain``: pretrain SpidR or DinoSR from a config; run it again to resume.
 
     spidrkit pretrain CONFIG.toml [--variant spidr|dinosr] [--set section.key=value ...] [--run-dir DIR]
+                      [--report-to none|tensorboard|wandb]     # docs/formats.md, "Tracking"
     torchrun --nproc-per-node 8 $(which spidrkit) pretrain CONFIG.toml --run-dir DIR     # one node, 8 GPUs
     srun --ntasks-per-node 8 spidrkit pretrain CONFIG.toml --run-dir DIR                 # SLURM, by hand
     spidrkit pretrain CONFIG.toml --run-dir DIR --slurm nodes=2,gpus=8,partition=gpu,time=1440

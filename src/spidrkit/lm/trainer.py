@@ -7,6 +7,7 @@ The run folder (``docs/formats.md``, "Unit LM run folder"): ``config.toml``, ``v
 command again to resume: the newest checkpoint is loaded and the run continues exactly as if it had not
 stopped (batches are a function of the step, RNG states are restored, metrics after the checkpoint are
 dropped). Ctrl-C or SIGTERM writes a checkpoint of the last completed step before the run stops.
+``train.report_to`` (``--report-to``) also sends the records to TensorBoard or wandb (:mod:`spidrkit.tracking`).
 
 One process per device; under ``torchrun`` each process joins the process group (nccl on GPUs, gloo on
 CPUs, with ``torch.distributed`` directly: the pretraining engine's helper lives in a layer above),
