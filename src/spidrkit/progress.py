@@ -2,9 +2,10 @@
 
 A run stops at ``train.max_steps`` or, with ``train.max_minutes``, at the end of its time budget, whichever
 comes first. :func:`budget_view` says which one will, from the steps run so far and the time they took:
-the steps (``step 112/6000 [01:00<53:25]``) or the minutes (``06:00/24:00 of 24 min, step 112 of ~450
-[<18:00]``), with the ETA of that stop. On a terminal :class:`BudgetProgress` draws it as a bar; elsewhere
-(cluster logs, pipes) it writes the same text as one line every ``every`` seconds (30 by default).
+the steps (``step 112/600 [01:00<04:21, 1.87 step/s]``) or the minutes (``01:00/24:00 of the 24 min
+budget, step 112 of ~2688 [<23:00, 1.87 step/s]``: the step is an estimate at the rate so far), with the
+ETA of that stop. On a terminal :class:`BudgetProgress` draws it as a bar; elsewhere (cluster logs, pipes)
+it writes the same text as one line every :data:`LOG_EVERY` seconds.
 """
 
 from __future__ import annotations

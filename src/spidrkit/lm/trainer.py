@@ -332,7 +332,8 @@ def train(units: Sequence[str | os.PathLike], run_dir: str | os.PathLike, config
     check_report_to(cfg.train.report_to)
     if (run_dir / "config.toml").is_file() and _checkpoint_paths(run_dir):
         stored = load_lm_config(run_dir / "config.toml")
-        stored = replace(stored, train=replace(stored.train, report_to=cfg.train.report_to))  # may change
+        # the tracker is no part of a run's identity: a run resumes with another
+        stored = replace(stored, train=replace(stored.train, report_to=cfg.train.report_to))
         if stored != cfg:
             raise ConfigError(f"{run_dir} holds a run with another config ({_first_difference(stored, cfg)}); "
                               f"resume with the same config, use another --run-dir, or --fresh to start {run_dir} "
