@@ -94,7 +94,7 @@ class BudgetProgress:
         self.drawn_at = -float("inf")
         self.view = budget_view(initial, start_step=initial, max_steps=max_steps, max_minutes=max_minutes, seconds=0.0)
         self.bar = _Bar(total=self.view.total, initial=0, file=self.file, disable=not enabled or not self.terminal,
-                        desc=desc, dynamic_ncols=True, mininterval=0.5,
+                        desc=desc, dynamic_ncols=True, mininterval=0.5, delay=1e-9,  # drawn by _show, not before
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {budget}{postfix}")
         self._show()
 
