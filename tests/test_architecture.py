@@ -252,6 +252,8 @@ LAYERS = {
     "errors": set(),
     "lazy": set(),
     "text_in": set(),
+    "progress": set(),
+    "tracking": set(),
     "config": set(),
     "io": set(),
     "runtime": set(),
@@ -267,7 +269,8 @@ LAYERS = {
                    "retry"},
     "training": {"checkpoints", "data", "models", "config", "io", "runtime", "hub", "retry"},
 }
-ALWAYS_ALLOWED = ("errors", "lazy", "text_in")  # leaves: they import nothing of spidrkit but errors
+# leaves: they import nothing of spidrkit but errors
+ALWAYS_ALLOWED = ("errors", "lazy", "text_in", "progress", "tracking")
 
 
 def layer_violations(graph: dict[str, dict[str, int]]) -> list[str]:

@@ -241,6 +241,7 @@ FIELD_CASES = [
     (["train.collapse_perplexity=nan"], "train.collapse_perplexity: must be a finite number >= 0, got nan"),
     (["train.codebook_update=never"],
      "train.codebook_update: must be one of 'per_step', 'per_micro_batch', got 'never'"),
+    (["train.report_to=mlflow"], "train.report_to: must be one of 'none', 'tensorboard', 'wandb', got 'mlflow'"),
     (["train.milestone_minutes=[2, 0]"],
      "train.milestone_minutes: must be a list of 0 or more items, each a finite number > 0, got (2.0, 0.0)"),
     (["train.milestone_steps=[-5]"],

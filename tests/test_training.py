@@ -461,20 +461,3 @@ def test_codebook_update_per_micro_batch():
             ends[mode, n] = torch.stack([cb.codebook for cb in model.codebooks])
     assert torch.equal(ends["per_step", 1], ends["per_micro_batch", 1])
     assert not torch.allclose(ends["per_step", 2], ends["per_micro_batch", 2])
-
-
-def test_the_progress_bar_counts_to_what_the_time_budget_allows():
-    import io
-    from types import SimpleNamespace
-
-    from tqdm import tqdm
-
-    from spidrkit.training.logging import budget_total
-
-    bar = tqdm(total=6000, initial=100, file=io.StringIO(), disable=False)
-    budget_total(bar, SimpleNamespace(max_minutes=1.0, max_steps=6000), steps_run=100, seconds=10.0)
-    assert bar.total == 100 + 10 * 50  # 10 steps/s for the 50 s left of the minute
-    budget_total(bar, SimpleNamespace(max_minutes=100.0, max_steps=6000), steps_run=100, seconds=10.0)
-    assert bar.total == 6000  # never past max_steps
-    budget_total(bar, SimpleNamespace(max_minutes=0.0, max_steps=5000), steps_run=100, seconds=10.0)
-    assert bar.total == 6000  # no budget: untouched

@@ -36,6 +36,7 @@ from spidrkit.cli import UserError
 from spidrkit.cli.arg_types import name_list
 from spidrkit.cli.flags import Deprecated, add_device, add_layers, add_model, add_output, show_progress
 from spidrkit.cli.model_args import add_model_options, model_source
+from spidrkit.tracking import REPORT_TO
 
 DISTANCES = ("angular", "kl_symmetric", "identical")
 
@@ -149,6 +150,9 @@ def _add_sweep(sub) -> None:
     p.add_argument("--max-memory-gb", type=float, default=4.0, help="features held in memory at once")
     p.add_argument("--tsne-points", type=int, default=1000, help="phone instances in the t-SNE figure (0: none)")
     add_device(p)
+    p.add_argument("--report-to", choices=REPORT_TO, default="none", help="also log the per-layer table to "
+                   "tensorboard or wandb, in --report-run (a training run's folder) or else -o")
+    p.add_argument("--report-run", default=None, metavar="RUN_DIR", help="the run folder whose tracker gets the table")
 
 
 def _add_probe(sub) -> None:
@@ -357,7 +361,7 @@ def _sweep(args: argparse.Namespace) -> int:
         baselines=[] if args.baselines == ["none"] else args.baselines, posteriors=args.posteriors,
         max_files=args.max_files, device=args.device, metrics_jsonl=args.metrics, run_labels=args.labels,
         title=args.title, seed=args.seed, max_memory_gb=args.max_memory_gb, tsne_points=args.tsne_points,
-        progress=show_progress(args), probe=args.probe,
+        progress=show_progress(args), probe=args.probe, report_to=args.report_to, report_dir=args.report_run,
         label=args.label if len(args.model) > 1 else (args.label or [None])[0])
     models = [model_source(m, args, args.device) for m in args.model]
     results = sweep(models if len(models) > 1 else models[0], args.corpus, args.output, options)

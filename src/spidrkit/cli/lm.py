@@ -3,7 +3,7 @@
     spidrkit lm units CORPUS [--split train] --units phones|codebook:L|kmeans:FILE [--model MODEL|mfcc]
                       [--layers N] [--shuffle SEED] [--max-files N] -o UNITS.txt
     spidrkit lm train UNITS... [--config opt125m|tiny|FILE.toml] [--set section.key=value ...] -o RUN_DIR
-                      [--valid UNITS ...] [--fresh] [--force] [--no-progress]
+                      [--valid UNITS ...] [--fresh] [--force] [--report-to none|tensorboard|wandb]
     torchrun --nproc-per-node 8 $(which spidrkit) lm train UNITS --config opt125m -o RUN_DIR
 
 UNITS: unit files as `spidrkit extract` or `spidrkit lm units` write them (units.txt, units.jsonl) or
@@ -28,6 +28,7 @@ from typing import Any
 from spidrkit.cli.flags import add_device, add_output, note, one_layer, show_progress
 from spidrkit.cli.model_args import add_model_options
 from spidrkit.io import read_sidecar
+from spidrkit.tracking import REPORT_TO, REPORT_TO_HELP, report_to_override
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true", help="start the run folder anew: delete its checkpoints, best/, "
                    "last/ and metrics first (a run resumes only with its own config and units)")
     p.add_argument("--force", action="store_true", help="break the run folder's lock (RUN_DIR/run.lock)")
+    p.add_argument("--report-to", choices=REPORT_TO, default=None, help=REPORT_TO_HELP)
     add_units_parser(sub)
 
 
@@ -108,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.output, "-o")
     if args.fresh:
         start_anew(args.output, force=args.force)
-    summary = train(args.units, args.output, args.config, args.overrides, args.valid,
+    overrides = args.overrides + report_to_override(args.report_to)
+    summary = train(args.units, args.output, args.config, overrides, args.valid,
                     progress=show_progress(args), force=args.force)
     print(json.dumps(summary))
     return 0

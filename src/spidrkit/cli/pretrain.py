@@ -1,6 +1,7 @@
 """``spidrkit pretrain``: pretrain SpidR or DinoSR from a config; run it again to resume.
 
     spidrkit pretrain CONFIG.toml [--variant spidr|dinosr] [--set section.key=value ...] [-o RUN_DIR]
+                      [--report-to none|tensorboard|wandb]     # docs/formats.md, "Tracking"
     torchrun --nproc-per-node 8 $(which spidrkit) pretrain CONFIG.toml -o RUN_DIR     # one node, 8 GPUs
     srun --ntasks-per-node 8 spidrkit pretrain CONFIG.toml -o RUN_DIR                 # SLURM, by hand
     spidrkit pretrain CONFIG.toml -o RUN_DIR --slurm nodes=2,gpus=8,partition=gpu,time=1440
@@ -27,6 +28,7 @@ from spidrkit.cli import UserError
 from spidrkit.cli.config import add_config_arguments, config_from_args
 from spidrkit.cli.flags import add_output, note, show_progress
 from spidrkit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
+from spidrkit.tracking import REPORT_TO, REPORT_TO_HELP, report_to_override
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="submit to SLURM with submitit instead of running here: nodes, gpus (per node), cpus (per task), "
         "time (minutes), partition, account, qos, constraint, mem, signal_delay (s); e.g. nodes=2,gpus=8",
     )
+    parser.add_argument("--report-to", choices=REPORT_TO, default=None, help=REPORT_TO_HELP)
 
 
 def default_run_dir(config: str, variant: str) -> Path:
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.training.loop import pretrain
     from spidrkit.training.slurm import parse_slurm_spec, submit_slurm
 
+    args.overrides += report_to_override(args.report_to)
     cfg = config_from_args(args)
     run_dir = Path(args.output) if args.output else default_run_dir(args.config, cfg.variant)
     check_output_dir(run_dir, "-o")

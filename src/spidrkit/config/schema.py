@@ -195,6 +195,7 @@ class TrainConfig:
     codebook_update: str = "per_step"  # "per_step" (summed statistics) or "per_micro_batch" (the release)
     milestone_minutes: tuple[float, ...] = ()  # keep a checkpoint when the training time passes each (RUN/milestones)
     milestone_steps: tuple[int, ...] = ()  # ... and at each of these steps
+    report_to: str = "none"  # "none", "tensorboard" or "wandb" (spidrkit.tracking; --report-to)
 
     def __post_init__(self) -> None:
         check_section("train", self)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spidrkit.config.errors import ConfigError
+from spidrkit.tracking import REPORT_TO
 
 SAMPLE_RATE = 16000  # Hz: the input rate of every model in spidrkit (the paper's, LibriSpeech's)
 HEADS = ("per_layer", "last_layer")
@@ -202,6 +203,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "codebook_update": Choice(("per_step", "per_micro_batch")),
         "milestone_minutes": Each(Number(0.0, lo_open=True), 0),  # empty = no milestone
         "milestone_steps": Each(POSITIVE, 0),
+        "report_to": Choice(REPORT_TO),
     },
 }
 

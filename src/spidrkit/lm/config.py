@@ -19,6 +19,7 @@ from spidrkit.config.reading import build_section, naming_file, nest_overrides, 
 from spidrkit.config.validation import MAX_SEED, Choice, CrossRule, Free, Integer, Number, Rule, check_section
 from spidrkit.config.writing import toml_sections
 from spidrkit.errors import did_you_mean
+from spidrkit.tracking import REPORT_TO
 
 LM_PRESETS = ("opt125m", "tiny")
 PROBABILITY = Number(0.0, 1.0, hi_open=True)
@@ -87,6 +88,7 @@ class LMTrainConfig:
     valid_batches: int = 0  # 0 = the whole validation set
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
+    report_to: str = "none"  # "none", "tensorboard" or "wandb" (spidrkit.tracking; --report-to)
 
     def __post_init__(self) -> None:
         check_section("train", self, LM_RULES, LM_CROSS_RULES)
@@ -124,7 +126,8 @@ LM_RULES: dict[str, dict[str, Rule]] = {
               "seed": Integer(0, MAX_SEED), "device": Choice(("auto", "cpu", "cuda")),
               "precision": Choice(("auto", "bf16", "fp32")), "compile": Free(), "log_every": Integer(1, MAX_STEPS),
               "valid_every": STEPS, "valid_batches": Integer(0, MAX_STEPS * MAX_ACCUM),
-              "checkpoint_every": Integer(1, MAX_STEPS), "keep_checkpoints": Integer(1, MAX_CHECKPOINTS)},
+              "checkpoint_every": Integer(1, MAX_STEPS), "keep_checkpoints": Integer(1, MAX_CHECKPOINTS),
+              "report_to": Choice(REPORT_TO)},
 }
 LM_CROSS_RULES: tuple[CrossRule, ...] = (
     CrossRule("lm_dim_by_heads", "model", lambda m: None if m.dim % m.num_heads == 0 else (

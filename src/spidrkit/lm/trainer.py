@@ -7,6 +7,7 @@ The run folder (``docs/formats.md``, "Unit LM run folder"): ``config.toml``, ``v
 command again to resume: the newest checkpoint is loaded and the run continues exactly as if it had not
 stopped (batches are a function of the step, RNG states are restored, metrics after the checkpoint are
 dropped). Ctrl-C or SIGTERM writes a checkpoint of the last completed step before the run stops.
+``train.report_to`` (``--report-to``) also sends the records to TensorBoard or wandb (:mod:`spidrkit.tracking`).
 
 One process per device; under ``torchrun`` each process joins the process group (nccl on GPUs, gloo on
 CPUs, with ``torch.distributed`` directly: the pretraining engine's helper lives in a layer above),
@@ -20,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from spidrkit.lm.data import IGNORE, Batcher, choose_k, encode_corpus, read_corp
 from spidrkit.lm.identity import RunInputs, check_disjoint, check_same_run, run_inputs
 from spidrkit.lm.model import build_model, save_model_dir
 from spidrkit.lm.vocab import UnitVocab, VocabError
+from spidrkit.progress import BudgetProgress
 from spidrkit.runtime import (
     all_reduce_dict,
     detect_env,
@@ -52,6 +55,7 @@ from spidrkit.runtime import (
     select_device,
     set_rng_state,
 )
+from spidrkit.tracking import Tracker, check_report_to, open_tracker
 
 CHECKPOINTS = "checkpoints"
 
@@ -164,6 +168,7 @@ class _Run:
         self.step, self.best_loss, self.best_step, self.valid_step = 0, math.inf, 0, 0
         self.window_loss, self.window_tokens, self.tokens_seen = 0.0, 0, 0
         self.rng = rng_state(self.device)
+        self.tracker: Tracker = Tracker()  # train.report_to's while the loop runs
         self._resume()
         self.ddp = None
         if self.world > 1:
@@ -206,6 +211,7 @@ class _Run:
         if self.rank == 0:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(metrics_line(record))
+        self.tracker.log_record(record)
 
     # ----------------------------------------------------------------------------------------- the loop
     def _validate(self) -> None:
@@ -261,16 +267,16 @@ class _Run:
         self._log({"split": "train", "step": self.step, "loss": loss,
                    "lr": lr_at(self.cfg.optim, self.step - 1, self.cfg.train.max_steps), "tokens": self.tokens_seen,
                    "tokens_per_s": tokens / elapsed})
+        self.bar.note(loss=f"{loss:.3f}", tokens_per_s=f"{tokens / elapsed:.0f}")
         self.window_loss, self.window_tokens = 0.0, 0
 
     def loop(self) -> dict[str, Any]:
-        from tqdm import tqdm
-
         t = self.cfg.train
-        timed = t.max_minutes > 0  # a time budget: the bar counts updates, without a misleading step total
-        bar = tqdm(total=None if timed else t.max_steps, initial=self.step, dynamic_ncols=True,
-                   disable=not self.progress or self.rank != 0,
-                   desc=f"lm train ({t.max_minutes:g} min)" if timed else "lm train")
+        self.tracker = open_tracker(t.report_to if self.rank == 0 else "none", self.run_dir, job="lm-train",
+                                    config=self.cfg.to_dict(), purge_step=self.step + 1)
+        bar = self.bar = BudgetProgress("lm train", max_steps=t.max_steps, max_minutes=t.max_minutes,
+                                        initial=self.step, enabled=self.progress and self.rank == 0,
+                                        clock=time.perf_counter)
         started = deadline = time.perf_counter()
         deadline += 60.0 * t.max_minutes if t.max_minutes > 0 else math.inf
         try:
@@ -288,7 +294,7 @@ class _Run:
                 if end:
                     break
                 self._update()
-                bar.update(1)
+                bar.update(self.step)
                 if self.callback is not None:
                     self.callback(self.step)
         except (KeyboardInterrupt, Terminated):
@@ -296,6 +302,7 @@ class _Run:
             raise
         finally:
             bar.close()
+            self.tracker.close()
         return {"run_dir": str(self.run_dir), "step": self.step, "best_step": self.best_step,
                 "best_valid_loss": self.best_loss if self.best_step else None,
                 "stopped": "max_steps" if self.step == t.max_steps else "max_minutes"}
@@ -322,8 +329,11 @@ def train(units: Sequence[str | os.PathLike], run_dir: str | os.PathLike, config
     cfg = config if isinstance(config, LMConfig) else load_lm_config(config, list(overrides))
     run_dir = Path(run_dir)
     inputs = run_inputs(units, valid)
+    check_report_to(cfg.train.report_to)
     if (run_dir / "config.toml").is_file() and _checkpoint_paths(run_dir):
         stored = load_lm_config(run_dir / "config.toml")
+        # the tracker is no part of a run's identity: a run resumes with another
+        stored = replace(stored, train=replace(stored.train, report_to=cfg.train.report_to))
         if stored != cfg:
             raise ConfigError(f"{run_dir} holds a run with another config ({_first_difference(stored, cfg)}); "
                               f"resume with the same config, use another run folder, or --fresh to start {run_dir} "

@@ -1,4 +1,5 @@
-"""What a run reports: metrics JSONL, TensorBoard (when installed), a progress bar, collapse warnings.
+"""What a run reports: metrics JSONL, collapse warnings, the log's lines (the tracker, ``--report-to``, is
+:mod:`spidrkit.tracking`'s; the bar :mod:`spidrkit.progress`'s).
 
 The metrics log's format and its one reader are :mod:`spidrkit.io`'s (:func:`spidrkit.io.metrics_line`,
 :func:`spidrkit.io.read_metrics`; see docs/formats.md).
@@ -12,15 +13,12 @@ average over the interval's finite steps; per-layer values are lists in the orde
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from spidrkit.io import METRICS_NAME, json_safe, metrics_line, read_metrics, write_lines_atomic
 
@@ -143,57 +141,6 @@ class CollapseMonitor:
             )
         self.collapsed = set(below)
         return below
-
-
-class TensorBoard:
-    """Scalars under ``RUN_DIR/tensorboard`` when the ``tensorboard`` package is installed, else nothing."""
-
-    def __init__(self, run_dir: str | os.PathLike, enabled: bool = True, purge_step: int | None = None) -> None:
-        self.writer = None
-        if enabled and importlib.util.find_spec("tensorboard") is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge_step)
-
-    def write(self, record: dict[str, Any], layers: tuple[int, ...]) -> None:
-        if self.writer is None:
-            return
-        step = record["step"]
-        prefix = record.get("split", "train")
-        for key, value in record.items():
-            if key in ("step", "split", "layers", "epoch"):
-                continue
-            name = f"{prefix}/{key.removeprefix(prefix + '_')}"  # valid_loss -> valid/loss
-            if isinstance(value, list):
-                for layer, v in zip(layers, value):
-                    if v is not None:
-                        self.writer.add_scalar(f"{name}/layer_{layer:02d}", v, step)
-            elif isinstance(value, int | float) and not isinstance(value, bool):
-                self.writer.add_scalar(name, value, step)
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
-    """The step bar; refreshed rarely when stderr is not a terminal (cluster logs)."""
-    tty = sys.stderr.isatty()
-    return tqdm(
-        total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
-        mininterval=0.5 if tty else 60.0, desc="pretraining",
-    )
-
-
-def budget_total(bar: tqdm, cfg: Any, steps_run: int, seconds: float) -> None:
-    """With a time budget (``train.max_minutes``), the bar's total becomes the steps the budget will allow at
-    the rate so far (at most ``train.max_steps``), so its ETA is the budget's, not ``max_steps``'."""
-    if cfg.max_minutes <= 0 or steps_run <= 0 or seconds <= 0 or bar.disable:
-        return
-    left = max(0.0, 60.0 * cfg.max_minutes - seconds)
-    bar.total = min(cfg.max_steps, bar.n + int(steps_run / seconds * left))
-    bar.refresh()
 
 
 def format_record(record: dict[str, Any]) -> str:

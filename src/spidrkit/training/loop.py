@@ -8,7 +8,8 @@ The run directory holds everything a run needs to go on after a crash, a pre-emp
 - ``checkpoints/step_XXXXXXXX.pt``: every ``train.checkpoint_every`` steps and at the end, the last
   ``train.keep_checkpoints`` kept (see :mod:`spidrkit.checkpoints.run`);
 - ``metrics.jsonl``: a training record every ``train.log_every`` steps and a validation record every
-  ``train.valid_every`` steps (``"split": "train"`` / ``"valid"``); ``tensorboard/`` when installed;
+  ``train.valid_every`` steps (``"split": "train"`` / ``"valid"``); ``tensorboard/`` or ``wandb/`` with
+  ``train.report_to`` (:mod:`spidrkit.tracking`);
 - ``skipped.tsv``: the audio files that could not be used;
 - ``milestones/``: checkpoints kept for good at ``train.milestone_minutes`` / ``train.milestone_steps``
   (:mod:`spidrkit.training.milestones`).
@@ -46,6 +47,7 @@ from spidrkit.data.batches.dataset import Batch, make_train_loader, make_valid_l
 from spidrkit.data.corpora.manifest import ManifestError, read_manifest
 from spidrkit.io import write_sidecar, write_text_atomic
 from spidrkit.models.spidr import SpidR
+from spidrkit.progress import BudgetProgress
 from spidrkit.runtime import (
     LaunchError,
     Stopwatch,
@@ -59,15 +61,13 @@ from spidrkit.runtime import (
     select_device,
     world,
 )
+from spidrkit.tracking import Tracker, check_report_to, open_tracker
 from spidrkit.training.distributed import StopVote, cleanup_distributed, init_distributed, requeue_slurm_job
 from spidrkit.training.logging import (
     CollapseMonitor,
     IntervalMeter,
     MetricsLog,
-    TensorBoard,
-    budget_total,
     format_record,
-    progress_bar,
     train_record,
 )
 from spidrkit.training.masks import MaskHook, train_hooks
@@ -109,6 +109,9 @@ class Trainer:
             raise ValueError("data.train_manifest is not set (--set data.train_manifest=PATH)")
         self.train_entries = read_manifest(cfg.data.train_manifest)
         self.valid_entries = read_manifest(cfg.data.valid_manifest) if cfg.data.valid_manifest else []
+        if self.is_main:
+            check_report_to(cfg.train.report_to)  # a missing package is said before any work
+        self.tracker: Tracker = Tracker()  # the run's (train.report_to) while it runs
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
         found = find_checkpoint(self.run_dir, cfg, resume, self.is_main)
@@ -201,7 +204,8 @@ class Trainer:
         self._start(step)
         status, stop_signal = "completed", None
         with StopSignals() as signals, logging_redirect_tqdm():
-            bar = progress_bar(cfg.max_steps, step, self.progress and self.is_main)
+            bar = BudgetProgress("pretraining", max_steps=cfg.max_steps, max_minutes=cfg.max_minutes, initial=step,
+                                 enabled=self.progress and self.is_main, log=logger.info)
             it = loader_batches(self.loader)
             try:
                 while step < cfg.max_steps:
@@ -218,16 +222,18 @@ class Trainer:
             finally:
                 bar.close()
                 it.close()
-                self.tensorboard.close()
+                self.tracker.close()
+                self.tracker = Tracker()
         if status == "preempted" and stop_signal in REQUEUE_SIGNALS and self.is_main and requeue_slurm_job():
             logger.warning("job %s requeued", os.environ.get("SLURM_JOB_ID"))
         barrier()
         return self._finish(status, step, stop_signal)
 
     def _start(self, step: int) -> None:
-        """The loaders, the TensorBoard writer, the stop votes and the clocks of a run going on from ``step``."""
+        """The loaders, the tracker, the stop votes and the clocks of a run going on from ``step``."""
         self._loaders()
-        self.tensorboard = TensorBoard(self.run_dir, enabled=self.is_main, purge_step=step + 1)
+        self.tracker = open_tracker(self.cfg.train.report_to if self.is_main else "none", self.run_dir, job="pretrain",
+                                    config=self.cfg.to_dict(), purge_step=step + 1)
         self.meter = IntervalMeter()
         self.stop_vote, self.milestone_vote = StopVote(self.device), StopVote(self.device)
         self.t_start = time.monotonic()
@@ -240,7 +246,7 @@ class Trainer:
         metrics = self.stepper.step(self.micro_batches(batches))
         step = self.stepper.step_count
         self.meter.add(metrics, sum(b["wav"].numel() for b in batches))
-        bar.update(1)
+        bar.update(step)
         if self.on_step is not None:
             self.on_step(self, step)
         return step
@@ -288,17 +294,15 @@ class Trainer:
                               skipped_steps=int(counters[1]))
         self.last_train = record
         self.metrics.write(record)
-        self.tensorboard.write(record, self.layers)
+        self.tracker.log_record(record, self.layers)
         if self.is_main:
             loss = math.nan if record["loss"] is None else record["loss"]
-            bar.set_postfix(loss=f"{loss:.3f}",
-                            audio_s_per_s=f"{record['audio_seconds_per_second']:.1f}", refresh=False)
+            bar.note(loss=f"{loss:.3f}", audio_s_per_s=f"{record['audio_seconds_per_second']:.1f}")
             logger.info(format_record(record))
             self.collapse.check(step, record["codebook_ppl"])
         check_loss_streak(self.run_dir, self.cfg.train.max_nonfinite, step, int(counters[0]))
         meter.reset()
         self.interval_start, self.pauses = t, Stopwatch()
-        budget_total(bar, self.cfg.train, step - self.start_step, time.monotonic() - self.t_start)
 
     # ------------------------------------------------------------------ validation
     def validate(self, step: int) -> dict[str, Any]:
@@ -308,7 +312,7 @@ class Trainer:
         record = validation_record(totals, step, self.layers, self.elapsed())
         self.last_valid = record
         self.metrics.write(record)
-        self.tensorboard.write(record, self.layers)
+        self.tracker.log_record(record, self.layers)
         if self.is_main:
             logger.info(format_record(record))
         return record

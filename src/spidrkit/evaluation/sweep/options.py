@@ -11,6 +11,7 @@ from pathlib import Path
 
 from spidrkit.config.validation import with_overrides
 from spidrkit.evaluation.sweep.errors import SweepError
+from spidrkit.tracking import check_report_to
 
 # baselines of the sweep; "random" is the model's architecture with random weights, "noise" Gaussian features
 SWEEP_BASELINES: dict[str, str] = {
@@ -47,8 +48,11 @@ class SweepOptions:
     notes: Sequence[str] = ()
     probe: bool = False
     label: str | Sequence[str | None] | None = None
+    report_to: str = "none"
+    report_dir: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
+        check_report_to(self.report_to)
         unknown = [b for b in self.baselines or () if b not in SWEEP_BASELINES]
         if unknown:
             raise SweepError(f"unknown baselines {unknown}; choose from {', '.join(SWEEP_BASELINES)}")

@@ -233,6 +233,18 @@ def sweep_results(result: SweepResult) -> dict[str, Any]:
     return out
 
 
+def layer_table(results: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The per-layer table of a sweep's ``results`` as (columns, rows): ``layer``, then every scalar metric."""
+    layers = results.get("layers") or {}
+    columns = _columns(list(layers.values()))
+    rows = [[int(layer), *(_plain(row.get(c)) for c in columns)] for layer, row in layers.items()]
+    return ["layer", *columns], rows
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def write_sweep_report(out_dir: str | os.PathLike, result: SweepResult, html: bool = True) -> tuple[Path, Path]:
     """``report.json``, ``report.md``, ``tables/`` and (with ``html``) ``report.html`` of a sweep, its figures
     linked."""

@@ -65,7 +65,7 @@ from spidrkit.evaluation.sweep.options import (
     SweepOptions,
     sweep_options,
 )
-from spidrkit.evaluation.sweep.report import best_layer_by_abx, sweep_results, write_sweep_report
+from spidrkit.evaluation.sweep.report import best_layer_by_abx, layer_table, sweep_results, write_sweep_report
 from spidrkit.evaluation.sweep.result import SweepResult
 from spidrkit.evaluation.sweep.scores import (
     KMeansPlan,
@@ -78,6 +78,7 @@ from spidrkit.evaluation.sweep.scores import (
 )
 from spidrkit.models.interface import SpeechEncoder
 from spidrkit.runtime import Stopwatch
+from spidrkit.tracking import open_tracker
 
 __all__ = ["DEFAULT_KMEANS_MAX_FRAMES", "DEFAULT_SPLITS", "FEATURE_BASELINES", "PLOT_NAMES", "SWEEP_BASELINES",
            "UNIT_METRICS", "EvalSet", "SweepError", "SweepResult", "abx_both", "check_fileids", "layer_groups",
@@ -310,7 +311,21 @@ def sweep(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, opti
     json_path, md_path = write_sweep_report(out, result)
     outputs = {"report_json": json_path, "report_md": md_path, "report_html": md_path.with_suffix(".html"),
                "eval": prep.evalset.root, **result.figures}
-    return {**sweep_results(result), "outputs": outputs}
+    results = sweep_results(result)
+    report_layers(results, opts, out)
+    return {**results, "outputs": outputs}
+
+
+def report_layers(results: dict[str, Any], opts: SweepOptions, out: Path) -> None:
+    """The per-layer table to ``opts.report_to``'s tracker (``--report-to``) in ``opts.report_dir`` (default: the
+    sweep's folder), as ``sweep`` (or ``sweep/LABEL``): a table, and each metric as a scalar by layer."""
+    if opts.report_to == "none":
+        return
+    tracker = open_tracker(opts.report_to, opts.report_dir or out, job="sweep", config={"sweep": results["info"]})
+    try:
+        tracker.log_table("sweep" + (f"/{opts.label}" if isinstance(opts.label, str) else ""), *layer_table(results))
+    finally:
+        tracker.close()
 
 
 def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -345,7 +360,8 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
         with watch(name):
             kept = [b for b in opts.baselines  # random weights need a config
                     if b != "random" or getattr(model.model, "cfg", None) is not None]
-            res = sweep(model, corpus_dir, folder, dataclasses.replace(opts, label=name, baselines=kept, title=None))
+            res = sweep(model, corpus_dir, folder, dataclasses.replace(opts, label=name, baselines=kept, title=None,
+                                                                       report_dir=opts.report_dir or out))
         res["report"] = os.path.relpath(res.pop("outputs")["report_md"], out)
         results[name] = res
     comparison = compare_models(results)

@@ -1,0 +1,127 @@
+"""The progress of a training run against the budget that will stop it: pretraining and unit LM training.
+
+A run stops at ``train.max_steps`` or, with ``train.max_minutes``, at the end of its time budget, whichever
+comes first. :func:`budget_view` says which one will, from the steps run so far and the time they took:
+the steps (``step 112/600 [01:00<04:21, 1.87 step/s]``) or the minutes (``01:00/24:00 of the 24 min
+budget, step 112 of ~2688 [<23:00, 1.87 step/s]``: the step is an estimate at the rate so far), with the
+ETA of that stop. On a terminal :class:`BudgetProgress` draws it as a bar; elsewhere (cluster logs, pipes)
+it writes the same text as one line every :data:`LOG_EVERY` seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+LOG_EVERY = 30.0  # seconds between progress lines outside a terminal
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    """Where a run stands against the budget that will stop it. ``mode``: ``"steps"`` (``done`` steps of
+    ``total``) or ``"minutes"`` (``done`` seconds of a ``total`` seconds budget); ``final_step``: the step it
+    will stop at (estimated under a time budget; None before a step has run); ``eta``: seconds to that stop;
+    ``rate``: steps per second of this invocation."""
+
+    mode: str
+    done: float
+    total: float
+    step: int
+    final_step: int | None
+    eta: float | None
+    rate: float | None
+    seconds: float
+
+    def text(self) -> str:
+        """The bar's text (also the log line's)."""
+        fmt = tqdm.format_interval
+        eta = "?" if self.eta is None else fmt(self.eta)
+        rate = "?" if self.rate is None else f"{self.rate:.3g}"
+        if self.mode == "steps":
+            return f"step {self.step}/{int(self.total)} [{fmt(self.seconds)}<{eta}, {rate} step/s]"
+        final = "?" if self.final_step is None else self.final_step
+        return (f"{fmt(self.done)}/{fmt(self.total)} of the {self.total / 60:g} min budget, step {self.step} of "
+                f"~{final} [<{eta}, {rate} step/s]")
+
+
+def budget_view(step: int, *, start_step: int, max_steps: int, max_minutes: float, seconds: float) -> BudgetView:
+    """The budget that will stop a run at ``step`` (``start_step`` when this invocation began, ``seconds``
+    of wall time ago): its time budget when ``max_minutes`` runs out before ``max_steps`` is reached at the
+    rate so far (and before any step has run), else its steps."""
+    steps_run = step - start_step
+    rate = steps_run / seconds if steps_run > 0 and seconds > 0 else None
+    steps_eta = (max_steps - step) / rate if rate else None
+    if max_minutes > 0:
+        budget = 60.0 * max_minutes
+        left = max(0.0, budget - seconds)
+        if steps_eta is None or left < steps_eta:
+            final = None if rate is None else min(max_steps, step + int(rate * left))
+            return BudgetView("minutes", min(seconds, budget), budget, step, final, left, rate, seconds)
+    return BudgetView("steps", step, max_steps, step, max_steps, steps_eta, rate, seconds)
+
+
+class _Bar(tqdm):
+    """A tqdm bar whose format may use ``{budget}`` (the :class:`BudgetView` text)."""
+
+    budget_text = ""
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        return {**super().format_dict, "budget": self.budget_text}
+
+
+class BudgetProgress:
+    """A training run's progress (see the module's docstring). ``update(step)`` after each step, ``note``
+    for the bar's trailing numbers (loss, throughput), ``close`` at the end. ``clock``: the clock of the
+    run's time budget, read first now; ``file``: where the bar goes (stderr), a bar only when it is a terminal
+    (``isatty``); ``log``: where lines go otherwise (default: ``file``)."""
+
+    def __init__(self, desc: str, *, max_steps: int, max_minutes: float, initial: int, enabled: bool = True,
+                 clock: Callable[[], float] = time.monotonic, log: Callable[[str], None] | None = None,
+                 file: TextIO | None = None) -> None:
+        self.desc, self.max_steps, self.max_minutes, self.start_step = desc, max_steps, max_minutes, initial
+        self.clock, self.started = clock, clock()
+        self.file = file or sys.stderr
+        self.terminal = self.file.isatty()
+        self.log = log or (lambda line: print(line, file=self.file, flush=True))
+        self.lines = enabled and not self.terminal
+        self.logged_at: float | None = None
+        self.drawn_at = -float("inf")
+        self.view = budget_view(initial, start_step=initial, max_steps=max_steps, max_minutes=max_minutes, seconds=0.0)
+        self.bar = _Bar(total=self.view.total, initial=0, file=self.file, disable=not enabled or not self.terminal,
+                        desc=desc, dynamic_ncols=True, mininterval=0.5, delay=1e-9,  # drawn by _show, not before
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {budget}{postfix}")
+        self._show()
+
+    def update(self, step: int) -> BudgetView:
+        """The run is at ``step``: redraw the bar (at most twice a second) or write the line when due."""
+        now = self.clock()
+        self.view = budget_view(step, start_step=self.start_step, max_steps=self.max_steps,
+                                max_minutes=self.max_minutes, seconds=now - self.started)
+        if self.lines and (self.logged_at is None or now - self.logged_at >= LOG_EVERY):
+            self.logged_at = now
+            self.log(f"{self.desc}: {self.view.text()}")
+        if not self.bar.disable and now - self.drawn_at >= self.bar.mininterval:
+            self.drawn_at = now
+            self._show()
+        return self.view
+
+    def _show(self) -> None:
+        if self.bar.disable:
+            return
+        self.bar.total, self.bar.n = self.view.total, self.view.done
+        self.bar.budget_text = self.view.text()
+        self.bar.refresh()
+
+    def note(self, **values: str) -> None:
+        """Numbers shown after the budget on the bar (``loss=...``)."""
+        self.bar.set_postfix(values, refresh=False)
+
+    def close(self) -> None:
+        self._show()
+        self.bar.close()
