@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from spidrkit.checkpoints import CheckpointInfo, Loaded, resolve_model
 from spidrkit.data.batches.dataset import SkipLog
@@ -79,7 +78,7 @@ from spidrkit.extraction.plan import (
 )
 from spidrkit.io import file_sha256, hold_lock, read_sidecar, remove_stale_temps, sidecar_path, write_sidecar
 from spidrkit.models.interface import SpeechEncoder
-from spidrkit.runtime import LaunchError, parse_dtype, resolve_rank, select_device
+from spidrkit.runtime import LaunchError, parse_dtype, progress_bar, resolve_rank, select_device
 
 __all__ = [
     "DEFAULT_BATCH_SECONDS", "DEFAULT_CONTEXT_SECONDS", "DEFAULT_WINDOW_SECONDS", "STANDARDIZATION", "UNITS_NAME",
@@ -381,8 +380,8 @@ def extract(model: SpeechEncoder | Loaded | str | os.PathLike, inputs: str | os.
         journals = ({la: open_journal(f, job.rank, job.world_size, opts.overwrite) for la, f in folders.items()}
                     if job.kind else {})
         writers = _Writers(folders, journals, SkipLog(out_dir) if opts.skip_bad else None)
-        bar = tqdm(total=len(mine), initial=summary.skipped, unit="file", desc=f"extracting (rank {job.rank})",
-                   disable=not opts.progress or job.rank != 0)
+        bar = progress_bar(len(mine), f"extracting (rank {job.rank})", "file", opts.progress and job.rank == 0,
+                           initial=summary.skipped)
         try:
             _run_batches(job, opts, todo, writers, summary, bar, start_time)
         finally:
