@@ -108,6 +108,8 @@ def test_a_dataset_column_equals_the_arrays(micro_model, tmp_path):
         extract(micro_model, renamed, tmp_path / "x", layers=[4], progress=False)
     extract(micro_model, renamed, tmp_path / "speech", layers=[4], audio_column="speech", progress=False)
     _assert_identical(tmp_path / "rows", tmp_path / "speech")
+    with pytest.raises(ExtractionError, match=r"a streamed dataset \(IterableDataset\) has no length"):
+        extract(micro_model, ds.to_iterable_dataset(), tmp_path / "x", layers=[4], progress=False)
     with pytest.raises(ExtractionError, match="a dataset's rows carry their own sampling_rate"):
         extract(micro_model, ds, tmp_path / "x", layers=[4], sample_rate=16000, progress=False)
     with pytest.raises(ExtractionError, match=r"dataset row 0 \('text', id 0\): expected an audio dict"):

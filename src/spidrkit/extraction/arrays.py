@@ -49,8 +49,8 @@ class ArrayInputs:
 
 
 def is_dataset(x: object) -> bool:
-    """A ``datasets.Dataset`` (or anything shaped like one): columns, features, rows by index."""
-    return all(hasattr(x, a) for a in ("column_names", "features", "__getitem__", "__len__"))
+    """A ``datasets.Dataset`` or ``IterableDataset`` (or anything shaped like one): columns and features."""
+    return hasattr(x, "column_names") and hasattr(x, "features")
 
 
 def is_array(x: object) -> bool:
@@ -153,6 +153,9 @@ Source = _Arrays | _Dataset
 def memory_source(inputs: Any, how: ArrayInputs) -> Source:
     """The in-memory inputs ``inputs`` as a source of ``(samples, rate)`` by index; their ids unique."""
     if is_dataset(inputs):
+        if not hasattr(inputs, "__len__") or not hasattr(inputs, "__getitem__"):
+            raise ExtractionError("a streamed dataset (IterableDataset) has no length and no rows by index: load it "
+                                  "without streaming=True, or make a Dataset of the rows you need")
         if how.sample_rate is not None:
             raise ExtractionError("a dataset's rows carry their own sampling_rate: do not pass sample_rate=")
         source: Source = _Dataset(inputs, how.audio_column, how.id_column)

@@ -173,7 +173,8 @@ def mono_array(array: object, name: str) -> np.ndarray:
         x = x.reshape(-1)
     if x.ndim != 1:
         raise AudioError(f"{name}: expected one mono waveform (1-D), got shape {tuple(x.shape)}: pass one "
-                         "channel (e.g. wav[0]) or their mean (wav.mean(0)) for a (channels, samples) array")
+                         "channel (e.g. wav[0]) or their mean (wav.mean(0)) for a (channels, samples) array; a "
+                         "batch is a list of 1-D waveforms")
     if x.shape[0] == 0:
         raise AudioError(f"{name}: empty audio (0 samples)")
     x = x.astype(np.float32, copy=False)
