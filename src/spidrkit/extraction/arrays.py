@@ -85,8 +85,6 @@ def padded_ids(n: int) -> list[str]:
 class _Arrays:
     """Arrays held by the caller: ``(file id, samples, rate)`` per input."""
 
-    kind = "array"
-
     def __init__(self, inputs: Any, rates: Rates) -> None:
         if isinstance(inputs, Mapping):
             self.ids, self.items = [str(k) for k in inputs], list(inputs.values())
@@ -113,8 +111,6 @@ class _Arrays:
 
 class _Dataset:
     """A ``datasets.Dataset``'s audio column, read row by row as numpy (never the whole column at once)."""
-
-    kind = "dataset row"
 
     def __init__(self, ds: Any, column: str, id_column: str | None) -> None:
         names = list(ds.column_names)
