@@ -82,7 +82,8 @@ def test_one_array_per_rate_and_resuming_compares_the_samples(micro_model, tmp_p
     entries = [ManifestEntry(fid, str(tmp_path / "wav" / fid / f"{fid}.wav"), resampled_length(len(x), r))
                for (fid, x), r in zip(signals.items(), rates)]
     extract(micro_model, entries, tmp_path / "files", layers=[3], progress=False)
-    got = extract(micro_model, signals, tmp_path / "arr", layers=[3], sample_rate=rates, progress=False)
+    got = extract(micro_model, signals, tmp_path / "arr", layers=[3], sample_rate=rates, progress=False,
+                  num_workers=2)  # read on threads, as on a GPU
     assert got.files == 3
     _assert_identical(tmp_path / "files", tmp_path / "arr")
     again = extract(micro_model, signals, tmp_path / "arr", layers=[3], sample_rate=rates, progress=False)

@@ -1,6 +1,7 @@
 """Features and units out: run a model over a corpus, one output file per utterance and layer.
 
-:func:`extract` reads a manifest (CSV/TSV/JSONL), a folder of audio or a list of entries and writes, for
+:func:`extract` reads a manifest (CSV/TSV/JSONL), a folder of audio, a list of entries or audio in memory (arrays
+with their sample rate, a ``datasets.Dataset``: :mod:`spidrkit.extraction.arrays`) and writes, for
 every requested 1-based layer, either the layer's features (``OUT/<fileid>.pt``, or ``OUT/layer_06/...``
 when several layers are asked at once) or discrete units (``OUT/units.txt``, ``utt u1 u2 ...``):
 
