@@ -127,13 +127,14 @@ def test_speech_to_units_matches_extract(micro_model, corpus, tmp_path):
         assert expand(dd["units"], dd["durations"]) == by_codebook[e.fileid].frames()
         assert torch.equal(dd["dense"], out["dense"])
         assert all(a != b for a, b in zip(dd["units"].tolist(), dd["units"].tolist()[1:]))
-        km = speech_to_units(micro_model, wav.numpy(), layer=4, units=f"kmeans:{kpath}")
+        km = speech_to_units(micro_model, wav.numpy(), layer=4, units=f"kmeans:{kpath}", sample_rate=16000)
         assert expand(km["units"], km["durations"]) == by_kmeans[e.fileid].frames()
-        assert torch.equal(speech_to_units(micro_model, wav, layer=4, units=kmeans)["units"], km["units"])
-    with pytest.raises(ExtractionError, match="the waveform is at 8000 Hz, the model reads 16000 Hz"):
-        speech_to_units(micro_model, wav, sample_rate=8000)
+        assert torch.equal(speech_to_units(micro_model, wav, layer=4, units=kmeans, sample_rate=16000)["units"],
+                           km["units"])
+    with pytest.raises(ExtractionError, match=r"array 0 has no sample rate: pass sample_rate= \(the rate"):
+        speech_to_units(micro_model, wav)
     with pytest.raises(ExtractionError, match="codebook units need a SpidR/DinoSR model and a codebook layer, not "
                        "layer 2 of a SpidR"):
-        speech_to_units(micro_model, wav, layer=2)
+        speech_to_units(micro_model, wav, layer=2, sample_rate=16000)
     with pytest.raises(ExtractionError, match="layer 7 out of range; valid"):
-        speech_to_units(micro_model, wav, layer=7)
+        speech_to_units(micro_model, wav, layer=7, sample_rate=16000)

@@ -236,3 +236,36 @@ def test_backend_choice(monkeypatch):
     assert resolve_backend("auto") == "sklearn"
     with pytest.raises(KMeansError, match="pip install faiss-cpu"):
         resolve_backend("faiss")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("spread", [0.05, 2.0])  # scikit-learn stops after 4 iterations (one call) / 17 (two)
+def test_iterations_in_several_calls_equal_one_call_of_all(backend, spread, capsys, monkeypatch):
+    """_lloyd calls the backend several times (so a bar counts iterations): the centroids, and for scikit-learn
+    the iterations its early stop runs, are those of one call of ``niter`` iterations, bit for bit."""
+    from sklearn.cluster import KMeans
+
+    from spidrkit import runtime
+    from spidrkit.extraction.kmeans import _lloyd
+
+    monkeypatch.setattr(runtime, "LOG_PROGRESS_SECONDS", 3600.0)  # the first and last line of each bar
+    _, feats, _ = blobs(n_files=4, frames=200, k=6, dim=4, spread=spread, seed=3)
+    x = torch.cat(list(feats.values())).numpy()
+    x[:50] = x[0]  # repeated frames: a duplicated seed leaves a centroid empty, which the backends re-seed
+    init = kmeans_plusplus(torch.from_numpy(x), 6, torch.Generator().manual_seed(0)).numpy()
+    init[1] = init[0]
+    got = _lloyd(x, init, 40, 0, backend, True)
+    if backend == "faiss":
+        import faiss
+
+        km = faiss.Kmeans(4, 6, niter=40, seed=0, max_points_per_centroid=len(x) // 6 + 1, min_points_per_centroid=1)
+        km.train(x, init_centroids=init)
+        want, iterations = np.asarray(km.centroids), 40
+    else:
+        km = KMeans(n_clusters=6, init=init, n_init=1, max_iter=40, random_state=0).fit(x)
+        want, iterations = km.cluster_centers_, km.n_iter_
+    assert np.array_equal(got, want.astype(np.float32))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" [")[0] for line in lines] == [f"k-means iterations ({backend}): 0/40 iteration",
+                                                       f"k-means iterations ({backend}): {iterations}/40 iteration"]
+    assert backend == "faiss" or iterations == {0.05: 4, 2.0: 17}[spread]  # within a call of 10, across calls

@@ -6,8 +6,9 @@ The Python API mirrors the ``spidrkit`` command line::
     model, info = spidrkit.load("spidr_base")             # published weights (cached, verified), or a file
     model, info = spidrkit.load("OWNER/NAME")             # a Hugging Face Hub repo (docs/hub.md)
     feats = model.layer_outputs(wav, layers=[6])[6]        # (B, T, 768) at 50 Hz, layers 1-based
-    out = spidrkit.speech_to_units(model, wav, layer=6)    # {"dense": (T, D), "units": (N,), "durations": (N,)}
+    out = spidrkit.speech_to_units(model, wav, layer=6, sample_rate=16000)  # {"dense", "units", "durations"}
     spidrkit.extract(model, "dev.csv", "feats/", layers=[6], units="codebook", provenance=info)
+    spidrkit.extract(model, {"utt1": array}, "feats/", sample_rate=22050)  # or a datasets.Dataset: docs/formats.md
     spidrkit.export_km("feats/units.txt", "km/")           # fairseq train.tsv, train.km, dict.km.txt
     rnd = spidrkit.load_model("random:tiny")               # random weights: only when asked for
     spidrkit.pretrain(spidrkit.load_config("tiny", ["data.train_manifest=train.csv"]), "runs/tiny")

@@ -1,6 +1,7 @@
 """Features and units out: run a model over a corpus, one output file per utterance and layer.
 
-:func:`extract` reads a manifest (CSV/TSV/JSONL), a folder of audio or a list of entries and writes, for
+:func:`extract` reads a manifest (CSV/TSV/JSONL), a folder of audio, a list of entries or audio in memory (arrays
+with their sample rate, a ``datasets.Dataset``: :mod:`spidrkit.extraction.arrays`) and writes, for
 every requested 1-based layer, either the layer's features (``OUT/<fileid>.pt``, or ``OUT/layer_06/...``
 when several layers are asked at once) or discrete units (``OUT/units.txt``, ``utt u1 u2 ...``):
 
@@ -49,11 +50,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from spidrkit.checkpoints import CheckpointInfo, Loaded, resolve_model
 from spidrkit.data.batches.dataset import SkipLog
 from spidrkit.data.corpora.manifest import ManifestEntry
+from spidrkit.extraction.arrays import ArrayInputs, inputs_label
 from spidrkit.extraction.compute import ComputeOptions, compute, parse_units
 from spidrkit.extraction.features_io import is_done, layer_dirname, save_features
 from spidrkit.extraction.inputs import load_batches, resolve_inputs
@@ -78,7 +79,7 @@ from spidrkit.extraction.plan import (
 )
 from spidrkit.io import file_sha256, hold_lock, read_sidecar, remove_stale_temps, sidecar_path, write_sidecar
 from spidrkit.models.interface import SpeechEncoder
-from spidrkit.runtime import LaunchError, parse_dtype, resolve_rank, select_device
+from spidrkit.runtime import LaunchError, parse_dtype, progress_bar, resolve_rank, select_device
 
 __all__ = [
     "DEFAULT_BATCH_SECONDS", "DEFAULT_CONTEXT_SECONDS", "DEFAULT_WINDOW_SECONDS", "STANDARDIZATION", "UNITS_NAME",
@@ -256,7 +257,7 @@ def _sidecar_info(job: _Job, opts: ExtractOptions, inputs: object, entries: Sequ
         "dim": job.model.dim if features else None, "dtype": job.dtype_name if features else None,
         "format": opts.fmt if features else unit_fmt, "precision": "bf16" if job.bf16 else "fp32",
         "window_seconds": opts.window_seconds, "context_seconds": opts.context_seconds,
-        "inputs": str(inputs) if isinstance(inputs, str | os.PathLike) else f"{num_files} entries",
+        "inputs": inputs_label(inputs, num_files),
         "num_files": num_files, "inputs_sha256": inputs_digest, "world_size": job.world_size,
     }
 
@@ -341,21 +342,25 @@ def _warn_about_missing(summary: ExtractionSummary, job: _Job, skip_log: SkipLog
                                   f"the reason, in {skip_log.path}")
 
 
-def extract(model: SpeechEncoder | Loaded | str | os.PathLike, inputs: str | os.PathLike | Sequence[ManifestEntry],
-            out_dir: str | os.PathLike, options: ExtractOptions | None = None, *,
-            provenance: CheckpointInfo | None = None, **overrides: Any) -> ExtractionSummary:
+def extract(model: SpeechEncoder | Loaded | str | os.PathLike, inputs: str | os.PathLike | Sequence[ManifestEntry] |
+            Any, out_dir: str | os.PathLike, options: ExtractOptions | None = None, *,
+            provenance: CheckpointInfo | None = None, sample_rate: int | Sequence[int] | None = None,
+            audio_column: str = "audio", id_column: str | None = None, **overrides: Any) -> ExtractionSummary:
     """Extract features or units for every file of ``inputs`` into ``out_dir`` (see the module doc).
 
     ``model``: a loaded model, or a checkpoint path, published name or ``random:PRESET`` for
-    :func:`~spidrkit.load_model`. ``inputs``: a manifest, a folder of audio, or a list of
-    :class:`ManifestEntry`. ``options``: an :class:`~spidrkit.extraction.options.ExtractOptions`, and/or
-    its fields as keywords (``layers=[6], units="codebook", ...``); every option is checked before any
-    work. ``provenance``: the :class:`CheckpointInfo` of a model loaded elsewhere.
+    :func:`~spidrkit.load_model`. ``inputs``: a manifest, a folder of audio, a list of :class:`ManifestEntry`,
+    or audio in memory (:mod:`spidrkit.extraction.arrays`): an array, a list or dict of arrays at
+    ``sample_rate``, a ``datasets.Dataset`` (``audio_column``, ``id_column``). ``options``: an
+    :class:`~spidrkit.extraction.options.ExtractOptions`, and/or its fields as keywords (``layers=[6],
+    units="codebook", ...``); every option is checked before any work. ``provenance``: the
+    :class:`CheckpointInfo` of a model loaded elsewhere.
     """
     opts = extract_options(options, **overrides)
     start_time = time.perf_counter()
     job = _prepare(model, provenance, opts)
-    entries = resolve_inputs(inputs, progress=opts.progress and job.rank == 0, extensions=opts.extensions)
+    entries = resolve_inputs(inputs, opts.progress and job.rank == 0, opts.extensions, job.model.sample_rate,
+                             ArrayInputs(sample_rate, audio_column, id_column))
     unit_fmt = _units_format(entries, opts.units_format) if job.kind else None
     units_name = units_filename(unit_fmt) if job.kind else UNITS_NAME
     out_dir = Path(out_dir)
@@ -376,8 +381,8 @@ def extract(model: SpeechEncoder | Loaded | str | os.PathLike, inputs: str | os.
         journals = ({la: open_journal(f, job.rank, job.world_size, opts.overwrite) for la, f in folders.items()}
                     if job.kind else {})
         writers = _Writers(folders, journals, SkipLog(out_dir) if opts.skip_bad else None)
-        bar = tqdm(total=len(mine), initial=summary.skipped, unit="file", desc=f"extracting (rank {job.rank})",
-                   disable=not opts.progress or job.rank != 0)
+        bar = progress_bar(len(mine), f"extracting (rank {job.rank})", "file", opts.progress and job.rank == 0,
+                           initial=summary.skipped)
         try:
             _run_batches(job, opts, todo, writers, summary, bar, start_time)
         finally:

@@ -1,4 +1,5 @@
-"""The audio extraction reads: entries from a manifest, a folder or a list, decoded batch by batch."""
+"""The audio extraction reads: entries from a manifest, a folder, a list, or audio in memory
+(:mod:`spidrkit.extraction.arrays`), decoded batch by batch."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from spidrkit.data.corpora.audio import AudioError, load_audio
+from spidrkit.data.corpora.audio import SAMPLE_RATE, AudioError, load_audio
 from spidrkit.data.corpora.manifest import (
     AUDIO_EXTENSIONS,
     ManifestEntry,
@@ -19,6 +20,7 @@ from spidrkit.data.corpora.manifest import (
     read_manifest,
     scan_audio_dir,
 )
+from spidrkit.extraction.arrays import ArrayEntry, ArrayInputs, array_entries, is_memory_input
 from spidrkit.extraction.plan import ExtractionError
 
 Decoded = list[tuple[ManifestEntry, torch.Tensor]]
@@ -26,10 +28,15 @@ Bad = list[tuple[ManifestEntry, str]]  # (entry, reason) of files that cannot be
 
 
 def resolve_inputs(
-    inputs: str | os.PathLike | Sequence[ManifestEntry], progress: bool = True,
-    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+    inputs: str | os.PathLike | Sequence[ManifestEntry] | object, progress: bool = True,
+    extensions: Sequence[str] = AUDIO_EXTENSIONS, model_rate: int = SAMPLE_RATE, arrays: ArrayInputs | None = None,
 ) -> list[ManifestEntry]:
-    """Entries from a manifest file, a folder of audio with one of ``extensions`` (scanned), or a list."""
+    """Entries from a manifest file, a folder of audio with one of ``extensions`` (scanned), a list, or audio in
+    memory read as ``arrays`` says (:func:`~spidrkit.extraction.arrays.array_entries`, lengths at ``model_rate``)."""
+    if is_memory_input(inputs):
+        return array_entries(inputs, model_rate, arrays)
+    if arrays is not None and arrays.sample_rate is not None:
+        raise ExtractionError("sample_rate is for audio in memory (arrays, a dataset): files carry their own rate")
     if isinstance(inputs, str | os.PathLike):
         path = Path(inputs)
         if path.is_dir():
@@ -47,7 +54,8 @@ def resolve_inputs(
     else:
         entries = list(inputs)
         if not all(isinstance(e, ManifestEntry) for e in entries):
-            raise ExtractionError("inputs must be a manifest path, a folder, or a list of ManifestEntry")
+            raise ExtractionError("inputs must be a manifest path, a folder, a list of ManifestEntry, or audio in "
+                                  "memory (an array, a list or dict of arrays, a datasets.Dataset)")
         ids = [e.fileid for e in entries]
         if len(set(ids)) != len(ids):
             raise ExtractionError("the same file id appears more than once in the inputs")
@@ -62,7 +70,7 @@ def load_batch(batch: list[ManifestEntry], sample_rate: int, skip_bad: bool = Fa
     out, bad = [], []
     for e in batch:
         try:
-            out.append((e, load_audio(e.path, sample_rate)))
+            out.append((e, e.waveform(sample_rate) if isinstance(e, ArrayEntry) else load_audio(e.path, sample_rate)))
         except AudioError as err:
             if skip_bad:
                 bad.append((e, str(err)))

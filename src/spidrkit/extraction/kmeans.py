@@ -4,7 +4,8 @@ The paper's discrete units (b) are K-means clusters (V = 256, or 50/100/200/500)
 (``docs/method.md``). Fitting reads the features folder file by file and keeps a seeded uniform sample of at most
 ``max_frames`` frames (reservoir sampling), so memory stays bounded whatever the corpus size. Centroids
 are seeded with k-means++ (computed here in torch, so both backends start from the same point), then
-refined by Lloyd iterations in faiss (fast, multi-threaded) or scikit-learn (the fallback).
+refined by Lloyd iterations in faiss (fast, multi-threaded) or scikit-learn (the fallback), in several calls
+so that a bar (a line in a log: :func:`spidrkit.runtime.progress_bar`) counts them.
 
 Centroids are stored portably and load without executing code: ``C.npy`` (float32 ``(k, D)``, read with
 ``allow_pickle=False``) and its sidecar ``C.npy.json`` (k, dim, layer, model, frames, inertia, seed,
@@ -22,15 +23,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from spidrkit.errors import InputError
 from spidrkit.extraction.features_io import iter_feature_files, load_array, load_features
 from spidrkit.io import atomic_write, read_sidecar, sidecar_path, write_sidecar
+from spidrkit.runtime import progress_bar
 
 BACKENDS = ("auto", "faiss", "sklearn")
 DEFAULT_MAX_FRAMES = 500_000
 INIT_FRAMES_PER_CENTROID = 256
+SKLEARN_ITERATIONS_PER_CALL = 10  # the fallback's bar moves every 10 iterations (for 10 % more time)
 # keys every sidecar carries about its writer, not about the data: never copied from one sidecar to another
 _WRITER_KEYS = ("producer", "created", "command", "python")
 
@@ -66,7 +68,7 @@ def _iter_arrays(features: FeatureSource, progress: bool, desc: str) -> Iterator
         items, total = features.items(), len(features)
     else:
         items, total = ((str(i), x) for i, x in enumerate(features)), None
-    for name, x in tqdm(items, total=total, desc=desc, unit="file", disable=not progress):
+    for name, x in progress_bar(total, desc, "file", progress, iterable=items):
         where = x if isinstance(x, Path) else name
         x = load_features(x) if isinstance(x, Path) else torch.as_tensor(x)
         if x.ndim != 2:
@@ -145,22 +147,25 @@ def _nearest(x: torch.Tensor, centroids: torch.Tensor, batch_size: int | None = 
     return torch.cat(labels), torch.cat(dists)
 
 
-def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, progress: bool = False) -> torch.Tensor:
     """k-means++ seeding: each new centroid is a frame drawn with probability ~ its squared distance to the
-    nearest centroid so far (Arthur & Vassilvitskii 2007). ``x`` float32 ``(n, D)``; returns ``(k, D)``."""
+    nearest centroid so far (Arthur & Vassilvitskii 2007). ``x`` float32 ``(n, D)``; returns ``(k, D)``.
+    ``progress``: a bar over the ``k`` centroids drawn."""
     n = x.shape[0]
     x_sq = x.pow(2).sum(1)
     idx = [int(torch.randint(n, (1,), generator=generator))]
     d2 = (x_sq - 2 * (x @ x[idx[0]]) + x_sq[idx[0]]).clamp_min_(0.0)
-    for _ in range(1, k):
-        cum = d2.double().cumsum(0)
-        u = torch.rand(1, generator=generator, dtype=torch.float64) * cum[-1]
-        # all frames already on a centroid (fewer distinct frames than k): any frame will do
-        i = int(torch.searchsorted(cum, u).clamp_max_(n - 1)) if cum[-1] > 0 else int(
-            torch.randint(n, (1,), generator=generator)
-        )
-        idx.append(i)
-        d2 = torch.minimum(d2, (x_sq - 2 * (x @ x[i]) + x_sq[i]).clamp_min_(0.0))
+    with progress_bar(k, "k-means++ seeding", "centroid", progress, initial=1) as bar:
+        for _ in range(1, k):
+            cum = d2.double().cumsum(0)
+            u = torch.rand(1, generator=generator, dtype=torch.float64) * cum[-1]
+            # all frames already on a centroid (fewer distinct frames than k): any frame will do
+            i = int(torch.searchsorted(cum, u).clamp_max_(n - 1)) if cum[-1] > 0 else int(
+                torch.randint(n, (1,), generator=generator)
+            )
+            idx.append(i)
+            d2 = torch.minimum(d2, (x_sq - 2 * (x @ x[i]) + x_sq[i]).clamp_min_(0.0))
+            bar.update(1)
     return x[idx].clone()
 
 
@@ -179,22 +184,44 @@ def resolve_backend(backend: str = "auto") -> str:
     return "sklearn"
 
 
-def _lloyd(x: np.ndarray, init: np.ndarray, niter: int, seed: int, backend: str) -> np.ndarray:
-    k, dim = init.shape
+def _lloyd_steps(x: np.ndarray, centroids: np.ndarray, seed: int, backend: str, n: int) -> tuple[np.ndarray, int]:
+    """At most ``n`` Lloyd iterations from ``centroids`` by ``backend`` (every frame to its nearest centroid,
+    every centroid to the mean of its frames, an emptied one re-seeded as the backend does): the centroids,
+    and the iterations run (fewer than ``n`` when scikit-learn's early stop ended them)."""
+    k, dim = centroids.shape
     if backend == "faiss":
         import faiss
 
         km = faiss.Kmeans(
-            dim, k, niter=niter, seed=seed, verbose=False,
+            dim, k, niter=n, seed=seed, verbose=False,
             max_points_per_centroid=len(x) // k + 1,  # no second subsampling: the sample is already drawn
             min_points_per_centroid=1,
         )
-        km.train(x, init_centroids=init)
-        return np.asarray(km.centroids, dtype=np.float32)
+        km.train(x, init_centroids=centroids)
+        return np.asarray(km.centroids, dtype=np.float32), n
     from sklearn.cluster import KMeans
 
-    km = KMeans(n_clusters=k, init=init, n_init=1, max_iter=niter, random_state=seed).fit(x)
-    return km.cluster_centers_.astype(np.float32)
+    km = KMeans(n_clusters=k, init=centroids, n_init=1, max_iter=n, random_state=seed).fit(x)
+    return km.cluster_centers_.astype(np.float32), int(km.n_iter_)
+
+
+def _lloyd(x: np.ndarray, init: np.ndarray, niter: int, seed: int, backend: str, progress: bool) -> np.ndarray:
+    """``niter`` Lloyd iterations from ``init``, in several backend calls so that a bar counts them: one per
+    iteration with faiss (which keeps no state between iterations: its re-seeding of an emptied centroid draws
+    from a fixed seed each time), :data:`SKLEARN_ITERATIONS_PER_CALL` with scikit-learn (each of its calls ends
+    with one more assignment pass: per iteration it would cost twice the time). The centroids, and scikit-learn's
+    early stop, are those of one call of ``niter`` iterations (tests/test_kmeans.py holds both)."""
+    per_call = 1 if backend == "faiss" else SKLEARN_ITERATIONS_PER_CALL
+    centroids, done = init, 0
+    with progress_bar(niter, f"k-means iterations ({backend})", "iteration", progress) as bar:
+        while done < niter:
+            n = min(per_call, niter - done)
+            centroids, ran = _lloyd_steps(x, centroids, seed, backend, n)
+            done += ran
+            bar.update(ran)
+            if ran < n:  # converged
+                break
+    return centroids
 
 
 @dataclass
@@ -326,8 +353,8 @@ def fit_kmeans(
     xt = torch.from_numpy(np.ascontiguousarray(x))
     # seeding costs n*k*D: on at most 256 frames per centroid (faiss's own training cap) it stays cheap
     subset = xt[torch.randperm(len(xt), generator=generator)[: INIT_FRAMES_PER_CENTROID * k]]
-    init = kmeans_plusplus(subset, k, generator).numpy()
-    centroids = _lloyd(np.ascontiguousarray(x), init, niter, seed, backend)
+    init = kmeans_plusplus(subset, k, generator, progress).numpy()
+    centroids = _lloyd(np.ascontiguousarray(x), init, niter, seed, backend, progress)
     model = KMeansModel(torch.from_numpy(centroids))
     inertia = model.inertia(xt)
     model.info = {

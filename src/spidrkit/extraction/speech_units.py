@@ -8,12 +8,17 @@
 - ``"durations"``: a ``(N,)`` int64 tensor: each unit's length in frames (all ones without ``dedup``), so
   ``durations.sum() == T`` and ``units.repeat_interleave(durations)`` gives the frame-level units.
 
+A batch (a list of waveforms or paths, or a ``datasets.Dataset``'s audio column) gives a list of such dicts,
+computed together (batched by length: equal to one at a time, to float rounding). Waveforms in memory come
+with their ``sample_rate`` and are resampled with soxr (:mod:`spidrkit.extraction.arrays`).
+
 The numbers are those of :func:`~spidrkit.extract` (the same :func:`~spidrkit.extraction.compute.compute`:
 standardisation, windows): the units equal the units file's line for the same file, layer and model.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -22,26 +27,33 @@ import numpy as np
 import torch
 
 from spidrkit.checkpoints import CheckpointInfo, Loaded, resolve_model
-from spidrkit.data.corpora.audio import load_audio
+from spidrkit.extraction.arrays import ArrayInputs, is_dataset, memory_source, waveform
 from spidrkit.extraction.compute import compute, parse_units
 from spidrkit.extraction.kmeans import KMeansModel
 from spidrkit.extraction.plan import ExtractionError
 from spidrkit.extraction.units import deduplicate
 from spidrkit.models.interface import SpeechEncoder
 
+Waveform = torch.Tensor | np.ndarray | Sequence[float] | str | os.PathLike
 
-def _waveform(wav: Any, model: SpeechEncoder, sample_rate: int | None) -> torch.Tensor:
-    if isinstance(wav, str | os.PathLike):
-        return load_audio(wav, model.sample_rate)
-    if sample_rate is not None and sample_rate != model.sample_rate:
-        raise ExtractionError(f"the waveform is at {sample_rate} Hz, the model reads {model.sample_rate} Hz: "
-                              "resample it first, or pass the audio file's path")
-    wav = torch.as_tensor(np.asarray(wav) if not isinstance(wav, torch.Tensor) else wav, dtype=torch.float32)
-    if wav.ndim == 2 and 1 in wav.shape:
-        wav = wav.reshape(-1)
-    if wav.ndim != 1:
-        raise ExtractionError(f"expected one mono waveform (1-D), got shape {tuple(wav.shape)}")
-    return wav
+
+def is_batch(wav: object) -> bool:
+    """A list/tuple of waveforms or paths (not one waveform given as a list of numbers), or a Dataset."""
+    if is_dataset(wav):
+        return True
+    return isinstance(wav, list | tuple) and bool(wav) and not isinstance(wav[0], numbers.Real)
+
+
+def _waveforms(wav: Any, model: SpeechEncoder, how: ArrayInputs) -> tuple[list[torch.Tensor], list[str]]:
+    """The model inputs of ``wav`` (one, or a batch) at the model's rate, and their names for errors."""
+    source = memory_source(wav if is_batch(wav) else [wav], how)
+    names = [source.name(i) for i in range(len(source))]
+    wavs = [waveform(source, i, model.sample_rate) for i in range(len(source))]
+    for name, w in zip(names, wavs):
+        if w.numel() < model.min_samples:
+            raise ExtractionError(f"{name}: the waveform has {w.numel()} samples at {model.sample_rate} Hz, fewer "
+                                  f"than the model's {model.min_samples}-sample receptive field")
+    return wavs, names
 
 
 def _quantizer(units: str | KMeansModel, model: SpeechEncoder, layer: int) -> tuple[str, KMeansModel | None]:
@@ -62,38 +74,44 @@ def _quantizer(units: str | KMeansModel, model: SpeechEncoder, layer: int) -> tu
     return "kmeans", kmeans.to("cpu")
 
 
-def speech_to_units(
-    model: SpeechEncoder | Loaded | str | os.PathLike,
-    wav: torch.Tensor | np.ndarray | Sequence[float] | str | os.PathLike,
-    layer: int = 6,
-    units: str | KMeansModel = "codebook",
-    dedup: bool = True,
-    sample_rate: int | None = None,
-    provenance: CheckpointInfo | None = None,
-) -> dict[str, torch.Tensor]:
-    """``{"dense": (T, D), "units": (N,), "durations": (N,)}`` of one waveform (see the module doc).
-
-    ``model``: a loaded model, or anything :func:`~spidrkit.load` reads (a path, ``spidr_base``...).
-    ``wav``: a mono waveform at the model's rate (``sample_rate``, when given, is checked) or an audio
-    file (decoded and resampled). ``layer``: 1-based. ``units``: ``"codebook"`` (the prediction head of
-    that layer's codebook), ``"kmeans:PATH"`` or a fitted :class:`KMeansModel`. ``dedup``: collapse runs
-    of repeated units (durations count the frames of each run).
-    """
-    model = resolve_model(model, provenance).model
-    if not 1 <= layer <= model.num_layers:
-        raise ExtractionError(f"layer {layer} out of range; valid (1-based): 1..{model.num_layers}")
-    kind, kmeans = _quantizer(units, model, layer)
-    waveform = _waveform(wav, model, sample_rate)
-    if waveform.numel() < model.min_samples:
-        raise ExtractionError(f"the waveform has {waveform.numel()} samples, fewer than the model's "
-                              f"{model.min_samples}-sample receptive field")
-    dense = compute(model, [waveform], [layer])[0][layer]
-    if kind == "codebook":  # (the heads read the layer inside the model: a second pass)
-        frames = compute(model, [waveform], [layer], "codebook")[0][layer]
-    else:  # the nearest centroid of each frame, as extraction assigns them
-        frames = kmeans.predict(dense).to("cpu", torch.long)
+def _streams(dense: torch.Tensor, frames: torch.Tensor, dedup: bool) -> dict[str, torch.Tensor]:
     if dedup:
         u, d = deduplicate(frames)
         return {"dense": dense, "units": torch.tensor(u, dtype=torch.long),
                 "durations": torch.tensor(d, dtype=torch.long)}
     return {"dense": dense, "units": frames, "durations": torch.ones_like(frames)}
+
+
+def speech_to_units(
+    model: SpeechEncoder | Loaded | str | os.PathLike,
+    wav: Waveform | Sequence[Waveform] | Any,
+    layer: int = 6,
+    units: str | KMeansModel = "codebook",
+    dedup: bool = True,
+    sample_rate: int | Sequence[int] | None = None,
+    provenance: CheckpointInfo | None = None,
+    audio_column: str = "audio",
+) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+    """``{"dense": (T, D), "units": (N,), "durations": (N,)}`` of one waveform, or a list of them for a batch
+    (see the module doc).
+
+    ``model``: a loaded model, or anything :func:`~spidrkit.load` reads (a path, ``spidr_base``...).
+    ``wav``: a mono waveform (numpy, torch, a list of numbers) at ``sample_rate`` (required; resampled with
+    soxr to the model's rate if it differs), an audio file, a list of those (``sample_rate``: one for all or
+    one per waveform), or a ``datasets.Dataset`` whose ``audio_column`` holds ``{"array", "sampling_rate"}``
+    rows. ``layer``: 1-based. ``units``: ``"codebook"`` (the prediction head of that layer's codebook),
+    ``"kmeans:PATH"`` or a fitted :class:`KMeansModel`. ``dedup``: collapse runs of repeated units
+    (durations count the frames of each run).
+    """
+    model = resolve_model(model, provenance).model
+    if not 1 <= layer <= model.num_layers:
+        raise ExtractionError(f"layer {layer} out of range; valid (1-based): 1..{model.num_layers}")
+    kind, kmeans = _quantizer(units, model, layer)
+    wavs, names = _waveforms(wav, model, ArrayInputs(sample_rate, audio_column))
+    dense = [out[layer] for out in compute(model, wavs, [layer], names=names)]
+    if kind == "codebook":  # (the heads read the layer inside the model: a second pass)
+        frames = [out[layer] for out in compute(model, wavs, [layer], "codebook", names=names)]
+    else:  # the nearest centroid of each frame, as extraction assigns them
+        frames = [kmeans.predict(d).to("cpu", torch.long) for d in dense]
+    results = [_streams(d, f, dedup) for d, f in zip(dense, frames)]
+    return results if is_batch(wav) else results[0]

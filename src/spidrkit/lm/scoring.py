@@ -13,7 +13,7 @@ taken in float32 whatever the model's dtype.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -68,10 +68,12 @@ def score(
     normalize: bool = True,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     names: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[float]:
     """The log-likelihood of each unit sequence under ``model`` (see the module doc), in input order.
 
-    ``names[i]`` names sequence ``i`` in errors (units outside the vocabulary, longer than the LM's context).
+    ``names[i]`` names sequence ``i`` in errors (units outside the vocabulary, longer than the LM's context);
+    ``progress`` is told, after each batch, how many sequences are scored so far.
     """
     if batch_tokens < 1:
         raise ScoringError(f"batch_tokens must be >= 1, got {batch_tokens}")
@@ -83,7 +85,7 @@ def score(
             raise ScoringError(f"{where[i]}: {len(t)} tokens (bos + {len(t) - 2} units + eos) exceed the LM's "
                                f"context of {limit}; use a shorter audio or an LM with a longer context")
     device = _device(model)
-    out = [0.0] * len(tokens)
+    out, done = [0.0] * len(tokens), 0
     for group in _batches([len(t) for t in tokens], batch_tokens):
         width = len(tokens[group[0]])
         batch = torch.full((len(group), width), PAD, dtype=torch.long)
@@ -95,4 +97,7 @@ def score(
         for b, i in enumerate(group):
             predicted = len(tokens[i]) - 1  # the units and eos
             out[i] = float(sums[b]) / predicted if normalize else float(sums[b])
+        done += len(group)
+        if progress is not None:
+            progress(done)
     return out

@@ -1,9 +1,10 @@
-"""Reading audio and standardising waveforms: the one place a file becomes model input.
+"""Reading audio and standardising waveforms: the one place a file (or an in-memory array) becomes model input.
 
 Every model input is a 16 kHz mono float32 waveform standardised per utterance (``docs/method.md``). Files at
 another rate are resampled with soxr and multichannel files are averaged to mono; both are legitimate
 but worth knowing about, so each kind of conversion is reported once per process (not once per file,
-which would flood the log of a run over 100k files).
+which would flood the log of a run over 100k files). Arrays in memory (:func:`array_audio`) are checked as
+decoded files are and resampled by the same :func:`resample`, so they give the samples of their file.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ __all__ = [
     "AudioConversionWarning",
     "AudioError",
     "TruncatedAudioWarning",
+    "array_audio",
     "load_audio",
+    "mono_array",
+    "resample",
     "resampled_length",
     "reset_conversion_warnings",
     "standardize",
@@ -132,14 +136,57 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch
             f"{path}: resampled from {rate} Hz to {sample_rate} Hz with soxr; "
             "other files at another rate will be resampled without a further warning",
         )
-        n = resampled_length(x.shape[0], rate, sample_rate)
-        x = soxr.resample(x, rate, sample_rate).astype(np.float32, copy=False)
-        if x.shape[0] != n:  # keep the length manifests predicted, whatever soxr's rounding
-            x = np.pad(x, (0, n - x.shape[0])) if x.shape[0] < n else x[:n]
-        if n == 0:
-            raise AudioError(f"{path}: empty audio after resampling from {rate} Hz")
+        x = resample(x, rate, sample_rate, str(path))
     if not np.isfinite(x).all():
         raise AudioError(f"{path}: audio holds NaN or infinite samples")
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def resample(x: np.ndarray, rate: int, sample_rate: int, name: str) -> np.ndarray:
+    """A 1-D float32 signal at ``rate`` resampled to ``sample_rate`` with soxr (high quality): the one resampling
+    of every input, file or array, to exactly the length :func:`resampled_length` predicts (manifests rely on
+    it, whatever soxr's rounding). ``name`` (the file, the array) is what an :class:`AudioError` names."""
+    if rate == sample_rate:
+        return x
+    n = resampled_length(x.shape[0], rate, sample_rate)
+    if n == 0:
+        raise AudioError(f"{name}: empty audio after resampling from {rate} Hz")
+    y = soxr.resample(x, rate, sample_rate).astype(np.float32, copy=False)
+    if y.shape[0] != n:
+        y = np.pad(y, (0, n - y.shape[0])) if y.shape[0] < n else y[:n]
+    return y
+
+
+def mono_array(array: object, name: str) -> np.ndarray:
+    """An in-memory waveform (numpy array, torch tensor or list of numbers) as 1-D float32 samples, checked
+    as a decoded file is: one channel (a ``(1, N)`` or ``(N, 1)`` array is that channel; more are refused
+    rather than guessed), at least one sample, every sample finite. Integer PCM is scaled to [-1, 1) as
+    libsndfile reads it (int16 by 2**15, int32 by 2**31), so an int16 array equals its 16-bit WAV file."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    x = np.asarray(array)
+    if x.dtype.kind == "i" and x.dtype.itemsize in (2, 4):
+        x = x.astype(np.float32) / np.float32(2 ** (8 * x.dtype.itemsize - 1))
+    elif x.dtype.kind != "f":
+        raise AudioError(f"{name}: samples must be floats or signed 16/32-bit integers, got dtype {x.dtype}")
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)
+    if x.ndim != 1:
+        raise AudioError(f"{name}: expected one mono waveform (1-D), got shape {tuple(x.shape)}: pass one "
+                         "channel (e.g. wav[0]) or their mean (wav.mean(0)) for a (channels, samples) array; a "
+                         "batch is a list of 1-D waveforms")
+    if x.shape[0] == 0:
+        raise AudioError(f"{name}: empty audio (0 samples)")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise AudioError(f"{name}: audio holds NaN or infinite samples")
+    return x
+
+
+def array_audio(array: object, rate: int, sample_rate: int = SAMPLE_RATE, name: str = "the array") -> torch.Tensor:
+    """An in-memory waveform at ``rate`` as model input at ``sample_rate``: :func:`mono_array`, then
+    :func:`resample`, the same samples :func:`load_audio` gives for that audio written to a file."""
+    x = resample(mono_array(array, name), int(rate), sample_rate, name)
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 

@@ -27,6 +27,7 @@ from spidrkit.evaluation.slm.units import (  # noqa: F401  (parse_units, SlmUnit
     UnitSpec,
     check_units,
     extract_units,
+    files_bar,
     parse_units,
     phone_units_of,
 )
@@ -55,27 +56,25 @@ class ScoringOptions:
 def _score_split(split: Split, encoder: Any, spec: UnitSpec, lm: Any, vocab: UnitVocab,
                  opts: ScoringOptions) -> tuple[dict[str, float], dict[str, float]]:
     items, progress, cache = split.items, opts.progress, opts.units_cache
+    name = f"{split.task}/{split.split}"
     t0 = time.perf_counter()
-
-    def tell(done: int) -> None:
-        if progress:
-            print(f"\r{split.task}/{split.split}: units of {done}/{len(items)} files", end="", file=sys.stderr)
-
     key = (split.task, split.split, spec.describe(), id(encoder))
     if cache is not None and key in cache:
         units = cache[key]
     elif spec.kind == "phones":
         units = phone_units_of(split.folder, split.split, [it.filename for it in items])
     else:
-        units = extract_units(encoder, spec, [it.path for it in items], [str(it.path) for it in items], tell)
+        with files_bar(len(items), f"{name} units", progress) as tell:
+            units = extract_units(encoder, spec, [it.path for it in items], [str(it.path) for it in items], tell)
     if cache is not None:
         cache[key] = units
     t1 = time.perf_counter()
-    values = score(lm, vocab, units, normalize=opts.normalize, batch_tokens=opts.batch_tokens,
-                   names=[str(it.path) for it in items])
+    with files_bar(len(items), f"{name} LM scores", progress) as tell:
+        values = score(lm, vocab, units, normalize=opts.normalize, batch_tokens=opts.batch_tokens,
+                       names=[str(it.path) for it in items], progress=tell)
     t2 = time.perf_counter()
     if progress:
-        print(f"\r{split.task}/{split.split}: {len(items)} files: units {t1 - t0:.1f} s, LM {t2 - t1:.1f} s",
+        print(f"{name}: {len(items)} files: units {t1 - t0:.1f} s, LM {t2 - t1:.1f} s",
               file=sys.stderr)
     return dict(zip((it.filename for it in items), values)), {"units_s": t1 - t0, "lm_s": t2 - t1,
                                                               "files": len(items)}

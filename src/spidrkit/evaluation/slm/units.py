@@ -229,13 +229,21 @@ def corpus_entries(corpus: str | os.PathLike, split: str, max_files: int | None 
 
 
 @contextlib.contextmanager
-def files_bar(total: int, desc: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """A progress bar over ``total`` files, as the ``progress`` callable (files done so far) of
-    :func:`corpus_units`, :func:`write_corpus_units` and :func:`fit_corpus_kmeans`."""
-    from tqdm.auto import tqdm
+def files_bar(total: int, desc: str, enabled: bool = True) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over ``total`` files (:func:`spidrkit.runtime.progress_bar`: a line in a log), as the
+    ``progress`` callable (files done so far) of :func:`corpus_units`, :func:`write_corpus_units`,
+    :func:`fit_corpus_kmeans` and of the LM scoring of ``evaluate slm``; ``None`` when not ``enabled``, so the
+    callee knows that nothing is shown (:func:`fit_corpus_kmeans` then shows no k-means bars either)."""
+    from spidrkit.runtime import progress_bar
 
-    with tqdm(total=total, desc=desc, unit="file", disable=not enabled) as bar:
-        yield lambda done: bar.update(done - bar.n)
+    with progress_bar(total, desc, "file", enabled) as bar:
+
+        def tell(done: int) -> None:
+            bar.update(done - bar.n)
+            if done >= total:  # ended when the last file is done, before whatever the caller does next
+                bar.close()
+
+        yield tell if enabled else None
 
 
 def corpus_units(corpus: str | os.PathLike, split: str, spec: UnitSpec, encoder: Any = None,
@@ -318,4 +326,5 @@ def fit_corpus_kmeans(out: str | os.PathLike, source: CorpusSplit, encoder: Any,
     info = {"model": model or getattr(encoder, "name", ""), "fit_files": len(entries)}
     if not isinstance(encoder, SignalEncoder):
         info["layer"] = layer
-    return fit_kmeans(feats, k=k, seed=seed, progress=False, **info).save(out)
+    # the k-means++ seeding and Lloyd iterations show their own bars when the files did
+    return fit_kmeans(feats, k=k, seed=seed, progress=progress is not None, **info).save(out)
