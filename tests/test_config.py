@@ -226,6 +226,7 @@ FIELD_CASES = [
     (["data.voice_perturb=pitch"], "data.voice_perturb: must be one of 'none', 'vtlp', 'praat', got 'pitch'"),
     (["data.voice_warp=[0.1, 1.1]"], "data.voice_warp: must be a list of 2 or more items, each a finite number "
                                       "in [0.5, 2], got (0.1, 1.1)"),
+    (["data.voice_eq=30"], "data.voice_eq: must be a finite number in [0, 24], got 30.0"),
     (["train.max_steps=0"], "train.max_steps: must be an integer >= 1, got 0"),
     (["train.max_minutes=inf"], "train.max_minutes: must be a finite number >= 0, got inf"),
     (["train.precision=fp16"], "train.precision: must be one of 'bf16', 'fp32', got 'fp16'"),

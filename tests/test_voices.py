@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spidrkit.config import ConfigError, load_config
-from spidrkit.data.batches.perturb import PITCH_RATIO, VoicePerturbHook, _ratio
+from spidrkit.data.batches.perturb import EQ_CENTRES, PITCH_RATIO, VoicePerturbHook, _ratio, eq_gain_db, equalize
 from spidrkit.data.synth import engines
 from spidrkit.data.synth.plan import plan_corpus
 from spidrkit.models.spectral import mel_filterbank, normalise_bands, vtlp_warp
@@ -144,6 +144,60 @@ def test_praat_hook_moves_the_pitch_by_its_drawn_ratio_and_keeps_shape_and_level
     _ratio(rng, (1.0, 1.4))  # the formant ratio is drawn first
     ratio = _ratio(rng, PITCH_RATIO)
     assert _pitch(out[0].double().numpy()) / _pitch(x) == pytest.approx(ratio, rel=0.05)
+
+
+# --- the random equaliser -----------------------------------------------------------------------------------
+def test_equaliser_gain_curve_against_hand_values():
+    gains = np.array([-6.0, 0, 3, 0, 0, 0, 0, 0, 12.0, 4.0])
+    f = np.array([10.0, EQ_CENTRES[0], EQ_CENTRES[2], np.sqrt(EQ_CENTRES[2] * EQ_CENTRES[3]), EQ_CENTRES[8],
+                  7900.0])
+    # below the first band and above the last: flat; between two centres, halfway in log frequency: the mean
+    np.testing.assert_allclose(eq_gain_db(f, gains), [-6.0, -6.0, 3.0, 1.5, 12.0, 4.0])
+
+
+def test_equaliser_scales_each_band_by_its_gain():
+    n = 16000  # one second: every whole-hertz sine is periodic in the window, so its rfft bin is exact
+    t = np.arange(n) / 16000
+    f1, f2 = round(EQ_CENTRES[3]), round(EQ_CENTRES[7])
+    x = torch.from_numpy(np.sin(2 * np.pi * f1 * t) + np.sin(2 * np.pi * f2 * t))
+    gains = np.zeros(10)
+    gains[3], gains[7] = 6.0, -12.0
+    spec = np.abs(np.fft.rfft(equalize(x, gains).numpy()))
+    want = 10 ** (eq_gain_db(np.array([f1, f2], dtype=float), gains) / 20) * n / 2
+    np.testing.assert_allclose(spec[[f1, f2]], want, rtol=1e-9)
+
+
+def test_equaliser_hook_changes_the_student_only_keeps_level_and_redraws_alike():
+    cfg = load_config("tiny", ["model.frontend=logmel", "data.voice_eq=12"])
+    hook = train_hooks(cfg)
+    wav = torch.randn(2, 8000)
+    batch = lambda pos: {"wav": wav.clone(), "index": (0, pos), "fileids": ["a", "b"]}  # noqa: E731
+    out, again, other = hook(batch(3)), hook(batch(3)), hook(batch(4))
+    assert torch.equal(out["wav"], wav)  # the teacher reads the clean utterance
+    assert out["student_wav"].shape == wav.shape and "warp" not in out
+    assert torch.equal(out["student_wav"], again["student_wav"]) and not torch.equal(out["student_wav"],
+                                                                                       other["student_wav"])
+    torch.testing.assert_close(out["student_wav"].mean(1), wav.mean(1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["student_wav"].std(1, unbiased=False), wav.std(1, unbiased=False))
+    both = train_hooks(load_config("tiny", ["model.frontend=logmel", "data.voice_perturb=vtlp", "data.voice_eq=6"]))
+    assert {"warp", "student_wav", "mask"} <= set(both(batch(3)))
+    assert VoicePerturbHook.from_config(load_config("tiny")) is None
+    with pytest.raises(ConfigError, match="data.voice_eq"):
+        load_config("tiny", ["data.voice_eq=-1"])
+
+
+def test_vtlp_reads_the_equalised_waveform_for_the_student_only():
+    model, wav, mask = _model_and_batch("logmel")
+    clean = model(wav, mask)
+    warp = torch.tensor([0.87, 1.0, 1.16])
+    warped = model(wav, mask, warp=warp)
+    same = model(wav, mask, warp=warp, student_wav=wav.clone())
+    both = model(wav, mask, warp=warp, student_wav=wav.flip(-1))
+    for k in clean:
+        torch.testing.assert_close(same[k], warped[k])  # the clean waveform as the student's: VTLP alone
+    for k in ("sums", "counts"):
+        torch.testing.assert_close(both[k], clean[k])
+    assert not torch.allclose(both["ce_sum"], warped["ce_sum"])
 
 
 # --- the corpus's voices ------------------------------------------------------------------------------------

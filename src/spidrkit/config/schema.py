@@ -171,6 +171,7 @@ class DataConfig:
     # data workers (praat-parselmouth); the teacher always reads the clean utterance
     voice_perturb: str = "none"
     voice_warp: tuple[float, float] = (0.85, 1.18)
+    voice_eq: float = 0.0  # dB: a random 10-band equaliser of the student's input, gains in [-voice_eq, voice_eq]
 
     def __post_init__(self) -> None:
         check_section("data", self)

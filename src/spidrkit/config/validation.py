@@ -184,6 +184,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "num_workers": STEPS,
         "voice_perturb": Choice(("none", "vtlp", "praat")),
         "voice_warp": Each(Number(0.5, 2.0), 2),
+        "voice_eq": Number(0.0, 24.0),
     },
     "train": {
         "max_steps": POSITIVE,

@@ -135,14 +135,16 @@ class SpidR(nn.Module):
     def _training_frames(self, wav: torch.Tensor, student_wav: torch.Tensor | None,
                          warp: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the teacher's clean front-end frames, the student's perturbed ones or None): ``student_wav`` is a
-        perturbed copy of ``wav`` (same length), ``warp`` (B,) VTLP factors (one STFT, two filterbanks)."""
+        perturbed copy of ``wav`` (same length), ``warp`` (B,) VTLP factors of the student's filterbank (read on
+        ``student_wav`` when both are given)."""
+        if student_wav is not None and student_wav.shape != wav.shape:
+            raise ValueError(f"the student's waveform {tuple(student_wav.shape)} must match {tuple(wav.shape)}")
         if warp is not None:
             if not isinstance(self.feature_extractor, LogMelFrontEnd):
                 raise ValueError("VTLP warps the log mel filterbank: it needs model.frontend = logmel or logmel_cmvn")
             spec = self.feature_extractor.power(wav)
-            return self.feature_extractor.log_mel(spec), self.feature_extractor.log_mel(spec, warp=warp)
-        if student_wav is not None and student_wav.shape != wav.shape:
-            raise ValueError(f"the student's waveform {tuple(student_wav.shape)} must match {tuple(wav.shape)}")
+            student = spec if student_wav is None else self.feature_extractor.power(student_wav)
+            return self.feature_extractor.log_mel(spec), self.feature_extractor.log_mel(student, warp=warp)
         return self._front(wav), None if student_wav is None else self._front(student_wav)
 
     # ------------------------------------------------------------------ training

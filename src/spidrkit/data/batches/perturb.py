@@ -12,6 +12,11 @@ differs (the voice). Both run in the data loader's workers, never in the trainin
   inverted with probability 1/2, duration unchanged. ``batch["student_wav"]`` has the clean batch's shape
   (the output is cut or padded to it: PSOLA keeps the duration to a few samples) and each row's mean and
   variance.
+- ``data.voice_eq = G`` (dB, 0: off; with either of the above or alone): a random 10-band equaliser, as in
+  ContentVec: gains uniform in [-G, G] dB at :data:`EQ_CENTRES` (log-spaced, 60 Hz to 6.4 kHz), interpolated
+  linearly in dB over log frequency (flat beyond the end bands), applied zero-phase to the whole utterance
+  (:func:`equalize`), then given the clean row's mean and variance. The result is ``batch["student_wav"]``
+  (with ``"vtlp"`` the warped filterbank reads it).
 
 Draws are keyed by (seed, epoch, global batch index), like the masks, so a resumed run perturbs alike.
 """
@@ -32,6 +37,7 @@ FORMANT_RATIO = (1.0, 1.4)
 PITCH_RATIO = (1.0, 2.0)
 RANGE_RATIO = (1.0, 1.5)
 PITCH_FLOOR, PITCH_CEILING = 75.0, 600.0
+EQ_CENTRES = tuple(float(f) for f in np.geomspace(60.0, 6400.0, 10))  # Hz, the equaliser's band centres
 
 
 @dataclass(frozen=True)
@@ -48,21 +54,24 @@ class Hooks:
 
 @dataclass(frozen=True)
 class VoicePerturbHook:
-    """Adds ``batch["warp"]`` (vtlp) or ``batch["student_wav"]`` (praat) to a training batch."""
+    """Adds ``batch["warp"]`` (vtlp) and / or ``batch["student_wav"]`` (praat, the equaliser) to a training
+    batch."""
 
     kind: str
     warp_range: tuple[float, float]
     seed: int
     rank: int = 0
     world_size: int = 1
+    eq_db: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: Config, rank: int = 0, world_size: int = 1) -> VoicePerturbHook | None:
-        if cfg.data.voice_perturb == "none":
+        if cfg.data.voice_perturb == "none" and cfg.data.voice_eq == 0:
             return None
         if cfg.data.voice_perturb == "praat":
             require_parselmouth()
-        return cls(cfg.data.voice_perturb, tuple(cfg.data.voice_warp), cfg.train.seed, rank, world_size)
+        return cls(cfg.data.voice_perturb, tuple(cfg.data.voice_warp), cfg.train.seed, rank, world_size,
+                   float(cfg.data.voice_eq))
 
     def rng(self, batch: dict) -> np.random.Generator:
         return batch_rng(self.seed, STREAM, batch["index"], self.rank, self.world_size)
@@ -73,8 +82,12 @@ class VoicePerturbHook:
         if self.kind == "vtlp":
             lo, hi = math.log(self.warp_range[0]), math.log(self.warp_range[1])
             batch["warp"] = torch.from_numpy(np.exp(rng.uniform(lo, hi, size=wav.shape[0]))).float()
-        else:
+        elif self.kind == "praat":
             batch["student_wav"] = torch.stack([change_voice(w, rng) for w in wav])
+        if self.eq_db > 0:
+            student = batch.get("student_wav", wav)
+            gains = rng.uniform(-self.eq_db, self.eq_db, size=(wav.shape[0], len(EQ_CENTRES)))
+            batch["student_wav"] = torch.stack([_same_moments(equalize(w, g), w) for w, g in zip(student, gains)])
         return batch
 
 
@@ -108,3 +121,24 @@ def change_voice(wav: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     y = np.pad(y[: len(x)], (0, max(0, len(x) - len(y))))
     y = (y - y.mean()) / max(float(y.std()), 1e-8) * float(x.std()) + float(x.mean())
     return torch.from_numpy(y).to(wav.dtype)
+
+
+def eq_gain_db(freqs: np.ndarray, gains_db: np.ndarray) -> np.ndarray:
+    """The equaliser's gain (dB) at ``freqs`` (Hz): ``gains_db`` at :data:`EQ_CENTRES`, linear in dB over log
+    frequency between them, the end bands' gains beyond them."""
+    return np.interp(np.log(np.maximum(freqs, 1e-3)), np.log(EQ_CENTRES), gains_db)
+
+
+def equalize(wav: torch.Tensor, gains_db: np.ndarray) -> torch.Tensor:
+    """One utterance (L,) through the zero-phase equaliser of ``gains_db`` (one per :data:`EQ_CENTRES` band)."""
+    x = wav.double().numpy()
+    spectrum = np.fft.rfft(x)
+    gain = 10.0 ** (eq_gain_db(np.fft.rfftfreq(x.size, 1.0 / SAMPLE_RATE), np.asarray(gains_db)) / 20.0)
+    return torch.from_numpy(np.fft.irfft(spectrum * gain, n=x.size)).to(wav.dtype)
+
+
+def _same_moments(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``y`` given the mean and standard deviation of ``like``."""
+    y64, ref = y.double(), like.double()
+    return ((y64 - y64.mean()) / y64.std(unbiased=False).clamp_min(1e-8) * ref.std(unbiased=False)
+            + ref.mean()).to(like.dtype)
