@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from spidrkit.errors import InputError
 from spidrkit.extraction.features_io import iter_feature_files, load_array, load_features
 from spidrkit.io import atomic_write, read_sidecar, sidecar_path, write_sidecar
+from spidrkit.lazy import install_hint, require
 
 BACKENDS = ("auto", "faiss", "sklearn")
 DEFAULT_MAX_FRAMES = 500_000
@@ -173,7 +174,7 @@ def resolve_backend(backend: str = "auto") -> str:
             import faiss  # noqa: F401
         except ImportError:
             if backend == "faiss":
-                raise KMeansError("backend 'faiss' needs faiss-cpu: pip install faiss-cpu") from None
+                raise KMeansError(f"backend 'faiss' needs {install_hint('faiss')}") from None
             return "sklearn"
         return "faiss"
     return "sklearn"
@@ -191,8 +192,7 @@ def _lloyd(x: np.ndarray, init: np.ndarray, niter: int, seed: int, backend: str)
         )
         km.train(x, init_centroids=init)
         return np.asarray(km.centroids, dtype=np.float32)
-    from sklearn.cluster import KMeans
-
+    KMeans = require("sklearn.cluster", "k-means (backend sklearn; or install faiss-cpu)").KMeans
     km = KMeans(n_clusters=k, init=init, n_init=1, max_iter=niter, random_state=seed).fit(x)
     return km.cluster_centers_.astype(np.float32)
 
