@@ -192,7 +192,7 @@ def _lloyd(x: np.ndarray, init: np.ndarray, niter: int, seed: int, backend: str)
         )
         km.train(x, init_centroids=init)
         return np.asarray(km.centroids, dtype=np.float32)
-    KMeans = require("sklearn.cluster", "k-means (backend sklearn; or install faiss-cpu)").KMeans
+    KMeans = require("sklearn.cluster", "k-means fitting (backend sklearn)").KMeans
     km = KMeans(n_clusters=k, init=init, n_init=1, max_iter=niter, random_state=seed).fit(x)
     return km.cluster_centers_.astype(np.float32)
 
