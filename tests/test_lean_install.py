@@ -228,3 +228,28 @@ def test_require_names_the_extra_and_passes_other_failures_through(tmp_path, mon
     monkeypatch.setitem(EXTRAS, "brokenpkg", ("brokenpkg", "eval"))
     with pytest.raises(ModuleNotFoundError, match="not_a_module_anywhere"):
         require("brokenpkg", "x")
+
+
+def _lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version.strip()
+    return pins
+
+
+def test_the_lock_pins_every_declared_dependency_with_the_cpu_torch():
+    """requirements.lock (``make lock``) holds a version of every core and extra dependency (not the test oracle,
+    installed with --no-deps) that satisfies pyproject.toml, and none of the CUDA wheels."""
+    project, pins = _pyproject(), _lock_pins()
+    declared = [*project["dependencies"], *(r for name, reqs in project["optional-dependencies"].items()
+                                            if name != "parity" for r in reqs)]
+    for text in declared:
+        req = Requirement(text)
+        if canonicalize_name(req.name) != "spidrkit":
+            name = canonicalize_name(req.name)
+            assert name in pins, f"{req.name} is not in requirements.lock: run `make lock`"
+            assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} vs {req}"
+    assert not [n for n in pins if n.startswith(("nvidia-", "cuda-")) or n == "triton"]
+    assert pins["torch"] == "2.14.1"
