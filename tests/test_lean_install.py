@@ -43,24 +43,24 @@ def _names(requirements: list[str]) -> set[str]:
 
 
 def core_closure(roots: set[str]) -> set[str]:
-    """The installed distributions that ``roots`` require, themselves included (markers evaluated here, no
-    extras), as canonical names."""
-    seen: set[str] = set()
-    todo = [canonicalize_name(r) for r in roots]
+    """The installed distributions that ``roots`` require, themselves included, as canonical names: markers
+    evaluated here, the extras a requirement names followed (``cuda-toolkit[cublas]``), no others."""
+    seen: set[tuple[str, str]] = set()
+    todo = [(canonicalize_name(r), "") for r in roots]
     while todo:
-        name = todo.pop()
-        if name in seen:
+        name, extra = todo.pop()
+        if (name, extra) in seen:
             continue
-        seen.add(name)
+        seen.add((name, extra))
         try:
             requires = md.requires(name) or []
         except md.PackageNotFoundError:
             continue
         for text in requires:
             req = Requirement(text)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(canonicalize_name(req.name))
-    return seen
+            if req.marker is None or req.marker.evaluate({"extra": extra}):
+                todo += [(canonicalize_name(req.name), e) for e in ["", *req.extras]]
+    return {name for name, _ in seen}
 
 
 def allowed_modules() -> set[str]:
