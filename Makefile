@@ -2,7 +2,7 @@
 VENV ?= .venv
 MINUTES ?= 24
 
-.PHONY: venv oracle demo test lint bench system
+.PHONY: venv oracle demo test lint bench system lock
 
 # benchmarks/: timings, experiments/: the studies behind docs/, system/: the fault test (benchmarks/README.md)
 LINT_PATHS = src tests benchmarks experiments system hubconf.py
@@ -31,3 +31,10 @@ bench: venv
 # kill -9, SIGTERM and a full disk during pretraining and extraction, for real (a few minutes; not in `make test`)
 system: venv
 	$(VENV)/bin/python system/faults.py
+
+# requirements.lock: the full dev environment (.[all,dev]) pinned, for Linux x86_64 and Python 3.12 with the
+# CPU-only torch (scripts/lock-overrides.txt); regenerate after changing pyproject.toml's dependencies
+# (README, "Install"). uv comes with the dev extra.
+lock: venv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra all --extra dev --python-version 3.12 \
+		--python-platform x86_64-manylinux_2_28 --override scripts/lock-overrides.txt --custom-compile-command "make lock" -o requirements.lock

@@ -32,7 +32,9 @@ fi
 stamp="$VENV/.spidrkit-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    # every extra (hf, lm, eval, gpu, tracking, slurm, faiss, voices) and the tests' tools: make demo and make test
+    # need them all (README, "Install": a core-only install is `pip install .`)
+    "$VENV/bin/python" -m pip install -q -e ".[all,dev]"
     touch "$stamp"
 fi
 # the corpus builder's synthesisers (Debian): flite (aligned voices), festival + its ked voice (the held-out

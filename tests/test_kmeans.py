@@ -234,7 +234,7 @@ def test_backend_choice(monkeypatch):
     assert resolve_backend("auto") == ("faiss" if HAS_FAISS else "sklearn")
     monkeypatch.setitem(sys.modules, "faiss", None)  # faiss not installed: auto falls back, faiss is an error
     assert resolve_backend("auto") == "sklearn"
-    with pytest.raises(KMeansError, match="pip install faiss-cpu"):
+    with pytest.raises(KMeansError, match=r"faiss-cpu \(not installed\): pip install 'spidrkit\[faiss\]'"):
         resolve_backend("faiss")
 
 

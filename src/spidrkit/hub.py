@@ -24,8 +24,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from spidrkit.errors import InputError
+from spidrkit.lazy import require
 from spidrkit.retry import with_retries
 
 PREFIX = "hf://"
@@ -92,20 +94,26 @@ def hub_ref(text: str, revision: str | None = None) -> HubRef | None:
 
 
 # ------------------------------------------------------------------------------------------ environment
+def _hf(module: str = "huggingface_hub") -> ModuleType:
+    """``huggingface_hub`` (or one of its modules); :class:`~spidrkit.lazy.MissingExtra` naming the ``hf`` extra
+    when it is not installed."""
+    return require(module, "a Hugging Face Hub repo")
+
+
 def _env_true(name: str) -> bool:
     return os.environ.get(name, "").strip().upper() in _TRUE
 
 
 def offline() -> bool:
     """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) set now or when ``huggingface_hub`` was imported."""
-    from huggingface_hub import constants
+    constants = _hf("huggingface_hub.constants")
 
     return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE") or bool(constants.HF_HUB_OFFLINE)
 
 
 def cache_folder() -> Path:
     """The Hugging Face cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
-    from huggingface_hub import constants
+    constants = _hf("huggingface_hub.constants")
 
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
@@ -116,7 +124,7 @@ def cache_folder() -> Path:
 
 def endpoint() -> str:
     """``$HF_ENDPOINT``, else the Hub's own address."""
-    from huggingface_hub import constants
+    constants = _hf("huggingface_hub.constants")
 
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
@@ -158,7 +166,7 @@ def _reason(error: BaseException) -> str:
 
 def _download_error(ref: HubRef, error: Exception) -> HubError | None:
     """The one-line :class:`HubError` of a failed download, ``None`` for an error that is not the Hub's."""
-    from huggingface_hub import errors
+    errors = _hf("huggingface_hub.errors")
 
     revision = ref.revision or DEFAULT_REVISION
     if isinstance(error, errors.RevisionNotFoundError):
@@ -184,7 +192,7 @@ def _download_error(ref: HubRef, error: Exception) -> HubError | None:
 def snapshot(ref: HubRef, allow: list[str]) -> Path:
     """The local folder of the files of ``ref`` that match ``allow`` (``fnmatch`` patterns), downloaded into the
     cache when needed (only the cache when offline). The folder's name is the commit (:func:`commit_of`)."""
-    from huggingface_hub import snapshot_download
+    snapshot_download = _hf().snapshot_download
 
     def once() -> str:
         return snapshot_download(ref.repo_id, revision=ref.revision, cache_dir=str(cache_folder()),
@@ -205,7 +213,7 @@ def commit_of(folder: Path) -> str:
 
 
 def _upload_error(repo_id: str, error: Exception) -> HubError | None:
-    from huggingface_hub import errors
+    errors = _hf("huggingface_hub.errors")
 
     if isinstance(error, errors.LocalTokenNotFoundError) or _status(error) in (401, 403):
         return HubError(f"{repo_id}: no write access on the Hugging Face Hub ({endpoint()}): {TOKEN_HINT} "
@@ -221,7 +229,7 @@ def upload(folder: str | os.PathLike, repo_id: str, files: list[str], *, private
     """Create the model repo ``repo_id`` when it is missing (``private`` then), commit the ``files`` of ``folder``
     (names or ``fnmatch`` patterns) to its main branch; returns the commit's address. The token: ``HF_TOKEN``
     (or a saved login)."""
-    from huggingface_hub import HfApi
+    HfApi = _hf().HfApi
 
     api = HfApi(endpoint=endpoint())
 

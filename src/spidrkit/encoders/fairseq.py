@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from spidrkit.encoders.hf import EncoderError, HFEncoder, model_class
+from spidrkit.lazy import require
 
 FAIRSEQ_FAMILIES = {"hubert": "hubert", "wav2vec2": "wav2vec2", "wav2vec": "wav2vec2"}
 DROPPED = ("label_embs_concat", "final_proj.", "quantizer.", "project_q.", "project_inp.", "target_glu.")
@@ -136,7 +137,7 @@ def _heads_default(dim: int, path: Path) -> int:
 
 def hf_config(family: str, model: Mapping[str, Any], sd: Mapping[str, torch.Tensor], path: Path) -> Any:
     """The ``transformers`` config of a fairseq HuBERT/wav2vec 2.0 (its ``cfg`` first, shapes second)."""
-    import transformers
+    transformers = require("transformers", "a fairseq HuBERT / wav2vec 2.0 checkpoint")
 
     blocks = {int(m.group(1)) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k))}
     if "post_extract_proj.weight" not in sd or not blocks:

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from spidrkit.errors import InputError
+from spidrkit.lazy import require
 from spidrkit.models.signal import SAMPLE_RATE, standardize_batch
 
 # model_type of config.json -> the transformers class of the bare encoder
@@ -58,8 +59,7 @@ def model_class(model_type: str) -> type:
     if model_type not in FAMILIES:
         raise EncoderError(f"model_type {model_type!r} is not an encoder spidrkit wraps "
                            f"(expected one of {', '.join(FAMILIES)})")
-    import transformers
-
+    transformers = require("transformers", "a HuBERT / wav2vec 2.0 / WavLM / data2vec-audio encoder")
     return getattr(transformers, FAMILIES[model_type])
 
 

@@ -28,6 +28,7 @@ from spidrkit.errors import InputError
 from spidrkit.extraction.features_io import iter_feature_files, load_array, load_features
 from spidrkit.io import atomic_write, read_sidecar, sidecar_path, write_sidecar
 from spidrkit.runtime import progress_bar
+from spidrkit.lazy import install_hint, require
 
 BACKENDS = ("auto", "faiss", "sklearn")
 DEFAULT_MAX_FRAMES = 500_000
@@ -178,7 +179,7 @@ def resolve_backend(backend: str = "auto") -> str:
             import faiss  # noqa: F401
         except ImportError:
             if backend == "faiss":
-                raise KMeansError("backend 'faiss' needs faiss-cpu: pip install faiss-cpu") from None
+                raise KMeansError(f"backend 'faiss' needs {install_hint('faiss')}") from None
             return "sklearn"
         return "faiss"
     return "sklearn"
@@ -199,8 +200,7 @@ def _lloyd_steps(x: np.ndarray, centroids: np.ndarray, seed: int, backend: str, 
         )
         km.train(x, init_centroids=centroids)
         return np.asarray(km.centroids, dtype=np.float32), n
-    from sklearn.cluster import KMeans
-
+    KMeans = require("sklearn.cluster", "k-means fitting (backend sklearn)").KMeans
     km = KMeans(n_clusters=k, init=centroids, n_init=1, max_iter=n, random_state=seed).fit(x)
     return km.cluster_centers_.astype(np.float32), int(km.n_iter_)
 

@@ -10,17 +10,20 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import OPTConfig, OPTForCausalLM
-from transformers.utils import logging as hf_logging
 
 from spidrkit.errors import InputError
 from spidrkit.hub import HubError, commit_of, hub_ref, missing_path, snapshot
 from spidrkit.io import fsync_dir, read_sidecar, write_sidecar
+from spidrkit.lazy import require
 from spidrkit.lm.config import LMModelConfig
 from spidrkit.lm.vocab import BOS, EOS, PAD, UnitVocab
+
+if TYPE_CHECKING:
+    from transformers import OPTForCausalLM
 
 WHICH = ("best", "last")
 HUB_FILES = ["*.json", "*.safetensors"]  # what a unit LM repo needs (a model folder, or a run's best/ and last/)
@@ -30,9 +33,16 @@ class LMError(InputError):
     """A unit LM run folder or model folder that cannot be read as asked."""
 
 
+def _transformers(module: str = "transformers") -> ModuleType:
+    """``transformers`` (or one of its modules), imported on first use; :class:`~spidrkit.lazy.MissingExtra`
+    naming the ``lm`` extra when it is not installed."""
+    return require(module, "a unit language model", extra="lm")
+
+
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """No progress bars of ``transformers`` while a small model folder is written or read."""
+    hf_logging = _transformers("transformers.utils.logging")
     enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
@@ -45,14 +55,15 @@ def _quiet_transformers() -> Iterator[None]:
 def build_model(m: LMModelConfig, vocab: UnitVocab) -> OPTForCausalLM:
     """A randomly initialised OPT decoder over ``vocab.size`` tokens (pre-LayerNorm, ReLU, tied embeddings,
     learned positions: OPT-125M's architecture at these dimensions)."""
-    config = OPTConfig(
+    transformers = _transformers()
+    config = transformers.OPTConfig(
         vocab_size=vocab.size, hidden_size=m.dim, num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads,
         ffn_dim=m.ffn_dim, max_position_embeddings=m.context, word_embed_proj_dim=m.dim, dropout=m.dropout,
         attention_dropout=m.attention_dropout, activation_dropout=0.0, layerdrop=0.0, do_layer_norm_before=True,
         activation_function="relu", pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
         tie_word_embeddings=True,
     )
-    return OPTForCausalLM(config)
+    return transformers.OPTForCausalLM(config)
 
 
 def save_model_dir(model: OPTForCausalLM, vocab: UnitVocab, folder: str | os.PathLike, **info: Any) -> Path:
@@ -113,7 +124,7 @@ def load_lm(run_dir: str | os.PathLike, which: str = "best", device: str | torch
         raise LMError(f"{folder}: no unit LM model folder here ({hint})")
     vocab = UnitVocab.load(folder)
     with _quiet_transformers():
-        model = OPTForCausalLM.from_pretrained(folder).to(device).eval()
+        model = _transformers().OPTForCausalLM.from_pretrained(folder).to(device).eval()
     if model.config.vocab_size != vocab.size:
         raise LMError(f"{folder}: the model has {model.config.vocab_size} tokens, vocab.json {vocab.size}")
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.config import config_from_dict
+from spidrkit.lazy import install_hint
 from spidrkit.runtime import LaunchError
 from spidrkit.training.loop import pretrain
 
@@ -58,7 +59,7 @@ def submit_slurm(cfg_dict: dict[str, Any], run_dir: str | os.PathLike, spec: dic
     try:
         import submitit
     except ImportError as e:
-        raise LaunchError("--slurm needs submitit: pip install 'spidrkit[slurm]'") from e
+        raise LaunchError(f"--slurm needs {install_hint('submitit')}") from e
     folder = Path(run_dir) / "slurm"
     folder.mkdir(parents=True, exist_ok=True)
     executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster="slurm")

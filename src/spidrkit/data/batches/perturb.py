@@ -31,6 +31,7 @@ import torch
 
 from spidrkit.config import SAMPLE_RATE, Config
 from spidrkit.data.batches.dataset import batch_rng
+from spidrkit.lazy import require
 
 STREAM = 2  # the RNG stream of the perturbation (masks use 0 for training, 1 for validation)
 FORMANT_RATIO = (1.0, 1.4)
@@ -92,13 +93,8 @@ class VoicePerturbHook:
 
 
 def require_parselmouth() -> None:
-    try:
-        import parselmouth  # noqa: F401
-    except ImportError:
-        from spidrkit.errors import InputError
-
-        raise InputError("data.voice_perturb = 'praat' needs praat-parselmouth: pip install praat-parselmouth"
-                         ) from None
+    """:class:`~spidrkit.lazy.MissingExtra` (the ``voices`` extra) when praat-parselmouth is not installed."""
+    require("parselmouth", "data.voice_perturb = 'praat'")
 
 
 def _ratio(rng: np.random.Generator, bounds: tuple[float, float]) -> float:

@@ -44,6 +44,7 @@ from spidrkit.errors import InputError
 from spidrkit.evaluation.metrics.discrete import UnitSource, frame_units, units_as_indices
 from spidrkit.extraction.features_io import iter_feature_files
 from spidrkit.extraction.features_io import load_features as read_feature_file
+from spidrkit.lazy import require
 
 Speaker = Literal["within", "across"]
 Context = Literal["within", "any"]
@@ -192,6 +193,7 @@ def read_abx_labels(item_file: str | os.PathLike):
     """The items of an item file as fastabx reads them (a polars DataFrame, onset and offset as decimals),
     checked: the ZeroSpeech columns, one item at least, times that are numbers with onset <= offset. A file
     that fastabx cannot parse is an :class:`ABXInputError` naming it."""
+    require("fastabx", "ABX")
     import polars as pl
     from fastabx.dataset import read_labels
 
@@ -216,6 +218,7 @@ def read_abx_labels(item_file: str | os.PathLike):
 def _dataset(features: FeatureSource, item_file: Path, frequency: float, distance: Distance,
              device: str | None, progress: bool):
     """A fastabx Dataset holding the item frames of ``features`` (a folder or a mapping)."""
+    require("fastabx", "ABX")
     from fastabx import Dataset, InMemoryAccessor
     from fastabx.dataset import load_data_from_item
     from fastabx.utils import resolve_device
@@ -261,6 +264,7 @@ def abx_score(features: FeatureSource, item_file: str | os.PathLike, options: AB
         its fields as keywords (``speaker="across", distance="identical"``).
     :param frequency: frame rate of the features in Hz (the model's ``frame_rate``).
     """
+    require("fastabx", "ABX")
     from fastabx import Score, Subsampler, Task
 
     o = with_overrides(ABXOptions, options, overrides, "abx_score")
@@ -339,6 +343,7 @@ def abx_units(
 
 def empty_task_errors() -> tuple[type[BaseException], ...]:
     """fastabx's errors for a task without any valid triplet (too few items or speakers)."""
+    require("fastabx", "ABX")
     from fastabx.score import EmptyScoreError
     from fastabx.verify import EmptyTaskError
 

@@ -55,6 +55,7 @@ from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.evaluation.sweep.evalset import spread, train_subset
 from spidrkit.evaluation.sweep.features import baseline_outputs, layer_groups, model_outputs
 from spidrkit.evaluation.sweep.scores import threads_like_torch
+from spidrkit.lazy import require
 
 PROBE_C = 1.0  # inverse L2 strength of scikit-learn's LogisticRegression, on standardised features
 MAX_TRAIN_FRAMES = 20_000  # training frames per layer (and per probe), at most
@@ -172,6 +173,7 @@ def _fit_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: Sequence[np.n
                  max_frames: int, seed: int) -> list[np.ndarray]:
     """Standardise on (at most ``max_frames``, seeded) training frames, fit the logistic regression,
     predict each array of ``test_x``."""
+    require("sklearn", "a linear probe")
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 

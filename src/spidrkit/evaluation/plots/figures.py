@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.io import atomic_write
+from spidrkit.lazy import require
 
 DPI = 100
 
@@ -62,7 +63,7 @@ class Figure:
 
 def pyplot():
     """matplotlib's pyplot on the Agg backend (imported on first use)."""
-    import matplotlib
+    matplotlib = require("matplotlib", "a figure")
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

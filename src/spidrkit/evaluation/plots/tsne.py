@@ -13,6 +13,7 @@ from spidrkit.data.corpora.phones import CLASS_COLOURS, CLASS_ORDER, SILENCES, b
 from spidrkit.evaluation.metrics.abx import FeatureSource
 from spidrkit.evaluation.metrics.word_map import read_words, segment_embeddings
 from spidrkit.evaluation.plots.figures import Figure, Panel, Series, pyplot, save_figure
+from spidrkit.lazy import require
 
 UNKNOWN_SPEAKER = "?"
 IGNORED_PHONES = tuple(sorted(SILENCES))
@@ -78,7 +79,7 @@ def phone_embeddings(
 
 def tsne_points(embeddings: torch.Tensor | np.ndarray, *, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
     """2-D t-SNE (scikit-learn, cosine metric, PCA init) of (N, D) embeddings: (N, 2)."""
-    from sklearn.manifold import TSNE
+    TSNE = require("sklearn.manifold", "a t-SNE map").TSNE
 
     x = np.asarray(embeddings.detach().cpu() if isinstance(embeddings, torch.Tensor) else embeddings,
                    dtype=np.float32)

@@ -38,6 +38,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from spidrkit.lazy import require
+
 TRACK_FILES = {  # track -> (its dev entries, its test entries)
     "phonetic": (("dev-clean", "dev-other"), ("test-clean", "test-other")),
     "lexical": (("dev.txt",), ("test.txt",)),
@@ -70,7 +72,8 @@ def _is_number(value: Any) -> bool:
 
 def _scipy_metric(metric: str) -> bool:
     import numpy as np
-    from scipy.spatial.distance import cdist
+
+    cdist = require("scipy.spatial.distance", "checking a submission's semantic metric").cdist
 
     try:
         cdist(np.ones((3, 2)), np.ones((3, 2)), metric)
@@ -116,7 +119,7 @@ def meta_problems(meta: Any) -> list[str]:
 
 def read_meta(folder: Path) -> tuple[Any, list[str]]:
     """``meta.yaml`` of a submission, parsed as the validator does, and the problems met reading it."""
-    import yaml
+    yaml = require("yaml", "reading a submission's meta.yaml")
 
     path = folder / "meta.yaml"
     if not path.is_file():

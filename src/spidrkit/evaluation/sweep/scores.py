@@ -35,6 +35,7 @@ from spidrkit.evaluation.sweep.features import (
     model_outputs,
 )
 from spidrkit.extraction.kmeans import fit_kmeans
+from spidrkit.lazy import require
 from spidrkit.runtime import Stopwatch
 
 BYTES_PER_VALUE = 4  # float32 features
@@ -50,7 +51,7 @@ def threads_like_torch(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from threadpoolctl import threadpool_limits
+        threadpool_limits = require("threadpoolctl", "an evaluation").threadpool_limits
 
         # load the runtimes now: threadpoolctl limits only the libraries already loaded
         for name in ("sklearn.manifold", "sklearn.cluster", "sklearn.linear_model", "faiss"):
