@@ -50,3 +50,21 @@ def test_clean_features_are_recognised_exactly():
     # the same utterances with their feature columns shuffled against the labels: nothing to learn
     noise = {u: (rng.permutation(x), y) for u, (x, y) in test.items()}
     assert sum(ctc_phone_recognition(train, noise, seed=0)["edits"]) > 0.5 * sum(out["gold"])
+
+
+def test_the_decoder_is_tuned_on_the_held_aside_utterances_only():
+    """Utterances given as ``tune_on`` are not fitted; the blank bonus is the one that decodes them best. Noisy
+    tuning utterances flicker, so a larger bonus (fewer insertions) decodes them best; clean ones need none."""
+    rng = np.random.default_rng(1)
+    phones = ["SIL", "a", "b", "c", "d", "e", "f", "g"]
+    train = {f"t{i}": _utterance(rng, phones, 10) for i in range(40)}
+    noisy = {}
+    for i in range(15):
+        x, y = _utterance(rng, phones, 10)
+        noisy[f"n{i}"] = (x + rng.normal(0, 0.45, x.shape).astype(np.float32), y)
+    test = {f"h{i}": _utterance(rng, phones, 10) for i in range(5)}
+    plain = ctc_phone_recognition(train, test, seed=0)
+    tuned = ctc_phone_recognition({**train, **noisy}, test, tune_on=list(noisy), seed=0)
+    assert plain["blank_bonus"] == 0.0
+    assert tuned["blank_bonus"] > 0.0
+    assert tuned["gold"] == plain["gold"]

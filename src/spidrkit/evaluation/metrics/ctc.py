@@ -134,23 +134,27 @@ def _scores(head: torch.nn.Linear, mean: np.ndarray, std: np.ndarray, utts: Pair
     return edits, gold
 
 
-def ctc_phone_recognition(train: Paired, test: Paired, *, steps: int = CTC_STEPS, lr: float = CTC_LR,
-                          seed: int = 0) -> dict[str, Any]:
-    """Train the head on ``train``, choose the blank bonus (:data:`BLANK_BONUSES`, the insertion penalty of a
-    decoder) that decodes ``train`` best, decode ``test``: per test utterance (sorted), the edit distance to its
-    gold phone sequence and that sequence's length (``edits``, ``gold``), the bonus and the phone inventory
-    size."""
-    train_utts = [u for u in sorted(train) if phone_sequence(list(train[u][1]))]
-    if not train_utts:
+def ctc_phone_recognition(train: Paired, test: Paired, *, tune_on: Sequence[str] = (), steps: int = CTC_STEPS,
+                          lr: float = CTC_LR, seed: int = 0) -> dict[str, Any]:
+    """Train the head on ``train`` less the ``tune_on`` utterances, choose the blank bonus
+    (:data:`BLANK_BONUSES`, the insertion penalty of a decoder) that decodes ``tune_on`` best (the training
+    utterances when ``tune_on`` is empty), decode ``test``: per test utterance (sorted), the edit distance to its
+    gold phone sequence and that sequence's length (``edits``, ``gold``), the bonus and the phone inventory size.
+    The probe passes one training voice as ``tune_on``: the bonus is then tuned on a voice the head did not
+    hear, as the test voice is."""
+    usable = [u for u in sorted(train) if phone_sequence(list(train[u][1]))]
+    tune = [u for u in usable if u in set(tune_on)]
+    fit = [u for u in usable if u not in set(tune)]
+    if not fit:
         raise ValueError("the CTC head has no training utterance with a phone outside silence")
-    vocab = sorted({p for u in train_utts for p in phone_sequence(list(train[u][1]))})
-    data = HeadData([np.asarray(train[u][0], dtype=np.float32) for u in train_utts],
-                    [np.asarray(train[u][1]) for u in train_utts], {p: i + 1 for i, p in enumerate(vocab)})
+    vocab = sorted({p for u in usable for p in phone_sequence(list(train[u][1]))})
+    data = HeadData([np.asarray(train[u][0], dtype=np.float32) for u in fit],
+                    [np.asarray(train[u][1]) for u in fit], {p: i + 1 for i, p in enumerate(vocab)})
     with torch.random.fork_rng():
         head, mean, std = train_head(data, steps=steps, lr=lr, seed=seed)
     names = ["<blank>", *vocab]
-    fit = {u: train[u] for u in train_utts}
-    per = [sum(e) / sum(g) for e, g in (_scores(head, mean, std, fit, names, b) for b in BLANK_BONUSES)]
+    tuning = {u: train[u] for u in (tune or fit)}
+    per = [sum(e) / sum(g) for e, g in (_scores(head, mean, std, tuning, names, b) for b in BLANK_BONUSES)]
     bonus = BLANK_BONUSES[int(np.argmin(per))]
     edits, gold = _scores(head, mean, std, test, names, bonus)
     return {"edits": edits, "gold": gold, "blank_bonus": bonus, "phones": len(vocab)}
