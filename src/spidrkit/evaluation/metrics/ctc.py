@@ -26,7 +26,7 @@ import torch
 
 from spidrkit.data.corpora.phones import SILENCES
 
-CTC_STEPS = 300  # full-batch Adam steps of the head
+CTC_STEPS = 200  # full-batch Adam steps of the head
 CTC_LR = 0.1  # Adam's learning rate
 WARM_STEPS = 50  # cross-entropy steps against the frame labels first
 BLANK = 0  # the CTC blank's index; phones are 1..V
