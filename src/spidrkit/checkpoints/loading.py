@@ -66,7 +66,7 @@ from spidrkit.encoders import (
 from spidrkit.encoders.pretrained import weights_file
 from spidrkit.errors import naming
 from spidrkit.hub import HubError, HubRef, commit_of, hub_ref, looks_like_path, missing_path
-from spidrkit.io import file_sha256
+from spidrkit.io import file_sha256, refuse_overwrite
 from spidrkit.models.spidr import SpidR
 
 RANDOM_PREFIX = "random:"
@@ -376,10 +376,8 @@ def convert(
     The weights are checked by building the model first, so a file that converts is a file that loads.
     """
     to_dir = str(out_path).endswith((os.sep, "/")) or Path(out_path).is_dir()
-    taken = [p for p in ([Path(out_path) / "config.json", Path(out_path) / "model.safetensors"] if to_dir
-                         else [Path(out_path)]) if p.exists()]
-    if taken and not force:
-        raise CheckpointError(f"convert: {taken[0]} exists; pass --force to replace it (or choose another output)")
+    refuse_overwrite([Path(out_path) / "config.json", Path(out_path) / "model.safetensors"] if to_dir
+                     else [Path(out_path)], force, "convert")
     if str(in_path) in NAMED_WEIGHTS and not Path(in_path).exists():
         in_path, variant = fetch_weights(str(in_path)), variant or NAMED_WEIGHTS[str(in_path)].variant
     if Path(out_path).resolve() == Path(in_path).resolve():

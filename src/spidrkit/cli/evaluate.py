@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for add in (_add_abx, _add_units, _add_map, _add_sweep, _add_probe, _add_plot_perplexity, add_budget_parser):
         add(sub)
     add_model_options(add_slm_parser(sub))
+    for p in sub.choices.values():
+        p.add_argument("--force", action="store_true", help="replace an existing output (-o, --plot)")
 
 
 def _add_abx(sub) -> None:
@@ -399,13 +401,24 @@ ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "probe": 
            "plot-perplexity": _plot_perplexity, "slm": _slm, "slm-compare": _slm, "budget": _budget}
 
 
-OUTPUT_FOLDERS = ("sweep", "probe", "slm", "slm-compare", "budget")  # actions whose -o is a folder
+OUTPUT_FOLDERS = {"sweep": "report.json", "probe": "report.json", "slm": "report.json", "slm-compare": "report.json",
+                  "budget": "budget.json"}  # actions whose -o is a folder: the file that says they are done
+
+
+def _final_outputs(args: argparse.Namespace) -> list[Path]:
+    """The finished outputs an action would replace: a folder's report, or the files given to -o / --plot."""
+    if args.output is None:
+        return []
+    if args.action in OUTPUT_FOLDERS:
+        return [Path(args.output) / OUTPUT_FOLDERS[args.action]]
+    return [Path(p) for p in (args.output, getattr(args, "plot", None)) if p]
 
 
 def run(args: argparse.Namespace) -> int:
     # typed errors of the library (SweepError, CheckpointError...) are InputErrors: cli.main prints them, exit 2
-    if args.action in OUTPUT_FOLDERS and args.output is not None:
-        from spidrkit.io import check_output_dir
+    from spidrkit.io import check_output_dir, refuse_overwrite
 
+    if args.action in OUTPUT_FOLDERS and args.output is not None:
         check_output_dir(args.output, "-o")  # before any model, corpus or benchmark is read
+    refuse_overwrite(_final_outputs(args), args.force, f"evaluate {args.action}")
     return ACTIONS[args.action](args)

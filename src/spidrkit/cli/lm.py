@@ -27,7 +27,7 @@ import sys
 from typing import Any
 
 from spidrkit.cli.model_args import add_model_options
-from spidrkit.io import read_sidecar
+from spidrkit.io import read_sidecar, refuse_overwrite
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +70,7 @@ def add_units_parser(sub: Any) -> None:
     p.add_argument("--max-files", type=int, default=None, metavar="N", help="at most N utterances, evenly spaced")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("-o", "--output", required=True, metavar="UNITS", help="units file (.txt or .jsonl)")
+    p.add_argument("--force", action="store_true", help="replace an existing -o file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_options(p)
 
@@ -84,6 +85,7 @@ def _units(args: argparse.Namespace) -> int:
         write_corpus_units,
     )
 
+    refuse_overwrite([args.output], args.force, "lm units")
     spec = parse_units(args.units, args.layer, args.encoder)
     # the manifest (and --max-files) before any model is loaded; gold phones need neither
     total = 0 if spec.kind == "phones" else len(corpus_entries(args.corpus, args.split, args.max_files))
