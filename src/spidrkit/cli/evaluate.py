@@ -407,10 +407,8 @@ OUTPUT_FOLDERS = {"sweep": "report.json", "probe": "report.json", "slm": "report
 
 def _final_outputs(args: argparse.Namespace) -> list[Path]:
     """The finished outputs an action would replace: a folder's report, or the files given to -o / --plot."""
-    if args.output is None:
-        return []
     if args.action in OUTPUT_FOLDERS:
-        return [Path(args.output) / OUTPUT_FOLDERS[args.action]]
+        return [] if args.output is None else [Path(args.output) / OUTPUT_FOLDERS[args.action]]
     return [Path(p) for p in (args.output, getattr(args, "plot", None)) if p]
 
 
