@@ -59,7 +59,8 @@ def test_compare_refuses_reports_of_two_benchmarks(tmp_path, capsys):
     r1 = _report(tmp_path / "r1.json", benchmark_record(other, read_benchmark(other)))
     rows = [{"label": "phones", "report": str(r0)}, {"label": "spidr", "report": str(r1)}]
     code, err = _compare(tmp_path, capsys, rows)
-    assert code == 2 and err == (f"spidrkit evaluate: error: {tmp_path / 'rows.json'}: row 1 ('spidr') ({r1}) was "
+    assert code == 2 and err == (f"spidrkit evaluate slm-compare: error: {tmp_path / 'rows.json'}: row 1 ('spidr') "
+                                 f"({r1}) was "
                                  f"scored on benchmark {other}, row 0 ('phones') ({r0}) on {one} (other files or "
                                  "gold): compare scores of one benchmark\n")
     assert not (tmp_path / "out").exists()
@@ -77,7 +78,8 @@ def test_compare_refuses_two_scorings_under_one_label(tmp_path, capsys):
     r2 = _report(tmp_path / "r2.json", bench, bootstrap=10)
     code, err = _compare(tmp_path, capsys, [{"label": "spidr", "report": str(r0)},
                                             {"label": "spidr", "report": str(r1)}])
-    assert code == 2 and err == (f"spidrkit evaluate: error: {tmp_path / 'rows.json'}: row 1 ('spidr') ({r1}) and "
+    assert code == 2 and err == (f"spidrkit evaluate slm-compare: error: {tmp_path / 'rows.json'}: row 1 ('spidr') "
+                                 f"({r1}) and "
                                  f"row 0 ('spidr') ({r0}) share the label 'spidr' but were scored with "
                                  "normalize=False and normalize=True: give them different labels or score them "
                                  "alike\n")
@@ -105,7 +107,7 @@ def test_compare_refuses_two_scorings_under_one_label(tmp_path, capsys):
 def test_compare_checks_every_row_before_scoring(tmp_path, capsys, row, tail):
     r0 = _report(tmp_path / "r0.json", benchmark_record("b", []))
     code, err = _compare(tmp_path, capsys, [{"label": "a", "report": str(r0)}, row])
-    assert code == 2 and err == f"spidrkit evaluate: error: {tmp_path / 'rows.json'}: {tail}\n"
+    assert code == 2 and err == f"spidrkit evaluate slm-compare: error: {tmp_path / 'rows.json'}: {tail}\n"
     assert not (tmp_path / "out").exists()
 
 
@@ -126,7 +128,8 @@ def test_an_output_folder_that_is_a_file_is_refused_first(tmp_path, capsys, args
     afile.write_text("kept")
     code, err = _cli([a.format(out=afile) for a in args], capsys)
     flag = args[args.index("{out}") - 1] if args[args.index("{out}") - 1].startswith("-") else "OUT"
-    assert code == 2 and err == f"spidrkit {args[0]}: error: {flag} {afile}: is a file, not a folder; give a " \
+    command = " ".join(args[:2]) if args[0] == "evaluate" else args[0]  # evaluate's messages name the action
+    assert code == 2 and err == f"spidrkit {command}: error: {flag} {afile}: is a file, not a folder; give a " \
                                 "folder path\n"
     assert afile.read_text() == "kept"
 
@@ -173,6 +176,7 @@ def test_probe_of_one_phone_class_is_refused(speech_corpus, small_checkpoint, tm
                               for line in frames.read_text().splitlines() if line.strip()))
     code, err = _cli(["evaluate", "probe", "--model", small_checkpoint, "--corpus", corpus, "--layers", "1",
                       "--baselines", "none", "-o", tmp_path / "out", "--quiet"], capsys)
-    assert code == 2 and err == (f"spidrkit evaluate: error: {frames}: the probe's heldout files have 1 phone class "
+    assert code == 2 and err == (f"spidrkit evaluate probe: error: {frames}: the probe's heldout files have 1 "
+                                 "phone class "
                                  "(aa); a phone probe needs 2 or more (give a corpus of several phones)\n")
     assert not (tmp_path / "out").exists()

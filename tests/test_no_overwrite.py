@@ -62,6 +62,7 @@ def test_an_existing_output_is_refused_before_any_work(tmp_path, capsys, argv, e
     path.write_text("precious")
     args = [a.format(out=path, tmp=tmp_path) for a in argv]  # the inputs do not exist: the output comes first
     assert main(args) == 2
+    command = action if command == "evaluate" else command  # evaluate's messages name the action
     assert _err(capsys) == (f"spidrkit {command}: error: {action}: {path} exists; pass --force to replace it (or "
                             "choose another output)")
     assert path.read_text() == "precious"

@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog="--debug: show the traceback of an error")
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    if getattr(module, "MESSAGES_NAME_THE_ACTION", False):  # `spidrkit evaluate abx: error: ...`
+        name = f"{name} {args.action}"
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)

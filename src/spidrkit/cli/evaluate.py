@@ -36,6 +36,7 @@ from spidrkit.cli.arg_types import layer_list, name_list
 from spidrkit.cli.model_args import add_model_options, model_source
 
 DISTANCES = ("angular", "kl_symmetric", "identical")
+MESSAGES_NAME_THE_ACTION = True  # its actions are separate tools: errors say `spidrkit evaluate abx: error: ...`
 
 
 # ------------------------------------------------------------------------------------------- parser
