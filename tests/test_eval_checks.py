@@ -180,3 +180,33 @@ def test_probe_of_one_phone_class_is_refused(speech_corpus, small_checkpoint, tm
                                  "phone class "
                                  "(aa); a phone probe needs 2 or more (give a corpus of several phones)\n")
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------- --model given another kind of model
+def test_model_given_a_unit_lm_or_an_unsupported_transformers_folder_says_what_it_is(tmp_path, capsys):
+    run = tmp_path / "lm_run"  # a unit LM run folder (vocab.json, best/, checkpoints/) and its best/ model
+    (run / "best").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    for folder in (run, run / "best"):
+        (folder / "vocab.json").write_text('{"k": 4}')
+    (run / "best" / "config.json").write_text('{"model_type": "opt"}')
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"model_type": "bert"}')
+    (bert / "model.safetensors").write_bytes(b"\0" * 16)
+    for folder in (run, run / "best"):
+        code, err = _cli(["extract", str(tmp_path), "--model", str(folder), "-o", str(tmp_path / "o")], capsys)
+        assert code == 2 and err == (f"spidrkit extract: error: {folder} is a unit language model folder (spidrkit lm "
+                                     "train): pass it to --lm, not as a speech model\n")
+    code, err = _cli(["extract", str(tmp_path), "--model", str(bert), "-o", str(tmp_path / "o")], capsys)
+    assert code == 2 and err == (f"spidrkit extract: error: {bert}: a transformers model of model_type 'bert', which "
+                                 "spidrkit does not load as a speech model; supported model_type: hubert, wav2vec2, "
+                                 "wavlm, data2vec-audio\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweep_max_files_0_is_refused_before_any_model_or_corpus_is_read(tmp_path, capsys):
+    code, err = _cli(["evaluate", "sweep", "--model", tmp_path / "no.pt", "--corpus", tmp_path / "none", "-o",
+                      tmp_path / "o", "--max-files", "0"], capsys)
+    assert code == 2 and err == "spidrkit evaluate sweep: error: max_files (--max-files) must be >= 1, got 0\n"
+    assert not (tmp_path / "o").exists()

@@ -29,7 +29,7 @@ CASES = [
      "kmeans apply"),
     (["lm", "units", "{tmp}/corpus", "--units", "phones", "-o", "{out}"], "u.txt", "lm", "lm units"),
     (["units", "export", "{tmp}/u.txt", "-o", "{tmp}/km"], "km/train.km", "units", "units export"),
-    (["units", "export", "{tmp}/u.txt", "-o", "{tmp}/km", "--name", "dev"], "km/dict.km.txt", "units",
+    (["units", "export", "{tmp}/u.txt", "-o", "{tmp}/km", "--name", "dev"], "km/dev.tsv", "units",
      "units export"),
     (["evaluate", "abx", "{tmp}/feats", "{tmp}/x.item", "-o", "{out}"], "abx.json", "evaluate", "evaluate abx"),
     (["evaluate", "units", "{tmp}/u.txt", "{tmp}/labels.txt", "-o", "{out}"], "q.json", "evaluate",

@@ -82,15 +82,15 @@ class OutputExistsError(InputError):
 
 
 def refuse_overwrite(paths: Iterable[str | os.PathLike], force: bool, command: str,
-                     alternative: str = "choose another output") -> None:
+                     alternative: str = "choose another output", error: type[InputError] = OutputExistsError) -> None:
     """Nothing existing is replaced without ``--force``: the first of ``paths`` (the final files a command is
-    about to write) that exists is one :class:`OutputExistsError` (``COMMAND: PATH exists; pass --force to
-    replace it (or ALTERNATIVE)``), unless ``force``. Called before any work."""
+    about to write) that exists is one ``error`` (``COMMAND: PATH exists; pass --force to replace it (or
+    ALTERNATIVE)``), unless ``force``. Called before any work."""
     if force:
         return
     for p in paths:
         if Path(p).exists() or Path(p).is_symlink():
-            raise OutputExistsError(f"{command}: {p} exists; pass --force to replace it (or {alternative})")
+            raise error(f"{command}: {p} exists; pass --force to replace it (or {alternative})")
 
 
 class SidecarError(InputError):

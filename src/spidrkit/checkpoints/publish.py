@@ -73,7 +73,7 @@ def _staging(output: str | os.PathLike | None, force: bool) -> Iterator[Path]:
             yield Path(tmp)
         return
     folder = Path(output).expanduser()
-    refuse_overwrite([folder / f for f in FILES], force, "push", "choose another --output")
+    refuse_overwrite([folder / f for f in FILES], force, "push", "choose another --output", CheckpointError)
     folder.mkdir(parents=True, exist_ok=True)
     yield folder
 

@@ -29,11 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.extraction.unit_exports import DICT_NAME, export_km
+    from spidrkit.extraction.unit_exports import export_km
     from spidrkit.io import check_output_dir, refuse_overwrite
 
     out = check_output_dir(args.output, "-o")
-    refuse_overwrite([out / f"{args.name}.tsv", out / f"{args.name}.km", out / DICT_NAME], args.force, "units export")
+    # dict.km.txt is shared by the splits exported into one folder (each --name): only the split's files count
+    refuse_overwrite([out / f"{args.name}.tsv", out / f"{args.name}.km"], args.force, "units export")
     paths = export_km(args.units, args.output, args.manifest, args.name, args.dedup, args.k)
     lines = paths["km"].read_text().count("\n")
     print(f"wrote {paths['tsv']}, {paths['km']} ({lines} utterances) and {paths['dict']}")
