@@ -39,15 +39,15 @@ CASES = [
     (["evaluate", "map", "{tmp}/feats", "{tmp}/words.txt", "-o", "{out}"], "map.json", "evaluate", "evaluate map"),
     (["evaluate", "plot-perplexity", "{tmp}/metrics.jsonl", "-o", "{out}"], "f.png", "evaluate",
      "evaluate plot-perplexity"),
-    (["evaluate", "sweep", "--model", "M", "--corpus", "C", "-o", "{tmp}/S"], "S/report.json", "evaluate",
+    (["evaluate", "sweep", "--model", "M", "--corpus", "C", "-o", "{tmp}/S"], "S/report.html", "evaluate",
      "evaluate sweep"),
-    (["evaluate", "probe", "--model", "M", "--corpus", "C", "-o", "{tmp}/S"], "S/report.json", "evaluate",
+    (["evaluate", "probe", "--model", "M", "--corpus", "C", "-o", "{tmp}/S"], "S/report.html", "evaluate",
      "evaluate probe"),
-    (["evaluate", "slm", "BENCH", "--units", "phones", "--lm", "RUN", "-o", "{tmp}/S"], "S/report.json",
+    (["evaluate", "slm", "BENCH", "--units", "phones", "--lm", "RUN", "-o", "{tmp}/S"], "S/report.html",
      "evaluate", "evaluate slm"),
-    (["evaluate", "slm-compare", "BENCH", "ROWS.json", "-o", "{tmp}/S"], "S/report.json", "evaluate",
+    (["evaluate", "slm-compare", "BENCH", "ROWS.json", "-o", "{tmp}/S"], "S/report.html", "evaluate",
      "evaluate slm-compare"),
-    (["evaluate", "budget", "RUN", "--corpus", "C", "-o", "{tmp}/S"], "S/budget.json", "evaluate",
+    (["evaluate", "budget", "RUN", "--corpus", "C", "-o", "{tmp}/S"], "S/budget.png", "evaluate",
      "evaluate budget"),
     (["data", "folder", "{tmp}/wavs", "-o", "{out}"], "m.csv", "data", "data folder"),
     (["manifest", "{tmp}/wavs", "-o", "{out}"], "m.csv", "manifest", "data folder"),
@@ -115,3 +115,14 @@ def test_kmeans_fit_and_apply_with_force_replace_their_outputs(tmp_path, capsys)
     assert main(apply) == 2 and units.read_text() == "precious"
     assert main([*apply, "--force"]) == 0
     assert sorted(read_units(units)) == ["u0", "u1", "u2"]
+
+
+def test_an_unfinished_report_folder_is_finished_by_a_rerun_without_force(tmp_path, capsys):
+    """A sweep stopped by a full disk has written its numbers (report.json) but not its last file (report.html):
+    its rerun, as the disk-full message says, is not refused."""
+    (tmp_path / "S").mkdir()
+    (tmp_path / "S" / "report.json").write_text("{}")
+    assert main(["evaluate", "sweep", "--model", str(tmp_path / "no.pt"), "--corpus", str(tmp_path / "C"), "-o",
+                 str(tmp_path / "S")]) == 2
+    err = _err(capsys)
+    assert "exists; pass --force" not in err and str(tmp_path / "no.pt") in err

@@ -402,12 +402,14 @@ ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "probe": 
            "plot-perplexity": _plot_perplexity, "slm": _slm, "slm-compare": _slm, "budget": _budget}
 
 
-OUTPUT_FOLDERS = {"sweep": "report.json", "probe": "report.json", "slm": "report.json", "slm-compare": "report.json",
-                  "budget": "budget.json"}  # actions whose -o is a folder: the file that says they are done
+# actions whose -o is a folder: the file each writes last, which says a run is finished (a run stopped by a full
+# disk or a signal has written its numbers before it, and is finished by a rerun without --force)
+OUTPUT_FOLDERS = {"sweep": "report.html", "probe": "report.html", "slm": "report.html", "slm-compare": "report.html",
+                  "budget": "budget.png"}
 
 
 def _final_outputs(args: argparse.Namespace) -> list[Path]:
-    """The finished outputs an action would replace: a folder's report, or the files given to -o / --plot."""
+    """The finished outputs an action would replace: a folder's last file, or the files given to -o / --plot."""
     if args.action in OUTPUT_FOLDERS:
         return [] if args.output is None else [Path(args.output) / OUTPUT_FOLDERS[args.action]]
     return [Path(p) for p in (args.output, getattr(args, "plot", None)) if p]
