@@ -120,6 +120,7 @@ def test_compare_checks_every_row_before_scoring(tmp_path, capsys, row, tail):
     ["evaluate", "budget", "RUN", "--corpus", "C", "-o", "{out}"],
     ["extract", "--model", "M", "IN", "-o", "{out}"],
     ["lm", "train", "UNITS", "--run-dir", "{out}"],
+    ["pretrain", "tiny", "--run-dir", "{out}"],
     ["data", "synth", "{out}"],
     ["units", "export", "UNITS", "-o", "{out}"],
 ])
@@ -147,7 +148,7 @@ def test_check_output_dir_names_a_file_among_the_parents(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- case 4: weights
-def test_integer_weights_are_refused_not_cast(tmp_path):
+def test_integer_weights_are_refused_not_cast(tmp_path, capsys):
     from spidrkit.checkpoints import CheckpointError, load, save_spidrkit
     from spidrkit.config import load_config
 
@@ -162,6 +163,11 @@ def test_integer_weights_are_refused_not_cast(tmp_path):
         load(bad)
     assert str(e.value) == (f"{bad}: tensor {name!r} is int64, not float weights; these are not trained weights "
                             "(re-export the checkpoint)")
+    capsys.readouterr()
+    assert main(["extract", str(tmp_path), "--model", str(bad), "-o", str(tmp_path / "o")]) == 2  # the CLI: exit 2
+    assert capsys.readouterr().err == (f"spidrkit extract: error: {bad}: tensor {name!r} is int64, not float weights; "
+                                       "these are not trained weights (re-export the checkpoint)\n")
+    assert not (tmp_path / "o").exists()
     flags = save_spidrkit(tmp_path / "flags.safetensors", cfg, {**sd, name: sd[name] > 0})
     with pytest.raises(CheckpointError, match=f"tensor {name!r} is bool, not float weights"):
         load(flags)
