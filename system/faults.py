@@ -286,13 +286,15 @@ def disk_full(name: str, work: Path, args_for: Callable[[Path], list[str]], free
         code, err = run(args_for(out), limit)
         line = one_line(err)
         problems = []
+        errors = [x for x in err.splitlines() if x.startswith("spidrkit ")]  # the rest: warnings printed before
         if code != EXIT_IO:
             problems.append(f"exit {code}, not {EXIT_IO}: {line}")
-        elif len(err.strip().splitlines()) != 1 or str(disk) not in line:
+        elif errors != [line] or str(disk) not in line:
             problems.append(f"not one line naming the path: {err.strip()[:200]!r}")
         problems += [f"truncated {x}" for x in final_names(out)]
         problems += [f"left {x}" for x in leftovers(out)] if out.exists() else []
-        outcome = f"exit {code}"
+        others = len(err.strip().splitlines()) - len(errors)
+        outcome = f"exit {code}" + (f" (after {others} lines of warnings)" if others else "")
         make_room()
         code, err = run(args_for(out))
         outcome += f"; with room, rerun exit {code}"
@@ -464,7 +466,7 @@ def sweep_disk_full(work: Path, corpus: Path, checkpoint: Path, reference: Path,
     """The sweep on a tmpfs with ``room`` bytes: the write of ``target`` (the first output past that room) fails
     with exit 74 and one line naming the path, nothing is truncated under a final name; with room, the rerun's
     numbers equal the reference's."""
-    name = f"sweep_disk_full_{target.replace('/', '_').replace('.', '_')}"
+    name = "sweep_disk_full_" + "".join(c if c.isalnum() else "_" for c in target.split(" (")[0]).strip("_")
     ref = files(reference)
 
     def truncated(out: Path) -> list[str]:
