@@ -294,7 +294,9 @@ def disk_full(name: str, work: Path, args_for: Callable[[Path], list[str]], free
         problems += [f"truncated {x}" for x in final_names(out)]
         problems += [f"left {x}" for x in leftovers(out)] if out.exists() else []
         others = len(err.strip().splitlines()) - len(errors)
-        outcome = f"exit {code}" + (f" (after {others} lines of warnings)" if others else "")
+        named = next((w.strip(":,;()'\"") for w in line.split() if str(disk) in w), "")
+        outcome = f"exit {code}" + (f" naming {os.path.relpath(named, out)}" if named else "") + (
+            f" (after {others} lines of warnings)" if others else "")
         make_room()
         code, err = run(args_for(out))
         outcome += f"; with room, rerun exit {code}"
