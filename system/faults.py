@@ -1,12 +1,15 @@
-"""Faults a real machine meets, run for real: kill -9, SIGTERM and a full disk during pretraining and
-extraction. Each scenario checks that nothing is lost: a rerun of the same command ends where an
-uninterrupted run ends (the same model tensors, byte-equal feature files), and nothing truncated is left
-under a final name. Prints a table: case, outcome, data lost (must be "none"); exits 1 otherwise.
+"""Faults a real machine meets, run for real: kill -9, SIGTERM and a full disk during pretraining,
+extraction and unit LM training, and a full disk at each output of a layer sweep. Each scenario checks that
+nothing is lost: a rerun of the same command ends where an uninterrupted run ends (the same model tensors,
+byte-equal feature files, the same LM weights, byte-equal sweep tables and results), and nothing truncated is
+left under a final name. Prints a table: case, outcome, data lost (must be "none"); exits 1 otherwise.
 
     python system/faults.py [--keep DIR]      # or: make system (what CI can run; not part of make test)
 
 A few minutes on 2 cores: a tiny model (2 layers of width 64), 16 training steps on 24 generated one-second
-wavs, extraction of 160 wavs. The full disk is a tmpfs of 16 MB (``mount -t tmpfs``) filled to leave a
+wavs, extraction of 160 wavs, a unit LM (1 layer of width 64, 48 steps) on 400 generated utterances, and a
+sweep of the tiny model's 2 layers on a small flite corpus (``spidrkit data synth``; the sweep rows are left
+out, with a note, when flite is missing). The full disk is a tmpfs of 16 MB (``mount -t tmpfs``) filled to leave a
 scenario less room than its outputs need, when run as root; else a file-size limit (RLIMIT_FSIZE: the write
 that passes it fails with EFBIG). Whatever happens, the tmpfs is unmounted and the child processes are
 ended. A temporary file left in an output folder after the rerun is reported in the outcome, and fails the
@@ -283,13 +286,17 @@ def disk_full(name: str, work: Path, args_for: Callable[[Path], list[str]], free
         code, err = run(args_for(out), limit)
         line = one_line(err)
         problems = []
+        errors = [x for x in err.splitlines() if x.startswith("spidrkit ")]  # the rest: warnings printed before
         if code != EXIT_IO:
             problems.append(f"exit {code}, not {EXIT_IO}: {line}")
-        elif len(err.strip().splitlines()) != 1 or str(disk) not in line:
+        elif errors != [line] or str(disk) not in line:
             problems.append(f"not one line naming the path: {err.strip()[:200]!r}")
         problems += [f"truncated {x}" for x in final_names(out)]
         problems += [f"left {x}" for x in leftovers(out)] if out.exists() else []
-        outcome = f"exit {code}"
+        others = len(err.strip().splitlines()) - len(errors)
+        named = next((w.strip(":,;()'\"") for w in line.split() if str(disk) in w), "")
+        outcome = f"exit {code}" + (f" naming {os.path.relpath(named, out)}" if named else "") + (
+            f" (after {others} lines of warnings)" if others else "")
         make_room()
         code, err = run(args_for(out))
         outcome += f"; with room, rerun exit {code}"
@@ -309,6 +316,199 @@ def truncated_features(reference: Path) -> Callable[[Path], list[str]]:
         return [k for k, v in got.items() if k.endswith(".pt") and k in ref and v != ref[k]]
 
     return check
+
+
+# ------------------------------------------------------------------------------------------- the unit LM
+LM_SETS = ["model.num_layers=1", "model.dim=64", "model.num_heads=2", "model.ffn_dim=128", "model.context=48",
+           "optim.warmup_steps=10", "train.batch_size=8", "lm.valid_fraction=0.1", "train.max_steps=48",
+           "train.checkpoint_every=8", "train.valid_every=8", "train.log_every=4", "train.keep_checkpoints=2"]
+
+
+def lm_units(folder: Path, n: int = 400, k: int = 16, seed: int = 0) -> Path:
+    """``n`` utterances of 20-60 units of ``k``, as a units file with its sidecar (k)."""
+    from spidrkit.extraction.units import write_units
+
+    rng = np.random.default_rng(seed)
+    units = {f"u{i:04d}": rng.integers(0, k, int(rng.integers(20, 60))).tolist() for i in range(n)}
+    return write_units(folder / "units.txt", units, k=k)
+
+
+def lm_args(units: Path, run_dir: Path) -> list[str]:
+    return ["lm", "train", str(units), "--run-dir", str(run_dir), "--config", "tiny",
+            *[x for s in LM_SETS for x in ("--set", s)], "--no-progress"]
+
+
+def lm_checkpoints(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "checkpoints").glob("step_*.pt"))
+
+
+def unreadable_lm_checkpoints(run_dir: Path) -> list[str]:
+    bad = []
+    for p in lm_checkpoints(run_dir):
+        try:
+            torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:
+            bad.append(p.name)
+    return bad
+
+
+def same_lm(run_dir: Path, reference: Path) -> str:
+    """'none' when best/ and last/ hold byte-equal weights files, else what differs."""
+    differ = []
+    for which in ("best", "last"):
+        a, b = run_dir / which / "model.safetensors", reference / which / "model.safetensors"
+        if not a.is_file():
+            differ.append(f"no {which}/model.safetensors")
+        elif a.read_bytes() != b.read_bytes():
+            differ.append(f"{which}/model.safetensors differs")
+    return "; ".join(differ) or "none"
+
+
+def lm_kill9(work: Path, units: Path, reference: Path) -> Row:
+    """kill -9 while a checkpoint is being written (its temporary file is on disk), else just after one."""
+    run_dir = work / "lm_kill9"
+    proc = start(lm_args(units, run_dir))
+    ckpts = run_dir / "checkpoints"
+    mid = wait_for(lambda: ckpts.is_dir() and any(".tmp" in p.name for p in ckpts.iterdir()), proc)
+    if not mid and proc.poll() is None:  # the write was too quick to see: the kill lands after a checkpoint
+        wait_for(lambda: len(lm_checkpoints(run_dir)) >= 1, proc)
+    hit = proc.poll() is None
+    if hit:
+        os.killpg(proc.pid, signal.SIGKILL)
+    code, _ = finish(proc)
+    when = ("killed -9 during a checkpoint write" if mid and hit else "killed -9 after a checkpoint" if hit
+            else f"finished before the kill (exit {code})")
+    bad = unreadable_lm_checkpoints(run_dir)
+    code, err = run(lm_args(units, run_dir))
+    lost = same_lm(run_dir, reference) if code == 0 else f"rerun exit {code}: {one_line(err)}"
+    left = leftovers(run_dir / "checkpoints")
+    problems = [f"unreadable {b}" for b in bad] + ([] if lost == "none" else [lost])
+    return ("lm train kill -9, rerun", f"{when}; rerun exit {code}" + (f"; LEFT {left}" if left else ""),
+            "; ".join(problems) or "none")
+
+
+def lm_sigterm(work: Path, units: Path, reference: Path) -> Row:
+    run_dir = work / "lm_sigterm"
+    proc = start(lm_args(units, run_dir))
+    hit = wait_for(lambda: len(lm_checkpoints(run_dir)) >= 1, proc)
+    if hit:
+        os.killpg(proc.pid, signal.SIGTERM)
+    code, err = finish(proc)
+    saved = lm_checkpoints(run_dir)
+    outcome = f"exit {code}, {len(saved)} checkpoint(s), newest {saved[-1].name if saved else None}"
+    problems = []
+    if code not in (0, 143):
+        problems.append(f"exit {code}: {one_line(err)}")
+    problems += [f"unreadable {b}" for b in unreadable_lm_checkpoints(run_dir)]
+    code, err = run(lm_args(units, run_dir))
+    outcome += f"; rerun exit {code}"
+    lost = same_lm(run_dir, reference) if code == 0 else f"rerun exit {code}: {one_line(err)}"
+    if lost != "none":
+        problems.append(lost)
+    return "lm train SIGTERM, rerun", outcome, "; ".join(problems) or "none"
+
+
+def lm_rows(work: Path) -> list[Row]:
+    units = lm_units(work / "lm_units")
+    reference = work / "reference_lm"
+    code, err = run(lm_args(units, reference))
+    if code != 0:
+        return [("lm train reference", f"exit {code}: {one_line(err)}", "reference failed")]
+    rows = [lm_kill9(work, units, reference), lm_sigterm(work, units, reference)]
+    ckpt_bytes = lm_checkpoints(reference)[-1].stat().st_size
+    rows.append(disk_full(
+        "lm_train_checkpoint_disk_full", work, lambda out: lm_args(units, out), ckpt_bytes // 2, ckpt_bytes // 2,
+        lambda out: same_lm(out, reference),
+        lambda out: [f"{b} (unreadable)" for b in unreadable_lm_checkpoints(out)] if out.is_dir() else []))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- the sweep
+def sweep_corpus(work: Path) -> Path | None:
+    """A small flite corpus (train/dev from awb and slt, kal16 held out), or None without flite."""
+    corpus = work / "corpus"
+    code, _ = run(["data", "synth", str(corpus), "--voices", "awb", "slt", "kal16", "--heldout-voice", "kal16",
+                     "--hours", "0.02", "--dev-fraction", "0.35", "--workers", "2", "--quiet"])
+    return corpus if code == 0 else None
+
+
+def sweep_args(corpus: Path, checkpoint: Path, out: Path) -> list[str]:
+    return ["evaluate", "sweep", "--model", str(checkpoint), "--corpus", str(corpus), "-o", str(out), "--layers",
+            "1,2", "--baselines", "mfcc", "--tsne-points", "0", "--max-files", "6", "--quiet", "--device", "cpu"]
+
+
+def sweep_numbers(folder: Path) -> dict[str, object]:
+    """What a sweep must reproduce byte for byte: every output but the sidecars (they record times), and
+    report.json without its creation time and timings."""
+    import json
+
+    got: dict[str, object] = {k: v for k, v in files(folder).items()
+                              if k != "report.json" and not k.endswith((".md.json", ".html.json"))}
+    if (folder / "report.json").is_file():
+        report = json.loads((folder / "report.json").read_text())
+        report.pop("created", None)
+        (report.get("results") or {}).pop("timings_s", None)
+        got["report.json"] = json.dumps(report, sort_keys=True)
+    return got
+
+
+def same_sweep(out: Path, reference: Path) -> str:
+    got, ref = sweep_numbers(out), sweep_numbers(reference)
+    if got.keys() != ref.keys():
+        return f"missing {sorted(ref.keys() - got.keys())[:3]}, extra {sorted(got.keys() - ref.keys())[:3]}"
+    differ = [k for k in got if got[k] != ref[k]]
+    return "none" if not differ else f"{len(differ)} outputs differ, e.g. {differ[0]}"
+
+
+def blocks(n: int, block: int = 4096) -> int:
+    return -(-n // block) * block
+
+
+def sweep_disk_full(work: Path, corpus: Path, checkpoint: Path, reference: Path, target: str, room: int) -> Row:
+    """The sweep on a tmpfs with ``room`` bytes: the write of ``target`` (the first output past that room) fails
+    with exit 74 and one line naming the path, nothing is truncated under a final name; with room, the rerun's
+    numbers equal the reference's."""
+    name = "sweep_disk_full_" + "".join(c if c.isalnum() else "_" for c in target.split(" (")[0]).strip("_")
+    ref = files(reference)
+
+    def truncated(out: Path) -> list[str]:
+        got = files(out) if out.is_dir() else {}
+        return [k for k, v in got.items() if k in ref and not k.endswith((".md", ".html", ".json"))
+                and v != ref[k] and len(v) < len(ref[k])]
+
+    row = disk_full(name, work, lambda out: sweep_args(corpus, checkpoint, out), room, room,
+                    lambda out: same_sweep(out, reference), truncated)
+    return f"sweep full disk at {target}", row[1], row[2]
+
+
+def sweep_targets(reference: Path) -> list[tuple[str, int]]:
+    """One full-disk point per kind of output, in the order the sweep writes them (the evaluation set, the
+    first report.json, its tables, a figure, report.html): the room is what the outputs before it take."""
+    written = sorted((p for p in reference.rglob("*") if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
+    rel = [str(p.relative_to(reference)) for p in written]
+    sizes = [blocks(p.stat().st_size) for p in written]
+    eval_room = sum(sz for r, sz in zip(rel, sizes) if r.startswith("eval/"))
+    first_figure = next((r for r in rel if r.endswith(".png")), None)
+    points = [("eval/ (the evaluation set)", 0), ("report.json (the numbers)", eval_room)]
+    if first_figure is not None:  # the numbers of the first pass take their room first
+        first_pass = sum(sz for r, sz in zip(rel, sizes) if r in ("report.json", "report.md", "report.md.json")
+                         or r.startswith("tables/"))
+        points.append((f"{first_figure} (a figure)", eval_room + first_pass))
+        # before report.html the numbers are written again, each beside its old copy until the rename
+        points.append(("report.html", sum(sizes) - blocks((reference / "report.html").stat().st_size) + first_pass))
+    return points
+
+
+def sweep_rows(work: Path, checkpoint: Path) -> list[Row]:
+    corpus = sweep_corpus(work)
+    if corpus is None:
+        return [("sweep", "flite missing: no corpus, not run", "not run")]
+    reference = work / "reference_sweep"
+    code, err = run(sweep_args(corpus, checkpoint, reference))
+    if code != 0:
+        return [("sweep reference", f"exit {code}: {one_line(err)}", "reference failed")]
+    return [sweep_disk_full(work, corpus, checkpoint, reference, target, room)
+            for target, room in sweep_targets(reference)]
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -349,6 +549,8 @@ def main() -> int:
             "pretrain_checkpoint_disk_full", work, lambda out: pretrain_args(train_manifest, out),
             ckpt_bytes // 2, ckpt_bytes // 2, lambda out: same_model(out, reference),
             lambda out: [f"{b} (unreadable)" for b in unreadable_checkpoints(out)] if out.is_dir() else []))
+        rows += lm_rows(work)
+        rows += sweep_rows(work, ckpt)
     finally:
         end_children()
         if not args.keep:

@@ -102,4 +102,5 @@ def test_budget_curve_of_a_tiny_run_folder(speech_corpus, tmp_path, monkeypatch,
     assert [p["abx_across"] for p in cli_points] == [p["abx_across"] for p in points]
     assert main(["evaluate", "budget", str(run), "--corpus", str(speech_corpus), "-o", str(tmp_path / "o2"),
                  "--max-files", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "spidrkit evaluate: error: --max-files 0: give a number of files >= 1"
+    assert capsys.readouterr().err.strip() == ("spidrkit evaluate budget: error: --max-files 0: give a number of "
+                                               "files >= 1")

@@ -85,7 +85,8 @@ def test_real_commands(tmp_path, capsys):
     """A user error and an I/O error from a real command (``evaluate plot-perplexity``, ``config``)."""
     missing = tmp_path / "none" / "metrics.jsonl"
     code, out, err = run_cli(["evaluate", "plot-perplexity", missing, "-o", tmp_path / "p.png"], capsys)
-    assert code == EXIT_USAGE and out == "" and err == f"spidrkit evaluate: error: no metrics file at {missing}\n"
+    assert code == EXIT_USAGE and out == "" and err == (f"spidrkit evaluate plot-perplexity: error: no metrics file "
+                                                        f"at {missing}\n")
     assert not (tmp_path / "p.png").exists()
 
     blocker = tmp_path / "file"
@@ -95,7 +96,7 @@ def test_real_commands(tmp_path, capsys):
     metrics.write_text("".join(f'{{"step": {s}, "codebook_ppl": [2.0], "prediction_ppl": [3.0]}}\n' for s in (1, 2)))
     code, out, err = run_cli(["evaluate", "plot-perplexity", metrics, "-o", blocker / "p.png"], capsys)
     assert code == EXIT_IO and out == "" and len(err.splitlines()) == 1 and "Traceback" not in err
-    assert err.startswith(f"spidrkit evaluate: I/O error: {blocker}")
+    assert err.startswith(f"spidrkit evaluate plot-perplexity: I/O error: {blocker}")
 
 
 STUB = """

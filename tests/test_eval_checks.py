@@ -59,7 +59,8 @@ def test_compare_refuses_reports_of_two_benchmarks(tmp_path, capsys):
     r1 = _report(tmp_path / "r1.json", benchmark_record(other, read_benchmark(other)))
     rows = [{"label": "phones", "report": str(r0)}, {"label": "spidr", "report": str(r1)}]
     code, err = _compare(tmp_path, capsys, rows)
-    assert code == 2 and err == (f"spidrkit evaluate: error: {tmp_path / 'rows.json'}: row 1 ('spidr') ({r1}) was "
+    assert code == 2 and err == (f"spidrkit evaluate slm-compare: error: {tmp_path / 'rows.json'}: row 1 ('spidr') "
+                                 f"({r1}) was "
                                  f"scored on benchmark {other}, row 0 ('phones') ({r0}) on {one} (other files or "
                                  "gold): compare scores of one benchmark\n")
     assert not (tmp_path / "out").exists()
@@ -77,7 +78,8 @@ def test_compare_refuses_two_scorings_under_one_label(tmp_path, capsys):
     r2 = _report(tmp_path / "r2.json", bench, bootstrap=10)
     code, err = _compare(tmp_path, capsys, [{"label": "spidr", "report": str(r0)},
                                             {"label": "spidr", "report": str(r1)}])
-    assert code == 2 and err == (f"spidrkit evaluate: error: {tmp_path / 'rows.json'}: row 1 ('spidr') ({r1}) and "
+    assert code == 2 and err == (f"spidrkit evaluate slm-compare: error: {tmp_path / 'rows.json'}: row 1 ('spidr') "
+                                 f"({r1}) and "
                                  f"row 0 ('spidr') ({r0}) share the label 'spidr' but were scored with "
                                  "normalize=False and normalize=True: give them different labels or score them "
                                  "alike\n")
@@ -105,7 +107,7 @@ def test_compare_refuses_two_scorings_under_one_label(tmp_path, capsys):
 def test_compare_checks_every_row_before_scoring(tmp_path, capsys, row, tail):
     r0 = _report(tmp_path / "r0.json", benchmark_record("b", []))
     code, err = _compare(tmp_path, capsys, [{"label": "a", "report": str(r0)}, row])
-    assert code == 2 and err == f"spidrkit evaluate: error: {tmp_path / 'rows.json'}: {tail}\n"
+    assert code == 2 and err == f"spidrkit evaluate slm-compare: error: {tmp_path / 'rows.json'}: {tail}\n"
     assert not (tmp_path / "out").exists()
 
 
@@ -118,6 +120,7 @@ def test_compare_checks_every_row_before_scoring(tmp_path, capsys, row, tail):
     ["evaluate", "budget", "RUN", "--corpus", "C", "-o", "{out}"],
     ["extract", "--model", "M", "IN", "-o", "{out}"],
     ["lm", "train", "UNITS", "-o", "{out}"],
+    ["pretrain", "tiny", "-o", "{out}"],
     ["data", "synth", "-o", "{out}"],
     ["units", "export", "UNITS", "-o", "{out}"],
 ])
@@ -126,7 +129,8 @@ def test_an_output_folder_that_is_a_file_is_refused_first(tmp_path, capsys, args
     afile.write_text("kept")
     code, err = _cli([a.format(out=afile) for a in args], capsys)
     flag = args[args.index("{out}") - 1] if args[args.index("{out}") - 1].startswith("-") else "OUT"
-    assert code == 2 and err == f"spidrkit {args[0]}: error: {flag} {afile}: is a file, not a folder; give a " \
+    command = " ".join(args[:2]) if args[0] == "evaluate" else args[0]  # evaluate's messages name the action
+    assert code == 2 and err == f"spidrkit {command}: error: {flag} {afile}: is a file, not a folder; give a " \
                                 "folder path\n"
     assert afile.read_text() == "kept"
 
@@ -144,7 +148,7 @@ def test_check_output_dir_names_a_file_among_the_parents(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- case 4: weights
-def test_integer_weights_are_refused_not_cast(tmp_path):
+def test_integer_weights_are_refused_not_cast(tmp_path, capsys):
     from spidrkit.checkpoints import CheckpointError, load, save_spidrkit
     from spidrkit.config import load_config
 
@@ -159,6 +163,11 @@ def test_integer_weights_are_refused_not_cast(tmp_path):
         load(bad)
     assert str(e.value) == (f"{bad}: tensor {name!r} is int64, not float weights; these are not trained weights "
                             "(re-export the checkpoint)")
+    capsys.readouterr()
+    assert main(["extract", str(tmp_path), "--model", str(bad), "-o", str(tmp_path / "o")]) == 2  # the CLI: exit 2
+    assert capsys.readouterr().err == (f"spidrkit extract: error: {bad}: tensor {name!r} is int64, not float weights; "
+                                       "these are not trained weights (re-export the checkpoint)\n")
+    assert not (tmp_path / "o").exists()
     flags = save_spidrkit(tmp_path / "flags.safetensors", cfg, {**sd, name: sd[name] > 0})
     with pytest.raises(CheckpointError, match=f"tensor {name!r} is bool, not float weights"):
         load(flags)
@@ -173,6 +182,37 @@ def test_probe_of_one_phone_class_is_refused(speech_corpus, small_checkpoint, tm
                               for line in frames.read_text().splitlines() if line.strip()))
     code, err = _cli(["evaluate", "probe", "--model", small_checkpoint, "--corpus", corpus, "--layers", "1",
                       "--baselines", "none", "-o", tmp_path / "out", "--quiet"], capsys)
-    assert code == 2 and err == (f"spidrkit evaluate: error: {frames}: the probe's heldout files have 1 phone class "
+    assert code == 2 and err == (f"spidrkit evaluate probe: error: {frames}: the probe's heldout files have 1 "
+                                 "phone class "
                                  "(aa); a phone probe needs 2 or more (give a corpus of several phones)\n")
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------- --model given another kind of model
+def test_model_given_a_unit_lm_or_an_unsupported_transformers_folder_says_what_it_is(tmp_path, capsys):
+    run = tmp_path / "lm_run"  # a unit LM run folder (vocab.json, best/, checkpoints/) and its best/ model
+    (run / "best").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    for folder in (run, run / "best"):
+        (folder / "vocab.json").write_text('{"k": 4}')
+    (run / "best" / "config.json").write_text('{"model_type": "opt"}')
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"model_type": "bert"}')
+    (bert / "model.safetensors").write_bytes(b"\0" * 16)
+    for folder in (run, run / "best"):
+        code, err = _cli(["extract", str(tmp_path), "--model", str(folder), "-o", str(tmp_path / "o")], capsys)
+        assert code == 2 and err == (f"spidrkit extract: error: {folder} is a unit language model folder (spidrkit lm "
+                                     "train): pass it to --lm, not as a speech model\n")
+    code, err = _cli(["extract", str(tmp_path), "--model", str(bert), "-o", str(tmp_path / "o")], capsys)
+    assert code == 2 and err == (f"spidrkit extract: error: {bert}: a transformers model of model_type 'bert', which "
+                                 "spidrkit does not load as a speech model; supported model_type: hubert, wav2vec2, "
+                                 "wavlm, data2vec-audio\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweep_max_files_0_is_refused_before_any_model_or_corpus_is_read(tmp_path, capsys):
+    code, err = _cli(["evaluate", "sweep", "--model", tmp_path / "no.pt", "--corpus", tmp_path / "none", "-o",
+                      tmp_path / "o", "--max-files", "0"], capsys)
+    assert code == 2 and err == "spidrkit evaluate sweep: error: max_files (--max-files) must be >= 1, got 0\n"
+    assert not (tmp_path / "o").exists()

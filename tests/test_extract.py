@@ -332,3 +332,17 @@ def test_adding_other_inputs_to_an_extraction_folder_is_refused(tmp_path, capsys
         "u1", "u2"]
     assert main([*cmd[:1], str(trunc), *cmd[1:], "--overwrite"]) == 0  # the way to start the folder anew
     assert [l.split()[0] for l in (out / "units.txt").read_text().splitlines()] == ["u1"]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--window-seconds", "inf"], "window_seconds (--window-seconds) must be a finite number > 0, got inf"),
+    (["--window-seconds", "10", "--context-seconds", "-3"],
+     "context_seconds (--context-seconds) must be a finite number >= 0, got -3.0"),
+])
+def test_the_cli_refuses_bad_window_numbers_before_any_work(tmp_path, capsys, flags, message):
+    from spidrkit.cli import main
+
+    assert main(["extract", str(tmp_path / "none"), "--model", str(tmp_path / "no.pt"), "-o", str(tmp_path / "o"),
+                 *flags]) == 2
+    assert capsys.readouterr().err.strip() == f"spidrkit extract: error: {message}"
+    assert not (tmp_path / "o").exists()

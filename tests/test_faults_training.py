@@ -286,3 +286,41 @@ def test_a_manifest_of_unusable_files_exits_2_naming_it(tmp_path, capsys):
     assert str(tmp_path / "run" / "skipped.tsv") in line
     assert sorted(r.split("\t")[0] for r in (tmp_path / "run" / "skipped.tsv").read_text().splitlines()[1:]) == [
         "b0", "b1", "b2", "b3"]
+
+
+# ---------------------------------------------------------------------- issue 25: a run folder's data identity
+def test_resuming_on_other_data_is_refused_and_fresh_starts_anew(syllables, tmp_path, capsys):
+    """A pretraining run folder has an identity (its config and the digest of its manifests' rows): resuming it
+    on another training or validation manifest exits 2 naming both, and leaves the run as it was; --fresh
+    starts it anew on the new data."""
+    from spidrkit.data.corpora.manifest import entries_sha256, read_manifest, write_manifest
+
+    entries = read_manifest(syllables)
+    other = write_manifest(entries[:8], tmp_path / "other.csv")
+    run_dir = tmp_path / "run"
+    base = ["--set", "train.max_steps=2", "--set", "train.checkpoint_every=2", "--set", "train.valid_every=0"]
+    cfg_file = tmp_path / "run.toml"
+    cfg_file.write_text(train_config(syllables).to_toml())
+    assert cli_main(cli_args(cfg_file, run_dir, *base)) == 0
+    before = sidecar(run_dir)
+    assert before["data"] == {"train_manifest": str(syllables), "train_files": 16,
+                              "train_sha256": entries_sha256(entries), "valid_manifest": "", "valid_files": 0,
+                              "valid_sha256": ""}
+    capsys.readouterr()
+    more = [*base[:1], "train.max_steps=4", *base[2:]]
+    assert cli_main(cli_args(cfg_file, run_dir, *more, "--set", f"data.train_manifest={other}")) == 2
+    assert error_lines(capsys.readouterr().err) == [
+        f"spidrkit pretrain: error: {run_dir} was trained on {syllables} (16 files, rows sha256 "
+        f"{entries_sha256(entries)[:16]}), not {other} (8 files, rows sha256 {entries_sha256(entries[:8])[:16]}): "
+        f"use another --run-dir, or --fresh to start {run_dir} anew"]
+    assert sidecar(run_dir) == before and [s for s, _ in list_checkpoints(run_dir)] == [2]
+    assert cli_main(cli_args(cfg_file, run_dir, *more, "--set", f"data.valid_manifest={other}")) == 2
+    assert error_lines(capsys.readouterr().err) == [
+        f"spidrkit pretrain: error: {run_dir} was validated on no validation data, not {other} (8 files, rows "
+        f"sha256 {entries_sha256(entries[:8])[:16]}): use another --run-dir, or --fresh to start {run_dir} anew"]
+    assert cli_main(cli_args(cfg_file, run_dir, *more)) == 0  # the same data resumes
+    assert sidecar(run_dir)["step"] == 4
+    assert cli_main(cli_args(cfg_file, run_dir, *base, "--set", f"data.train_manifest={other}", "--fresh")) == 0
+    after = sidecar(run_dir)
+    assert after["step"] == 2 and after["data"]["train_files"] == 8
+    assert [s for s, _ in list_checkpoints(run_dir)] == [2] and len(read_metrics(run_dir, "train")) >= 1

@@ -313,7 +313,7 @@ def test_cli_on_a_fuzzed_manifest(data):
     stderr, stdout = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
         code = main(["units", "export", str(units), "--k", "4", "--manifest", str(manifest), "-o",
-                     str(SCRATCH.root / "o")])
+                     str(SCRATCH.root / "o"), "--force"])  # each example replaces the last one's export
     err = stderr.getvalue()
     assert code in (EXIT_OK, EXIT_USAGE) and (code == EXIT_USAGE) == bool(err) and "Traceback" not in err
     if code == EXIT_USAGE:

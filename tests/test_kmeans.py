@@ -225,7 +225,7 @@ def test_cli_fit_then_apply(tmp_path, capsys):
     assert (side["k"], side["layer"], side["model"], side["dedup"]) == (4, 6, "spidr", True)
     assert len(side["centroids_sha256"]) == 16
     # bad input: a clean error, exit status 2
-    assert main(["kmeans", "apply", str(tmp_path / "nope"), "--centroids", str(c), "-o", str(out)]) == 2
+    assert main(["kmeans", "apply", str(tmp_path / "nope"), "--centroids", str(c), "-o", str(out), "--force"]) == 2
     assert "no features folder" in capsys.readouterr().err
 
 

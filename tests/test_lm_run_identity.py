@@ -147,7 +147,7 @@ def test_a_run_without_validation_data_is_scored_as_run_last(tmp_path, capsys):
     write_split(bench / "lexical" / "dev", LEXICAL, names_of(LEXICAL))
     assert main(["evaluate", "slm", str(bench), "--units", "phones", "--lm", str(run), "-o", str(tmp_path / "o")]) == 2
     err = _err(capsys)
-    assert err == (f"spidrkit evaluate: error: {run}: that run had no validation data, so it has no best/ model; "
+    assert err == (f"spidrkit evaluate slm: error: {run}: that run had no validation data, so it has no best/ model; "
                    f"score its last model with --lm {run / 'last'}")
     assert "which=" not in err
     with pytest.raises(LMError) as e:  # the Python API names the folder to load, not a CLI option

@@ -266,7 +266,7 @@ def test_evaluate_slm_layout_error_exits_2_before_loading_models(tmp_path, capsy
                  "nowhere"])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err.startswith("spidrkit evaluate: error: ") and "no column 'frequency'" in err
+    assert err.startswith("spidrkit evaluate slm: error: ") and "no column 'frequency'" in err
     assert len(err.splitlines()) == 1
 
 

@@ -9,6 +9,8 @@
 - **Sidecars**: every output says what produced it (model, checkpoint hash, 1-based layers, units k). A
   folder's sidecar is ``DIR/spidrkit.json``, a file's is ``FILE.json`` beside it; each carries
   ``sidecar_version`` (files written before it existed read as version 0).
+- **No silent overwrite** (:func:`refuse_overwrite`): a command's final output that already exists is
+  replaced only with ``--force``.
 - **Locks** (:func:`hold_lock`): an output that one process at a time may write (a run folder, a units
   merge) is guarded by a lock file recording the holder's host, pid and start time. A lock whose process
   is gone (same host, pid not running) is stale and taken over; a live one raises
@@ -73,6 +75,22 @@ def check_output_dir(path: str | os.PathLike, flag: str = "-o") -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputPathError(f"{flag} {path}: no write access to {parent}; fix its access or give another folder")
     return out
+
+
+class OutputExistsError(InputError):
+    """A final output that exists and would be replaced, without ``--force``."""
+
+
+def refuse_overwrite(paths: Iterable[str | os.PathLike], force: bool, command: str,
+                     alternative: str = "choose another output", error: type[InputError] = OutputExistsError) -> None:
+    """Nothing existing is replaced without ``--force``: the first of ``paths`` (the final files a command is
+    about to write) that exists is one ``error`` (``COMMAND: PATH exists; pass --force to replace it (or
+    ALTERNATIVE)``), unless ``force``. Called before any work."""
+    if force:
+        return
+    for p in paths:
+        if Path(p).exists() or Path(p).is_symlink():
+            raise error(f"{command}: {p} exists; pass --force to replace it (or {alternative})")
 
 
 class SidecarError(InputError):
@@ -295,6 +313,24 @@ def hold_lock(path: str | os.PathLike, *, force: bool = False, what: str = "this
 
 
 # -------------------------------------------------------------------------------------------- sidecars
+def clear_state(folder: str | os.PathLike, names: Iterable[str], *, lock: str, what: str, force: bool = False) -> None:
+    """Delete the entries ``names`` (files or folders) of a run folder under its lock ``folder/lock``, in
+    order, so that the next run starts at step 0 (``--fresh``: a run folder started anew; ``force`` breaks a
+    live lock, as the run's own ``--force`` does). A folder that does not exist is left alone."""
+    import shutil
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    with hold_lock(folder / lock, force=force, what=what):
+        for name in names:
+            target = folder / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+
+
 def file_sha256(path: str | os.PathLike, length: int = 16) -> str:
     """First ``length`` hex digits of the file's SHA-256 (the 'checkpoint hash' of sidecars)."""
     h = hashlib.sha256()

@@ -20,8 +20,14 @@ ENCODING = "utf-8-sig"  # UTF-8; a BOM (Excel, Notepad) is skipped, so the first
 
 
 def read_text(path: str | os.PathLike, error: type[InputError] = InputError) -> str:
-    """The text of ``path``; a byte that is not UTF-8 raises ``error`` naming the file, line and byte."""
-    data = Path(path).read_bytes()
+    """The text of ``path``; a missing file, a folder, or a byte that is not UTF-8 raises ``error`` naming the file
+    (and the line and byte)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a file") from None
     try:
         return data.decode(ENCODING)
     except UnicodeDecodeError as e:

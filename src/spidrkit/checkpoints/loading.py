@@ -63,10 +63,11 @@ from spidrkit.encoders import (
     load_directory,
     load_fairseq_encoder,
 )
-from spidrkit.encoders.pretrained import weights_file
+from spidrkit.encoders.hf import FAMILIES
+from spidrkit.encoders.pretrained import declared_model_type, weights_file
 from spidrkit.errors import naming
 from spidrkit.hub import HubError, HubRef, commit_of, hub_ref, looks_like_path, missing_path
-from spidrkit.io import file_sha256
+from spidrkit.io import file_sha256, refuse_overwrite
 from spidrkit.models.spidr import SpidR
 
 RANDOM_PREFIX = "random:"
@@ -304,10 +305,21 @@ def load(
     return loaded if ref is None else Loaded(loaded.model, replace(loaded.info, path=ref.uri(commit_of(p))))
 
 
+def _not_a_speech_model(p: Path) -> CheckpointError | None:
+    """A folder that is some other model: a unit LM (a run folder, its best/ or last/), or a ``transformers``
+    model of a type that is no speech encoder spidrkit wraps."""
+    if (p / "vocab.json").is_file() and ((p / "config.json").is_file() or (p / "best").is_dir()
+                                         or (p / "last").is_dir()):
+        return CheckpointError(f"{p} is a unit language model folder (spidrkit lm train): pass it to --lm, not as "
+                               "a speech model")
+    kind = declared_model_type(p)
+    if kind is not None:
+        return CheckpointError(f"{p}: a transformers model of model_type {kind!r}, which spidrkit does not load as a "
+                               f"speech model; supported model_type: {', '.join(FAMILIES)}")
+    return None
+
+
 def _no_checkpoints(p: Path) -> CheckpointError:
-    if (p / "config.json").is_file() and (p / "vocab.json").is_file():
-        return CheckpointError(f"{p} is a unit language model folder (spidrkit lm train): pass it to --lm "
-                               "(spidrkit.lm.load_lm), not as a speech model")
     return CheckpointError(f"{p} is a folder without checkpoints (expected a run dir with checkpoints/, or a model "
                            "directory with config.json and model.safetensors)")
 
@@ -318,6 +330,8 @@ def _load_local(p: Path, name: str, device: str | torch.device, variant: str | N
     foreign = _foreign(p, variant, config, normalization)
     if foreign is not None:
         return Loaded(foreign.model.to(device), foreign.info)
+    if p.is_dir() and (other := _not_a_speech_model(p)) is not None:
+        raise other
     if p.is_dir() and not is_model_dir(p):  # a training run folder: its latest checkpoint
         latest = latest_checkpoint(p)
         if latest is None:
@@ -376,10 +390,8 @@ def convert(
     The weights are checked by building the model first, so a file that converts is a file that loads.
     """
     to_dir = str(out_path).endswith((os.sep, "/")) or Path(out_path).is_dir()
-    taken = [p for p in ([Path(out_path) / "config.json", Path(out_path) / "model.safetensors"] if to_dir
-                         else [Path(out_path)]) if p.exists()]
-    if taken and not force:
-        raise CheckpointError(f"convert: {taken[0]} exists; pass --force to replace it (or choose another output)")
+    refuse_overwrite([Path(out_path) / "config.json", Path(out_path) / "model.safetensors"] if to_dir
+                     else [Path(out_path)], force, "convert", error=CheckpointError)
     if str(in_path) in NAMED_WEIGHTS and not Path(in_path).exists():
         in_path, variant = fetch_weights(str(in_path)), variant or NAMED_WEIGHTS[str(in_path)].variant
     if Path(out_path).resolve() == Path(in_path).resolve():

@@ -29,7 +29,7 @@ from spidrkit.checkpoints.native import DIR_CONFIG, DIR_WEIGHTS, is_model_dir, s
 from spidrkit.checkpoints.run import latest_checkpoint
 from spidrkit.encoders import fairseq_family
 from spidrkit.hub import hub_ref, missing_path, upload
-from spidrkit.io import file_sha256, write_text_atomic
+from spidrkit.io import file_sha256, refuse_overwrite, write_text_atomic
 
 CARD = "README.md"
 FILES = [DIR_CONFIG, DIR_WEIGHTS, CARD]  # what a pushed repo holds
@@ -73,9 +73,7 @@ def _staging(output: str | os.PathLike | None, force: bool) -> Iterator[Path]:
             yield Path(tmp)
         return
     folder = Path(output).expanduser()
-    taken = [folder / f for f in FILES if (folder / f).exists()]
-    if taken and not force:
-        raise CheckpointError(f"push: {taken[0]} exists; pass --force to replace it (or choose another --output)")
+    refuse_overwrite([folder / f for f in FILES], force, "push", "choose another --output", CheckpointError)
     folder.mkdir(parents=True, exist_ok=True)
     yield folder
 

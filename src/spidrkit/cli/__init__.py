@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     resolve_device(args)
     module = importlib.import_module(COMMANDS[name][0])
+    if getattr(module, "MESSAGES_NAME_THE_ACTION", False):  # `spidrkit evaluate abx: error: ...`
+        name = f"{name} {args.action}"
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)

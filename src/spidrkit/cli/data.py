@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"SNR range in dB of the light background noise (default: {DEFAULT_NOISE[0]:g} "
                    f"{DEFAULT_NOISE[1]:g})")
     p.add_argument("--no-noise", action="store_true", help="no background noise (dither only)")
+    p.add_argument("--force", action="store_true",
+                   help="write into an existing folder that is not a corpus of `data synth` (its files are replaced)")
     p.add_argument("--utterance-seconds", default=None, metavar="LOW-HIGH",
                    help="join consecutive sentences of one voice into utterances of LOW-HIGH seconds (e.g. 8-20) "
                    "with 0.15-0.6 s pauses of background noise (default: one sentence per utterance)")
@@ -79,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         add_output(p, "OUTDIR", "manifest folder", required=True, type=Path)
         p.add_argument("--format", choices=["csv", "tsv", "jsonl"], default="csv", help="manifest format")
         p.add_argument("--threads", type=int, default=16, help="threads reading headers")
+        p.add_argument("--force", action="store_true", help="replace existing manifests in OUTDIR")
 
     p = sub.add_parser("folder", help="a manifest of any folder of audio, with optional phone alignments",
                        description="List the audio of a folder, with lengths, as a manifest (CSV, fairseq TSV or "
@@ -107,6 +110,7 @@ def add_folder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=min(32, (os.cpu_count() or 1) * 4),
                    help="threads reading headers (default: %(default)s)")
     p.add_argument("--absolute", action="store_true", help="write absolute paths (CSV, JSONL)")
+    p.add_argument("--force", action="store_true", help="replace an existing MANIFEST")
 
 
 def _add_synth_slm(sub, voices, default_voices) -> None:
@@ -128,6 +132,8 @@ def _add_synth_slm(sub, voices, default_voices) -> None:
                    help=f"flite voices (default: {' '.join(default_voices)})")
     p.add_argument("--heldout-voice", default=DEFAULT_HELDOUT, metavar="VOICE",
                    help=f"reads the benchmarks but not the LM corpus; 'none' for none (default: {DEFAULT_HELDOUT})")
+    p.add_argument("--force", action="store_true",
+                   help="write into an existing folder that is not a build of `data synth-slm` (files replaced)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,10 +141,14 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.data.corpora.manifest import ManifestError
     from spidrkit.data.corpora.readers import CorpusError
     from spidrkit.data.synth.flite import FliteError
-    from spidrkit.io import check_output_dir
+    from spidrkit.io import check_output_dir, refuse_overwrite
 
-    if args.action in ("synth", "synth-slm", "librispeech", "librilight"):
+    if args.action in ("synth", "synth-slm"):
+        _check_synth_out(check_output_dir(args.output, "-o"), args)
+    elif args.action in ("librispeech", "librilight"):
         check_output_dir(args.output, "-o")
+    elif args.action == "folder":
+        refuse_overwrite([args.output], args.force, "data folder")
     try:
         actions = {"synth": _synth, "synth-slm": _synth_slm, "librispeech": _corpus, "librilight": _corpus,
                    "folder": _folder, "voices": _voices}
@@ -147,6 +157,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from e
     except (CorpusError, AlignmentError, ManifestError, ValueError) as e:
         raise UserError(str(e)) from e
+
+
+def _check_synth_out(out: Path, args: argparse.Namespace) -> None:
+    """An existing folder is resumed when a build of this command made it (its records/settings.json);
+    a folder of other files is written into only with --force."""
+    from spidrkit.data.synth.corpus import RECORDS, SETTINGS
+    from spidrkit.io import refuse_overwrite
+
+    if out.is_dir() and any(out.iterdir()) and not (out / RECORDS / SETTINGS).is_file():
+        refuse_overwrite([out], args.force, f"data {args.action}", "choose a new or empty folder")
 
 
 def _voice_list(text: str) -> list[str]:
@@ -272,9 +292,12 @@ def _report_failures(failures) -> None:
 
 def _corpus(args) -> int:
     from spidrkit.data.corpora.readers import read_librilight, read_librispeech, write_split_manifests
+    from spidrkit.io import refuse_overwrite
 
     reader = read_librispeech if args.action == "librispeech" else read_librilight
     scans = reader(args.root, threads=args.threads, progress=show_progress(args))
+    refuse_overwrite([args.output / f"{split}.{args.format}" for split, scan in scans.items() if scan.entries],
+                     args.force, f"data {args.action}")
     for scan in scans.values():
         _report_failures(scan.failures)
     written = write_split_manifests(scans, args.output, args.format)

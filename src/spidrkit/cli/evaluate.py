@@ -39,6 +39,7 @@ from spidrkit.cli.model_args import add_model_options, model_source
 from spidrkit.tracking import REPORT_TO
 
 DISTANCES = ("angular", "kl_symmetric", "identical")
+MESSAGES_NAME_THE_ACTION = True  # its actions are separate tools: errors say `spidrkit evaluate abx: error: ...`
 
 
 # ------------------------------------------------------------------------------------------- parser
@@ -55,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for add in (_add_abx, _add_units, _add_map, _add_sweep, _add_probe, _add_plot_perplexity, add_budget_parser):
         add(sub)
     add_model_options(add_slm_parser(sub))
+    for p in sub.choices.values():
+        p.add_argument("--force", action="store_true", help="replace an existing output (-o, --plot)")
 
 
 def _add_abx(sub) -> None:
@@ -416,13 +419,24 @@ ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "probe": 
            "plot-perplexity": _plot_perplexity, "slm": _slm, "slm-compare": _slm, "budget": _budget}
 
 
-OUTPUT_FOLDERS = ("sweep", "probe", "slm", "slm-compare", "budget")  # actions whose -o is a folder
+# actions whose -o is a folder: the file each writes last, which says a run is finished (a run stopped by a full
+# disk or a signal has written its numbers before it, and is finished by a rerun without --force)
+OUTPUT_FOLDERS = {"sweep": "report.html", "probe": "report.html", "slm": "report.html", "slm-compare": "report.html",
+                  "budget": "budget.png"}
+
+
+def _final_outputs(args: argparse.Namespace) -> list[Path]:
+    """The finished outputs an action would replace: a folder's last file, or the files given to -o / --plot."""
+    if args.action in OUTPUT_FOLDERS:
+        return [] if args.output is None else [Path(args.output) / OUTPUT_FOLDERS[args.action]]
+    return [Path(p) for p in (args.output, getattr(args, "plot", None)) if p]
 
 
 def run(args: argparse.Namespace) -> int:
     # typed errors of the library (SweepError, CheckpointError...) are InputErrors: cli.main prints them, exit 2
-    if args.action in OUTPUT_FOLDERS and args.output is not None:
-        from spidrkit.io import check_output_dir
+    from spidrkit.io import check_output_dir, refuse_overwrite
 
+    if args.action in OUTPUT_FOLDERS and args.output is not None:
         check_output_dir(args.output, "-o")  # before any model, corpus or benchmark is read
+    refuse_overwrite(_final_outputs(args), args.force, f"evaluate {args.action}")
     return ACTIONS[args.action](args)

@@ -19,11 +19,12 @@ from spidrkit.extraction.kmeans import (
     KMeansError,
     KMeansModel,
     apply_kmeans,
+    centroids_path,
     find_centroids,
     fit_kmeans,
 )
 from spidrkit.extraction.units import UNIT_FORMATS, UnitsError, write_units
-from spidrkit.io import file_sha256
+from spidrkit.io import file_sha256, refuse_overwrite
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device(corpus)
     add_output(corpus, "CENTROIDS", "centroids file (.npy added)", required=True)
     add_model_options(corpus)
+    for p in (fit, apply, corpus):
+        p.add_argument("--force", action="store_true", help="replace an existing -o file")
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -138,6 +141,8 @@ def _fit_corpus(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     actions = {"fit": _fit, "apply": _apply, "fit-corpus": _fit_corpus}
+    final = args.output if args.action == "apply" else centroids_path(args.output)
+    refuse_overwrite([final], args.force, f"kmeans {args.action}")  # before any feature is read
     try:
         return actions[args.action](args)
     except (FeatureError, KMeansError, UnitsError) as e:

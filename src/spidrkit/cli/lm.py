@@ -27,7 +27,7 @@ from typing import Any
 
 from spidrkit.cli.flags import add_device, add_output, note, one_layer, show_progress
 from spidrkit.cli.model_args import add_model_options
-from spidrkit.io import read_sidecar
+from spidrkit.io import read_sidecar, refuse_overwrite
 from spidrkit.tracking import REPORT_TO, REPORT_TO_HELP, report_to_override
 
 
@@ -74,6 +74,7 @@ def add_units_parser(sub: Any) -> None:
     p.add_argument("--max-files", type=int, default=None, metavar="N", help="at most N utterances, evenly spaced")
     add_device(p)
     add_output(p, "UNITS", "units file (.txt or .jsonl)", required=True)
+    p.add_argument("--force", action="store_true", help="replace an existing -o file")
     add_model_options(p)
 
 
@@ -87,6 +88,7 @@ def _units(args: argparse.Namespace) -> int:
         write_corpus_units,
     )
 
+    refuse_overwrite([args.output], args.force, "lm units")
     spec = parse_units(args.units, one_layer(args.layers), args.model)
     # the manifest (and --max-files) before any model is loaded; gold phones need neither
     total = 0 if spec.kind == "phones" else len(corpus_entries(args.corpus, args.split, args.max_files))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output(parser, "RUN_DIR", "where checkpoints, metrics and logs go (default: runs/<config name>-<variant>); "
                "an existing run there is resumed", old=("--run-dir",))
     parser.add_argument(
-        "--fresh", action="store_true", help="refuse to resume: fail if the run dir already holds checkpoints"
+        "--fresh", action="store_true",
+        help="start the run folder anew: delete its checkpoints, milestones and metrics first (also the way to "
+        "train an existing run folder on other data)"
     )
     parser.add_argument(
         "--force", action="store_true",
@@ -59,6 +62,7 @@ def default_run_dir(config: str, variant: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from spidrkit.io import check_output_dir
     from spidrkit.training.loop import pretrain
+    from spidrkit.training.runfolder import start_anew
     from spidrkit.training.slurm import parse_slurm_spec, submit_slurm
 
     args.overrides += report_to_override(args.report_to)
@@ -72,11 +76,13 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if args.fresh and os.environ.get("RANK", "0") == "0":  # one process deletes (torchrun: rank 0)
+        start_anew(run_dir, force=args.force)
     if args.slurm is not None:
         job = submit_slurm(cfg.to_dict(), run_dir.resolve(), parse_slurm_spec(args.slurm), run_dir.name)
         note(args, f"submitted SLURM job {job.job_id}; run dir {run_dir}, logs in {run_dir / 'slurm'}")
         return EXIT_OK
-    summary = pretrain(cfg, run_dir, resume=not args.fresh, progress=show_progress(args), force=args.force)
+    summary = pretrain(cfg, run_dir, progress=show_progress(args), force=args.force)
     sig = summary.get("signal")
     status = f"{summary['status']} ({sig})" if sig else summary["status"]
     code = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}.get(sig, EXIT_OK)

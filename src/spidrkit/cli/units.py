@@ -27,13 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     export.add_argument("--name", default="train", help="split name: NAME.tsv and NAME.km (default: train)")
     export.add_argument("--dedup", action="store_true", help="collapse runs of repeated units")
     export.add_argument("--k", type=int, default=None, help="number of units (default: the sidecar's k)")
+    export.add_argument("--force", action="store_true", help="replace existing NAME.tsv / NAME.km / dict.km.txt")
 
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.extraction.unit_exports import export_km
-    from spidrkit.io import check_output_dir
+    from spidrkit.io import check_output_dir, refuse_overwrite
 
-    check_output_dir(args.output, "-o")
+    out = check_output_dir(args.output, "-o")
+    # dict.km.txt is shared by the splits exported into one folder (each --name): only the split's files count
+    refuse_overwrite([out / f"{args.name}.tsv", out / f"{args.name}.km"], args.force, "units export")
     paths = export_km(args.units, args.output, args.manifest, args.name, args.dedup, args.k)
     lines = paths["km"].read_text().count("\n")
     print(f"wrote {paths['tsv']}, {paths['km']} ({lines} utterances) and {paths['dict']}")

@@ -30,10 +30,16 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def hf_model_type(folder: Path) -> str | None:
-    """The ``model_type`` of ``folder/config.json`` when it is a family spidrkit wraps, else ``None``."""
+def declared_model_type(folder: Path) -> str | None:
+    """The ``model_type`` string of ``folder/config.json`` (a ``transformers`` model folder), whatever it is."""
     data = _read_json(Path(folder) / "config.json")
     kind = data.get("model_type") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def hf_model_type(folder: Path) -> str | None:
+    """The ``model_type`` of ``folder/config.json`` when it is a family spidrkit wraps, else ``None``."""
+    kind = declared_model_type(folder)
     return kind if kind in FAMILIES else None
 
 

@@ -40,7 +40,6 @@ Features need only the encoder interface (``docs/design.md``, "Encoders"): its g
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 import warnings
@@ -53,7 +52,7 @@ import torch
 
 from spidrkit.checkpoints import CheckpointInfo, Loaded, resolve_model
 from spidrkit.data.batches.dataset import SkipLog
-from spidrkit.data.corpora.manifest import ManifestEntry
+from spidrkit.data.corpora.manifest import ManifestEntry, entries_sha256
 from spidrkit.extraction.arrays import ArrayInputs, inputs_label
 from spidrkit.extraction.compute import ComputeOptions, compute, parse_units
 from spidrkit.extraction.features_io import is_done, layer_dirname, save_features
@@ -237,18 +236,10 @@ def _prepare(model: SpeechEncoder | Loaded | str | os.PathLike, provenance: Chec
     return job
 
 
-def inputs_sha256(entries: Sequence[ManifestEntry]) -> str:
-    """The identity of an extraction's inputs: a digest of every (file id, path) in file-id order."""
-    digest = hashlib.sha256()
-    for e in sorted(entries, key=lambda e: e.fileid):
-        digest.update(f"{e.fileid}\t{e.path}\n".encode())
-    return digest.hexdigest()
-
-
 def _sidecar_info(job: _Job, opts: ExtractOptions, inputs: object, entries: Sequence[ManifestEntry],
                   unit_fmt: str | None) -> dict:
     """What every output folder's sidecar says (its layer added per folder)."""
-    features, num_files, inputs_digest = job.kind is None, len(entries), inputs_sha256(entries)
+    features, num_files, inputs_digest = job.kind is None, len(entries), entries_sha256(entries)
     return {
         **job.info.as_dict(), "kind": "features" if features else "units", "layers": job.layers,
         "standardize": STANDARDIZATION if job.model.input_normalization == "standardize" else RAW_INPUT,

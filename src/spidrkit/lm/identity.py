@@ -13,7 +13,6 @@ chosen on data the LM trained on.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from spidrkit.errors import InputError
 from spidrkit.extraction.units import UnitsError
-from spidrkit.io import file_sha256, hold_lock, read_sidecar
+from spidrkit.io import clear_state, file_sha256, read_sidecar
 
 FRESH_HINT = "use another run folder, or --fresh to start {run} anew"
 HELD_OUT = "a held-out lm.valid_fraction of its training utterances"
@@ -117,17 +116,11 @@ def check_same_run(run_dir: Path, now: RunInputs) -> None:
                           f"{_named(now.valid_units, now.valid_units_sha256)}: {fix}")
 
 
-RUN_STATE = ("checkpoints", "best", "last", ".best.tmp", ".last.tmp", ".best.old", ".last.old")
+RUN_STATE = ("checkpoints", "best", "last", ".best.tmp", ".last.tmp", ".best.old", ".last.old", "metrics.jsonl")
 
 
 def start_anew(run_dir: str | os.PathLike, *, force: bool = False) -> None:
     """Delete a unit LM run folder's training state (checkpoints first, then ``best/``, ``last/`` and the
     metrics), under its lock, so that the next :func:`~spidrkit.lm.train` starts at step 0 whatever the run
     was (``spidrkit lm train --fresh``). ``force`` breaks the folder's lock, as ``train``'s does."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return
-    with hold_lock(run_dir / "run.lock", force=force, what="this unit LM run"):
-        for name in RUN_STATE:
-            shutil.rmtree(run_dir / name, ignore_errors=True)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    clear_state(run_dir, RUN_STATE, lock="run.lock", what="this unit LM run", force=force)

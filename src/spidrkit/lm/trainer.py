@@ -36,6 +36,7 @@ from spidrkit.io import (
     hold_lock,
     metrics_line,
     read_metrics,
+    remove_stale_temps,
     write_lines_atomic,
     write_sidecar,
     write_text_atomic,
@@ -341,6 +342,8 @@ def train(units: Sequence[str | os.PathLike], run_dir: str | os.PathLike, config
         check_same_run(run_dir, inputs)
     main = detect_env().rank == 0
     with hold_lock(run_dir / "run.lock", force=force, what="this unit LM run") if main else contextlib.nullcontext():
+        if main and (run_dir / CHECKPOINTS).is_dir():
+            remove_stale_temps(run_dir / CHECKPOINTS)  # a checkpoint write killed midway (kill -9, power loss)
         run = _Run(cfg, run_dir, inputs, progress, callback)
         if run.rank == 0:
             write_text_atomic(run_dir / "config.toml", cfg.to_toml())

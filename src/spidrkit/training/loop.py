@@ -73,7 +73,13 @@ from spidrkit.training.logging import (
 from spidrkit.training.masks import MaskHook, train_hooks
 from spidrkit.training.milestones import Milestones, write_milestone
 from spidrkit.training.preemption import REQUEUE_SIGNALS, StopSignals, loader_batches
-from spidrkit.training.resume import checkpoint_rng, find_checkpoint, restore_data_and_rng
+from spidrkit.training.resume import (
+    check_same_data,
+    checkpoint_rng,
+    data_identity,
+    find_checkpoint,
+    restore_data_and_rng,
+)
 from spidrkit.training.runfolder import TrainingDiverged, check_finite_weights, check_loss_streak, end_status, run_lock
 from spidrkit.training.step import MicroBatch, Stepper, compile_model
 from spidrkit.training.validation import validation_record, validation_totals
@@ -112,6 +118,9 @@ class Trainer:
         if self.is_main:
             check_report_to(cfg.train.report_to)  # a missing package is said before any work
         self.tracker: Tracker = Tracker()  # the run's (train.report_to) while it runs
+        self.data_identity = data_identity(cfg, self.train_entries, self.valid_entries)
+        if resume:
+            check_same_data(self.run_dir, self.data_identity)
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
         found = find_checkpoint(self.run_dir, cfg, resume, self.is_main)
@@ -365,7 +374,7 @@ class Trainer:
                        **extra: Any) -> None:
         summary = self._summary(status, self.stepper.step_count if step is None else step, stop_signal)
         write_sidecar(self.run_dir, kind="pretraining run", variant=self.cfg.variant,
-                      config=self.cfg.to_dict(), **summary, **extra)
+                      config=self.cfg.to_dict(), data=self.data_identity, **summary, **extra)
 
     def _finish(self, status: str, step: int, stop_signal: str | None = None) -> dict[str, Any]:
         if self.is_main:

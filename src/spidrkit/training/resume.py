@@ -9,6 +9,7 @@ number of processes resumes too, less exactly (the data order restarts at the ne
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ import torch
 
 from spidrkit.checkpoints.run import FORMAT, CheckpointError, list_checkpoints, load_latest
 from spidrkit.config import Config, ModelConfig, TeacherConfig, variant_of
+from spidrkit.data.corpora.manifest import ManifestEntry, entries_sha256
+from spidrkit.errors import InputError
+from spidrkit.io import read_sidecar
 from spidrkit.runtime import seed_everything, set_rng_state
 
 logger = logging.getLogger("spidrkit.training")
@@ -69,6 +73,43 @@ def restore_data_and_rng(
 def checkpoint_rng(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every rank's RNG states with their tensors on the CPU, as a checkpoint stores them."""
     return [{k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in r.items()} for r in states]
+
+
+class DataMismatch(InputError):
+    """A run folder resumed on other data than it was trained or validated on."""
+
+
+def data_identity(cfg: Config, train: Sequence[ManifestEntry], valid: Sequence[ManifestEntry]) -> dict[str, Any]:
+    """What a run trains and validates on, as its sidecar records it (``data``): each manifest as given, its
+    number of rows and the digest of its rows (:func:`~spidrkit.data.corpora.manifest.entries_sha256`)."""
+    return {"train_manifest": str(cfg.data.train_manifest), "train_files": len(train),
+            "train_sha256": entries_sha256(train), "valid_manifest": str(cfg.data.valid_manifest or ""),
+            "valid_files": len(valid), "valid_sha256": entries_sha256(valid) if valid else ""}
+
+
+def check_same_data(run_dir: Path, now: dict[str, Any]) -> None:
+    """:class:`DataMismatch` when ``run_dir`` holds checkpoints of a run whose sidecar records other training
+    or validation data than ``now`` (:func:`data_identity`; a sidecar without it, from an older spidrkit, is not
+    checked). The message names both and the way out."""
+    if not list_checkpoints(run_dir):
+        return
+    try:
+        stored = read_sidecar(run_dir).get("data")
+    except (FileNotFoundError, ValueError):
+        return
+    if not isinstance(stored, dict):
+        return
+    for split, done in (("train", "trained"), ("valid", "validated")):
+        if stored.get(f"{split}_sha256") != now[f"{split}_sha256"]:
+            raise DataMismatch(f"{run_dir} was {done} on {_described(stored, split)}, not {_described(now, split)}: "
+                               f"use another --run-dir, or --fresh to start {run_dir} anew")
+
+
+def _described(identity: dict[str, Any], split: str) -> str:
+    if not identity.get(f"{split}_files"):
+        return "no validation data" if split == "valid" else "no data"
+    return (f"{identity.get(f'{split}_manifest')} ({identity.get(f'{split}_files')} files, rows sha256 "
+            f"{str(identity.get(f'{split}_sha256'))[:16]})")
 
 
 # The switches the variant derives from; a change of either changes what the run trains.

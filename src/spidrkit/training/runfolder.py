@@ -24,7 +24,7 @@ import torch
 
 from spidrkit.checkpoints.run import list_checkpoints
 from spidrkit.errors import Diverged, LockHeldError, Terminated
-from spidrkit.io import hold_lock
+from spidrkit.io import clear_state, hold_lock
 from spidrkit.runtime import all_reduce_sum, world
 
 LOCK_NAME = "run.lock"
@@ -37,6 +37,16 @@ class TrainingDiverged(Diverged):
 
 class NonFiniteWeights(TrainingDiverged):
     """The model's weights hold NaN or infinities at checkpoint time: that checkpoint is not written."""
+
+
+RUN_STATE = ("checkpoints", "milestones", "metrics.jsonl", "tensorboard", "skipped.tsv")
+
+
+def start_anew(run_dir: str | os.PathLike, *, force: bool = False) -> None:
+    """Delete a pretraining run folder's training state (checkpoints first, then milestones and metrics), under
+    its lock, so that the next :func:`~spidrkit.training.pretrain` starts at step 0 whatever the run was, on
+    whatever data (``spidrkit pretrain --fresh``). ``force`` breaks the folder's lock, as ``pretrain``'s does."""
+    clear_state(run_dir, RUN_STATE, lock=LOCK_NAME, what="this pretraining run folder", force=force)
 
 
 @contextlib.contextmanager

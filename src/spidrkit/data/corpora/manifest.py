@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -41,6 +42,15 @@ class ManifestEntry:
 
 class ManifestError(InputError):
     pass
+
+
+def entries_sha256(entries: Sequence[ManifestEntry]) -> str:
+    """The identity of a list of audio files (an extraction's inputs, a training run's data): a digest of every
+    (file id, path) in file-id order."""
+    digest = hashlib.sha256()
+    for e in sorted(entries, key=lambda e: e.fileid):
+        digest.update(f"{e.fileid}\t{e.path}\n".encode())
+    return digest.hexdigest()
 
 
 def evenly_spaced[T](items: Sequence[T], n: int | None) -> list[T]:

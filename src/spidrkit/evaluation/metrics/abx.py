@@ -207,12 +207,43 @@ def read_abx_labels(item_file: str | os.PathLike):
                             f"{' '.join(str(e).split())[:200]}); {fix}") from None
     if missing := [c for c in ITEM_COLUMNS if c not in labels.columns]:
         raise ABXInputError(f"{item_file}: no column {', '.join(missing)}; {fix}")
-    bad = labels.with_row_index("item", 1).filter(
-        pl.any_horizontal(pl.col(*ITEM_COLUMNS).is_null()) | (pl.col("onset") > pl.col("offset")))
-    if bad.height or not labels.height:
-        where = f"item {bad['item'][0]} is incomplete or ends before it starts" if bad.height else "no item"
-        raise ABXInputError(f"{item_file}: {where}; {fix}, onset and offset in seconds, onset <= offset")
+    if not labels.height:
+        raise ABXInputError(f"{item_file}: no item; {fix}")
+    bad = labels.with_row_index("line", 2).filter(  # line 1 is the header
+        pl.any_horizontal(pl.col(*ITEM_COLUMNS).is_null()) | (pl.col("onset") < 0)
+        | (pl.col("onset") > pl.col("offset")))
+    if bad.height:
+        row = bad.row(0, named=True)
+        what = ("is incomplete" if any(row[c] is None for c in ITEM_COLUMNS) else
+                f"has a negative onset ({row['onset']})" if row["onset"] < 0 else
+                f"ends before it starts (onset {row['onset']} > offset {row['offset']})")
+        raise ABXInputError(f"{item_file}:{row['line']}: the item {what}; {fix}, onset and offset in seconds, "
+                            "0 <= onset <= offset")
     return labels
+
+
+def _item_spans(labels, frequency: int | str) -> dict[str, list[tuple[int, Any, Any, int, int]]]:
+    """``{file: [(line, onset, offset, first frame, end frame)]}``: the frames fastabx slices for each item."""
+    from fastabx.dataset import item_frontiers
+
+    start, end = item_frontiers(frequency, "onset", "offset")[:2]
+    spans: dict[str, list[tuple[int, Any, Any, int, int]]] = {}
+    for file, line, onset, offset, first, last in labels.with_row_index("line", 2).with_columns(start, end).select(
+            "#file", "line", "onset", "offset", "start", "end").iter_rows():
+        spans.setdefault(file, []).append((line, onset, offset, first, last))
+    return spans
+
+
+def check_item_frames(item_file: Path, spans: list[tuple[int, Any, Any, int, int]], fileid: str, frames: int,
+                      frequency: float) -> None:
+    """An item of ``fileid`` whose frames reach past its ``frames`` features is an :class:`ABXInputError`
+    naming the item file and line, before fastabx slices it."""
+    for line, onset, offset, first, last in spans:
+        if first < 0 or last > frames:
+            raise ABXInputError(
+                f"{item_file}:{line}: the item {onset}-{offset} s of {fileid} ends past its features ({frames} "
+                f"frames, {frames / frequency:.3f} s at {frequency:g} Hz): its times are past the audio, or the "
+                "model drops the audio's last frame; fix or drop the item")
 
 
 def _dataset(features: FeatureSource, item_file: Path, frequency: float, distance: Distance,
@@ -226,11 +257,13 @@ def _dataset(features: FeatureSource, item_file: Path, frequency: float, distanc
     transform = _feature_transform(distance)
     feats = load_features(features)
     labels = read_abx_labels(item_file)
+    spans = _item_spans(labels, fastabx_frequency(frequency))
     resolved = resolve_device(device)
     first: dict[str, tuple[str, int]] = {}
 
     def load(fileid: str) -> torch.Tensor:
         x = transform(feats[fileid], fileid)
+        check_item_frames(item_file, spans.get(fileid, []), fileid, int(x.shape[0]), float(frequency))
         width = int(x.shape[1])
         seen = first.setdefault("width", (fileid, width))
         if seen[1] != width:
