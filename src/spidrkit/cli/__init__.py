@@ -5,10 +5,12 @@ Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import signal
 import sys
 import threading
+from typing import Any
 
 from spidrkit.errors import (
     EXIT_DIVERGED,
@@ -115,10 +117,28 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _parse_command(argv: list[str], given: dict[str, bool]) -> tuple[str, Any, argparse.Namespace]:
+    """(the name errors are reported under, the command's module, its parsed arguments with the global flags)."""
+    from spidrkit.cli.flags import resolve_device
+
+    name = argv[0]
+    args = build_parser(name).parse_args(argv[1:])
+    args.quiet, args.no_progress, args.debug = given["--quiet"], given["--no-progress"], given["--debug"]
+    if args.quiet:
+        import logging
+
+        logging.getLogger().setLevel(logging.WARNING)
+    resolve_device(args)
+    module = importlib.import_module(COMMANDS[name][0])
+    if getattr(module, "MESSAGES_NAME_THE_ACTION", False):  # `spidrkit evaluate abx: error: ...`
+        name = f"{name} {args.action}"
+    return name, module, args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``spidrkit`` command; returns its exit status (README, "Exit codes"). ``--debug`` anywhere
     on the line shows the traceback of an error instead of the one-line message."""
-    from spidrkit.cli.flags import resolve_device, take_global_flags
+    from spidrkit.cli.flags import take_global_flags
 
     argv, given = take_global_flags(list(sys.argv[1:] if argv is None else argv))
     debug = given["--debug"]
@@ -132,17 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in COMMANDS:
         top.error(f"unknown command {argv[0]!r}{did_you_mean(argv[0], list(COMMANDS))} (choose from "
                   f"{', '.join(COMMANDS)})")
-    name = argv[0]
-    args = build_parser(name).parse_args(argv[1:])
-    args.quiet, args.no_progress, args.debug = given["--quiet"], given["--no-progress"], debug
-    if args.quiet:
-        import logging
-
-        logging.getLogger().setLevel(logging.WARNING)
-    resolve_device(args)
-    module = importlib.import_module(COMMANDS[name][0])
-    if getattr(module, "MESSAGES_NAME_THE_ACTION", False):  # `spidrkit evaluate abx: error: ...`
-        name = f"{name} {args.action}"
+    name, module, args = _parse_command(argv, given)
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)

@@ -27,8 +27,8 @@ import torch
 from spidrkit.errors import InputError
 from spidrkit.extraction.features_io import iter_feature_files, load_array, load_features
 from spidrkit.io import atomic_write, read_sidecar, sidecar_path, write_sidecar
-from spidrkit.runtime import progress_bar
 from spidrkit.lazy import install_hint, require
+from spidrkit.runtime import progress_bar
 
 BACKENDS = ("auto", "faiss", "sklearn")
 DEFAULT_MAX_FRAMES = 500_000
