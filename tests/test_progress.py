@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from spidrkit.progress import LOG_EVERY, BudgetProgress, budget_view
+from spidrkit.progress import LOG_PROGRESS_SECONDS, BudgetProgress, budget_view
 from spidrkit.training.loop import pretrain
 from support import train_config
 
@@ -87,7 +87,7 @@ def test_outside_a_terminal_a_line_every_30_seconds():
     assert out.getvalue() == ""  # no bar
     assert lines == ["lm train: step 1/1000 [00:01<16:39, 1 step/s]", "lm train: step 31/1000 [00:31<16:09, 1 step/s]",
                      "lm train: step 61/1000 [01:01<15:39, 1 step/s]", "lm train: step 91/1000 [01:31<15:09, 1 step/s]"]
-    assert LOG_EVERY == 30
+    assert LOG_PROGRESS_SECONDS == 30
     quiet = BudgetProgress("x", max_steps=10, max_minutes=0, initial=0, enabled=False, clock=clock, log=lines.append,
                            file=Terminal())
     quiet.update(5)

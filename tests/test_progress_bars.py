@@ -1,5 +1,5 @@
 """Progress of the long steps: a bar on a terminal, whole lines throttled in a log, nothing when disabled
-(``evaluate slm`` scoring, k-means fitting, the helper they share: spidrkit.runtime.progress_bar)."""
+(``evaluate slm`` scoring, k-means fitting, the helper they share: spidrkit.progress.progress_bar)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import re
 import pytest
 import torch
 
-from spidrkit import runtime
+from spidrkit import progress
 from spidrkit.cli import main
 from spidrkit.extraction.features_io import save_features
 from spidrkit.io import write_sidecar
-from spidrkit.runtime import progress_bar
+from spidrkit.progress import progress_bar
 from support import SYNTACTIC, audio, names_of, write_split
 
 
@@ -25,7 +25,7 @@ def _bars(err: str) -> list[str]:
 @pytest.fixture
 def long_interval(monkeypatch):
     """Throttled to one line an hour: each bar writes its first and its last line only."""
-    monkeypatch.setattr(runtime, "LOG_PROGRESS_SECONDS", 3600.0)
+    monkeypatch.setattr(progress, "LOG_PROGRESS_SECONDS", 3600.0)
 
 
 def test_in_a_log_a_bar_is_whole_lines_throttled(capsys, monkeypatch, long_interval):
@@ -34,7 +34,7 @@ def test_in_a_log_a_bar_is_whole_lines_throttled(capsys, monkeypatch, long_inter
             bar.update(1)
     err = capsys.readouterr().err
     assert "\r" not in err and _bars(err) == ["slow: 0/1000 file", "slow: 1000/1000 file"]
-    monkeypatch.setattr(runtime, "LOG_PROGRESS_SECONDS", 0.0)  # unthrottled: lines as it goes, counts rising
+    monkeypatch.setattr(progress, "LOG_PROGRESS_SECONDS", 0.0)  # unthrottled: lines as it goes, counts rising
     with progress_bar(5, "fast", "pair", leave=False) as bar:  # a log keeps the last line even so
         for _ in range(5):
             bar.update(1)
