@@ -45,15 +45,17 @@ class _Throttle:
 # ---------------------------------------------------------------------------------- counting bars
 class _LogLines:
     """tqdm's output as whole lines: a terminal bar redraws one line with ``\\r``, which a log file would keep
-    as one ever longer line; here every redraw is its own line (empty redraws, cursor moves dropped)."""
+    as one ever longer line; here every redraw is its own line (empty redraws, cursor moves and a repeat of the
+    line before dropped: a bar's last update and its close, within a second, give the same line)."""
 
     def __init__(self, stream: Any) -> None:
-        self.stream = stream
+        self.stream, self.last = stream, ""
 
     def write(self, text: str) -> None:
         line = text.replace("\r", "").replace("\x1b[A", "").strip()
-        if line:
+        if line and line != self.last:
             self.stream.write(line + "\n")
+            self.last = line
 
     def flush(self) -> None:
         self.stream.flush()
