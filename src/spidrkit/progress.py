@@ -166,7 +166,7 @@ class BudgetProgress:
         self.terminal = self.file.isatty()
         self.log = log or (lambda line: print(line, file=self.file, flush=True))
         self.lines = enabled and not self.terminal
-        self.throttle = _Throttle()
+        self.throttle, self.logged = _Throttle(), ""
         self.drawn_at = -float("inf")
         self.view = budget_view(initial, start_step=initial, max_steps=max_steps, max_minutes=max_minutes, seconds=0.0)
         self.bar = _Bar(total=self.view.total, initial=0, file=self.file, disable=not enabled or not self.terminal,
@@ -180,7 +180,7 @@ class BudgetProgress:
         self.view = budget_view(step, start_step=self.start_step, max_steps=self.max_steps,
                                 max_minutes=self.max_minutes, seconds=now - self.started)
         if self.lines and self.throttle.due(now):
-            self.log(f"{self.desc}: {self.view.text()}")
+            self._log()
         if not self.bar.disable and now - self.drawn_at >= self.bar.mininterval:
             self.drawn_at = now
             self._show()
@@ -197,6 +197,15 @@ class BudgetProgress:
         """Numbers shown after the budget on the bar (``loss=...``)."""
         self.bar.set_postfix(values, refresh=False)
 
+    def _log(self) -> None:
+        line = f"{self.desc}: {self.view.text()}"
+        if line != self.logged:  # the last update's line is not written again at the close
+            self.log(line)
+            self.logged = line
+
     def close(self) -> None:
+        """Draw the bar a last time, or (in a log) write the last line: where the run stopped."""
+        if self.lines:
+            self._log()
         self._show()
         self.bar.close()
