@@ -96,7 +96,6 @@ def progress_bar(total: int | None, desc: str, unit: str = "file", enabled: bool
 
 
 # ---------------------------------------------------------------------------------- training bars
-
 @dataclass(frozen=True)
 class BudgetView:
     """Where a run stands against the budget that will stop it. ``mode``: ``"steps"`` (``done`` steps of
