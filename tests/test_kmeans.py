@@ -245,10 +245,10 @@ def test_iterations_in_several_calls_equal_one_call_of_all(backend, spread, caps
     the iterations its early stop runs, are those of one call of ``niter`` iterations, bit for bit."""
     from sklearn.cluster import KMeans
 
-    from spidrkit import runtime
+    from spidrkit import progress
     from spidrkit.extraction.kmeans import _lloyd
 
-    monkeypatch.setattr(runtime, "LOG_PROGRESS_SECONDS", 3600.0)  # the first and last line of each bar
+    monkeypatch.setattr(progress, "LOG_PROGRESS_SECONDS", 3600.0)  # the first and last line of each bar
     _, feats, _ = blobs(n_files=4, frames=200, k=6, dim=4, spread=spread, seed=3)
     x = torch.cat(list(feats.values())).numpy()
     x[:50] = x[0]  # repeated frames: a duplicated seed leaves a centroid empty, which the backends re-seed

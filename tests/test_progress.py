@@ -1,5 +1,6 @@
 """Honest progress (spidrkit.progress): the bar counts the budget that will stop the run, minutes or steps,
-with a true ETA (a fake clock); outside a terminal, a line every 30 s instead; both trainers use it."""
+with a true ETA (a fake clock); outside a terminal, a line every 30 s and the last one instead; both trainers
+use it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 
 import pytest
 
-from spidrkit.progress import LOG_EVERY, BudgetProgress, budget_view
+from spidrkit.progress import LOG_PROGRESS_SECONDS, BudgetProgress, budget_view
 from spidrkit.training.loop import pretrain
 from support import train_config
 
@@ -86,12 +87,20 @@ def test_outside_a_terminal_a_line_every_30_seconds():
     bar.close()
     assert out.getvalue() == ""  # no bar
     assert lines == ["lm train: step 1/1000 [00:01<16:39, 1 step/s]", "lm train: step 31/1000 [00:31<16:09, 1 step/s]",
-                     "lm train: step 61/1000 [01:01<15:39, 1 step/s]", "lm train: step 91/1000 [01:31<15:09, 1 step/s]"]
-    assert LOG_EVERY == 30
+                     "lm train: step 61/1000 [01:01<15:39, 1 step/s]", "lm train: step 91/1000 [01:31<15:09, 1 step/s]",
+                     "lm train: step 100/1000 [01:40<15:00, 1 step/s]"]  # the close: where the run stopped
+    assert LOG_PROGRESS_SECONDS == 30
     quiet = BudgetProgress("x", max_steps=10, max_minutes=0, initial=0, enabled=False, clock=clock, log=lines.append,
                            file=Terminal())
     quiet.update(5)
-    assert len(lines) == 4 and quiet.bar.disable
+    quiet.close()
+    assert len(lines) == 5 and quiet.bar.disable
+    once: list[str] = []  # a close right after a written line does not write it again
+    bar = BudgetProgress("x", max_steps=10, max_minutes=0, initial=0, clock=clock, log=once.append, file=io.StringIO())
+    clock.now += 1
+    bar.update(1)
+    bar.close()
+    assert once == ["x: step 1/10 [00:01<00:09, 1 step/s]"]
 
 
 def test_pretraining_writes_progress_lines_to_its_log(syllables, tmp_path, caplog):

@@ -1,11 +1,16 @@
-"""The progress of a training run against the budget that will stop it: pretraining and unit LM training.
+"""How spidrkit shows progress: a bar on a terminal, a throttled whole line in a log, nothing when disabled.
 
-A run stops at ``train.max_steps`` or, with ``train.max_minutes``, at the end of its time budget, whichever
-comes first. :func:`budget_view` says which one will, from the steps run so far and the time they took:
-the steps (``step 112/600 [01:00<04:21, 1.87 step/s]``) or the minutes (``01:00/24:00 of the 24 min
-budget, step 112 of ~2688 [<23:00, 1.87 step/s]``: the step is an estimate at the rate so far), with the
-ETA of that stop. On a terminal :class:`BudgetProgress` draws it as a bar; elsewhere (cluster logs, pipes)
-it writes the same text as one line every :data:`LOG_EVERY` seconds.
+Two displays share one rule: when stderr is not a terminal (a cluster log, a pipe, a file), a line when the
+display starts, then at most one every :data:`LOG_PROGRESS_SECONDS`, never a ``\\r``-redrawn line.
+
+- :func:`progress_bar`: the bar of every long step that counts items (files, utterances, centroids, bytes):
+  ``desc: n/total unit [elapsed<remaining, rate]`` in a log, its last line always written.
+- :class:`BudgetProgress`: the bar of a training run (pretraining and unit LM training) against the budget
+  that will stop it. A run stops at ``train.max_steps`` or, with ``train.max_minutes``, at the end of its
+  time budget, whichever comes first. :func:`budget_view` says which one will, from the steps run so far
+  and the time they took: the steps (``step 112/600 [01:00<04:21, 1.87 step/s]``) or the minutes
+  (``01:00/24:00 of the 24 min budget, step 112 of ~2688 [<23:00, 1.87 step/s]``: the step is an estimate
+  at the rate so far), with the ETA of that stop. Outside a terminal its lines go to the training log.
 """
 
 from __future__ import annotations
@@ -18,9 +23,79 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-LOG_EVERY = 30.0  # seconds between progress lines outside a terminal
+LOG_PROGRESS_SECONDS = 30.0  # at most one progress line this often when stderr is not a terminal (a log)
+LOG_BAR_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
+class _Throttle:
+    """The pace of lines in a log: the first, then at most one every :data:`LOG_PROGRESS_SECONDS` (read at each
+    call), and a forced one (a bar's last line)."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def due(self, now: float, force: bool = False) -> bool:
+        """Whether a line is written at ``now`` (then counted as the last written)."""
+        if force or self.at is None or now - self.at >= LOG_PROGRESS_SECONDS:
+            self.at = now
+            return True
+        return False
+
+
+# ---------------------------------------------------------------------------------- counting bars
+class _LogLines:
+    """tqdm's output as whole lines: a terminal bar redraws one line with ``\\r``, which a log file would keep
+    as one ever longer line; here every redraw is its own line (empty redraws, cursor moves and a repeat of the
+    line before dropped: a bar's last update and its close, within a second, give the same line)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.last = stream, ""
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").replace("\x1b[A", "").strip()
+        if line and line != self.last:
+            self.stream.write(line + "\n")
+            self.last = line
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class _LogBar(tqdm):
+    """A tqdm bar in a log: whatever asks for a redraw (an update, a postfix, ``refresh``, tqdm's monitor
+    thread), a line is written only when the :class:`_Throttle` allows; closing always writes the last one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.throttle, self.closing = _Throttle(), False
+        super().__init__(*args, **kwargs)
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        if not self.throttle.due(time.monotonic(), force=self.closing):
+            return True
+        return super().display(msg, pos)
+
+    def close(self) -> None:
+        self.closing = True
+        super().close()
+
+
+def progress_bar(total: int | None, desc: str, unit: str = "file", enabled: bool = True, **options: Any) -> tqdm:
+    """The one progress display of spidrkit's long steps that count items. On a terminal (stderr a TTY): a tqdm
+    bar. Otherwise (a cluster log, a pipe): ``desc: n/total unit [elapsed<remaining, rate]`` as a whole line
+    when the bar starts, at most every :data:`LOG_PROGRESS_SECONDS` while it runs (postfix changes included),
+    and when it ends (even with ``leave=False``). ``enabled=False`` (``--quiet``, ``--no-progress``,
+    ``progress=False``): nothing. ``options``: more of tqdm's (``iterable``, ``initial``, ``leave``,
+    ``unit_scale``...)."""
+    stream = sys.stderr
+    if getattr(stream, "isatty", lambda: False)():
+        return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, file=stream, **options)
+    options["leave"] = True  # a log keeps every bar's last line
+    return _LogBar(total=total, desc=desc, unit=unit, disable=not enabled, file=_LogLines(stream),
+                   mininterval=LOG_PROGRESS_SECONDS, maxinterval=max(LOG_PROGRESS_SECONDS, 1.0),
+                   bar_format=LOG_BAR_FORMAT, **options)
+
+
+# ---------------------------------------------------------------------------------- training bars
 @dataclass(frozen=True)
 class BudgetView:
     """Where a run stands against the budget that will stop it. ``mode``: ``"steps"`` (``done`` steps of
@@ -90,7 +165,7 @@ class BudgetProgress:
         self.terminal = self.file.isatty()
         self.log = log or (lambda line: print(line, file=self.file, flush=True))
         self.lines = enabled and not self.terminal
-        self.logged_at: float | None = None
+        self.throttle, self.logged = _Throttle(), ""
         self.drawn_at = -float("inf")
         self.view = budget_view(initial, start_step=initial, max_steps=max_steps, max_minutes=max_minutes, seconds=0.0)
         self.bar = _Bar(total=self.view.total, initial=0, file=self.file, disable=not enabled or not self.terminal,
@@ -103,9 +178,8 @@ class BudgetProgress:
         now = self.clock()
         self.view = budget_view(step, start_step=self.start_step, max_steps=self.max_steps,
                                 max_minutes=self.max_minutes, seconds=now - self.started)
-        if self.lines and (self.logged_at is None or now - self.logged_at >= LOG_EVERY):
-            self.logged_at = now
-            self.log(f"{self.desc}: {self.view.text()}")
+        if self.lines and self.throttle.due(now):
+            self._log()
         if not self.bar.disable and now - self.drawn_at >= self.bar.mininterval:
             self.drawn_at = now
             self._show()
@@ -122,6 +196,15 @@ class BudgetProgress:
         """Numbers shown after the budget on the bar (``loss=...``)."""
         self.bar.set_postfix(values, refresh=False)
 
+    def _log(self) -> None:
+        line = f"{self.desc}: {self.view.text()}"
+        if line != self.logged:  # the last update's line is not written again at the close
+            self.log(line)
+            self.logged = line
+
     def close(self) -> None:
+        """Draw the bar a last time, or (in a log) write the last line: where the run stopped."""
+        if self.lines:
+            self._log()
         self._show()
         self.bar.close()

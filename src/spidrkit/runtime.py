@@ -1,5 +1,5 @@
-"""Where this process runs: rank and world size, the device, seeding, reductions over ranks, stage timing, and
-how progress is shown (a bar on a terminal, a throttled line in a log: :func:`progress_bar`).
+"""Where this process runs: rank and world size, the device, seeding, reductions over ranks, stage timing (how
+progress is shown lives in :mod:`spidrkit.progress`).
 
 One process per device. The rank and world size come, in this order, from what the caller passes, from
 an initialised ``torch.distributed`` process group, from torchrun's variables (``RANK``, ``WORLD_SIZE``,
@@ -16,7 +16,6 @@ import contextlib
 import os
 import random
 import re
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from spidrkit.errors import InputError
 
@@ -277,38 +275,3 @@ class Stopwatch:
 
     def rounded(self, digits: int = 2) -> dict[str, float]:
         return {k: round(v, digits) for k, v in self.seconds.items()}
-
-
-# ------------------------------------------------------------------------------------------- progress
-LOG_PROGRESS_SECONDS = 60.0  # at most one progress line this often when stderr is a file or a pipe (a log)
-LOG_BAR_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
-
-
-class _LogLines:
-    """tqdm's output as whole lines: a terminal bar redraws one line with ``\\r``, which a log file would keep
-    as one ever longer line; here every redraw is its own line (empty redraws, cursor moves dropped)."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> None:
-        line = text.replace("\r", "").replace("\x1b[A", "").strip()
-        if line:
-            self.stream.write(line + "\n")
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def progress_bar(total: int | None, desc: str, unit: str = "file", enabled: bool = True, **options: Any) -> tqdm:
-    """The one progress display of spidrkit's long steps. On a terminal (stderr a TTY): a tqdm bar. Otherwise
-    (a cluster log, a pipe): ``desc: n/total unit [elapsed<remaining, rate]`` as a whole line when the bar
-    starts, at most every :data:`LOG_PROGRESS_SECONDS` while it runs, and when it ends. ``enabled=False``
-    (``--quiet``, ``progress=False``): nothing. ``options``: more of tqdm's (``initial``, ``leave``...)."""
-    stream = sys.stderr
-    if getattr(stream, "isatty", lambda: False)():
-        return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, file=stream, **options)
-    options.pop("leave", None)  # a log keeps every bar's last line
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=_LogLines(stream),
-                mininterval=LOG_PROGRESS_SECONDS, maxinterval=max(LOG_PROGRESS_SECONDS, 1.0),
-                bar_format=LOG_BAR_FORMAT, **options)

@@ -156,7 +156,7 @@ def _check_part(part: Path, url: str, expected: str | None) -> None:
 def _download(url: str, target: Path, progress: bool, expected: str | None = None) -> None:
     """``url`` -> ``target`` through ``target.part`` (resumed when the server honours ``Range``), checked against
     ``expected`` (a pinned SHA-256), renamed."""
-    from tqdm.auto import tqdm
+    from spidrkit.progress import progress_bar
 
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.is_file() else 0
@@ -177,8 +177,8 @@ def _download(url: str, target: Path, progress: bool, expected: str | None = Non
         resumed = have and response.status == 206
         total = response.headers.get("Content-Length")
         total = int(total) + (have if resumed else 0) if total is not None else None
-        bar = tqdm(total=total, initial=have if resumed else 0, unit="B", unit_scale=True,
-                   desc=f"downloading {target.name}", disable=not progress)
+        bar = progress_bar(total, f"downloading {target.name}", "B", progress, initial=have if resumed else 0,
+                           unit_scale=True)
         try:
             with open(part, "ab" if resumed else "wb") as f:
                 while chunk := response.read(_CHUNK):

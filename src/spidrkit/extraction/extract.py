@@ -78,7 +78,8 @@ from spidrkit.extraction.plan import (
 )
 from spidrkit.io import file_sha256, hold_lock, read_sidecar, remove_stale_temps, sidecar_path, write_sidecar
 from spidrkit.models.interface import SpeechEncoder
-from spidrkit.runtime import LaunchError, parse_dtype, progress_bar, resolve_rank, select_device
+from spidrkit.progress import progress_bar
+from spidrkit.runtime import LaunchError, parse_dtype, resolve_rank, select_device
 
 __all__ = [
     "DEFAULT_BATCH_SECONDS", "DEFAULT_CONTEXT_SECONDS", "DEFAULT_WINDOW_SECONDS", "STANDARDIZATION", "UNITS_NAME",

@@ -5,7 +5,7 @@ The paper's discrete units (b) are K-means clusters (V = 256, or 50/100/200/500)
 ``max_frames`` frames (reservoir sampling), so memory stays bounded whatever the corpus size. Centroids
 are seeded with k-means++ (computed here in torch, so both backends start from the same point), then
 refined by Lloyd iterations in faiss (fast, multi-threaded) or scikit-learn (the fallback), in several calls
-so that a bar (a line in a log: :func:`spidrkit.runtime.progress_bar`) counts them.
+so that a bar (a line in a log: :func:`spidrkit.progress.progress_bar`) counts them.
 
 Centroids are stored portably and load without executing code: ``C.npy`` (float32 ``(k, D)``, read with
 ``allow_pickle=False``) and its sidecar ``C.npy.json`` (k, dim, layer, model, frames, inertia, seed,
@@ -28,7 +28,7 @@ from spidrkit.errors import InputError
 from spidrkit.extraction.features_io import iter_feature_files, load_array, load_features
 from spidrkit.io import atomic_write, read_sidecar, sidecar_path, write_sidecar
 from spidrkit.lazy import install_hint, require
-from spidrkit.runtime import progress_bar
+from spidrkit.progress import progress_bar
 
 BACKENDS = ("auto", "faiss", "sklearn")
 DEFAULT_MAX_FRAMES = 500_000

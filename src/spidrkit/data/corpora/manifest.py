@@ -322,7 +322,7 @@ def scan_audio_dir(
     ``root`` (1 = the top level, as in LibriSpeech's ``SPEAKER/CHAPTER/file.flac``). Headers are read on
     ``num_threads`` threads; unreadable and empty files are returned in ``failures``, not raised.
     """
-    from tqdm import tqdm
+    from spidrkit.progress import progress_bar
 
     root = Path(root)
     if not root.is_dir():
@@ -342,8 +342,8 @@ def scan_audio_dir(
     failures: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max(1, num_threads)) as pool:
         results = pool.map(_header_of, paths)
-        for p, r in tqdm(zip(paths, results), total=len(paths), disable=not progress, unit="file",
-                         desc=f"reading headers under {root}"):
+        for p, r in progress_bar(len(paths), f"reading headers under {root}", "file", progress,
+                                 iterable=zip(paths, results)):
             if isinstance(r, str):
                 failures.append((str(p), r))
                 continue

@@ -100,12 +100,11 @@ def _render_items(root: str, items: list[Item], noise) -> float:
 
 
 def _render_missing(root: Path, items: list[Item], noise, workers: int, progress: bool) -> dict:
-    from tqdm import tqdm
+    from spidrkit.progress import progress_bar
 
     todo = [it for it in items if not (_record(root, it).is_file() and _wav(root, it).is_file())]
     start, seconds = time.perf_counter(), 0.0
-    with tqdm(total=len(items), initial=len(items) - len(todo), unit="wav", desc="benchmarks",
-              disable=not progress) as bar:
+    with progress_bar(len(items), "benchmarks", "wav", progress, initial=len(items) - len(todo)) as bar:
         if workers <= 1 or len(todo) <= 1:
             for it in todo:
                 seconds += _render_item(root, it, noise)

@@ -287,15 +287,14 @@ def _run_tasks(fn, tasks: list[tuple], workers: int, on_result) -> None:
 
 def _build(out_dir: Path, plans: list[UtterancePlan], noise, workers: int, progress: bool) -> tuple[dict, dict]:
     """Render what is missing (in ``workers`` processes), then write the aggregate files."""
-    from tqdm import tqdm
+    from spidrkit.progress import progress_bar
 
     todo = [p for p in plans if not _is_done(out_dir, p)]
     start = time.perf_counter()
     rendered = 0.0
     size = 1 if workers <= 1 else max(1, min(16, len(todo) // (4 * workers)))
     chunks = [(str(out_dir), todo[i : i + size], noise) for i in range(0, len(todo), size)]
-    with tqdm(total=len(plans), initial=len(plans) - len(todo), unit="utt", desc="synthesising",
-              disable=not progress) as bar:
+    with progress_bar(len(plans), "synthesising", "utt", progress, initial=len(plans) - len(todo)) as bar:
         def done(task, seconds: float) -> None:
             nonlocal rendered
             rendered += seconds
@@ -313,12 +312,12 @@ def _build(out_dir: Path, plans: list[UtterancePlan], noise, workers: int, progr
 def _build_long(out_dir: Path, plans: list[UtterancePlan], seed: int, noise, seconds, workers: int,
                 progress: bool) -> tuple[dict, dict]:
     """Render the missing long utterances, one (split, voice) stream a task, then the aggregate files."""
-    from tqdm import tqdm
+    from spidrkit.progress import progress_bar
 
     tasks = [(str(out_dir), s, seed, noise, seconds) for s in streams(plans).values()]
     start = time.perf_counter()
     rendered, count, items = 0.0, 0, []
-    with tqdm(total=len(tasks), unit="stream", desc="synthesising", disable=not progress) as bar:
+    with progress_bar(len(tasks), "synthesising", "stream", progress) as bar:
         def done(task, result) -> None:
             nonlocal rendered, count
             items.extend((task[1][0].split, utt) for utt in result[0])

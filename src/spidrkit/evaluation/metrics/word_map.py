@@ -30,10 +30,10 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from spidrkit.data.corpora.alignments import Interval, as_alignments, iter_intervals, read_alignments
 from spidrkit.evaluation.metrics.abx import FeatureSource, load_features
+from spidrkit.progress import progress_bar
 
 WordSource = str | os.PathLike | Mapping[str, Sequence[Interval]]
 
@@ -80,7 +80,8 @@ def segment_embeddings(
     out: torch.Tensor | None = None
     i = 0
     total = sum(len(ivs) for ivs in alignments.values())
-    for utt, intervals in tqdm(alignments.items(), desc="Pooling segments", disable=not progress):
+    for utt, intervals in progress_bar(len(alignments), "pooling segments", "utterance", progress,
+                                         iterable=alignments.items()):
         if not intervals:
             continue
         x = feats[utt]

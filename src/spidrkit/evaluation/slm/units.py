@@ -230,11 +230,11 @@ def corpus_entries(corpus: str | os.PathLike, split: str, max_files: int | None 
 
 @contextlib.contextmanager
 def files_bar(total: int, desc: str, enabled: bool = True) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar over ``total`` files (:func:`spidrkit.runtime.progress_bar`: a line in a log), as the
+    """A progress bar over ``total`` files (:func:`spidrkit.progress.progress_bar`: a line in a log), as the
     ``progress`` callable (files done so far) of :func:`corpus_units`, :func:`write_corpus_units`,
     :func:`fit_corpus_kmeans` and of the LM scoring of ``evaluate slm``; ``None`` when not ``enabled``, so the
     callee knows that nothing is shown (:func:`fit_corpus_kmeans` then shows no k-means bars either)."""
-    from spidrkit.runtime import progress_bar
+    from spidrkit.progress import progress_bar
 
     with progress_bar(total, desc, "file", enabled) as bar:
 

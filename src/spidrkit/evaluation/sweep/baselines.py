@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from tqdm import tqdm
 
 from spidrkit.config import SAMPLE_RATE
 from spidrkit.data.corpora.audio import load_audio
@@ -20,6 +19,7 @@ from spidrkit.data.corpora.manifest import read_manifest
 from spidrkit.encoders.mfcc import WINDOW, baseline_frames, check_wav, hop_length, log_mel, mfcc, mfcc_cmvn
 from spidrkit.extraction.features_io import is_done, save_features
 from spidrkit.io import file_sha256, write_sidecar
+from spidrkit.progress import progress_bar
 
 Baseline = Literal["mfcc", "mfcc_cmvn", "log_mel", "random"]
 BASELINES: tuple[str, ...] = ("mfcc", "mfcc_cmvn", "log_mel", "random")
@@ -66,7 +66,7 @@ def extract_baseline(manifest: str | os.PathLike, out_dir: str | os.PathLike, ki
     entries = read_manifest(manifest)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for entry in tqdm(entries, desc=f"{kind} features", unit="file", disable=not progress):
+    for entry in progress_bar(len(entries), f"{kind} features", "file", progress, iterable=entries):
         if not overwrite and is_done(out, entry.fileid):
             continue
         wav = load_audio(entry.path)

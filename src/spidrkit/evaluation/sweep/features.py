@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from spidrkit.data.corpora.audio import load_audio
 from spidrkit.data.corpora.manifest import ManifestEntry
 from spidrkit.evaluation.sweep.baselines import baseline_features, random_baseline
 from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.extraction.compute import compute
+from spidrkit.progress import progress_bar
 
 CHUNK_SECONDS = 600.0
 
@@ -52,7 +52,7 @@ def model_outputs(model, entries: Sequence[ManifestEntry], layers: Sequence[int]
     ``units="codebook"`` argmax units (T,). Standardisation, batching and windowing of long files are those
     of extraction's ``compute`` (the same numbers ``spidrkit extract`` writes)."""
     out: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
-    with tqdm(total=len(entries), desc=desc, unit="file", leave=False, disable=not progress) as bar:
+    with progress_bar(len(entries), desc, "file", progress, leave=False) as bar:
         for chunk in iter_audio(entries, model.sample_rate):
             results = compute(model, [w for _, w in chunk], list(layers), units=units)
             for (e, _), res in zip(chunk, results):
@@ -67,7 +67,7 @@ def codebook_posteriors(model, entries: Sequence[ManifestEntry], layers: Sequenc
     """``{layer: {fileid: (T, V) head posteriors}}`` on the unmasked input, one whole file at a time."""
     out: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
     device = next(model.parameters()).device
-    with tqdm(total=len(entries), desc="posteriors", unit="file", leave=False, disable=not progress) as bar:
+    with progress_bar(len(entries), "posteriors", "file", progress, leave=False) as bar:
         for chunk in iter_audio(entries, model.sample_rate):
             for e, wav in chunk:
                 with torch.inference_mode():
@@ -84,7 +84,7 @@ def baseline_outputs(kind: str, entries: Sequence[ManifestEntry], model, *, seed
     model's width) of :mod:`spidrkit.evaluation.sweep.baselines`, frame for frame with ``model``'s outputs: a
     baseline whose frames are not the model's is refused (:class:`SweepError`)."""
     out = {}
-    with tqdm(total=len(entries), desc=kind, unit="file", leave=False, disable=not progress) as bar:
+    with progress_bar(len(entries), kind, "file", progress, leave=False) as bar:
         for chunk in iter_audio(entries, model.sample_rate):
             for e, wav in chunk:
                 if kind == "noise":

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from spidrkit import __version__
 from spidrkit.checkpoints import Loaded, resolve_model
@@ -77,6 +76,7 @@ from spidrkit.evaluation.sweep.scores import (
     threads_like_torch,
 )
 from spidrkit.models.interface import SpeechEncoder
+from spidrkit.progress import progress_bar
 from spidrkit.runtime import Stopwatch
 from spidrkit.tracking import open_tracker
 
@@ -288,7 +288,7 @@ def sweep(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, opti
     watch, out = Stopwatch(), Path(out_dir)
     with watch("total"):
         prep = _prepare(model, corpus_dir, out, opts, watch)
-        bar = tqdm(total=_bar_steps(prep, opts), desc="sweep", unit="step", disable=not opts.progress)
+        bar = progress_bar(_bar_steps(prep, opts), "sweep", "step", opts.progress)
         try:
             bar.update(1)
             stages = _stages(prep, opts, out, Progress(watch, bar, opts.progress))

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from spidrkit.data.corpora.manifest import ManifestEntry
 from spidrkit.evaluation.metrics.abx import abx_both
@@ -92,7 +91,7 @@ class Progress:
     """The sweep's shared timing and progress bar."""
 
     watch: Stopwatch
-    bar: tqdm
+    bar: Any  # a spidrkit.progress.progress_bar
     show: bool = True  # per-pass progress bars
 
 
