@@ -95,7 +95,7 @@ def test_budget_curve_of_a_tiny_run_folder(speech_corpus, tmp_path, monkeypatch,
     from spidrkit.cli import main
 
     assert main(["evaluate", "budget", str(run), "--corpus", str(speech_corpus), "-o", str(tmp_path / "out"),
-                 "--min-frames", "300"]) == 0
+                 "--min-frames", "300", "--force"]) == 0
     printed = capsys.readouterr().out
     assert printed == (tmp_path / "out" / "budget.md").read_text()
     cli_points = json.loads((tmp_path / "out" / "budget.json").read_text())["points"]

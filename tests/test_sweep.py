@@ -368,10 +368,10 @@ def test_sweep_cli(speech_corpus, small_checkpoint, tmp_path, capsys):
     assert f"{res['layers']['3']['abx_across']:.2f}" in printed and "best layer by mean ABX: 3" in printed
 
     assert main(["evaluate", "sweep", "--model", str(small_checkpoint), "--corpus", str(tmp_path / "nowhere"),
-                 "-o", str(out), "--quiet"]) == 2
+                 "-o", str(out), "--quiet", "--force"]) == 2
     assert "no corpus folder" in capsys.readouterr().err
     assert main(["evaluate", "sweep", "--model", str(small_checkpoint), "--corpus", str(speech_corpus), "-o", str(out),
-                 "--layers", "7", "--quiet"]) == 2
+                 "--layers", "7", "--quiet", "--force"]) == 2
     assert "out of range" in capsys.readouterr().err
 
 
