@@ -216,7 +216,8 @@ def test_extras_hold_the_optional_packages_and_all_holds_the_extras():
 
 def test_require_names_the_extra_and_passes_other_failures_through(tmp_path, monkeypatch):
     assert require("json", "anything").dumps([1]) == "[1]"
-    monkeypatch.setitem(sys.modules, "sklearn", None)  # an import of None raises ModuleNotFoundError
+    for name in ("sklearn", "sklearn.cluster"):  # an import of None raises ModuleNotFoundError (the submodule too:
+        monkeypatch.setitem(sys.modules, name, None)  # an earlier test in this process may have imported it)
     with pytest.raises(MissingExtra) as caught:
         require("sklearn.cluster", "k-means")
     assert str(caught.value) == "k-means needs scikit-learn (not installed): pip install 'spidrkit[eval]'"
