@@ -26,11 +26,12 @@ import torch
 
 from spidrkit.data.corpora.phones import SILENCES
 
-CTC_STEPS = 200  # full-batch Adam steps of the head
+CTC_STEPS = 60  # full-batch Adam steps of the head
 CTC_LR = 0.1  # Adam's learning rate
 WARM_STEPS = 50  # cross-entropy steps against the frame labels first
 BLANK = 0  # the CTC blank's index; phones are 1..V
-BLANK_BONUSES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # added to the blank's logit; the best on train decodes
+# added to the blank's logit at decoding; the one that decodes the tuning utterances best is used
+BLANK_BONUSES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 
 Paired = Mapping[str, tuple[np.ndarray, np.ndarray]]  # utt -> (frames (T, D), frame labels (T,))
 
