@@ -113,7 +113,7 @@ def test_the_frame_rate_comes_from_the_option_or_the_sidecar(data, capsys, tmp_p
     assert code == 0 and json.loads(out.read_text())["results"]["abx_within"] == at_25
     folder = shutil.copytree(data["features"], tmp_path / "features")
     write_sidecar(folder, frame_rate=25.0)
-    code, _, _ = run_cli(["abx", folder, data["item"], "--speaker", "within", "-o", out], capsys)
+    code, _, _ = run_cli(["abx", folder, data["item"], "--speaker", "within", "-o", out, "--force"], capsys)
     assert code == 0 and json.loads(out.read_text())["results"]["abx_within"] == at_25
     code, _, err = run_cli(["map", folder, data["words"], "--frame-rate", "0"], capsys)
     assert code == 2 and "--frame-rate must be > 0" in err
@@ -221,13 +221,13 @@ def test_plot_perplexity(tmp_path, capsys):
     assert code == 0 and str(png) in printed
     assert png.read_bytes()[:8] == PNG
 
-    code, _, err = run_cli(["plot-perplexity", *runs, "-o", png, "--labels", "a,b,c"], capsys)
+    code, _, err = run_cli(["plot-perplexity", *runs, "-o", png, "--labels", "a,b,c", "--force"], capsys)
     assert code == 2 and "3 labels for 2 metrics files" in err
-    code, _, err = run_cli(["plot-perplexity", tmp_path / "none.jsonl", "-o", png], capsys)
+    code, _, err = run_cli(["plot-perplexity", tmp_path / "none.jsonl", "-o", png, "--force"], capsys)
     assert code == 2 and "no metrics file" in err
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n")
-    code, _, err = run_cli(["plot-perplexity", bad, "-o", png], capsys)
+    code, _, err = run_cli(["plot-perplexity", bad, "-o", png, "--force"], capsys)
     assert code == 2 and "perplexity" in err
 
 
@@ -261,5 +261,5 @@ def test_sweep_cli_of_several_models(speech_corpus, small_checkpoint, tmp_path, 
     assert res["comparison"]["tables"]["abx_within"]["2"] == {m: res["models"][m]["layers"]["2"]["abx_within"]
                                                               for m in ("a", "b")}
     assert "ABX within speaker (%)" in printed and "a: best layer by mean ABX 2" in printed
-    code, _, err = run_cli([*args, "--label", "a"], capsys)
+    code, _, err = run_cli([*args, "--label", "a", "--force"], capsys)
     assert code == 2 and "--label" in err
