@@ -23,7 +23,7 @@ def _err(capsys) -> str:
 #  the spidrkit command and the action named in the message)
 CASES = [
     (["kmeans", "fit", "{tmp}/feats", "-k", "4", "-o", "{tmp}/C"], "C.npy", "kmeans", "kmeans fit"),
-    (["kmeans", "fit-corpus", "{tmp}/corpus", "--encoder", "mfcc", "-o", "{tmp}/C.npy"], "C.npy", "kmeans",
+    (["kmeans", "fit-corpus", "{tmp}/corpus", "--model", "mfcc", "-o", "{tmp}/C.npy"], "C.npy", "kmeans",
      "kmeans fit-corpus"),
     (["kmeans", "apply", "{tmp}/feats", "--centroids", "{tmp}/none.npy", "-o", "{out}"], "u.txt", "kmeans",
      "kmeans apply"),

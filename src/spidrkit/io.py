@@ -93,6 +93,18 @@ def refuse_overwrite(paths: Iterable[str | os.PathLike], force: bool, command: s
             raise error(f"{command}: {p} exists; pass --force to replace it (or {alternative})")
 
 
+REPORT_LAST_FILE = "report.html"  # a report folder's last file: it says the folder is finished
+BUDGET_LAST_FILE = "budget.png"  # the same of a budget curve's folder (spidrkit.evaluation.runs.budget)
+
+
+def refuse_report_overwrite(out_dir: str | os.PathLike, force: bool, command: str,
+                            last: str = REPORT_LAST_FILE) -> None:
+    """:func:`refuse_overwrite` for a report folder: it counts as existing once its ``last`` file does (written
+    after the numbers), so a run stopped before it (a full disk, a signal) is finished by a rerun without
+    ``force``."""
+    refuse_overwrite([Path(out_dir) / last], force, command)
+
+
 class SidecarError(InputError):
     """A sidecar that is not a JSON object."""
 

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    f"{DEFAULT_NOISE[1]:g})")
     p.add_argument("--no-noise", action="store_true", help="no background noise (dither only)")
     p.add_argument("--force", action="store_true",
-                   help="write into an existing folder that is not a corpus of `data synth` (its files are replaced)")
+                   help="write into an existing folder that is not a corpus of `data synth` (its files are replaced), "
+                   "or start anew a corpus built with other settings (it is deleted first)")
     p.add_argument("--utterance-seconds", default=None, metavar="LOW-HIGH",
                    help="join consecutive sentences of one voice into utterances of LOW-HIGH seconds (e.g. 8-20) "
                    "with 0.15-0.6 s pauses of background noise (default: one sentence per utterance)")
@@ -224,7 +225,7 @@ def _synth(args) -> int:
     out = synthesize_corpus(  # its warnings are one line each (cli.main)
         args.output, voices=voices, hours=args.hours, seed=args.seed, heldout_voice=args.heldout_voice,
         dev_fraction=args.dev_fraction, workers=args.workers, noise=None if args.no_noise else tuple(args.snr),
-        progress=show_progress(args), utterance_seconds=args.utterance_seconds,
+        progress=show_progress(args), utterance_seconds=args.utterance_seconds, force=args.force,
     )
     info = read_sidecar(out)
     for split, t in info["splits"].items():
