@@ -98,11 +98,12 @@ BUDGET_LAST_FILE = "budget.png"  # the same of a budget curve's folder (spidrkit
 
 
 def refuse_report_overwrite(out_dir: str | os.PathLike, force: bool, command: str,
-                            last: str = REPORT_LAST_FILE) -> None:
+                            last: str = REPORT_LAST_FILE) -> Path:
     """:func:`refuse_overwrite` for a report folder: it counts as existing once its ``last`` file does (written
     after the numbers), so a run stopped before it (a full disk, a signal) is finished by a rerun without
-    ``force``."""
+    ``force``. Returns the folder as a ``Path``."""
     refuse_overwrite([Path(out_dir) / last], force, command)
+    return Path(out_dir)
 
 
 class SidecarError(InputError):

@@ -265,10 +265,10 @@ def sweep(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, opti
         :class:`~spidrkit.models.spidr.SpidR` (moved to the device, as ``Module.to`` does), a
         :class:`~spidrkit.checkpoints.Loaded`, a checkpoint path, a published name or ``random:PRESET``; or a
         list of them (a multi-model report, :func:`sweep_models`; ``label`` then a list).
-    :param corpus_dir: an aligned corpus (see :mod:`~spidrkit.evaluation.sweep.evalset`); ``train`` is needed
-        only for k-means and the probes.
+    :param corpus_dir: an aligned corpus (:mod:`~spidrkit.evaluation.sweep.evalset`; ``train`` for k-means, probes).
     :param out_dir: receives ``report.json``, ``report.md``, the PNG figures, ``eval/`` (the merged
-        annotations) and, with ``kmeans_k``, ``kmeans/`` (the centroids of every layer).
+        annotations) and, with ``kmeans_k``, ``kmeans/`` (the centroids of every layer). A finished report there
+        (``report.html``, written last) is replaced only with ``force``; an unfinished one is completed.
     :param options: a :class:`~spidrkit.evaluation.sweep.options.SweepOptions`, and/or its fields as keywords,
         each checked before the model or the corpus is read: ``splits`` (merged; default ``dev`` and
         ``heldout``, or ``dev`` alone with a warning), ``layers`` (1-based; default all), ``kmeans_k`` (also
@@ -279,8 +279,6 @@ def sweep(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, opti
         an error), ``notes`` (sentences for the report), ``max_memory_gb`` (features held at once),
         ``tsne_points`` (phone instances in the t-SNE figure; 0: none), ``probe`` (linear phone and speaker
         probes, :mod:`~spidrkit.evaluation.metrics.probe`), ``label`` (the model's name in tables).
-    :param force: replace a finished report in ``out_dir`` (one with ``report.html``, written last); without it
-        one is refused before any work, and an unfinished one (stopped before ``report.html``) is completed.
     :returns: the results as written in ``report.json["results"]`` (:func:`~spidrkit.evaluation.sweep.report.
         sweep_results`), plus ``outputs``: the paths written (each figure as a path-like
         :class:`~spidrkit.evaluation.plots.figures.Figure`, which also holds the data it draws).
@@ -289,8 +287,7 @@ def sweep(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, opti
     if isinstance(model, list | tuple) and not isinstance(model, Loaded):  # (a Loaded is a named tuple)
         return sweep_models(model, corpus_dir, out_dir, dataclasses.replace(opts, label=None), labels=opts.label,
                             force=force)
-    refuse_report_overwrite(out_dir, force, "evaluate sweep")  # before the model or the corpus is read
-    watch, out = Stopwatch(), Path(out_dir)
+    watch, out = Stopwatch(), refuse_report_overwrite(out_dir, force, "evaluate sweep")  # before any reading
     with watch("total"):
         prep = _prepare(model, corpus_dir, out, opts, watch)
         bar = tqdm(total=_bar_steps(prep, opts), desc="sweep", unit="step", disable=not opts.progress)
