@@ -135,7 +135,7 @@ def one_line_warnings(name: str, debug: bool = False) -> Iterator[None]:
         yield
         return
     recorder = getattr(warnings, "_showwarnmsg_impl", None)  # log.append under catch_warnings(record=True)
-    if getattr(recorder, "__module__", None) == "warnings":  # Python's own writer: nobody records
+    if getattr(recorder, "__name__", "") == "_showwarnmsg_impl":  # Python's own writer: nobody records
         recorder = None
     shown: set[str] = set()
 
