@@ -330,7 +330,7 @@ def test_mfcc_kmeans_units_score_through_the_same_scorer(slm_models, tmp_path, c
     capsys.readouterr()
     assert main([*base, "--units", "codebook:6", "--force"]) == 2
     assert "needs --model" in capsys.readouterr().err
-    assert main([*base, "--model", "tiny", "--units", "codebook:6"]) == 2
+    assert main([*base, "--model", "tiny", "--units", "codebook:6", "--force"]) == 2
     assert "'random:tiny' for a model with RANDOM weights" in capsys.readouterr().err
 
 
