@@ -207,7 +207,7 @@ def run_one(args, arm: str, seed: int) -> None:
         from spidrkit.evaluation.runs.budget import budget_curve
 
         crossing = budget_curve(folder, evaluation, folder / "budget", max_files=args.max_files,
-                                speakers=("within", "across"))["crossing"]
+                                speakers=("within", "across"), force=True)["crossing"]  # the arm's own; cached
     write_json_atomic(folder / "result.json", json_safe({
         "arm": arm, "seed": seed, "corpus": str(corpus), "eval_corpus": str(evaluation), "overrides": over,
         "step": summary["step"], "budget": budget,

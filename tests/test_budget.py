@@ -15,6 +15,7 @@ from spidrkit.evaluation.metrics.abx import abx_both
 from spidrkit.evaluation.runs import budget as budget_mod
 from spidrkit.evaluation.runs.budget import budget_curve, crossing_time, fit_log_trend, render_budget
 from spidrkit.evaluation.sweep.features import model_outputs
+from spidrkit.io import OutputExistsError
 from spidrkit.models.spidr import SpidR
 
 
@@ -83,12 +84,14 @@ def test_budget_curve_of_a_tiny_run_folder(speech_corpus, tmp_path, monkeypatch,
         (tmp_path / "out" / "budget.json").read_text()))
     assert res["outputs"]["figure"].panels[0].get("model").y == tuple(p["abx_across"] for p in points)
 
-    # a rerun reads every point from OUT/points/: nothing is evaluated again
+    # a finished curve is not replaced without force; a rerun with it reads every point from OUT/points/
     def no(*a, **k):
         raise AssertionError("evaluated again")
 
     monkeypatch.setattr(budget_mod, "evaluate_point", no)
-    again = budget_curve(run, speech_corpus, tmp_path / "out", min_frames=300, resamples=100)
+    with pytest.raises(OutputExistsError, match="budget.png exists; pass --force"):
+        budget_curve(run, speech_corpus, tmp_path / "out", min_frames=300, resamples=100)
+    again = budget_curve(run, speech_corpus, tmp_path / "out", min_frames=300, resamples=100, force=True)
     assert [p["abx_across"] for p in again["points"]] == [p["abx_across"] for p in points]
 
     # the CLI (spidrkit evaluate budget) prints the same table it writes; a bad number is refused before any work

@@ -229,3 +229,40 @@ def test_two_gloo_unit_lm_processes_equal_one_process_with_two_micro_batches(tmp
     va, vb = read_metrics(tmp_path / "ddp", "valid"), read_metrics(tmp_path / "one", "valid")
     assert [r["step"] for r in va] == [r["step"] for r in vb] and np.allclose(
         [r["loss"] for r in va], [r["loss"] for r in vb], atol=1e-5)
+
+
+def _fresh_rank_main(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, out: str) -> None:
+    """One process of ``pretrain --fresh`` under torchrun-style variables: pretrain joins the group itself."""
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    summary = pretrain(config_from_dict(cfg_dict), run_dir, progress=False, fresh=True)
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps({k: summary[k] for k in ("step", "steps_run")}))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_fresh_under_two_processes_starts_every_rank_at_step_0(tmp_path):
+    """``pretrain --fresh`` deletes once the process group is up (rank 0, under the lock) and no rank builds its
+    trainer before that: both ranks start at step 0 on a folder that holds a later checkpoint."""
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(4):
+        path = tmp_path / "audio" / f"n{i}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, (0.3 * rng.standard_normal(8000)).astype(np.float32), SR)
+        entries.append(ManifestEntry(f"n{i}", str(path), 8000))
+    manifest = write_manifest(entries, tmp_path / "train.csv")
+    over = ["model.conv_dim=32", "model.dim=64", "model.num_layers=2", "model.num_heads=2", "model.ffn_dim=128",
+            "model.num_codebooks=2", "model.codebook_size=16", "data.num_workers=0", "data.max_batch_samples=16000",
+            "optim.warmup_steps=1", "train.log_every=1", "train.device=cpu", f"data.train_manifest={manifest}"]
+    run_dir, out = tmp_path / "run", tmp_path / "out"
+    out.mkdir()
+    first = pretrain(load_config("tiny", [*over, "train.max_steps=3"]), run_dir, progress=False)
+    assert first["step"] == 3 and list((run_dir / "checkpoints").iterdir())
+    cfg = load_config("tiny", [*over, "train.max_steps=2"])  # resumed, the step-3 checkpoint would end it at once
+    mp.start_processes(_fresh_rank_main, args=(2, free_port(), cfg.to_dict(), str(run_dir), str(out)),
+                       nprocs=2, join=True, start_method="spawn")
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks == [{"step": 2, "steps_run": 2}] * 2
+    assert [r["step"] for r in read_metrics(run_dir, "train")] == [1, 2]  # the old run's log went with it

@@ -91,7 +91,7 @@ def test_km_export_exact_contents(tmp_path, corpus, capsys):
     # de-duplicated, another split name, through the CLI; k given when the sidecar has none
     (tmp_path / "units.txt.json").unlink()
     with pytest.raises(UnitsError, match="the number of units k is unknown"):
-        export_km(units, tmp_path / "km", manifest)
+        export_km(units, tmp_path / "km", manifest, force=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert cli_main(["units", "export", str(units), "--manifest", str(manifest), "--k", "5", "--dedup",

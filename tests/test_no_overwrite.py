@@ -126,3 +126,113 @@ def test_an_unfinished_report_folder_is_finished_by_a_rerun_without_force(tmp_pa
                  str(tmp_path / "S")]) == 2
     err = _err(capsys)
     assert "exists; pass --force" not in err and str(tmp_path / "no.pt") in err
+
+
+# ------------------------------------------------------------------ the Python API: the same rule, force=True
+def test_the_api_writers_refuse_an_existing_file_and_replace_it_with_force(tmp_path):
+    from spidrkit.extraction.unit_exports import export_km
+    from spidrkit.extraction.units import write_units
+    from spidrkit.io import OutputExistsError
+
+    units = tmp_path / "u.txt"
+    units.write_text("precious")
+    with pytest.raises(OutputExistsError, match=f"write units: {units} exists; pass --force"):
+        write_units(units, {"u0": [1, 2]}, k=4)
+    assert units.read_text() == "precious"
+    write_units(units, {"u0": [1, 2], "u1": [3]}, k=4, force=True)
+    assert {u: v.frames() for u, v in read_units(units).items()} == {"u0": [1, 2], "u1": [3]}
+
+    centroids = tmp_path / "C.npy"
+    centroids.write_text("precious")
+    model = KMeansModel(np.eye(3, dtype=np.float32))
+    with pytest.raises(OutputExistsError, match=f"kmeans fit: {centroids} exists"):
+        model.save(centroids)
+    assert centroids.read_text() == "precious"
+    assert KMeansModel.load(model.save(centroids, force=True)).k == 3
+
+    wavs, km = _wavs(tmp_path / "wavs"), tmp_path / "km"
+    km.mkdir()
+    (km / "train.km").write_text("precious")
+    with pytest.raises(OutputExistsError, match=f"units export: {km / 'train.km'} exists"):
+        export_km(units, km, wavs)
+    assert (km / "train.km").read_text() == "precious" and not (km / "train.tsv").exists()
+    paths = export_km(units, km, wavs, force=True)
+    assert paths["km"].read_text() == "1 2\n3\n"
+
+
+@pytest.mark.parametrize("which", ["sweep", "probe", "budget"])
+def test_the_api_report_folders_refuse_a_finished_one_before_any_work(tmp_path, which):
+    from spidrkit.evaluation.metrics.probe import probe
+    from spidrkit.evaluation.runs.budget import budget_curve
+    from spidrkit.evaluation.sweep.run import sweep
+    from spidrkit.io import OutputExistsError
+
+    call = {"sweep": lambda **kw: sweep(str(tmp_path / "no.pt"), tmp_path / "C", out, **kw),
+            "probe": lambda **kw: probe(str(tmp_path / "no.pt"), tmp_path / "C", out, **kw),
+            "budget": lambda **kw: budget_curve(tmp_path / "norun", tmp_path / "C", out, **kw)}[which]
+    out = tmp_path / "S"
+    out.mkdir()
+    (out / "report.json").write_text("{}")  # numbers written, the last file not: unfinished, a rerun goes on
+    with pytest.raises(Exception) as unfinished:
+        call()
+    assert not isinstance(unfinished.value, OutputExistsError)
+    last = out / ("budget.png" if which == "budget" else "report.html")
+    last.write_text("precious")  # finished
+    with pytest.raises(OutputExistsError, match=f"evaluate {which}: {last} exists; pass --force"):
+        call()
+    with pytest.raises(Exception) as forced:  # with force it goes on, to the missing model or run
+        call(force=True)
+    assert not isinstance(forced.value, OutputExistsError) and last.read_text() == "precious"
+
+
+# ------------------------------------------------------------------------------------- data synth, demo
+@pytest.mark.needs_flite
+def test_synth_force_starts_a_corpus_of_other_settings_anew(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    args = ["data", "synth", str(out), "--voices", "slt", "--hours", "0.003", "--workers", "1", "--no-progress"]
+    assert main([*args, "--seed", "1"]) == 0
+    (out / "notes.txt").write_text("mine")
+    first = {p.name for p in (out / "records").glob("slt_*.json")}
+    capsys.readouterr()
+    assert main([*args, "--seed", "2"]) == 2
+    err = _err(capsys)
+    assert err.startswith(f"spidrkit data: error: {out} holds a corpus made with other settings (seed: 1 -> 2)")
+    assert err.endswith("pass --force to delete that corpus and build this one")
+    assert main([*args, "--seed", "2", "--force"]) == 0
+    ref = tmp_path / "ref"  # the same corpus built in a new folder
+    assert main([*args[:2], str(ref), *args[3:], "--seed", "2"]) == 0
+
+    def files(root):
+        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and p.name not in ("spidrkit.json", ".lock", "notes.txt")}
+
+    assert first and files(out) == files(ref)  # nothing of the seed-1 corpus is left, nothing mixed
+    assert (out / "notes.txt").read_text() == "mine"  # what is not the corpus's stays
+    assert main([*args, "--seed", "2"]) == 0  # and a rerun with its settings resumes it
+
+
+def test_demo_refuses_a_folder_of_other_files_and_resumes_its_own(tmp_path, capsys):
+    from spidrkit.demo import check_demo_folder
+    from spidrkit.io import OutputExistsError
+
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("precious")
+    assert main(["demo", "-o", str(other)]) == 2
+    assert _err(capsys) == (f"spidrkit demo: error: demo: {other} exists; pass --force to replace it (or choose a "
+                            "new or empty folder, or a demo's to resume it)")
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    check_demo_folder(other, force=True)  # --force: the demo writes into it
+    check_demo_folder(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    check_demo_folder(tmp_path / "empty")
+    demo = tmp_path / "demo"
+    (demo / "corpus" / "records").mkdir(parents=True)
+    (demo / "corpus" / "records" / "settings.json").write_text("{}")  # a demo stopped in its first stage
+    check_demo_folder(demo)
+    (demo / "corpus" / "records" / "settings.json").unlink()
+    (demo / "demo.json").write_text("{}")  # a finished demo: its rerun resumes
+    check_demo_folder(demo)
+    (demo / "demo.json").unlink()
+    with pytest.raises(OutputExistsError):
+        check_demo_folder(demo)

@@ -396,9 +396,9 @@ def test_default_splits_fall_back_to_dev(speech_corpus, tmp_path):
     expected = abx(feats, tmp_path / "out" / "eval" / "eval.item", speaker="across", frequency=RATE, progress=False)
     assert res["layers"][1]["abx_across"] == pytest.approx(expected, abs=1e-6)
     with pytest.raises(SweepError, match="heldout.csv not found"):
-        sweep(small_model(), only_dev, tmp_path / "out", splits=["dev", "heldout"], progress=False)
+        sweep(small_model(), only_dev, tmp_path / "out", splits=["dev", "heldout"], progress=False, force=True)
     with pytest.raises(SweepError, match="k-means units are fit on the train split"), pytest.warns(UserWarning):
-        sweep(small_model(), only_dev, tmp_path / "out", kmeans_k=4, progress=False)
+        sweep(small_model(), only_dev, tmp_path / "out", kmeans_k=4, progress=False, force=True)
 
 
 @pytest.mark.needs_flite

@@ -13,7 +13,10 @@
      sBLIMP / tSC scores;
   6. writes ``OUT/report.md`` (and ``report.json``) with tables and plots, every table as ``OUT/tables/NAME.csv``
      and ``OUT/report.html``, the same report as one page with its figures embedded.
-Every stage resumes: running the same command again after an interruption redoes only what is missing.
+Every stage resumes: running the same command again after an interruption redoes only what is missing, and
+again on a finished demo it continues its pretraining where it stopped and writes the evaluation and the report
+anew. A folder that is not a demo's (files, none of :data:`DEMO_MARKS`) is refused unless ``force`` (``--force``):
+the demo then writes into it.
 """
 
 from __future__ import annotations
@@ -153,12 +156,27 @@ class DemoOptions:
     slm_pairs: int = SLM_PAIRS
 
 
-def run_demo(out_dir: str | os.PathLike = "runs/demo", options: DemoOptions | None = None,
+# what says a folder is a demo's (the first file stage 1 writes, the config of stage 2, the last file): it resumes
+DEMO_MARKS = ("corpus/records/settings.json", "config.toml", "demo.json")
+
+
+def check_demo_folder(out: Path, force: bool = False) -> None:
+    """A demo goes into a new or empty folder, or resumes one of its own (one of :data:`DEMO_MARKS`); a folder of
+    other files is :class:`~spidrkit.io.OutputExistsError` unless ``force``. Checked before any stage."""
+    from spidrkit.io import refuse_overwrite
+
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in DEMO_MARKS):
+        refuse_overwrite([out], force, "demo", "choose a new or empty folder, or a demo's to resume it")
+
+
+def run_demo(out_dir: str | os.PathLike = "runs/demo", options: DemoOptions | None = None, *, force: bool = False,
              **changes: Any) -> dict[str, Any]:
     """Run the whole demo into ``out_dir``; returns the report's dict (also in ``OUT/report.json``).
-    ``options``: a :class:`DemoOptions` and/or its fields as keywords (``run_demo(out, minutes=24)``)."""
+    ``options``: a :class:`DemoOptions` and/or its fields as keywords (``run_demo(out, minutes=24)``); ``force``:
+    write into a folder that is not a demo's (:func:`check_demo_folder`)."""
     opts = with_overrides(DemoOptions, options, changes, "run_demo")
     out = Path(out_dir)
+    check_demo_folder(out, force)
     watch = Stopwatch()
     corpus = out / "corpus"
     # a bad --set fails before any stage runs
@@ -229,7 +247,7 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, o
             probe=True, baselines=DEFAULT_BASELINES,
             metrics_jsonl=[metrics] if metrics.is_file() else None, notes=notes,
             title=f"spidrkit demo: tiny {variant}, {minutes:g} min on {os.cpu_count()} CPU cores",
-            progress=progress,
+            progress=progress, force=True,  # the demo's own report: a rerun writes it anew
         )
     return summary, checkpoint, results
 
@@ -243,7 +261,7 @@ def budget_stage(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch) -> di
 
     with _stage("4/6 budget curve: milestones against MFCC and random weights", watch):
         result = budget_curve(run_dir, corpus, out / "budget", max_files=BUDGET_MAX_FILES,
-                              min_frames=BUDGET_MIN_FRAMES)
+                              min_frames=BUDGET_MIN_FRAMES, force=True)  # its points are cached: only new ones
     report = out / "report.md"
     body = report.read_text() if report.exists() else ""
     note = (f"The curve's last point and the sweep's best layer answer two questions about the same checkpoint: "

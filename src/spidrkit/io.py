@@ -93,6 +93,19 @@ def refuse_overwrite(paths: Iterable[str | os.PathLike], force: bool, command: s
             raise error(f"{command}: {p} exists; pass --force to replace it (or {alternative})")
 
 
+REPORT_LAST_FILE = "report.html"  # a report folder's last file: it says the folder is finished
+BUDGET_LAST_FILE = "budget.png"  # the same of a budget curve's folder (spidrkit.evaluation.runs.budget)
+
+
+def refuse_report_overwrite(out_dir: str | os.PathLike, force: bool, command: str,
+                            last: str = REPORT_LAST_FILE) -> Path:
+    """:func:`refuse_overwrite` for a report folder: it counts as existing once its ``last`` file does (written
+    after the numbers), so a run stopped before it (a full disk, a signal) is finished by a rerun without
+    ``force``. Returns the folder as a ``Path``."""
+    refuse_overwrite([Path(out_dir) / last], force, command)
+    return Path(out_dir)
+
+
 class SidecarError(InputError):
     """A sidecar that is not a JSON object."""
 
@@ -317,18 +330,24 @@ def clear_state(folder: str | os.PathLike, names: Iterable[str], *, lock: str, w
     """Delete the entries ``names`` (files or folders) of a run folder under its lock ``folder/lock``, in
     order, so that the next run starts at step 0 (``--fresh``: a run folder started anew; ``force`` breaks a
     live lock, as the run's own ``--force`` does). A folder that does not exist is left alone."""
-    import shutil
-
     folder = Path(folder)
     if not folder.is_dir():
         return
     with hold_lock(folder / lock, force=force, what=what):
-        for name in names:
-            target = folder / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                target.unlink(missing_ok=True)
+        remove_entries(folder, names)
+
+
+def remove_entries(folder: str | os.PathLike, names: Iterable[str]) -> None:
+    """Delete the entries ``names`` (files or folders) of ``folder``, in order, missing ones skipped: the part of
+    :func:`clear_state` for a caller that holds the folder's lock already."""
+    import shutil
+
+    for name in names:
+        target = Path(folder) / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
 
 
 def file_sha256(path: str | os.PathLike, length: int = 16) -> str:

@@ -10,6 +10,9 @@ import importlib
 import signal
 import sys
 import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from spidrkit.errors import (
@@ -113,6 +116,45 @@ def _os_error_line(e: OSError) -> str:
             "then rerun)")
 
 
+def _warning_text(message: Warning | str, category: type[Warning]) -> str:
+    """A warning as the CLI shows it: its message on one line, its category only when it says something
+    (not for ``UserWarning`` nor spidrkit's own categories, whose messages are written for users)."""
+    text = " ".join(str(message).split())
+    if category is UserWarning or category.__module__.split(".")[0] == "spidrkit":
+        return text
+    return f"{category.__name__}: {text}"
+
+
+@contextmanager
+def one_line_warnings(name: str, debug: bool = False) -> Iterator[None]:
+    """While a command runs, each Python warning is ONE stderr line ``spidrkit NAME: warning: MESSAGE`` (no
+    source line), the same message once; ``warnings.showwarning`` is restored afterwards. ``debug`` keeps
+    Python's format. A recorder already in place (``warnings.catch_warnings(record=True)``, as
+    ``pytest.warns`` installs) still receives every warning."""
+    if debug:
+        yield
+        return
+    recorder = getattr(warnings, "_showwarnmsg_impl", None)  # log.append under catch_warnings(record=True)
+    if getattr(recorder, "__name__", "") == "_showwarnmsg_impl":  # Python's own writer: nobody records
+        recorder = None
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if recorder is not None:
+            recorder(warnings.WarningMessage(message, category, filename, lineno, file, line))
+        text = _warning_text(message, category)
+        if text not in shown:
+            shown.add(text)
+            _error_line(name, "warning", text)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
@@ -157,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return int(module.run(args) or 0)
+        with one_line_warnings(name, debug):
+            return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print(f"spidrkit {name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -37,6 +37,7 @@ def run_budget(args: argparse.Namespace) -> int:
     if args.max_files is not None and args.max_files < 1:
         raise UserError(f"--max-files {args.max_files}: give a number of files >= 1")
     res = budget_curve(args.run, args.corpus, args.output, layers=args.layers, max_files=args.max_files,
-                       min_frames=args.min_frames, speakers=("within", "across") if args.within else ("across",))
+                       min_frames=args.min_frames, speakers=("within", "across") if args.within else ("across",),
+                       force=args.force)
     print(render_budget(json_safe({k: v for k, v in res.items() if k != "outputs"})), end="")
     return 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 
 from spidrkit.cli import UserError
@@ -59,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    f"{DEFAULT_NOISE[1]:g})")
     p.add_argument("--no-noise", action="store_true", help="no background noise (dither only)")
     p.add_argument("--force", action="store_true",
-                   help="write into an existing folder that is not a corpus of `data synth` (its files are replaced)")
+                   help="write into an existing folder that is not a corpus of `data synth` (its files are replaced), "
+                   "or start anew a corpus built with other settings (it is deleted first)")
     p.add_argument("--utterance-seconds", default=None, metavar="LOW-HIGH",
                    help="join consecutive sentences of one voice into utterances of LOW-HIGH seconds (e.g. 8-20) "
                    "with 0.15-0.6 s pauses of background noise (default: one sentence per utterance)")
@@ -222,15 +222,11 @@ def _synth(args) -> int:
     voices = "all" if args.voices == ["all"] else tuple(args.voices)
     if "all" in args.voices and len(args.voices) > 1:
         raise UserError("--voices: give 'all' alone or a list of voices")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = synthesize_corpus(
-            args.output, voices=voices, hours=args.hours, seed=args.seed, heldout_voice=args.heldout_voice,
-            dev_fraction=args.dev_fraction, workers=args.workers, noise=None if args.no_noise else tuple(args.snr),
-            progress=show_progress(args), utterance_seconds=args.utterance_seconds,
-        )
-    for w in caught:
-        print(f"spidrkit data synth: warning: {w.message}", file=sys.stderr)
+    out = synthesize_corpus(  # its warnings are one line each (cli.main)
+        args.output, voices=voices, hours=args.hours, seed=args.seed, heldout_voice=args.heldout_voice,
+        dev_fraction=args.dev_fraction, workers=args.workers, noise=None if args.no_noise else tuple(args.snr),
+        progress=show_progress(args), utterance_seconds=args.utterance_seconds, force=args.force,
+    )
     info = read_sidecar(out)
     for split, t in info["splits"].items():
         print(f"{split}: {t['utterances']} utterances, {t['hours'] * 60:.1f} min, speakers {' '.join(t['speakers'])}")

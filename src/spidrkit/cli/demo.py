@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the tiny config (repeatable)")
     parser.add_argument("--slm-minutes", type=float, default=4.0,
                         help="training budget of the unit LM of the sLM stage (default 4; 0: no sLM stage)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into an existing folder that is not a demo's (a demo's folder is resumed)")
     parser.epilog = "example: spidrkit demo --minutes 24 -o runs/demo"
 
 
@@ -30,13 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.demo import run_demo
     from spidrkit.io import check_output_dir
 
-    check_output_dir(args.output, "-o")
+    check_output_dir(args.output, "-o")  # run_demo checks then that a folder is a demo's (or --force)
     if args.minutes <= 0:
         raise UserError("--minutes must be > 0")
     try:
         run_demo(args.output, minutes=args.minutes, hours=args.hours, seed=args.seed, variant=args.variant,
                  kmeans_k=args.kmeans or None, workers=args.workers, overrides=tuple(args.overrides),
-                 progress=show_progress(args), slm_minutes=args.slm_minutes)
+                 progress=show_progress(args), slm_minutes=args.slm_minutes, force=args.force)
     except ConfigError as e:
         raise UserError(str(e)) from e
     return 0

@@ -36,6 +36,7 @@ from spidrkit.cli import UserError
 from spidrkit.cli.arg_types import name_list
 from spidrkit.cli.flags import Deprecated, add_device, add_layers, add_model, add_output, show_progress
 from spidrkit.cli.model_args import add_model_options, model_source
+from spidrkit.io import BUDGET_LAST_FILE, REPORT_LAST_FILE
 from spidrkit.tracking import REPORT_TO
 
 DISTANCES = ("angular", "kl_symmetric", "identical")
@@ -367,7 +368,7 @@ def _sweep(args: argparse.Namespace) -> int:
         progress=show_progress(args), probe=args.probe, report_to=args.report_to, report_dir=args.report_run,
         label=args.label if len(args.model) > 1 else (args.label or [None])[0])
     models = [model_source(m, args, args.device) for m in args.model]
-    results = sweep(models if len(models) > 1 else models[0], args.corpus, args.output, options)
+    results = sweep(models if len(models) > 1 else models[0], args.corpus, args.output, options, force=args.force)
     from spidrkit.evaluation.sweep.report import summary_text
 
     print(summary_text(results))
@@ -381,7 +382,8 @@ def _probe(args: argparse.Namespace) -> int:
         layers=args.layers, baselines=[] if args.baselines == ["none"] else args.baselines, max_files=args.max_files,
         max_train_frames=args.max_train_frames or MAX_TRAIN_FRAMES, seed=args.seed, device=args.device,
         progress=show_progress(args))
-    results = probe(model_source(args.model, args, args.device), args.corpus, args.output, options)
+    results = probe(model_source(args.model, args, args.device), args.corpus, args.output, options,
+                    force=args.force)
 
     from spidrkit.evaluation.sweep.report import summary_text
 
@@ -420,9 +422,10 @@ ACTIONS = {"abx": _abx, "units": _units, "map": _map, "sweep": _sweep, "probe": 
 
 
 # actions whose -o is a folder: the file each writes last, which says a run is finished (a run stopped by a full
-# disk or a signal has written its numbers before it, and is finished by a rerun without --force)
-OUTPUT_FOLDERS = {"sweep": "report.html", "probe": "report.html", "slm": "report.html", "slm-compare": "report.html",
-                  "budget": "budget.png"}
+# disk or a signal has written its numbers before it, and is finished by a rerun without --force); checked here
+# before any model is read, and again by the API's sweep(), probe() and budget_curve() (force=args.force)
+OUTPUT_FOLDERS = {"sweep": REPORT_LAST_FILE, "probe": REPORT_LAST_FILE, "slm": REPORT_LAST_FILE,
+                  "slm-compare": REPORT_LAST_FILE, "budget": BUDGET_LAST_FILE}
 
 
 def _final_outputs(args: argparse.Namespace) -> list[Path]:

@@ -88,7 +88,7 @@ def _fit(args: argparse.Namespace) -> int:
         args.features, k=args.k, max_frames=args.max_frames or None, seed=args.seed,
         backend=args.backend, niter=args.niter, progress=show_progress(args),
     )
-    path = model.save(args.output)
+    path = model.save(args.output, force=args.force)
     i = model.info
     note(args, f"k={model.k} dim={model.dim} on {i['fitted_frames']} of {i['total_frames']} frames "
          f"({i['backend']}, seed {i['seed']}): inertia/frame {i['inertia_per_frame']:.4g} -> {path}")
@@ -100,7 +100,7 @@ def _apply(args: argparse.Namespace) -> int:
     model = KMeansModel.load(centroids)
     units = apply_kmeans(args.features, model, progress=show_progress(args))
     path = write_units(
-        args.output, units, dedup=args.dedup, fmt=args.format,
+        args.output, units, dedup=args.dedup, fmt=args.format, force=args.force,
         k=model.k, layer=model.info.get("layer"), model=model.info.get("model"),
         centroids=str(centroids), centroids_sha256=file_sha256(centroids), features=str(args.features),
     )
@@ -142,7 +142,8 @@ def _fit_corpus(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     actions = {"fit": _fit, "apply": _apply, "fit-corpus": _fit_corpus}
     final = args.output if args.action == "apply" else centroids_path(args.output)
-    refuse_overwrite([final], args.force, f"kmeans {args.action}")  # before any feature is read
+    # before any feature is read (the API's writers check again when they write: force=args.force)
+    refuse_overwrite([final], args.force, f"kmeans {args.action}")
     try:
         return actions[args.action](args)
     except (FeatureError, KMeansError, UnitsError) as e:

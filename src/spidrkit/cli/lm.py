@@ -96,7 +96,7 @@ def _units(args: argparse.Namespace) -> int:
                                      normalization=args.normalization)
     with files_bar(total, "units", enabled=total > 0 and show_progress(args)) as bar:
         path = write_corpus_units(args.output, CorpusSplit(args.corpus, args.split, args.max_files), spec, encoder,
-                                  shuffle_seed=args.shuffle, model=model_id, progress=bar)
+                                  shuffle_seed=args.shuffle, model=model_id, progress=bar, force=args.force)
     info = read_sidecar(path)
     note(args, f"{spec.describe()}{' shuffled' if args.shuffle is not None else ''}, k={info.get('k')} -> {path}")
     return 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -76,13 +75,14 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    if args.fresh and os.environ.get("RANK", "0") == "0":  # one process deletes (torchrun: rank 0)
-        start_anew(run_dir, force=args.force)
     if args.slurm is not None:
+        if args.fresh:  # before the job exists: no rank runs yet
+            start_anew(run_dir, force=args.force)
         job = submit_slurm(cfg.to_dict(), run_dir.resolve(), parse_slurm_spec(args.slurm), run_dir.name)
         note(args, f"submitted SLURM job {job.job_id}; run dir {run_dir}, logs in {run_dir / 'slurm'}")
         return EXIT_OK
-    summary = pretrain(cfg, run_dir, progress=show_progress(args), force=args.force)
+    # --fresh: pretrain deletes once the process group is up (rank 0, then a barrier: no rank resumes from it)
+    summary = pretrain(cfg, run_dir, progress=show_progress(args), force=args.force, fresh=args.fresh)
     sig = summary.get("signal")
     status = f"{summary['status']} ({sig})" if sig else summary["status"]
     code = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}.get(sig, EXIT_OK)

@@ -32,12 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.extraction.unit_exports import export_km
-    from spidrkit.io import check_output_dir, refuse_overwrite
+    from spidrkit.io import check_output_dir
 
-    out = check_output_dir(args.output, "-o")
-    # dict.km.txt is shared by the splits exported into one folder (each --name): only the split's files count
-    refuse_overwrite([out / f"{args.name}.tsv", out / f"{args.name}.km"], args.force, "units export")
-    paths = export_km(args.units, args.output, args.manifest, args.name, args.dedup, args.k)
+    check_output_dir(args.output, "-o")
+    # export_km refuses existing NAME.tsv / NAME.km before it reads anything, unless --force
+    paths = export_km(args.units, args.output, args.manifest, args.name, args.dedup, args.k, force=args.force)
     lines = paths["km"].read_text().count("\n")
     print(f"wrote {paths['tsv']}, {paths['km']} ({lines} utterances) and {paths['dict']}")
     return 0

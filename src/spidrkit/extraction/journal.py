@@ -121,7 +121,7 @@ def merge_units(folder: Path, dedup: bool, info: dict[str, Any], name: str = UNI
         for journal in journals:
             merged.update(read_journal(journal))
         own = {k: v for k, v in info.items() if k not in ("dedup", "format")}  # write_units records these
-        write_units(final, merged, dedup=dedup, fmt=info.get("format", "txt"), **own)
+        write_units(final, merged, dedup=dedup, fmt=info.get("format", "txt"), force=True, **own)  # merged into
         for journal in journals:
             journal.unlink()
 

@@ -26,7 +26,7 @@ import torch
 
 from spidrkit.errors import InputError
 from spidrkit.extraction.features_io import iter_feature_files, load_array, load_features
-from spidrkit.io import atomic_write, read_sidecar, sidecar_path, write_sidecar
+from spidrkit.io import atomic_write, read_sidecar, refuse_overwrite, sidecar_path, write_sidecar
 from spidrkit.lazy import install_hint, require
 from spidrkit.progress import progress_bar
 
@@ -263,9 +263,11 @@ class KMeansModel:
         _, d = _nearest(torch.as_tensor(x).to(self.centroids.device, torch.float32), self.centroids)
         return float(d.double().sum())
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``path`` (``.npy`` added if missing; float32 ``(k, D)``) and its sidecar ``path.json``."""
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> Path:
+        """Write ``path`` (``.npy`` added if missing; float32 ``(k, D)``) and its sidecar ``path.json``; an
+        existing file is replaced only with ``force``."""
         path = centroids_path(path)
+        refuse_overwrite([path], force, "kmeans fit")
         with atomic_write(path, "wb") as f:
             np.save(f, self.centroids.cpu().numpy(), allow_pickle=False)
         write_sidecar(path, **{**self.info, "k": self.k, "dim": self.dim})

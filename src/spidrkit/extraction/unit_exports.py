@@ -25,7 +25,7 @@ from typing import Any
 from spidrkit.data.corpora.manifest import ManifestEntry, read_manifest, write_manifest
 from spidrkit.extraction.inputs import resolve_inputs
 from spidrkit.extraction.units import Units, UnitsError, deduplicate, km_units, read_units
-from spidrkit.io import read_sidecar, sidecar_path, write_lines_atomic, write_sidecar
+from spidrkit.io import read_sidecar, refuse_overwrite, sidecar_path, write_lines_atomic, write_sidecar
 from spidrkit.text_in import read_lines
 
 EXPORT_FORMATS = ("km",)
@@ -49,11 +49,19 @@ def export_km(
     name: str = "train",
     dedup: bool = False,
     k: int | None = None,
+    *,
+    force: bool = False,
 ) -> dict[str, Path]:
     """Write ``NAME.tsv``, ``NAME.km`` and ``dict.km.txt`` (see the module doc) into ``out_dir`` from a
     units file of :func:`~spidrkit.extract` (``units.txt``/``.jsonl``). ``manifest``: the manifest or
     folder the units were extracted from (default: the ``inputs`` its sidecar names); ``k``: default the
-    sidecar's. ``dedup`` collapses runs of repeated units (frame-level otherwise). Returns the paths."""
+    sidecar's. ``dedup`` collapses runs of repeated units (frame-level otherwise). Existing ``NAME.tsv`` /
+    ``NAME.km`` are replaced only with ``force`` (``dict.km.txt`` is shared by the splits of one folder).
+    Returns the paths."""
+    if not name or "/" in name or name != name.strip():
+        raise UnitsError(f"the split name must be a plain file name, got {name!r}")
+    out = Path(out_dir)
+    refuse_overwrite([out / f"{name}.tsv", out / f"{name}.km"], force, "units export")  # before any reading
     units = Path(units)
     table = read_units(units)
     info = read_sidecar(units) if sidecar_path(units).is_file() else {}
@@ -72,10 +80,7 @@ def export_km(
     if missing := [e.fileid for e in entries if e.fileid not in table]:
         warnings.warn(f"{len(missing)} utterances of the manifest have no units and are left out of {name}.tsv "
                       f"and {name}.km: {', '.join(missing[:5])}", stacklevel=2)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if not name or "/" in name or name != name.strip():
-        raise UnitsError(f"the split name must be a plain file name, got {name!r}")
     paths = {"tsv": out / f"{name}.tsv", "km": out / f"{name}.km", "dict": out / DICT_NAME}
     lines = []
     for e in kept:

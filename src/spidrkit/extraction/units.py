@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from spidrkit.errors import InputError
-from spidrkit.io import write_lines_atomic, write_sidecar
+from spidrkit.io import refuse_overwrite, write_lines_atomic, write_sidecar
 from spidrkit.text_in import parse_json, read_lines
 
 UNIT_FORMATS = ("txt", "jsonl")
@@ -100,6 +100,8 @@ def write_units(
     units: Mapping[str, Units | UnitsLike],
     dedup: bool = False,
     fmt: str | None = None,
+    *,
+    force: bool = False,
     **info: Any,
 ) -> Path:
     """Write ``{utt: units}`` to ``path`` atomically, then its sidecar with ``info`` (k, layer, model, ...).
@@ -107,8 +109,10 @@ def write_units(
     Values are frame-level sequences (list, array, tensor) or :class:`Units` (expanded first), so
     ``write_units(p, read_units(q))`` converts between formats and de-duplication losslessly. With
     ``dedup`` the runs are collapsed and their durations stored. Utterances are written sorted by id.
+    An existing ``path`` is replaced only with ``force`` (:func:`~spidrkit.io.refuse_overwrite`).
     """
     path = Path(path)
+    refuse_overwrite([path], force, "write units")
     fmt = units_format(path, fmt)
     lines = []
     for utt in sorted(units):

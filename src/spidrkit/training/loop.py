@@ -80,7 +80,14 @@ from spidrkit.training.resume import (
     find_checkpoint,
     restore_data_and_rng,
 )
-from spidrkit.training.runfolder import TrainingDiverged, check_finite_weights, check_loss_streak, end_status, run_lock
+from spidrkit.training.runfolder import (
+    TrainingDiverged,
+    check_finite_weights,
+    check_loss_streak,
+    end_status,
+    run_lock,
+    start_anew_locked,
+)
 from spidrkit.training.step import MicroBatch, Stepper, compile_model
 from spidrkit.training.validation import validation_record, validation_totals
 
@@ -384,9 +391,12 @@ class Trainer:
 
 
 def pretrain(
-    cfg: Config, run_dir: str | os.PathLike, resume: bool = True, progress: bool = True, force: bool = False
+    cfg: Config, run_dir: str | os.PathLike, resume: bool = True, progress: bool = True, force: bool = False,
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """Pretrain from ``cfg`` into ``run_dir`` (resuming from its latest checkpoint when there is one).
+    """Pretrain from ``cfg`` into ``run_dir`` (resuming from its latest checkpoint when there is one; ``fresh``:
+    its checkpoints, milestones and metrics are deleted first, once the process group is up and rank 0 holds
+    the lock, and every rank waits for that: ``spidrkit pretrain --fresh``).
 
     Started by torchrun or SLURM (several processes), it joins the process group from the environment
     (see :mod:`spidrkit.training.distributed`). Rank 0 holds ``RUN_DIR/run.lock`` meanwhile: a run folder
@@ -405,6 +415,8 @@ def pretrain(
     init_distributed(device, env)
     try:
         with run_lock(run_dir, device, force=force):
+            if fresh:
+                start_anew_locked(run_dir)
             return Trainer(cfg, run_dir, device, resume=resume, progress=progress).run()
     finally:
         if owns_group:

@@ -24,8 +24,8 @@ import torch
 
 from spidrkit.checkpoints.run import list_checkpoints
 from spidrkit.errors import Diverged, LockHeldError, Terminated
-from spidrkit.io import clear_state, hold_lock
-from spidrkit.runtime import all_reduce_sum, world
+from spidrkit.io import clear_state, hold_lock, remove_entries
+from spidrkit.runtime import all_reduce_sum, barrier, world
 
 LOCK_NAME = "run.lock"
 
@@ -47,6 +47,14 @@ def start_anew(run_dir: str | os.PathLike, *, force: bool = False) -> None:
     its lock, so that the next :func:`~spidrkit.training.pretrain` starts at step 0 whatever the run was, on
     whatever data (``spidrkit pretrain --fresh``). ``force`` breaks the folder's lock, as ``pretrain``'s does."""
     clear_state(run_dir, RUN_STATE, lock=LOCK_NAME, what="this pretraining run folder", force=force)
+
+
+def start_anew_locked(run_dir: str | os.PathLike) -> None:
+    """:func:`start_anew` inside :func:`run_lock`, every rank together: rank 0 deletes the state (it holds the
+    lock), and no rank leaves before the deletion is done (a barrier), so none resumes from what goes."""
+    if world()[0] == 0:
+        remove_entries(run_dir, RUN_STATE)
+    barrier()
 
 
 @contextlib.contextmanager

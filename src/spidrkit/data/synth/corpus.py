@@ -74,6 +74,7 @@ from spidrkit.data.synth.plan import UtterancePlan, heldout_list, plan_corpus
 from spidrkit.data.synth.render import DEFAULT_NOISE, render_utterance  # noqa: F401 (DEFAULT_NOISE: the CLI's)
 from spidrkit.data.synth.sentences import load_sentences
 from spidrkit.io import (
+    SIDECAR_NAME,
     atomic_write,
     hold_lock,
     remove_stale_temps,
@@ -176,17 +177,40 @@ def _settings(voices, seed, heldout_voice, dev_fraction, noise, sentences, utter
     }
 
 
-def check_settings(out_dir: Path, settings: dict) -> None:
+# what a build writes beside records/ and wav/ (module doc, "Layout"): deleted when a corpus is started anew
+SPLIT_FILES = (".csv", "_phones.txt", "_words.txt", ".item", "_frames.txt", "_text.txt")
+
+
+def check_settings(out_dir: Path, settings: dict, fresh: bool = False) -> None:
+    """Record ``settings`` in a new corpus folder; in an existing one they must be those it was built with, or
+    (``fresh``: ``--force``) the corpus is deleted (:func:`clear_corpus`) and started anew with them."""
     path = out_dir / RECORDS / SETTINGS
     if path.is_file():
         old = json.loads(path.read_text())
-        if old != settings:
+        if old == settings:
+            return
+        if not fresh:
             diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v)
-            raise ValueError(
-                f"{out_dir} holds a corpus made with other settings ({diff}); use another folder or delete it"
-            )
-    else:
-        write_json_atomic(path, settings)
+            raise ValueError(f"{out_dir} holds a corpus made with other settings ({diff}); use another folder, or "
+                             "pass --force to delete that corpus and build this one")
+        clear_corpus(out_dir)
+    write_json_atomic(path, settings)
+
+
+def clear_corpus(out_dir: Path) -> None:
+    """Delete what a build wrote in ``out_dir`` (``wav/``, the records, the per-split files, ``phones.txt``, the
+    sidecar), under the lock the caller holds (:func:`exclusive`); other files of the folder stay."""
+    import shutil
+
+    shutil.rmtree(out_dir / "wav", ignore_errors=True)
+    for p in (out_dir / RECORDS).iterdir():
+        if p.name != ".lock":
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    for split in ("train", "dev", "heldout"):
+        for suffix in SPLIT_FILES:
+            (out_dir / f"{split}{suffix}").unlink(missing_ok=True)
+    for name in ("phones.txt", SIDECAR_NAME):
+        (out_dir / name).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -220,15 +244,17 @@ def resolve_voices(voices="all", heldout_voice=None) -> tuple[tuple[str, ...], d
     return voices, {}
 
 
-def synthesize_corpus(out_dir: str | os.PathLike, options: CorpusOptions | None = None, **overrides: Any) -> Path:
+def synthesize_corpus(out_dir: str | os.PathLike, options: CorpusOptions | None = None, *, force: bool = False,
+                      **overrides: Any) -> Path:
     """Build (or finish building) the aligned corpus in ``out_dir`` and return ``out_dir``.
 
     ``options``: a :class:`~spidrkit.data.synth.options.CorpusOptions` (what each option does), and/or its
     fields as keywords (``voices=("awb", "slt"), hours=2.0, ...``). Re-running with the same arguments
     finishes an interrupted build (finished utterances are kept) and leaves a finished one unchanged; a
     different ``hours`` grows or cuts the corpus in place (the utterances both plans share are not redone);
-    other changed arguments on an existing corpus are an error. Raises ``FliteError`` (with the install
-    command) when flite is missing.
+    other changed arguments on an existing corpus are an error, unless ``force`` (``--force``): that corpus is
+    then deleted and this one built (:func:`clear_corpus`). Raises ``FliteError`` (with the install command)
+    when flite is missing.
     """
     o = corpus_options(options, **overrides)
     out_dir = Path(out_dir)
@@ -245,7 +271,7 @@ def synthesize_corpus(out_dir: str | os.PathLike, options: CorpusOptions | None 
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(voices, o.seed, o.heldout_voice, o.dev_fraction, noise, sentences, utterance_seconds)
     with exclusive(out_dir):
-        check_settings(out_dir, settings)
+        check_settings(out_dir, settings, fresh=force)
         if utterance_seconds:
             totals, rendered_this_run = _build_long(out_dir, plans, o.seed, noise, utterance_seconds, o.workers,
                                                     o.progress)

@@ -376,11 +376,12 @@ def _probe_layers_of(model, options: ProbeOptions) -> list[int]:
 
 @threads_like_torch
 def probe(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-          options: ProbeOptions | None = None, **overrides: Any) -> dict[str, Any]:
+          options: ProbeOptions | None = None, *, force: bool = False, **overrides: Any) -> dict[str, Any]:
     """Phone and speaker probes of every layer of ``model`` (a SpeechEncoder, a ``Loaded``, a checkpoint path
     or a name :func:`spidrkit.checkpoints.load` accepts) on ``corpus_dir`` (see the module docstring), and of
     the baselines; ``options``: a :class:`ProbeOptions` and/or its fields as keywords. With ``out_dir``:
-    ``report.json`` + ``report.md``.
+    ``report.json`` + ``report.md``; a finished report there (``report.html``) is replaced only with ``force``,
+    checked before any work.
 
     Returns ``{"info", "layers": {layer: row}, "baselines": {name: row}, "best_layer"}`` (the layer of
     highest phone accuracy), plus ``random_init_layers`` with ``random``.
@@ -390,8 +391,11 @@ def probe(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     from spidrkit.config.validation import with_overrides
     from spidrkit.evaluation.sweep.features import random_like
     from spidrkit.evaluation.sweep.report import write_report
+    from spidrkit.io import refuse_report_overwrite
 
     opts = with_overrides(ProbeOptions, options, overrides, "probe")
+    if out_dir is not None:
+        refuse_report_overwrite(out_dir, force, "evaluate probe")
     model, model_info = resolve_model(model, device=opts.device)
     layers = _probe_layers_of(model, opts)
     pset = load_probe_set(corpus_dir, model, train_split=opts.train_split, test_split=opts.test_split,

@@ -24,6 +24,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,12 @@ from spidrkit.checkpoints import load
 from spidrkit.checkpoints.run import latest_checkpoint, list_milestones, read_run_checkpoint
 from spidrkit.evaluation.metrics.abx import Speaker, abx_both
 from spidrkit.evaluation.metrics.bootstrap import LEVEL, percentile_interval, resample_indices
+from spidrkit.evaluation.plots.layers import plot_budget_curve
 from spidrkit.evaluation.runs.diagnostics import DEFAULT_MIN_FRAMES, diagnose
 from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.evaluation.sweep.evalset import EvalSet, load_eval_set
 from spidrkit.evaluation.sweep.features import baseline_outputs, model_outputs, random_like
-from spidrkit.evaluation.plots.layers import plot_budget_curve
-from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
+from spidrkit.io import BUDGET_LAST_FILE, json_safe, refuse_report_overwrite, write_json_atomic, write_text_atomic
 
 
 def fit_log_trend(minutes: Sequence[float], values: Sequence[float]) -> tuple[float, float]:
@@ -118,25 +119,43 @@ def _cached(path: Path, compute) -> dict[str, Any]:
     return value
 
 
-def budget_curve(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-                 layers: Sequence[int] | None = None, max_files: int | None = None,
-                 min_frames: int = DEFAULT_MIN_FRAMES, speakers: Sequence[Speaker] = ("across",), seed: int = 0,
-                 resamples: int = 2000) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BudgetOptions:
+    """The options of :func:`budget_curve`: ``layers`` among which the best is chosen (default: all);
+    ``max_files`` per split (evenly spaced: the cheap setting of the demo); ``min_frames`` of the diagnostics;
+    ``speakers``: the ABX conditions reported at the chosen layer (``("within", "across")`` for the study);
+    ``seed`` and ``resamples`` of the bootstrap of the crossing time."""
+
+    layers: Sequence[int] | None = None
+    max_files: int | None = None
+    min_frames: int = DEFAULT_MIN_FRAMES
+    speakers: Sequence[Speaker] = ("across",)
+    seed: int = 0
+    resamples: int = 2000
+
+
+def budget_curve(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                 options: BudgetOptions | None = None, *, force: bool = False, **overrides: Any) -> dict[str, Any]:
     """Evaluate the run's milestones (see the module docstring) and write the table, the figure and the fit.
 
-    :param layers: the layers among which the best is chosen (default: all).
-    :param max_files: at most this many files per split (evenly spaced: the cheap setting of the demo).
-    :param speakers: the ABX conditions reported at the chosen layer (``("within", "across")`` for the study).
+    :param options: a :class:`BudgetOptions`, and/or its fields as keywords (``layers=[4, 5]``).
+    :param force: replace a finished curve in ``out_dir`` (its ``budget.png``, written last); without it one is
+        refused before any work, and an unfinished one is completed (its evaluated points are kept in ``points/``).
     :returns: ``{"points": [{name, minutes, step, layer, abx_across, min_codebook_ppl, ...}], "mfcc", "random",
         "crossing", "outputs"}``.
     """
+    from spidrkit.config.validation import with_overrides
+
+    opts = with_overrides(BudgetOptions, options, overrides, "budget_curve")
+    layers, speakers, min_frames, seed = opts.layers, opts.speakers, opts.min_frames, opts.seed
     out = Path(out_dir)
+    refuse_report_overwrite(out, force, "evaluate budget", BUDGET_LAST_FILE)
     points_dir = out / "points"
     found = run_points(run_dir)
     if not found:
         raise SweepError(f"no checkpoint in {run_dir} (train with train.milestone_minutes=[...] for a curve)")
-    sets = (load_eval_set(corpus_dir, ["dev"], out / "eval_dev", max_files),
-            load_eval_set(corpus_dir, ["dev", "heldout"], out / "eval", max_files))
+    sets = (load_eval_set(corpus_dir, ["dev"], out / "eval_dev", opts.max_files),
+            load_eval_set(corpus_dir, ["dev", "heldout"], out / "eval", opts.max_files))
     points, model = [], None
     for name, path in found:
         def compute(path=path, name=name):
@@ -157,7 +176,7 @@ def budget_curve(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_
         return {"mfcc": abx_both(mfcc, sets[1].item_file, frame_rate=model.frame_rate, speakers=speakers),
                 "random": evaluate_point(rand, sets, corpus_dir, use, speakers=speakers, min_frames=min_frames)}
     base = _cached(points_dir / "_baselines.json", baselines)
-    return _write(out, points, base, resamples=resamples, seed=seed)
+    return _write(out, points, base, resamples=opts.resamples, seed=seed)
 
 
 def _write(out: Path, points: list[dict[str, Any]], base: dict[str, Any], *, resamples: int, seed: int
@@ -181,7 +200,7 @@ def _write(out: Path, points: list[dict[str, Any]], base: dict[str, Any], *, res
     xs = [p["minutes"] for p in curve]
     figure = plot_budget_curve(
         {"abx": (xs, [p["abx_across"] for p in curve]), "ppl": (xs, [p["min_codebook_ppl"] for p in curve])},
-        out / "budget.png", trend=trend, title="budget curve",
+        out / BUDGET_LAST_FILE, trend=trend, title="budget curve",
         abx_lines={k: v for k, v in (("MFCC", mfcc), ("random weights", rand.get("abx_across"))) if v is not None},
         ppl_lines={"random weights": rand["min_codebook_ppl"]})
     return {**result, "outputs": {"json": out / "budget.json", "md": out / "budget.md", "figure": figure}}

@@ -33,8 +33,8 @@ import torch
 from spidrkit.data.corpora.alignments import LABEL_RATE, read_frame_labels
 from spidrkit.data.corpora.audio import load_audio
 from spidrkit.data.corpora.manifest import ManifestEntry, read_manifest
-from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.evaluation.metrics.units import entropy_bits
+from spidrkit.evaluation.sweep.errors import SweepError
 
 DEFAULT_MIN_FRAMES = 10_000
 POSITION_BIN_S = 0.1

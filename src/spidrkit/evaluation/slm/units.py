@@ -283,10 +283,14 @@ class CorpusSplit:
 
 def write_corpus_units(out: str | os.PathLike, source: CorpusSplit, spec: UnitSpec, encoder: Any = None, *,
                        shuffle_seed: int | None = None, model: str = "",
-                       progress: Callable[[int], None] | None = None) -> Path:
+                       progress: Callable[[int], None] | None = None, force: bool = False) -> Path:
     """The units of a corpus split as a units file for ``spidrkit lm train`` (sidecar: ``k``, the source,
-    ``shuffled``); ``shuffle_seed``: the shuffled-units control of :func:`shuffle_units`."""
+    ``shuffled``); ``shuffle_seed``: the shuffled-units control of :func:`shuffle_units`. An existing ``out``
+    is replaced only with ``force`` (checked before any unit is computed)."""
     from spidrkit.extraction.units import write_units
+    from spidrkit.io import refuse_overwrite
+
+    refuse_overwrite([out], force, "lm units")
 
     corpus, split, max_files = source.corpus, source.split, source.max_files
     if spec.kind != "phones":
@@ -296,7 +300,7 @@ def write_corpus_units(out: str | os.PathLike, source: CorpusSplit, spec: UnitSp
         units = shuffle_units(units, shuffle_seed, dedup=spec.kind != "phones")
     k = spec.k or int(getattr(getattr(encoder, "cfg", None), "codebook_size", 0)) or None
     extra: dict[str, Any] = {"phones": list(PHONE_INVENTORY), "silences": "dropped"} if spec.kind == "phones" else {}
-    return write_units(out, units, k=k, source=spec.describe(), layer=spec.layer or None, model=model,
+    return write_units(out, units, force=force, k=k, source=spec.describe(), layer=spec.layer or None, model=model,
                        corpus=str(corpus), split=split, shuffled=shuffle_seed is not None,
                        shuffle_seed=shuffle_seed, **extra)
 
@@ -306,7 +310,8 @@ def fit_corpus_kmeans(out: str | os.PathLike, source: CorpusSplit, encoder: Any,
     """Fit ``k`` centroids (:func:`spidrkit.extraction.kmeans.fit_kmeans`) on the features of layer ``layer``
     (or on MFCC with ``SignalEncoder("mfcc")``, layer 0) of the wavs of ``source`` (:func:`spread`);
     saved to ``out`` with a sidecar naming the layer, so ``kmeans:OUT`` finds it. ``progress`` gets the number of
-    files read so far."""
+    files read so far. An existing ``out`` is REPLACED: its caller decides before the work (``spidrkit kmeans
+    fit-corpus`` refuses one without ``--force``; the parameter limit leaves no room for a ``force`` here)."""
     from spidrkit.data.corpora.audio import load_audio
     from spidrkit.extraction.compute import compute
     from spidrkit.extraction.kmeans import fit_kmeans
@@ -327,4 +332,4 @@ def fit_corpus_kmeans(out: str | os.PathLike, source: CorpusSplit, encoder: Any,
     if not isinstance(encoder, SignalEncoder):
         info["layer"] = layer
     # the k-means++ seeding and Lloyd iterations show their own bars when the files did
-    return fit_kmeans(feats, k=k, seed=seed, progress=progress is not None, **info).save(out)
+    return fit_kmeans(feats, k=k, seed=seed, progress=progress is not None, **info).save(out, force=True)

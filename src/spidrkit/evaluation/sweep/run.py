@@ -75,6 +75,7 @@ from spidrkit.evaluation.sweep.scores import (
     sweep_layers,
     threads_like_torch,
 )
+from spidrkit.io import refuse_report_overwrite
 from spidrkit.models.interface import SpeechEncoder
 from spidrkit.progress import progress_bar
 from spidrkit.runtime import Stopwatch
@@ -257,17 +258,17 @@ def _bar_steps(prep: _Prepared, opts: SweepOptions) -> int:
 
 @threads_like_torch
 def sweep(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, options: SweepOptions | None = None,
-          **overrides: Any) -> dict[str, Any]:
+          *, force: bool = False, **overrides: Any) -> dict[str, Any]:
     """Evaluate every layer of ``model`` on the splits of ``corpus_dir``; write the report, then the figures.
 
     :param model: a :class:`~spidrkit.models.interface.SpeechEncoder` such as
         :class:`~spidrkit.models.spidr.SpidR` (moved to the device, as ``Module.to`` does), a
         :class:`~spidrkit.checkpoints.Loaded`, a checkpoint path, a published name or ``random:PRESET``; or a
         list of them (a multi-model report, :func:`sweep_models`; ``label`` then a list).
-    :param corpus_dir: an aligned corpus (see :mod:`~spidrkit.evaluation.sweep.evalset`); ``train`` is needed
-        only for k-means and the probes.
+    :param corpus_dir: an aligned corpus (:mod:`~spidrkit.evaluation.sweep.evalset`; ``train`` for k-means, probes).
     :param out_dir: receives ``report.json``, ``report.md``, the PNG figures, ``eval/`` (the merged
-        annotations) and, with ``kmeans_k``, ``kmeans/`` (the centroids of every layer).
+        annotations) and, with ``kmeans_k``, ``kmeans/`` (the centroids of every layer). A finished report there
+        (``report.html``, written last) is replaced only with ``force``; an unfinished one is completed.
     :param options: a :class:`~spidrkit.evaluation.sweep.options.SweepOptions`, and/or its fields as keywords,
         each checked before the model or the corpus is read: ``splits`` (merged; default ``dev`` and
         ``heldout``, or ``dev`` alone with a warning), ``layers`` (1-based; default all), ``kmeans_k`` (also
@@ -284,8 +285,9 @@ def sweep(model, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, opti
     """
     opts = sweep_options(options, **overrides)
     if isinstance(model, list | tuple) and not isinstance(model, Loaded):  # (a Loaded is a named tuple)
-        return sweep_models(model, corpus_dir, out_dir, dataclasses.replace(opts, label=None), labels=opts.label)
-    watch, out = Stopwatch(), Path(out_dir)
+        return sweep_models(model, corpus_dir, out_dir, dataclasses.replace(opts, label=None), labels=opts.label,
+                            force=force)
+    watch, out = Stopwatch(), refuse_report_overwrite(out_dir, force, "evaluate sweep")  # before any reading
     with watch("total"):
         prep = _prepare(model, corpus_dir, out, opts, watch)
         bar = progress_bar(_bar_steps(prep, opts), "sweep", "step", opts.progress)
@@ -330,7 +332,7 @@ def report_layers(results: dict[str, Any], opts: SweepOptions, out: Path) -> Non
 
 def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
                  options: SweepOptions | None = None, *, labels: Sequence[str | None] | None = None,
-                 **overrides: Any) -> dict[str, Any]:
+                 force: bool = False, **overrides: Any) -> dict[str, Any]:
     """Several models side by side (the paper's Figure 7): each of ``models`` (anything :func:`sweep` takes)
     swept with the same ``options`` on the same evaluation set into ``OUT/models/LABEL/`` (its own complete
     single-model report), and ONE report in ``OUT``: ``results`` = ``{"info", "models": {label: that model's
@@ -338,7 +340,8 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
     "baselines": {metric: {name: value}}}}`` (:func:`~spidrkit.evaluation.sweep.report.compare_models`), a table
     and a figure ``METRIC.png`` per metric, one curve per model against the layer number. ``labels``: one per
     model (``None`` entries, or none at all: from the provenance, e.g. SpidR), made unique. A model without a
-    config (e.g. a wrapped ``transformers`` encoder) gets no random-weights baseline.
+    config (e.g. a wrapped ``transformers`` encoder) gets no random-weights baseline. ``force``: as :func:`sweep`'s,
+    for ``OUT``'s report (the models' folders below it are its own, replaced as it goes).
     """
     from spidrkit.evaluation.sweep.report import COMPARISON_METRICS, compare_models, render_comparison, write_report
 
@@ -348,6 +351,7 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
     labels = [None] * len(models) if labels is None else [labels] if isinstance(labels, str) else list(labels)
     if not models or len(labels) != len(models):
         raise SweepError(f"{len(models)} models but {len(labels)} labels: give one --label per --model (or none)")
+    refuse_report_overwrite(out_dir, force, "evaluate sweep")
     out, watch, loaded, names = Path(out_dir), Stopwatch(), [], []
     for model, label in zip(models, labels):
         model = _resolve_model(model, device)
@@ -361,7 +365,7 @@ def sweep_models(models: Sequence, corpus_dir: str | os.PathLike, out_dir: str |
             kept = [b for b in opts.baselines  # random weights need a config
                     if b != "random" or getattr(model.model, "cfg", None) is not None]
             res = sweep(model, corpus_dir, folder, dataclasses.replace(opts, label=name, baselines=kept, title=None,
-                                                                       report_dir=opts.report_dir or out))
+                                                                       report_dir=opts.report_dir or out), force=True)
         res["report"] = os.path.relpath(res.pop("outputs")["report_md"], out)
         results[name] = res
     comparison = compare_models(results)

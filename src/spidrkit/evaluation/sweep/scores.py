@@ -221,7 +221,7 @@ def _kmeans_row(km: KMeansPlan, layer: int, fit_set: dict[str, torch.Tensor], fe
     fitted = fit_kmeans(fit_set, k=km.k, max_frames=km.max_frames, seed=seed, progress=False, layer=layer,
                         model=km.model_id, fit_files=len(km.entries))
     if km.out_dir is not None:
-        fitted.save(km.out_dir / f"kmeans{km.k}_layer{layer:02d}.npy")
+        fitted.save(km.out_dir / f"kmeans{km.k}_layer{layer:02d}.npy", force=True)  # the sweep's own folder
     units = {u: fitted.predict(v).numpy() for u, v in feats.items()}
     row, _ = unit_row(units, evalset.frame_labels, evalset.item_file, frame_rate=rate, device=device)
     row["kmeans_inertia_per_frame"] = fitted.info["inertia_per_frame"]
