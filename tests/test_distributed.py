@@ -52,6 +52,7 @@ def _rank_main(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, o
         except LockHeldError as e:
             assert ("in use by pid" if rank == 0 else "rank 0 could not take the lock") in str(e)
         assert sorted(p.name for p in Path(run_dir).iterdir()) == [LOCK_NAME]
+        torch.distributed.barrier()  # every rank has looked before rank 0 rewrites the lock (through a temp file)
         with run_lock(run_dir, device, force=True):  # rank 0 breaks it; every rank waits for that
             holder = json.loads((Path(run_dir) / LOCK_NAME).read_text())["pid"]
             assert holder == os.getpid() if rank == 0 else holder not in (os.getpid(), os.getppid())
@@ -63,20 +64,25 @@ def _rank_main(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, o
         cleanup_distributed()
 
 
+def _noise_manifest(tmp_path: Path, n: int) -> Path:
+    """``n`` half-second files of seeded noise (equal lengths: crops are the identity) and their manifest."""
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(n):
+        path = tmp_path / "audio" / f"n{i}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, (0.3 * rng.standard_normal(8000)).astype(np.float32), SR)
+        entries.append(ManifestEntry(f"n{i}", str(path), 8000))
+    return write_manifest(entries, tmp_path / "train.csv")
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_two_gloo_processes_equal_one_process_with_two_micro_batches(tmp_path):
     # Equal-length files (crops are then the identity), 2 per batch, 4 batches an epoch: rank r of 2 takes
     # batches r, r + 2, ...; one process with grad_accum = 2 takes batches 2s and 2s + 1 at step s, with the
     # same masks (keyed by the global batch index). Dropout off: the two set-ups then compute the same step.
-    rng = np.random.default_rng(0)
-    entries = []
-    for i in range(8):
-        path = tmp_path / "audio" / f"n{i}.wav"
-        path.parent.mkdir(exist_ok=True)
-        sf.write(path, (0.3 * rng.standard_normal(8000)).astype(np.float32), SR)
-        entries.append(ManifestEntry(f"n{i}", str(path), 8000))
-    manifest = write_manifest(entries, tmp_path / "train.csv")
+    manifest = _noise_manifest(tmp_path, 8)
     over = ["model.conv_dim=32", "model.dim=64", "model.num_layers=2", "model.num_heads=2", "model.ffn_dim=128",
             "model.num_codebooks=2", "model.codebook_size=16", "model.dropout=0.0", "model.attention_dropout=0.0",
             "model.layerdrop=0.0", "data.num_workers=0", "data.max_batch_samples=16000", "optim.warmup_steps=1",
@@ -245,14 +251,7 @@ def _fresh_rank_main(rank: int, world: int, port: int, cfg_dict: dict, run_dir: 
 def test_fresh_under_two_processes_starts_every_rank_at_step_0(tmp_path):
     """``pretrain --fresh`` deletes once the process group is up (rank 0, under the lock) and no rank builds its
     trainer before that: both ranks start at step 0 on a folder that holds a later checkpoint."""
-    rng = np.random.default_rng(0)
-    entries = []
-    for i in range(4):
-        path = tmp_path / "audio" / f"n{i}.wav"
-        path.parent.mkdir(exist_ok=True)
-        sf.write(path, (0.3 * rng.standard_normal(8000)).astype(np.float32), SR)
-        entries.append(ManifestEntry(f"n{i}", str(path), 8000))
-    manifest = write_manifest(entries, tmp_path / "train.csv")
+    manifest = _noise_manifest(tmp_path, 4)
     over = ["model.conv_dim=32", "model.dim=64", "model.num_layers=2", "model.num_heads=2", "model.ffn_dim=128",
             "model.num_codebooks=2", "model.codebook_size=16", "data.num_workers=0", "data.max_batch_samples=16000",
             "optim.warmup_steps=1", "train.log_every=1", "train.device=cpu", f"data.train_manifest={manifest}"]
