@@ -8,11 +8,14 @@ de-duplicated with silences removed (:data:`~spidrkit.data.corpora.phones.SILENC
 phones, not for where they start and end. PER = edit distance / gold length, summed over utterances (%), with a
 bootstrap 95 % interval over utterances.
 
-The head trains full-batch with Adam (:data:`WARM_STEPS` of frame cross-entropy, then :data:`CTC_STEPS` of CTC,
-learning rate :data:`CTC_LR`, seeded; then the decoder's insertion penalty, a bonus on the blank's logit, is the
-one of :data:`BLANK_BONUSES` that decodes the training utterances best): on the
-``max_train_frames`` frames of the probe that takes seconds per layer on a CPU. Unlike a frame classifier's
-de-duplicated output (every one-frame flicker an insertion, so PERs of 150-200 %), CTC learns when to say nothing.
+The head trains full-batch with Adam (:data:`WARM_STEPS` of frame cross-entropy, which keeps CTC out of the
+optimum where a phone is always swallowed by the blank, then :data:`CTC_STEPS` of CTC, learning rate
+:data:`CTC_LR`, seeded); then the decoder's insertion penalty, a bonus on the blank's logit, is the one of
+:data:`BLANK_BONUSES` that decodes the ``tune_on`` utterances best (the probe holds one training voice aside
+for it, so the penalty is tuned on a voice the head did not hear). A few seconds per layer on a CPU for the
+probe's ``max_train_frames``. A frame classifier's de-duplicated output counts every one-frame flicker as an
+insertion (150-220 % on the demo); this head can say nothing, yet on a voice unlike its training voices it
+still inserts, and its PER can exceed 100 % (docs/voices.md).
 """
 
 from __future__ import annotations
