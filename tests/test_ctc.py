@@ -68,3 +68,13 @@ def test_the_decoder_is_tuned_on_the_held_aside_utterances_only():
     assert plain["blank_bonus"] == 0.0
     assert tuned["blank_bonus"] > 0.0
     assert tuned["gold"] == plain["gold"]
+
+
+def test_the_report_ranks_the_pers_and_not_the_decoders_setting():
+    from spidrkit.evaluation.sweep.report import metrics_table
+
+    rows = {"1": {"probe_per": 90.0, "probe_frame_per": 150.0, "probe_ctc_blank_bonus": 2.0},
+            "2": {"probe_per": 80.0, "probe_frame_per": 160.0, "probe_ctc_blank_bonus": 6.0}}
+    table = metrics_table(rows, first="layer")
+    assert table[2] == "| 1 | 90.00 | **150.00** | 2.00 |"  # lower PER is better; a bonus is not ranked
+    assert table[3] == "| 2 | **80.00** | 160.00 | 6.00 |"

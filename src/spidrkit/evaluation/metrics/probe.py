@@ -51,7 +51,7 @@ import torch
 from spidrkit.data.corpora.alignments import read_frame_labels
 from spidrkit.data.corpora.manifest import ManifestEntry, read_manifest
 from spidrkit.evaluation.metrics.bootstrap import percentile_interval, resample_indices
-from spidrkit.evaluation.metrics.ctc import ctc_phone_recognition, edit_distance
+from spidrkit.evaluation.metrics.ctc import CTC_STEPS, WARM_STEPS, ctc_phone_recognition, edit_distance
 from spidrkit.evaluation.metrics.units import pair_units_with_labels
 from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.evaluation.sweep.evalset import spread, train_subset
@@ -223,7 +223,7 @@ def phone_probe(train: Paired, test: Paired, *, C: float = PROBE_C, max_train_fr
         "probe_acc_ci": bootstrap_ci(correct, frames, n_boot=n_boot, seed=seed),
         "probe_per": 100.0 * sum(ctc["edits"]) / max(sum(ctc["gold"]), 1),
         "probe_per_ci": bootstrap_ci(ctc["edits"], ctc["gold"], n_boot=n_boot, seed=seed),
-        "probe_per_blank_bonus": ctc["blank_bonus"],
+        "probe_ctc_blank_bonus": ctc["blank_bonus"],
         "probe_frame_per": 100.0 * sum(edits) / sum(gold_len),
         "probe_frame_per_ci": bootstrap_ci(edits, gold_len, n_boot=n_boot, seed=seed),
         "probe_chance": 100.0 * counts.max() / counts.sum(),
@@ -317,8 +317,9 @@ def probe_info(pset: ProbeSet, *, C: float, max_train_frames: int, n_boot: int, 
                      f"phones: trained on {len(pset.train)} files of {pset.train_split} (<= {max_train_frames} "
                      f"frames), scored on {len(pset.test)} files of {pset.test_split}; speakers: the "
                      f"{pset.train_split} files split by utterance ({SPEAKER_TEST_FRACTION:g} held out); "
-                     f"accuracy / PER in % with bootstrap 95 % intervals ({n_boot} resamples of utterances, "
-                     f"seed {seed})"}
+                     f"accuracy in %; PER in % from phone recognition by a linear CTC head (warm start "
+                     f"{WARM_STEPS} + {CTC_STEPS} Adam steps, its blank bonus tuned on one training voice held "
+                     f"aside); bootstrap 95 % intervals ({n_boot} resamples of utterances, seed {seed})"}
 
 
 # ------------------------------------------------------------------------------------------- driver

@@ -31,7 +31,7 @@ import numpy as np
 from spidrkit.evaluation.sweep.result import SweepResult
 from spidrkit.io import json_safe, write_json_atomic, write_sidecar, write_text_atomic
 
-LOWER_IS_BETTER_PREFIXES = ("abx", "probe_per")
+LOWER_IS_BETTER_PREFIXES = ("abx", "probe_per", "probe_frame_per")
 HIGHER_IS_BETTER = frozenset({"map", "pnmi", "phone_purity", "cluster_purity", "probe_acc"})
 # the multi-model report: one table (and one figure) per metric, in this order, when measured
 COMPARISON_METRICS = {"abx_within": "ABX within speaker (%)", "abx_across": "ABX across speakers (%)",
