@@ -39,10 +39,15 @@ BLANK_BONUSES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 Paired = Mapping[str, tuple[np.ndarray, np.ndarray]]  # utt -> (frames (T, D), frame labels (T,))
 
 
+def collapse(labels: Sequence[Any] | np.ndarray) -> list[Any]:
+    """The sequence with runs of equal labels collapsed (de-duplicated): ``a a b b a -> a b a``."""
+    a = np.asarray(labels)
+    return a[np.flatnonzero(np.concatenate(([True], a[1:] != a[:-1])))].tolist() if a.size else []
+
+
 def phone_sequence(labels: Sequence[Any]) -> list[Any]:
     """The phones of an utterance from its frame labels: runs collapsed, silences removed (``SIL a a b -> a b``)."""
-    seq = [x for i, x in enumerate(labels) if i == 0 or x != labels[i - 1]]
-    return [x for x in seq if x not in SILENCES]
+    return [x for x in collapse(labels) if x not in SILENCES]
 
 
 def edit_distance(a: Sequence[Any], b: Sequence[Any]) -> int:
@@ -121,20 +126,25 @@ def train_head(data: HeadData, *, steps: int = CTC_STEPS, lr: float = CTC_LR,
     return head, mean, std
 
 
-def _scores(head: torch.nn.Linear, mean: np.ndarray, std: np.ndarray, utts: Paired, names: Sequence[Any],
-            blank_bonus: float = 0.0) -> tuple[list[int], list[int]]:
-    """Per utterance of ``utts`` (sorted): the edit distance of the greedy decoding (the blank's logit raised by
-    ``blank_bonus``) to the gold phone sequence, and that sequence's length."""
-    edits, gold = [], []
+def _decodable(head: torch.nn.Linear, mean: np.ndarray, std: np.ndarray,
+               utts: Paired) -> list[tuple[torch.Tensor, list[Any]]]:
+    """Per utterance of ``utts`` (sorted): the head's logits (``(T, V + 1)``) and the gold phone sequence."""
     with torch.no_grad():
-        for u in sorted(utts):
-            frames, labels = utts[u]
-            ref = phone_sequence(list(labels))
-            logits = head(torch.from_numpy((np.asarray(frames, dtype=np.float32) - mean) / std))
-            logits[:, BLANK] += blank_bonus
-            hyp = [names[i] for i in greedy_decode(logits)] if len(frames) else []
-            edits.append(edit_distance(hyp, ref))
-            gold.append(len(ref))
+        return [(head(torch.from_numpy((np.asarray(utts[u][0], dtype=np.float32) - mean) / std)),
+                 phone_sequence(list(utts[u][1]))) for u in sorted(utts)]
+
+
+def _scores(decodable: Sequence[tuple[torch.Tensor, list[Any]]], names: Sequence[Any],
+            blank_bonus: float = 0.0) -> tuple[list[int], list[int]]:
+    """Per utterance: the edit distance of the greedy decoding (the blank's logit raised by ``blank_bonus``) to
+    the gold phone sequence, and that sequence's length."""
+    edits, gold = [], []
+    for logits, ref in decodable:
+        raised = logits.clone()
+        raised[:, BLANK] += blank_bonus
+        hyp = [names[i] for i in greedy_decode(raised)] if len(logits) else []
+        edits.append(edit_distance(hyp, ref))
+        gold.append(len(ref))
     return edits, gold
 
 
@@ -157,8 +167,8 @@ def ctc_phone_recognition(train: Paired, test: Paired, *, tune_on: Sequence[str]
     with torch.random.fork_rng():
         head, mean, std = train_head(data, steps=steps, lr=lr, seed=seed)
     names = ["<blank>", *vocab]
-    tuning = {u: train[u] for u in (tune or fit)}
-    per = [sum(e) / sum(g) for e, g in (_scores(head, mean, std, tuning, names, b) for b in BLANK_BONUSES)]
+    tuning = _decodable(head, mean, std, {u: train[u] for u in (tune or fit)})  # logits once, every bonus
+    per = [sum(e) / sum(g) for e, g in (_scores(tuning, names, b) for b in BLANK_BONUSES)]
     bonus = BLANK_BONUSES[int(np.argmin(per))]
-    edits, gold = _scores(head, mean, std, test, names, bonus)
+    edits, gold = _scores(_decodable(head, mean, std, test), names, bonus)
     return {"edits": edits, "gold": gold, "blank_bonus": bonus, "phones": len(vocab)}

@@ -51,7 +51,7 @@ import torch
 from spidrkit.data.corpora.alignments import read_frame_labels
 from spidrkit.data.corpora.manifest import ManifestEntry, read_manifest
 from spidrkit.evaluation.metrics.bootstrap import percentile_interval, resample_indices
-from spidrkit.evaluation.metrics.ctc import CTC_STEPS, WARM_STEPS, ctc_phone_recognition, edit_distance
+from spidrkit.evaluation.metrics.ctc import CTC_STEPS, WARM_STEPS, collapse, ctc_phone_recognition, edit_distance
 from spidrkit.evaluation.metrics.units import pair_units_with_labels
 from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.evaluation.sweep.evalset import spread, train_subset
@@ -142,12 +142,6 @@ def pair_frames(feats: Mapping[str, torch.Tensor | np.ndarray], labels: Mapping[
 
 
 # ------------------------------------------------------------------------------------------- statistics
-def collapse(labels: np.ndarray) -> list[Any]:
-    """The sequence with runs of equal labels collapsed (de-duplicated): ``a a b b a -> a b a``."""
-    a = np.asarray(labels)
-    return a[np.flatnonzero(np.concatenate(([True], a[1:] != a[:-1])))].tolist() if a.size else []
-
-
 def smooth(labels: np.ndarray) -> np.ndarray:
     """Each frame's label becomes the majority of itself and its two neighbours (a tie keeps its own):
     ``a a b a a -> a a a a a``; runs of two or more frames stay."""
