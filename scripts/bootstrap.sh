@@ -46,11 +46,19 @@ missing_tts() {
     command -v festival >/dev/null 2>&1 && [ -d /usr/share/festival/voices/english/ked_diphone ] || echo festival
     command -v espeak-ng >/dev/null 2>&1 || echo espeak-ng
 }
+# root with apt-get: the Debian packages this script installs itself
+can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+# apt_install WHAT PACKAGE...: install the packages quietly, updating the package lists once if the first try fails
+apt_install() {
+    local what=$1
+    shift
+    echo "[bootstrap] installing $what with apt-get: $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 \
+        || (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1)
+}
 if [ -n "$(missing_tts)" ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "[bootstrap] installing the speech synthesisers with apt-get: $APT_VOICES"
-        (DEBIAN_FRONTEND=noninteractive apt-get install -y -q $APT_VOICES >/dev/null 2>&1 \
-            || (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $APT_VOICES >/dev/null 2>&1)) \
+    if can_apt; then
+        apt_install "the speech synthesisers" $APT_VOICES \
             || echo "[bootstrap] could not install every synthesiser ($(missing_tts | tr '\n' ' ')); the corpus uses the voices found" >&2
     else
         echo "[bootstrap] synthesisers missing: $(missing_tts | tr '\n' ' '); run 'sudo apt-get install $APT_VOICES' (flite at least)" >&2
@@ -60,10 +68,8 @@ fi
 # by selenium; nothing is downloaded from a browser vendor); without it those tests are skipped (CI fails them)
 APT_BROWSER="chromium chromium-driver"
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "[bootstrap] installing the tests' headless browser with apt-get: $APT_BROWSER"
-        (DEBIAN_FRONTEND=noninteractive apt-get install -y -q $APT_BROWSER >/dev/null 2>&1 \
-            || (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $APT_BROWSER >/dev/null 2>&1)) \
+    if can_apt; then
+        apt_install "the tests' headless browser" $APT_BROWSER \
             || echo "[bootstrap] could not install $APT_BROWSER; the report pages' browser tests will be skipped" >&2
     else
         echo "[bootstrap] no headless browser for the report pages' tests: run 'sudo apt-get install $APT_BROWSER'" >&2
