@@ -286,7 +286,9 @@ def disk_full(name: str, work: Path, args_for: Callable[[Path], list[str]], free
         code, err = run(args_for(out), limit)
         line = one_line(err)
         problems = []
-        errors = [x for x in err.splitlines() if x.startswith("spidrkit ")]  # the rest: warnings printed before
+        # the error lines; the rest are warnings printed before (since the CLI writes each warning as one
+        # `spidrkit CMD: warning: ...` line, those start with "spidrkit " too)
+        errors = [x for x in err.splitlines() if x.startswith("spidrkit ") and ": warning: " not in x]
         if code != EXIT_IO:
             problems.append(f"exit {code}, not {EXIT_IO}: {line}")
         elif errors != [line] or str(disk) not in line:
