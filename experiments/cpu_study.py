@@ -90,6 +90,9 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "voices_flite3_cmvn": ("flite", [*CMVN_DATA, *VOICE_STEPS]),  # separates "more voices" from "CMVN"
     "voices_many_vtlp_cmvn": ("many", [*CMVN_DATA, *VOICE_STEPS, "data.voice_perturb=vtlp"]),
     "voices_many_praat": ("many", [*LOGMEL_DATA, *VOICE_STEPS, "data.voice_perturb=praat"]),
+    # the best combinations: band normalisation with either perturbation (the equaliser is not combined with it:
+    # a gain constant over the utterance in each band is what the normalisation removes)
+    "voices_many_praat_cmvn": ("many", [*CMVN_DATA, *VOICE_STEPS, "data.voice_perturb=praat"]),
     # the winner (band normalisation, every voice: the demo's config) for 90 minutes: one niced thread beside
     # another run takes ~125 steps a minute, so the schedules are stretched to 12,000 steps
     "voices_many_cmvn_90": ("many", [*CMVN_DATA, *scaled_schedules(0.5), "train.max_steps=12000"]),
