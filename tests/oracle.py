@@ -134,9 +134,14 @@ TRAJECTORY = ["model.conv_dim=64", "model.dim=128", "model.num_layers=4", "model
 
 
 def speech_batches(wavs: list[torch.Tensor], num_steps: int, seed: int, batch: int = 4, samples: int = 16000):
-    """``num_steps`` single-micro-batch steps of standardised 1-s crops of ``wavs`` in a seeded order."""
+    """``num_steps`` single-micro-batch steps of standardised crops of ``samples`` samples (1 s by default) of
+    ``wavs`` in a seeded order, with masks over the frames the release's downsampler gives them."""
     import numpy as np
 
+    from spidrkit.config.schema import ModelConfig
+    from spidrkit.models.layers import num_frames
+
+    frames = num_frames(samples, ModelConfig.conv_kernels, ModelConfig.conv_strides)
     rng = np.random.default_rng(seed)
     long = [w for w in wavs if len(w) > samples]
     steps = []
@@ -147,7 +152,7 @@ def speech_batches(wavs: list[torch.Tensor], num_steps: int, seed: int, batch: i
             o = int(rng.integers(0, len(w) - samples))
             x = w[o : o + samples]
             rows.append((x - x.mean()) / x.std())
-        mask = sample_mask(batch, 49, prob=0.65, length=10, rng=1000 * seed + s)
+        mask = sample_mask(batch, frames, prob=0.65, length=10, rng=1000 * seed + s)
         steps.append([(torch.stack(rows), mask)])
     return steps
 
