@@ -21,6 +21,8 @@ from spidrkit.evaluation.sweep.features import layer_groups
 from spidrkit.evaluation.sweep.run import sweep
 from support import built_once, small_model
 
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # as under xdist, also when run alone
+
 K = 8
 RATE = 50  # the small model's frame rate
 
