@@ -467,7 +467,7 @@ def test_the_note_of_a_missing_log(tmp_path):
 def probe_corpus(speech_corpus, tmp_path_factory) -> Path:
     """``speech_corpus`` with 8 of its train files (4 per voice; links to its files, the same dev and heldout):
     the probe's training set, whose linear CTC heads (full batch, 110 steps each) are most of a probed sweep's
-    time (the compared models' probe rows take 4 s instead of 20 s)."""
+    time (the compared models' probe rows take 6 s instead of 19 s)."""
     from spidrkit.data.corpora.manifest import write_manifest
 
     with built_once(tmp_path_factory, "probe_corpus") as root:
