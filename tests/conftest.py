@@ -16,6 +16,7 @@ from support import (
     built_once,
     small_model,
     syllable_corpus,
+    torch_threads,
     train_config,
     triphone_corpus,
 )
@@ -34,10 +35,17 @@ def _seed():
 def one_thread():
     """One intra-op thread during the test, also outside xdist (small models on a shared 2-core machine: faster
     and deterministic); a module takes it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """``one_thread`` for a whole module, its module-scoped fixtures included (``pytestmark =
+    pytest.mark.usefixtures("one_thread_module")``): outside xdist, two threads on a busy 2-core machine made
+    test_sweep's probed sweep 10 times slower (117 s instead of 11 s)."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,17 @@ def small_model(seed: int = 1, overrides: tuple[str, ...] = ()):
     return SpidR(cfg.model).eval()
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op thread count set to ``n`` inside the block, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------------------- shared folders
 @contextlib.contextmanager
 def built_once(tmp_path_factory, name: str):

@@ -21,6 +21,8 @@ from spidrkit.evaluation.sweep.features import layer_groups
 from spidrkit.evaluation.sweep.run import sweep
 from support import built_once, small_model
 
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # as under xdist, also when run alone
+
 K = 8
 RATE = 50  # the small model's frame rate
 
@@ -48,7 +50,8 @@ def write_metrics(path: Path, layers, scale: float) -> Path:
 
 @pytest.fixture(scope="module")
 def swept(speech_corpus, small_checkpoint, tmp_path_factory) -> tuple[Path, dict]:
-    """The full sweep (every option on), run once: its folder and report.json's results."""
+    """The full sweep (every option on), run once: its folder and report.json's results. The t-SNE map takes one
+    phone instance per speaker and phone (~105 points: exact t-SNE, 0.5 s instead of 2-4 s for 500)."""
     with built_once(tmp_path_factory, "sweep_report") as out:
         if not (out / "report.json").is_file():
             runs = [write_metrics(out.parent / "sweep_runs" / name / "metrics.jsonl", [2, 3], scale)
@@ -57,7 +60,7 @@ def swept(speech_corpus, small_checkpoint, tmp_path_factory) -> tuple[Path, dict
                 warnings.simplefilter("ignore")
                 returned = sweep(small_checkpoint, speech_corpus, out, kmeans_k=K, kmeans_max_frames=3000,
                                  baselines=("mfcc", "noise", "random"), posteriors=True, metrics_jsonl=runs,
-                                 progress=False)
+                                 tsne_points=120, progress=False)
             assert set(returned["outputs"]) == {"report_json", "report_md", "report_html", "eval",
                                                 *sweep_mod.PLOT_NAMES}
             figures = {k: v for k, v in returned["outputs"].items() if k in sweep_mod.PLOT_NAMES}
@@ -461,13 +464,30 @@ def test_the_note_of_a_missing_log(tmp_path):
 
 # ------------------------------------------------------------------------------------------- probe, several models
 @pytest.fixture(scope="module")
-def compared(speech_corpus, small_checkpoint, tmp_path_factory) -> tuple[Path, dict, dict]:
+def probe_corpus(speech_corpus, tmp_path_factory) -> Path:
+    """``speech_corpus`` with 8 of its train files (4 per voice; links to its files, the same dev and heldout):
+    the probe's training set, whose linear CTC heads (full batch, 110 steps each) are most of a probed sweep's
+    time (the compared models' probe rows take 6 s instead of 19 s)."""
+    from spidrkit.data.corpora.manifest import write_manifest
+
+    with built_once(tmp_path_factory, "probe_corpus") as root:
+        if not (root / "train.csv").is_file():
+            root.mkdir(exist_ok=True)
+            for path in speech_corpus.iterdir():
+                if path.name != "train.csv" and not (root / path.name).is_symlink():
+                    (root / path.name).symlink_to(path)
+            write_manifest(spread(read_manifest(speech_corpus / "train.csv"), 8), root / "train.csv")
+    return root
+
+
+@pytest.fixture(scope="module")
+def compared(probe_corpus, small_checkpoint, tmp_path_factory) -> tuple[Path, dict, dict]:
     """Two models of different depths (3 and 2 layers) with the probe, in one report."""
     with built_once(tmp_path_factory, "sweep_compared") as out:
         if not (out / "report.json").is_file():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                returned = sweep([small_checkpoint, small_model(2, ("model.num_layers=2",))], speech_corpus, out,
+                returned = sweep([small_checkpoint, small_model(2, ("model.num_layers=2",))], probe_corpus, out,
                                  label=["small", None], probe=True, baselines=("mfcc", "random"), tsne_points=0,
                                  progress=False)
             figures = {k: v for k, v in returned["outputs"].items()
@@ -524,7 +544,7 @@ def test_comparison_tables_and_figures_are_the_models_numbers(compared):
 
 @pytest.mark.slow
 @pytest.mark.needs_flite
-def test_probe_columns_equal_the_probe(compared, small_checkpoint, speech_corpus, tmp_path):
+def test_probe_columns_equal_the_probe(compared, small_checkpoint, probe_corpus, tmp_path):
     """The sweep's probe columns are the numbers of ``probe()``; each interval holds its estimate; the layers
     figure gets a probe panel."""
     from spidrkit.evaluation.metrics.probe import probe
@@ -532,7 +552,7 @@ def test_probe_columns_equal_the_probe(compared, small_checkpoint, speech_corpus
 
     _, res, _ = compared
     small = res["models"]["small"]
-    direct = probe(small_checkpoint, speech_corpus, layers=[2], baselines=("mfcc",), progress=False)
+    direct = probe(small_checkpoint, probe_corpus, layers=[2], baselines=("mfcc",), progress=False)
     for key in ("probe_acc", "probe_acc_ci", "probe_per", "probe_per_ci", "speaker_acc", "speaker_acc_ci"):
         assert small["layers"]["2"][key] == pytest.approx(direct["layers"][2][key], abs=1e-9), key
         assert small["baselines"]["mfcc"][key] == pytest.approx(direct["baselines"]["mfcc"][key], abs=1e-9), key

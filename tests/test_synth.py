@@ -99,6 +99,26 @@ def test_same_sentence_two_voices_same_phones_and_words():
 
 
 @pytest.mark.needs_flite
+def test_phones_without_rendering_are_those_of_the_rendering():
+    from spidrkit.data.slm.words import metatheses, word_pool
+
+    phrases = ["The apple and the dog.", "She read it, then 123 apples.", "Dr. Smith's cat's hats",
+               "The quiet boy will measure the treasure."]
+    words = word_pool()[::3]  # 218 words and as many non-words (metatheses: letter-to-sound rules)
+    texts = {"kal16": [*phrases, *words, *(metatheses(w)[0] for w in words if metatheses(w))]}
+    texts |= {v: [*phrases, *words[:6], *(metatheses(w)[-1] for w in words[:6])] for v in ("awb", "rms", "slt", "kal")}
+    f = Flite.instance()
+    for voice, voice_texts in texts.items():
+        for text in voice_texts:
+            r = f.synthesize(text, voice)
+            assert f.phones(text, voice) == ([p for p, _ in r.segments], r.words), (voice, text)
+    assert len(texts["kal16"]) > 400
+    # the post-lexical rules ran: 'the' is 'dh iy' before a vowel, 'dh ax' before a consonant
+    assert " ".join(f.phones("the apple the dog", "kal16")[0]) == "pau dh iy ae p ax l dh ax d ao g pau"
+    assert f.phones("", "kal16") == (["pau"], [])  # no words: no error (synthesize finds no audio)
+
+
+@pytest.mark.needs_flite
 def test_renderings_differ_with_the_seed_and_repeat_with_it():
     plan = synth_plan.UtterancePlan("slt_x", "train", "slt", 0, "Seven brown dogs ran across the old bridge.", 1)
     a, phones_a, _, pros_a = synth_render.render_utterance(plan)

@@ -14,6 +14,7 @@ import pytest
 
 from spidrkit.cli import main
 from spidrkit.data.corpora.manifest import read_manifest
+from spidrkit.data.slm import words as slm_words
 from spidrkit.data.slm.build import synthesize_slm
 from spidrkit.data.slm.grammar import SUBTYPES, TOPICS, TopicGrammar
 from spidrkit.data.slm.plan import (
@@ -27,6 +28,7 @@ from spidrkit.data.slm.plan import (
     words_of,
 )
 from spidrkit.data.slm.words import NonWordMaker, bag_distance, metatheses, phonotactics_ok
+from spidrkit.data.synth.flite import ARPABET, SILENCE, Flite
 from support import built_once
 
 VOICES = ("slt", "kal16")
@@ -60,7 +62,7 @@ def built(flite, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def default_plan(tmp_path_factory):
-    """The default-size plan (no audio) with frequencies from the default LM corpus: about a minute of CPU,
+    """The default-size plan (no audio) with frequencies from the default LM corpus: about 5 s of CPU,
     spent by the first xdist worker that needs it; the other reads its pickle."""
     with built_once(tmp_path_factory, "default_slm_plan") as folder:
         cached = folder / "plan.pkl"
@@ -275,6 +277,21 @@ def test_plan_is_deterministic_for_a_seed():
     a, b, c = plan_slm(3, seed=1), plan_slm(3, seed=1), plan_slm(3, seed=2)
     assert a.items == b.items and a.lm_pool == b.lm_pool
     assert [i.text for i in a.items] != [i.text for i in c.items]
+
+
+@pytest.mark.needs_flite
+def test_plan_is_the_one_the_renderings_phones_give(monkeypatch):
+    """The non-word search reads pronunciations without rendering (``Flite.phones``): the same plan, byte for
+    byte, as with the segments and words of kal16's renderings (~1,900 words and candidates pronounced)."""
+    fast = plan_slm(10, seed=5, voices=("slt", "kal16"))
+
+    def rendered(text):
+        r = Flite.instance().synthesize(text, slm_words.PROBE_VOICE)
+        return len(r.words), tuple(ARPABET[p] for p, _ in r.segments if ARPABET[p] != SILENCE)
+
+    monkeypatch.setattr(slm_words, "pronounce", rendered)
+    assert pickle.dumps(plan_slm(10, seed=5, voices=("slt", "kal16"))) == pickle.dumps(fast)
+    assert len(fast.nonwords) == 12
 
 
 def test_every_minimal_pair_type_differs_and_topics_have_their_own_words():

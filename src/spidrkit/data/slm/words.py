@@ -9,7 +9,8 @@ of consonant letters or of vowel letters; the edits of a spelling (:meth:`NonWor
   (word-initial, medial, final) taken from another word of the pool ("kitchen" -> "kotchen").
 
 A candidate's pronunciation is flite's (letter-to-sound rules for unknown words; the voices share one
-lexicon), read from a neutral rendering with the ``kal16`` voice, and a candidate passes only when it
+lexicon), those the ``kal16`` voice speaks at neutral prosody (read from flite's text analysis without
+rendering: :meth:`spidrkit.data.synth.flite.Flite.phones`), and a candidate passes only when it
 
 - is pronounced as one word with exactly as many phones as the word (``length``), and differently;
 - is no word of the vocabulary (any inflected form), and no homophone of one (same phone string);
@@ -46,12 +47,9 @@ Phones are the corpus's ARPAbet set (:data:`spidrkit.data.synth.flite.PHONES`) w
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import random
 import re
-import sys
 from collections import Counter
 from itertools import combinations
 
@@ -108,31 +106,12 @@ def _swapped(parts: list[str], i: int, j: int) -> str:
     return "".join(parts)
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence the C library's stderr (the diphone voice reports each missing diphone of a candidate)."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # a captured stream: nothing to silence
-        yield
-        return
-    sys.stderr.flush()
-    saved, null = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-        os.close(null)
-
-
 def pronounce(text: str) -> tuple[int, tuple[str, ...]]:
-    """(number of words flite reads, ARPAbet phones without pauses) of ``text`` at neutral prosody."""
-    with _quiet_stderr():
-        r = Flite.instance().synthesize(text, PROBE_VOICE)
-    phones = tuple(ARPABET.get(p, p) for p, _ in r.segments)
-    return len(r.words), tuple(p for p in phones if p != SILENCE)
+    """(number of words flite reads, ARPAbet phones without pauses) of ``text`` at neutral prosody: those of
+    its rendering with ``kal16``, read without rendering it (:meth:`Flite.phones`)."""
+    segments, words = Flite.instance().phones(text, PROBE_VOICE)
+    phones = tuple(ARPABET.get(p, p) for p in segments)
+    return len(words), tuple(p for p in phones if p != SILENCE)
 
 
 def word_pool() -> list[str]:
