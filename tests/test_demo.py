@@ -220,7 +220,10 @@ def test_demo_departures_are_named_and_a_set_restores_the_paper(tmp_path):
     from spidrkit.demo import _departures, demo_config
 
     cfg = demo_config(tmp_path, 24.0, 0)
-    assert (cfg.model.frontend, cfg.model.codebook_init) == ("logmel_cmvn", "data")
-    assert _departures(cfg) == "logmel_cmvn front end, codebooks initialised from the data"
-    paper = demo_config(tmp_path, 24.0, 0, overrides=("model.frontend=cnn", "model.codebook_init=random"))
+    assert (cfg.model.frontend, cfg.model.codebook_init, cfg.data.voice_perturb) == ("logmel_cmvn", "data", "vtlp")
+    assert _departures(cfg) == ("logmel_cmvn front end, codebooks initialised from the data, vtlp voice perturbation "
+                                "of the student's input")
+    paper = demo_config(tmp_path, 24.0, 0, overrides=("model.frontend=cnn", "model.codebook_init=random",
+                                                      "data.voice_perturb=none"))
     assert _departures(paper) == "" and paper.model == load_config("tiny").model
+    assert paper.data.voice_perturb == load_config("tiny").data.voice_perturb

@@ -96,13 +96,14 @@ def corpus_hours(minutes: float) -> float:
     return round(min(2.0, max(0.1, minutes / 10.0)), 2)
 
 
-# The demo's departures from the paper, two opt-in config values measured by experiments/cpu_study.py and
-# experiments/codebook_ema.py (docs/method.md#front-end, docs/method.md#codebook-update): a fixed log mel front end
-# in place of the convolutional downsampler, whose random initial frames are at chance on ABX, with each band
-# normalised over the utterance (docs/voices.md: the arm that carried phones across voices best), and codewords
+# The demo's departures from the paper, three opt-in config values measured by experiments/cpu_study.py and
+# experiments/codebook_ema.py (docs/method.md#front-end, docs/method.md#codebook-update, docs/voices.md): a fixed
+# log mel front end in place of the convolutional downsampler, whose random initial frames are at chance on ABX,
+# with each band normalised over the utterance, the student reading each utterance through a random vocal-tract
+# warp (VTLP; the teacher reads it clean): together the arm that carried phones across voices best; and codewords
 # drawn from the first batch, since ~270 masked frames per update leave ~15 of 256 random codewords alive.
-# `--set model.frontend=cnn --set model.codebook_init=random` runs the paper's method.
-DEMO_OVERRIDES = ("model.frontend=logmel_cmvn", "model.codebook_init=data")
+# `--set model.frontend=cnn --set model.codebook_init=random --set data.voice_perturb=none` runs the paper's method.
+DEMO_OVERRIDES = ("model.frontend=logmel_cmvn", "model.codebook_init=data", "data.voice_perturb=vtlp")
 
 
 def demo_config(corpus: Path, minutes: float, seed: int, variant: str = "spidr", overrides: tuple[str, ...] = ()):
@@ -274,11 +275,13 @@ def budget_stage(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch) -> di
 
 
 def _departures(cfg) -> str:
-    """The opt-in departures from the paper that ``cfg`` takes, in words ('' for none): the opt-in model values
-    that differ from their defaults (the paper's)."""
-    m, paper = cfg.model, ModelConfig()
+    """The opt-in departures from the paper that ``cfg`` takes, in words ('' for none): the opt-in model and data
+    values that differ from their defaults (the paper's)."""
+    m, paper, d = cfg.model, ModelConfig(), cfg.data
     said = [f"{m.frontend} front end" if m.frontend != paper.frontend else "",
-            f"codebooks initialised from the {m.codebook_init}" if m.codebook_init != paper.codebook_init else ""]
+            f"codebooks initialised from the {m.codebook_init}" if m.codebook_init != paper.codebook_init else "",
+            f"{d.voice_perturb} voice perturbation of the student's input" if d.voice_perturb != "none" else "",
+            f"a random {d.voice_eq:g} dB equaliser of the student's input" if d.voice_eq else ""]
     return ", ".join(x for x in said if x)
 
 
