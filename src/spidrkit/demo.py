@@ -15,8 +15,9 @@
      and ``OUT/report.html``, the same report as one page with its figures embedded.
 Every stage resumes: running the same command again after an interruption redoes only what is missing, and
 again on a finished demo it continues its pretraining where it stopped and writes the evaluation and the report
-anew. A folder that is not a demo's (files, none of :data:`DEMO_MARKS`) is refused unless ``force`` (``--force``):
-the demo then writes into it.
+anew (a checkpoint already evaluated with the same settings, when the pretraining added no step, keeps its sweep:
+``OUT/sweep_done.json``). A folder that is not a demo's (files, none of :data:`DEMO_MARKS`) is refused unless
+``force`` (``--force``): the demo then writes into it.
 """
 
 from __future__ import annotations
