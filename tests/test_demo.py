@@ -32,12 +32,15 @@ def test_headline_needs_both_numbers():
     assert _headline({**results, "layers": {2: {"abx_across": None}}}) == ""
 
 
-# the demo, shrunk: a 3-layer, 64-wide model, 30 steps (or 0.5 min), 0.03 h of speech, a 0.02 min LM
+# the demo, shrunk: a 3-layer, 64-wide model, 30 steps (or 0.5 min), 0.03 h of speech, a 0.02 min LM; the speech
+# synthesised in this process (workers=1: for ~120 short files, 2 spawned workers cost more than they save; the
+# pool is test_synth's)
 SMALL = ("model.conv_dim=32", "model.dim=64", "model.num_heads=2", "model.ffn_dim=128", "model.num_layers=3",
          "model.num_codebooks=2", "model.codebook_size=32", "data.max_batch_samples=64000",
          "train.log_every=5", "train.checkpoint_every=20", "train.valid_every=20", "train.valid_batches=2",
          "train.max_steps=30", "data.num_workers=0")
-SHRUNK = dict(minutes=0.5, hours=0.03, kmeans_k=8, overrides=SMALL, progress=False, slm_minutes=0.02, slm_pairs=2)
+SHRUNK = dict(minutes=0.5, hours=0.03, kmeans_k=8, overrides=SMALL, progress=False, slm_minutes=0.02, slm_pairs=2,
+              workers=1)
 
 
 @pytest.mark.slow
