@@ -32,12 +32,15 @@ def test_headline_needs_both_numbers():
     assert _headline({**results, "layers": {2: {"abx_across": None}}}) == ""
 
 
-# the demo, shrunk: a 3-layer, 64-wide model, 30 steps (or 0.5 min), 0.03 h of speech, a 0.02 min LM
+# the demo, shrunk: a 3-layer, 64-wide model, 30 steps (or 0.5 min), 0.03 h of speech, a 0.02 min LM; the speech
+# synthesised in this process (workers=1: for ~120 short files, 2 spawned workers cost more than they save; the
+# pool is test_synth's)
 SMALL = ("model.conv_dim=32", "model.dim=64", "model.num_heads=2", "model.ffn_dim=128", "model.num_layers=3",
          "model.num_codebooks=2", "model.codebook_size=32", "data.max_batch_samples=64000",
          "train.log_every=5", "train.checkpoint_every=20", "train.valid_every=20", "train.valid_batches=2",
          "train.max_steps=30", "data.num_workers=0")
-SHRUNK = dict(minutes=0.5, hours=0.03, kmeans_k=8, overrides=SMALL, progress=False, slm_minutes=0.02, slm_pairs=2)
+SHRUNK = dict(minutes=0.5, hours=0.03, kmeans_k=8, overrides=SMALL, progress=False, slm_minutes=0.02, slm_pairs=2,
+              workers=1)
 
 
 @pytest.mark.slow
@@ -120,17 +123,30 @@ def _check_slm_stage(out, result, across: float) -> None:
 
 def _check_a_rerun_resumes(out, result, info) -> None:
     """The same command again finds everything done: the corpus is kept, training resumes from its checkpoint
-    (no step logged twice), the finished LM is kept, not trained again."""
-    from spidrkit.io import read_metrics
+    (no step logged twice), the sweep of an unchanged checkpoint is kept (its report written anew from
+    report.json: the same page), the finished LM is kept, not trained again."""
+    from spidrkit.io import json_safe, read_metrics
 
-    corpus = {p: p.stat().st_mtime_ns for p in (out / "corpus").rglob("*.wav")}
+    def mtimes(folder, pattern):
+        return {p: p.stat().st_mtime_ns for p in folder.rglob(pattern)}
+
+    def numbers(results):  # as report.json holds them (layer numbers as strings), the paths left out
+        return json.loads(json.dumps(json_safe({k: v for k, v in results.items() if k != "outputs"})))
+
+    corpus, kmeans = mtimes(out / "corpus", "*.wav"), mtimes(out / "kmeans", "*.npy")
+    report = (out / "report.md").read_text()
     again = run_demo(out, **SHRUNK)
-    assert {p: p.stat().st_mtime_ns for p in (out / "corpus").rglob("*.wav")} == corpus
+    assert mtimes(out / "corpus", "*.wav") == corpus
     steps = [r["step"] for r in read_metrics(out / "pretrain_spidr", "train")]
     assert steps and steps == sorted(set(steps))
     assert again["demo"]["training"]["step"] >= info["training"]["step"]
     if info["training"]["status"] == "completed":  # train.max_steps reached: nothing left to train
         assert again["demo"]["training"]["step"] == info["training"]["step"]
+        assert mtimes(out / "kmeans", "*.npy") == kmeans and numbers(again["results"]) == numbers(result["results"])
+        assert list(again["results"]["layers"]) == [1, 2, 3] and again["results"]["outputs"]["tsne"].is_file()
+        timings = "- time per stage (s): "  # the only line of the page that differs
+        assert ([x for x in (out / "report.md").read_text().splitlines() if not x.startswith(timings)]
+                == [x for x in report.splitlines() if not x.startswith(timings)])
     assert again["slm"]["lm"] == result["slm"]["lm"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import multiprocessing
 import os
 import socket
 from pathlib import Path
@@ -33,6 +34,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_ranks(fn, *args) -> None:
+    """``fn(rank, 2, port, *args)`` in 2 fresh processes, as torchrun starts them, forked from a server that has
+    imported torch, the trainers and this module once (spawned ranks import them each, ~6 s a test)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__, "torch._dynamo", "spidrkit.lm.trainer",
+                                "transformers.models.opt.modeling_opt"])
+    mp.start_processes(fn, args=(2, free_port(), *args), nprocs=2, join=True, start_method="forkserver")
 
 
 def _rank_main(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, out: str) -> None:
@@ -93,8 +103,7 @@ def test_two_gloo_processes_equal_one_process_with_two_micro_batches(tmp_path):
     (tmp_path / "ddp").mkdir()
     holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": "2026-01-01T00:00:00+00:00", "command": ""}
     (tmp_path / "ddp" / LOCK_NAME).write_text(json.dumps(holder))
-    mp.start_processes(_rank_main, args=(2, free_port(), cfg.to_dict(), str(tmp_path / "ddp"), str(out)),
-                       nprocs=2, join=True, start_method="spawn")
+    start_ranks(_rank_main, cfg.to_dict(), str(tmp_path / "ddp"), str(out))
     assert not (tmp_path / "ddp" / LOCK_NAME).exists()
     rank0 = torch.load(out / "rank0.pt", weights_only=True)
     rank1 = torch.load(out / "rank1.pt", weights_only=True)
@@ -221,8 +230,7 @@ def test_two_gloo_unit_lm_processes_equal_one_process_with_two_micro_batches(tmp
     utts = {f"u{i:03d}": rng.integers(0, 8, int(rng.integers(3, 40))).tolist() for i in range(30)}
     units = write_units(tmp_path / "units.txt", utts, k=8)
     valid = write_units(tmp_path / "valid.txt", {"v0": [1, 2, 3, 4], "v1": [5, 6, 7, 0, 1, 2]}, k=8)
-    mp.start_processes(_lm_rank_main, args=(2, free_port(), str(units), str(valid), str(tmp_path / "ddp")),
-                       nprocs=2, join=True, start_method="spawn")
+    start_ranks(_lm_rank_main, str(units), str(valid), str(tmp_path / "ddp"))
     train_lm([units], tmp_path / "one", "tiny", [*LM_SMALL, "train.grad_accum=2"], valid=[valid], progress=False)
 
     ddp, one = load_lm(tmp_path / "ddp", "last")[0].state_dict(), load_lm(tmp_path / "one", "last")[0].state_dict()
@@ -260,8 +268,7 @@ def test_fresh_under_two_processes_starts_every_rank_at_step_0(tmp_path):
     first = pretrain(load_config("tiny", [*over, "train.max_steps=3"]), run_dir, progress=False)
     assert first["step"] == 3 and list((run_dir / "checkpoints").iterdir())
     cfg = load_config("tiny", [*over, "train.max_steps=2"])  # resumed, the step-3 checkpoint would end it at once
-    mp.start_processes(_fresh_rank_main, args=(2, free_port(), cfg.to_dict(), str(run_dir), str(out)),
-                       nprocs=2, join=True, start_method="spawn")
+    start_ranks(_fresh_rank_main, cfg.to_dict(), str(run_dir), str(out))
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks == [{"step": 2, "steps_run": 2}] * 2
     assert [r["step"] for r in read_metrics(run_dir, "train")] == [1, 2]  # the old run's log went with it

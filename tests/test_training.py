@@ -236,11 +236,12 @@ def test_corrupt_and_empty_files_are_skipped_and_stereo_44k_is_used(tmp_path):
 
 # ------------------------------------------------------------------------------------------- learning
 @pytest.mark.slow
-def test_loss_falls_over_200_steps(syllables, tmp_path):
-    cfg = train_config(syllables, "train.max_steps=200", "train.log_every=10", "train.checkpoint_every=1000")
+def test_loss_falls_over_100_steps(syllables, tmp_path):
+    # (the loss of this seed levels off from step 70: 0.66 of the first at steps 80-100, 0.64 at 180-200)
+    cfg = train_config(syllables, "train.max_steps=100", "train.log_every=10", "train.checkpoint_every=1000")
     out = pretrain(cfg, tmp_path, progress=False)
     recs = read_metrics(tmp_path, "train")
-    assert [r["step"] for r in recs] == list(range(10, 201, 10))
+    assert [r["step"] for r in recs] == list(range(10, 101, 10))
     first, last = recs[0]["loss"], np.mean([r["loss"] for r in recs[-3:]])
     assert first > 0.97 * math.log(16)  # near-uniform predictions over 16 codewords at the start
     assert last < 0.75 * first

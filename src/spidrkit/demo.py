@@ -15,8 +15,9 @@
      and ``OUT/report.html``, the same report as one page with its figures embedded.
 Every stage resumes: running the same command again after an interruption redoes only what is missing, and
 again on a finished demo it continues its pretraining where it stopped and writes the evaluation and the report
-anew. A folder that is not a demo's (files, none of :data:`DEMO_MARKS`) is refused unless ``force`` (``--force``):
-the demo then writes into it.
+anew (a checkpoint already evaluated with the same settings, when the pretraining added no step, keeps its sweep:
+``OUT/sweep_done.json``). A folder that is not a demo's (files, none of :data:`DEMO_MARKS`) is refused unless
+``force`` (``--force``): the demo then writes into it.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spidrkit import __version__
 from spidrkit.config import ModelConfig, load_config
 from spidrkit.config.validation import with_overrides
 from spidrkit.data.synth.engines import ALL_VOICES
 from spidrkit.errors import InputError, Terminated
 from spidrkit.evaluation.pages import write_html, write_tables
-from spidrkit.io import json_safe, write_json_atomic, write_text_atomic
+from spidrkit.io import file_sha256, json_safe, write_json_atomic, write_text_atomic
 from spidrkit.runtime import Stopwatch
 
 logger = logging.getLogger("spidrkit.demo")
@@ -215,13 +217,10 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, o
     """Corpus, pretraining (``cfg``: :func:`demo_config`), sweep: ``(training summary, checkpoint, sweep results)``."""
     from spidrkit.checkpoints.run import latest_checkpoint
     from spidrkit.data.synth.corpus import synthesize_corpus
-    from spidrkit.evaluation.plots.perplexity import perplexity_note
-    from spidrkit.evaluation.sweep.options import DEFAULT_BASELINES
-    from spidrkit.evaluation.sweep.run import sweep
     from spidrkit.training.loop import pretrain
 
     minutes, seed, variant, progress = cfg.train.max_minutes, cfg.train.seed, cfg.variant, opts.progress
-    hours, kmeans_k, workers = opts.hours, opts.kmeans_k, opts.workers
+    hours, workers = opts.hours, opts.workers
 
     voices, heldout = demo_voices()
     with _stage(f"1/6 corpus: {hours} h of speech from {', '.join(voices)} ({', '.join(heldout)} held out)", watch):
@@ -238,19 +237,68 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, o
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise RuntimeError(f"pretraining wrote no checkpoint in {run_dir}")
+    return summary, checkpoint, _sweep_stage(out, corpus, run_dir, checkpoint, watch, cfg, opts)
+
+
+def _sweep_stage(out: Path, corpus: Path, run_dir: Path, checkpoint: Path, watch: Stopwatch, cfg,
+                 opts: DemoOptions) -> dict[str, Any]:
+    """The sweep of ``checkpoint`` into ``out`` (its results), or the finished one of the same checkpoint with
+    the same settings, kept (:func:`_kept_sweep`)."""
+    from spidrkit.evaluation.plots.perplexity import perplexity_note
+    from spidrkit.evaluation.sweep.options import DEFAULT_BASELINES
+    from spidrkit.evaluation.sweep.run import sweep
 
     # a run that ended before its first logging step has no metrics log: the report says so (no figure)
     metrics = run_dir / "metrics.jsonl"
     notes = [] if metrics.is_file() else [perplexity_note(metrics)]
+    request = {"checkpoint": str(checkpoint), "corpus": str(corpus), "kmeans_k": opts.kmeans_k,
+               "max_files": SWEEP_MAX_FILES, "baselines": list(DEFAULT_BASELINES),
+               "metrics": str(metrics) if metrics.is_file() else None, "notes": notes, "spidrkit": __version__,
+               "title": f"spidrkit demo: tiny {cfg.variant}, {cfg.train.max_minutes:g} min on {os.cpu_count()} "
+                        "CPU cores"}
     with _stage("3/6 evaluation sweep (every layer, baselines, k-means, probes, plots)", watch):
-        results = sweep(
-            checkpoint, corpus, out, splits=("dev", "heldout"), kmeans_k=kmeans_k, max_files=SWEEP_MAX_FILES,
-            probe=True, baselines=DEFAULT_BASELINES,
-            metrics_jsonl=[metrics] if metrics.is_file() else None, notes=notes,
-            title=f"spidrkit demo: tiny {variant}, {minutes:g} min on {os.cpu_count()} CPU cores",
-            progress=progress, force=True,  # the demo's own report: a rerun writes it anew
-        )
-    return summary, checkpoint, results
+        results = _kept_sweep(out, request)
+        if results is None:
+            (out / SWEEP_DONE).unlink(missing_ok=True)
+            results = sweep(
+                checkpoint, corpus, out, splits=("dev", "heldout"), kmeans_k=opts.kmeans_k,
+                max_files=SWEEP_MAX_FILES, probe=True, baselines=DEFAULT_BASELINES,
+                metrics_jsonl=[metrics] if metrics.is_file() else None, notes=notes, title=request["title"],
+                progress=opts.progress, force=True,  # the demo's own report: a sweep of another checkpoint rewrites it
+            )
+            sha = results.get("info", {}).get("checkpoint_sha256")  # the file's, as the sweep read it
+            write_json_atomic(out / SWEEP_DONE, {**request, "sha256": sha})
+    return results
+
+
+# what the finished sweep evaluated (:func:`_kept_sweep`): written after it, removed before a new one starts
+SWEEP_DONE = "sweep_done.json"
+
+
+def _kept_sweep(out: Path, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The results of the finished sweep in ``out`` when :data:`SWEEP_DONE` says it evaluated ``request``, the
+    checkpoint unchanged (its SHA-256: a rerun whose pretraining added no step), as
+    :func:`~spidrkit.evaluation.sweep.run.sweep` returns them, but with the figures as paths; its report files
+    written anew from ``report.json`` (the demo's stages edit ``report.md`` after the sweep). None otherwise."""
+    from spidrkit.evaluation.sweep.report import write_report
+
+    try:
+        done = json.loads((out / SWEEP_DONE).read_text())
+        if done != {**request, "sha256": file_sha256(request["checkpoint"])}:
+            return None
+        stored = json.loads((out / "report.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    print(f"    the sweep of {Path(request['checkpoint']).name} is done ({out / SWEEP_DONE}): kept", flush=True)
+    plots = [out / p for p in stored["plots"]]
+    json_path, md_path = write_report(out, stored["results"], plots, title=stored["title"])
+    results = stored["results"]
+    for key in ("layers", "random_init_layers"):  # JSON's string keys back to the layer numbers
+        if key in results:
+            results[key] = {int(k): v for k, v in results[key].items()}
+    return {**results, "outputs": {"report_json": json_path, "report_md": md_path,
+                                   "report_html": md_path.with_suffix(".html"), "eval": out / "eval",
+                                   **{p.stem: p for p in plots}}}
 
 
 def budget_stage(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch) -> dict[str, Any]:
