@@ -243,3 +243,30 @@ def test_demo_departures_are_named_and_a_set_restores_the_paper(tmp_path):
                                                       "data.voice_perturb=none"))
     assert _departures(paper) == "" and paper.model == load_config("tiny").model
     assert paper.data.voice_perturb == load_config("tiny").data.voice_perturb
+
+
+def test_a_kept_sweep_needs_the_same_checkpoint_bytes_settings_and_figures(tmp_path):
+    """A rerun keeps the finished sweep only when sweep_done.json names this request and the checkpoint file still
+    has the SHA-256 the sweep read; a changed byte, a changed setting or a deleted figure runs the sweep again."""
+    from spidrkit.demo import SWEEP_DONE, _kept_sweep
+    from spidrkit.io import file_sha256
+
+    ckpt = tmp_path / "step_00000030.pt"
+    ckpt.write_bytes(b"weights")
+    (tmp_path / "layers.png").write_bytes(b"\x89PNG")
+    results = {"info": {"checkpoint": str(ckpt)}, "layers": {"1": {"abx_across": 30.0}, "2": {"abx_across": 20.0}},
+               "best_layer": 2}
+    (tmp_path / "report.json").write_text(json.dumps({"title": "t", "results": results, "plots": ["layers.png"]}))
+    request = {"checkpoint": str(ckpt), "kmeans_k": 8}
+    (tmp_path / SWEEP_DONE).write_text(json.dumps({**request, "sha256": file_sha256(ckpt)}))
+
+    kept = _kept_sweep(tmp_path, request)
+    assert kept["layers"] == {1: {"abx_across": 30.0}, 2: {"abx_across": 20.0}} and kept["best_layer"] == 2
+    assert kept["outputs"]["layers"] == tmp_path / "layers.png"
+    assert (tmp_path / "report.md").read_text().startswith("# t\n")  # the report written anew from report.json
+    assert _kept_sweep(tmp_path, {**request, "kmeans_k": 16}) is None
+    ckpt.write_bytes(b"weights, trained on")
+    assert _kept_sweep(tmp_path, request) is None
+    ckpt.write_bytes(b"weights")
+    (tmp_path / "layers.png").unlink()
+    assert _kept_sweep(tmp_path, request) is None

@@ -289,8 +289,10 @@ def _kept_sweep(out: Path, request: dict[str, Any]) -> dict[str, Any] | None:
         stored = json.loads((out / "report.json").read_text())
     except (FileNotFoundError, ValueError):
         return None
-    print(f"    the sweep of {Path(request['checkpoint']).name} is done ({out / SWEEP_DONE}): kept", flush=True)
     plots = [out / p for p in stored["plots"]]
+    if not all(p.is_file() for p in plots):  # a figure deleted since: the sweep runs again
+        return None
+    print(f"    the sweep of {Path(request['checkpoint']).name} is done ({out / SWEEP_DONE}): kept", flush=True)
     json_path, md_path = write_report(out, stored["results"], plots, title=stored["title"])
     results = stored["results"]
     for key in ("layers", "random_init_layers"):  # JSON's string keys back to the layer numbers
