@@ -117,11 +117,19 @@ def test_cli_compares_existing_reports(tmp_path, capsys):
     assert "expected a JSON list" in capsys.readouterr().err
 
 
-def test_spread_takes_evenly_spaced_entries():
-    # the one rule (data.corpora.manifest.evenly_spaced): indices round(linspace(0, 9, 4)) = 0, 3, 6, 9
-    assert spread(list(range(10)), 4) == [0, 3, 6, 9] and spread([1, 2], 5) == [1, 2] and spread([3], None) == [3]
+def test_spread_takes_evenly_spaced_entries_in_file_id_order():
+    # the one rule (data.corpora.manifest.evenly_spaced_files): indices round(linspace(0, 9, 4)) = 0, 3, 6, 9
+    ids = [f"u{i}" for i in range(10)]
+    assert spread(ids, 4) == ["u0", "u3", "u6", "u9"] and spread(ids[:2], 5) == ["u0", "u1"]
     # 0, 4.5, 9 rounds half to even: 0, 4, 9; duplicates of a short list collapse
-    assert spread(list(range(10)), 3) == [0, 4, 9] and spread(["a", "b", "c"], 2) == ["a", "c"]
+    assert spread(ids, 3) == ["u0", "u4", "u9"] and spread(["a", "b", "c"], 2) == ["a", "c"]
+    # in file-id order whatever the manifest's: `lm units --max-files N` picks the sweep's N files
+    from spidrkit.data.corpora.manifest import ManifestEntry
+    from spidrkit.evaluation.sweep.evalset import spread as sweep_spread
+
+    entries = [ManifestEntry(f"{v}_{i:02d}", f"{v}_{i:02d}.wav", 16000) for v in "bca" for i in range(7)]
+    assert spread(entries, 5) == sweep_spread(entries, 5) == sweep_spread(entries[::-1], 5)
+    assert [e.fileid for e in spread(entries, 5)] == ["a_00", "a_05", "b_03", "c_01", "c_06"]
 
 
 def test_a_group_of_too_few_pair_ids_is_shown_as_such_not_as_a_score():

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -55,13 +55,25 @@ def entries_sha256(entries: Sequence[ManifestEntry]) -> str:
 
 def evenly_spaced[T](items: Sequence[T], n: int | None) -> list[T]:
     """At most ``n`` of ``items``, evenly spaced in their order, first and last included (the one selection
-    rule of every ``--max-files``: the sweep, the probe, the corpus units of ``lm units``, validation batches).
+    rule of every subset: :func:`evenly_spaced_files` over a split's files, validation batches).
     ``n`` of None or at least ``len(items)`` keeps them all; callers refuse ``n < 1`` with their own flag."""
     if n is None or n >= len(items):
         return list(items)
     if n < 1:
         raise ValueError(f"evenly_spaced: n must be >= 1, got {n}")
     return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))]
+
+
+def evenly_spaced_files[T](items: Sequence[T], n: int | None) -> list[T]:
+    """At most ``n`` of ``items`` (manifest entries, or file ids), evenly spaced in file-id order: the one
+    selection rule of every ``--max-files`` over a corpus split (the sweep, the probe, ``lm units``,
+    ``kmeans`` of corpus units), so that the same ``N`` picks the same files everywhere whatever order a
+    manifest lists them in; a manifest sorted by voice keeps every voice's share."""
+    return evenly_spaced(sorted(items, key=_id_of), n)
+
+
+def _id_of(item: Any) -> str:
+    return item if isinstance(item, str) else item.fileid
 
 
 def manifest_format(path: str | os.PathLike) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from spidrkit.data.corpora.alignments import read_alignments
-from spidrkit.data.corpora.manifest import evenly_spaced
+from spidrkit.data.corpora.manifest import evenly_spaced_files
 from spidrkit.data.corpora.phones import SILENCES
 from spidrkit.data.synth.flite import PHONES
 from spidrkit.encoders.mfcc import SignalEncoder
@@ -215,10 +215,11 @@ def extract_units(encoder: Any, spec: UnitSpec, paths: Sequence[Path], names: Se
 
 
 def spread(entries: Sequence[Any], max_files: int | None) -> list[Any]:
-    """At most ``max_files`` of ``entries``, evenly spaced (every voice of a manifest sorted by voice)."""
+    """At most ``max_files`` of ``entries`` (manifest entries or utterance ids), the sweep's selection
+    (:func:`~spidrkit.data.corpora.manifest.evenly_spaced_files`)."""
     if max_files is not None and max_files < 1:
         raise SlmUnitsError(f"--max-files {max_files}: give a number of utterances >= 1")
-    return evenly_spaced(entries, max_files)
+    return evenly_spaced_files(entries, max_files)
 
 
 def corpus_entries(corpus: str | os.PathLike, split: str, max_files: int | None = None) -> list[Any]:

@@ -28,7 +28,7 @@ from spidrkit.data.corpora.alignments import (
     write_frame_labels,
     write_item_file,
 )
-from spidrkit.data.corpora.manifest import ManifestEntry, evenly_spaced, read_manifest
+from spidrkit.data.corpora.manifest import ManifestEntry, evenly_spaced_files, read_manifest
 from spidrkit.evaluation.sweep.errors import SweepError
 from spidrkit.io import write_sidecar
 
@@ -76,10 +76,10 @@ def check_fileids(needed: Iterable[str], available: Collection[str], what: str, 
 
 
 def spread(entries: Sequence[ManifestEntry], n: int | None) -> list[ManifestEntry]:
-    """At most ``n`` entries, evenly spaced in file-id order (every voice of a split keeps its share)."""
+    """At most ``n`` entries (:func:`~spidrkit.data.corpora.manifest.evenly_spaced_files`)."""
     if n is not None and n < 1:
         raise SweepError(f"max_files must be >= 1, got {n}")
-    return evenly_spaced(sorted(entries, key=lambda e: e.fileid), n)
+    return evenly_spaced_files(entries, n)
 
 
 def resolve_splits(corpus_dir: str | os.PathLike, splits: Sequence[str] | None) -> list[str]:
