@@ -10,7 +10,8 @@ initialisation, on ``CORPUS``'s dev + heldout splits) into ``STUDY_OUT/sweeps/AR
 tabulates). The table, ``STUDY_OUT/voices.md`` and ``voices.json``, gives per run the steps, the best layer and
 its across-speaker ABX by group of voice pairs (both voices heard in training; a training voice and the
 held-out voice; a training voice and the held-out engine's voice), beside the same groups for its random
-initialisation, MFCC and MFCC + CMVN; then the mean ± s.d. over seeds per arm.
+initialisation, MFCC and MFCC + CMVN; then the mean ± s.d. over seeds per arm; then, by voice pair, the best
+layer's across-speaker ABX minus its random initialisation's (where a group's miss comes from).
 """
 
 from __future__ import annotations
@@ -37,15 +38,15 @@ def sweep_run(run: Path, corpus: Path, out: Path, max_files: int) -> dict:
 def row_of(results: dict, result: dict) -> dict:
     """One run's line: steps, best layer, and the groups of each row (best layer, random init, floors)."""
     pairs = results.get("voice_pairs", {})
-    rows = {}
+    rows, by_pair = {}, {}
     for name, r in pairs.items():
         key = ("model" if name.endswith("(best)") else "random" if name.startswith("random")
                else name)
-        rows[key] = r["groups"]
+        rows[key], by_pair[key] = r["groups"], r.get("pairs", {})
     best = results.get("best_layer")
     layer = (results.get("layers") or {}).get(str(best), {})
     return {"step": result.get("step"), "best_layer": best, "abx_across": layer.get("abx_across"),
-            "abx_within": layer.get("abx_within"), "groups": rows}
+            "abx_within": layer.get("abx_within"), "groups": rows, "pairs": by_pair}
 
 
 def _stat(values: list) -> str:
@@ -79,6 +80,27 @@ def tabulate(lines: dict[str, list[dict]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def tabulate_pairs(lines: dict[str, list[dict]]) -> str:
+    """Per arm and voice pair: the model's across-speaker ABX minus its own random initialisation's (mean ±
+    s.d. over seeds; negative: training helped that pair), then the random initialisation's and MFCC's own
+    values, so that a group's miss can be traced to the pairs that make it."""
+    pairs = sorted({p for rows in lines.values() for r in rows for p in r.get("pairs", {}).get("model", {})})
+    head = [p.replace("|", "–") for p in pairs]  # a | would split the Markdown cell
+    out = ["| model - random init | " + " | ".join(head) + " |", "|" + "---|" * (len(pairs) + 1)]
+    for arm, rows in lines.items():
+        deltas = [[r["pairs"]["model"][p] - r["pairs"]["random"][p] for r in rows
+                   if p in r.get("pairs", {}).get("model", {}) and p in r["pairs"].get("random", {})] for p in pairs]
+        out.append(f"| {arm} ({len(rows)}) | " + " | ".join(_stat(d) for d in deltas) + " |")
+    shown: list[dict] = []
+    for arm, rows in lines.items():  # the values themselves: each distinct random initialisation, then MFCC
+        for label, values in ((f"*{arm}, random init*", rows[0].get("pairs", {}).get("random")),
+                              ("*mfcc*", rows[0].get("pairs", {}).get("mfcc"))):
+            if values and values not in shown:
+                shown.append(values)
+                out.append(f"| {label} | " + " | ".join(_stat([values.get(p)]) for p in pairs) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, help="the cpu_study.py output folder")
@@ -99,8 +121,9 @@ def main(argv: list[str] | None = None) -> None:
             lines.setdefault(arm, []).append({"seed": run.name, **row})
             print(f"{arm} {run.name}: {json.dumps(row['groups'].get('model'))}")
     (args.out / "voices.json").write_text(json.dumps(lines, indent=1))
-    (args.out / "voices.md").write_text(tabulate(lines))
-    print(tabulate(lines))
+    text = tabulate(lines) + "\nBy voice pair:\n\n" + tabulate_pairs(lines)
+    (args.out / "voices.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -98,3 +98,22 @@ def test_the_scripts_use_the_public_api_and_the_folders_hold_what_they_should():
     assert {p.name for p in (ROOT / "experiments").glob("*.py")} >= {"cpu_study.py", "slm.py", "trajectory.py"}
     assert (ROOT / "system" / "faults.py").is_file() and not (BENCHMARKS / "faults.py").exists()
     assert "--out" in (BENCHMARKS / "ab_train_step.sh").read_text()  # reads the JSON rows, not a Markdown column
+
+
+def test_the_voices_study_traces_a_group_to_its_pairs():
+    """experiments/voices_study.py's pair table: the model minus its own random initialisation, mean ± sample
+    s.d. over seeds, then each distinct random initialisation and MFCC once."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import voices_study
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+    rand, mfcc = {"a|b": 20.0, "a|c": 10.0}, {"a|b": 9.0, "a|c": 8.0}
+    seeds = [{"pairs": {"model": {"a|b": m1, "a|c": m2}, "random": rand, "mfcc": mfcc}}
+             for m1, m2 in ((23.0, 9.0), (25.0, 7.0))]
+    table = voices_study.tabulate_pairs({"arm": seeds, "other": seeds[:1]}).splitlines()
+    assert table[0] == "| model - random init | a–b | a–c |"
+    # a|b: 3 and 5 -> 4.00 ± 1.41 (sqrt(2)); a|c: -1 and -3 -> -2.00 ± 1.41; one seed: no s.d.
+    assert table[2] == "| arm (2) | 4.00 ± 1.41 | -2.00 ± 1.41 |"
+    assert table[3] == "| other (1) | 3.00 | -1.00 |"
+    assert table[4:] == ["| *arm, random init* | 20.00 | 10.00 |", "| *mfcc* | 9.00 | 8.00 |"]
