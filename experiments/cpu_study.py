@@ -96,6 +96,9 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     # the winner (band normalisation, every voice: the demo's config) for 90 minutes: one niced thread beside
     # another run takes ~125 steps a minute, so the schedules are stretched to 12,000 steps
     "voices_many_cmvn_90": ("many", [*CMVN_DATA, *scaled_schedules(0.5), "train.max_steps=12000"]),
+    # the best combination (band normalisation + VTLP: the demo's config since 2026-12-06) on the same 12,000 steps
+    "voices_many_vtlp_cmvn_90": ("many", [*CMVN_DATA, *scaled_schedules(0.5), "train.max_steps=12000",
+                                          "data.voice_perturb=vtlp"]),
     "long_utterances": ("long", []),
     "teacher_independent": ("short", ["model.teacher_init=independent"]),
     "teacher_linear": ("short", ["teacher.schedule=linear"]),  # DinoSR's linear decay schedule, SpidR heads
