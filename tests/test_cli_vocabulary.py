@@ -1,4 +1,4 @@
-"""One flag vocabulary (issue 26, item 5): every subcommand's parser, walked recursively, spells the shared
+"""One flag vocabulary (README.md, "Commands"): every subcommand's parser, walked recursively, spells the shared
 flags one way with one default; the old spellings still work, hidden, with one warning line; every
 subcommand has a description and an example; "did you mean" for commands, actions and config keys."""
 

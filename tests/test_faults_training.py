@@ -288,7 +288,7 @@ def test_a_manifest_of_unusable_files_exits_2_naming_it(tmp_path, capsys):
         "b0", "b1", "b2", "b3"]
 
 
-# ---------------------------------------------------------------------- issue 25: a run folder's data identity
+# -------------------------------------- a run folder's data identity (docs/formats.md, "Run folder")
 def test_resuming_on_other_data_is_refused_and_fresh_starts_anew(syllables, tmp_path, capsys):
     """A pretraining run folder has an identity (its config and the digest of its manifests' rows): resuming it
     on another training or validation manifest exits 2 naming both, and leaves the run as it was; --fresh

@@ -1,6 +1,6 @@
-"""Nothing existing is replaced without --force (issue 25, rule 2): every command that writes a final path
-refuses an existing one before any work (exit 2, one stderr line naming the path and --force) and leaves it
-as it was; with --force it is replaced."""
+"""Nothing existing is replaced without --force (the rule of README.md, "Commands"): every command that
+writes a final path refuses an existing one before any work (exit 2, one stderr line naming the path and
+--force) and leaves it as it was; with --force it is replaced."""
 
 from __future__ import annotations
 
