@@ -219,13 +219,12 @@ class Flite:
         and no words (``synthesize`` finds no audio in it).
         """
         lib = self._lib
-        v = self.load_voice(voice)
+        v, data = self.load_voice(voice), text.encode("utf-8")  # a text that cannot be encoded fails here
         utt = lib.new_utterance()
-        lib.utt_set_input_text(utt, text.encode("utf-8"))
-        lib.utt_init(utt, ctypes.cast(v, _P))
-        done = lib.apply_synth_method(utt, self._to_phones)
         try:
-            if not done:
+            lib.utt_set_input_text(utt, data)
+            lib.utt_init(utt, ctypes.cast(v, _P))
+            if not lib.apply_synth_method(utt, self._to_phones):
                 raise FliteError(f"flite failed on {text!r}")
             segments, words = self._timings(utt, timed=False)
             return [name for name, _ in segments], words
