@@ -70,16 +70,16 @@ def _check_report_and_stages(out, result, info) -> None:
     assert info["training"]["step"] >= 1 and info["training"]["status"] in ("completed", "time_budget")
     assert list(info["timings_s"]) == [
         f"1/6 corpus: 0.03 h of speech from {', '.join(voices)} ({', '.join(heldout)} held out)",
-        "2/6 pretraining a tiny spidr for 0.5 min",
+        "2/6 pretraining a tiny spidr for 30 steps or 0.5 min",
         "3/6 evaluation sweep (every layer, baselines, k-means, probes, plots)",
         "4/6 budget curve: milestones against MFCC and random weights",
         "5/6 sLM: kmeans units of 1100 utterances, a tiny unit LM (0.02 min in all)",
         "6/6 sLM: benchmark (2 pairs per task), sWUGGY, sBLIMP, tSC scores", "total"]
-    # the budget curve: the milestones at 2, 5, 10, 20 of 24 minutes, scaled to 0.5 min, and the last checkpoint
+    # the budget curve: the milestones at 1, 2, 4, 7 of 24 minutes, scaled to 0.5 min, and the last checkpoint
     budget = json.loads((out / "budget" / "budget.json").read_text())
     assert [p["name"].split("_step_")[0] for p in budget["points"]][-1] == "final"
     assert {p["name"].split("_step_")[0] for p in budget["points"][:-1]} <= {
-        "minutes_0.0417", "minutes_0.1042", "minutes_0.2083", "minutes_0.4167"}
+        "minutes_0.0208", "minutes_0.0417", "minutes_0.0833", "minutes_0.1458"}
     assert "## Budget curve" in report and (out / "budget" / "budget.png").is_file()
 
 
@@ -208,10 +208,11 @@ def test_the_stages_name_what_the_config_trains_not_the_arguments(tmp_path, monk
     _run_stages(tmp_path, tmp_path / "corpus", tmp_path / "run", Stopwatch(), cfg,
                 DemoOptions(hours=0.01, kmeans_k=8, workers=1, progress=False))
     assert trained == [cfg]
-    assert list(cfg.train.milestone_minutes) == milestone_minutes(0.3)
+    assert list(cfg.train.milestone_minutes) == milestone_minutes(0.3) == [0.0125, 0.025, 0.05, 0.0875]
+    assert (cfg.train.max_steps, cfg.optim.hold_steps, cfg.teacher.timescale) == (2500, 5400, 4000.0)  # the demo's
     assert seen["corpus_seed"] == 7
     assert seen["title"].startswith("spidrkit demo: tiny dinosr, 0.3 min on ")
-    assert "2/6 pretraining a tiny dinosr for 0.3 min" in capsys.readouterr().out
+    assert "2/6 pretraining a tiny dinosr for 2500 steps or 0.3 min" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("signal", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
