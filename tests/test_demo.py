@@ -211,7 +211,7 @@ def test_the_stages_name_what_the_config_trains_not_the_arguments(tmp_path, monk
     assert list(cfg.train.milestone_minutes) == milestone_minutes(0.3) == [0.0125, 0.025, 0.05, 0.0875]
     assert (cfg.train.max_steps, cfg.optim.hold_steps, cfg.teacher.timescale) == (2500, 5400, 4000.0)  # the demo's
     assert seen["corpus_seed"] == 7
-    assert seen["title"].startswith("spidrkit demo: tiny dinosr, 0.3 min on ")
+    assert seen["title"].startswith("spidrkit demo: tiny dinosr, 2500 steps or 0.3 min on ")
     assert "2/6 pretraining a tiny dinosr for 2500 steps or 0.3 min" in capsys.readouterr().out
 
 

@@ -269,8 +269,8 @@ def _sweep_stage(out: Path, corpus: Path, run_dir: Path, checkpoint: Path, watch
     request = {"checkpoint": str(checkpoint), "corpus": str(corpus), "kmeans_k": opts.kmeans_k,
                "max_files": SWEEP_MAX_FILES, "baselines": list(DEFAULT_BASELINES),
                "metrics": str(metrics) if metrics.is_file() else None, "notes": notes, "spidrkit": __version__,
-               "title": f"spidrkit demo: tiny {cfg.variant}, {cfg.train.max_minutes:g} min on {os.cpu_count()} "
-                        "CPU cores"}
+               "title": f"spidrkit demo: tiny {cfg.variant}, {cfg.train.max_steps} steps or {cfg.train.max_minutes:g} "
+                        f"min on {os.cpu_count()} CPU cores"}
     with _stage("3/6 evaluation sweep (every layer, baselines, k-means, probes, plots)", watch):
         results = _kept_sweep(out, request)
         if results is None:

@@ -8,7 +8,9 @@ from spidrkit.cli.flags import add_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--minutes", type=float, default=24.0, help="pretraining wall-time budget (default 24)")
+    parser.add_argument("--minutes", type=float, default=24.0,
+                        help="pretraining wall-time budget (default 24); it also stops at 2,500 steps "
+                             "(--set train.max_steps=N)")
     add_output(parser, "DIR", "output folder", default="runs/demo", old=("--out",))
     parser.add_argument("--hours", type=float, default=None,
                         help="speech to synthesise (default: 2 h for 20 min, less for shorter runs)")
