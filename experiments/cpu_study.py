@@ -99,6 +99,10 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     # the best combination (band normalisation + VTLP: the demo's config since 2026-12-06) on the same 12,000 steps
     "voices_many_vtlp_cmvn_90": ("many", [*CMVN_DATA, *scaled_schedules(0.5), "train.max_steps=12000",
                                           "data.voice_perturb=vtlp"]),
+    # the demo's configuration since its second version (DEMO_OVERRIDES + DEMO_SCHEDULE): the same schedule stopped at
+    # 2,500 steps, where the 12,000-step runs were below random weights with both held-out voices (docs/voices.md 13-14)
+    "voices_many_vtlp_cmvn_2500": ("many", [*CMVN_DATA, *scaled_schedules(0.5), "train.max_steps=2500",
+                                            "data.voice_perturb=vtlp"]),
     "long_utterances": ("long", []),
     "teacher_independent": ("short", ["model.teacher_init=independent"]),
     "teacher_linear": ("short", ["teacher.schedule=linear"]),  # DinoSR's linear decay schedule, SpidR heads
