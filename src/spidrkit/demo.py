@@ -1,7 +1,8 @@
 """The main job on a fresh machine: from nothing to a report, on 2 CPU cores.
 
 ``run_demo(out_dir, minutes=24)``:
-  1. builds an aligned corpus with flite (three voices for train/dev, a fourth held out entirely);
+  1. builds a corpus from every installed voice (:func:`demo_voices`), aligned where the engine gives timings,
+     with a flite voice and another engine's voice held out of train and dev;
   2. pretrains a ``tiny`` SpidR on it for :data:`DEMO_STEPS` steps (:data:`DEMO_SCHEDULE`) or ``minutes`` of wall
      time, whichever comes first (~11 minutes on 2 cores);
   3. runs the evaluation sweep on dev + held-out speech (:data:`SWEEP_MAX_FILES` files of each; every layer:
