@@ -84,6 +84,11 @@ SWEEP_MAX_FILES = 150
 BUDGET_MIN_FRAMES = 10_000
 
 
+def budget_words(max_steps: int, minutes: float) -> str:
+    """The pretraining budget as the stage line, the report's title and its summary say it."""
+    return f"{max_steps} steps or {minutes:g} min"
+
+
 def milestone_minutes(minutes: float) -> list[float]:
     """The demo's milestones for a ``minutes`` budget: 1, 2, 4, 7 for 24 minutes, in proportion otherwise."""
     return [round(m * minutes / DEFAULT_MINUTES, 4) for m in MILESTONES]
@@ -244,7 +249,7 @@ def _run_stages(out: Path, corpus: Path, run_dir: Path, watch: Stopwatch, cfg, o
                           workers=workers, progress=progress)
 
     write_text_atomic(out / "config.toml", cfg.to_toml())
-    with _stage(f"2/6 pretraining a tiny {variant} for {cfg.train.max_steps} steps or {minutes:g} min", watch):
+    with _stage(f"2/6 pretraining a tiny {variant} for {budget_words(cfg.train.max_steps, minutes)}", watch):
         summary = pretrain(cfg, run_dir, resume=True, progress=progress)
     if summary.get("signal") == "SIGINT":  # stopped by the user: the checkpoint is saved, the demo stops
         raise KeyboardInterrupt  # (the same command resumes)
@@ -270,8 +275,8 @@ def _sweep_stage(out: Path, corpus: Path, run_dir: Path, checkpoint: Path, watch
     request = {"checkpoint": str(checkpoint), "corpus": str(corpus), "kmeans_k": opts.kmeans_k,
                "max_files": SWEEP_MAX_FILES, "baselines": list(DEFAULT_BASELINES),
                "metrics": str(metrics) if metrics.is_file() else None, "notes": notes, "spidrkit": __version__,
-               "title": f"spidrkit demo: tiny {cfg.variant}, {cfg.train.max_steps} steps or {cfg.train.max_minutes:g} "
-                        f"min on {os.cpu_count()} CPU cores"}
+               "title": f"spidrkit demo: tiny {cfg.variant}, "
+                        f"{budget_words(cfg.train.max_steps, cfg.train.max_minutes)} on {os.cpu_count()} CPU cores"}
     with _stage("3/6 evaluation sweep (every layer, baselines, k-means, probes, plots)", watch):
         results = _kept_sweep(out, request)
         if results is None:
@@ -363,7 +368,7 @@ def _prepend_summary(report: Path, info: dict[str, Any], results: dict[str, Any]
         f"{', '.join(info['heldout_voices'])}: another voice of the training engine and another engine's), "
         f"seed {info['seed']}",
         f"- pretraining: tiny {info['variant']} ({info.get('departures') or 'the method of the paper'}), "
-        f"{info['max_steps']} steps or {info['minutes']:g} min, status {train.get('status')}, "
+        f"{budget_words(info['max_steps'], info['minutes'])}, status {train.get('status')}, "
         f"{train.get('step')} steps, last loss {last.get('loss', float('nan')):.3f}",
         f"- checkpoint: `{info['checkpoint']}`",
         "- time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in info["timings_s"].items()),
