@@ -139,17 +139,23 @@ def test_lexical_rules_ties_voices_in_vocab_and_bands(bench):
     summary = summarize(pairs, n_bootstrap=200, seed=0)
     assert cells(summary) == {
         "all": (48.3333, 5), "in_vocab": (47.9167, 4), "band/oov": (50.0, 1), "band/1-5": (0.0, 1),
-        "band/6-20": (70.8333, 2), "band/>100": (50.0, 1)}
-    assert list(summary) == ["all", "in_vocab", "band/oov", "band/1-5", "band/6-20", "band/>100"]
+        "band/6-20": (70.8333, 2), "band/>100": (50.0, 1),
+        # by voice, each pair id on that voice alone: A reads ids 1-5 (1, 0, .5, 1, 0), B ids 1, 2, 4 (.5, 1, 0), C id 4
+        "voice/A": (50.0, 5), "voice/B": (50.0, 3), "voice/C": (100.0, 1)}
+    assert list(summary) == ["all", "in_vocab", "band/oov", "band/1-5", "band/6-20", "band/>100", "voice/A",
+                             "voice/B", "voice/C"]
+    assert [p.by_voice for p in pairs] == [{"A": 1.0, "B": 0.5}, {"A": 0.0, "B": 1.0}, {"A": 0.5},
+                                           {"A": 1.0, "B": 0.0, "C": 1.0}, {"A": 0.0}]
 
 
-def test_syntactic_by_type_and_subtype_and_storycloze_by_topic(bench):
+def test_syntactic_by_type_subtype_and_voice_and_storycloze_by_topic(bench):
     splits = {f"{s.task}/{s.split}": s for s in read_benchmark(bench)}
     syn = summarize(pair_scores(splits["syntactic/dev"], SYNTACTIC_SCORES), n_bootstrap=200)
     assert cells(syn) == {"all": (75.0, 3), "subtype/agreement/a1": (50.0, 1), "subtype/agreement/a2": (100.0, 1),
-                          "subtype/order/o1": (75.0, 1), "type/agreement": (75.0, 2), "type/order": (75.0, 1)}
+                          "subtype/order/o1": (75.0, 1), "type/agreement": (75.0, 2), "type/order": (75.0, 1),
+                          "voice/A": (83.3333, 3), "voice/B": (50.0, 2)}  # A: s1 1, s2 1, s3 .5; B: s1 0, s3 1
     tsc = summarize(pair_scores(splits["storycloze/dev"], STORYCLOZE_SCORES), n_bootstrap=200)
-    assert cells(tsc) == {"all": (50.0, 3), "topic/farm": (0.0, 1), "topic/sea": (75.0, 2)}
+    assert cells(tsc) == {"all": (50.0, 3), "topic/farm": (0.0, 1), "topic/sea": (75.0, 2)}  # one voice: no split
 
 
 def test_frequency_bands_are_zerospeech_half_open_intervals():

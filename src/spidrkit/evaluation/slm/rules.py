@@ -11,7 +11,9 @@ whatever its number of voices). Breakdowns:
   ``1-5`` [1, 5), ``6-20`` [5, 20), ``21-100`` [20, 100), ``>100`` [100, inf) (the ZeroSpeech labels,
   with its intervals: a word seen 5 times falls in ``6-20``);
 - sBLIMP (``syntactic``): by ``type`` and by ``type/subtype``;
-- StoryCloze (``storycloze``): ``all``, and by ``topic`` when the gold names one.
+- StoryCloze (``storycloze``): ``all``, and by ``topic`` when the gold names one;
+- every task read by two voices or more: ``voice/NAME``, the pair ids that voice reads, each scored on that
+  voice alone (how units hold across voices: a voice the unit LM never heard against the ones it did).
 
 Every score comes with a bootstrap 95 % interval over pair ids (:func:`bootstrap`: pair ids drawn with
 replacement, a seeded generator, the 2.5 and 97.5 percentiles of the resampled means).
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,12 +37,13 @@ DEFAULT_BOOTSTRAP = 1000
 
 @dataclass
 class PairScore:
-    """One pair id: its score averaged over voices, how many voices, and its breakdown keys."""
+    """One pair id: its score averaged over voices, how many voices, its breakdown keys and its score by voice."""
 
     pair: str
     score: float
     voices: int
     groups: tuple[str, ...]
+    by_voice: dict[str, float] = field(default_factory=dict)
 
 
 def compare(right: float, wrong: float) -> float:
@@ -83,14 +86,15 @@ def pair_scores(split: Split, scores: Mapping[str, float]) -> list[PairScore]:
             attrs.setdefault(it.pair, it.attrs)
     out = []
     for pair, voices in cells.items():
-        per_voice = []
+        per_voice = {}
         for voice, (right, wrong) in voices.items():
             if len(right) != 1 or not wrong:
                 raise BenchmarkError(f"{split.folder / 'gold.csv'}: pair id {pair!r}, voice {voice!r} has "
                                      f"{len(right)} right and {len(wrong)} wrong items (expected 1 and >= 1)")
-            per_voice.append(sum(compare(right[0], w) for w in wrong) / len(wrong))
+            per_voice[voice] = sum(compare(right[0], w) for w in wrong) / len(wrong)
         where = f"{split.folder / 'gold.csv'}: pair id {pair!r}"
-        out.append(PairScore(pair, float(np.mean(per_voice)), len(per_voice), _groups(split, attrs[pair], where)))
+        out.append(PairScore(pair, float(np.mean(list(per_voice.values()))), len(per_voice),
+                             _groups(split, attrs[pair], where), per_voice))
     return out
 
 
@@ -107,11 +111,15 @@ def bootstrap(values: Sequence[float], n: int = DEFAULT_BOOTSTRAP, seed: int = 0
 
 def summarize(pairs: Sequence[PairScore], n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> dict:
     """``{"all": cell, group: cell, ...}`` with ``cell = {"score": %, "ci95": [%, %], "pairs": n}``; scores are
-    percentages (100 x the mean pair score). sWUGGY's bands come in the fixed ZeroSpeech order."""
+    percentages (100 x the mean pair score). sWUGGY's bands come in the fixed ZeroSpeech order, the voices last."""
     groups: dict[str, list[float]] = {"all": [p.score for p in pairs]}
     for p in pairs:
         for g in p.groups:
             groups.setdefault(g, []).append(p.score)
+    if len({v for p in pairs for v in p.by_voice}) >= 2:
+        for p in pairs:
+            for voice, value in p.by_voice.items():
+                groups.setdefault(f"voice/{voice}", []).append(value)
     order = ["all", "in_vocab", *(f"band/{b[0]}" for b in BANDS)]
     names = [g for g in order if g in groups] + sorted(g for g in groups if g not in order)
     out = {}
