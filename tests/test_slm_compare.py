@@ -14,6 +14,7 @@ from spidrkit.evaluation.slm.compare import (
     format_cell,
     scatter_points,
     sweep_keys,
+    voice_metrics,
     write_comparison,
 )
 from spidrkit.evaluation.slm.units import (
@@ -51,6 +52,40 @@ def test_table_one_run_keeps_its_interval_and_seeds_give_mean_and_sample_std():
     assert table["spidr"]["sblimp"]["score"] == pytest.approx(54.0) and table["spidr"]["sblimp"]["std"] == 1.0
     assert format_cell(table["phones"]["swuggy_all"]) == "95.00 [90.00, 99.00]"
     assert format_cell(cell) == "62.00 ± 2.00 (3 seeds)"
+
+
+def _voiced(report, lexical, syntactic):
+    """``report`` with ``voice/NAME`` cells: ``lexical`` / ``syntactic`` map a voice to its score."""
+    for key, by_voice in (("lexical/test", lexical), ("syntactic/test", syntactic)):
+        report["results"][key] |= {f"voice/{v}": {"score": x, "ci95": [x - 5, x + 5], "pairs": 12}
+                                   for v, x in by_voice.items()}
+    return report
+
+
+def test_by_voice_table_takes_each_voice_of_each_report_mean_over_seeds(tmp_path):
+    scored = [(CompareRow("mfcc", report="a"), _voiced(_report(52.0, 53.0, 55.0), {"ked": 56.0, "kal": 46.0},
+                                                      {"ked": 54.0, "kal": 56.0})),
+              (CompareRow("spidr", report="b"), _voiced(_report(50.0, 48.0, 56.0), {"ked": 48.0, "kal": 54.0},
+                                                       {"ked": 60.0, "kal": 52.0})),
+              (CompareRow("spidr", report="c"), _voiced(_report(50.0, 48.0, 56.0), {"ked": 50.0, "kal": 52.0},
+                                                       {"ked": 58.0})),
+              (CompareRow("phones", report="d"), _report(90.0, 95.0, 80.0))]  # one voice: no voice cells
+    metrics = voice_metrics([rep for _, rep in scored])
+    assert list(metrics) == ["swuggy_all/kal", "swuggy_all/ked", "sblimp/kal", "sblimp/ked"]
+    assert metrics["swuggy_all/kal"] == ("lexical", "voice/kal", "sWUGGY all, kal")
+    report = write_comparison(tmp_path / "out", scored)
+    table = report["by_voice"]["table"]
+    assert table["spidr"]["swuggy_all/kal"]["score"] == 53.0 and table["spidr"]["swuggy_all/kal"]["std"] == 2 ** 0.5
+    assert table["spidr"]["sblimp/kal"] == {"score": 52.0, "ci95": [47.0, 57.0], "pairs": 12, "runs": 1}
+    assert table["mfcc"]["swuggy_all/ked"]["score"] == 56.0 and table["phones"] == {}
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| units | sWUGGY all, kal | sWUGGY all, ked | sBLIMP, kal | sBLIMP, ked |" in md
+    spidr = ("| spidr | 53.00 ± 1.41 (2 seeds) | 49.00 ± 1.41 (2 seeds) | 52.00 [47.00, 57.00] | "
+             "59.00 ± 1.41 (2 seeds) |")
+    assert spidr in md  # sBLIMP kal: one of the two seeds scored it
+    assert "| phones | – | – | – | – |" in md
+    alone = write_comparison(tmp_path / "alone", scored[3:])
+    assert alone["by_voice"]["metrics"] == {} and "By voice" not in (tmp_path / "alone" / "report.md").read_text()
 
 
 def test_scatter_reads_abx_and_pnmi_of_layers_and_baselines(tmp_path):

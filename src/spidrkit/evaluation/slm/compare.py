@@ -13,6 +13,8 @@ ROWS.json [--sweep REPORT.json] -o OUT``):
   in-vocab, sBLIMP, tSC of the ``test`` split, else ``dev``); one run: ``score`` and its bootstrap
   ``ci95``; several: ``score`` = the mean over seeds, ``std`` (sample standard deviation, n - 1), ``min``,
   ``max``, each seed's ``scores`` and ``ci95s``;
+- :func:`voice_metrics`: sWUGGY all and sBLIMP of each voice that the reports score alone (``voice/NAME``), the
+  columns of the report's "By voice" table (``report.json["by_voice"]``, cells as above);
 - :func:`scatter_points` -> one point per label with ``abx_within``, ``abx_across``, ``pnmi`` read from a
   sweep's ``report.json`` (``results.layers[L]``, ``results.baselines[name]``, ``results.units[row]``; see
   :func:`sweep_keys`) and the label's mean sLM scores; :func:`plot_scatter` draws them;
@@ -231,11 +233,12 @@ def score_rows(benchmark: str | os.PathLike, rows: Sequence[CompareRow], out_dir
     return out
 
 
-def headline(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def headline(report: Mapping[str, Any], metrics: Mapping[str, tuple[str, str, str]] = METRICS
+             ) -> dict[str, dict[str, Any]]:
     """``{metric: {"score", "ci95", "pairs", "split"}}`` of an ``evaluate slm`` report (test split first)."""
     results = report.get("results") or {}
     cells = {}
-    for metric, (task, group, _) in METRICS.items():
+    for metric, (task, group, _) in metrics.items():
         for split in SPLIT_ORDER:
             cell = (results.get(f"{task}/{split}") or {}).get(group)
             if cell is not None:
@@ -244,15 +247,16 @@ def headline(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return cells
 
 
-def comparison_table(scored: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+def comparison_table(scored: Sequence[tuple[str, Mapping[str, Any]]],
+                     metrics: Mapping[str, tuple[str, str, str]] = METRICS) -> dict[str, dict[str, dict[str, Any]]]:
     """``{label: {metric: cell}}`` from ``(label, report)`` pairs, labels in first-seen order (module doc)."""
     runs: dict[str, list[dict[str, dict[str, Any]]]] = {}
     for label, report in scored:
-        runs.setdefault(label, []).append(headline(report))
+        runs.setdefault(label, []).append(headline(report, metrics))
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for label, heads in runs.items():
         row = {}
-        for metric in METRICS:
+        for metric in metrics:
             cells = [h[metric] for h in heads if metric in h]
             if not cells:
                 continue
@@ -267,6 +271,21 @@ def comparison_table(scored: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[st
                                "runs": len(cells)}
         table[label] = row
     return table
+
+
+VOICE_METRICS = ("swuggy_all", "sblimp")  # the metrics split by voice (the reports' ``voice/NAME`` groups)
+
+
+def voice_metrics(reports: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, str, str]]:
+    """``{"swuggy_all/VOICE": (task, "voice/VOICE", "sWUGGY all, VOICE"), ...}``: every voice that a report
+    scores on its own (a benchmark read by two voices or more), voices sorted, sWUGGY's first."""
+    out = {}
+    for metric in VOICE_METRICS:
+        task, _, name = METRICS[metric]
+        voices = {g.removeprefix("voice/") for r in reports for key, groups in (r.get("results") or {}).items()
+                  if key.partition("/")[0] == task for g in groups if g.startswith("voice/")}
+        out |= {f"{metric}/{v}": (task, f"voice/{v}", f"{name}, {v}") for v in sorted(voices)}
+    return out
 
 
 def format_cell(cell: Mapping[str, Any] | None) -> str:
@@ -363,14 +382,20 @@ def plot_scatter(points: Sequence[Mapping[str, Any]], out_path: str | os.PathLik
     return Figure(save_figure(fig, out_path), title, panels)
 
 
+def _table_lines(table: Mapping[str, Mapping[str, Any]], metrics: Mapping[str, tuple[str, str, str]]) -> list[str]:
+    lines = ["| units | " + " | ".join(m[2] for m in metrics.values()) + " |", "|---|" + "---|" * len(metrics)]
+    return lines + [f"| {label} | " + " | ".join(format_cell(row.get(m)) for m in metrics) + " |"
+                     for label, row in table.items()]
+
+
 def render(table: Mapping[str, Mapping[str, Any]], points: Sequence[Mapping[str, Any]], plot: str | None,
-           title: str, notes: Sequence[str] = ()) -> str:
-    lines = [f"# {title}", "", "| units | " + " | ".join(m[2] for m in METRICS.values()) + " |",
-             "|---|" + "---|" * len(METRICS)]
-    for label, row in table.items():
-        lines.append(f"| {label} | " + " | ".join(format_cell(row.get(m)) for m in METRICS) + " |")
+           title: str, notes: Sequence[str] = (), by_voice: Mapping[str, Any] | None = None) -> str:
+    lines = [f"# {title}", "", *_table_lines(table, METRICS)]
     lines += ["", "Scores in %, ZeroSpeech 2021 rules (test split; dev when a task has no test gold). One run: "
               "[bootstrap 95 % interval over pair ids]; several LM seeds: mean ± sample standard deviation."]
+    if by_voice and by_voice["metrics"]:
+        lines += ["", "## By voice", "", *_table_lines(by_voice["table"], by_voice["metrics"]), "",
+                  "Each pair id scored on one voice alone: a voice the LM's corpus never had against those it had."]
     if points:
         lines += ["", "## Unit quality vs sLM scores", "", "| units | ABX within | ABX across | PNMI | sWUGGY all | "
                   "sBLIMP |", "|---|---|---|---|---|---|"]
@@ -397,13 +422,16 @@ def write_comparison(out_dir: str | os.PathLike, scored: Sequence[tuple[CompareR
     if sweep is not None and not isinstance(sweep, Mapping):
         sweep = read_sweep(sweep)
     points = scatter_points([r for r, _ in scored], table, sweep) if sweep is not None else []
-    report = {"title": title, "table": table, "scatter": points, "plot": None, "notes": list(notes),
-              "rows": [asdict(r) for r, _ in scored], **(extra or {})}
+    metrics = voice_metrics([rep for _, rep in scored])
+    by_voice = {"metrics": {m: list(v) for m, v in metrics.items()},
+                "table": comparison_table([(row.label, rep) for row, rep in scored], metrics)}
+    report = {"title": title, "table": table, "by_voice": by_voice, "scatter": points, "plot": None,
+              "notes": list(notes), "rows": [asdict(r) for r, _ in scored], **(extra or {})}
 
     def write(plot: str | None) -> None:
         report["plot"] = plot
         write_json_atomic(out / "report.json", json_safe(report))
-        write_text_atomic(out / "report.md", render(table, points, plot, title, notes))
+        write_text_atomic(out / "report.md", render(table, points, plot, title, notes, by_voice))
         write_tables(out / "report.md")
 
     write(None)  # the numbers first: a figure that fails loses none
