@@ -128,6 +128,34 @@ def test_convert_pt_and_safetensors_roundtrip(tiny, tmp_path):
     assert load(tmp_path / "cli.safetensors").info.variant == "spidr"
 
 
+def test_convert_encoder_teacher_puts_the_ema_teacher_in_the_students_place(tiny, tmp_path, capsys):
+    _, model = tiny
+    src = tmp_path / "ckpt.pt"
+    torch.save({"model": model.state_dict()}, src)
+    out = convert(src, tmp_path / "teacher.pt", encoder="teacher")
+    loaded = load_model(out)
+    for name, value in model.teacher.state_dict().items():
+        assert torch.equal(loaded.student.state_dict()[name], value), name
+        assert torch.equal(loaded.teacher.state_dict()[name], value), name
+    assert any(not torch.equal(v, loaded.student.state_dict()[k]) for k, v in model.student.state_dict().items())
+    # what every command reads: the layer outputs of the student, now the teacher's on the same front end
+    wav = torch.randn(1, 8000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, want = model.teacher(model.features(wav), None)
+        got = loaded.layer_outputs(wav, standardize=False)
+    assert sorted(got) == list(range(1, len(want) + 1))
+    assert all(torch.equal(got[i + 1], w) for i, w in enumerate(want))
+    assert read_checkpoint(out)["source"]["checkpoint"].endswith("ckpt.pt (teacher)")  # the provenance says so
+    assert cli_main(["convert", str(src), str(tmp_path / "cli.pt"), "--encoder", "teacher"]) == 0
+    assert "the teacher's encoder as the student" in capsys.readouterr().out
+    _equal_state(loaded, load_model(tmp_path / "cli.pt"))
+    student_only = {k: v for k, v in model.state_dict().items() if not k.startswith("teacher.")}
+    torch.save({"model": student_only}, tmp_path / "export.pt")
+    with pytest.raises(CheckpointError, match=r"export.pt has no teacher weights \(a student-only export\)"):
+        convert(tmp_path / "export.pt", tmp_path / "x.pt", encoder="teacher")
+    assert not (tmp_path / "x.pt").exists()
+
+
 # --------------------------------------------------------------------------------------------- errors
 def test_missing_unexpected_and_misshaped_keys_are_listed(tiny, tmp_path):
     _, model = tiny

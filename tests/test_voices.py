@@ -3,6 +3,7 @@ normalisation of the log mel front end, and the many-voice corpus (engines, plan
 
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,6 +237,23 @@ def test_festival_gives_contiguous_segments_and_words():
     assert [w for w, _, _ in r.words] == ["the", "cat", "sat", "on", "the", "mat"]
     assert all(p in engines.PHONE_MAP for p, _ in r.segments)
     assert abs(ends[-1] - len(r.samples) / r.sample_rate) < 0.05
+
+
+@pytest.mark.skipif(engines.missing("piper") is not None or not Path("/proc/self/task").is_dir(),
+                    reason="piper is not installed, or no /proc to count threads")
+def test_piper_leaves_no_thread_behind_to_draw_from_flites_generator():
+    """onnxruntime's default session keeps a pool of worker threads whose idle loop calls the C library's
+    rand(), which flite's voices draw from: flite renderings made after a piper voice in the same process
+    differed between runs. The piper session runs on the caller's thread and leaves none."""
+    def threads():
+        return len(list(Path("/proc/self/task").iterdir()))
+
+    before = threads()
+    voice = engines._piper_voice.__wrapped__("en_US-joe-medium")  # not the cached one: a session made here
+    options = voice.session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert len(engines.synthesize("joe", "the cat sat on the mat", 1.0, 1.0).samples) > 8000
+    assert threads() == before
 
 
 @pytest.mark.needs_flite

