@@ -128,11 +128,11 @@ def test_convert_pt_and_safetensors_roundtrip(tiny, tmp_path):
     assert load(tmp_path / "cli.safetensors").info.variant == "spidr"
 
 
-def test_convert_encoder_teacher_puts_the_ema_teacher_in_the_students_place(tiny, tmp_path, capsys):
+def test_convert_teacher_puts_the_ema_teacher_in_the_students_place(tiny, tmp_path, capsys):
     _, model = tiny
     src = tmp_path / "ckpt.pt"
     torch.save({"model": model.state_dict()}, src)
-    out = convert(src, tmp_path / "teacher.pt", encoder="teacher")
+    out = convert(src, tmp_path / "teacher.pt", teacher=True)
     loaded = load_model(out)
     for name, value in model.teacher.state_dict().items():
         assert torch.equal(loaded.student.state_dict()[name], value), name
@@ -146,13 +146,13 @@ def test_convert_encoder_teacher_puts_the_ema_teacher_in_the_students_place(tiny
     assert sorted(got) == list(range(1, len(want) + 1))
     assert all(torch.equal(got[i + 1], w) for i, w in enumerate(want))
     assert read_checkpoint(out)["source"]["checkpoint"].endswith("ckpt.pt (teacher)")  # the provenance says so
-    assert cli_main(["convert", str(src), str(tmp_path / "cli.pt"), "--encoder", "teacher"]) == 0
+    assert cli_main(["convert", str(src), str(tmp_path / "cli.pt"), "--teacher"]) == 0
     assert "the teacher's encoder as the student" in capsys.readouterr().out
     _equal_state(loaded, load_model(tmp_path / "cli.pt"))
     student_only = {k: v for k, v in model.state_dict().items() if not k.startswith("teacher.")}
     torch.save({"model": student_only}, tmp_path / "export.pt")
     with pytest.raises(CheckpointError, match=r"export.pt has no teacher weights \(a student-only export\)"):
-        convert(tmp_path / "export.pt", tmp_path / "x.pt", encoder="teacher")
+        convert(tmp_path / "export.pt", tmp_path / "x.pt", teacher=True)
     assert not (tmp_path / "x.pt").exists()
 
 

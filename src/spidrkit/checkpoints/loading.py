@@ -381,21 +381,19 @@ def convert(
     variant: str | None = None,
     config: Config | str | os.PathLike | None = None,
     force: bool = False,
-    encoder: str = "student",
+    teacher: bool = False,
 ) -> Path:
     """Rewrite any supported checkpoint as a self-describing spidrkit file (``.pt`` or ``.safetensors``), or
     as a model directory (``config.json`` + ``model.safetensors``) when ``out_path`` ends with a path
     separator or is an existing directory. ``in_path`` may also be a published model's name. An existing
     output file (or a folder's ``config.json`` / ``model.safetensors``) is replaced only with ``force``.
 
-    ``encoder="teacher"`` writes the EMA teacher's Transformer in the student's place, so every command that
+    ``teacher=True`` writes the EMA teacher's Transformer in the student's place, so every command that
     reads the model's features reads the teacher's (its convolutional front end is the student's: they share
     it); a file without teacher weights (a student-only export) is an error.
 
     The weights are checked by building the model first, so a file that converts is a file that loads.
     """
-    if encoder not in ("student", "teacher"):
-        raise CheckpointError(f"encoder={encoder!r}: choose 'student' (the trained encoder) or 'teacher' (its EMA)")
     to_dir = str(out_path).endswith((os.sep, "/")) or Path(out_path).is_dir()
     refuse_overwrite([Path(out_path) / "config.json", Path(out_path) / "model.safetensors"] if to_dir
                      else [Path(out_path)], force, "convert", error=CheckpointError)
@@ -404,12 +402,12 @@ def convert(
     if Path(out_path).resolve() == Path(in_path).resolve():
         raise CheckpointError("convert: the output would overwrite the input; choose another path")
     cfg, sd, info = load_checkpoint(in_path, variant, config)
-    if encoder == "teacher" and not any(k.startswith("teacher.") for k in sd):
+    if teacher and not any(k.startswith("teacher.") for k in sd):
         raise CheckpointError(f"{in_path} has no teacher weights (a student-only export): convert it without "
-                              "--encoder teacher")
+                              "--teacher")
     model = build_model(cfg, sd, str(in_path))
-    out_sd = teacher_as_student(model.state_dict()) if encoder == "teacher" else model.state_dict()
-    if encoder == "teacher":
+    out_sd = teacher_as_student(model.state_dict()) if teacher else model.state_dict()
+    if teacher:
         info = replace(info, path=f"{info.path} (teacher)")
     if to_dir:
         return save_model_dir(out_path, cfg, out_sd, info)

