@@ -25,7 +25,9 @@ are never used.
 Every engine takes the same prosody (:class:`~spidrkit.data.synth.render.Prosody`): a duration stretch and
 a pitch factor where the engine has them (piper has no pitch control); speed, level and noise are applied
 afterwards, alike for all. Renderings are deterministic in (text, voice, prosody, seed): piper's sampling
-noise is switched off (its variation comes from the prosody draw).
+noise is switched off (its variation comes from the prosody draw), and it runs on one thread, so its samples do
+not depend on the number of cores (with onnxruntime's pool they moved by 1 LSB in a third of the utterances)
+and it leaves no thread behind to draw from flite's generator (which had rewritten whole flite utterances).
 """
 
 from __future__ import annotations
