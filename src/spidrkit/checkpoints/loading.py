@@ -406,18 +406,9 @@ def convert(
         raise CheckpointError(f"{in_path} has no teacher weights (a student-only export): convert it without "
                               "--teacher")
     model = build_model(cfg, sd, str(in_path))
-    out_sd = teacher_as_student(model.state_dict()) if teacher else model.state_dict()
     if teacher:
+        model.student.load_state_dict(model.teacher.state_dict())
         info = replace(info, path=f"{info.path} (teacher)")
     if to_dir:
-        return save_model_dir(out_path, cfg, out_sd, info)
-    return save_spidrkit(out_path, cfg, out_sd, info)
-
-
-def teacher_as_student(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state_dict`` with every ``student.*`` tensor replaced by its ``teacher.*`` twin (the teacher kept)."""
-    out = dict(state_dict)
-    for key, value in state_dict.items():
-        if key.startswith("teacher."):
-            out["student." + key[len("teacher.") :]] = value.clone()
-    return out
+        return save_model_dir(out_path, cfg, model.state_dict(), info)
+    return save_spidrkit(out_path, cfg, model.state_dict(), info)
