@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,13 +37,20 @@ DEFAULT_BOOTSTRAP = 1000
 
 @dataclass
 class PairScore:
-    """One pair id: its score averaged over voices, how many voices, its breakdown keys and its score by voice."""
+    """One pair id: its breakdown keys and its score on each voice that reads it."""
 
     pair: str
-    score: float
-    voices: int
     groups: tuple[str, ...]
-    by_voice: dict[str, float] = field(default_factory=dict)
+    by_voice: dict[str, float]
+
+    @property
+    def score(self) -> float:
+        """The mean over its voices."""
+        return float(np.mean(list(self.by_voice.values())))
+
+    @property
+    def voices(self) -> int:
+        return len(self.by_voice)
 
 
 def compare(right: float, wrong: float) -> float:
@@ -93,8 +100,7 @@ def pair_scores(split: Split, scores: Mapping[str, float]) -> list[PairScore]:
                                      f"{len(right)} right and {len(wrong)} wrong items (expected 1 and >= 1)")
             per_voice[voice] = sum(compare(right[0], w) for w in wrong) / len(wrong)
         where = f"{split.folder / 'gold.csv'}: pair id {pair!r}"
-        out.append(PairScore(pair, float(np.mean(list(per_voice.values()))), len(per_voice),
-                             _groups(split, attrs[pair], where), per_voice))
+        out.append(PairScore(pair, _groups(split, attrs[pair], where), per_voice))
     return out
 
 
